@@ -1,0 +1,62 @@
+//! An origin that lives in a plugin library, called through the FFI traits.
+
+use std::sync::Arc;
+
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{ROption, RString};
+use async_trait::async_trait;
+
+use crate::ffi::{
+    FfiChangeEvent, FfiEventSink, FfiEventSink_TO, FfiOriginBox, FfiPluginBox,
+};
+use crate::{EventSink, Health, ListPage, Metadata, Origin, OriginResult, WatchHandle};
+
+/// An origin opened by a plugin. Keeps the plugin object alive as long as it lives.
+pub(crate) struct PluginOrigin {
+    pub(crate) ffi: FfiOriginBox,
+    pub(crate) _plugin: Arc<FfiPluginBox>,
+}
+
+#[async_trait]
+impl Origin for PluginOrigin {
+    async fn stat(&self, path: &str) -> OriginResult<Metadata> {
+        let meta = self.ffi.stat(path.into()).await.into_result()?;
+        Ok(meta.into())
+    }
+
+    async fn list(&self, dir: &str, cursor: Option<&str>, limit: u32) -> OriginResult<ListPage> {
+        let cursor: ROption<RString> = cursor.map(RString::from).into();
+        let page = self.ffi.list(dir.into(), cursor, limit).await.into_result()?;
+        Ok(page.into())
+    }
+
+    async fn read(&self, path: &str, offset: u64, len: u32) -> OriginResult<Vec<u8>> {
+        let bytes = self.ffi.read(path.into(), offset, len).await.into_result()?;
+        Ok(bytes.into_vec())
+    }
+
+    async fn health(&self) -> Health {
+        match self.ffi.health().await.into_result() {
+            Ok(health) => health.into(),
+            Err(err) => Health::unhealthy(crate::OriginError::from(err).to_string()),
+        }
+    }
+
+    async fn watch(&self, sink: EventSink) -> OriginResult<WatchHandle> {
+        let ffi_sink = FfiEventSink_TO::from_value(HostEventSink(sink), TD_Opaque);
+        let handle = self.ffi.watch(ffi_sink).await.into_result()?;
+        Ok(WatchHandle::on_stop(move || {
+            handle.stop();
+            drop(handle);
+        }))
+    }
+}
+
+/// Carries plugin events into the host's sink (which enforces "nothing after close").
+struct HostEventSink(EventSink);
+
+impl FfiEventSink for HostEventSink {
+    fn send(&self, event: FfiChangeEvent) {
+        self.0.send(event.into());
+    }
+}

@@ -1,0 +1,38 @@
+//! The trait a storage backend implements.
+
+use async_trait::async_trait;
+
+use crate::{EventSink, ListPage, Metadata, OriginResult, WatchHandle};
+
+/// One configured storage backend: a tree of files under a root.
+///
+/// Paths are relative to the origin's root, `/`-separated, without a leading slash;
+/// the root itself is `""`. The adapter checks every path before it reaches you, so
+/// an implementation never sees `..` or an absolute path.
+///
+/// Every method may be called concurrently from several tasks. Futures may be
+/// dropped before they finish (the host enforces deadlines by dropping them), so
+/// hold no state across an `.await` that a cancellation would leave broken.
+#[async_trait]
+pub trait Origin: Send + Sync + 'static {
+    /// Metadata of `path`; [`crate::ErrorKind::NotFound`] when it does not exist.
+    async fn stat(&self, path: &str) -> OriginResult<Metadata>;
+
+    /// One page of the entries of directory `dir`: at most `limit` entries (`limit`
+    /// is at least 1), starting after `cursor` (`None` for the first page), in an
+    /// order that is stable while the directory does not change.
+    async fn list(&self, dir: &str, cursor: Option<&str>, limit: u32) -> OriginResult<ListPage>;
+
+    /// Up to `len` bytes of `path` starting at `offset`. Returns fewer bytes only at
+    /// the end of the file; an offset at or past the end gives an empty buffer, not
+    /// an error.
+    async fn read(&self, path: &str, offset: u64, len: u32) -> OriginResult<Vec<u8>>;
+
+    /// A cheap check of whether the origin can serve right now.
+    async fn health(&self) -> crate::Health;
+
+    /// Starts sending changes below the root to `sink` until the returned handle is
+    /// stopped or dropped.
+    async fn watch(&self, sink: EventSink) -> OriginResult<WatchHandle>;
+}
+

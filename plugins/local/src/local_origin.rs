@@ -1,0 +1,242 @@
+//! The origin itself: stat, paged listing, ranged reads with `pread`, health.
+//!
+//! All file-system calls are blocking, so each operation runs as one
+//! `spawn_blocking` job on the plugin's runtime.
+
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use origin_api::{
+    async_trait, DirEntry, EntryKind, EventSink, Health, ListPage, Metadata, Origin,
+    OriginError, OriginResult, WatchHandle,
+};
+
+use crate::paging::{Cursor, Snapshots};
+use crate::watcher;
+
+pub(crate) struct LocalOrigin {
+    root: Arc<PathBuf>,
+    snapshots: Arc<Snapshots>,
+}
+
+impl LocalOrigin {
+    pub(crate) fn new(path: &str) -> OriginResult<Self> {
+        if path.is_empty() {
+            return Err(OriginError::invalid_config("key `path` is empty"));
+        }
+        let root = std::path::absolute(path)
+            .map_err(|e| OriginError::invalid_config(format!("key `path` ({path}): {e}")))?;
+        Ok(LocalOrigin {
+            root: Arc::new(root),
+            snapshots: Arc::new(Snapshots::default()),
+        })
+    }
+
+    /// Runs blocking file-system work off the runtime's workers.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Path) -> OriginResult<T> + Send + 'static,
+    ) -> OriginResult<T> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || work(&root))
+            .await
+            .map_err(|e| OriginError::other(format!("blocking task failed: {e}")))?
+    }
+}
+
+/// The canonical root: symlinks in the configured path itself are fine.
+pub(crate) fn canonical_root(root: &Path) -> OriginResult<PathBuf> {
+    fs::canonicalize(root).map_err(|e| {
+        OriginError::unavailable(format!("root {} is not reachable: {e}", root.display()))
+    })
+}
+
+/// Resolves `rel` below `root`, following symlinks only while they stay inside it.
+pub(crate) fn resolve(root: &Path, rel: &str) -> OriginResult<PathBuf> {
+    let root = canonical_root(root)?;
+    if rel.is_empty() {
+        return Ok(root);
+    }
+    let real = fs::canonicalize(root.join(rel)).map_err(|e| OriginError::from(e).with_path(rel))?;
+    if !real.starts_with(&root) {
+        return Err(OriginError::permission_denied(format!(
+            "{rel}: a symlink leads outside the root"
+        )));
+    }
+    Ok(real)
+}
+
+fn metadata_of(meta: &fs::Metadata) -> Metadata {
+    let kind = if meta.is_file() {
+        EntryKind::File
+    } else if meta.is_dir() {
+        EntryKind::Directory
+    } else {
+        EntryKind::Other
+    };
+    let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+    Metadata {
+        kind,
+        size: if kind == EntryKind::File { meta.len() } else { 0 },
+        modified,
+        version: None,
+    }
+}
+
+trait WithPath {
+    fn with_path(self, rel: &str) -> Self;
+}
+
+impl WithPath for OriginError {
+    fn with_path(self, rel: &str) -> Self {
+        OriginError::new(self.kind(), format!("{rel}: {}", self.message()))
+    }
+}
+
+#[async_trait]
+impl Origin for LocalOrigin {
+    async fn stat(&self, path: &str) -> OriginResult<Metadata> {
+        let rel = path.to_owned();
+        self.blocking(move |root| {
+            let real = resolve(root, &rel)?;
+            let meta = fs::metadata(real).map_err(|e| OriginError::from(e).with_path(&rel))?;
+            Ok(metadata_of(&meta))
+        })
+        .await
+    }
+
+    async fn list(&self, dir: &str, cursor: Option<&str>, limit: u32) -> OriginResult<ListPage> {
+        let rel = dir.to_owned();
+        let cursor = cursor.map(Cursor::parse).transpose()?;
+        let snapshots = self.snapshots.clone();
+        self.blocking(move |root| {
+            let root = canonical_root(root)?;
+            let real = resolve(&root, &rel)?;
+            let names = match &cursor {
+                Some(cursor) => snapshots.get(cursor.snapshot, &rel),
+                None => None,
+            };
+            let (snapshot, names, start) = match (names, &cursor) {
+                (Some(names), Some(cursor)) => (cursor.snapshot, names, cursor.index),
+                _ => {
+                    let names = read_names(&real, &rel)?;
+                    // An expired snapshot: resume after the last name returned.
+                    let start = match &cursor {
+                        Some(c) => names.partition_point(|n| n.as_str() <= c.last_name.as_str()),
+                        None => 0,
+                    };
+                    let (id, names) = snapshots.insert(&rel, names);
+                    (id, names, start)
+                }
+            };
+            let mut entries = Vec::new();
+            let mut index = start;
+            while index < names.len() && entries.len() < limit as usize {
+                let name = &names[index];
+                index += 1;
+                if let Some(metadata) = entry_metadata(&root, &real.join(name)) {
+                    entries.push(DirEntry {
+                        name: name.clone(),
+                        metadata,
+                    });
+                }
+            }
+            let next_cursor = (index < names.len()).then(|| {
+                Cursor {
+                    snapshot,
+                    index,
+                    last_name: names[index - 1].clone(),
+                }
+                .to_string()
+            });
+            Ok(ListPage {
+                entries,
+                next_cursor,
+            })
+        })
+        .await
+    }
+
+    async fn read(&self, path: &str, offset: u64, len: u32) -> OriginResult<Vec<u8>> {
+        let rel = path.to_owned();
+        self.blocking(move |root| {
+            let real = resolve(root, &rel)?;
+            let file = File::open(&real).map_err(|e| OriginError::from(e).with_path(&rel))?;
+            let size = file.metadata()?.len();
+            if !file.metadata()?.is_file() {
+                return Err(OriginError::not_found(format!("{rel}: not a file")));
+            }
+            let want = (len as u64).min(size.saturating_sub(offset)) as usize;
+            let mut buf = vec![0u8; want];
+            let mut filled = 0;
+            while filled < want {
+                match file.read_at(&mut buf[filled..], offset + filled as u64) {
+                    Ok(0) => break, // shrank while we read
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(OriginError::from(e).with_path(&rel)),
+                }
+            }
+            buf.truncate(filled);
+            Ok(buf)
+        })
+        .await
+    }
+
+    async fn health(&self) -> Health {
+        let checked = self
+            .blocking(|root| {
+                let real = canonical_root(root)?;
+                let mut entries = fs::read_dir(&real).map_err(|e| {
+                    OriginError::from(e).with_path(&real.display().to_string())
+                })?;
+                // Reading one entry proves the folder is readable, not just present.
+                if let Some(Err(e)) = entries.next() {
+                    return Err(OriginError::from(e));
+                }
+                Ok(())
+            })
+            .await;
+        match checked {
+            Ok(()) => Health::healthy(),
+            Err(e) => Health::unhealthy(e.message().to_owned()),
+        }
+    }
+
+    async fn watch(&self, sink: EventSink) -> OriginResult<WatchHandle> {
+        let root = canonical_root(&self.root)?;
+        watcher::start(root, sink)
+    }
+}
+
+/// The directory's entry names, sorted; names that are not UTF-8 are left out
+/// (and logged), since origin paths are strings.
+fn read_names(dir: &Path, rel: &str) -> OriginResult<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| OriginError::from(e).with_path(rel))? {
+        let entry = entry.map_err(|e| OriginError::from(e).with_path(rel))?;
+        match entry.file_name().into_string() {
+            Ok(name) => names.push(name),
+            Err(raw) => tracing::warn!(dir = rel, name = ?raw, "skipping a name that is not UTF-8"),
+        }
+    }
+    names.sort_unstable();
+    Ok(names)
+}
+
+/// Metadata of one listed entry, or `None` for one to leave out: a symlink leading
+/// outside the root, a dangling link, a loop.
+fn entry_metadata(root: &Path, path: &Path) -> Option<Metadata> {
+    let link = fs::symlink_metadata(path).ok()?;
+    if link.file_type().is_symlink() {
+        let real = fs::canonicalize(path).ok()?;
+        if !real.starts_with(root) {
+            tracing::debug!(path = %path.display(), "leaving out a symlink that leads outside the root");
+            return None;
+        }
+        return fs::metadata(real).ok().map(|m| metadata_of(&m));
+    }
+    Some(metadata_of(&link))
+}

@@ -1,0 +1,75 @@
+//! Paged listing of big folders without reading them again for every page.
+//!
+//! The first page reads and sorts the folder's names once and keeps them as a
+//! snapshot; the cursor names the snapshot, the position in it and the last name
+//! returned. Later pages slice the snapshot and stat only their own entries. When a
+//! snapshot has been evicted, the folder is read again and the listing resumes after
+//! the last name, so a slow reader still gets every entry once.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use origin_api::{OriginError, OriginResult};
+
+/// How many folder snapshots stay in memory.
+const KEEP: usize = 16;
+
+#[derive(Default)]
+pub(crate) struct Snapshots {
+    next_id: AtomicU64,
+    kept: Mutex<VecDeque<(u64, String, Arc<Vec<String>>)>>,
+}
+
+impl Snapshots {
+    /// The snapshot `id` of folder `dir`, if still kept.
+    pub(crate) fn get(&self, id: u64, dir: &str) -> Option<Arc<Vec<String>>> {
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.iter()
+            .find(|(i, d, _)| *i == id && d == dir)
+            .map(|(_, _, names)| names.clone())
+    }
+
+    /// Keeps the sorted names of folder `dir`, evicting the oldest snapshot.
+    pub(crate) fn insert(&self, dir: &str, names: Vec<String>) -> (u64, Arc<Vec<String>>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let names = Arc::new(names);
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() == KEEP {
+            kept.pop_front();
+        }
+        kept.push_back((id, dir.to_owned(), names.clone()));
+        (id, names)
+    }
+}
+
+/// `snapshot:index:last name` (the name may itself contain `:`).
+pub(crate) struct Cursor {
+    pub(crate) snapshot: u64,
+    pub(crate) index: usize,
+    pub(crate) last_name: String,
+}
+
+impl Cursor {
+    pub(crate) fn parse(text: &str) -> OriginResult<Cursor> {
+        let mut parts = text.splitn(3, ':');
+        let parsed = (|| {
+            let snapshot = parts.next()?.parse().ok()?;
+            let index = parts.next()?.parse().ok()?;
+            let last_name = parts.next()?.to_owned();
+            Some(Cursor {
+                snapshot,
+                index,
+                last_name,
+            })
+        })();
+        parsed.ok_or_else(|| OriginError::other(format!("invalid listing cursor {text:?}")))
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.snapshot, self.index, self.last_name)
+    }
+}
