@@ -1,0 +1,11 @@
+//! MusicFS host: loads origin plugins, registers their origins, and (later) mounts
+//! the library. The binary in `main.rs` is a thin command line over this crate, and
+//! the end-to-end tests drive the same pieces directly.
+
+mod call_gate;
+pub mod config;
+pub mod events;
+pub mod paths;
+pub mod plugin_folder;
+pub mod plugin_manager;
+pub mod registry;

@@ -1,0 +1,332 @@
+//! Keeps the running set of plugins equal to what the plugins folder holds, and the
+//! configured origins of each kind registered through its plugin.
+//!
+//! [`PluginManager::sync`] compares the folder with what is running:
+//! - a new file is copied (see [`crate::plugin_folder`]), loaded and checked; the
+//!   configured origins of its kind are opened and registered;
+//! - a file whose content changed is loaded the same way *beside* the running
+//!   version; its origins must open and answer a health check before they replace
+//!   the old ones. If anything fails, the old version keeps serving;
+//! - a removed file takes its origins down (watches stopped, calls drained) and its
+//!   runtime stopped. The library stays mapped: unloading is logical (DESIGN.md).
+//!
+//! Syncs are serialised by one async mutex; [`PluginManager::watch_folder`] runs one
+//! after each burst of changes in the folder.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use origin_api::host::LoadedPlugin;
+use origin_api::{HealthStatus, Settings};
+use tokio::sync::{mpsc, Mutex};
+
+use crate::config::{HealthConfig, OriginConfig};
+use crate::events::{Event, EventBus};
+use crate::plugin_folder::{candidate_files, clear_copies, content_hash, hashed_copy};
+use crate::registry::{RegisteredOrigin, Registry};
+
+/// How long the plugins folder must be quiet before a sync.
+const FOLDER_QUIET: Duration = Duration::from_millis(300);
+
+/// A plugin that is running.
+struct Active {
+    hash: String,
+    plugin: Arc<LoadedPlugin>,
+}
+
+#[derive(Default)]
+struct State {
+    /// By source file in the plugins folder.
+    active: BTreeMap<PathBuf, Active>,
+    /// Files that failed, with the hash that failed, so they are not retried (and
+    /// logged) until their content changes.
+    rejected: BTreeMap<PathBuf, String>,
+}
+
+/// Loads, replaces and unloads plugins as the folder changes.
+pub struct PluginManager {
+    plugins_dir: PathBuf,
+    copies_dir: PathBuf,
+    origins: Vec<OriginConfig>,
+    health: HealthConfig,
+    registry: Arc<Registry>,
+    events: EventBus,
+    state: Mutex<State>,
+}
+
+impl PluginManager {
+    /// A manager for `plugins_dir`, keeping library copies in `state_dir/plugins`.
+    pub fn new(
+        plugins_dir: PathBuf,
+        state_dir: &Path,
+        origins: Vec<OriginConfig>,
+        health: HealthConfig,
+        registry: Arc<Registry>,
+        events: EventBus,
+    ) -> Self {
+        let copies_dir = state_dir.join("plugins");
+        clear_copies(&copies_dir);
+        PluginManager {
+            plugins_dir,
+            copies_dir,
+            origins,
+            health,
+            registry,
+            events,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Brings the running plugins in line with the folder.
+    pub async fn sync(&self) {
+        let mut state = self.state.lock().await;
+        let files = match candidate_files(&self.plugins_dir) {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::error!(dir = %self.plugins_dir.display(), "cannot read the plugins folder: {e}");
+                Vec::new()
+            }
+        };
+        let gone: Vec<PathBuf> = state
+            .active
+            .keys()
+            .filter(|f| !files.contains(f))
+            .cloned()
+            .collect();
+        for file in gone {
+            if let Some(active) = state.active.remove(&file) {
+                self.take_down(&file, active).await;
+            }
+        }
+        state.rejected.retain(|f, _| files.contains(f));
+        for file in files {
+            self.sync_file(&mut state, file).await;
+        }
+    }
+
+    /// The kinds of the running plugins, with their source files.
+    pub async fn running(&self) -> Vec<(String, PathBuf)> {
+        let state = self.state.lock().await;
+        state
+            .active
+            .iter()
+            .map(|(file, a)| (a.plugin.info().kind.clone(), file.clone()))
+            .collect()
+    }
+
+    /// Publishes `OriginWaiting` for each enabled origin whose kind no plugin serves.
+    pub async fn report_waiting(&self) {
+        let state = self.state.lock().await;
+        for origin in self.origins.iter().filter(|o| o.enabled) {
+            let served = state.active.values().any(|a| a.plugin.info().kind == origin.kind);
+            if !served {
+                self.waiting(origin, format!("waiting for plugin {}", origin.kind));
+            }
+        }
+    }
+
+    async fn sync_file(&self, state: &mut State, file: PathBuf) {
+        let hash = match hash_in_background(&file).await {
+            Ok(hash) => hash,
+            Err(e) => {
+                tracing::warn!(file = %file.display(), "cannot read plugin file: {e}");
+                return;
+            }
+        };
+        let running = state.active.get(&file).map(|a| a.hash.as_str());
+        if running == Some(hash.as_str()) || state.rejected.get(&file) == Some(&hash) {
+            return;
+        }
+        let replacing = running.is_some();
+        match self.load(&file, &hash, state).await {
+            Ok(plugin) => match self.bring_up(&plugin, &hash, replacing).await {
+                Ok(()) => {
+                    state.rejected.remove(&file);
+                    let info = plugin.info();
+                    tracing::info!(file = %file.display(), kind = %info.kind, version = %info.version, "plugin loaded");
+                    self.events.publish(Event::PluginLoaded {
+                        file: file.display().to_string(),
+                        kind: info.kind.clone(),
+                        version: info.version.clone(),
+                        hash: hash.clone(),
+                    });
+                    let old = state.active.insert(file.clone(), Active { hash, plugin });
+                    if let Some(old) = old {
+                        self.retire(&file, old).await;
+                    }
+                }
+                Err(reason) => {
+                    shutdown_in_background(plugin).await;
+                    self.reject(state, &file, hash, reason, replacing);
+                }
+            },
+            Err(reason) => self.reject(state, &file, hash, reason, replacing),
+        }
+    }
+
+    async fn load(&self, file: &Path, hash: &str, state: &State) -> Result<Arc<LoadedPlugin>, String> {
+        let (source, hash_owned, copies) = (file.to_owned(), hash.to_owned(), self.copies_dir.clone());
+        let loaded = tokio::task::spawn_blocking(move || {
+            let copy = hashed_copy(&source, &hash_owned, &copies).map_err(|e| format!("cannot copy: {e}"))?;
+            origin_api::host::load_plugin(&copy).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("loader task failed: {e}"))??;
+        let plugin = Arc::new(loaded);
+        let kind = plugin.info().kind.clone();
+        let clash = state
+            .active
+            .iter()
+            .find(|(other, a)| other.as_path() != file && a.plugin.info().kind == kind);
+        if let Some((other, _)) = clash {
+            let reason = format!("kind `{kind}` is already served by {}", other.display());
+            shutdown_in_background(plugin).await;
+            return Err(reason);
+        }
+        Ok(plugin)
+    }
+
+    /// Opens the configured origins of the plugin's kind and registers them. A
+    /// replacement must open every one of them and find each at least degraded,
+    /// or nothing is registered and the old version stays.
+    async fn bring_up(&self, plugin: &Arc<LoadedPlugin>, hash: &str, replacing: bool) -> Result<(), String> {
+        let kind = plugin.info().kind.clone();
+        let mut opened = Vec::new();
+        for config in self.origins.iter().filter(|o| o.enabled && o.kind == kind) {
+            match self.open(plugin, hash, config).await {
+                Ok(origin) => opened.push(origin),
+                Err(reason) if replacing => {
+                    return Err(format!("origin `{}` failed with the new version: {reason}", config.id))
+                }
+                Err(reason) => self.waiting(config, reason),
+            }
+        }
+        for origin in opened {
+            self.registry.register(origin).await;
+        }
+        Ok(())
+    }
+
+    async fn open(&self, plugin: &LoadedPlugin, hash: &str, config: &OriginConfig) -> Result<RegisteredOrigin, String> {
+        let settings = Settings::new(config.id.clone(), config.settings.clone());
+        let deadline = self.health.call_deadline();
+        let origin = match tokio::time::timeout(deadline, plugin.open(settings)).await {
+            Ok(Ok(origin)) => origin,
+            Ok(Err(e)) => return Err(format!("cannot open: {e}")),
+            Err(_) => return Err(format!("opening took longer than {} ms", deadline.as_millis())),
+        };
+        let registered = RegisteredOrigin::new(
+            config.id.clone(),
+            config.kind.clone(),
+            config.priority,
+            plugin.info().version.clone(),
+            hash.to_owned(),
+            origin,
+            deadline,
+        );
+        let health = registered.health().await;
+        if health.status == HealthStatus::Unhealthy {
+            return Err(format!("unhealthy: {}", health.reason));
+        }
+        Ok(registered)
+    }
+
+    fn waiting(&self, config: &OriginConfig, reason: String) {
+        tracing::warn!(origin = %config.id, kind = %config.kind, "{reason}");
+        self.events.publish(Event::OriginWaiting {
+            id: config.id.clone(),
+            reason,
+        });
+    }
+
+    fn reject(&self, state: &mut State, file: &Path, hash: String, reason: String, replacing: bool) {
+        if replacing {
+            tracing::error!(file = %file.display(), "new version rejected, the running version keeps serving: {reason}");
+        } else {
+            tracing::error!(file = %file.display(), "plugin rejected: {reason}");
+        }
+        self.events.publish(Event::PluginRejected {
+            file: file.display().to_string(),
+            reason,
+        });
+        state.rejected.insert(file.to_owned(), hash);
+    }
+
+    /// After a replacement: unregisters what the old version served that the new one
+    /// did not take over, and stops its runtime.
+    async fn retire(&self, file: &Path, old: Active) {
+        let kind = old.plugin.info().kind.clone();
+        for id in self.registry.ids_of_kind(&kind) {
+            let still_old = self.registry.get(&id).is_some_and(|o| o.plugin_hash == old.hash);
+            if still_old {
+                self.registry.unregister(&id).await;
+            }
+        }
+        tracing::info!(file = %file.display(), kind = %kind, "previous version retired");
+        shutdown_in_background(old.plugin).await;
+    }
+
+    async fn take_down(&self, file: &Path, active: Active) {
+        let kind = active.plugin.info().kind.clone();
+        for id in self.registry.ids_of_kind(&kind) {
+            self.registry.unregister(&id).await;
+        }
+        shutdown_in_background(active.plugin).await;
+        tracing::info!(file = %file.display(), kind = %kind, "plugin unloaded");
+        self.events.publish(Event::PluginUnloaded {
+            file: file.display().to_string(),
+            kind,
+        });
+    }
+
+    /// Runs a sync after every burst of changes in the plugins folder, until the
+    /// returned guard is dropped.
+    pub fn watch_folder(self: &Arc<Self>) -> notify::Result<FolderWatch> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok_and(|e| !e.kind.is_access()) {
+                let _ = tx.send(());
+            }
+        })?;
+        watcher.watch(&self.plugins_dir, RecursiveMode::NonRecursive)?;
+        let manager = self.clone();
+        let task = tokio::spawn(async move {
+            while rx.recv().await.is_some() {
+                // Wait for the folder to be quiet: a copy arrives in many writes.
+                while let Ok(Some(())) = tokio::time::timeout(FOLDER_QUIET, rx.recv()).await {}
+                manager.sync().await;
+            }
+        });
+        Ok(FolderWatch {
+            _watcher: watcher,
+            task,
+        })
+    }
+}
+
+/// Keeps the plugins folder watched.
+pub struct FolderWatch {
+    _watcher: notify::RecommendedWatcher,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FolderWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn hash_in_background(file: &Path) -> std::io::Result<String> {
+    let file = file.to_owned();
+    tokio::task::spawn_blocking(move || content_hash(&file))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// Stops a plugin's runtime off the async workers (it blocks while tasks finish).
+async fn shutdown_in_background(plugin: Arc<LoadedPlugin>) {
+    let _ = tokio::task::spawn_blocking(move || plugin.shutdown()).await;
+}

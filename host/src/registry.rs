@@ -1,0 +1,218 @@
+//! The registry of live origins: each configured origin that its plugin opened, with
+//! its priority, its watch handles and its calls in flight.
+//!
+//! Every call to an origin goes through [`RegisteredOrigin`], which enforces the
+//! per-call deadline (dropping the future, which aborts the plugin's task) and counts
+//! the call, so that unregistering can stop the watches, wait (bounded) for calls in
+//! flight and only then drop the plugin's origin object.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use origin_api::{
+    ChangeEvent, EventSink, Health, ListPage, Metadata, Origin, OriginError, OriginResult,
+    WatchHandle,
+};
+
+use crate::call_gate::CallGate;
+use crate::events::{Event, EventBus};
+
+/// How long unregistering waits for calls in flight.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+/// One live origin.
+pub struct RegisteredOrigin {
+    /// The configured id.
+    pub id: String,
+    /// The plugin kind.
+    pub kind: String,
+    /// Lower wins.
+    pub priority: i64,
+    /// The version of the plugin that opened it.
+    pub plugin_version: String,
+    /// The content hash of the plugin library that opened it.
+    pub plugin_hash: String,
+    origin: Arc<dyn Origin>,
+    deadline: Duration,
+    gate: Arc<CallGate>,
+    watches: Mutex<Vec<(EventSink, WatchHandle)>>,
+}
+
+impl RegisteredOrigin {
+    /// Wraps an opened origin.
+    pub fn new(
+        id: String,
+        kind: String,
+        priority: i64,
+        plugin_version: String,
+        plugin_hash: String,
+        origin: Arc<dyn Origin>,
+        deadline: Duration,
+    ) -> Self {
+        RegisteredOrigin {
+            id,
+            kind,
+            priority,
+            plugin_version,
+            plugin_hash,
+            origin,
+            deadline,
+            gate: Arc::new(CallGate::default()),
+            watches: Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn call<T>(&self, op: &str, work: impl Future<Output = OriginResult<T>>) -> OriginResult<T> {
+        let _guard = self.gate.enter().ok_or_else(|| {
+            OriginError::unavailable(format!("origin `{}` is being taken down", self.id))
+        })?;
+        match tokio::time::timeout(self.deadline, work).await {
+            Ok(result) => result,
+            Err(_) => Err(OriginError::timeout(format!(
+                "origin `{}`: {op} took longer than {} ms",
+                self.id,
+                self.deadline.as_millis()
+            ))),
+        }
+    }
+
+    /// `stat`, with the deadline.
+    pub async fn stat(&self, path: &str) -> OriginResult<Metadata> {
+        self.call("stat", self.origin.stat(path)).await
+    }
+
+    /// One page of `list`, with the deadline.
+    pub async fn list(&self, dir: &str, cursor: Option<&str>, limit: u32) -> OriginResult<ListPage> {
+        self.call("list", self.origin.list(dir, cursor, limit)).await
+    }
+
+    /// A ranged `read`, with the deadline.
+    pub async fn read(&self, path: &str, offset: u64, len: u32) -> OriginResult<Vec<u8>> {
+        self.call("read", self.origin.read(path, offset, len)).await
+    }
+
+    /// A health check, with the deadline; a timeout or refusal is unhealthy.
+    pub async fn health(&self) -> Health {
+        match self.call("health", async { Ok(self.origin.health().await) }).await {
+            Ok(health) => health,
+            Err(err) => Health::unhealthy(err.to_string()),
+        }
+    }
+
+    /// Starts a watch delivering to `deliver`; it runs until the origin is unregistered.
+    pub async fn watch(&self, deliver: impl Fn(ChangeEvent) + Send + Sync + 'static) -> OriginResult<()> {
+        let sink = EventSink::new(deliver);
+        let handle = self.call("watch", self.origin.watch(sink.clone())).await?;
+        self.watches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((sink, handle));
+        Ok(())
+    }
+
+    /// Calls in flight right now.
+    pub fn calls_in_flight(&self) -> usize {
+        self.gate.in_flight()
+    }
+
+    /// Stops the watches (no event is delivered once this returns), refuses new
+    /// calls and waits up to `limit` for the ones in flight.
+    async fn take_down(&self, limit: Duration) {
+        let watches = std::mem::take(&mut *self.watches.lock().unwrap_or_else(|p| p.into_inner()));
+        for (sink, handle) in watches {
+            sink.close();
+            handle.stop();
+        }
+        let left = self.gate.drain(limit).await;
+        if left > 0 {
+            tracing::warn!(origin = %self.id, left, "calls still running after {limit:?}; dropping the origin anyway");
+        }
+    }
+}
+
+/// All live origins, by id.
+pub struct Registry {
+    origins: RwLock<BTreeMap<String, Arc<RegisteredOrigin>>>,
+    events: EventBus,
+}
+
+impl Registry {
+    /// An empty registry publishing to `events`.
+    pub fn new(events: EventBus) -> Self {
+        Registry {
+            origins: RwLock::new(BTreeMap::new()),
+            events,
+        }
+    }
+
+    /// Adds `origin`, taking down any origin registered before under the same id.
+    pub async fn register(&self, origin: RegisteredOrigin) -> Arc<RegisteredOrigin> {
+        let origin = Arc::new(origin);
+        let old = self
+            .origins
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(origin.id.clone(), origin.clone());
+        if let Some(old) = old {
+            self.finish(old).await;
+        }
+        tracing::info!(origin = %origin.id, kind = %origin.kind, priority = origin.priority, "origin registered");
+        self.events.publish(Event::OriginRegistered {
+            id: origin.id.clone(),
+            kind: origin.kind.clone(),
+        });
+        origin
+    }
+
+    /// Takes origin `id` down; returns whether it was registered.
+    pub async fn unregister(&self, id: &str) -> bool {
+        let removed = self.origins.write().unwrap_or_else(|p| p.into_inner()).remove(id);
+        match removed {
+            Some(origin) => {
+                self.finish(origin).await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    async fn finish(&self, origin: Arc<RegisteredOrigin>) {
+        origin.take_down(DRAIN_LIMIT).await;
+        tracing::info!(origin = %origin.id, kind = %origin.kind, "origin unregistered");
+        self.events.publish(Event::OriginUnregistered {
+            id: origin.id.clone(),
+            kind: origin.kind.clone(),
+        });
+    }
+
+    /// The origin `id`, if live.
+    pub fn get(&self, id: &str) -> Option<Arc<RegisteredOrigin>> {
+        self.origins.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    /// Every live origin, by priority then id.
+    pub fn all(&self) -> Vec<Arc<RegisteredOrigin>> {
+        let mut all: Vec<_> = self
+            .origins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| (a.priority, &a.id).cmp(&(b.priority, &b.id)));
+        all
+    }
+
+    /// The ids of the live origins of `kind`.
+    pub fn ids_of_kind(&self, kind: &str) -> Vec<String> {
+        self.origins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|o| o.kind == kind)
+            .map(|o| o.id.clone())
+            .collect()
+    }
+}
