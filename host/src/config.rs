@@ -214,7 +214,10 @@ struct Locator<'a> {
 
 impl Locator<'_> {
     fn line_of(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
     }
 
     /// The line of `key = …` in the table whose header starts at `span` (serde's span
@@ -250,7 +253,9 @@ impl Locator<'_> {
         let message = err.message().trim().to_owned();
         let line = err.span().map(|s| self.line_of(s.start));
         let key = backticked(&message)
-            .filter(|_| message.starts_with("unknown field") || message.starts_with("missing field"))
+            .filter(|_| {
+                message.starts_with("unknown field") || message.starts_with("missing field")
+            })
             .or_else(|| {
                 let span = err.span()?;
                 let line_start = self.text[..span.start].rfind('\n').map_or(0, |i| i + 1);
@@ -266,17 +271,25 @@ impl Locator<'_> {
         }
     }
 
-    fn origin(&self, mut table: toml::Table, span: Range<usize>) -> Result<OriginConfig, ConfigError> {
+    fn origin(
+        &self,
+        mut table: toml::Table,
+        span: Range<usize>,
+    ) -> Result<OriginConfig, ConfigError> {
         let take_str = |table: &mut toml::Table, key: &str| -> Result<String, ConfigError> {
             match table.remove(key) {
                 Some(toml::Value::String(s)) if !s.is_empty() => Ok(s),
-                Some(toml::Value::String(_)) => Err(self.error(span.clone(), key, "must not be empty".into())),
+                Some(toml::Value::String(_)) => {
+                    Err(self.error(span.clone(), key, "must not be empty".into()))
+                }
                 Some(other) => Err(self.error(
                     span.clone(),
                     key,
                     format!("must be a string, found {}", other.type_str()),
                 )),
-                None => Err(self.error(span.clone(), key, "missing in an [[origins]] table".into())),
+                None => {
+                    Err(self.error(span.clone(), key, "missing in an [[origins]] table".into()))
+                }
             }
         };
         let id = take_str(&mut table, "id")?;
@@ -285,14 +298,22 @@ impl Locator<'_> {
             None => 100,
             Some(toml::Value::Integer(p)) => p,
             Some(other) => {
-                return Err(self.error(span, "priority", format!("must be an integer, found {}", other.type_str())))
+                return Err(self.error(
+                    span,
+                    "priority",
+                    format!("must be an integer, found {}", other.type_str()),
+                ))
             }
         };
         let enabled = match table.remove("enabled") {
             None => true,
             Some(toml::Value::Boolean(b)) => b,
             Some(other) => {
-                return Err(self.error(span, "enabled", format!("must be true or false, found {}", other.type_str())))
+                return Err(self.error(
+                    span,
+                    "enabled",
+                    format!("must be true or false, found {}", other.type_str()),
+                ))
             }
         };
         debug_assert!(HOST_KEYS.iter().all(|k| !table.contains_key(*k)));
@@ -358,7 +379,10 @@ s3 = 3
         assert_eq!(config.origins[0].kind, "nfs");
         assert_eq!(config.origins[0].priority, 1);
         assert!(config.origins[0].enabled);
-        assert_eq!(config.origins[0].settings["export"].as_str(), Some("/music"));
+        assert_eq!(
+            config.origins[0].settings["export"].as_str(),
+            Some("/music")
+        );
         assert!(!config.origins[0].settings.contains_key("id"));
         assert_eq!(config.unhealthy_threshold("s3"), Some(3));
         assert_eq!(config.unhealthy_threshold("sftp"), None);
@@ -370,7 +394,11 @@ s3 = 3
         let err = parse("mount_point = \"/m\"\n\ncahce_dir = \"/c\"\n").unwrap_err();
         assert_eq!(err.line, Some(3));
         assert_eq!(err.key.as_deref(), Some("cahce_dir"));
-        assert!(err.to_string().starts_with("musicfs.toml:3: key `cahce_dir`"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("musicfs.toml:3: key `cahce_dir`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -388,7 +416,8 @@ s3 = 3
 
     #[test]
     fn origin_errors_name_line_and_key() {
-        let err = parse("[[origins]]\nid = \"a\"\ntype = \"local\"\npriority = \"high\"\n").unwrap_err();
+        let err =
+            parse("[[origins]]\nid = \"a\"\ntype = \"local\"\npriority = \"high\"\n").unwrap_err();
         assert_eq!((err.line, err.key.as_deref()), (Some(4), Some("priority")));
 
         let err = parse("[[origins]]\nid = \"a\"\npath = \"/x\"\n").unwrap_err();

@@ -8,7 +8,11 @@ use musicfs::plugin_folder;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "musicfs", version, about = "Mount a music library that lives in many places")]
+#[command(
+    name = "musicfs",
+    version,
+    about = "Mount a music library that lives in many places"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,7 +30,9 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

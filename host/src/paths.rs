@@ -28,7 +28,10 @@ mod tests {
     #[test]
     fn tilde_expands_only_at_the_start() {
         std::env::set_var("HOME", "/home/u");
-        assert_eq!(expand_tilde(Path::new("~/.cache/m")), PathBuf::from("/home/u/.cache/m"));
+        assert_eq!(
+            expand_tilde(Path::new("~/.cache/m")),
+            PathBuf::from("/home/u/.cache/m")
+        );
         assert_eq!(expand_tilde(Path::new("/a/~/b")), PathBuf::from("/a/~/b"));
     }
 }

@@ -121,7 +121,10 @@ impl PluginManager {
     pub async fn report_waiting(&self) {
         let state = self.state.lock().await;
         for origin in self.origins.iter().filter(|o| o.enabled) {
-            let served = state.active.values().any(|a| a.plugin.info().kind == origin.kind);
+            let served = state
+                .active
+                .values()
+                .any(|a| a.plugin.info().kind == origin.kind);
             if !served {
                 self.waiting(origin, format!("waiting for plugin {}", origin.kind));
             }
@@ -167,10 +170,17 @@ impl PluginManager {
         }
     }
 
-    async fn load(&self, file: &Path, hash: &str, state: &State) -> Result<Arc<LoadedPlugin>, String> {
-        let (source, hash_owned, copies) = (file.to_owned(), hash.to_owned(), self.copies_dir.clone());
+    async fn load(
+        &self,
+        file: &Path,
+        hash: &str,
+        state: &State,
+    ) -> Result<Arc<LoadedPlugin>, String> {
+        let (source, hash_owned, copies) =
+            (file.to_owned(), hash.to_owned(), self.copies_dir.clone());
         let loaded = tokio::task::spawn_blocking(move || {
-            let copy = hashed_copy(&source, &hash_owned, &copies).map_err(|e| format!("cannot copy: {e}"))?;
+            let copy = hashed_copy(&source, &hash_owned, &copies)
+                .map_err(|e| format!("cannot copy: {e}"))?;
             origin_api::host::load_plugin(&copy).map_err(|e| e.to_string())
         })
         .await
@@ -192,14 +202,22 @@ impl PluginManager {
     /// Opens the configured origins of the plugin's kind and registers them. A
     /// replacement must open every one of them and find each at least degraded,
     /// or nothing is registered and the old version stays.
-    async fn bring_up(&self, plugin: &Arc<LoadedPlugin>, hash: &str, replacing: bool) -> Result<(), String> {
+    async fn bring_up(
+        &self,
+        plugin: &Arc<LoadedPlugin>,
+        hash: &str,
+        replacing: bool,
+    ) -> Result<(), String> {
         let kind = plugin.info().kind.clone();
         let mut opened = Vec::new();
         for config in self.origins.iter().filter(|o| o.enabled && o.kind == kind) {
             match self.open(plugin, hash, config).await {
                 Ok(origin) => opened.push(origin),
                 Err(reason) if replacing => {
-                    return Err(format!("origin `{}` failed with the new version: {reason}", config.id))
+                    return Err(format!(
+                        "origin `{}` failed with the new version: {reason}",
+                        config.id
+                    ))
                 }
                 Err(reason) => self.waiting(config, reason),
             }
@@ -210,13 +228,23 @@ impl PluginManager {
         Ok(())
     }
 
-    async fn open(&self, plugin: &LoadedPlugin, hash: &str, config: &OriginConfig) -> Result<RegisteredOrigin, String> {
+    async fn open(
+        &self,
+        plugin: &LoadedPlugin,
+        hash: &str,
+        config: &OriginConfig,
+    ) -> Result<RegisteredOrigin, String> {
         let settings = Settings::new(config.id.clone(), config.settings.clone());
         let deadline = self.health.call_deadline();
         let origin = match tokio::time::timeout(deadline, plugin.open(settings)).await {
             Ok(Ok(origin)) => origin,
             Ok(Err(e)) => return Err(format!("cannot open: {e}")),
-            Err(_) => return Err(format!("opening took longer than {} ms", deadline.as_millis())),
+            Err(_) => {
+                return Err(format!(
+                    "opening took longer than {} ms",
+                    deadline.as_millis()
+                ))
+            }
         };
         let registered = RegisteredOrigin::new(
             config.id.clone(),
@@ -242,7 +270,14 @@ impl PluginManager {
         });
     }
 
-    fn reject(&self, state: &mut State, file: &Path, hash: String, reason: String, replacing: bool) {
+    fn reject(
+        &self,
+        state: &mut State,
+        file: &Path,
+        hash: String,
+        reason: String,
+        replacing: bool,
+    ) {
         if replacing {
             tracing::error!(file = %file.display(), "new version rejected, the running version keeps serving: {reason}");
         } else {
@@ -260,7 +295,10 @@ impl PluginManager {
     async fn retire(&self, file: &Path, old: Active) {
         let kind = old.plugin.info().kind.clone();
         for id in self.registry.ids_of_kind(&kind) {
-            let still_old = self.registry.get(&id).is_some_and(|o| o.plugin_hash == old.hash);
+            let still_old = self
+                .registry
+                .get(&id)
+                .is_some_and(|o| o.plugin_hash == old.hash);
             if still_old {
                 self.registry.unregister(&id).await;
             }
@@ -286,11 +324,12 @@ impl PluginManager {
     /// returned guard is dropped.
     pub fn watch_folder(self: &Arc<Self>) -> notify::Result<FolderWatch> {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok_and(|e| !e.kind.is_access()) {
-                let _ = tx.send(());
-            }
-        })?;
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if event.is_ok_and(|e| !e.kind.is_access()) {
+                    let _ = tx.send(());
+                }
+            })?;
         watcher.watch(&self.plugins_dir, RecursiveMode::NonRecursive)?;
         let manager = self.clone();
         let task = tokio::spawn(async move {

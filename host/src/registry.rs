@@ -64,7 +64,11 @@ impl RegisteredOrigin {
         }
     }
 
-    async fn call<T>(&self, op: &str, work: impl Future<Output = OriginResult<T>>) -> OriginResult<T> {
+    async fn call<T>(
+        &self,
+        op: &str,
+        work: impl Future<Output = OriginResult<T>>,
+    ) -> OriginResult<T> {
         let _guard = self.gate.enter().ok_or_else(|| {
             OriginError::unavailable(format!("origin `{}` is being taken down", self.id))
         })?;
@@ -84,8 +88,14 @@ impl RegisteredOrigin {
     }
 
     /// One page of `list`, with the deadline.
-    pub async fn list(&self, dir: &str, cursor: Option<&str>, limit: u32) -> OriginResult<ListPage> {
-        self.call("list", self.origin.list(dir, cursor, limit)).await
+    pub async fn list(
+        &self,
+        dir: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> OriginResult<ListPage> {
+        self.call("list", self.origin.list(dir, cursor, limit))
+            .await
     }
 
     /// A ranged `read`, with the deadline.
@@ -95,14 +105,20 @@ impl RegisteredOrigin {
 
     /// A health check, with the deadline; a timeout or refusal is unhealthy.
     pub async fn health(&self) -> Health {
-        match self.call("health", async { Ok(self.origin.health().await) }).await {
+        match self
+            .call("health", async { Ok(self.origin.health().await) })
+            .await
+        {
             Ok(health) => health,
             Err(err) => Health::unhealthy(err.to_string()),
         }
     }
 
     /// Starts a watch delivering to `deliver`; it runs until the origin is unregistered.
-    pub async fn watch(&self, deliver: impl Fn(ChangeEvent) + Send + Sync + 'static) -> OriginResult<()> {
+    pub async fn watch(
+        &self,
+        deliver: impl Fn(ChangeEvent) + Send + Sync + 'static,
+    ) -> OriginResult<()> {
         let sink = EventSink::new(deliver);
         let handle = self.call("watch", self.origin.watch(sink.clone())).await?;
         self.watches
@@ -168,7 +184,11 @@ impl Registry {
 
     /// Takes origin `id` down; returns whether it was registered.
     pub async fn unregister(&self, id: &str) -> bool {
-        let removed = self.origins.write().unwrap_or_else(|p| p.into_inner()).remove(id);
+        let removed = self
+            .origins
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
         match removed {
             Some(origin) => {
                 self.finish(origin).await;
@@ -189,7 +209,11 @@ impl Registry {
 
     /// The origin `id`, if live.
     pub fn get(&self, id: &str) -> Option<Arc<RegisteredOrigin>> {
-        self.origins.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+        self.origins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
     }
 
     /// Every live origin, by priority then id.

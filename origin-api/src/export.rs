@@ -17,10 +17,9 @@ use abi_stable::std_types::{RErr, ROk, ROption, RString, RVec};
 use async_ffi::FfiFuture;
 
 use crate::ffi::{
-    FfiError, FfiEventSinkBox, FfiHealth, FfiListPage, FfiLogSinkBox, FfiMetadata,
-    FfiOrigin, FfiOriginBox, FfiOrigin_TO, FfiPlugin, FfiPluginBox, FfiPluginInfo,
-    FfiPlugin_TO, FfiResult, FfiWatchHandle, FfiWatchHandleBox, FfiWatchHandle_TO,
-    PluginModule, PluginModuleRef,
+    FfiError, FfiEventSinkBox, FfiHealth, FfiListPage, FfiLogSinkBox, FfiMetadata, FfiOrigin,
+    FfiOriginBox, FfiOrigin_TO, FfiPlugin, FfiPluginBox, FfiPluginInfo, FfiPlugin_TO, FfiResult,
+    FfiWatchHandle, FfiWatchHandleBox, FfiWatchHandle_TO, PluginModule, PluginModuleRef,
 };
 use crate::path::check_relative_path;
 use crate::plugin_runtime::{self, panicked, spawn_call};
@@ -77,12 +76,19 @@ impl FfiPlugin for PluginAdapter {
         self.info.clone().into()
     }
 
-    fn open(&self, origin_id: RString, settings_toml: RString) -> FfiFuture<FfiResult<FfiOriginBox>> {
+    fn open(
+        &self,
+        origin_id: RString,
+        settings_toml: RString,
+    ) -> FfiFuture<FfiResult<FfiOriginBox>> {
         let plugin = self.plugin.clone();
         spawn_call("open", async move {
             let settings = Settings::from_toml(&origin_id, &settings_toml)?;
             let origin: Arc<dyn Origin> = Arc::from(plugin.open(settings).await?);
-            Ok(FfiOrigin_TO::from_value(OriginAdapter { origin }, TD_Opaque))
+            Ok(FfiOrigin_TO::from_value(
+                OriginAdapter { origin },
+                TD_Opaque,
+            ))
         })
     }
 
@@ -219,4 +225,3 @@ macro_rules! export_plugin {
         };
     };
 }
-

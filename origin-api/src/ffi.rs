@@ -161,7 +161,11 @@ pub type FfiOriginBox = FfiOrigin_TO<'static, RBox<()>>;
 #[sabi_trait]
 pub trait FfiPlugin: Send + Sync {
     fn info(&self) -> FfiPluginInfo;
-    fn open(&self, origin_id: RString, settings_toml: RString) -> FfiFuture<FfiResult<FfiOriginBox>>;
+    fn open(
+        &self,
+        origin_id: RString,
+        settings_toml: RString,
+    ) -> FfiFuture<FfiResult<FfiOriginBox>>;
     /// Stops the plugin's runtime; called after every origin is dropped.
     fn shutdown(&self);
 }

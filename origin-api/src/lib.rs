@@ -58,7 +58,7 @@ pub mod __private {
     pub use crate::stamp::PluginStamp;
     pub use abi_stable;
     pub use abi_stable::library::{
-        CheckTypeLayout, LibHeader, RootModuleResult,
-        __call_root_module_loader as call_root_module_loader,
+        __call_root_module_loader as call_root_module_loader, CheckTypeLayout, LibHeader,
+        RootModuleResult,
     };
 }

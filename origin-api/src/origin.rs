@@ -35,4 +35,3 @@ pub trait Origin: Send + Sync + 'static {
     /// stopped or dropped.
     async fn watch(&self, sink: EventSink) -> OriginResult<WatchHandle>;
 }
-

@@ -11,7 +11,10 @@ pub fn check_relative_path(path: &str) -> OriginResult<()> {
         return Ok(());
     }
     if path.starts_with('/') || path.ends_with('/') {
-        return Err(bad_path(path, "must be relative, without a leading or trailing `/`"));
+        return Err(bad_path(
+            path,
+            "must be relative, without a leading or trailing `/`",
+        ));
     }
     if path.contains('\0') {
         return Err(bad_path(path, "contains NUL"));

@@ -70,7 +70,9 @@ where
             Ok(Ok(value)) => ROk(value),
             Ok(Err(err)) => RErr(err.into()),
             Err(err) if err.is_panic() => RErr(panicked(op, &*err.into_panic()).into()),
-            Err(_) => RErr(OriginError::unavailable(format!("{op}: the plugin is shutting down")).into()),
+            Err(_) => {
+                RErr(OriginError::unavailable(format!("{op}: the plugin is shutting down")).into())
+            }
         }
     }
     .into_ffi()
@@ -78,7 +80,10 @@ where
 
 /// The error a panic becomes.
 pub(crate) fn panicked(op: &str, payload: &(dyn Any + Send)) -> OriginError {
-    OriginError::other(format!("plugin panicked in {op}: {}", panic_message(payload)))
+    OriginError::other(format!(
+        "plugin panicked in {op}: {}",
+        panic_message(payload)
+    ))
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> &str {

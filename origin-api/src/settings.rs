@@ -44,10 +44,7 @@ impl Settings {
     /// A string setting that must be present.
     pub fn require_str(&self, key: &str) -> OriginResult<&str> {
         self.get_str(key)?.ok_or_else(|| {
-            OriginError::invalid_config(format!(
-                "origin `{}`: missing key `{key}`",
-                self.origin_id
-            ))
+            OriginError::invalid_config(format!("origin `{}`: missing key `{key}`", self.origin_id))
         })
     }
 

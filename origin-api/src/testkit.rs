@@ -89,11 +89,16 @@ pub fn pattern(len: usize) -> Vec<u8> {
 pub async fn populate(fixture: &dyn Fixture) -> io::Result<bool> {
     fixture.write(HELLO.0, HELLO.1).await?;
     fixture.write(TRACK, &pattern(TRACK_LEN)).await?;
-    fixture.write(UNICODE, "ünïcødé content ♫".as_bytes()).await?;
+    fixture
+        .write(UNICODE, "ünïcødé content ♫".as_bytes())
+        .await?;
     fixture.write(EMPTY, b"").await?;
     for i in 0..MANY_COUNT {
         fixture
-            .write(&format!("{MANY_DIR}/file {i:02}.txt"), format!("{i}").as_bytes())
+            .write(
+                &format!("{MANY_DIR}/file {i:02}.txt"),
+                format!("{i}").as_bytes(),
+            )
             .await?;
     }
     fixture.write(&format!("{WATCH_DIR}/.keep"), b"").await?;
@@ -145,7 +150,12 @@ macro_rules! ensure {
 
 /// Runs every check against `origin`, whose backend `fixture` writes to and which
 /// [`populate`] has filled. `sparse` is what `populate` returned.
-pub async fn run(origin: &dyn Origin, fixture: &dyn Fixture, sparse: bool, options: &Options) -> Report {
+pub async fn run(
+    origin: &dyn Origin,
+    fixture: &dyn Fixture,
+    sparse: bool,
+    options: &Options,
+) -> Report {
     let mut report = Report::default();
     let mut record = |name: &'static str, result: Check| match result {
         Ok(()) => report.passed.push(name),
@@ -178,11 +188,20 @@ pub async fn run(origin: &dyn Origin, fixture: &dyn Fixture, sparse: bool, optio
 
 async fn check_health(origin: &dyn Origin) -> Check {
     let health = origin.health().await;
-    ensure!(health.is_healthy(), "health is {:?}: {}", health.status, health.reason);
+    ensure!(
+        health.is_healthy(),
+        "health is {:?}: {}",
+        health.status,
+        health.reason
+    );
     Ok(())
 }
 
-async fn list_all(origin: &dyn Origin, dir: &str, limit: u32) -> Result<(Vec<crate::DirEntry>, usize), String> {
+async fn list_all(
+    origin: &dyn Origin,
+    dir: &str,
+    limit: u32,
+) -> Result<(Vec<crate::DirEntry>, usize), String> {
     let mut entries = Vec::new();
     let mut cursor: Option<String> = None;
     for pages in 1..=10_000 {
@@ -208,17 +227,39 @@ async fn check_list_root(origin: &dyn Origin) -> Check {
     let (entries, _) = list_all(origin, "", 1000).await?;
     let find = |name: &str| entries.iter().find(|e| e.name == name);
     let hello = find(HELLO.0).ok_or("hello.txt missing from the root listing")?;
-    ensure!(hello.metadata.kind == EntryKind::File, "hello.txt is {:?}", hello.metadata.kind);
-    ensure!(hello.metadata.size == HELLO.1.len() as u64, "hello.txt has size {}", hello.metadata.size);
+    ensure!(
+        hello.metadata.kind == EntryKind::File,
+        "hello.txt is {:?}",
+        hello.metadata.kind
+    );
+    ensure!(
+        hello.metadata.size == HELLO.1.len() as u64,
+        "hello.txt has size {}",
+        hello.metadata.size
+    );
     for dir in ["Artist", "Ünïcødé ♫", MANY_DIR] {
         let entry = find(dir).ok_or_else(|| format!("{dir:?} missing from the root listing"))?;
-        ensure!(entry.metadata.kind == EntryKind::Directory, "{dir:?} is {:?}", entry.metadata.kind);
+        ensure!(
+            entry.metadata.kind == EntryKind::Directory,
+            "{dir:?} is {:?}",
+            entry.metadata.kind
+        );
     }
     let empty = find(EMPTY).ok_or("empty.bin missing")?;
-    ensure!(empty.metadata.size == 0, "empty.bin has size {}", empty.metadata.size);
+    ensure!(
+        empty.metadata.size == 0,
+        "empty.bin has size {}",
+        empty.metadata.size
+    );
     let names: BTreeSet<_> = entries.iter().map(|e| &e.name).collect();
-    ensure!(names.len() == entries.len(), "the root listing repeats a name");
-    ensure!(entries.iter().all(|e| !e.name.contains('/')), "a name contains `/`");
+    ensure!(
+        names.len() == entries.len(),
+        "the root listing repeats a name"
+    );
+    ensure!(
+        entries.iter().all(|e| !e.name.contains('/')),
+        "a name contains `/`"
+    );
     Ok(())
 }
 
@@ -226,9 +267,14 @@ async fn check_paging(origin: &dyn Origin) -> Check {
     let (entries, pages) = list_all(origin, MANY_DIR, 7).await?;
     let names: BTreeSet<String> = entries.iter().map(|e| e.name.clone()).collect();
     ensure!(names.len() == entries.len(), "paging returned a name twice");
-    let expected: BTreeSet<String> = (0..MANY_COUNT).map(|i| format!("file {i:02}.txt")).collect();
+    let expected: BTreeSet<String> = (0..MANY_COUNT)
+        .map(|i| format!("file {i:02}.txt"))
+        .collect();
     ensure!(names == expected, "paging returned {names:?}");
-    ensure!(pages >= MANY_COUNT.div_ceil(7), "{MANY_COUNT} entries came in {pages} pages of at most 7");
+    ensure!(
+        pages >= MANY_COUNT.div_ceil(7),
+        "{MANY_COUNT} entries came in {pages} pages of at most 7"
+    );
     Ok(())
 }
 
@@ -238,7 +284,11 @@ async fn check_list_nested(origin: &dyn Origin) -> Check {
         .iter()
         .find(|e| e.name == "01 - Track.flac")
         .ok_or("`01 - Track.flac` missing from Artist/Album")?;
-    ensure!(track.metadata.size == TRACK_LEN as u64, "track size {}", track.metadata.size);
+    ensure!(
+        track.metadata.size == TRACK_LEN as u64,
+        "track size {}",
+        track.metadata.size
+    );
     let (entries, _) = list_all(origin, "Ünïcødé ♫", 100).await?;
     ensure!(
         entries.iter().any(|e| e.name == "with  spaces & signs.ogg"),
@@ -249,13 +299,28 @@ async fn check_list_nested(origin: &dyn Origin) -> Check {
 }
 
 async fn check_stat(origin: &dyn Origin) -> Check {
-    let meta = origin.stat(TRACK).await.map_err(|e| format!("stat track: {e}"))?;
-    ensure!(meta.is_file() && meta.size == TRACK_LEN as u64, "stat track gave {meta:?}");
-    let meta = origin.stat("Artist").await.map_err(|e| format!("stat dir: {e}"))?;
+    let meta = origin
+        .stat(TRACK)
+        .await
+        .map_err(|e| format!("stat track: {e}"))?;
+    ensure!(
+        meta.is_file() && meta.size == TRACK_LEN as u64,
+        "stat track gave {meta:?}"
+    );
+    let meta = origin
+        .stat("Artist")
+        .await
+        .map_err(|e| format!("stat dir: {e}"))?;
     ensure!(meta.is_dir(), "stat Artist gave {meta:?}");
-    let meta = origin.stat(UNICODE).await.map_err(|e| format!("stat unicode: {e}"))?;
+    let meta = origin
+        .stat(UNICODE)
+        .await
+        .map_err(|e| format!("stat unicode: {e}"))?;
     ensure!(meta.is_file(), "stat unicode gave {meta:?}");
-    let meta = origin.stat(EMPTY).await.map_err(|e| format!("stat empty: {e}"))?;
+    let meta = origin
+        .stat(EMPTY)
+        .await
+        .map_err(|e| format!("stat empty: {e}"))?;
     ensure!(meta.is_file() && meta.size == 0, "stat empty gave {meta:?}");
     Ok(())
 }
@@ -263,11 +328,24 @@ async fn check_stat(origin: &dyn Origin) -> Check {
 async fn check_missing(origin: &dyn Origin) -> Check {
     let missing = "no/such/file.flac";
     let kind = origin.stat(missing).await.err().map(|e| e.kind());
-    ensure!(kind == Some(ErrorKind::NotFound), "stat of a missing path gave {kind:?}");
+    ensure!(
+        kind == Some(ErrorKind::NotFound),
+        "stat of a missing path gave {kind:?}"
+    );
     let kind = origin.read(missing, 0, 10).await.err().map(|e| e.kind());
-    ensure!(kind == Some(ErrorKind::NotFound), "read of a missing path gave {kind:?}");
-    let kind = origin.list("no/such/dir", None, 10).await.err().map(|e| e.kind());
-    ensure!(kind == Some(ErrorKind::NotFound), "list of a missing dir gave {kind:?}");
+    ensure!(
+        kind == Some(ErrorKind::NotFound),
+        "read of a missing path gave {kind:?}"
+    );
+    let kind = origin
+        .list("no/such/dir", None, 10)
+        .await
+        .err()
+        .map(|e| e.kind());
+    ensure!(
+        kind == Some(ErrorKind::NotFound),
+        "list of a missing dir gave {kind:?}"
+    );
     Ok(())
 }
 
@@ -276,11 +354,28 @@ async fn check_read_whole(origin: &dyn Origin) -> Check {
         .read(TRACK, 0, TRACK_LEN as u32)
         .await
         .map_err(|e| format!("read: {e}"))?;
-    ensure!(data == pattern(TRACK_LEN), "whole-file read differs ({} bytes)", data.len());
-    let data = origin.read(UNICODE, 0, 1000).await.map_err(|e| format!("read unicode: {e}"))?;
-    ensure!(data == "ünïcødé content ♫".as_bytes(), "unicode file read {data:?}");
-    let data = origin.read(HELLO.0, 0, 1 << 20).await.map_err(|e| format!("read hello: {e}"))?;
-    ensure!(data == HELLO.1, "a read longer than the file gave {} bytes", data.len());
+    ensure!(
+        data == pattern(TRACK_LEN),
+        "whole-file read differs ({} bytes)",
+        data.len()
+    );
+    let data = origin
+        .read(UNICODE, 0, 1000)
+        .await
+        .map_err(|e| format!("read unicode: {e}"))?;
+    ensure!(
+        data == "ünïcødé content ♫".as_bytes(),
+        "unicode file read {data:?}"
+    );
+    let data = origin
+        .read(HELLO.0, 0, 1 << 20)
+        .await
+        .map_err(|e| format!("read hello: {e}"))?;
+    ensure!(
+        data == HELLO.1,
+        "a read longer than the file gave {} bytes",
+        data.len()
+    );
     Ok(())
 }
 
@@ -300,9 +395,17 @@ async fn check_read_edges(origin: &dyn Origin) -> Check {
             .read(TRACK, offset, size)
             .await
             .map_err(|e| format!("{what} (offset {offset}, len {size}): {e}"))?;
-        ensure!(data == expected, "{what}: got {} bytes, expected {}", data.len(), expected.len());
+        ensure!(
+            data == expected,
+            "{what}: got {} bytes, expected {}",
+            data.len(),
+            expected.len()
+        );
     }
-    let data = origin.read(EMPTY, 0, 10).await.map_err(|e| format!("read empty: {e}"))?;
+    let data = origin
+        .read(EMPTY, 0, 10)
+        .await
+        .map_err(|e| format!("read empty: {e}"))?;
     ensure!(data.is_empty(), "empty file read {} bytes", data.len());
     Ok(())
 }
@@ -314,16 +417,25 @@ async fn check_concurrent_reads(origin: &dyn Origin) -> Check {
     for (i, result) in results.into_iter().enumerate() {
         let data = result.map_err(|e| format!("concurrent read {i}: {e}"))?;
         let start = i * 6_000;
-        ensure!(data == content[start..start + 5_000], "concurrent read {i} differs");
+        ensure!(
+            data == content[start..start + 5_000],
+            "concurrent read {i} differs"
+        );
     }
     Ok(())
 }
 
 async fn check_large_offsets(origin: &dyn Origin) -> Check {
-    let meta = origin.stat(SPARSE).await.map_err(|e| format!("stat sparse: {e}"))?;
+    let meta = origin
+        .stat(SPARSE)
+        .await
+        .map_err(|e| format!("stat sparse: {e}"))?;
     ensure!(meta.size == SPARSE_LEN, "sparse file size {}", meta.size);
     let tail_at = SPARSE_LEN - SPARSE_TAIL.len() as u64;
-    let data = origin.read(SPARSE, tail_at, 4096).await.map_err(|e| format!("read tail: {e}"))?;
+    let data = origin
+        .read(SPARSE, tail_at, 4096)
+        .await
+        .map_err(|e| format!("read tail: {e}"))?;
     ensure!(data == SPARSE_TAIL, "tail read {data:?}");
     let four_gib = 1u64 << 32;
     let data = origin
@@ -331,8 +443,15 @@ async fn check_large_offsets(origin: &dyn Origin) -> Check {
         .await
         .map_err(|e| format!("read across 4 GiB: {e}"))?;
     ensure!(data == [0, 0, 0, 0], "read across 4 GiB gave {data:?}");
-    let data = origin.read(SPARSE, SPARSE_LEN + 1, 4).await.map_err(|e| format!("read past: {e}"))?;
-    ensure!(data.is_empty(), "read past a 5 GiB end gave {} bytes", data.len());
+    let data = origin
+        .read(SPARSE, SPARSE_LEN + 1, 4)
+        .await
+        .map_err(|e| format!("read past: {e}"))?;
+    ensure!(
+        data.is_empty(),
+        "read past a 5 GiB end gave {} bytes",
+        data.len()
+    );
     Ok(())
 }
 
@@ -341,7 +460,10 @@ async fn check_watch(origin: &dyn Origin, fixture: &dyn Fixture, options: &Optio
     let sink = EventSink::new(move |event| {
         let _ = tx.send(event);
     });
-    let handle = origin.watch(sink).await.map_err(|e| format!("watch: {e}"))?;
+    let handle = origin
+        .watch(sink)
+        .await
+        .map_err(|e| format!("watch: {e}"))?;
     let path = format!("{WATCH_DIR}/new file.txt");
 
     let io = |e: io::Error| format!("fixture: {e}");
@@ -350,7 +472,13 @@ async fn check_watch(origin: &dyn Origin, fixture: &dyn Fixture, options: &Optio
     // Let a coarse-mtime backend see a different modification time.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     fixture.write(&path, b"second, longer").await.map_err(io)?;
-    expect_event(&mut rx, &path, &[ChangeKind::Modified, ChangeKind::Created], options).await?;
+    expect_event(
+        &mut rx,
+        &path,
+        &[ChangeKind::Modified, ChangeKind::Created],
+        options,
+    )
+    .await?;
     fixture.remove(&path).await.map_err(io)?;
     expect_event(&mut rx, &path, &[ChangeKind::Removed], options).await?;
 
@@ -390,7 +518,9 @@ async fn expect_event(
 }
 
 /// Polls all futures concurrently on the current task.
-async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
     let mut set = Vec::new();
     for f in futures {
         set.push(Box::pin(f));
@@ -413,5 +543,8 @@ async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = 
         }
     })
     .await;
-    outputs.into_iter().map(|o| o.expect("every future finished")).collect()
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
 }

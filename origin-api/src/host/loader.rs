@@ -145,9 +145,12 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, LoadError> {
         .unwrap_or_default();
     let log = HostLogSink::new(file_name);
     let init = module.init();
-    let ffi = init(FfiLogSink_TO::from_value(log.clone(), TD_Opaque), host_max_level())
-        .into_result()
-        .map_err(|e| LoadError::Constructor(OriginError::from(e).message().to_owned()))?;
+    let ffi = init(
+        FfiLogSink_TO::from_value(log.clone(), TD_Opaque),
+        host_max_level(),
+    )
+    .into_result()
+    .map_err(|e| LoadError::Constructor(OriginError::from(e).message().to_owned()))?;
     let info: PluginInfo = ffi.info().into();
     log.rename(info.kind.clone());
 
@@ -194,5 +197,8 @@ fn read_stamp(path: &Path) -> Result<PluginStamp, LoadError> {
 }
 
 fn one_line(err: &dyn fmt::Display) -> String {
-    err.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+    err.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -6,9 +6,7 @@ use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{ROption, RString};
 use async_trait::async_trait;
 
-use crate::ffi::{
-    FfiChangeEvent, FfiEventSink, FfiEventSink_TO, FfiOriginBox, FfiPluginBox,
-};
+use crate::ffi::{FfiChangeEvent, FfiEventSink, FfiEventSink_TO, FfiOriginBox, FfiPluginBox};
 use crate::{EventSink, Health, ListPage, Metadata, Origin, OriginResult, WatchHandle};
 
 /// An origin opened by a plugin. Keeps the plugin object alive as long as it lives.
@@ -26,12 +24,20 @@ impl Origin for PluginOrigin {
 
     async fn list(&self, dir: &str, cursor: Option<&str>, limit: u32) -> OriginResult<ListPage> {
         let cursor: ROption<RString> = cursor.map(RString::from).into();
-        let page = self.ffi.list(dir.into(), cursor, limit).await.into_result()?;
+        let page = self
+            .ffi
+            .list(dir.into(), cursor, limit)
+            .await
+            .into_result()?;
         Ok(page.into())
     }
 
     async fn read(&self, path: &str, offset: u64, len: u32) -> OriginResult<Vec<u8>> {
-        let bytes = self.ffi.read(path.into(), offset, len).await.into_result()?;
+        let bytes = self
+            .ffi
+            .read(path.into(), offset, len)
+            .await
+            .into_result()?;
         Ok(bytes.into_vec())
     }
 

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use origin_api::{
-    async_trait, DirEntry, EntryKind, EventSink, Health, ListPage, Metadata, Origin,
-    OriginError, OriginResult, WatchHandle,
+    async_trait, DirEntry, EntryKind, EventSink, Health, ListPage, Metadata, Origin, OriginError,
+    OriginResult, WatchHandle,
 };
 
 use crate::paging::{Cursor, Snapshots};
@@ -79,7 +79,11 @@ fn metadata_of(meta: &fs::Metadata) -> Metadata {
     let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
     Metadata {
         kind,
-        size: if kind == EntryKind::File { meta.len() } else { 0 },
+        size: if kind == EntryKind::File {
+            meta.len()
+        } else {
+            0
+        },
         modified,
         version: None,
     }
@@ -189,9 +193,8 @@ impl Origin for LocalOrigin {
         let checked = self
             .blocking(|root| {
                 let real = canonical_root(root)?;
-                let mut entries = fs::read_dir(&real).map_err(|e| {
-                    OriginError::from(e).with_path(&real.display().to_string())
-                })?;
+                let mut entries = fs::read_dir(&real)
+                    .map_err(|e| OriginError::from(e).with_path(&real.display().to_string()))?;
                 // Reading one entry proves the folder is readable, not just present.
                 if let Some(Err(e)) = entries.next() {
                     return Err(OriginError::from(e));

@@ -16,10 +16,17 @@ use origin_api::{OriginError, OriginResult};
 /// How many folder snapshots stay in memory.
 const KEEP: usize = 16;
 
+/// The sorted names of one folder at one moment.
+struct Snapshot {
+    id: u64,
+    dir: String,
+    names: Arc<Vec<String>>,
+}
+
 #[derive(Default)]
 pub(crate) struct Snapshots {
     next_id: AtomicU64,
-    kept: Mutex<VecDeque<(u64, String, Arc<Vec<String>>)>>,
+    kept: Mutex<VecDeque<Snapshot>>,
 }
 
 impl Snapshots {
@@ -27,8 +34,8 @@ impl Snapshots {
     pub(crate) fn get(&self, id: u64, dir: &str) -> Option<Arc<Vec<String>>> {
         let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         kept.iter()
-            .find(|(i, d, _)| *i == id && d == dir)
-            .map(|(_, _, names)| names.clone())
+            .find(|s| s.id == id && s.dir == dir)
+            .map(|s| s.names.clone())
     }
 
     /// Keeps the sorted names of folder `dir`, evicting the oldest snapshot.
@@ -39,7 +46,11 @@ impl Snapshots {
         if kept.len() == KEEP {
             kept.pop_front();
         }
-        kept.push_back((id, dir.to_owned(), names.clone()));
+        kept.push_back(Snapshot {
+            id,
+            dir: dir.to_owned(),
+            names: names.clone(),
+        });
         (id, names)
     }
 }

@@ -25,15 +25,14 @@ const MAX_DELAY: Duration = Duration::from_secs(1);
 /// Starts watching `root` (canonical) and reporting to `sink`.
 pub(crate) fn start(root: PathBuf, sink: EventSink) -> OriginResult<WatchHandle> {
     let (tx, rx) = mpsc::unbounded_channel::<notify::Event>();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        match event {
+    let mut watcher =
+        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
             Ok(event) => {
                 let _ = tx.send(event);
             }
             Err(e) => tracing::warn!("watch error: {e}"),
-        }
-    })
-    .map_err(|e| OriginError::other(format!("cannot watch {}: {e}", root.display())))?;
+        })
+        .map_err(|e| OriginError::other(format!("cannot watch {}: {e}", root.display())))?;
     watcher
         .watch(&root, RecursiveMode::Recursive)
         .map_err(|e| OriginError::other(format!("cannot watch {}: {e}", root.display())))?;

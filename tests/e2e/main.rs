@@ -1,0 +1,9 @@
+//! End-to-end tests against the built plugin libraries. Run `cargo build --workspace`
+//! first (the README's test command does).
+
+mod bad_plugins;
+mod call_boundary;
+mod conformance;
+mod hot_plug;
+mod local_origin;
+mod watch_cleanup;

@@ -1,0 +1,22 @@
+//! A plugin whose constructor panics. The host must report it and go on.
+
+use origin_api::{async_trait, Origin, OriginResult, Plugin, PluginInfo, Settings};
+
+struct Never;
+
+#[async_trait]
+impl Plugin for Never {
+    fn info(&self) -> PluginInfo {
+        unreachable!()
+    }
+
+    async fn open(&self, _: Settings) -> OriginResult<Box<dyn Origin>> {
+        unreachable!()
+    }
+}
+
+fn construct() -> Never {
+    panic!("constructor-panics: this plugin always panics while starting")
+}
+
+origin_api::export_plugin!(construct);

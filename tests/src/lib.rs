@@ -1,0 +1,103 @@
+//! Shared helpers of the end-to-end tests: where the built plugin libraries and the
+//! `musicfs` binary are, a conformance fixture for local folders, and waiting for
+//! host events.
+//!
+//! The tests load the `.so` files that `cargo build --workspace` produced, never a
+//! statically linked copy, so they exercise the real boundary.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use musicfs::events::Event;
+use origin_api::testkit::Fixture;
+use tokio::sync::broadcast;
+
+/// The cargo output folder these tests were built into (`target/debug`).
+pub fn build_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/<test binary>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_owned()
+}
+
+/// The built plugin library `lib<name>.so`.
+pub fn plugin_library(name: &str) -> PathBuf {
+    let path = build_dir().join(format!("lib{name}.so"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` before the tests",
+        path.display()
+    );
+    path
+}
+
+/// The local plugin.
+pub fn local_plugin() -> PathBuf {
+    plugin_library("musicfs_local")
+}
+
+/// The built `musicfs` binary.
+pub fn musicfs_binary() -> PathBuf {
+    let path = build_dir().join("musicfs");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace`",
+        path.display()
+    );
+    path
+}
+
+/// Writes the conformance fixture into a local folder.
+pub struct LocalFixture {
+    pub root: PathBuf,
+}
+
+#[async_trait::async_trait]
+impl Fixture for LocalFixture {
+    async fn write(&self, path: &str, data: &[u8]) -> std::io::Result<()> {
+        let full = self.root.join(path);
+        std::fs::create_dir_all(full.parent().expect("fixture paths have a parent"))?;
+        std::fs::write(full, data)
+    }
+
+    async fn write_sparse(&self, path: &str, size: u64, tail: &[u8]) -> std::io::Result<bool> {
+        use std::os::unix::fs::FileExt;
+        let full = self.root.join(path);
+        std::fs::create_dir_all(full.parent().expect("fixture paths have a parent"))?;
+        let file = std::fs::File::create(full)?;
+        file.set_len(size)?;
+        file.write_all_at(tail, size - tail.len() as u64)?;
+        Ok(true)
+    }
+
+    async fn remove(&self, path: &str) -> std::io::Result<()> {
+        std::fs::remove_file(self.root.join(path))
+    }
+}
+
+/// Settings for a local origin serving `path`.
+pub fn local_settings(id: &str, path: &Path) -> origin_api::Settings {
+    let mut table = toml::Table::new();
+    table.insert("path".into(), path.display().to_string().into());
+    origin_api::Settings::new(id, table)
+}
+
+/// Waits up to `limit` for an event matching `wanted`; panics with what was seen.
+pub async fn wait_for_event(
+    rx: &mut broadcast::Receiver<Event>,
+    limit: Duration,
+    wanted: impl Fn(&Event) -> bool,
+) -> Event {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut seen = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(event)) if wanted(&event) => return event,
+            Ok(Ok(event)) => seen.push(event),
+            Ok(Err(e)) => panic!("event bus: {e}"),
+            Err(_) => panic!("no matching event within {limit:?}; saw {seen:#?}"),
+        }
+    }
+}
