@@ -76,3 +76,13 @@ pub struct ListPage {
     /// Where the next page starts, or `None` after the last page.
     pub next_cursor: Option<String>,
 }
+
+impl ListPage {
+    /// The one and only page of a listing.
+    pub fn complete(entries: Vec<DirEntry>) -> Self {
+        ListPage {
+            entries,
+            next_cursor: None,
+        }
+    }
+}

@@ -101,3 +101,15 @@ pub async fn wait_for_event(
         }
     }
 }
+
+/// A built example plugin library, `examples/lib<name>.so` (`cargo build --examples`,
+/// which `cargo test` does).
+pub fn example_library(name: &str) -> PathBuf {
+    let path = build_dir().join("examples").join(format!("lib{name}.so"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --examples` before the tests",
+        path.display()
+    );
+    path
+}
