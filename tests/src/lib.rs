@@ -27,7 +27,7 @@ pub fn plugin_library(name: &str) -> PathBuf {
     let path = build_dir().join(format!("lib{name}.so"));
     assert!(
         path.exists(),
-        "{} is missing: run `cargo build --workspace` before the tests",
+        "{} is missing: run `cargo build --workspace --lib --bins --examples` before the tests",
         path.display()
     );
     path
@@ -108,7 +108,7 @@ pub fn example_library(name: &str) -> PathBuf {
     let path = build_dir().join("examples").join(format!("lib{name}.so"));
     assert!(
         path.exists(),
-        "{} is missing: run `cargo build --workspace --examples` before the tests",
+        "{} is missing: run `cargo build --workspace --lib --bins --examples` before the tests",
         path.display()
     );
     path
