@@ -4,6 +4,7 @@
 
 mod call_gate;
 pub mod config;
+pub mod errno;
 pub mod events;
 pub mod paths;
 pub mod plugin_folder;

@@ -4,7 +4,7 @@
 //! the plugin side of this crate are the only users.
 
 // `#[sabi_trait]` expands to impls inside a const block.
-#![allow(non_local_definitions)]
+#![allow(non_local_definitions, missing_docs)]
 
 use std::time::{Duration, UNIX_EPOCH};
 

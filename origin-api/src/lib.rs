@@ -20,6 +20,8 @@
 //! The `testkit` feature holds the conformance suite every origin should pass; see
 //! `origin-api/README.md` for a complete minimal plugin and how to test it.
 
+#![warn(missing_docs)]
+
 mod error;
 mod export;
 #[doc(hidden)]

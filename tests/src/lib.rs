@@ -2,7 +2,7 @@
 //! `musicfs` binary are, a conformance fixture for local folders, and waiting for
 //! host events.
 //!
-//! The tests load the `.so` files that `cargo build --workspace` produced, never a
+//! The tests load the `.so` files that `cargo build --workspace --lib --bins --examples` produced, never a
 //! statically linked copy, so they exercise the real boundary.
 
 use std::path::{Path, PathBuf};
@@ -43,7 +43,7 @@ pub fn musicfs_binary() -> PathBuf {
     let path = build_dir().join("musicfs");
     assert!(
         path.exists(),
-        "{} is missing: run `cargo build --workspace`",
+        "{} is missing: run `cargo build --workspace --lib --bins`",
         path.display()
     );
     path

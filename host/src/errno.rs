@@ -1,0 +1,39 @@
+//! The one place where an origin's error kind becomes an errno for the kernel.
+//!
+//! Only "not found" and "permission denied" mean something about the path itself.
+//! Every other failure (timeout, unreachable origin, bad settings, plugin panic) is
+//! the origin's problem, not the file's, and reads as `EIO`: a music player retries or
+//! skips the track, and nothing mistakes an offline origin for a deleted file.
+
+use origin_api::ErrorKind;
+
+/// The errno a FUSE reply carries for an origin error of `kind`.
+pub fn errno_for(kind: ErrorKind) -> i32 {
+    match kind {
+        ErrorKind::NotFound => libc::ENOENT,
+        ErrorKind::PermissionDenied => libc::EACCES,
+        ErrorKind::Timeout
+        | ErrorKind::Unavailable
+        | ErrorKind::InvalidConfig
+        | ErrorKind::Other => libc::EIO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_path_errors_keep_their_meaning() {
+        assert_eq!(errno_for(ErrorKind::NotFound), libc::ENOENT);
+        assert_eq!(errno_for(ErrorKind::PermissionDenied), libc::EACCES);
+        for kind in [
+            ErrorKind::Timeout,
+            ErrorKind::Unavailable,
+            ErrorKind::InvalidConfig,
+            ErrorKind::Other,
+        ] {
+            assert_eq!(errno_for(kind), libc::EIO, "{kind:?}");
+        }
+    }
+}
