@@ -2,6 +2,7 @@
 //! the library. The binary in `main.rs` is a thin command line over this crate, and
 //! the end-to-end tests drive the same pieces directly.
 
+pub mod cache;
 mod call_gate;
 pub mod config;
 pub mod errno;
@@ -10,3 +11,4 @@ pub mod paths;
 pub mod plugin_folder;
 pub mod plugin_manager;
 pub mod registry;
+pub mod store;

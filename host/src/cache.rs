@@ -1,0 +1,19 @@
+//! The content-addressed cache: what was read from an origin, cut into
+//! content-defined chunks named by their BLAKE3 hash, so it can be served again
+//! without the origin.
+//!
+//! - [`chunker`] cuts bytes with FastCDC (v2020) and names each piece with BLAKE3.
+//! - [`chunk_store`] keeps one file per chunk under `cache_dir/chunks/ab/cd/…`,
+//!   written atomically, verified against its name on every read, evicted least
+//!   recently used first (tag chunks last) to stay under the size limit.
+//! - [`manifest`] maps byte ranges of one file version to chunks. It may be sparse:
+//!   a ranged fetch is chunked from its own start, and because CDC re-synchronises
+//!   after a few chunks, a later fetch of a neighbouring range mostly produces the
+//!   same chunks — identical content is stored once, however it was reached.
+//! - [`content_cache`] is the read path that ties them to the origins.
+
+pub mod chunk_store;
+pub mod chunker;
+pub mod content_cache;
+pub mod hot_chunks;
+pub mod manifest;

@@ -1,0 +1,322 @@
+//! The read path: serve a byte range of a file version from chunks, fetching what is
+//! missing from the origin with one bounded ranged read per gap.
+//!
+//! Two speeds:
+//! - [`ContentCache::read_cached`] is synchronous and touches only the cache: the
+//!   FUSE thread calls it first, and a warm read never leaves that thread.
+//! - [`ContentCache::read`] is the async slow path. It takes the version's fetch
+//!   lock (so two readers of the same gap fetch it once), fetches each gap from its
+//!   start for at least `window` bytes (read-ahead; never the whole file), chunks the
+//!   fetched bytes from their own start, stores the chunks and the manifest, and then
+//!   serves the range from the cache like the fast path.
+//!
+//! Memory per read is bounded by the window (at most [`MAX_WINDOW`]). A chunk that is
+//! missing or fails verification is dropped from the manifest and fetched again;
+//! nothing unverified is ever served.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use origin_api::{OriginError, OriginResult};
+use redb::ReadableTable;
+
+use super::chunk_store::ChunkStore;
+use super::chunker::{chunk, ChunkId};
+use super::hot_chunks::HotChunks;
+use super::manifest::{FileVersion, Manifest, Span};
+use crate::registry::RegisteredOrigin;
+use crate::store::{Store, MANIFESTS, TAG_CHUNKS};
+
+/// The largest single fetch from an origin.
+pub const MAX_WINDOW: u32 = 8 << 20;
+/// Verified chunks kept in memory for sequential readers.
+const HOT_BYTES: usize = 32 << 20;
+
+/// What the bytes are for: tag chunks are evicted last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Audio data.
+    Audio,
+    /// A tag head or tail read by the scanner.
+    Tag,
+}
+
+struct VersionState {
+    key: String,
+    manifest: Mutex<Manifest>,
+    fetching: tokio::sync::Mutex<()>,
+}
+
+/// Figures for `musicfs status`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CacheStats {
+    /// Bytes stored.
+    pub bytes: u64,
+    /// The limit.
+    pub limit: u64,
+    /// Chunks stored.
+    pub chunks: usize,
+}
+
+/// The content cache.
+pub struct ContentCache {
+    store: Arc<Store>,
+    chunks: ChunkStore,
+    hot: HotChunks,
+    versions: Mutex<HashMap<String, Arc<VersionState>>>,
+}
+
+impl ContentCache {
+    /// Opens the cache in `cache_dir`, holding at most `limit` bytes of chunks.
+    pub fn open(cache_dir: &Path, limit: u64, store: Arc<Store>) -> std::io::Result<ContentCache> {
+        let tags: HashSet<ChunkId> = store
+            .read(|txn| {
+                let table = txn.open_table(TAG_CHUNKS)?;
+                let mut ids = HashSet::new();
+                for row in table.iter()? {
+                    let (key, _) = row?;
+                    if let Ok(bytes) = <[u8; 32]>::try_from(key.value()) {
+                        ids.insert(ChunkId(bytes));
+                    }
+                }
+                Ok(ids)
+            })
+            .map_err(std::io::Error::other)?;
+        Ok(ContentCache {
+            chunks: ChunkStore::open(&cache_dir.join("chunks"), limit, &tags)?,
+            store,
+            hot: HotChunks::new(HOT_BYTES),
+            versions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Size, limit and count.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            bytes: self.chunks.total_bytes(),
+            limit: self.chunks.limit(),
+            chunks: self.chunks.chunk_count(),
+        }
+    }
+
+    fn state(&self, version: &FileVersion) -> Arc<VersionState> {
+        let key = version.key();
+        let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(state) = versions.get(&key) {
+            return state.clone();
+        }
+        let manifest = match self.store.get_bytes(MANIFESTS, &key) {
+            Ok(Some(bytes)) => Manifest::decode(&bytes).unwrap_or_default(),
+            Ok(None) => Manifest::default(),
+            Err(e) => {
+                tracing::warn!("cannot read a manifest: {e}");
+                Manifest::default()
+            }
+        };
+        let state = Arc::new(VersionState {
+            key: key.clone(),
+            manifest: Mutex::new(manifest),
+            fetching: tokio::sync::Mutex::new(()),
+        });
+        versions.insert(key, state.clone());
+        state
+    }
+
+    /// Bytes of `version` that are cached (for the `user.musicfs.cached` attribute).
+    pub fn cached_bytes(&self, version: &FileVersion) -> u64 {
+        let state = self.state(version);
+        let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
+        manifest.cached_bytes(version.size)
+    }
+
+    fn chunk_bytes(&self, id: &ChunkId) -> Option<Arc<[u8]>> {
+        if let Some(bytes) = self.hot.get(id) {
+            return Some(bytes);
+        }
+        let bytes: Arc<[u8]> = self.chunks.get(id)?.into();
+        self.hot.put(*id, bytes.clone());
+        Some(bytes)
+    }
+
+    /// Assembles `[start, end)` from the cache, or says which gaps are missing.
+    /// Chunks that turn out to be gone are dropped from the manifest.
+    fn assemble(
+        &self,
+        state: &VersionState,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<u8>, Vec<(u64, u64)>> {
+        let plan = state
+            .manifest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .plan(start, end);
+        let mut out = Vec::with_capacity((end - start) as usize);
+        let mut gaps = Vec::new();
+        let mut pos = start;
+        for span in plan {
+            match span {
+                Span::Cached { id, skip, len } => {
+                    match self.chunk_bytes(&id) {
+                        Some(bytes) if bytes.len() >= (skip + len) as usize => {
+                            if gaps.is_empty() {
+                                out.extend_from_slice(&bytes[skip as usize..(skip + len) as usize]);
+                            }
+                        }
+                        _ => {
+                            self.hot.remove(&id);
+                            state
+                                .manifest
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove_chunk(&id);
+                            gaps.push((pos, pos + len as u64));
+                        }
+                    }
+                    pos += len as u64;
+                }
+                Span::Missing { start, end } => {
+                    gaps.push((start, end));
+                    pos = end;
+                }
+            }
+        }
+        if gaps.is_empty() {
+            Ok(out)
+        } else {
+            Err(gaps)
+        }
+    }
+
+    /// The fast path: `[offset, offset + len)` (clipped to the file) if every byte is
+    /// cached, else `None`. Never touches an origin.
+    pub fn read_cached(&self, version: &FileVersion, offset: u64, len: u32) -> Option<Vec<u8>> {
+        let end = offset.saturating_add(len as u64).min(version.size);
+        if offset >= end {
+            return Some(Vec::new());
+        }
+        self.assemble(&self.state(version), offset, end).ok()
+    }
+
+    /// The full path: serves from the cache, fetching each gap from `origin` (at
+    /// least `window` bytes from the gap's start). With no origin, an uncached
+    /// range is an `Unavailable` error at once.
+    pub async fn read(
+        &self,
+        version: &FileVersion,
+        origin: Option<&RegisteredOrigin>,
+        offset: u64,
+        len: u32,
+        window: u32,
+        purpose: Purpose,
+    ) -> OriginResult<Vec<u8>> {
+        let end = offset.saturating_add(len as u64).min(version.size);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let state = self.state(version);
+        if purpose == Purpose::Audio {
+            if let Ok(bytes) = self.assemble(&state, offset, end) {
+                return Ok(bytes);
+            }
+        }
+        let _fetching = state.fetching.lock().await;
+        // Each round fetches every gap; a chunk lost between rounds costs a round.
+        for _ in 0..3 {
+            let gaps = match self.assemble(&state, offset, end) {
+                Ok(bytes) => {
+                    if purpose == Purpose::Tag {
+                        self.mark_tag_range(&state, offset, end);
+                    }
+                    return Ok(bytes);
+                }
+                Err(gaps) => gaps,
+            };
+            let origin = origin.ok_or_else(|| {
+                OriginError::unavailable(format!(
+                    "{}: not cached and origin `{}` is not available",
+                    version.path, version.origin
+                ))
+            })?;
+            for (gap_start, gap_end) in gaps {
+                let want = (gap_end - gap_start)
+                    .max(window as u64)
+                    .min(MAX_WINDOW as u64);
+                let want = want.min(version.size - gap_start) as u32;
+                let bytes = origin.read(&version.path, gap_start, want).await?;
+                if bytes.is_empty() {
+                    return Err(OriginError::other(format!(
+                        "{}: origin `{}` returned no data at offset {gap_start} of {}",
+                        version.path, version.origin, version.size
+                    )));
+                }
+                self.store_fetched(&state, gap_start, bytes, purpose)
+                    .await?;
+            }
+        }
+        Err(OriginError::other(format!(
+            "{}: the cache kept losing chunks",
+            version.path
+        )))
+    }
+
+    /// Chunks and stores bytes fetched at `base`, and records them in the manifest.
+    async fn store_fetched(
+        &self,
+        state: &Arc<VersionState>,
+        base: u64,
+        bytes: Vec<u8>,
+        purpose: Purpose,
+    ) -> OriginResult<()> {
+        let tag = purpose == Purpose::Tag;
+        let pieces = tokio::task::block_in_place(|| {
+            let pieces = chunk(&bytes);
+            for piece in &pieces {
+                let data = &bytes[piece.offset..piece.offset + piece.len];
+                if let Err(e) = self.chunks.put(&piece.id, data, tag) {
+                    tracing::warn!("cannot store a chunk: {e}");
+                }
+                self.hot.put(piece.id, Arc::from(data));
+            }
+            pieces
+        });
+        let encoded = {
+            let mut manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
+            manifest.insert(base, &pieces);
+            manifest.encode()
+        };
+        let key = state.key.clone();
+        let tag_ids: Vec<ChunkId> = if tag {
+            pieces.iter().map(|p| p.id).collect()
+        } else {
+            Vec::new()
+        };
+        let written = self.store.write(false, |txn| {
+            txn.open_table(MANIFESTS)?
+                .insert(key.as_str(), encoded.as_slice())?;
+            let mut tags = txn.open_table(TAG_CHUNKS)?;
+            for id in &tag_ids {
+                tags.insert(id.0.as_slice(), ())?;
+            }
+            Ok(())
+        });
+        if let Err(e) = written {
+            tracing::warn!("cannot record a manifest: {e}");
+        }
+        Ok(())
+    }
+
+    fn mark_tag_range(&self, state: &VersionState, start: u64, end: u64) {
+        let plan = state
+            .manifest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .plan(start, end);
+        for span in plan {
+            if let Span::Cached { id, .. } = span {
+                self.chunks.mark_tag(&id);
+            }
+        }
+    }
+}
