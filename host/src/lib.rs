@@ -7,6 +7,7 @@ mod call_gate;
 pub mod config;
 pub mod errno;
 pub mod events;
+pub mod library;
 pub mod paths;
 pub mod plugin_folder;
 pub mod plugin_manager;

@@ -16,6 +16,8 @@ pub const TRACKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tracks");
 pub const INODES: TableDefinition<&str, u64> = TableDefinition::new("inodes");
 /// Directory mtimes (ns since the epoch) by virtual path.
 pub const DIR_MTIMES: TableDefinition<&str, u64> = TableDefinition::new("dir_mtimes");
+/// Directory listing signatures by virtual path (a changed listing gets a new mtime).
+pub const DIR_SIGS: TableDefinition<&str, u64> = TableDefinition::new("dir_sigs");
 /// Counters: `next_inode`.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Chunk manifests by file version key: packed extents.
@@ -51,6 +53,7 @@ impl Store {
             txn.open_table(TRACKS)?;
             txn.open_table(INODES)?;
             txn.open_table(DIR_MTIMES)?;
+            txn.open_table(DIR_SIGS)?;
             txn.open_table(META)?;
             txn.open_table(MANIFESTS)?;
             txn.open_table(TAG_CHUNKS)?;

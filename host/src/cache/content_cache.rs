@@ -270,7 +270,10 @@ impl ContentCache {
         purpose: Purpose,
     ) -> OriginResult<()> {
         let tag = purpose == Purpose::Tag;
-        let pieces = tokio::task::block_in_place(|| {
+        // Chunking and hashing a fetch (at most MAX_WINDOW bytes, a few ms) runs on
+        // the task itself: the scanner calls this from a blocking thread, where
+        // `block_in_place` is not available.
+        let pieces = {
             let pieces = chunk(&bytes);
             for piece in &pieces {
                 let data = &bytes[piece.offset..piece.offset + piece.len];
@@ -280,7 +283,7 @@ impl ContentCache {
                 self.hot.put(piece.id, Arc::from(data));
             }
             pieces
-        });
+        };
         let encoded = {
             let mut manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
             manifest.insert(base, &pieces);

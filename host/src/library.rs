@@ -1,0 +1,16 @@
+//! The library: what the origins hold, read as tagged tracks, laid out as the tree
+//! the mount shows.
+//!
+//! - [`scanner`] walks every origin with paged listings and reads tags through the
+//!   content cache ([`tag_reader`]), touching only the bytes the tag parser asks for.
+//! - [`index`] persists what the scan found, so a restart mounts at once, offline.
+//! - [`layout`] turns tags into a path (a template) and makes every name safe.
+//! - [`tree`] builds the virtual tree: replicas grouped, collisions resolved, covers
+//!   placed, inode numbers and directory mtimes kept stable across restarts.
+
+pub mod index;
+pub mod layout;
+pub mod media;
+pub mod scanner;
+pub mod tag_reader;
+pub mod tree;
