@@ -57,6 +57,24 @@ pub struct Config {
     pub health: HealthConfig,
     /// `[retry]`.
     pub retry: RetryConfig,
+    /// `[library]`.
+    pub library: LibraryConfig,
+}
+
+/// `[library]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LibraryConfig {
+    /// The layout template (see `library::layout`).
+    pub layout: String,
+}
+
+impl Default for LibraryConfig {
+    fn default() -> Self {
+        LibraryConfig {
+            layout: crate::library::layout::DEFAULT_LAYOUT.to_owned(),
+        }
+    }
 }
 
 /// One `[[origins]]` table.
@@ -151,6 +169,8 @@ struct RawConfig {
     health: HealthConfig,
     #[serde(default)]
     retry: RetryConfig,
+    #[serde(default)]
+    library: LibraryConfig,
 }
 
 /// The keys of an `[[origins]]` table that belong to the host, not the plugin.
@@ -193,6 +213,7 @@ impl Config {
             cache: raw.cache,
             health: raw.health,
             retry: raw.retry,
+            library: raw.library,
         })
     }
 

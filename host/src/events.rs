@@ -26,6 +26,13 @@ pub enum Event {
     OriginUnregistered { id: String, kind: String },
     /// A configured origin could not be opened, or waits for its plugin.
     OriginWaiting { id: String, reason: String },
+    /// A read through the mount: which file, served for which origin, which range.
+    FileAccessed {
+        path: String,
+        origin: String,
+        offset: u64,
+        size: u32,
+    },
 }
 
 /// A cheap handle to the bus.

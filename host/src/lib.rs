@@ -5,11 +5,18 @@
 pub mod cache;
 mod call_gate;
 pub mod config;
+pub mod daemon;
 pub mod errno;
 pub mod events;
+pub mod fuse_fs;
 pub mod library;
+pub mod library_view;
+pub mod mount;
+pub mod mountpoint;
+pub mod origin_flags;
 pub mod paths;
 pub mod plugin_folder;
 pub mod plugin_manager;
 pub mod registry;
+pub mod sample_library;
 pub mod store;

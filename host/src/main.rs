@@ -3,7 +3,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
 use clap::{Parser, Subcommand};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use musicfs::daemon::{load_config, Daemon, DaemonOptions};
+use musicfs::library::scanner::ScanProgress;
 use musicfs::plugin_folder;
 use tracing_subscriber::EnvFilter;
 
@@ -18,8 +24,49 @@ struct Cli {
     command: Command,
 }
 
+/// Where the library comes from (shared by `mount` and `scan`).
+#[derive(clap::Args)]
+struct Sources {
+    /// The plugins folder.
+    #[arg(long, default_value = "plugins")]
+    plugins: PathBuf,
+    /// A config file (TOML).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The cache folder (default: the config's, else ~/.cache/musicfs).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// An origin without a config file: KIND:LOCATION, e.g. local:/srv/music.
+    #[arg(long = "origin")]
+    origins: Vec<String>,
+}
+
+impl Sources {
+    fn options(self) -> DaemonOptions {
+        DaemonOptions {
+            plugins_dir: self.plugins,
+            config: self.config,
+            cache_dir: self.cache_dir,
+            origins: self.origins,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Mounts the library read-only at MOUNTPOINT and serves it until unmounted or
+    /// interrupted. With no origin at all, serves a small generated sample library.
+    Mount {
+        #[command(flatten)]
+        sources: Sources,
+        /// Where to mount.
+        mountpoint: PathBuf,
+    },
+    /// Builds or refreshes the library index without mounting.
+    Scan {
+        #[command(flatten)]
+        sources: Sources,
+    },
     /// Lists every file in the plugins folder with its verdict: loaded, or why not.
     Plugins {
         /// The plugins folder.
@@ -38,7 +85,72 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Plugins { plugins } => list_plugins(&plugins),
+        Command::Mount {
+            sources,
+            mountpoint,
+        } => exit(musicfs::mount::run(sources.options(), &mountpoint)),
+        Command::Scan { sources } => exit(scan(sources.options())),
     }
+}
+
+fn exit(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("musicfs: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn scan(options: DaemonOptions) -> Result<(), String> {
+    let config = load_config(&options)?;
+    if config.origins.is_empty() {
+        return Err("no origin: give --config FILE or --origin KIND:LOCATION".into());
+    }
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let daemon = Daemon::open(&options, config)?;
+        daemon.start_origins().await;
+        let progress = Arc::new(ScanProgress::default());
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("a valid template"),
+        );
+        let ticker = {
+            let (bar, progress) = (bar.clone(), progress.clone());
+            tokio::spawn(async move {
+                loop {
+                    bar.set_message(format!(
+                        "{} files, {} tags read, {} read",
+                        progress.files.load(Ordering::Relaxed),
+                        progress.tags_read.load(Ordering::Relaxed),
+                        HumanBytes(progress.bytes_read.load(Ordering::Relaxed)),
+                    ));
+                    bar.tick();
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            })
+        };
+        let report = daemon.rescan(&progress).await;
+        ticker.abort();
+        bar.finish_and_clear();
+        let report = report?;
+        println!(
+            "{} files ({} tags read, {} read), {} tracks in the library",
+            report.files,
+            report.tags_read,
+            HumanBytes(report.bytes_read),
+            daemon.view.snapshot().file_count()
+        );
+        for (origin, path, problem) in &report.problems {
+            println!("problem: {origin}:{path}: {problem}");
+        }
+        for (origin, why) in &report.failed_origins {
+            println!("not scanned: {origin}: {why}");
+        }
+        Ok(())
+    })
 }
 
 fn list_plugins(dir: &std::path::Path) -> ExitCode {

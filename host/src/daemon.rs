@@ -1,0 +1,207 @@
+//! The running pieces of MusicFS, without FUSE: configuration, the store, the
+//! content cache, plugins and origins, and the library view kept up to date by
+//! scans. `musicfs mount` puts a FUSE session on top; `musicfs scan` runs one scan.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::cache::content_cache::ContentCache;
+use crate::config::{Config, OriginConfig};
+use crate::events::{Event, EventBus};
+use crate::library::index;
+use crate::library::layout::Layout;
+use crate::library::scanner::{self, ScanProgress, ScanReport};
+use crate::library::tree::{self, InodeBook, Tree};
+use crate::library_view::LibraryView;
+use crate::origin_flags::parse_origin_flag;
+use crate::paths::{default_cache_dir, expand_tilde};
+use crate::plugin_manager::PluginManager;
+use crate::registry::Registry;
+use crate::store::Store;
+
+/// What the command line says.
+#[derive(Clone, Debug, Default)]
+pub struct DaemonOptions {
+    /// The plugins folder.
+    pub plugins_dir: PathBuf,
+    /// A config file, if any.
+    pub config: Option<PathBuf>,
+    /// Overrides the config's cache folder.
+    pub cache_dir: Option<PathBuf>,
+    /// `--origin` values.
+    pub origins: Vec<String>,
+}
+
+/// Everything but the FUSE session.
+pub struct Daemon {
+    pub config: Config,
+    pub cache_dir: PathBuf,
+    pub store: Arc<Store>,
+    pub cache: Arc<ContentCache>,
+    pub registry: Arc<Registry>,
+    pub events: EventBus,
+    pub manager: Arc<PluginManager>,
+    pub view: LibraryView,
+    layout: Layout,
+    book: Mutex<InodeBook>,
+    /// Serialises scans.
+    scanning: tokio::sync::Mutex<()>,
+}
+
+/// Reads the config file (if any) and adds the `--origin` flags.
+pub fn load_config(options: &DaemonOptions) -> Result<Config, String> {
+    let mut config = match &options.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    let mut taken: Vec<String> = config.origins.iter().map(|o| o.id.clone()).collect();
+    let mut priority = config.origins.iter().map(|o| o.priority).max().unwrap_or(0);
+    for flag in &options.origins {
+        priority += 1;
+        let origin: OriginConfig = parse_origin_flag(flag, &taken, priority)?;
+        taken.push(origin.id.clone());
+        config.origins.push(origin);
+    }
+    Ok(config)
+}
+
+impl Daemon {
+    /// Opens the store and cache and shows the last index at once. Plugins are not
+    /// loaded yet: call [`Daemon::start_origins`].
+    pub fn open(options: &DaemonOptions, config: Config) -> Result<Daemon, String> {
+        let cache_dir = options
+            .cache_dir
+            .clone()
+            .or_else(|| config.cache_dir.as_deref().map(expand_tilde))
+            .unwrap_or_else(default_cache_dir);
+        std::fs::create_dir_all(&cache_dir)
+            .map_err(|e| format!("cache folder {}: {e}", cache_dir.display()))?;
+        let store =
+            Arc::new(Store::open(&cache_dir.join("index.redb")).map_err(|e| e.to_string())?);
+        let limit = (config.cache.content_cache_gb * 1e9) as u64;
+        let cache = Arc::new(
+            ContentCache::open(&cache_dir, limit, store.clone())
+                .map_err(|e| format!("content cache: {e}"))?,
+        );
+        let layout =
+            Layout::parse(&config.library.layout).map_err(|e| format!("[library] layout: {e}"))?;
+        let mut book = InodeBook::load(&store).map_err(|e| e.to_string())?;
+        let tree = build_tree(&store, &config, &layout, &mut book)?;
+        let events = EventBus::default();
+        let registry = Arc::new(Registry::new(events.clone()));
+        let manager = Arc::new(PluginManager::new(
+            options.plugins_dir.clone(),
+            &cache_dir,
+            config.origins.clone(),
+            config.health.clone(),
+            registry.clone(),
+            events.clone(),
+        ));
+        Ok(Daemon {
+            view: LibraryView::new(tree),
+            config,
+            cache_dir,
+            store,
+            cache,
+            registry,
+            events,
+            manager,
+            layout,
+            book: Mutex::new(book),
+            scanning: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Loads the plugins and opens the configured origins.
+    pub async fn start_origins(&self) {
+        self.manager.sync().await;
+        self.manager.report_waiting().await;
+    }
+
+    /// Scans every live origin and shows the result.
+    pub async fn rescan(&self, progress: &Arc<ScanProgress>) -> Result<ScanReport, String> {
+        let _one_at_a_time = self.scanning.lock().await;
+        let report = scanner::scan(&self.registry, &self.cache, &self.store, progress).await;
+        let tree = {
+            let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
+            build_tree(&self.store, &self.config, &self.layout, &mut book)?
+        };
+        self.view.replace(tree);
+        self.store.flush().map_err(|e| e.to_string())?;
+        Ok(report)
+    }
+
+    /// Rescans whenever an origin comes up, until the returned task is aborted.
+    pub fn rescan_on_new_origins(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let daemon = self.clone();
+        let mut events = self.events.subscribe();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(Event::OriginRegistered { .. }) => {}
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return,
+                }
+                // Origins often come up together: let the burst settle.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                while events.try_recv().is_ok() {}
+                match daemon.rescan(&Arc::default()).await {
+                    Ok(report) => log_report(&report),
+                    Err(e) => tracing::error!("scan failed: {e}"),
+                }
+            }
+        })
+    }
+
+    /// The cache folder.
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+}
+
+/// Logs a scan's outcome.
+pub fn log_report(report: &ScanReport) {
+    tracing::info!(
+        files = report.files,
+        tags_read = report.tags_read,
+        bytes_read = report.bytes_read,
+        problems = report.problems.len(),
+        "scan finished"
+    );
+    for (origin, path, problem) in &report.problems {
+        tracing::warn!(origin = %origin, path = %path, "{problem}");
+    }
+    for (origin, why) in &report.failed_origins {
+        tracing::warn!(origin = %origin, "not scanned, previous index kept: {why}");
+    }
+}
+
+/// Builds the tree from the index, for the configured origins only.
+fn build_tree(
+    store: &Store,
+    config: &Config,
+    layout: &Layout,
+    book: &mut InodeBook,
+) -> Result<Tree, String> {
+    let ranks: HashMap<String, i64> = config
+        .origins
+        .iter()
+        .map(|o| (o.id.clone(), o.priority))
+        .collect();
+    let records: Vec<_> = index::load_all(store)
+        .map_err(|e| e.to_string())?
+        .into_values()
+        .filter(|r| ranks.contains_key(&r.origin))
+        .collect();
+    let rank = |origin: &str| {
+        (
+            ranks.get(origin).copied().unwrap_or(i64::MAX),
+            origin.to_owned(),
+        )
+    };
+    let tree = tree::build(&records, &rank, layout, book);
+    book.save(store).map_err(|e| e.to_string())?;
+    Ok(tree)
+}

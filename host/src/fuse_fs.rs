@@ -1,0 +1,384 @@
+//! The FUSE file system: a read-only view of the library tree, reading through the
+//! content cache.
+//!
+//! Callbacks never block on async work. Metadata (lookup, getattr, readdir, xattrs)
+//! is answered from the in-memory tree on the FUSE thread. A read first tries the
+//! cache synchronously on the FUSE thread (warm reads never leave it); otherwise the
+//! request moves to a tokio task with its reply object, which fetches what is
+//! missing and replies from there. The session runs several FUSE threads.
+//!
+//! Writes never reach us: the mount is read-only (`ro`), so the kernel answers
+//! EROFS itself.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+};
+
+use crate::cache::content_cache::{ContentCache, Purpose, MAX_WINDOW};
+use crate::errno::errno_for;
+use crate::events::{Event, EventBus};
+use crate::library::tree::{Node, NodeKind, Replica, Tree};
+use crate::library_view::LibraryView;
+use crate::registry::Registry;
+
+/// How long the kernel may cache names and attributes; changes are pushed with the
+/// notifier, so this only bounds how stale a missed change can be.
+const TTL: Duration = Duration::from_secs(10);
+/// The first fetch of an uncached range, and how far read-ahead grows.
+const FIRST_WINDOW: u32 = 1 << 20;
+
+/// Per open file: where a sequential reader will read next, and its read-ahead.
+struct OpenFile {
+    next_offset: u64,
+    window: u32,
+}
+
+/// The mounted file system.
+pub struct MusicFs {
+    view: LibraryView,
+    cache: Arc<ContentCache>,
+    registry: Arc<Registry>,
+    events: EventBus,
+    runtime: tokio::runtime::Handle,
+    open_files: Mutex<HashMap<u64, OpenFile>>,
+    next_handle: AtomicU64,
+    uid: u32,
+    gid: u32,
+}
+
+impl MusicFs {
+    /// A file system over `view`, spawning slow reads on `runtime`.
+    pub fn new(
+        view: LibraryView,
+        cache: Arc<ContentCache>,
+        registry: Arc<Registry>,
+        events: EventBus,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        MusicFs {
+            view,
+            cache,
+            registry,
+            events,
+            runtime,
+            open_files: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+            // SAFETY: getuid/getgid cannot fail.
+            uid: unsafe { libc::getuid() },
+            gid: unsafe { libc::getgid() },
+        }
+    }
+
+    fn attr(&self, node: &Node) -> FileAttr {
+        let (kind, size, perm, nlink) = match &node.kind {
+            NodeKind::Dir { .. } => (FileType::Directory, 0, 0o555, 2),
+            NodeKind::File { size, .. } => (FileType::RegularFile, *size, 0o444, 1),
+        };
+        FileAttr {
+            ino: INodeNo(node.ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: node.mtime,
+            mtime: node.mtime,
+            ctime: node.mtime,
+            crtime: node.mtime,
+            kind,
+            perm,
+            nlink,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            blksize: 128 * 1024,
+            flags: 0,
+        }
+    }
+
+    /// The read-ahead window for a read at `offset` on handle `fh`: it doubles while
+    /// the reader stays sequential, and falls back after a seek.
+    fn window(&self, fh: u64, offset: u64, size: u32) -> u32 {
+        let mut files = self.open_files.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(file) = files.get_mut(&fh) else {
+            return FIRST_WINDOW;
+        };
+        if offset == file.next_offset && offset != 0 {
+            file.window = (file.window.saturating_mul(2)).min(MAX_WINDOW);
+        } else if offset != file.next_offset {
+            file.window = FIRST_WINDOW;
+        }
+        file.next_offset = offset + size as u64;
+        file.window
+    }
+}
+
+fn xattr_reply(value: &[u8], size: u32, reply: ReplyXattr) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if value.len() <= size as usize {
+        reply.data(value);
+    } else {
+        reply.error(Errno::ERANGE);
+    }
+}
+
+const XATTRS: [&str; 3] = [
+    "user.musicfs.origin",
+    "user.musicfs.path",
+    "user.musicfs.cached",
+];
+
+impl Filesystem for MusicFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let tree = self.view.snapshot();
+        match name.to_str().and_then(|name| tree.lookup(parent.0, name)) {
+            Some(node) => reply.entry(&TTL, &self.attr(node), Generation(0)),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.view.snapshot().get(ino.0) {
+            Some(node) => reply.attr(&TTL, &self.attr(node)),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let tree = self.view.snapshot();
+        let Some(node) = tree.get(ino.0) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let NodeKind::Dir { children } = &node.kind else {
+            return reply.error(Errno::ENOTDIR);
+        };
+        let dots = [
+            (node.ino, FileType::Directory, "."),
+            (node.parent, FileType::Directory, ".."),
+        ];
+        let entries = dots
+            .into_iter()
+            .chain(children.iter().filter_map(|(name, child)| {
+                let kind = match tree.get(*child)?.kind {
+                    NodeKind::Dir { .. } => FileType::Directory,
+                    NodeKind::File { .. } => FileType::RegularFile,
+                };
+                Some((*child, kind, name.as_str()))
+            }));
+        for (i, (child, kind, name)) in entries.enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(child), i as u64 + 1, kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.view.snapshot().get(ino.0).map(|n| &n.kind) {
+            Some(NodeKind::File { .. }) => {
+                let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+                self.open_files
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(
+                        fh,
+                        OpenFile {
+                            next_offset: 0,
+                            window: FIRST_WINDOW,
+                        },
+                    );
+                // Content of a version never changes (a new version is a new tree
+                // entry), so the kernel may keep its page cache across opens.
+                reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
+            }
+            Some(NodeKind::Dir { .. }) => reply.error(Errno::EISDIR),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let tree: Arc<Tree> = self.view.snapshot();
+        let Some(NodeKind::File { replicas, .. }) = tree.get(ino.0).map(|n| &n.kind) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let replicas: Vec<Replica> = replicas.clone();
+        let path = tree.path_of(ino.0);
+        let window = self.window(fh.0, offset, size);
+        for replica in &replicas {
+            if let Some(bytes) = self.cache.read_cached(&replica.version(), offset, size) {
+                self.events.publish(Event::FileAccessed {
+                    path,
+                    origin: replica.origin.clone(),
+                    offset,
+                    size,
+                });
+                return reply.data(&bytes);
+            }
+        }
+        let (cache, registry, events) = (
+            self.cache.clone(),
+            self.registry.clone(),
+            self.events.clone(),
+        );
+        self.runtime.spawn(async move {
+            let mut last_error = None;
+            for replica in &replicas {
+                let origin = registry.get(&replica.origin);
+                match cache
+                    .read(
+                        &replica.version(),
+                        origin.as_deref(),
+                        offset,
+                        size,
+                        window,
+                        Purpose::Audio,
+                    )
+                    .await
+                {
+                    Ok(bytes) => {
+                        events.publish(Event::FileAccessed {
+                            path,
+                            origin: replica.origin.clone(),
+                            offset,
+                            size,
+                        });
+                        return reply.data(&bytes);
+                    }
+                    Err(e) => {
+                        tracing::debug!(path = %path, origin = %replica.origin, "read failed: {e}");
+                        last_error = Some(e);
+                    }
+                }
+            }
+            let errno = last_error.map_or(libc::EIO, |e| errno_for(e.kind()));
+            // NotFound on an origin means the file went away there: still EIO to
+            // the reader, since the tree says the file exists.
+            let errno = if errno == libc::ENOENT {
+                libc::EIO
+            } else {
+                errno
+            };
+            reply.error(Errno::from_i32(errno));
+        });
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.open_files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let tree = self.view.snapshot();
+        let stats = self.cache.stats();
+        let block = 4096u64;
+        reply.statfs(
+            stats.limit / block,
+            stats.limit.saturating_sub(stats.bytes) / block,
+            0,
+            tree.node_count() as u64,
+            0,
+            block as u32,
+            255,
+            block as u32,
+        );
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let tree = self.view.snapshot();
+        let Some(node) = tree.get(ino.0) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let NodeKind::File {
+            replicas,
+            size: file_size,
+        } = &node.kind
+        else {
+            return reply.error(Errno::ENODATA);
+        };
+        let first = &replicas[0];
+        let value = match name.to_str() {
+            Some("user.musicfs.origin") => first.origin.clone(),
+            Some("user.musicfs.path") => first.path.clone(),
+            Some("user.musicfs.cached") => {
+                let cached = replicas
+                    .iter()
+                    .map(|r| self.cache.cached_bytes(&r.version()))
+                    .max()
+                    .unwrap_or(0);
+                match cached {
+                    0 => "no".to_owned(),
+                    c if c >= *file_size => "yes".to_owned(),
+                    c => format!("partial ({c} of {file_size} bytes)"),
+                }
+            }
+            _ => return reply.error(Errno::ENODATA),
+        };
+        xattr_reply(value.as_bytes(), size, reply);
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let tree = self.view.snapshot();
+        let names: &[&str] = match tree.get(ino.0).map(|n| &n.kind) {
+            Some(NodeKind::File { .. }) => &XATTRS,
+            Some(NodeKind::Dir { .. }) => &[],
+            None => return reply.error(Errno::ENOENT),
+        };
+        let mut value = Vec::new();
+        for name in names {
+            value.extend_from_slice(name.as_bytes());
+            value.push(0);
+        }
+        xattr_reply(&value, size, reply);
+    }
+}

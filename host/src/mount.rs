@@ -1,0 +1,125 @@
+//! `musicfs mount`: the daemon plus a FUSE session, until unmounted or interrupted.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fuser::MountOption;
+
+use crate::daemon::{load_config, log_report, Daemon, DaemonOptions};
+use crate::fuse_fs::MusicFs;
+use crate::mountpoint::check_mountpoint;
+use crate::origin_flags::parse_origin_flag;
+use crate::paths::{default_cache_dir, expand_tilde};
+use crate::sample_library;
+
+/// FUSE threads: reads from the cache are served on them.
+const FUSE_THREADS: usize = 4;
+
+/// Mounts and serves until Ctrl-C, SIGTERM or an external unmount.
+pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
+    let mut config = load_config(&options)?;
+    if config.origins.is_empty() {
+        let cache_dir = options
+            .cache_dir
+            .clone()
+            .or_else(|| config.cache_dir.as_deref().map(expand_tilde))
+            .unwrap_or_else(default_cache_dir);
+        let sample = cache_dir.join("sample-library");
+        sample_library::ensure(&sample)
+            .map_err(|e| format!("cannot write the sample library: {e}"))?;
+        eprintln!(
+            "musicfs: no origin given; serving the sample library in {}",
+            sample.display()
+        );
+        config.origins.push(parse_origin_flag(
+            &format!("local:{}", sample.display()),
+            &[],
+            1,
+        )?);
+    }
+    check_mountpoint(mountpoint)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("musicfs")
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let daemon = Arc::new(Daemon::open(&options, config)?);
+    let fs = MusicFs::new(
+        daemon.view.clone(),
+        daemon.cache.clone(),
+        daemon.registry.clone(),
+        daemon.events.clone(),
+        runtime.handle().clone(),
+    );
+    let mut fuse_config = fuser::Config::default();
+    fuse_config.mount_options = vec![
+        MountOption::RO,
+        MountOption::FSName("musicfs".into()),
+        MountOption::Subtype("musicfs".into()),
+        MountOption::NoExec,
+    ];
+    fuse_config.n_threads = Some(FUSE_THREADS);
+    let session = fuser::spawn_mount(fs, mountpoint, &fuse_config)
+        .map_err(|e| format!("cannot mount {}: {e}", mountpoint.display()))?;
+    tracing::info!(mountpoint = %mountpoint.display(), files = daemon.view.snapshot().file_count(), "mounted");
+    eprintln!(
+        "musicfs: mounted on {} (Ctrl-C to unmount)",
+        mountpoint.display()
+    );
+
+    runtime.block_on(async {
+        daemon.start_origins().await;
+        let _folder = daemon
+            .manager
+            .watch_folder()
+            .map_err(|e| tracing::warn!("cannot watch the plugins folder: {e}"))
+            .ok();
+        let rescans = daemon.rescan_on_new_origins();
+        let first_scan = {
+            let daemon = daemon.clone();
+            tokio::spawn(async move {
+                match daemon.rescan(&Arc::default()).await {
+                    Ok(report) => log_report(&report),
+                    Err(e) => tracing::error!("scan failed: {e}"),
+                }
+            })
+        };
+        wait_for_stop(&session).await;
+        rescans.abort();
+        first_scan.abort();
+    });
+
+    if !session.guard.is_finished() {
+        if let Err(e) = session.umount_and_join() {
+            tracing::warn!("unmount: {e}");
+        }
+    }
+    daemon.store.flush().map_err(|e| e.to_string())?;
+    eprintln!("musicfs: unmounted {}", mountpoint.display());
+    Ok(())
+}
+
+/// Returns on Ctrl-C, SIGTERM, or when the session ends (someone ran fusermount -u).
+async fn wait_for_stop(session: &fuser::BackgroundSession) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminated = async {
+        match term.as_mut() {
+            Some(term) => {
+                term.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let unmounted = async {
+        while !session.guard.is_finished() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminated => {}
+        _ = unmounted => {}
+    }
+}
