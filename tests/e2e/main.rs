@@ -7,4 +7,5 @@ mod call_boundary;
 mod conformance;
 mod hot_plug;
 mod local_origin;
+mod mount_library;
 mod watch_cleanup;

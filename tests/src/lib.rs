@@ -113,3 +113,6 @@ pub fn example_library(name: &str) -> PathBuf {
     );
     path
 }
+
+pub mod audio_library;
+pub mod mounted;

@@ -271,8 +271,8 @@ mod tests {
         let chunk = |n: u8| vec![n; 2_000];
         let ids: Vec<_> = (0..6).map(|n| ChunkId::of(&chunk(n))).collect();
         store.put(&ids[0], &chunk(0), true).unwrap(); // a tag, oldest
-        for n in 1..5 {
-            store.put(&ids[n], &chunk(n as u8), false).unwrap();
+        for (n, id) in ids.iter().enumerate().take(5).skip(1) {
+            store.put(id, &chunk(n as u8), false).unwrap();
         }
         store.get(&ids[1]); // recently used
         store.put(&ids[5], &chunk(5), false).unwrap(); // 12 000 > 10 000

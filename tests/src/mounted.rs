@@ -1,0 +1,121 @@
+//! A real `musicfs mount` process for a test, unmounted when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{local_plugin, musicfs_binary};
+
+/// A running mount.
+pub struct Mounted {
+    pub mountpoint: PathBuf,
+    pub cache_dir: PathBuf,
+    pub plugins_dir: PathBuf,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Mounted {
+    /// Mounts with the local plugin and `args` (e.g. `--origin local:DIR`), using
+    /// `cache_dir`, and waits until `ready` (a path below the mountpoint) exists.
+    pub fn start(work: &Path, cache_dir: &Path, args: &[String], ready: Option<&str>) -> Mounted {
+        let mountpoint = work.join("mnt");
+        let plugins_dir = work.join("plugins");
+        std::fs::create_dir_all(&mountpoint).unwrap();
+        std::fs::create_dir_all(&plugins_dir).unwrap();
+        let plugin = plugins_dir.join("libmusicfs_local.so");
+        if !plugin.exists() {
+            std::fs::copy(local_plugin(), &plugin).unwrap();
+        }
+        let log = work.join(format!("mount-{}.log", std::process::id()));
+        let child = Command::new(musicfs_binary())
+            .arg("mount")
+            .arg("--plugins")
+            .arg(&plugins_dir)
+            .arg("--cache-dir")
+            .arg(cache_dir)
+            .args(args)
+            .arg(&mountpoint)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mounted = Mounted {
+            mountpoint,
+            cache_dir: cache_dir.to_owned(),
+            plugins_dir,
+            child: Some(child),
+            log,
+        };
+        mounted.wait_until(Duration::from_secs(30), |m| {
+            musicfs::mountpoint::is_mounted(&m.mountpoint)
+                && ready.is_none_or(|r| m.mountpoint.join(r).exists())
+        });
+        mounted
+    }
+
+    /// Waits for `condition`, panicking with the daemon's log after `limit`.
+    pub fn wait_until(&self, limit: Duration, condition: impl Fn(&Mounted) -> bool) {
+        let started = Instant::now();
+        while !condition(self) {
+            if started.elapsed() > limit {
+                panic!(
+                    "condition not met within {limit:?}; daemon log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A path below the mountpoint.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mountpoint.join(rel)
+    }
+
+    /// Sends SIGKILL (the mountpoint is left stale).
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Interrupts the daemon (Ctrl-C) and waits for it to unmount and exit.
+    pub fn stop(mut self) -> String {
+        self.interrupt();
+        self.log()
+    }
+
+    fn interrupt(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) with a pid we own.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(15) {
+                if child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = Command::new("fusermount3")
+                .arg("-u")
+                .arg(&self.mountpoint)
+                .status();
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        self.interrupt();
+    }
+}
