@@ -27,7 +27,9 @@ impl Mounted {
         if !plugin.exists() {
             std::fs::copy(local_plugin(), &plugin).unwrap();
         }
-        let log = work.join(format!("mount-{}.log", std::process::id()));
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = work.join(format!("mount-{n}.log"));
         let child = Command::new(musicfs_binary())
             .arg("mount")
             .arg("--plugins")
@@ -100,12 +102,15 @@ impl Mounted {
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(15) {
                 if child.try_wait().ok().flatten().is_some() {
-                    return;
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // Never leave a mount behind, whatever happened to the daemon.
+        if musicfs::mountpoint::is_mounted(&self.mountpoint) {
             let _ = Command::new("fusermount3")
                 .arg("-u")
                 .arg(&self.mountpoint)
