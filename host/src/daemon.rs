@@ -45,6 +45,8 @@ pub struct Daemon {
     pub view: LibraryView,
     layout: Layout,
     book: Mutex<InodeBook>,
+    /// Becomes true once the plugins are loaded and origins opened.
+    origins_started: tokio::sync::watch::Sender<bool>,
     /// Serialises scans.
     scanning: tokio::sync::Mutex<()>,
 }
@@ -109,6 +111,7 @@ impl Daemon {
             manager,
             layout,
             book: Mutex::new(book),
+            origins_started: tokio::sync::watch::Sender::new(false),
             scanning: tokio::sync::Mutex::new(()),
         })
     }
@@ -117,6 +120,13 @@ impl Daemon {
     pub async fn start_origins(&self) {
         self.manager.sync().await;
         self.manager.report_waiting().await;
+        self.origins_started.send_replace(true);
+    }
+
+    /// Turns true once [`Daemon::start_origins`] is done: a read that arrives
+    /// while the mount is starting waits for its origin instead of failing.
+    pub fn origins_started(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.origins_started.subscribe()
     }
 
     /// Scans every live origin and shows the result.

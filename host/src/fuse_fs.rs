@@ -34,6 +34,8 @@ use crate::registry::Registry;
 const TTL: Duration = Duration::from_secs(10);
 /// The first fetch of an uncached range, and how far read-ahead grows.
 const FIRST_WINDOW: u32 = 1 << 20;
+/// The longest a read waits for the origins to open after mounting.
+const STARTUP_WAIT: Duration = Duration::from_secs(10);
 
 /// Per open file: where a sequential reader will read next, and its read-ahead.
 struct OpenFile {
@@ -48,6 +50,7 @@ pub struct MusicFs {
     registry: Arc<Registry>,
     events: EventBus,
     runtime: tokio::runtime::Handle,
+    origins_started: tokio::sync::watch::Receiver<bool>,
     open_files: Mutex<HashMap<u64, OpenFile>>,
     next_handle: AtomicU64,
     uid: u32,
@@ -62,6 +65,7 @@ impl MusicFs {
         registry: Arc<Registry>,
         events: EventBus,
         runtime: tokio::runtime::Handle,
+        origins_started: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         MusicFs {
             view,
@@ -69,6 +73,7 @@ impl MusicFs {
             registry,
             events,
             runtime,
+            origins_started,
             open_files: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             // SAFETY: getuid/getgid cannot fail.
@@ -248,7 +253,12 @@ impl Filesystem for MusicFs {
             self.registry.clone(),
             self.events.clone(),
         );
+        let mut origins_started = self.origins_started.clone();
         self.runtime.spawn(async move {
+            // Right after mounting, origins may still be opening: wait (bounded)
+            // rather than fail a read that a moment later would succeed.
+            let startup = origins_started.wait_for(|started| *started);
+            let _ = tokio::time::timeout(STARTUP_WAIT, startup).await;
             let mut last_error = None;
             for replica in &replicas {
                 let origin = registry.get(&replica.origin);

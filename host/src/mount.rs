@@ -52,6 +52,7 @@ pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
         daemon.registry.clone(),
         daemon.events.clone(),
         runtime.handle().clone(),
+        daemon.origins_started(),
     );
     let mut fuse_config = fuser::Config::default();
     fuse_config.mount_options = vec![

@@ -302,11 +302,9 @@ fn a_corrupt_chunk_is_fetched_again_not_served() {
         &origin_arg(source),
         Some(track.shown_as),
     );
-    assert_eq!(
-        std::fs::read(second.path(track.shown_as)).unwrap(),
-        original,
-        "corrupt bytes were served"
-    );
+    let read = std::fs::read(second.path(track.shown_as))
+        .unwrap_or_else(|e| panic!("{e}; daemon log:\n{}", second.log()));
+    assert_eq!(read, original, "corrupt bytes were served");
     assert!(
         second.log().contains("chunk is corrupt"),
         "{}",

@@ -81,12 +81,14 @@ impl Mounted {
         self.mountpoint.join(rel)
     }
 
-    /// Sends SIGKILL (the mountpoint is left stale).
+    /// Sends SIGKILL and leaves the mountpoint stale, as a crash would.
     pub fn kill(mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // Skip Drop's clean-up: the stale mount is the point.
+        std::mem::forget(self);
     }
 
     /// Interrupts the daemon (Ctrl-C) and waits for it to unmount and exit.
