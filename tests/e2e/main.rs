@@ -2,6 +2,7 @@
 //! first (the README's test command does).
 
 mod author_guide;
+mod bad_input;
 mod bad_plugins;
 mod call_boundary;
 mod conformance;

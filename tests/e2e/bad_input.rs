@@ -1,0 +1,171 @@
+//! Bad files in a library: the scan reports them and goes on; the mount stays
+//! healthy and every name it shows is safe.
+
+use std::path::Path;
+use std::process::Command;
+
+use lofty::config::WriteOptions;
+use lofty::prelude::{Accessor, TagExt};
+use lofty::tag::{Tag, TagType};
+use musicfs_tests::audio_library::files_below;
+use musicfs_tests::mounted::Mounted;
+
+fn ffmpeg_flac(out: &Path, title: &str) {
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=500:duration=1",
+        ])
+        .args([
+            "-metadata",
+            &format!("title={title}"),
+            "-metadata",
+            "artist=Edge",
+            "-metadata",
+            "album=Cases",
+        ])
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Replaces the first occurrence of `from` in the file with `to` (same length).
+fn patch(path: &Path, from: &[u8], to: &[u8]) {
+    assert_eq!(from.len(), to.len());
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("pattern in file");
+    bytes[at..at + to.len()].copy_from_slice(to);
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn bad_library(dir: &Path) {
+    ffmpeg_flac(&dir.join("good.flac"), "Fine");
+    std::fs::write(
+        dir.join("corrupt.flac"),
+        (0..50_000u32)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    ffmpeg_flac(&dir.join("whole.flac"), "Cut Short");
+    let whole = std::fs::read(dir.join("whole.flac")).unwrap();
+    std::fs::write(dir.join("truncated.flac"), &whole[..60]).unwrap();
+    std::fs::remove_file(dir.join("whole.flac")).unwrap();
+    std::fs::write(dir.join("empty.ogg"), b"").unwrap();
+    ffmpeg_flac(&dir.join("nul.flac"), "Null_Inside");
+    patch(&dir.join("nul.flac"), b"Null_Inside", b"Null\0Inside");
+    ffmpeg_flac(&dir.join("latin.flac"), "BadUTF8xx");
+    patch(&dir.join("latin.flac"), b"BadUTF8xx", b"BadUTF8\xff\xfe");
+    // A 10 MB title, written with lofty (no command line holds it).
+    ffmpeg_flac(&dir.join("huge.flac"), "placeholder");
+    let mut tag = Tag::new(TagType::VorbisComments);
+    tag.set_title("Long".repeat(2_500_000));
+    tag.set_artist("Edge".into());
+    tag.set_album("Cases".into());
+    tag.save_to_path(dir.join("huge.flac"), WriteOptions::default())
+        .unwrap();
+    std::os::unix::fs::symlink("loop.flac", dir.join("loop.flac")).unwrap();
+}
+
+#[test]
+fn bad_files_are_reported_and_the_mount_stays_healthy() {
+    let source = tempfile::tempdir().unwrap();
+    bad_library(source.path());
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let origin = format!("local:{}", source.path().display());
+
+    let out = Command::new(musicfs_tests::musicfs_binary())
+        .args(["scan", "--plugins"])
+        .arg(work.path().join("plugins-for-scan"))
+        .arg("--cache-dir")
+        .arg(&cache)
+        .args(["--origin", &origin])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The scan ran without a plugin folder: it says so, and keeps the index.
+    assert!(
+        stdout.contains("not scanned") || stdout.contains("0 files"),
+        "{stdout}"
+    );
+
+    std::fs::create_dir_all(work.path().join("plugins-for-scan")).unwrap();
+    std::fs::copy(
+        musicfs_tests::local_plugin(),
+        work.path().join("plugins-for-scan/libmusicfs_local.so"),
+    )
+    .unwrap();
+    let out = Command::new(musicfs_tests::musicfs_binary())
+        .args(["scan", "--plugins"])
+        .arg(work.path().join("plugins-for-scan"))
+        .arg("--cache-dir")
+        .arg(&cache)
+        .args(["--origin", &origin])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for bad in ["corrupt.flac", "truncated.flac", "empty.ogg"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("problem: local:") && l.contains(bad)),
+            "{bad} not reported:\n{stdout}"
+        );
+    }
+    assert!(stdout.starts_with("7 files"), "{stdout}");
+
+    let mount = Mounted::start(
+        work.path(),
+        &cache,
+        &["--origin".into(), origin],
+        Some("Edge/Cases/Fine.flac"),
+    );
+    let files = files_below(&mount.mountpoint);
+    for file in &files {
+        let name = file.rsplit('/').next().unwrap();
+        assert!(name.len() <= 255, "{} bytes: {name:.40}…", name.len());
+        assert!(!name.chars().any(char::is_control), "{name:?}");
+    }
+    assert!(
+        files.contains(&"Edge/Cases/NullInside.flac".to_owned()),
+        "{files:#?}"
+    );
+    assert!(
+        files.iter().any(|f| f.starts_with("Edge/Cases/LongLong")),
+        "{files:#?}"
+    );
+    // A title that is not UTF-8 is dropped; the file name stands in, the other tags stay.
+    assert!(
+        files.contains(&"Edge/Cases/latin.flac".to_owned()),
+        "{files:#?}"
+    );
+    assert!(
+        files.contains(&"Unknown Artist/Unknown Album/corrupt.flac".to_owned()),
+        "{files:#?}"
+    );
+    assert!(!files.iter().any(|f| f.contains("loop")), "{files:#?}");
+    assert_eq!(
+        std::fs::read(mount.path("Edge/Cases/Fine.flac")).unwrap(),
+        std::fs::read(source.path().join("good.flac")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(mount.path("Unknown Artist/Unknown Album/empty.ogg")).unwrap(),
+        b""
+    );
+}
