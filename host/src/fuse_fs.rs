@@ -17,9 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 
 use crate::cache::content_cache::{ContentCache, Purpose, MAX_WINDOW};
@@ -142,6 +142,9 @@ const XATTRS: [&str; 3] = [
 impl Filesystem for MusicFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_readahead(1 << 20);
+        // Listings carry attributes: a music server's walk of the tree costs one
+        // request per directory, not one lookup per file.
+        let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS);
         Ok(())
     }
 
@@ -190,6 +193,44 @@ impl Filesystem for MusicFs {
             }));
         for (i, (child, kind, name)) in entries.enumerate().skip(offset as usize) {
             if reply.add(INodeNo(child), i as u64 + 1, kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let tree = self.view.snapshot();
+        let Some(node) = tree.get(ino.0) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let NodeKind::Dir { children } = &node.kind else {
+            return reply.error(Errno::ENOTDIR);
+        };
+        let parent = tree.get(node.parent).unwrap_or(node);
+        let dots = [(node, "."), (parent, "..")];
+        let entries = dots.into_iter().chain(
+            children
+                .iter()
+                .filter_map(|(name, child)| Some((tree.get(*child)?, name.as_str()))),
+        );
+        for (i, (entry, name)) in entries.enumerate().skip(offset as usize) {
+            let attr = self.attr(entry);
+            if reply.add(
+                INodeNo(entry.ino),
+                i as u64 + 1,
+                name,
+                &TTL,
+                &attr,
+                Generation(0),
+            ) {
                 break;
             }
         }

@@ -4,6 +4,7 @@
 mod author_guide;
 mod bad_input;
 mod bad_plugins;
+mod cache_limits;
 mod call_boundary;
 mod conformance;
 mod hot_plug;

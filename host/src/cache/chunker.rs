@@ -5,8 +5,8 @@
 //! copy (only the tag block differs) and the same track fetched by different ranged
 //! reads. 64 KiB keeps the per-chunk costs (a file, a manifest entry, a hash lookup)
 //! low against a FUSE read size of 128 KiB, while a tag-only edit still rewrites
-//! only the one or two chunks around the tag. `benches/chunking.rs` measures the
-//! throughput of the chunk-and-hash step for these sizes.
+//! only the one or two chunks around the tag. `host/benches/chunking.rs` compares
+//! sizes side by side: throughput, new bytes after a retag, resynchronisation.
 
 use std::fmt;
 
@@ -61,10 +61,15 @@ pub struct Piece {
 
 /// Cuts `data` into content-defined chunks and names each one.
 pub fn chunk(data: &[u8]) -> Vec<Piece> {
+    chunk_with(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+}
+
+/// [`chunk`] with other sizes, for the benchmark that chose them.
+pub fn chunk_with(data: &[u8], min: usize, avg: usize, max: usize) -> Vec<Piece> {
     if data.is_empty() {
         return Vec::new();
     }
-    fastcdc::v2020::FastCDC::new(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+    fastcdc::v2020::FastCDC::new(data, min, avg, max)
         .map(|c| Piece {
             offset: c.offset,
             len: c.length,

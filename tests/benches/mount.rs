@@ -1,0 +1,353 @@
+//! The mount, side by side with the raw files and `rclone mount` on the same data,
+//! in one run:
+//!
+//! - sequential read of a 512 MB file: raw (page cache warm), MusicFS cold (empty
+//!   cache), MusicFS warm (chunk cache warm, fresh mount so the kernel's page cache
+//!   is empty), MusicFS hot (same mount, kernel page cache), rclone
+//!   `--vfs-cache-mode full` cold and warm;
+//! - time to first byte (first 4 KiB) of an uncached 50 MB file;
+//! - `find` + `stat` of a 20,000-track tree (tagged FLACs), raw, MusicFS, rclone;
+//!   MusicFS's first scan of it, and the time a restart takes to list the root;
+//! - peak RSS of the MusicFS daemon.
+//!
+//! Run: `cargo build --workspace --release && cargo bench -p musicfs-tests --bench mount`
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use musicfs_tests::mounted::Mounted;
+
+const BIG: u64 = 512 << 20;
+const FIFTY: u64 = 50 << 20;
+const TRACKS: usize = 20_000;
+
+fn noise_file(path: &Path, len: u64, seed: u64) {
+    let mut x = seed;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        for b in buf.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        std::io::Write::write_all(&mut out, &buf[..n]).unwrap();
+        left -= n as u64;
+    }
+}
+
+/// 20,000 tagged FLACs: one made by ffmpeg, copied with its tag digits patched.
+fn track_library(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let template = dir.join("template.flac");
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=0.05",
+        ])
+        .args([
+            "-metadata",
+            "title=TITLE-00000",
+            "-metadata",
+            "artist=ARTIST-000",
+            "-metadata",
+            "album=ALBUM-0000",
+            "-metadata",
+            "track=01",
+        ])
+        .arg(&template)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bytes = std::fs::read(&template).unwrap();
+    std::fs::remove_file(&template).unwrap();
+    let at = |pat: &[u8]| bytes.windows(pat.len()).position(|w| w == pat).unwrap();
+    let (t, a, l) = (
+        at(b"TITLE-00000") + 6,
+        at(b"ARTIST-000") + 7,
+        at(b"ALBUM-0000") + 6,
+    );
+    for i in 0..TRACKS {
+        let (artist, album) = (i / 200, i / 20);
+        let folder = dir.join(format!("artist{artist:03}/album{album:04}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        let mut b = bytes.clone();
+        b[t..t + 5].copy_from_slice(format!("{i:05}").as_bytes());
+        b[a..a + 3].copy_from_slice(format!("{artist:03}").as_bytes());
+        b[l..l + 4].copy_from_slice(format!("{album:04}").as_bytes());
+        std::fs::write(folder.join(format!("{:02}.flac", i % 20 + 1)), b).unwrap();
+    }
+}
+
+/// Reads a whole file; returns MB/s.
+fn read_speed(path: &Path) -> f64 {
+    let mut file = std::fs::File::open(path).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let started = Instant::now();
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+    }
+    total as f64 / 1e6 / started.elapsed().as_secs_f64()
+}
+
+fn first_byte(path: &Path) -> Duration {
+    let started = Instant::now();
+    let mut file = std::fs::File::open(path).unwrap();
+    let mut buf = [0u8; 4096];
+    file.read_exact(&mut buf).unwrap();
+    started.elapsed()
+}
+
+/// `find` + `stat` of every entry below `root`: (entries, time).
+fn find_stat(root: &Path) -> (usize, Duration) {
+    let started = Instant::now();
+    let mut count = 0;
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::metadata(&path).unwrap();
+            count += 1;
+            if meta.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    (count, started.elapsed())
+}
+
+struct Rclone {
+    child: Child,
+    mountpoint: PathBuf,
+}
+
+impl Rclone {
+    fn mount(source: &Path, work: &Path) -> Rclone {
+        let mountpoint = work.join("rclone-mnt");
+        std::fs::create_dir_all(&mountpoint).unwrap();
+        let child = Command::new("rclone")
+            .arg("mount")
+            .arg(source)
+            .arg(&mountpoint)
+            .args(["--read-only", "--vfs-cache-mode", "full", "--cache-dir"])
+            .arg(work.join("rclone-cache"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rclone runs (apt-get install rclone)");
+        let started = Instant::now();
+        while !musicfs::mountpoint::is_mounted(&mountpoint) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "rclone did not mount"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Rclone { child, mountpoint }
+    }
+}
+
+impl Drop for Rclone {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3")
+            .arg("-u")
+            .arg(&self.mountpoint)
+            .status();
+        let _ = Command::new("fusermount")
+            .arg("-u")
+            .arg(&self.mountpoint)
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn mount(work: &Path, name: &str, cache: &Path, source: &Path, ready: &str) -> Mounted {
+    let dir = work.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    Mounted::start(
+        &dir,
+        cache,
+        &["--origin".into(), format!("local:{}", source.display())],
+        Some(ready),
+    )
+}
+
+fn main() {
+    let work =
+        tempfile::tempdir_in(std::env::var_os("BENCH_DIR").unwrap_or_else(|| "/var/tmp".into()))
+            .unwrap();
+    let work = work.path();
+    // BENCH_ONLY=files or BENCH_ONLY=tree runs one half.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only != "tree" {
+        files_section(work);
+    }
+    if only != "files" {
+        tree_section(work);
+    }
+}
+
+fn files_section(work: &Path) {
+    let files = work.join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    noise_file(&files.join("big.flac"), BIG, 1);
+    noise_file(&files.join("fifty.flac"), FIFTY, 2);
+    let big_shown = "Unknown Artist/Unknown Album/big.flac";
+    let fifty_shown = "Unknown Artist/Unknown Album/fifty.flac";
+
+    println!(
+        "sequential read of a {} MB file (MB/s; ratio to raw)",
+        BIG >> 20
+    );
+    read_speed(&files.join("big.flac"));
+    let raw = read_speed(&files.join("big.flac"));
+    let row = |name: &str, mbps: f64| println!("  {name:<40} {mbps:>8.0}   {:>5.2}x", mbps / raw);
+    row("raw file (page cache)", raw);
+
+    let cache = work.join("musicfs-cache");
+    let first = mount(work, "m1", &cache, &files, big_shown);
+    let cold = read_speed(&first.path(big_shown));
+    let hot = read_speed(&first.path(big_shown));
+    let ttfb_musicfs = first_byte(&first.path(fifty_shown));
+    let rss_files = first.pid().map_or(0.0, peak_rss_mb);
+    first.stop();
+    let second = mount(work, "m2", &cache, &files, big_shown);
+    let warm = read_speed(&second.path(big_shown));
+    second.stop();
+    row("MusicFS cold (empty cache)", cold);
+    row("MusicFS warm (chunk cache, fresh mount)", warm);
+    row("MusicFS hot (kernel page cache)", hot);
+
+    let rclone = Rclone::mount(&files, work);
+    let rclone_cold = read_speed(&rclone.mountpoint.join("big.flac"));
+    let rclone_warm = read_speed(&rclone.mountpoint.join("big.flac"));
+    let ttfb_rclone = first_byte(&rclone.mountpoint.join("fifty.flac"));
+    drop(rclone);
+    row("rclone mount --vfs-cache-mode full, cold", rclone_cold);
+    row("rclone mount --vfs-cache-mode full, warm", rclone_warm);
+
+    println!(
+        "\ntime to first byte of an uncached {} MB file",
+        FIFTY >> 20
+    );
+    let ttfb_raw = {
+        // Evict the raw file from the page cache for a fair first byte.
+        let _ = std::fs::write("/proc/sys/vm/drop_caches", "1");
+        first_byte(&files.join("fifty.flac"))
+    };
+    println!(
+        "  raw file          {:>8.2} ms",
+        ttfb_raw.as_secs_f64() * 1e3
+    );
+    println!(
+        "  MusicFS           {:>8.2} ms",
+        ttfb_musicfs.as_secs_f64() * 1e3
+    );
+    println!(
+        "  rclone mount      {:>8.2} ms",
+        ttfb_rclone.as_secs_f64() * 1e3
+    );
+
+    println!("\npeak RSS of the MusicFS daemon after the 512 MB + 50 MB reads: {rss_files:.0} MB");
+}
+
+fn tree_section(work: &Path) {
+    println!("\nfind + stat of a {TRACKS}-track tree");
+    let library = work.join("library");
+    track_library(&library);
+    let (raw_n, raw_t) = find_stat(&library);
+    let lib_cache = work.join("library-cache");
+    let started = Instant::now();
+    let first = mount(
+        work,
+        "m3",
+        &lib_cache,
+        &library,
+        "ARTIST-000/ALBUM-0000/01 - TITLE-00000.flac",
+    );
+    first.wait_until(Duration::from_secs(600), |m| {
+        m.path(format!("ARTIST-099/ALBUM-0999/01 - TITLE-{:05}.flac", TRACKS - 1).as_str())
+            .exists()
+    });
+    let scan = started.elapsed();
+    let (m_n, m_t) = find_stat(&first.mountpoint);
+    let rss = first.pid().map_or(0.0, peak_rss_mb);
+    first.stop();
+    let started = Instant::now();
+    let restarted = {
+        let dir = work.join("m4");
+        std::fs::create_dir_all(&dir).unwrap();
+        Mounted::start(
+            &dir,
+            &lib_cache,
+            &["--origin".into(), format!("local:{}", library.display())],
+            None,
+        )
+    };
+    let root_entries = std::fs::read_dir(&restarted.mountpoint).unwrap().count();
+    let restart_ls = started.elapsed();
+    let (r_n, r_t) = find_stat(&restarted.mountpoint);
+    restarted.stop();
+    let rclone = Rclone::mount(&library, work);
+    let (c_n, c_t) = find_stat(&rclone.mountpoint);
+    drop(rclone);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "  raw folder        {:>9.1} ms  ({raw_n} entries)",
+        ms(raw_t)
+    );
+    println!(
+        "  MusicFS           {:>9.1} ms  ({m_n} entries)   {:>6.1}x raw",
+        ms(m_t),
+        ms(m_t) / ms(raw_t)
+    );
+    println!(
+        "  MusicFS restarted {:>9.1} ms  ({r_n} entries)   {:>6.1}x raw",
+        ms(r_t),
+        ms(r_t) / ms(raw_t)
+    );
+    println!(
+        "  rclone mount      {:>9.1} ms  ({c_n} entries)   {:>6.1}x raw",
+        ms(c_t),
+        ms(c_t) / ms(raw_t)
+    );
+    println!(
+        "  MusicFS first scan of the library (mount to last track shown): {:.1} s",
+        scan.as_secs_f64()
+    );
+    println!(
+        "  restart to `ls` of the root ({root_entries} entries): {:.0} ms",
+        ms(restart_ls)
+    );
+
+    println!(
+        "\npeak RSS of the MusicFS daemon with {TRACKS} tracks scanned and walked: {rss:.0} MB"
+    );
+}

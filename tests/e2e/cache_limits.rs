@@ -1,0 +1,102 @@
+//! The content cache stores identical content once and stays within its limit.
+
+use std::path::Path;
+
+use musicfs_tests::audio_library::{self, files_below, TRACKS};
+use musicfs_tests::mounted::Mounted;
+
+fn chunk_bytes(cache: &Path) -> u64 {
+    files_below(&cache.join("chunks"))
+        .iter()
+        .map(|f| {
+            std::fs::metadata(cache.join("chunks").join(f))
+                .unwrap()
+                .len()
+        })
+        .sum()
+}
+
+#[test]
+fn the_same_track_on_two_origins_is_stored_once() {
+    // Origin B holds origin A's first track under another path (so not a replica).
+    let a = audio_library::shared();
+    let b = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(b.path().join("copy")).unwrap();
+    std::fs::copy(
+        a.join(TRACKS[0].source),
+        b.path().join("copy/same-song.flac"),
+    )
+    .unwrap();
+    let size = std::fs::metadata(a.join(TRACKS[0].source)).unwrap().len();
+
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let args = [
+        "--origin".to_owned(),
+        format!("local:{}", a.display()),
+        "--origin".to_owned(),
+        format!("local:{}", b.path().display()),
+    ];
+    let twin = TRACKS[0].shown_as.replace(".flac", " (2).flac");
+    let mount = Mounted::start(work.path(), &cache, &args, Some(&twin));
+    let before = chunk_bytes(&cache);
+    let one = std::fs::read(mount.path(TRACKS[0].shown_as)).unwrap();
+    let other = std::fs::read(mount.path(&twin)).unwrap();
+    assert_eq!(one, other);
+    let added = chunk_bytes(&cache) - before;
+    assert!(
+        added <= size,
+        "{added} bytes stored for two copies of a {size}-byte track"
+    );
+}
+
+#[test]
+fn the_cache_stays_within_its_limit() {
+    let source = tempfile::tempdir().unwrap();
+    // Four 600 KB tracks of noise, more than the 1 MB limit together.
+    for i in 0..4 {
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"])
+            .arg(format!("anoisesrc=duration=4:seed={i}"))
+            .args([
+                "-metadata",
+                &format!("title=Noise {i}"),
+                "-metadata",
+                "artist=Hiss",
+                "-metadata",
+                "album=Limits",
+            ])
+            .arg(source.path().join(format!("{i}.flac")))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let config = work.path().join("musicfs.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[origins]]\nid = \"noise\"\ntype = \"local\"\npath = \"{}\"\n\n[cache]\ncontent_cache_gb = 0.001\n",
+            source.path().display()
+        ),
+    )
+    .unwrap();
+    let args = ["--config".to_owned(), config.display().to_string()];
+    let mount = Mounted::start(work.path(), &cache, &args, Some("Hiss/Limits/Noise 3.flac"));
+    let mut total = 0;
+    for i in 0..4 {
+        let through = std::fs::read(mount.path(&format!("Hiss/Limits/Noise {i}.flac"))).unwrap();
+        assert_eq!(
+            through,
+            std::fs::read(source.path().join(format!("{i}.flac"))).unwrap()
+        );
+        total += through.len();
+    }
+    assert!(total > 2_000_000, "the tracks are only {total} bytes");
+    let stored = chunk_bytes(&cache);
+    assert!(
+        stored <= 1_000_000,
+        "{stored} bytes stored over a 1 MB limit"
+    );
+}
