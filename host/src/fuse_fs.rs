@@ -123,6 +123,23 @@ impl MusicFs {
     }
 }
 
+/// A directory's entries, `.` and `..` first, in a stable order (the offsets the
+/// kernel passes back index into it).
+fn listing(tree: &Tree, ino: u64) -> Result<Vec<(&Node, &str)>, Errno> {
+    let node = tree.get(ino).ok_or(Errno::ENOENT)?;
+    let NodeKind::Dir { children } = &node.kind else {
+        return Err(Errno::ENOTDIR);
+    };
+    let parent = tree.get(node.parent).unwrap_or(node);
+    let mut entries = vec![(node, "."), (parent, "..")];
+    entries.extend(
+        children
+            .iter()
+            .filter_map(|(name, child)| Some((tree.get(*child)?, name.as_str()))),
+    );
+    Ok(entries)
+}
+
 fn xattr_reply(value: &[u8], size: u32, reply: ReplyXattr) {
     if size == 0 {
         reply.size(value.len() as u32);
@@ -172,31 +189,21 @@ impl Filesystem for MusicFs {
         mut reply: ReplyDirectory,
     ) {
         let tree = self.view.snapshot();
-        let Some(node) = tree.get(ino.0) else {
-            return reply.error(Errno::ENOENT);
-        };
-        let NodeKind::Dir { children } = &node.kind else {
-            return reply.error(Errno::ENOTDIR);
-        };
-        let dots = [
-            (node.ino, FileType::Directory, "."),
-            (node.parent, FileType::Directory, ".."),
-        ];
-        let entries = dots
-            .into_iter()
-            .chain(children.iter().filter_map(|(name, child)| {
-                let kind = match tree.get(*child)?.kind {
-                    NodeKind::Dir { .. } => FileType::Directory,
-                    NodeKind::File { .. } => FileType::RegularFile,
-                };
-                Some((*child, kind, name.as_str()))
-            }));
-        for (i, (child, kind, name)) in entries.enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(child), i as u64 + 1, kind, name) {
-                break;
+        match listing(&tree, ino.0) {
+            Ok(entries) => {
+                for (i, (entry, name)) in entries.into_iter().enumerate().skip(offset as usize) {
+                    let kind = match entry.kind {
+                        NodeKind::Dir { .. } => FileType::Directory,
+                        NodeKind::File { .. } => FileType::RegularFile,
+                    };
+                    if reply.add(INodeNo(entry.ino), i as u64 + 1, kind, name) {
+                        break;
+                    }
+                }
+                reply.ok();
             }
+            Err(errno) => reply.error(errno),
         }
-        reply.ok();
     }
 
     fn readdirplus(
@@ -208,33 +215,25 @@ impl Filesystem for MusicFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         let tree = self.view.snapshot();
-        let Some(node) = tree.get(ino.0) else {
-            return reply.error(Errno::ENOENT);
-        };
-        let NodeKind::Dir { children } = &node.kind else {
-            return reply.error(Errno::ENOTDIR);
-        };
-        let parent = tree.get(node.parent).unwrap_or(node);
-        let dots = [(node, "."), (parent, "..")];
-        let entries = dots.into_iter().chain(
-            children
-                .iter()
-                .filter_map(|(name, child)| Some((tree.get(*child)?, name.as_str()))),
-        );
-        for (i, (entry, name)) in entries.enumerate().skip(offset as usize) {
-            let attr = self.attr(entry);
-            if reply.add(
-                INodeNo(entry.ino),
-                i as u64 + 1,
-                name,
-                &TTL,
-                &attr,
-                Generation(0),
-            ) {
-                break;
+        match listing(&tree, ino.0) {
+            Ok(entries) => {
+                for (i, (entry, name)) in entries.into_iter().enumerate().skip(offset as usize) {
+                    let attr = self.attr(entry);
+                    if reply.add(
+                        INodeNo(entry.ino),
+                        i as u64 + 1,
+                        name,
+                        &TTL,
+                        &attr,
+                        Generation(0),
+                    ) {
+                        break;
+                    }
+                }
+                reply.ok();
             }
+            Err(errno) => reply.error(errno),
         }
-        reply.ok();
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {

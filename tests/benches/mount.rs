@@ -45,31 +45,13 @@ fn noise_file(path: &Path, len: u64, seed: u64) {
 fn track_library(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let template = dir.join("template.flac");
-    let status = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:duration=0.05",
-        ])
-        .args([
-            "-metadata",
-            "title=TITLE-00000",
-            "-metadata",
-            "artist=ARTIST-000",
-            "-metadata",
-            "album=ALBUM-0000",
-            "-metadata",
-            "track=01",
-        ])
-        .arg(&template)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let tags = [
+        ("title", "TITLE-00000"),
+        ("artist", "ARTIST-000"),
+        ("album", "ALBUM-0000"),
+        ("track", "01"),
+    ];
+    musicfs_tests::audio_library::ffmpeg("sine=frequency=440:duration=0.05", &tags, &[], &template);
     let bytes = std::fs::read(&template).unwrap();
     std::fs::remove_file(&template).unwrap();
     let at = |pat: &[u8]| bytes.windows(pat.len()).position(|w| w == pat).unwrap();

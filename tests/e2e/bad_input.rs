@@ -7,33 +7,12 @@ use std::process::Command;
 use lofty::config::WriteOptions;
 use lofty::prelude::{Accessor, TagExt};
 use lofty::tag::{Tag, TagType};
-use musicfs_tests::audio_library::files_below;
+use musicfs_tests::audio_library::{ffmpeg, files_below};
 use musicfs_tests::mounted::Mounted;
 
 fn ffmpeg_flac(out: &Path, title: &str) {
-    let status = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=500:duration=1",
-        ])
-        .args([
-            "-metadata",
-            &format!("title={title}"),
-            "-metadata",
-            "artist=Edge",
-            "-metadata",
-            "album=Cases",
-        ])
-        .arg(out)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let tags = [("title", title), ("artist", "Edge"), ("album", "Cases")];
+    ffmpeg("sine=frequency=500:duration=1", &tags, &[], out);
 }
 
 /// Replaces the first occurrence of `from` in the file with `to` (same length).
@@ -77,6 +56,25 @@ fn bad_library(dir: &Path) {
     std::os::unix::fs::symlink("loop.flac", dir.join("loop.flac")).unwrap();
 }
 
+/// Runs `musicfs scan`; returns whether it succeeded, and what it printed.
+fn scan(plugins: &Path, cache: &Path, origin: &str) -> (bool, String) {
+    let out = Command::new(musicfs_tests::musicfs_binary())
+        .arg("scan")
+        .arg("--plugins")
+        .arg(plugins)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(["--origin", origin])
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), printed)
+}
+
 #[test]
 fn bad_files_are_reported_and_the_mount_stays_healthy() {
     let source = tempfile::tempdir().unwrap();
@@ -85,41 +83,22 @@ fn bad_files_are_reported_and_the_mount_stays_healthy() {
     let cache = work.path().join("cache");
     let origin = format!("local:{}", source.path().display());
 
-    let out = Command::new(musicfs_tests::musicfs_binary())
-        .args(["scan", "--plugins"])
-        .arg(work.path().join("plugins-for-scan"))
-        .arg("--cache-dir")
-        .arg(&cache)
-        .args(["--origin", &origin])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    // The scan ran without a plugin folder: it says so, and keeps the index.
+    let plugins = work.path().join("plugins-for-scan");
+    // Without the plugin, the origin waits: nothing is scanned, nothing is lost.
+    let (_, stdout) = scan(&plugins, &cache, &origin);
     assert!(
         stdout.contains("not scanned") || stdout.contains("0 files"),
         "{stdout}"
     );
 
-    std::fs::create_dir_all(work.path().join("plugins-for-scan")).unwrap();
+    std::fs::create_dir_all(&plugins).unwrap();
     std::fs::copy(
         musicfs_tests::local_plugin(),
         work.path().join("plugins-for-scan/libmusicfs_local.so"),
     )
     .unwrap();
-    let out = Command::new(musicfs_tests::musicfs_binary())
-        .args(["scan", "--plugins"])
-        .arg(work.path().join("plugins-for-scan"))
-        .arg("--cache-dir")
-        .arg(&cache)
-        .args(["--origin", &origin])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, stdout) = scan(&plugins, &cache, &origin);
+    assert!(ok, "{stdout}");
     for bad in ["corrupt.flac", "truncated.flac", "empty.ogg"] {
         assert!(
             stdout

@@ -55,21 +55,14 @@ fn the_cache_stays_within_its_limit() {
     let source = tempfile::tempdir().unwrap();
     // Four 600 KB tracks of noise, more than the 1 MB limit together.
     for i in 0..4 {
-        let status = std::process::Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"])
-            .arg(format!("anoisesrc=duration=4:seed={i}"))
-            .args([
-                "-metadata",
-                &format!("title=Noise {i}"),
-                "-metadata",
-                "artist=Hiss",
-                "-metadata",
-                "album=Limits",
-            ])
-            .arg(source.path().join(format!("{i}.flac")))
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let title = format!("Noise {i}");
+        let tags = [
+            ("title", title.as_str()),
+            ("artist", "Hiss"),
+            ("album", "Limits"),
+        ];
+        let out = source.path().join(format!("{i}.flac"));
+        audio_library::ffmpeg(&format!("anoisesrc=duration=4:seed={i}"), &tags, &[], &out);
     }
     let work = tempfile::tempdir().unwrap();
     let cache = work.path().join("cache");

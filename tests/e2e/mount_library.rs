@@ -195,26 +195,8 @@ fn a_restart_keeps_inodes_and_serves_cached_files_offline() {
     // One more track, big enough that reading its head leaves its body uncached.
     let long = music.join("long/long.flac");
     std::fs::create_dir_all(long.parent().unwrap()).unwrap();
-    let status = std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "anoisesrc=duration=20:sample_rate=44100",
-            "-metadata",
-            "title=Long",
-            "-metadata",
-            "artist=Noise",
-            "-metadata",
-            "album=Static",
-        ])
-        .arg(&long)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let tags = [("title", "Long"), ("artist", "Noise"), ("album", "Static")];
+    audio_library::ffmpeg("anoisesrc=duration=20:sample_rate=44100", &tags, &[], &long);
     let work = tempfile::tempdir().unwrap();
     let cache = work.path().join("cache");
 

@@ -149,36 +149,45 @@ pub const TRACKS: &[Track] = &[
     },
 ];
 
+/// Makes `out` with ffmpeg from a lavfi `source` (`sine=frequency=440:duration=1`),
+/// with `tags` and any `extra` output options; the format follows the extension.
+pub fn ffmpeg(source: &str, tags: &[(&str, &str)], extra: &[&str], out: &Path) {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args([
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        source,
+    ]);
+    cmd.args(extra);
+    for (key, value) in tags {
+        cmd.arg("-metadata").arg(format!("{key}={value}"));
+    }
+    let status = cmd
+        .arg(out)
+        .status()
+        .expect("ffmpeg runs (install it: apt-get install ffmpeg)");
+    assert!(status.success(), "ffmpeg failed to make {}", out.display());
+}
+
 /// Writes every track into `dir` with ffmpeg: one second of a tone, a different
 /// tone per track (so no two files are equal), with the track's tags.
 pub fn generate(dir: &Path) {
     for (i, track) in TRACKS.iter().enumerate() {
         let out = dir.join(track.source);
         std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-        let mut cmd = Command::new("ffmpeg");
-        cmd.args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg(format!("sine=frequency={}:duration=1", 300 + 37 * i))
-        .args(["-ac", "2"]);
-        if track.source.ends_with(".aiff") {
-            // AIFF carries full tags in an ID3 chunk (as iTunes and most taggers do).
-            cmd.args(["-write_id3v2", "1"]);
-        }
-        for (key, value) in track.tags {
-            cmd.arg("-metadata").arg(format!("{key}={value}"));
-        }
-        let status = cmd
-            .arg(&out)
-            .status()
-            .expect("ffmpeg runs (install it: apt-get install ffmpeg)");
-        assert!(status.success(), "ffmpeg failed for {}", track.source);
+        // AIFF carries full tags in an ID3 chunk (as iTunes and most taggers do).
+        let extra: &[&str] = if track.source.ends_with(".aiff") {
+            &["-ac", "2", "-write_id3v2", "1"]
+        } else {
+            &["-ac", "2"]
+        };
+        let source = format!("sine=frequency={}:duration=1", 300 + 37 * i);
+        ffmpeg(&source, track.tags, extra, &out);
     }
     // A cover beside the first album's tracks, and a file that is not audio.
     std::fs::write(
