@@ -130,11 +130,11 @@ impl ContentCache {
         manifest.cached_bytes(version.size)
     }
 
-    fn chunk_bytes(&self, id: &ChunkId) -> Option<Arc<[u8]>> {
+    fn chunk_bytes(&self, id: &ChunkId) -> Option<Arc<Vec<u8>>> {
         if let Some(bytes) = self.hot.get(id) {
             return Some(bytes);
         }
-        let bytes: Arc<[u8]> = self.chunks.get(id)?.into();
+        let bytes = Arc::new(self.chunks.get(id)?);
         self.hot.put(*id, bytes.clone());
         Some(bytes)
     }
@@ -261,6 +261,13 @@ impl ContentCache {
         )))
     }
 
+    /// Stores `bytes` as if fetched at `base` (for benchmarks and tools that fill
+    /// the cache without an origin).
+    pub async fn seed(&self, version: &FileVersion, base: u64, bytes: Vec<u8>) {
+        let state = self.state(version);
+        let _ = self.store_fetched(&state, base, bytes, Purpose::Audio).await;
+    }
+
     /// Chunks and stores bytes fetched at `base`, and records them in the manifest.
     async fn store_fetched(
         &self,
@@ -280,7 +287,7 @@ impl ContentCache {
                 if let Err(e) = self.chunks.put(&piece.id, data, tag) {
                     tracing::warn!("cannot store a chunk: {e}");
                 }
-                self.hot.put(piece.id, Arc::from(data));
+                self.hot.put(piece.id, Arc::new(data.to_vec()));
             }
             pieces
         };

@@ -15,7 +15,7 @@ pub struct HotChunks {
 
 #[derive(Default)]
 struct Inner {
-    map: HashMap<ChunkId, Arc<[u8]>>,
+    map: HashMap<ChunkId, Arc<Vec<u8>>>,
     order: VecDeque<ChunkId>,
     bytes: usize,
 }
@@ -30,7 +30,7 @@ impl HotChunks {
     }
 
     /// The chunk, if hot.
-    pub fn get(&self, id: &ChunkId) -> Option<Arc<[u8]>> {
+    pub fn get(&self, id: &ChunkId) -> Option<Arc<Vec<u8>>> {
         self.inner
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -40,7 +40,7 @@ impl HotChunks {
     }
 
     /// Keeps a verified chunk.
-    pub fn put(&self, id: ChunkId, bytes: Arc<[u8]>) {
+    pub fn put(&self, id: ChunkId, bytes: Arc<Vec<u8>>) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if inner.map.contains_key(&id) || bytes.len() > self.capacity {
             return;
