@@ -22,10 +22,18 @@ fn main() {
             x as u8
         })
         .collect();
-    let version = FileVersion { origin: "o".into(), path: "f.flac".into(), size: size as u64, mtime_ns: 1 };
+    let version = FileVersion {
+        origin: "o".into(),
+        path: "f.flac".into(),
+        size: size as u64,
+        mtime_ns: 1,
+    };
     {
         let cache = ContentCache::open(dir.path(), u64::MAX, store.clone()).unwrap();
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         runtime.block_on(cache.seed(&version, 0, data.clone()));
     }
     let pieces = chunk(&data);
@@ -40,18 +48,33 @@ fn main() {
             offset += bytes.len() as u64;
         }
         let secs = started.elapsed().as_secs_f64();
-        println!("read_cached, {:>4} KiB reads: {:>6.0} MB/s", read >> 10, size as f64 / 1e6 / secs);
+        println!(
+            "read_cached, {:>4} KiB reads: {:>6.0} MB/s",
+            read >> 10,
+            size as f64 / 1e6 / secs
+        );
     }
     let started = Instant::now();
     for p in &pieces {
         let hex = p.id.to_hex();
-        let path = dir.path().join("chunks").join(&hex[..2]).join(&hex[2..4]).join(&hex);
+        let path = dir
+            .path()
+            .join("chunks")
+            .join(&hex[..2])
+            .join(&hex[2..4])
+            .join(&hex);
         std::hint::black_box(std::fs::read(path).unwrap());
     }
-    println!("chunk files read, no hashing: {:>6.0} MB/s", size as f64 / 1e6 / started.elapsed().as_secs_f64());
+    println!(
+        "chunk files read, no hashing: {:>6.0} MB/s",
+        size as f64 / 1e6 / started.elapsed().as_secs_f64()
+    );
     let started = Instant::now();
     for p in &pieces {
         std::hint::black_box(blake3::hash(&data[p.offset..p.offset + p.len]));
     }
-    println!("BLAKE3 of the chunks alone: {:>6.0} MB/s", size as f64 / 1e6 / started.elapsed().as_secs_f64());
+    println!(
+        "BLAKE3 of the chunks alone: {:>6.0} MB/s",
+        size as f64 / 1e6 / started.elapsed().as_secs_f64()
+    );
 }

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::chunker::ChunkId;
 
@@ -36,65 +36,157 @@ struct Index {
 pub struct ChunkStore {
     root: PathBuf,
     limit: u64,
-    index: Mutex<Index>,
+    index: Arc<Mutex<Index>>,
     temp_counter: AtomicU64,
+    indexer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// The clock starts here; chunks found on disk at open are numbered below it.
+const FOUND_CLOCK_BASE: u64 = 1 << 40;
+
+/// Every chunk file under `root`: (mtime, id, size). Removes temporary files left
+/// by a crash.
+fn find_chunks(root: &Path) -> std::io::Result<Vec<(Option<std::time::SystemTime>, ChunkId, u64)>> {
+    let mut found = Vec::new();
+    for level1 in std::fs::read_dir(root)? {
+        let level1 = level1?.path();
+        if !level1.is_dir() {
+            continue;
+        }
+        for level2 in std::fs::read_dir(&level1)? {
+            let level2 = level2?.path();
+            if !level2.is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(&level2)? {
+                let file = file?;
+                let name = file.file_name();
+                let Some(id) = name.to_str().and_then(ChunkId::from_hex) else {
+                    let _ = std::fs::remove_file(file.path());
+                    continue;
+                };
+                let meta = file.metadata()?;
+                found.push((meta.modified().ok(), id, meta.len()));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Adds chunks found on disk to the index, oldest first, below every use since open.
+fn merge_found(
+    index: &Mutex<Index>,
+    found: Vec<(Option<std::time::SystemTime>, ChunkId, u64)>,
+    tags: &HashSet<ChunkId>,
+) {
+    let mut index = index.lock().unwrap_or_else(|p| p.into_inner());
+    for (n, (_, id, size)) in found.into_iter().enumerate() {
+        if index.entries.contains_key(&id) {
+            continue;
+        }
+        index.total += size;
+        let tag = tags.contains(&id);
+        index.entries.insert(
+            id,
+            Entry {
+                size,
+                last_use: n as u64,
+                tag,
+            },
+        );
+    }
+}
+
+fn chunk_path(root: &Path, id: &ChunkId) -> PathBuf {
+    let hex = id.to_hex();
+    root.join(&hex[..2]).join(&hex[2..4]).join(hex)
+}
+
+/// Evicts least recently used chunks, audio before tags, down to 90% of `limit`.
+fn evict_over_limit(root: &Path, limit: u64, index: &Mutex<Index>) {
+    let victims: Vec<ChunkId> = {
+        let index = index.lock().unwrap_or_else(|p| p.into_inner());
+        if index.total <= limit {
+            return;
+        }
+        let target = limit / 10 * 9;
+        let mut order: Vec<_> = index
+            .entries
+            .iter()
+            .map(|(id, e)| (e.tag, e.last_use, *id, e.size))
+            .collect();
+        // Audio chunks (tag = false) first, least recently used first.
+        order.sort_unstable();
+        let mut total = index.total;
+        let mut victims = Vec::new();
+        for (_, _, id, size) in order {
+            if total <= target {
+                break;
+            }
+            total -= size;
+            victims.push(id);
+        }
+        victims
+    };
+    for id in &victims {
+        let _ = std::fs::remove_file(chunk_path(root, id));
+        let mut index = index.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = index.entries.remove(id) {
+            index.total -= entry.size;
+        }
+    }
+    tracing::debug!(evicted = victims.len(), "chunk cache over its limit");
 }
 
 impl ChunkStore {
     /// Opens the store at `root`, keeping at most `limit` bytes; `tags` are the
-    /// chunks known to hold tags.
+    /// chunks known to hold tags. Returns at once: the index of what is already on
+    /// disk is rebuilt on a background thread (a large cache holds 100,000s of
+    /// files, and the mount must not wait for them). Until it is done, reads work
+    /// (they only need the file) and the size is under-counted.
     pub fn open(root: &Path, limit: u64, tags: &HashSet<ChunkId>) -> std::io::Result<ChunkStore> {
         std::fs::create_dir_all(root)?;
-        let mut found = Vec::new();
-        for level1 in std::fs::read_dir(root)? {
-            let level1 = level1?.path();
-            if !level1.is_dir() {
-                continue;
-            }
-            for level2 in std::fs::read_dir(&level1)? {
-                let level2 = level2?.path();
-                if !level2.is_dir() {
-                    continue;
-                }
-                for file in std::fs::read_dir(&level2)? {
-                    let file = file?;
-                    let name = file.file_name();
-                    let Some(id) = name.to_str().and_then(ChunkId::from_hex) else {
-                        // A temporary file left by a crash.
-                        let _ = std::fs::remove_file(file.path());
-                        continue;
-                    };
-                    let meta = file.metadata()?;
-                    found.push((meta.modified().ok(), id, meta.len()));
-                }
-            }
-        }
-        found.sort();
-        let mut index = Index::default();
-        for (_, id, size) in found {
-            index.clock += 1;
-            index.total += size;
-            let tag = tags.contains(&id);
-            index.entries.insert(
-                id,
-                Entry {
-                    size,
-                    last_use: index.clock,
-                    tag,
-                },
-            );
-        }
+        let index = Arc::new(Mutex::new(Index {
+            // Chunks found on disk get clock values below this: older than any use.
+            clock: FOUND_CLOCK_BASE,
+            ..Index::default()
+        }));
+        let indexer = {
+            let (root, index, tags) = (root.to_owned(), index.clone(), tags.clone());
+            std::thread::Builder::new()
+                .name("chunk-index".into())
+                .spawn(move || {
+                    match find_chunks(&root) {
+                        Ok(found) => merge_found(&index, found, &tags),
+                        Err(e) => tracing::warn!(root = %root.display(), "cannot index the chunk cache: {e}"),
+                    }
+                    evict_over_limit(&root, limit, &index);
+                })?
+        };
         Ok(ChunkStore {
             root: root.to_owned(),
             limit,
-            index: Mutex::new(index),
+            index,
             temp_counter: AtomicU64::new(0),
+            indexer: Mutex::new(Some(indexer)),
         })
     }
 
+    /// Waits until the index of the chunks found at open is complete.
+    pub fn wait_indexed(&self) {
+        let indexer = self
+            .indexer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(indexer) = indexer {
+            let _ = indexer.join();
+        }
+    }
+
     fn path_of(&self, id: &ChunkId) -> PathBuf {
-        let hex = id.to_hex();
-        self.root.join(&hex[..2]).join(&hex[2..4]).join(hex)
+        chunk_path(&self.root, id)
     }
 
     fn index(&self) -> std::sync::MutexGuard<'_, Index> {
@@ -214,32 +306,7 @@ impl ChunkStore {
     }
 
     fn evict(&self) {
-        let victims: Vec<(ChunkId, u64)> = {
-            let index = self.index();
-            let target = self.limit / 10 * 9;
-            let mut order: Vec<_> = index
-                .entries
-                .iter()
-                .map(|(id, e)| (e.tag, e.last_use, *id, e.size))
-                .collect();
-            // Audio chunks (tag = false) first, least recently used first.
-            order.sort_unstable();
-            let mut total = index.total;
-            let mut victims = Vec::new();
-            for (_, _, id, size) in order {
-                if total <= target {
-                    break;
-                }
-                total -= size;
-                victims.push((id, size));
-            }
-            victims
-        };
-        for (id, _) in &victims {
-            let _ = std::fs::remove_file(self.path_of(id));
-            self.forget(id);
-        }
-        tracing::debug!(evicted = victims.len(), "chunk cache over its limit");
+        evict_over_limit(&self.root, self.limit, &self.index);
     }
 }
 
@@ -294,6 +361,7 @@ mod tests {
             store.put(&id, b"x", false).unwrap();
         }
         let store = ChunkStore::open(dir.path(), 1 << 20, &HashSet::new()).unwrap();
+        store.wait_indexed();
         assert!(store.contains(&id));
         assert_eq!(store.total_bytes(), 1);
     }

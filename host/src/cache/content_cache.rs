@@ -265,7 +265,9 @@ impl ContentCache {
     /// the cache without an origin).
     pub async fn seed(&self, version: &FileVersion, base: u64, bytes: Vec<u8>) {
         let state = self.state(version);
-        let _ = self.store_fetched(&state, base, bytes, Purpose::Audio).await;
+        let _ = self
+            .store_fetched(&state, base, bytes, Purpose::Audio)
+            .await;
     }
 
     /// Chunks and stores bytes fetched at `base`, and records them in the manifest.
