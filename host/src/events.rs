@@ -55,6 +55,11 @@ impl EventBus {
         let _ = self.sender.send(event);
     }
 
+    /// Whether anyone listens (so that hot paths can skip building events).
+    pub fn is_listened(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
+
     /// Receives every event published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.sender.subscribe()

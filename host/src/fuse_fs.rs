@@ -274,20 +274,22 @@ impl Filesystem for MusicFs {
         let Some(NodeKind::File { replicas, .. }) = tree.get(ino.0).map(|n| &n.kind) else {
             return reply.error(Errno::ENOENT);
         };
-        let replicas: Vec<Replica> = replicas.clone();
-        let path = tree.path_of(ino.0);
         let window = self.window(fh.0, offset, size);
-        for replica in &replicas {
-            if let Some(bytes) = self.cache.read_cached(&replica.version(), offset, size) {
-                self.events.publish(Event::FileAccessed {
-                    path,
-                    origin: replica.origin.clone(),
-                    offset,
-                    size,
-                });
+        for replica in replicas {
+            if let Some(bytes) = self.cache.read_cached(replica, offset, size) {
+                if self.events.is_listened() {
+                    self.events.publish(Event::FileAccessed {
+                        path: tree.path_of(ino.0),
+                        origin: replica.origin.clone(),
+                        offset,
+                        size,
+                    });
+                }
                 return reply.data(&bytes);
             }
         }
+        let replicas: Vec<Replica> = replicas.clone();
+        let path = tree.path_of(ino.0);
         let (cache, registry, events) = (
             self.cache.clone(),
             self.registry.clone(),
@@ -304,7 +306,7 @@ impl Filesystem for MusicFs {
                 let origin = registry.get(&replica.origin);
                 match cache
                     .read(
-                        &replica.version(),
+                        replica,
                         origin.as_deref(),
                         offset,
                         size,
@@ -403,7 +405,7 @@ impl Filesystem for MusicFs {
             Some("user.musicfs.cached") => {
                 let cached = replicas
                     .iter()
-                    .map(|r| self.cache.cached_bytes(&r.version()))
+                    .map(|r| self.cache.cached_bytes(r))
                     .max()
                     .unwrap_or(0);
                 match cached {

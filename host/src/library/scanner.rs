@@ -179,13 +179,12 @@ async fn scan_origin(
             let _permit = permits.acquire_owned().await;
             let runtime = tokio::runtime::Handle::current();
             let read = tokio::task::spawn_blocking(move || {
-                let version = crate::library::tree::Replica {
+                let version = crate::cache::manifest::FileVersion {
                     origin: record.origin.clone(),
                     path: record.path.clone(),
                     size: record.size,
                     mtime_ns: record.mtime_ns,
-                }
-                .version();
+                };
                 let mut reader = RangeReader::new(record.size, |offset, len| {
                     runtime
                         .block_on(cache.read(

@@ -14,32 +14,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::index::{FileRecord, FileRole};
 use super::layout::{safe_name, with_suffix, Layout};
-use crate::cache::manifest::FileVersion;
 use crate::store::{Store, StoreError, DIR_MTIMES, DIR_SIGS, INODES, META};
 
 /// The root directory's inode.
 pub const ROOT: u64 = 1;
 
-/// One copy of a file on one origin.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Replica {
-    pub origin: String,
-    pub path: String,
-    pub size: u64,
-    pub mtime_ns: u64,
-}
-
-impl Replica {
-    /// The file version whose manifest caches this replica.
-    pub fn version(&self) -> FileVersion {
-        FileVersion {
-            origin: self.origin.clone(),
-            path: self.path.clone(),
-            size: self.size,
-            mtime_ns: self.mtime_ns,
-        }
-    }
-}
+/// One copy of a file on one origin: exactly the file version whose manifest
+/// caches it.
+pub use crate::cache::manifest::FileVersion as Replica;
 
 /// A directory or a file.
 #[derive(Clone, Debug)]
