@@ -5,6 +5,7 @@
 pub mod cache;
 mod call_gate;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod errno;
 pub mod events;

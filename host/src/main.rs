@@ -62,6 +62,13 @@ enum Command {
         /// Where to mount.
         mountpoint: PathBuf,
     },
+    /// Follows the events of a running mount as JSON lines (FileAccessed,
+    /// OriginRegistered, PluginLoaded, …) until interrupted.
+    Events {
+        /// The mount to follow (default: the only running one).
+        #[arg(long)]
+        mount: Option<PathBuf>,
+    },
     /// Builds or refreshes the library index without mounting.
     Scan {
         #[command(flatten)]
@@ -90,6 +97,11 @@ fn main() -> ExitCode {
             mountpoint,
         } => exit(musicfs::mount::run(sources.options(), &mountpoint)),
         Command::Scan { sources } => exit(scan(sources.options())),
+        Command::Events { mount } => exit(
+            musicfs::control::find_socket(mount.as_deref()).and_then(|socket| {
+                musicfs::control::request(&socket, "events", &mut std::io::stdout())
+            }),
+        ),
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use fuser::MountOption;
 
+use crate::control::ControlServer;
 use crate::daemon::{load_config, log_report, Daemon, DaemonOptions};
 use crate::fuse_fs::MusicFs;
 use crate::mountpoint::check_mountpoint;
@@ -71,6 +72,11 @@ pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
     );
 
     runtime.block_on(async {
+        let _control = ControlServer::start(mountpoint, daemon.events.clone())
+            .map_err(|e| {
+                tracing::warn!("no control socket (musicfs events will not reach this mount): {e}")
+            })
+            .ok();
         daemon.start_origins().await;
         let _folder = daemon
             .manager

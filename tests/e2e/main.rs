@@ -7,6 +7,7 @@ mod bad_plugins;
 mod cache_limits;
 mod call_boundary;
 mod conformance;
+mod events;
 mod hot_plug;
 mod local_origin;
 mod mount_library;
