@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::cache::content_cache::ContentCache;
+use crate::change_feed::notify_kernel;
 use crate::config::{Config, OriginConfig};
 use crate::events::{Event, EventBus};
 use crate::library::index;
 use crate::library::layout::Layout;
 use crate::library::scanner::{self, ScanProgress, ScanReport};
 use crate::library::tree::{self, InodeBook, Tree};
+use crate::library::tree_diff::invalidations;
 use crate::library_view::LibraryView;
 use crate::origin_flags::parse_origin_flag;
 use crate::paths::{default_cache_dir, expand_tilde};
@@ -45,6 +47,8 @@ pub struct Daemon {
     pub view: LibraryView,
     layout: Layout,
     book: Mutex<InodeBook>,
+    /// Set once mounted: tells the kernel what to forget when the tree changes.
+    notifier: Mutex<Option<fuser::Notifier>>,
     /// Becomes true once the plugins are loaded and origins opened.
     origins_started: tokio::sync::watch::Sender<bool>,
     /// Serialises scans.
@@ -112,6 +116,7 @@ impl Daemon {
             layout,
             book: Mutex::new(book),
             origins_started: tokio::sync::watch::Sender::new(false),
+            notifier: Mutex::new(None),
             scanning: tokio::sync::Mutex::new(()),
         })
     }
@@ -133,13 +138,36 @@ impl Daemon {
     pub async fn rescan(&self, progress: &Arc<ScanProgress>) -> Result<ScanReport, String> {
         let _one_at_a_time = self.scanning.lock().await;
         let report = scanner::scan(&self.registry, &self.cache, &self.store, progress).await;
-        let tree = {
-            let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
-            build_tree(&self.store, &self.config, &self.layout, &mut book)?
-        };
-        self.view.replace(tree);
+        self.refresh_tree();
         self.store.flush().map_err(|e| e.to_string())?;
         Ok(report)
+    }
+
+    /// Rebuilds the tree from the index, shows it, and tells the kernel what changed.
+    pub fn refresh_tree(&self) {
+        let tree = {
+            let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
+            build_tree(&self.store, &self.config, &self.layout, &mut book)
+        };
+        let tree = match tree {
+            Ok(tree) => tree,
+            Err(e) => return tracing::error!("cannot rebuild the tree: {e}"),
+        };
+        let changes = invalidations(&self.view.snapshot(), &tree);
+        self.view.replace(tree);
+        if let Some(notifier) = self
+            .notifier
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            notify_kernel(notifier, &changes);
+        }
+    }
+
+    /// Lets the daemon invalidate the kernel's caches of the mount.
+    pub fn set_notifier(&self, notifier: fuser::Notifier) {
+        *self.notifier.lock().unwrap_or_else(|p| p.into_inner()) = Some(notifier);
     }
 
     /// Rescans whenever an origin comes up, until the returned task is aborted.

@@ -26,6 +26,12 @@ pub enum Event {
     OriginUnregistered { id: String, kind: String },
     /// A configured origin could not be opened, or waits for its plugin.
     OriginWaiting { id: String, reason: String },
+    /// A watched change on an origin reached the library.
+    FileChanged {
+        origin: String,
+        path: String,
+        change: String,
+    },
     /// A read through the mount: which file, served for which origin, which range.
     FileAccessed {
         path: String,

@@ -4,6 +4,7 @@
 
 pub mod cache;
 mod call_gate;
+pub mod change_feed;
 pub mod config;
 pub mod control;
 pub mod daemon;

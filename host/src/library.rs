@@ -14,3 +14,4 @@ pub mod media;
 pub mod scanner;
 pub mod tag_reader;
 pub mod tree;
+pub mod tree_diff;

@@ -77,7 +77,9 @@ pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
                 tracing::warn!("no control socket (musicfs events will not reach this mount): {e}")
             })
             .ok();
+        daemon.set_notifier(session.notifier());
         daemon.start_origins().await;
+        let changes = crate::change_feed::start(&daemon);
         let _folder = daemon
             .manager
             .watch_folder()
@@ -95,6 +97,7 @@ pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
         };
         wait_for_stop(&session).await;
         rescans.abort();
+        changes.abort();
         first_scan.abort();
     });
 

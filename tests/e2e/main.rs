@@ -12,3 +12,4 @@ mod hot_plug;
 mod local_origin;
 mod mount_library;
 mod watch_cleanup;
+mod watching;

@@ -62,10 +62,16 @@ fn find_chunks(root: &Path) -> std::io::Result<Vec<(Option<std::time::SystemTime
                 let file = file?;
                 let name = file.file_name();
                 let Some(id) = name.to_str().and_then(ChunkId::from_hex) else {
-                    let _ = std::fs::remove_file(file.path());
+                    // A temporary file: left by a crash, unless this process is
+                    // writing it right now.
+                    let ours = format!(".tmp-{}-", std::process::id());
+                    if !name.to_string_lossy().starts_with(&ours) {
+                        let _ = std::fs::remove_file(file.path());
+                    }
                     continue;
                 };
-                let meta = file.metadata()?;
+                // A chunk evicted or replaced while we look is simply not found.
+                let Ok(meta) = file.metadata() else { continue };
                 found.push((meta.modified().ok(), id, meta.len()));
             }
         }

@@ -85,3 +85,36 @@ pub fn replace_origin(
         Ok(())
     })
 }
+
+/// Applies a change on `origin`: drops the records at or below each of `removed`
+/// (a file path or a folder path), then writes `upserts`.
+pub fn apply_change(
+    store: &Store,
+    origin: &str,
+    removed: &[String],
+    upserts: &[FileRecord],
+) -> Result<(), StoreError> {
+    store.write(true, |txn| {
+        let mut table = txn.open_table(TRACKS)?;
+        for path in removed {
+            let exact = record_key(origin, path);
+            let below = format!("{exact}/");
+            let stale: Vec<String> = table
+                .range(exact.as_str()..)?
+                .map_while(|row| row.ok().map(|(k, _)| k.value().to_owned()))
+                // `a/b c` sorts between `a/b` and `a/b/x`: scan every key with the
+                // prefix, keep the path itself and what is below it.
+                .take_while(|k| k.starts_with(&exact))
+                .filter(|k| k == &exact || k.starts_with(&below))
+                .collect();
+            for key in stale {
+                table.remove(key.as_str())?;
+            }
+        }
+        for record in upserts {
+            let value = serde_json::to_vec(record).expect("records serialise");
+            table.insert(record.key().as_str(), value.as_slice())?;
+        }
+        Ok(())
+    })
+}

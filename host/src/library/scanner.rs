@@ -109,54 +109,43 @@ async fn scan_origin(
     known: &BTreeMap<String, FileRecord>,
     progress: &Arc<ScanProgress>,
 ) -> OriginResult<Vec<FileRecord>> {
+    scan_subtree(origin, cache, known, progress, "").await
+}
+
+/// Records of every library file at or below `dir` on `origin`, reusing `known`
+/// records of unchanged files and reading the tags of the others. Fails only when
+/// `dir` itself cannot be listed.
+pub async fn scan_subtree(
+    origin: &Arc<RegisteredOrigin>,
+    cache: &Arc<ContentCache>,
+    known: &BTreeMap<String, FileRecord>,
+    progress: &Arc<ScanProgress>,
+    dir: &str,
+) -> OriginResult<Vec<FileRecord>> {
     let mut records = Vec::new();
     let mut to_read = Vec::new();
-    let mut dirs = vec![String::new()];
-    while let Some(dir) = dirs.pop() {
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(current) = dirs.pop() {
         let mut cursor: Option<String> = None;
         loop {
-            let page = match origin.list(&dir, cursor.as_deref(), PAGE).await {
+            let page = match origin.list(&current, cursor.as_deref(), PAGE).await {
                 Ok(page) => page,
-                Err(e) if dir.is_empty() => return Err(e),
+                Err(e) if current == dir => return Err(e),
                 Err(e) => {
-                    tracing::warn!(origin = %origin.id, dir = %dir, "cannot list: {e}");
+                    tracing::warn!(origin = %origin.id, dir = %current, "cannot list: {e}");
                     break;
                 }
             };
             for entry in page.entries {
-                let path = origin_api::path::join(&dir, &entry.name);
-                match entry.metadata.kind {
-                    EntryKind::Directory => dirs.push(path),
-                    EntryKind::File if is_audio(&entry.name) || is_cover(&entry.name) => {
-                        progress.files.fetch_add(1, Ordering::Relaxed);
-                        let record = FileRecord {
-                            origin: origin.id.clone(),
-                            path,
-                            size: entry.metadata.size,
-                            mtime_ns: entry
-                                .metadata
-                                .modified
-                                .duration_since(UNIX_EPOCH)
-                                .map_or(0, |d| d.as_nanos() as u64),
-                            role: if is_audio(&entry.name) {
-                                FileRole::Audio
-                            } else {
-                                FileRole::Cover
-                            },
-                            tags: Tags::default(),
-                            problem: None,
-                        };
-                        match known.get(&record.key()) {
-                            Some(old)
-                                if old.size == record.size && old.mtime_ns == record.mtime_ns =>
-                            {
-                                records.push(old.clone())
-                            }
-                            _ if record.role == FileRole::Cover => records.push(record),
-                            _ => to_read.push(record),
-                        }
+                let path = origin_api::path::join(&current, &entry.name);
+                if entry.metadata.kind == EntryKind::Directory {
+                    dirs.push(path);
+                } else if let Some(record) = library_file(&origin.id, path, &entry.metadata) {
+                    progress.files.fetch_add(1, Ordering::Relaxed);
+                    match reusable(known, &record) {
+                        Some(done) => records.push(done),
+                        None => to_read.push(record),
                     }
-                    _ => {}
                 }
             }
             match page.next_cursor {
@@ -165,10 +154,58 @@ async fn scan_origin(
             }
         }
     }
+    records.extend(read_tags_of(origin, cache, progress, to_read).await);
+    records.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(records)
+}
 
+/// The record of a file the library shows (audio or cover), without tags yet;
+/// `None` for anything else.
+pub fn library_file(origin: &str, path: String, meta: &origin_api::Metadata) -> Option<FileRecord> {
+    let name = path.rsplit('/').next().unwrap_or(&path);
+    if meta.kind != EntryKind::File || !(is_audio(name) || is_cover(name)) {
+        return None;
+    }
+    Some(FileRecord {
+        origin: origin.to_owned(),
+        role: if is_audio(name) {
+            FileRole::Audio
+        } else {
+            FileRole::Cover
+        },
+        path,
+        size: meta.size,
+        mtime_ns: meta
+            .modified
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+        tags: Tags::default(),
+        problem: None,
+    })
+}
+
+/// The record to use as it is: the known one when the file did not change, or a
+/// cover (which has no tags). `None`: the file's tags must be read.
+pub fn reusable(known: &BTreeMap<String, FileRecord>, record: &FileRecord) -> Option<FileRecord> {
+    match known.get(&record.key()) {
+        Some(old) if old.size == record.size && old.mtime_ns == record.mtime_ns => {
+            Some(old.clone())
+        }
+        _ if record.role == FileRole::Cover => Some(record.clone()),
+        _ => None,
+    }
+}
+
+/// Reads the tags of `records`, a few at a time, through the content cache.
+pub async fn read_tags_of(
+    origin: &Arc<RegisteredOrigin>,
+    cache: &Arc<ContentCache>,
+    progress: &Arc<ScanProgress>,
+    records: Vec<FileRecord>,
+) -> Vec<FileRecord> {
     let permits = Arc::new(Semaphore::new(PARALLEL_TAG_READS));
     let mut reads = tokio::task::JoinSet::new();
-    for mut record in to_read {
+    for mut record in records {
         let (origin, cache, progress, permits) = (
             origin.clone(),
             cache.clone(),
@@ -212,11 +249,11 @@ async fn scan_origin(
             read.ok()
         });
     }
-    while let Some(done) = reads.join_next().await {
-        if let Ok(Some(record)) = done {
-            records.push(record);
+    let mut done = Vec::new();
+    while let Some(read) = reads.join_next().await {
+        if let Ok(Some(record)) = read {
+            done.push(record);
         }
     }
-    records.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(records)
+    done
 }

@@ -1,0 +1,159 @@
+//! Change watching: every live origin's watch feeds the library.
+//!
+//! When an origin comes up, a watch is started on it (the registry keeps the
+//! handle, so unregistering stops it). Events are gathered for [`SETTLE`], then
+//! applied per origin: a removed path drops the records at or below it; a created or
+//! modified path is looked at again (a folder is rescanned below it, a file gets a
+//! new record, its tags read through the cache if it changed). The tree is rebuilt
+//! from the index, swapped in, and the kernel is told what to forget (fuser's
+//! notifier), so `ls` and `cat` see the change at once. An origin that becomes
+//! unreachable sends nothing here: unreachable is not deleted.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use origin_api::{ChangeEvent, ChangeKind, EntryKind, ErrorKind};
+use tokio::sync::mpsc;
+
+use crate::daemon::Daemon;
+use crate::events::Event;
+use crate::library::index;
+use crate::library::scanner::{library_file, read_tags_of, reusable, scan_subtree, ScanProgress};
+use crate::library::tree_diff::Invalidation;
+
+/// How long a burst of changes may keep arriving before it is applied.
+const SETTLE: Duration = Duration::from_millis(150);
+
+/// Starts watching every origin that is or comes up, and applying what they report,
+/// until the returned task is aborted.
+pub fn start(daemon: &Arc<Daemon>) -> tokio::task::JoinHandle<()> {
+    let (tx, rx) = mpsc::unbounded_channel::<(String, ChangeEvent)>();
+    let daemon = daemon.clone();
+    let mut events = daemon.events.subscribe();
+    tokio::spawn(async move {
+        let applier = tokio::spawn(apply_loop(daemon.clone(), rx));
+        let mut watched: HashSet<(String, String)> = HashSet::new();
+        loop {
+            for origin in daemon.registry.all() {
+                let key = (origin.id.clone(), origin.plugin_hash.clone());
+                if watched.contains(&key) {
+                    continue;
+                }
+                let tx = tx.clone();
+                let id = origin.id.clone();
+                match origin
+                    .watch(move |event| drop(tx.send((id.clone(), event))))
+                    .await
+                {
+                    Ok(()) => {
+                        watched.insert(key);
+                    }
+                    Err(e) => tracing::warn!(origin = %origin.id, "cannot watch for changes: {e}"),
+                }
+            }
+            // Wait for the next origin to come up (a replaced plugin's origin too).
+            loop {
+                match events.recv().await {
+                    Ok(Event::OriginRegistered { .. }) => break,
+                    Ok(Event::OriginUnregistered { id, .. }) => watched.retain(|(w, _)| *w != id),
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => {
+                        applier.abort();
+                        return;
+                    }
+                }
+            }
+        }
+    })
+}
+
+async fn apply_loop(daemon: Arc<Daemon>, mut rx: mpsc::UnboundedReceiver<(String, ChangeEvent)>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch: BTreeMap<String, BTreeMap<String, ChangeKind>> = BTreeMap::new();
+        let mut add = |(origin, event): (String, ChangeEvent)| {
+            batch
+                .entry(origin)
+                .or_default()
+                .insert(event.path, event.kind);
+        };
+        add(first);
+        while let Ok(Some(next)) = tokio::time::timeout(SETTLE, rx.recv()).await {
+            add(next);
+        }
+        for (origin, changes) in batch {
+            apply(&daemon, &origin, changes).await;
+        }
+        daemon.refresh_tree();
+    }
+}
+
+/// Updates the index for `changes` (path → what happened) on origin `origin_id`.
+async fn apply(daemon: &Daemon, origin_id: &str, changes: BTreeMap<String, ChangeKind>) {
+    let Some(origin) = daemon.registry.get(origin_id) else {
+        return;
+    };
+    let known = match index::load_all(&daemon.store) {
+        Ok(known) => known,
+        Err(e) => return tracing::warn!("cannot apply changes: {e}"),
+    };
+    let progress = Arc::new(ScanProgress::default());
+    let (mut removed, mut upserts, mut to_read) = (Vec::new(), Vec::new(), Vec::new());
+    for (path, kind) in changes {
+        daemon.events.publish(Event::FileChanged {
+            origin: origin_id.to_owned(),
+            path: path.clone(),
+            change: format!("{kind:?}"),
+        });
+        removed.push(path.clone());
+        if kind == ChangeKind::Removed {
+            continue;
+        }
+        match origin.stat(&path).await {
+            Ok(meta) if meta.kind == EntryKind::Directory => {
+                match scan_subtree(&origin, &daemon.cache, &known, &progress, &path).await {
+                    Ok(records) => upserts.extend(records),
+                    Err(e) => {
+                        tracing::warn!(origin = %origin_id, path = %path, "cannot rescan: {e}")
+                    }
+                }
+            }
+            Ok(meta) => {
+                if let Some(record) = library_file(origin_id, path, &meta) {
+                    match reusable(&known, &record) {
+                        Some(same) => upserts.push(same),
+                        None => to_read.push(record),
+                    }
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {} // gone again: stays removed
+            Err(e) => {
+                // Unreachable is not deleted: keep what the index has for it.
+                tracing::warn!(origin = %origin_id, path = %path, "cannot look at a change: {e}");
+                removed.pop();
+            }
+        }
+    }
+    upserts.extend(read_tags_of(&origin, &daemon.cache, &progress, to_read).await);
+    if let Err(e) = index::apply_change(&daemon.store, origin_id, &removed, &upserts) {
+        tracing::warn!("cannot record changes: {e}");
+    }
+}
+
+/// Tells the kernel what to forget between two trees.
+pub fn notify_kernel(notifier: &fuser::Notifier, changes: &[Invalidation]) {
+    for change in changes {
+        let result = match change {
+            Invalidation::Inode(ino) => notifier.inval_inode(fuser::INodeNo(*ino), 0, 0),
+            Invalidation::Entry { parent, name } => {
+                notifier.inval_entry(fuser::INodeNo(*parent), std::ffi::OsStr::new(name))
+            }
+        };
+        // ENOENT: the kernel had nothing cached for it, which is fine.
+        if let Err(e) = result {
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                tracing::debug!(?change, "kernel cache invalidation failed: {e}");
+            }
+        }
+    }
+}
