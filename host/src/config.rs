@@ -134,6 +134,15 @@ impl Default for HealthConfig {
 }
 
 impl HealthConfig {
+    /// The unhealthy threshold for origins of `kind`, or `None` to use the plugin's
+    /// class default.
+    pub fn threshold_for(&self, kind: &str) -> Option<u32> {
+        self.per_origin_thresholds
+            .get(kind)
+            .copied()
+            .or(self.unhealthy_threshold)
+    }
+
     /// The deadline of one origin call.
     pub fn call_deadline(&self) -> Duration {
         Duration::from_millis(self.timeout_ms.max(1))
@@ -217,14 +226,9 @@ impl Config {
         })
     }
 
-    /// The unhealthy threshold for origins of `kind`, or `None` to use the plugin's
-    /// class default.
+    /// The unhealthy threshold for origins of `kind` (see [`HealthConfig::threshold_for`]).
     pub fn unhealthy_threshold(&self, kind: &str) -> Option<u32> {
-        self.health
-            .per_origin_thresholds
-            .get(kind)
-            .copied()
-            .or(self.health.unhealthy_threshold)
+        self.health.threshold_for(kind)
     }
 }
 

@@ -26,6 +26,15 @@ pub enum Event {
     OriginUnregistered { id: String, kind: String },
     /// A configured origin could not be opened, or waits for its plugin.
     OriginWaiting { id: String, reason: String },
+    /// An origin's health changed (logged once per change).
+    OriginHealthChanged {
+        id: String,
+        from: String,
+        to: String,
+        reason: String,
+    },
+    /// A read found no healthy or degraded replica and fell back to the least bad.
+    AllOriginsUnhealthy { path: String },
     /// A watched change on an origin reached the library.
     FileChanged {
         origin: String,

@@ -25,9 +25,11 @@ use fuser::{
 use crate::cache::content_cache::{ContentCache, Purpose, MAX_WINDOW};
 use crate::errno::errno_for;
 use crate::events::{Event, EventBus};
+use crate::failover::with_failover;
 use crate::library::tree::{Node, NodeKind, Replica, Tree};
 use crate::library_view::LibraryView;
-use crate::registry::Registry;
+use crate::registry::{RegisteredOrigin, Registry};
+use crate::router;
 
 /// How long the kernel may cache names and attributes; changes are pushed with the
 /// notifier, so this only bounds how stale a missed change can be.
@@ -51,6 +53,7 @@ pub struct MusicFs {
     events: EventBus,
     runtime: tokio::runtime::Handle,
     origins_started: tokio::sync::watch::Receiver<bool>,
+    retry_delays: Arc<[Duration]>,
     open_files: Mutex<HashMap<u64, OpenFile>>,
     next_handle: AtomicU64,
     uid: u32,
@@ -66,6 +69,7 @@ impl MusicFs {
         events: EventBus,
         runtime: tokio::runtime::Handle,
         origins_started: tokio::sync::watch::Receiver<bool>,
+        retry_delays: Vec<Duration>,
     ) -> Self {
         MusicFs {
             view,
@@ -74,6 +78,7 @@ impl MusicFs {
             events,
             runtime,
             origins_started,
+            retry_delays: retry_delays.into(),
             open_files: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             // SAFETY: getuid/getgid cannot fail.
@@ -296,47 +301,45 @@ impl Filesystem for MusicFs {
             self.events.clone(),
         );
         let mut origins_started = self.origins_started.clone();
+        let retry_delays = self.retry_delays.clone();
         self.runtime.spawn(async move {
             // Right after mounting, origins may still be opening: wait (bounded)
             // rather than fail a read that a moment later would succeed.
             let startup = origins_started.wait_for(|started| *started);
             let _ = tokio::time::timeout(STARTUP_WAIT, startup).await;
-            let mut last_error = None;
-            for replica in &replicas {
-                let origin = registry.get(&replica.origin);
-                match cache
-                    .read(
-                        replica,
-                        origin.as_deref(),
-                        offset,
-                        size,
-                        window,
-                        Purpose::Audio,
-                    )
-                    .await
-                {
-                    Ok(bytes) => {
-                        events.publish(Event::FileAccessed {
-                            path,
-                            origin: replica.origin.clone(),
-                            offset,
-                            size,
-                        });
-                        return reply.data(&bytes);
-                    }
-                    Err(e) => {
-                        tracing::debug!(path = %path, origin = %replica.origin, "read failed: {e}");
-                        last_error = Some(e);
-                    }
+            let mut reported = false;
+            let route = || {
+                let route = router::route(&replicas, &registry);
+                if !route.any_usable && !reported {
+                    reported = true;
+                    tracing::warn!(path = %path, "no healthy replica; trying the least bad");
+                    events.publish(Event::AllOriginsUnhealthy { path: path.clone() });
                 }
-            }
-            let errno = last_error.map_or(libc::EIO, |e| errno_for(e.kind()));
+                (route.candidates, route.any_usable)
+            };
+            let attempt = |(replica, origin): (Replica, Arc<RegisteredOrigin>)| {
+                let cache = cache.clone();
+                async move {
+                    let read = cache.read(&replica, Some(&origin), offset, size, window, Purpose::Audio).await;
+                    if let Err(e) = &read {
+                        tracing::debug!(origin = %replica.origin, path = %replica.path, "read failed: {e}");
+                    }
+                    read.map(|bytes| (bytes, replica.origin))
+                }
+            };
+            let result = with_failover(route, attempt, &retry_delays).await;
+            let error = match result {
+                Ok((bytes, origin)) => {
+                    events.publish(Event::FileAccessed { path, origin, offset, size });
+                    return reply.data(&bytes);
+                }
+                Err(e) => e,
+            };
             // NotFound on an origin means the file went away there: still EIO to
             // the reader, since the tree says the file exists.
-            let errno = if errno == libc::ENOENT {
-                libc::EIO
-            } else {
-                errno
+            let errno = match errno_for(error.kind()) {
+                libc::ENOENT => libc::EIO,
+                errno => errno,
             };
             reply.error(Errno::from_i32(errno));
         });

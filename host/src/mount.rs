@@ -54,6 +54,13 @@ pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
         daemon.events.clone(),
         runtime.handle().clone(),
         daemon.origins_started(),
+        daemon
+            .config
+            .retry
+            .delays_ms
+            .iter()
+            .map(|ms| Duration::from_millis(*ms))
+            .collect(),
     );
     let mut fuse_config = fuser::Config::default();
     fuse_config.mount_options = vec![
@@ -80,6 +87,10 @@ pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
         daemon.set_notifier(session.notifier());
         daemon.start_origins().await;
         let changes = crate::change_feed::start(&daemon);
+        let checks = crate::health_monitor::start(
+            daemon.registry.clone(),
+            Duration::from_secs(daemon.config.health.check_interval_secs),
+        );
         let _folder = daemon
             .manager
             .watch_folder()
@@ -98,6 +109,7 @@ pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
         wait_for_stop(&session).await;
         rescans.abort();
         changes.abort();
+        checks.abort();
         first_scan.abort();
     });
 

@@ -254,6 +254,11 @@ impl PluginManager {
             hash.to_owned(),
             origin,
             deadline,
+        )
+        .with_unhealthy_threshold(
+            self.health
+                .threshold_for(&config.kind)
+                .unwrap_or(plugin.info().default_unhealthy_threshold),
         );
         let health = registered.health().await;
         if health.status == HealthStatus::Unhealthy {

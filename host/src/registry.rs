@@ -12,12 +12,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use origin_api::{
-    ChangeEvent, EventSink, Health, ListPage, Metadata, Origin, OriginError, OriginResult,
-    WatchHandle,
+    ChangeEvent, EventSink, Health, HealthStatus, ListPage, Metadata, Origin, OriginError,
+    OriginResult, WatchHandle,
 };
 
 use crate::call_gate::CallGate;
 use crate::events::{Event, EventBus};
+use crate::origin_health::{HealthSnapshot, OriginHealth, Transition};
 
 /// How long unregistering waits for calls in flight.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(5);
@@ -38,6 +39,9 @@ pub struct RegisteredOrigin {
     deadline: Duration,
     gate: Arc<CallGate>,
     watches: Mutex<Vec<(EventSink, WatchHandle)>>,
+    health: OriginHealth,
+    /// Where health transitions are published (the registry's bus once registered).
+    events: EventBus,
 }
 
 impl RegisteredOrigin {
@@ -61,6 +65,38 @@ impl RegisteredOrigin {
             deadline,
             gate: Arc::new(CallGate::default()),
             watches: Mutex::new(Vec::new()),
+            health: OriginHealth::new(1),
+            events: EventBus::default(),
+        }
+    }
+
+    /// Consecutive failures before this origin counts as unhealthy.
+    pub fn with_unhealthy_threshold(mut self, threshold: u32) -> Self {
+        self.health = OriginHealth::new(threshold);
+        self
+    }
+
+    /// Status, reason, consecutive failures and p50 latency.
+    pub fn health_snapshot(&self) -> HealthSnapshot {
+        self.health.snapshot()
+    }
+
+    fn publish(&self, transition: Option<Transition>) {
+        if let Some(t) = transition {
+            match t.to {
+                HealthStatus::Healthy => {
+                    tracing::info!(origin = %self.id, "origin is healthy again")
+                }
+                _ => {
+                    tracing::warn!(origin = %self.id, status = ?t.to, "origin health changed: {}", t.reason)
+                }
+            }
+            self.events.publish(Event::OriginHealthChanged {
+                id: self.id.clone(),
+                from: format!("{:?}", t.from),
+                to: format!("{:?}", t.to),
+                reason: t.reason,
+            });
         }
     }
 
@@ -72,14 +108,21 @@ impl RegisteredOrigin {
         let _guard = self.gate.enter().ok_or_else(|| {
             OriginError::unavailable(format!("origin `{}` is being taken down", self.id))
         })?;
-        match tokio::time::timeout(self.deadline, work).await {
+        let started = tokio::time::Instant::now();
+        let result = match tokio::time::timeout(self.deadline, work).await {
             Ok(result) => result,
             Err(_) => Err(OriginError::timeout(format!(
                 "origin `{}`: {op} took longer than {} ms",
                 self.id,
                 self.deadline.as_millis()
             ))),
-        }
+        };
+        let transition = match &result {
+            Ok(_) => self.health.record_success(started.elapsed()),
+            Err(e) => self.health.record_failure(e.kind(), &e.to_string()),
+        };
+        self.publish(transition);
+        result
     }
 
     /// `stat`, with the deadline.
@@ -103,15 +146,21 @@ impl RegisteredOrigin {
         self.call("read", self.origin.read(path, offset, len)).await
     }
 
-    /// A health check, with the deadline; a timeout or refusal is unhealthy.
+    /// A health check, with the deadline; a timeout or refusal is unhealthy. The
+    /// answer updates the origin's health.
     pub async fn health(&self) -> Health {
-        match self
-            .call("health", async { Ok(self.origin.health().await) })
-            .await
-        {
+        let Some(_guard) = self.gate.enter() else {
+            return Health::unhealthy(format!("origin `{}` is being taken down", self.id));
+        };
+        let health = match tokio::time::timeout(self.deadline, self.origin.health()).await {
             Ok(health) => health,
-            Err(err) => Health::unhealthy(err.to_string()),
-        }
+            Err(_) => Health::unhealthy(format!(
+                "no answer to a health check within {} ms",
+                self.deadline.as_millis()
+            )),
+        };
+        self.publish(self.health.record_check(&health));
+        health
     }
 
     /// Starts a watch delivering to `deliver`; it runs until the origin is unregistered.
@@ -164,7 +213,8 @@ impl Registry {
     }
 
     /// Adds `origin`, taking down any origin registered before under the same id.
-    pub async fn register(&self, origin: RegisteredOrigin) -> Arc<RegisteredOrigin> {
+    pub async fn register(&self, mut origin: RegisteredOrigin) -> Arc<RegisteredOrigin> {
+        origin.events = self.events.clone();
         let origin = Arc::new(origin);
         let old = self
             .origins
