@@ -6,8 +6,9 @@
 //! `.mount` file beside it holding the mountpoint's path, so a client finds the
 //! socket of a given mount, or of the only running one.
 //!
-//! Protocol: the client sends one line naming a request; `events` streams every
-//! event of the bus as one JSON object per line until the client hangs up.
+//! Protocol: the client sends one line naming a request; `status` answers one JSON
+//! object; `events` streams every event of the bus as one JSON object per line
+//! until the client hangs up.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -33,6 +34,9 @@ fn socket_stem(mountpoint: &Path) -> String {
     blake3::hash(canonical.as_os_str().as_encoded_bytes()).to_hex()[..16].to_owned()
 }
 
+/// Renders the mount's status as JSON, on request.
+pub type StatusSource = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
+
 /// Serves the control socket of one mount until dropped (which removes it).
 pub struct ControlServer {
     socket: PathBuf,
@@ -41,8 +45,13 @@ pub struct ControlServer {
 }
 
 impl ControlServer {
-    /// Starts serving for the mount at `mountpoint`.
-    pub fn start(mountpoint: &Path, events: EventBus) -> std::io::Result<ControlServer> {
+    /// Starts serving for the mount at `mountpoint`; `status` renders the status
+    /// as JSON.
+    pub fn start(
+        mountpoint: &Path,
+        events: EventBus,
+        status: StatusSource,
+    ) -> std::io::Result<ControlServer> {
         let dir = runtime_dir();
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -59,7 +68,7 @@ impl ControlServer {
         std::fs::write(&marker, canonical.as_os_str().as_encoded_bytes())?;
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, events.clone()));
+                tokio::spawn(serve(stream, events.clone(), status.clone()));
             }
         });
         Ok(ControlServer {
@@ -78,7 +87,7 @@ impl Drop for ControlServer {
     }
 }
 
-async fn serve(stream: tokio::net::UnixStream, events: EventBus) {
+async fn serve(stream: tokio::net::UnixStream, events: EventBus, status: StatusSource) {
     let (read, mut write) = stream.into_split();
     let mut request = String::new();
     if tokio::io::BufReader::new(read)
@@ -89,6 +98,9 @@ async fn serve(stream: tokio::net::UnixStream, events: EventBus) {
         return;
     }
     match request.trim() {
+        "status" => {
+            let _ = write.write_all(format!("{}\n", status()).as_bytes()).await;
+        }
         "events" => {
             let mut rx = events.subscribe();
             loop {

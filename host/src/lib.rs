@@ -25,4 +25,5 @@ pub mod plugin_manager;
 pub mod registry;
 pub mod router;
 pub mod sample_library;
+pub mod status;
 pub mod store;

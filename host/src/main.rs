@@ -62,6 +62,15 @@ enum Command {
         /// Where to mount.
         mountpoint: PathBuf,
     },
+    /// Shows a running mount's origins (health, failures, latency, files) and cache.
+    Status {
+        /// The mount to ask (default: the only running one).
+        #[arg(long)]
+        mount: Option<PathBuf>,
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Follows the events of a running mount as JSON lines (FileAccessed,
     /// OriginRegistered, PluginLoaded, …) until interrupted.
     Events {
@@ -97,6 +106,7 @@ fn main() -> ExitCode {
             mountpoint,
         } => exit(musicfs::mount::run(sources.options(), &mountpoint)),
         Command::Scan { sources } => exit(scan(sources.options())),
+        Command::Status { mount, json } => exit(status(mount.as_deref(), json)),
         Command::Events { mount } => exit(
             musicfs::control::find_socket(mount.as_deref()).and_then(|socket| {
                 musicfs::control::request(&socket, "events", &mut std::io::stdout())
@@ -113,6 +123,21 @@ fn exit(result: Result<(), String>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn status(mount: Option<&std::path::Path>, json: bool) -> Result<(), String> {
+    let socket = musicfs::control::find_socket(mount)?;
+    let mut answer = Vec::new();
+    musicfs::control::request(&socket, "status", &mut answer)?;
+    let answer = String::from_utf8_lossy(&answer);
+    if json {
+        print!("{answer}");
+        return Ok(());
+    }
+    let status: musicfs::status::Status =
+        serde_json::from_str(answer.trim()).map_err(|e| format!("unreadable status: {e}"))?;
+    print!("{}", musicfs::status::render(&status));
+    Ok(())
 }
 
 fn scan(options: DaemonOptions) -> Result<(), String> {

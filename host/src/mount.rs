@@ -79,7 +79,14 @@ pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
     );
 
     runtime.block_on(async {
-        let _control = ControlServer::start(mountpoint, daemon.events.clone())
+        let status: crate::control::StatusSource = {
+            let (daemon, shown) = (daemon.clone(), mountpoint.display().to_string());
+            Arc::new(move || {
+                serde_json::to_string(&crate::status::status_of(&daemon, &shown))
+                    .unwrap_or_default()
+            })
+        };
+        let _control = ControlServer::start(mountpoint, daemon.events.clone(), status)
             .map_err(|e| {
                 tracing::warn!("no control socket (musicfs events will not reach this mount): {e}")
             })

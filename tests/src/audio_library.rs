@@ -152,6 +152,7 @@ pub const TRACKS: &[Track] = &[
 /// Makes `out` with ffmpeg from a lavfi `source` (`sine=frequency=440:duration=1`),
 /// with `tags` and any `extra` output options; the format follows the extension.
 pub fn ffmpeg(source: &str, tags: &[(&str, &str)], extra: &[&str], out: &Path) {
+    std::fs::create_dir_all(out.parent().expect("an output file has a folder")).unwrap();
     let mut cmd = Command::new("ffmpeg");
     cmd.args([
         "-hide_banner",

@@ -16,6 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use origin_api::{OriginError, OriginResult};
@@ -57,6 +58,10 @@ pub struct CacheStats {
     pub limit: u64,
     /// Chunks stored.
     pub chunks: usize,
+    /// Reads served wholly from the cache.
+    pub hits: u64,
+    /// Reads that had to fetch from an origin.
+    pub misses: u64,
 }
 
 /// The content cache.
@@ -65,6 +70,8 @@ pub struct ContentCache {
     chunks: ChunkStore,
     hot: HotChunks,
     versions: Mutex<HashMap<String, Arc<VersionState>>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl ContentCache {
@@ -88,6 +95,8 @@ impl ContentCache {
             store,
             hot: HotChunks::new(HOT_BYTES),
             versions: Mutex::new(HashMap::new()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         })
     }
 
@@ -97,6 +106,8 @@ impl ContentCache {
             bytes: self.chunks.total_bytes(),
             limit: self.chunks.limit(),
             chunks: self.chunks.chunk_count(),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
         }
     }
 
@@ -196,7 +207,9 @@ impl ContentCache {
         if offset >= end {
             return Some(Vec::new());
         }
-        self.assemble(&self.state(version), offset, end).ok()
+        let bytes = self.assemble(&self.state(version), offset, end).ok()?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(bytes)
     }
 
     /// The full path: serves from the cache, fetching each gap from `origin` (at
@@ -220,6 +233,9 @@ impl ContentCache {
             if let Ok(bytes) = self.assemble(&state, offset, end) {
                 return Ok(bytes);
             }
+        }
+        if purpose == Purpose::Audio {
+            self.misses.fetch_add(1, Ordering::Relaxed);
         }
         let _fetching = state.fetching.lock().await;
         // Each round fetches every gap; a chunk lost between rounds costs a round.

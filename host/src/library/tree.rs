@@ -87,6 +87,19 @@ impl Tree {
     pub fn node_count(&self) -> usize {
         self.nodes.len()
     }
+
+    /// How many files each origin holds a replica of.
+    pub fn files_per_origin(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for node in self.nodes.values() {
+            if let NodeKind::File { replicas, .. } = &node.kind {
+                for replica in replicas {
+                    *counts.entry(replica.origin.clone()).or_insert(0) += 1;
+                }
+            }
+        }
+        counts
+    }
 }
 
 /// Inode numbers and directory mtimes, as stored, plus what this build changed.

@@ -1,6 +1,11 @@
-//! A fault-injecting test plugin (`type = "faulty"`), never shipped. Its one file,
-//! `data.bin`, holds `size` bytes of `origin_api::testkit::pattern`-like content.
-//! Settings choose the faults:
+//! A fault-injecting test plugin (`type = "faulty"`), never shipped. With a `path`
+//! setting it serves that folder (like the local plugin, without its care for
+//! symlinks) and obeys `fault_file`: while that file holds `fail`, every call fails
+//! (unavailable); `hang`, every call hangs; `slow=N`, every call first sleeps N ms.
+//! The test writes the file to change faults while the host runs.
+//!
+//! Without `path`, its one file, `data.bin`, holds `size` bytes of
+//! `origin_api::testkit::pattern`-like content, and settings choose the faults:
 //!
 //! - `panic_in = "open" | "stat" | "list" | "read" | "health" | "watch"`: that call panics;
 //! - `hang_in = …`: that call never returns (until the host's deadline drops it);
@@ -19,6 +24,8 @@ use origin_api::{
     OriginResult, Plugin, PluginClass, PluginInfo, Settings, WatchHandle,
 };
 
+mod folder;
+
 struct FaultyPlugin;
 
 #[async_trait]
@@ -29,6 +36,12 @@ impl Plugin for FaultyPlugin {
 
     async fn open(&self, settings: Settings) -> OriginResult<Box<dyn Origin>> {
         tracing::info!(origin = settings.origin_id(), "faulty origin opening");
+        if let Some(path) = settings.get_str("path")? {
+            return Ok(Box::new(folder::FaultyFolder {
+                root: path.into(),
+                fault_file: settings.get_str("fault_file")?.map(Into::into),
+            }));
+        }
         let origin = FaultyOrigin {
             panic_in: settings.get_str("panic_in")?.unwrap_or("").to_owned(),
             hang_in: settings.get_str("hang_in")?.unwrap_or("").to_owned(),

@@ -1,0 +1,122 @@
+//! The live status of a mount: every origin's health and figures, and the cache's.
+//! The daemon builds it; the control socket sends it as JSON; `musicfs status`
+//! prints it as a table (or passes the JSON on).
+
+use serde::{Deserialize, Serialize};
+
+use crate::daemon::Daemon;
+
+/// One origin's line.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OriginStatus {
+    pub id: String,
+    pub kind: String,
+    pub plugin_version: String,
+    pub priority: i64,
+    pub health: String,
+    pub reason: String,
+    pub consecutive_failures: u32,
+    pub p50_ms: Option<f64>,
+    pub files: usize,
+}
+
+/// The cache's figures.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CacheStatus {
+    pub bytes: u64,
+    pub limit: u64,
+    pub chunks: usize,
+    /// Reads served from the cache over all reads, when any read was made.
+    pub hit_ratio: Option<f64>,
+}
+
+/// The whole status.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub mountpoint: String,
+    pub origins: Vec<OriginStatus>,
+    /// Configured origins that are not live, and why not as far as known.
+    pub waiting: Vec<String>,
+    pub cache: CacheStatus,
+}
+
+/// The status of `daemon`, mounted at `mountpoint`.
+pub fn status_of(daemon: &Daemon, mountpoint: &str) -> Status {
+    let files = daemon.view.snapshot().files_per_origin();
+    let origins: Vec<OriginStatus> = daemon
+        .registry
+        .all()
+        .iter()
+        .map(|o| {
+            let health = o.health_snapshot();
+            OriginStatus {
+                id: o.id.clone(),
+                kind: o.kind.clone(),
+                plugin_version: o.plugin_version.clone(),
+                priority: o.priority,
+                health: format!("{:?}", health.status).to_lowercase(),
+                reason: health.reason,
+                consecutive_failures: health.consecutive_failures,
+                p50_ms: health.p50.map(|d| d.as_secs_f64() * 1e3),
+                files: files.get(&o.id).copied().unwrap_or(0),
+            }
+        })
+        .collect();
+    let waiting = daemon
+        .config
+        .origins
+        .iter()
+        .filter(|c| c.enabled && !origins.iter().any(|o| o.id == c.id))
+        .map(|c| format!("{} ({}): not live", c.id, c.kind))
+        .collect();
+    let stats = daemon.cache.stats();
+    let reads = stats.hits + stats.misses;
+    Status {
+        mountpoint: mountpoint.to_owned(),
+        origins,
+        waiting,
+        cache: CacheStatus {
+            bytes: stats.bytes,
+            limit: stats.limit,
+            chunks: stats.chunks,
+            hit_ratio: (reads > 0).then(|| stats.hits as f64 / reads as f64),
+        },
+    }
+}
+
+/// The status as a table for people.
+pub fn render(status: &Status) -> String {
+    let mut out = format!("musicfs at {}\n\n", status.mountpoint);
+    out.push_str(&format!(
+        "{:<12} {:<8} {:<8} {:>8} {:<10} {:>8} {:>9} {:>7}  {}\n",
+        "ORIGIN", "KIND", "PLUGIN", "PRIORITY", "HEALTH", "FAILURES", "P50", "FILES", "REASON"
+    ));
+    for o in &status.origins {
+        let p50 = o.p50_ms.map_or("-".to_owned(), |ms| format!("{ms:.1} ms"));
+        out.push_str(&format!(
+            "{:<12} {:<8} {:<8} {:>8} {:<10} {:>8} {:>9} {:>7}  {}\n",
+            o.id,
+            o.kind,
+            o.plugin_version,
+            o.priority,
+            o.health,
+            o.consecutive_failures,
+            p50,
+            o.files,
+            o.reason
+        ));
+    }
+    for w in &status.waiting {
+        out.push_str(&format!("waiting: {w}\n"));
+    }
+    let c = &status.cache;
+    out.push_str(&format!(
+        "\ncache: {:.1} MB of {:.1} MB, {} chunks, hit ratio {}\n",
+        c.bytes as f64 / 1e6,
+        c.limit as f64 / 1e6,
+        c.chunks,
+        c.hit_ratio
+            .map_or("-".to_owned(), |r| format!("{:.0}%", r * 100.0))
+    ));
+    out
+}

@@ -1,0 +1,97 @@
+//! The folder mode of the faulty plugin: a plain folder origin whose every call
+//! first obeys the fault file.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use origin_api::{
+    async_trait, DirEntry, EntryKind, EventSink, Health, ListPage, Metadata, Origin, OriginError,
+    OriginResult, WatchHandle,
+};
+
+pub(crate) struct FaultyFolder {
+    pub(crate) root: PathBuf,
+    pub(crate) fault_file: Option<PathBuf>,
+}
+
+fn metadata(meta: &std::fs::Metadata) -> Metadata {
+    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    if meta.is_dir() {
+        Metadata::directory(modified)
+    } else if meta.is_file() {
+        Metadata::file(meta.len(), modified)
+    } else {
+        Metadata {
+            kind: EntryKind::Other,
+            size: 0,
+            modified,
+            version: None,
+        }
+    }
+}
+
+impl FaultyFolder {
+    /// Applies the fault the fault file asks for right now.
+    async fn fault(&self) -> OriginResult<()> {
+        let wanted = match &self.fault_file {
+            Some(file) => std::fs::read_to_string(file).unwrap_or_default(),
+            None => String::new(),
+        };
+        let wanted = wanted.trim();
+        if wanted == "fail" {
+            return Err(OriginError::unavailable("injected failure"));
+        }
+        if wanted == "hang" {
+            tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+        }
+        if let Some(ms) = wanted.strip_prefix("slow=").and_then(|ms| ms.parse().ok()) {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Origin for FaultyFolder {
+    async fn stat(&self, path: &str) -> OriginResult<Metadata> {
+        self.fault().await?;
+        Ok(metadata(&std::fs::metadata(self.root.join(path))?))
+    }
+
+    async fn list(&self, dir: &str, _cursor: Option<&str>, _limit: u32) -> OriginResult<ListPage> {
+        self.fault().await?;
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(self.root.join(dir))? {
+            let entry = entry?;
+            if let (Ok(name), Ok(meta)) = (entry.file_name().into_string(), entry.metadata()) {
+                entries.push(DirEntry {
+                    name,
+                    metadata: metadata(&meta),
+                });
+            }
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(ListPage::complete(entries))
+    }
+
+    async fn read(&self, path: &str, offset: u64, len: u32) -> OriginResult<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        self.fault().await?;
+        let file = std::fs::File::open(self.root.join(path))?;
+        let size = file.metadata()?.len();
+        let mut buf = vec![0u8; (len as u64).min(size.saturating_sub(offset)) as usize];
+        file.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    }
+
+    async fn health(&self) -> Health {
+        match self.fault().await {
+            Ok(()) => Health::healthy(),
+            Err(e) => Health::unhealthy(e.message().to_owned()),
+        }
+    }
+
+    async fn watch(&self, _sink: EventSink) -> OriginResult<WatchHandle> {
+        Ok(WatchHandle::on_stop(|| {}))
+    }
+}
