@@ -130,3 +130,73 @@ fn changes_in_a_local_origin_show_through_the_mount() {
         mount.path("Newcomer/Debut/01 - Fresh.flac").exists()
     });
 }
+
+fn chunk_bytes(cache: &Path) -> u64 {
+    audio_library::files_below(&cache.join("chunks"))
+        .iter()
+        .map(|f| {
+            std::fs::metadata(cache.join("chunks").join(f))
+                .unwrap()
+                .len()
+        })
+        .sum()
+}
+
+#[test]
+fn retagging_a_cached_track_stores_only_the_changed_chunks() {
+    let source = tempfile::tempdir().unwrap();
+    let track = source.path().join("big/long.flac");
+    let tags = [
+        ("title", "Long Take"),
+        ("artist", "Drone"),
+        ("album", "Hours"),
+        ("track", "1"),
+    ];
+    // About 20 MB of FLAC: two and a half minutes of stereo noise.
+    audio_library::ffmpeg(
+        "anoisesrc=duration=150:sample_rate=44100",
+        &tags,
+        &["-ac", "2"],
+        &track,
+    );
+    let size = std::fs::metadata(&track).unwrap().len();
+    assert!(size > 18_000_000, "only {size} bytes");
+
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let origin = format!("local:{}", source.path().display());
+    let mount = Mounted::start(
+        work.path(),
+        &cache,
+        &["--origin".into(), origin],
+        Some("Drone/Hours/01 - Long Take.flac"),
+    );
+    assert_eq!(
+        std::fs::read(mount.path("Drone/Hours/01 - Long Take.flac")).unwrap(),
+        std::fs::read(&track).unwrap()
+    );
+    let before = chunk_bytes(&cache);
+
+    let mut tag = Tag::new(TagType::VorbisComments);
+    tag.set_title("Longer Take".into());
+    tag.set_artist("Drone".into());
+    tag.set_album("Hours".into());
+    tag.set_track(1);
+    tag.save_to_path(&track, WriteOptions::default()).unwrap();
+    within_two_seconds("the retagged track", &mount, || {
+        mount.path("Drone/Hours/01 - Longer Take.flac").exists()
+    });
+    assert_eq!(
+        std::fs::read(mount.path("Drone/Hours/01 - Longer Take.flac")).unwrap(),
+        std::fs::read(&track).unwrap()
+    );
+    let added = chunk_bytes(&cache) - before;
+    println!(
+        "tag-only change to a {size}-byte track stored {added} new bytes ({:.2}%)",
+        added as f64 * 100.0 / size as f64
+    );
+    assert!(
+        added * 10 < size,
+        "{added} new bytes for a tag change to a {size}-byte track"
+    );
+}
