@@ -64,12 +64,36 @@ pub fn load_config(options: &DaemonOptions) -> Result<Config, String> {
     let mut taken: Vec<String> = config.origins.iter().map(|o| o.id.clone()).collect();
     let mut priority = config.origins.iter().map(|o| o.priority).max().unwrap_or(0);
     for flag in &options.origins {
+        let origin: OriginConfig = parse_origin_flag(flag, &taken, priority + 1)?;
+        // The file wins where both name the same origin (same kind and location).
+        let in_file = config
+            .origins
+            .iter()
+            .any(|o| o.kind == origin.kind && same_location(&o.settings, &origin.settings));
+        if in_file {
+            continue;
+        }
         priority += 1;
-        let origin: OriginConfig = parse_origin_flag(flag, &taken, priority)?;
         taken.push(origin.id.clone());
         config.origins.push(origin);
     }
     Ok(config)
+}
+
+/// Whether two origins' settings point at the same place (`path` or `url`).
+fn same_location(a: &toml::Table, b: &toml::Table) -> bool {
+    ["path", "url"].iter().any(|key| {
+        let (x, y) = (
+            a.get(*key).and_then(|v| v.as_str()),
+            b.get(*key).and_then(|v| v.as_str()),
+        );
+        match (x, y) {
+            (Some(x), Some(y)) => {
+                expand_tilde(std::path::Path::new(x)) == expand_tilde(std::path::Path::new(y))
+            }
+            _ => false,
+        }
+    })
 }
 
 impl Daemon {
@@ -196,6 +220,34 @@ impl Daemon {
     /// The cache folder.
     pub fn cache_dir(&self) -> &Path {
         &self.cache_dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_flags_add_origins_and_the_file_wins_for_the_same_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("musicfs.toml");
+        std::fs::write(
+            &file,
+            "[[origins]]\nid = \"nas\"\ntype = \"local\"\npriority = 5\npath = \"/srv/music\"\n",
+        )
+        .unwrap();
+        let options = DaemonOptions {
+            config: Some(file),
+            origins: vec!["local:/srv/music".into(), "local:/home/me/Music".into()],
+            ..DaemonOptions::default()
+        };
+        let config = load_config(&options).unwrap();
+        let ids: Vec<_> = config
+            .origins
+            .iter()
+            .map(|o| (o.id.as_str(), o.priority))
+            .collect();
+        assert_eq!(ids, [("nas", 5), ("local", 6)]);
     }
 }
 
