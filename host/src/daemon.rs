@@ -223,34 +223,6 @@ impl Daemon {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn origin_flags_add_origins_and_the_file_wins_for_the_same_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("musicfs.toml");
-        std::fs::write(
-            &file,
-            "[[origins]]\nid = \"nas\"\ntype = \"local\"\npriority = 5\npath = \"/srv/music\"\n",
-        )
-        .unwrap();
-        let options = DaemonOptions {
-            config: Some(file),
-            origins: vec!["local:/srv/music".into(), "local:/home/me/Music".into()],
-            ..DaemonOptions::default()
-        };
-        let config = load_config(&options).unwrap();
-        let ids: Vec<_> = config
-            .origins
-            .iter()
-            .map(|o| (o.id.as_str(), o.priority))
-            .collect();
-        assert_eq!(ids, [("nas", 5), ("local", 6)]);
-    }
-}
-
 /// Logs a scan's outcome.
 pub fn log_report(report: &ScanReport) {
     tracing::info!(
@@ -294,4 +266,32 @@ fn build_tree(
     let tree = tree::build(&records, &rank, layout, book);
     book.save(store).map_err(|e| e.to_string())?;
     Ok(tree)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_flags_add_origins_and_the_file_wins_for_the_same_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("musicfs.toml");
+        std::fs::write(
+            &file,
+            "[[origins]]\nid = \"nas\"\ntype = \"local\"\npriority = 5\npath = \"/srv/music\"\n",
+        )
+        .unwrap();
+        let options = DaemonOptions {
+            config: Some(file),
+            origins: vec!["local:/srv/music".into(), "local:/home/me/Music".into()],
+            ..DaemonOptions::default()
+        };
+        let config = load_config(&options).unwrap();
+        let ids: Vec<_> = config
+            .origins
+            .iter()
+            .map(|o| (o.id.as_str(), o.priority))
+            .collect();
+        assert_eq!(ids, [("nas", 5), ("local", 6)]);
+    }
 }
