@@ -415,6 +415,24 @@ s3 = 3
     }
 
     #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme
+            .find("## Configuration")
+            .expect("a Configuration section")..];
+        let start = section.find("```toml\n").expect("a toml example") + "```toml\n".len();
+        let example = &section[start..start + section[start..].find("```").unwrap()];
+        let config = parse(example).unwrap_or_else(|e| panic!("README example: {e}"));
+        let ids: Vec<_> = config
+            .origins
+            .iter()
+            .map(|o| (o.id.as_str(), o.priority))
+            .collect();
+        assert_eq!(ids, [("laptop", 1), ("nas", 2)]);
+        assert_eq!(config.retry.delays_ms, [100, 500, 2000]);
+    }
+
+    #[test]
     fn a_typo_at_top_level_names_line_and_key() {
         let err = parse("mount_point = \"/m\"\n\ncahce_dir = \"/c\"\n").unwrap_err();
         assert_eq!(err.line, Some(3));
