@@ -133,7 +133,7 @@ pub fn find_socket(mountpoint: Option<&Path>) -> Result<PathBuf, String> {
     let dir = runtime_dir();
     if let Some(mountpoint) = mountpoint {
         let socket = dir.join(format!("{}.sock", socket_stem(mountpoint)));
-        return if socket.exists() {
+        return if UnixStream::connect(&socket).is_ok() {
             Ok(socket)
         } else {
             Err(format!(
@@ -145,9 +145,16 @@ pub fn find_socket(mountpoint: Option<&Path>) -> Result<PathBuf, String> {
     let mut mounts = Vec::new();
     for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         let path = entry.path();
-        if path.extension().is_some_and(|e| e == "mount") && path.with_extension("sock").exists() {
+        if path.extension().is_some_and(|e| e == "mount") {
+            let socket = path.with_extension("sock");
+            if UnixStream::connect(&socket).is_err() {
+                // Left by a mount that was killed: nobody answers there any more.
+                let _ = std::fs::remove_file(&socket);
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
             let mounted_at = std::fs::read_to_string(&path).unwrap_or_default();
-            mounts.push((path.with_extension("sock"), mounted_at));
+            mounts.push((socket, mounted_at));
         }
     }
     match mounts.len() {
