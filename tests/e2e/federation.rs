@@ -106,7 +106,7 @@ fn reads_fail_over_and_come_back() {
     let (a, b) = (work.path().join("a"), work.path().join("b"));
     // Tracks larger than what the scan caches of their heads, so that reading them
     // needs an origin.
-    for i in 0..5 {
+    for i in 0..6 {
         let tags = [
             ("title", format!("Noise {i}")),
             ("artist", "Static".into()),
@@ -231,6 +231,28 @@ delays_ms = [100, 200]
         "the hung origin cost {took:?}"
     );
     assert_eq!(events.served_by(&shown(3)), "backup");
+
+    // Priority 1 dies in the middle of a read: the rest comes from priority 2.
+    std::fs::remove_file(&fault).unwrap();
+    events.wait_for(&[
+        "OriginHealthChanged",
+        "\"id\":\"primary\"",
+        "\"to\":\"Healthy\"",
+    ]);
+    let mut file = std::fs::File::open(mount.path(&shown(5))).unwrap();
+    let mut head = vec![0u8; 600 * 1024];
+    std::io::Read::read_exact(&mut file, &mut head).unwrap();
+    std::fs::write(&fault, "fail").unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut rest).unwrap();
+    println!(
+        "the rest of a track after priority 1 died mid-read: {:?}",
+        started.elapsed()
+    );
+    head.extend(rest);
+    assert_eq!(head, original(5));
+    assert_eq!(events.served_by(&shown(5)), "backup");
 
     // Everything fails: EIO, fast, and an AllOriginsUnhealthy event.
     std::fs::write(&fault, "fail").unwrap();
