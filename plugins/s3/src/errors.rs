@@ -1,0 +1,62 @@
+//! From object_store's errors to the origin's: a kind the host acts on, and for
+//! health, the short reason a person reads in `musicfs status`.
+
+use origin_api::{ErrorKind, OriginError};
+
+/// What an S3 failure means.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Cause {
+    AccessDenied,
+    NoSuchBucket,
+    NotFound,
+    Unreachable,
+    Timeout,
+    Other,
+}
+
+pub(crate) fn cause(err: &object_store::Error) -> Cause {
+    let text = format!("{err} {err:?}");
+    let has = |s: &str| text.contains(s);
+    match err {
+        _ if has("NoSuchBucket") => Cause::NoSuchBucket,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+            Cause::AccessDenied
+        }
+        _ if has("SignatureDoesNotMatch") || has("InvalidAccessKeyId") || has("AccessDenied") || has("403") => {
+            Cause::AccessDenied
+        }
+        object_store::Error::NotFound { .. } => Cause::NotFound,
+        _ if has("timed out") || has("Timeout") || has("timeout") => Cause::Timeout,
+        _ if has("error sending request") || has("onnection refused") || has("connect") || has("dns") => {
+            Cause::Unreachable
+        }
+        _ => Cause::Other,
+    }
+}
+
+/// The origin error for an object_store error.
+pub(crate) fn origin_error(err: object_store::Error) -> OriginError {
+    let kind = match cause(&err) {
+        Cause::AccessDenied => ErrorKind::PermissionDenied,
+        Cause::NoSuchBucket | Cause::Unreachable => ErrorKind::Unavailable,
+        Cause::NotFound => ErrorKind::NotFound,
+        Cause::Timeout => ErrorKind::Timeout,
+        Cause::Other => ErrorKind::Other,
+    };
+    OriginError::new(kind, one_line(&err.to_string()))
+}
+
+/// The reason an unhealthy origin gives.
+pub(crate) fn health_reason(err: &object_store::Error) -> String {
+    match cause(err) {
+        Cause::AccessDenied => "access denied".into(),
+        Cause::NoSuchBucket => "no such bucket".into(),
+        Cause::Unreachable => "unreachable".into(),
+        Cause::Timeout => "unreachable (timed out)".into(),
+        Cause::NotFound | Cause::Other => one_line(&err.to_string()),
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

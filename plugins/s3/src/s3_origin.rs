@@ -1,0 +1,191 @@
+//! The S3 origin: stat is a HEAD, list is one paginated ListObjectsV2 request with
+//! a `/` delimiter (folders are common prefixes), read is one ranged GET.
+//!
+//! object_store's own retries are off: the host's failover layer retries, and
+//! retrying twice would multiply a dead endpoint's delay. Every request has the
+//! `request_timeout_secs` deadline (30 s by default); the host's call deadline is
+//! usually shorter and cancels first.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::list::{PaginatedListOptions, PaginatedListStore};
+use object_store::path::Path as ObjectPath;
+use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
+use origin_api::{
+    async_trait, DirEntry, EventSink, Health, ListPage, Metadata, Origin, OriginError, OriginResult,
+    WatchHandle,
+};
+
+use crate::errors::{cause, health_reason, origin_error, Cause};
+use crate::poller;
+use crate::s3_settings::S3Settings;
+
+pub(crate) struct S3Origin {
+    store: Arc<AmazonS3>,
+    settings: Arc<S3Settings>,
+}
+
+impl S3Origin {
+    pub(crate) fn open(settings: S3Settings) -> OriginResult<S3Origin> {
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(&settings.bucket)
+            .with_virtual_hosted_style_request(settings.virtual_hosted_style)
+            .with_allow_http(settings.allow_http)
+            .with_retry(RetryConfig {
+                max_retries: 0,
+                ..RetryConfig::default()
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_allow_http(settings.allow_http)
+                    .with_timeout(settings.request_timeout)
+                    .with_connect_timeout(Duration::from_secs(5).min(settings.request_timeout)),
+            );
+        if let Some(region) = &settings.region {
+            builder = builder.with_region(region);
+        }
+        if let Some(endpoint) = &settings.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if let Some(key) = &settings.access_key_id {
+            builder = builder.with_access_key_id(key);
+        }
+        if let Some(secret) = &settings.secret_access_key {
+            builder = builder.with_secret_access_key(secret);
+        }
+        if let Some(token) = &settings.session_token {
+            builder = builder.with_token(token);
+        }
+        let store = builder
+            .build()
+            .map_err(|e| OriginError::invalid_config(format!("cannot set up the S3 client: {e}")))?;
+        tracing::debug!(settings = ?settings, "s3 origin opened");
+        Ok(S3Origin {
+            store: Arc::new(store),
+            settings: Arc::new(settings),
+        })
+    }
+
+    async fn list_page(&self, prefix: &str, token: Option<String>, max: usize) -> object_store::Result<object_store::list::PaginatedListResult> {
+        let options = PaginatedListOptions {
+            delimiter: Some("/".into()),
+            max_keys: Some(max),
+            page_token: token,
+            ..PaginatedListOptions::default()
+        };
+        let prefix = (!prefix.is_empty()).then_some(prefix);
+        self.store.list_paginated(prefix, options).await
+    }
+}
+
+fn file_metadata(meta: &object_store::ObjectMeta) -> Metadata {
+    Metadata {
+        version: meta.e_tag.clone(),
+        ..Metadata::file(meta.size, meta.last_modified.into())
+    }
+}
+
+/// The last segment of a key or common prefix.
+fn name_of(key: &str) -> &str {
+    key.trim_end_matches('/').rsplit('/').next().unwrap_or(key)
+}
+
+#[async_trait]
+impl Origin for S3Origin {
+    async fn stat(&self, path: &str) -> OriginResult<Metadata> {
+        if path.is_empty() {
+            return Ok(Metadata::directory(SystemTime::UNIX_EPOCH));
+        }
+        let key = self.settings.key(path);
+        match self.store.head(&ObjectPath::from(key.as_str())).await {
+            Ok(meta) => Ok(file_metadata(&meta)),
+            Err(e) if cause(&e) == Cause::NotFound => {
+                // Not an object: a "folder" if anything lies below it.
+                let below = self.list_page(&format!("{key}/"), None, 1).await.map_err(origin_error)?;
+                if below.result.objects.is_empty() && below.result.common_prefixes.is_empty() {
+                    Err(OriginError::not_found(path))
+                } else {
+                    Ok(Metadata::directory(SystemTime::UNIX_EPOCH))
+                }
+            }
+            Err(e) => Err(origin_error(e)),
+        }
+    }
+
+    async fn list(&self, dir: &str, cursor: Option<&str>, limit: u32) -> OriginResult<ListPage> {
+        let prefix = self.settings.dir_prefix(dir);
+        let page = self
+            .list_page(&prefix, cursor.map(str::to_owned), limit.clamp(1, 1000) as usize)
+            .await
+            .map_err(origin_error)?;
+        let mut entries: Vec<DirEntry> = page
+            .result
+            .common_prefixes
+            .iter()
+            .map(|p| DirEntry {
+                name: name_of(p.as_ref()).to_owned(),
+                metadata: Metadata::directory(SystemTime::UNIX_EPOCH),
+            })
+            .collect();
+        entries.extend(
+            page.result
+                .objects
+                .iter()
+                // A zero-byte "folder marker" object named like the prefix itself.
+                .filter(|o| o.location.as_ref() != prefix.trim_end_matches('/'))
+                .map(|o| DirEntry {
+                    name: name_of(o.location.as_ref()).to_owned(),
+                    metadata: file_metadata(o),
+                }),
+        );
+        if entries.is_empty() && cursor.is_none() && !dir.is_empty() {
+            return Err(OriginError::not_found(dir));
+        }
+        Ok(ListPage {
+            entries,
+            next_cursor: page.page_token,
+        })
+    }
+
+    async fn read(&self, path: &str, offset: u64, len: u32) -> OriginResult<Vec<u8>> {
+        if len == 0 {
+            // Still say whether the file exists.
+            self.stat(path).await?;
+            return Ok(Vec::new());
+        }
+        let key = ObjectPath::from(self.settings.key(path).as_str());
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(offset..offset + len as u64)),
+            ..GetOptions::default()
+        };
+        match self.store.get_opts(&key, options).await {
+            Ok(result) => Ok(result.bytes().await.map_err(origin_error)?.to_vec()),
+            // A range that starts at or past the end: nothing to read, not an error.
+            Err(object_store::Error::NotModified { .. }) => Ok(Vec::new()),
+            Err(e) if is_range_past_end(&e) => {
+                self.stat(path).await?;
+                Ok(Vec::new())
+            }
+            Err(e) => Err(origin_error(e)),
+        }
+    }
+
+    async fn health(&self) -> Health {
+        let prefix = self.settings.dir_prefix("");
+        match self.list_page(&prefix, None, 1).await {
+            Ok(_) => Health::healthy(),
+            Err(e) => Health::unhealthy(health_reason(&e)),
+        }
+    }
+
+    async fn watch(&self, sink: EventSink) -> OriginResult<WatchHandle> {
+        Ok(poller::start(self.store.clone(), self.settings.clone(), sink))
+    }
+}
+
+fn is_range_past_end(err: &object_store::Error) -> bool {
+    let text = format!("{err} {err:?}");
+    text.contains("416") || text.contains("InvalidRange") || text.contains("Range") && text.contains("not satisfiable")
+}

@@ -1,0 +1,141 @@
+//! The S3 origin's settings, from its `[[origins]]` table or the quick form
+//! `--origin s3://bucket/prefix` (the rest from the environment).
+//!
+//! Credentials are kept out of `Debug` and logs: they appear as `<redacted>`.
+
+use std::fmt;
+use std::time::Duration;
+
+use origin_api::{OriginError, OriginResult, Settings};
+
+/// Everything needed to reach one bucket.
+pub(crate) struct S3Settings {
+    pub(crate) bucket: String,
+    /// Key prefix without leading or trailing `/`; empty for the whole bucket.
+    pub(crate) prefix: String,
+    pub(crate) region: Option<String>,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) virtual_hosted_style: bool,
+    pub(crate) access_key_id: Option<String>,
+    pub(crate) secret_access_key: Option<String>,
+    pub(crate) session_token: Option<String>,
+    pub(crate) allow_http: bool,
+    pub(crate) poll_interval: Duration,
+    pub(crate) request_timeout: Duration,
+}
+
+impl fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("S3Settings")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("virtual_hosted_style", &self.virtual_hosted_style)
+            .field("access_key_id", &redacted(&self.access_key_id))
+            .field("secret_access_key", &redacted(&self.secret_access_key))
+            .field("session_token", &redacted(&self.session_token))
+            .field("allow_http", &self.allow_http)
+            .field("poll_interval", &self.poll_interval)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+const KEYS: &[&str] = &[
+    "bucket",
+    "prefix",
+    "region",
+    "endpoint",
+    "virtual_hosted_style",
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+    "allow_http",
+    "poll_interval_secs",
+    "request_timeout_secs",
+    "url",
+];
+
+impl S3Settings {
+    pub(crate) fn parse(settings: &Settings) -> OriginResult<S3Settings> {
+        if let Some(unknown) = settings.table().keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(OriginError::invalid_config(format!(
+                "origin `{}`: unknown key `{unknown}` (known: {})",
+                settings.origin_id(),
+                KEYS.join(", ")
+            )));
+        }
+        let (url_bucket, url_prefix) = match settings.get_str("url")? {
+            Some(url) => parse_url(url).ok_or_else(|| {
+                OriginError::invalid_config(format!(
+                    "origin `{}`: key `url` must look like s3://bucket/prefix",
+                    settings.origin_id()
+                ))
+            })?,
+            None => (None, None),
+        };
+        let bucket = match (settings.get_str("bucket")?, url_bucket) {
+            (Some(b), _) => b.to_owned(),
+            (None, Some(b)) => b,
+            (None, None) => {
+                return Err(OriginError::invalid_config(format!(
+                    "origin `{}`: missing key `bucket`",
+                    settings.origin_id()
+                )))
+            }
+        };
+        let prefix = settings
+            .get_str("prefix")?
+            .map(str::to_owned)
+            .or(url_prefix)
+            .unwrap_or_default()
+            .trim_matches('/')
+            .to_owned();
+        let text = |key: &str| settings.get_str(key).map(|v| v.map(str::to_owned));
+        Ok(S3Settings {
+            bucket,
+            prefix,
+            region: text("region")?,
+            endpoint: text("endpoint")?,
+            virtual_hosted_style: settings.get_bool("virtual_hosted_style")?.unwrap_or(false),
+            access_key_id: text("access_key_id")?,
+            secret_access_key: text("secret_access_key")?,
+            session_token: text("session_token")?,
+            allow_http: settings.get_bool("allow_http")?.unwrap_or(false),
+            poll_interval: Duration::from_secs(settings.get_u64("poll_interval_secs")?.unwrap_or(60).max(1)),
+            request_timeout: Duration::from_secs(settings.get_u64("request_timeout_secs")?.unwrap_or(30).max(1)),
+        })
+    }
+
+    /// The object key of an origin path.
+    pub(crate) fn key(&self, path: &str) -> String {
+        match (self.prefix.is_empty(), path.is_empty()) {
+            (true, _) => path.to_owned(),
+            (false, true) => self.prefix.clone(),
+            (false, false) => format!("{}/{path}", self.prefix),
+        }
+    }
+
+    /// The listing prefix of an origin folder (ends with `/`, or empty for the root
+    /// of a whole bucket).
+    pub(crate) fn dir_prefix(&self, dir: &str) -> String {
+        let key = self.key(dir);
+        if key.is_empty() {
+            key
+        } else {
+            format!("{key}/")
+        }
+    }
+}
+
+/// `s3://bucket/some/prefix` → (bucket, prefix).
+fn parse_url(url: &str) -> Option<(Option<String>, Option<String>)> {
+    let rest = url.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return None;
+    }
+    Some((Some(bucket.to_owned()), Some(prefix.to_owned()).filter(|p| !p.is_empty())))
+}
