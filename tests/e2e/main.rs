@@ -12,5 +12,6 @@ mod federation;
 mod hot_plug;
 mod local_origin;
 mod mount_library;
+mod s3;
 mod watch_cleanup;
 mod watching;

@@ -116,3 +116,4 @@ pub fn example_library(name: &str) -> PathBuf {
 
 pub mod audio_library;
 pub mod mounted;
+pub mod s3_server;

@@ -15,21 +15,27 @@ pub(crate) enum Cause {
 }
 
 pub(crate) fn cause(err: &object_store::Error) -> Cause {
-    let text = format!("{err} {err:?}");
+    // Only the message: the Debug form also prints client settings.
+    let text = err.to_string();
     let has = |s: &str| text.contains(s);
     match err {
         _ if has("NoSuchBucket") => Cause::NoSuchBucket,
-        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
-            Cause::AccessDenied
-        }
-        _ if has("SignatureDoesNotMatch") || has("InvalidAccessKeyId") || has("AccessDenied") || has("403") => {
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => Cause::AccessDenied,
+        _ if has("SignatureDoesNotMatch")
+            || has("InvalidAccessKeyId")
+            || has("AccessDenied")
+            || has("403 Forbidden") =>
+        {
             Cause::AccessDenied
         }
         object_store::Error::NotFound { .. } => Cause::NotFound,
-        _ if has("timed out") || has("Timeout") || has("timeout") => Cause::Timeout,
-        _ if has("error sending request") || has("onnection refused") || has("connect") || has("dns") => {
+        // reqwest says "error sending request" for refused connections and for
+        // requests that ran out of time alike.
+        _ if has("error sending request") || has("onnection refused") || has("dns error") => {
             Cause::Unreachable
         }
+        _ if has("timed out") => Cause::Timeout,
         _ => Cause::Other,
     }
 }

@@ -1,14 +1,14 @@
 //! Watching a bucket by polling: every `poll_interval`, list every key under the
 //! prefix and compare with the last listing (ETag, size, last-modified); report
-//! what was created, modified or removed. The first listing is the baseline. The
-//! task stops when the watch handle is dropped.
+//! what was created, modified or removed. The listing taken when the watch starts
+//! is the baseline. The task stops when the watch handle is dropped.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::s3_origin::object_path;
 use futures_util::TryStreamExt;
 use object_store::aws::AmazonS3;
-use object_store::path::Path as ObjectPath;
 use object_store::ObjectStore;
 use origin_api::{ChangeEvent, ChangeKind, EventSink, WatchHandle};
 
@@ -17,23 +17,43 @@ use crate::s3_settings::S3Settings;
 type Listing = BTreeMap<String, (Option<String>, u64, i64)>;
 
 async fn snapshot(store: &AmazonS3, settings: &S3Settings) -> object_store::Result<Listing> {
-    let prefix = (!settings.prefix.is_empty()).then(|| ObjectPath::from(settings.prefix.as_str()));
-    let strip = if settings.prefix.is_empty() { 0 } else { settings.prefix.len() + 1 };
+    let prefix = (!settings.prefix.is_empty()).then(|| object_path(&settings.prefix));
+    let strip = if settings.prefix.is_empty() {
+        0
+    } else {
+        settings.prefix.len() + 1
+    };
     let objects: Vec<_> = store.list(prefix.as_ref()).try_collect().await?;
     Ok(objects
         .into_iter()
         .filter_map(|o| {
             let key = o.location.as_ref();
             let path = key.get(strip..)?.to_owned();
-            (!path.is_empty()).then(|| (path, (o.e_tag, o.size, o.last_modified.timestamp_millis())))
+            (!path.is_empty())
+                .then(|| (path, (o.e_tag, o.size, o.last_modified.timestamp_millis())))
         })
         .collect())
 }
 
-pub(crate) fn start(store: Arc<AmazonS3>, settings: Arc<S3Settings>, sink: EventSink) -> WatchHandle {
+/// Takes the baseline listing now (so that a change right after `watch` returns is
+/// seen), then polls in the background.
+pub(crate) async fn start(
+    store: Arc<AmazonS3>,
+    settings: Arc<S3Settings>,
+    sink: EventSink,
+) -> WatchHandle {
+    let mut last: Option<Listing> = match snapshot(&store, &settings).await {
+        Ok(baseline) => Some(baseline),
+        Err(e) => {
+            tracing::warn!(
+                "the first listing for watching failed, the next one is the baseline: {e}"
+            );
+            None
+        }
+    };
     let task = tokio::spawn(async move {
-        let mut last: Option<Listing> = None;
         loop {
+            tokio::time::sleep(settings.poll_interval).await;
             match snapshot(&store, &settings).await {
                 Ok(now) => {
                     if let Some(before) = &last {
@@ -59,7 +79,6 @@ pub(crate) fn start(store: Arc<AmazonS3>, settings: Arc<S3Settings>, sink: Event
                 }
                 Err(e) => tracing::warn!("polling the bucket failed: {e}"),
             }
-            tokio::time::sleep(settings.poll_interval).await;
         }
     });
     WatchHandle::on_stop(move || task.abort())

@@ -14,8 +14,8 @@ use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
 use origin_api::{
-    async_trait, DirEntry, EventSink, Health, ListPage, Metadata, Origin, OriginError, OriginResult,
-    WatchHandle,
+    async_trait, DirEntry, EventSink, Health, ListPage, Metadata, Origin, OriginError,
+    OriginResult, WatchHandle,
 };
 
 use crate::errors::{cause, health_reason, origin_error, Cause};
@@ -58,9 +58,9 @@ impl S3Origin {
         if let Some(token) = &settings.session_token {
             builder = builder.with_token(token);
         }
-        let store = builder
-            .build()
-            .map_err(|e| OriginError::invalid_config(format!("cannot set up the S3 client: {e}")))?;
+        let store = builder.build().map_err(|e| {
+            OriginError::invalid_config(format!("cannot set up the S3 client: {e}"))
+        })?;
         tracing::debug!(settings = ?settings, "s3 origin opened");
         Ok(S3Origin {
             store: Arc::new(store),
@@ -68,7 +68,12 @@ impl S3Origin {
         })
     }
 
-    async fn list_page(&self, prefix: &str, token: Option<String>, max: usize) -> object_store::Result<object_store::list::PaginatedListResult> {
+    async fn list_page(
+        &self,
+        prefix: &str,
+        token: Option<String>,
+        max: usize,
+    ) -> object_store::Result<object_store::list::PaginatedListResult> {
         let options = PaginatedListOptions {
             delimiter: Some("/".into()),
             max_keys: Some(max),
@@ -99,13 +104,26 @@ impl Origin for S3Origin {
             return Ok(Metadata::directory(SystemTime::UNIX_EPOCH));
         }
         let key = self.settings.key(path);
-        match self.store.head(&ObjectPath::from(key.as_str())).await {
+        match self.store.head(&object_path(&key)).await {
             Ok(meta) => Ok(file_metadata(&meta)),
-            Err(e) if cause(&e) == Cause::NotFound => {
+            // Not an object (some servers answer a HEAD of a "folder" with an error
+            // other than 404): a folder if anything lies below it.
+            Err(e)
+                if !matches!(
+                    cause(&e),
+                    Cause::AccessDenied | Cause::Unreachable | Cause::NoSuchBucket
+                ) =>
+            {
                 // Not an object: a "folder" if anything lies below it.
-                let below = self.list_page(&format!("{key}/"), None, 1).await.map_err(origin_error)?;
+                let below = self
+                    .list_page(&format!("{key}/"), None, 1)
+                    .await
+                    .map_err(origin_error)?;
                 if below.result.objects.is_empty() && below.result.common_prefixes.is_empty() {
-                    Err(OriginError::not_found(path))
+                    Err(match cause(&e) {
+                        Cause::NotFound => OriginError::not_found(path),
+                        _ => origin_error(e),
+                    })
                 } else {
                     Ok(Metadata::directory(SystemTime::UNIX_EPOCH))
                 }
@@ -117,7 +135,11 @@ impl Origin for S3Origin {
     async fn list(&self, dir: &str, cursor: Option<&str>, limit: u32) -> OriginResult<ListPage> {
         let prefix = self.settings.dir_prefix(dir);
         let page = self
-            .list_page(&prefix, cursor.map(str::to_owned), limit.clamp(1, 1000) as usize)
+            .list_page(
+                &prefix,
+                cursor.map(str::to_owned),
+                limit.clamp(1, 1000) as usize,
+            )
             .await
             .map_err(origin_error)?;
         let mut entries: Vec<DirEntry> = page
@@ -155,7 +177,7 @@ impl Origin for S3Origin {
             self.stat(path).await?;
             return Ok(Vec::new());
         }
-        let key = ObjectPath::from(self.settings.key(path).as_str());
+        let key = object_path(&self.settings.key(path));
         let options = GetOptions {
             range: Some(GetRange::Bounded(offset..offset + len as u64)),
             ..GetOptions::default()
@@ -181,11 +203,19 @@ impl Origin for S3Origin {
     }
 
     async fn watch(&self, sink: EventSink) -> OriginResult<WatchHandle> {
-        Ok(poller::start(self.store.clone(), self.settings.clone(), sink))
+        Ok(poller::start(self.store.clone(), self.settings.clone(), sink).await)
     }
+}
+
+/// A key as object_store's path, taken as it is: the adapter already refused `..`,
+/// empty segments and NULs, and `Path::from` would percent-encode non-ASCII names.
+pub(crate) fn object_path(key: &str) -> ObjectPath {
+    ObjectPath::parse(key).unwrap_or_else(|_| ObjectPath::from(key))
 }
 
 fn is_range_past_end(err: &object_store::Error) -> bool {
     let text = format!("{err} {err:?}");
-    text.contains("416") || text.contains("InvalidRange") || text.contains("Range") && text.contains("not satisfiable")
+    text.contains("416")
+        || text.contains("InvalidRange")
+        || text.contains("Range") && text.contains("not satisfiable")
 }

@@ -60,7 +60,11 @@ const KEYS: &[&str] = &[
 
 impl S3Settings {
     pub(crate) fn parse(settings: &Settings) -> OriginResult<S3Settings> {
-        if let Some(unknown) = settings.table().keys().find(|k| !KEYS.contains(&k.as_str())) {
+        if let Some(unknown) = settings
+            .table()
+            .keys()
+            .find(|k| !KEYS.contains(&k.as_str()))
+        {
             return Err(OriginError::invalid_config(format!(
                 "origin `{}`: unknown key `{unknown}` (known: {})",
                 settings.origin_id(),
@@ -104,8 +108,15 @@ impl S3Settings {
             secret_access_key: text("secret_access_key")?,
             session_token: text("session_token")?,
             allow_http: settings.get_bool("allow_http")?.unwrap_or(false),
-            poll_interval: Duration::from_secs(settings.get_u64("poll_interval_secs")?.unwrap_or(60).max(1)),
-            request_timeout: Duration::from_secs(settings.get_u64("request_timeout_secs")?.unwrap_or(30).max(1)),
+            poll_interval: Duration::from_secs(
+                settings.get_u64("poll_interval_secs")?.unwrap_or(60).max(1),
+            ),
+            request_timeout: Duration::from_secs(
+                settings
+                    .get_u64("request_timeout_secs")?
+                    .unwrap_or(30)
+                    .max(1),
+            ),
         })
     }
 
@@ -137,5 +148,8 @@ fn parse_url(url: &str) -> Option<(Option<String>, Option<String>)> {
     if bucket.is_empty() {
         return None;
     }
-    Some((Some(bucket.to_owned()), Some(prefix.to_owned()).filter(|p| !p.is_empty())))
+    Some((
+        Some(bucket.to_owned()),
+        Some(prefix.to_owned()).filter(|p| !p.is_empty()),
+    ))
 }

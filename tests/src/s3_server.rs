@@ -1,0 +1,141 @@
+//! A real S3 server on loopback for the tests: `s3s-fs`, which checks request
+//! signatures, serving a folder. Objects are seeded by writing into that folder
+//! (a bucket is a directory, an object a file), which is also how a test makes a
+//! sparse object larger than 4 GiB without uploading it.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ACCESS_KEY: &str = "musicfs-test-key";
+pub const SECRET_KEY: &str = "musicfs-test-secret-do-not-log";
+pub const BUCKET: &str = "music";
+
+/// A running `s3s-fs`.
+pub struct S3Server {
+    pub root: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl S3Server {
+    /// Starts a server with one empty bucket, [`BUCKET`].
+    pub fn start() -> S3Server {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("s3");
+        std::fs::create_dir_all(root.join(BUCKET)).unwrap();
+        let mut server = S3Server {
+            root,
+            port: free_port(),
+            child: None,
+            _dir: dir,
+        };
+        server.resume();
+        server
+    }
+
+    /// Starts the server process again (after [`S3Server::pause`]), same port and data.
+    pub fn resume(&mut self) {
+        let child = Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(&self.root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3s-fs runs (cargo install s3s-fs@0.14.1 --features binary --locked)");
+        self.child = Some(child);
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "s3s-fs did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server process (the data stays).
+    pub fn pause(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The plugin settings for `prefix` in the bucket, with the right keys.
+    pub fn settings(&self, prefix: &str) -> toml::Table {
+        let mut table = toml::Table::new();
+        table.insert("bucket".into(), BUCKET.into());
+        table.insert("prefix".into(), prefix.into());
+        table.insert("region".into(), "us-east-1".into());
+        table.insert("endpoint".into(), self.endpoint().into());
+        table.insert("allow_http".into(), true.into());
+        table.insert("access_key_id".into(), ACCESS_KEY.into());
+        table.insert("secret_access_key".into(), SECRET_KEY.into());
+        table.insert("poll_interval_secs".into(), 1i64.into());
+        table
+    }
+
+    /// Where the object `key` of the bucket lives on disk.
+    pub fn object_path(&self, key: &str) -> PathBuf {
+        self.root.join(BUCKET).join(key)
+    }
+
+    /// The bucket's folder.
+    pub fn bucket_dir(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.pause();
+    }
+}
+
+/// The conformance fixture: objects under `prefix`, seeded through the server's
+/// storage folder.
+pub struct S3Fixture<'a> {
+    pub server: &'a S3Server,
+    pub prefix: String,
+}
+
+#[async_trait::async_trait]
+impl origin_api::testkit::Fixture for S3Fixture<'_> {
+    async fn write(&self, path: &str, data: &[u8]) -> std::io::Result<()> {
+        let file = self.server.object_path(&format!("{}/{path}", self.prefix));
+        std::fs::create_dir_all(file.parent().unwrap())?;
+        // Write beside and rename, so the server never serves half an object.
+        let temp = file.with_extension("partial-upload");
+        std::fs::write(&temp, data)?;
+        std::fs::rename(temp, file)
+    }
+
+    /// Not here: s3s-fs hashes a whole object for its ETag on every HEAD, GET and
+    /// listing, so a 5 GiB object makes each of them take longer than 30 s. The
+    /// plugin's offsets are u64 end to end (object_store ranges are `Range<u64>`);
+    /// the mount's own >4 GiB test covers the host's side.
+    async fn write_sparse(&self, _path: &str, _size: u64, _tail: &[u8]) -> std::io::Result<bool> {
+        Ok(false)
+    }
+
+    async fn remove(&self, path: &str) -> std::io::Result<()> {
+        std::fs::remove_file(self.server.object_path(&format!("{}/{path}", self.prefix)))
+    }
+}
