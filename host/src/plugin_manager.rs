@@ -55,6 +55,8 @@ pub struct PluginManager {
     registry: Arc<Registry>,
     events: EventBus,
     state: Mutex<State>,
+    /// Why each configured origin that is not live is waiting.
+    waiting: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 impl PluginManager {
@@ -77,6 +79,7 @@ impl PluginManager {
             registry,
             events,
             state: Mutex::new(State::default()),
+            waiting: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -223,6 +226,10 @@ impl PluginManager {
             }
         }
         for origin in opened {
+            self.waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&origin.id);
             self.registry.register(origin).await;
         }
         Ok(())
@@ -267,8 +274,20 @@ impl PluginManager {
         Ok(registered)
     }
 
+    /// Why configured origins that are not live are waiting, by id.
+    pub fn waiting_reasons(&self) -> BTreeMap<String, String> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn waiting(&self, config: &OriginConfig, reason: String) {
         tracing::warn!(origin = %config.id, kind = %config.kind, "{reason}");
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(config.id.clone(), reason.clone());
         self.events.publish(Event::OriginWaiting {
             id: config.id.clone(),
             reason,

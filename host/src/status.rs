@@ -62,12 +62,16 @@ pub fn status_of(daemon: &Daemon, mountpoint: &str) -> Status {
             }
         })
         .collect();
+    let reasons = daemon.manager.waiting_reasons();
     let waiting = daemon
         .config
         .origins
         .iter()
         .filter(|c| c.enabled && !origins.iter().any(|o| o.id == c.id))
-        .map(|c| format!("{} ({}): not live", c.id, c.kind))
+        .map(|c| {
+            let why = reasons.get(&c.id).map_or("not live", String::as_str);
+            format!("{} ({}): {why}", c.id, c.kind)
+        })
         .collect();
     let stats = daemon.cache.stats();
     let reads = stats.hits + stats.misses;

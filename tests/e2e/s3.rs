@@ -89,3 +89,122 @@ async fn wrong_keys_missing_bucket_and_no_server_each_say_why() {
     let h = health(server.settings("")).await;
     assert!(h.is_healthy(), "{h:?}");
 }
+
+/// A library in the bucket, mounted through `musicfs mount` with the S3 plugin.
+#[test]
+fn a_bucket_mounts_reads_back_identical_and_survives_the_server_going_away() {
+    use musicfs_tests::audio_library::{self, copy_tree, TRACKS};
+    use musicfs_tests::mounted::Mounted;
+    use musicfs_tests::s3_server::SECRET_KEY;
+    use std::os::unix::fs::FileExt;
+    use std::time::Instant;
+
+    let mut server = S3Server::start();
+    copy_tree(audio_library::shared(), &server.object_path("lib"));
+    // One long track whose body the scan leaves uncached.
+    let tags = [("title", "Long"), ("artist", "Remote"), ("album", "Bucket")];
+    audio_library::ffmpeg(
+        "anoisesrc=duration=8",
+        &tags,
+        &[],
+        &server.object_path("lib/long/long.flac"),
+    );
+    let long_source = std::fs::read(server.object_path("lib/long/long.flac")).unwrap();
+
+    let work = tempfile::tempdir().unwrap();
+    let mut origin = server.settings("lib");
+    origin.insert("id".into(), "bucket".into());
+    origin.insert("type".into(), "s3".into());
+    let mut wrong = server.settings("lib");
+    wrong.insert("id".into(), "wrong-secret".into());
+    wrong.insert("type".into(), "s3".into());
+    wrong.insert("secret_access_key".into(), "wrong".into());
+    let mut config = toml::Table::new();
+    config.insert(
+        "origins".into(),
+        toml::Value::Array(vec![origin.into(), wrong.into()]),
+    );
+    let mut health = toml::Table::new();
+    health.insert("check_interval_secs".into(), 1i64.into());
+    health.insert("timeout_ms".into(), 2000i64.into());
+    config.insert("health".into(), health.into());
+    let config_file = work.path().join("musicfs.toml");
+    std::fs::write(&config_file, toml::to_string(&config).unwrap()).unwrap();
+    std::fs::create_dir_all(work.path().join("plugins")).unwrap();
+    std::fs::copy(
+        plugin_library("musicfs_s3"),
+        work.path().join("plugins/libmusicfs_s3.so"),
+    )
+    .unwrap();
+
+    let mount = Mounted::start_logging(
+        work.path(),
+        &work.path().join("cache"),
+        &["--config".into(), config_file.display().to_string()],
+        Some("Remote/Bucket/Long.flac"),
+        "trace",
+    );
+    for track in TRACKS {
+        let through = std::fs::read(mount.path(track.shown_as)).unwrap();
+        assert_eq!(
+            through,
+            std::fs::read(server.object_path(&format!("lib/{}", track.source))).unwrap(),
+            "{}",
+            track.shown_as
+        );
+    }
+    let status = std::process::Command::new(musicfs_tests::musicfs_binary())
+        .args(["status", "--mount"])
+        .arg(&mount.mountpoint)
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("wrong-secret (s3): unhealthy: access denied"),
+        "{status}"
+    );
+
+    // The server goes away: cached files still read, uncached bytes fail fast.
+    server.pause();
+    for track in TRACKS {
+        assert!(
+            std::fs::read(mount.path(track.shown_as)).is_ok(),
+            "{} offline",
+            track.shown_as
+        );
+    }
+    let long = std::fs::File::open(mount.path("Remote/Bucket/Long.flac")).unwrap();
+    let started = Instant::now();
+    let err = long
+        .read_at(&mut [0u8; 4096], long_source.len() as u64 / 2)
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "EIO took {:?}",
+        started.elapsed()
+    );
+
+    // It comes back: the origin is healthy again without remounting.
+    server.resume();
+    let started = Instant::now();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match long.read_at(&mut buf, long_source.len() as u64 / 2) {
+            Ok(n) => {
+                let at = long_source.len() / 2;
+                assert_eq!(&buf[..n], &long_source[at..at + n]);
+                break;
+            }
+            Err(e) if started.elapsed() < Duration::from_secs(10) => {
+                assert_eq!(e.raw_os_error(), Some(libc::EIO));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("still failing after the server came back: {e}"),
+        }
+    }
+
+    let log = mount.stop();
+    assert!(log.contains("TRACE"), "the daemon logged at trace level");
+    assert!(!log.contains(SECRET_KEY), "the secret key reached the log");
+}

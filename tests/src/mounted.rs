@@ -19,6 +19,17 @@ impl Mounted {
     /// Mounts with the local plugin and `args` (e.g. `--origin local:DIR`), using
     /// `cache_dir`, and waits until `ready` (a path below the mountpoint) exists.
     pub fn start(work: &Path, cache_dir: &Path, args: &[String], ready: Option<&str>) -> Mounted {
+        Self::start_logging(work, cache_dir, args, ready, "info")
+    }
+
+    /// [`Mounted::start`] with the daemon's `RUST_LOG` set to `log`.
+    pub fn start_logging(
+        work: &Path,
+        cache_dir: &Path,
+        args: &[String],
+        ready: Option<&str>,
+        log: &str,
+    ) -> Mounted {
         let mountpoint = work.join("mnt");
         let plugins_dir = work.join("plugins");
         std::fs::create_dir_all(&mountpoint).unwrap();
@@ -29,7 +40,7 @@ impl Mounted {
         }
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let log = work.join(format!("mount-{n}.log"));
+        let log_file = work.join(format!("mount-{n}.log"));
         let child = Command::new(musicfs_binary())
             .arg("mount")
             .arg("--plugins")
@@ -38,9 +49,9 @@ impl Mounted {
             .arg(cache_dir)
             .args(args)
             .arg(&mountpoint)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", log)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(&log_file).unwrap())
             .spawn()
             .unwrap();
         let mounted = Mounted {
@@ -48,7 +59,7 @@ impl Mounted {
             cache_dir: cache_dir.to_owned(),
             plugins_dir,
             child: Some(child),
-            log,
+            log: log_file,
         };
         mounted.wait_until(Duration::from_secs(30), |m| {
             musicfs::mountpoint::is_mounted(&m.mountpoint)
