@@ -153,3 +153,52 @@ fn parse_url(url: &str) -> Option<(Option<String>, Option<String>)> {
         Some(prefix.to_owned()).filter(|p| !p.is_empty()),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        let table = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), toml::Value::from(*v)))
+            .collect();
+        Settings::new("s3", table)
+    }
+
+    #[test]
+    fn the_quick_form_gives_bucket_and_prefix() {
+        let s = S3Settings::parse(&settings(&[("url", "s3://music/some/prefix/")])).unwrap();
+        assert_eq!(
+            (s.bucket.as_str(), s.prefix.as_str()),
+            ("music", "some/prefix")
+        );
+        assert_eq!(s.key("a/b.flac"), "some/prefix/a/b.flac");
+        assert_eq!(s.dir_prefix(""), "some/prefix/");
+        let s = S3Settings::parse(&settings(&[("url", "s3://music")])).unwrap();
+        assert_eq!(
+            (s.key("x"), s.dir_prefix("")),
+            ("x".to_owned(), String::new())
+        );
+        assert!(S3Settings::parse(&settings(&[("url", "http://music")])).is_err());
+    }
+
+    #[test]
+    fn bad_settings_name_the_key_and_secrets_stay_out_of_debug() {
+        let err = S3Settings::parse(&settings(&[("prefix", "x")])).unwrap_err();
+        assert!(err.message().contains("`bucket`"), "{err}");
+        let err = S3Settings::parse(&settings(&[("bucket", "b"), ("secret", "x")])).unwrap_err();
+        assert!(err.message().contains("unknown key `secret`"), "{err}");
+        let s = S3Settings::parse(&settings(&[
+            ("bucket", "b"),
+            ("secret_access_key", "hunter2"),
+            ("access_key_id", "AKID"),
+        ]))
+        .unwrap();
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("AKID"),
+            "{shown}"
+        );
+    }
+}
