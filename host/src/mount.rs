@@ -120,13 +120,26 @@ pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
         first_scan.abort();
     });
 
+    let mut how = "unmounted";
     if !session.guard.is_finished() {
         if let Err(e) = session.umount_and_join() {
-            tracing::warn!("unmount: {e}");
+            // Files are still open in the mount (a player, a shell inside it).
+            // Detach it now; the kernel finishes when the last file closes, instead
+            // of leaving a dead mountpoint behind when this process exits.
+            tracing::warn!("unmount: {e}; detaching it lazily");
+            let lazy = std::process::Command::new("fusermount3")
+                .arg("-u")
+                .arg("-z")
+                .arg(mountpoint)
+                .status();
+            how = match lazy {
+                Ok(status) if status.success() => "detached (files were still open)",
+                _ => "could not be unmounted; clear it with fusermount3 -u -z",
+            };
         }
     }
     daemon.store.flush().map_err(|e| e.to_string())?;
-    eprintln!("musicfs: unmounted {}", mountpoint.display());
+    eprintln!("musicfs: {} {how}", mountpoint.display());
     Ok(())
 }
 

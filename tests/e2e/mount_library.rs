@@ -211,7 +211,7 @@ fn a_restart_keeps_inodes_and_serves_cached_files_offline() {
     }
     let before = inodes_and_mtimes(&first.mountpoint);
     let log = first.stop();
-    assert!(log.contains("unmounted"), "{log}");
+    assert!(log.contains("mnt unmounted"), "{log}");
 
     // The origin disappears; the restart mounts from the index at once.
     std::fs::rename(&music, source.path().join("gone")).unwrap();
@@ -336,4 +336,29 @@ fn a_mountpoint_left_by_a_killed_daemon_is_reported_with_the_fix() {
         .status()
         .unwrap();
     assert!(cleared.success());
+}
+
+#[test]
+fn interrupting_with_a_file_open_leaves_no_dead_mountpoint() {
+    let work = tempfile::tempdir().unwrap();
+    let origin = origin_arg(audio_library::shared());
+    let mount = Mounted::start(
+        work.path(),
+        &work.path().join("cache"),
+        &origin,
+        Some(TRACKS[0].shown_as),
+    );
+    let mountpoint = mount.mountpoint.clone();
+    let open = std::fs::File::open(mount.path(TRACKS[0].shown_as)).unwrap();
+    let log = mount.stop();
+    assert!(log.contains("detached (files were still open)"), "{log}");
+    drop(open);
+    assert!(
+        !musicfs::mountpoint::is_mounted(&mountpoint),
+        "the mountpoint is left behind"
+    );
+    assert!(
+        std::fs::read_dir(&mountpoint).is_ok(),
+        "the mountpoint is usable again"
+    );
 }

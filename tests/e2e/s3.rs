@@ -204,6 +204,7 @@ fn a_bucket_mounts_reads_back_identical_and_survives_the_server_going_away() {
         }
     }
 
+    drop(long);
     let log = mount.stop();
     assert!(log.contains("TRACE"), "the daemon logged at trace level");
     assert!(!log.contains(SECRET_KEY), "the secret key reached the log");
