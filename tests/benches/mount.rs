@@ -12,163 +12,17 @@
 //!
 //! Run: `cargo build --workspace --release && cargo bench -p musicfs-tests --bench mount`
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use musicfs_tests::bench_support::{
+    find_stat, first_byte, noise_file, peak_rss_mb, read_speed, tagged_library, Rclone,
+};
 use musicfs_tests::mounted::Mounted;
 
 const BIG: u64 = 512 << 20;
 const FIFTY: u64 = 50 << 20;
 const TRACKS: usize = 20_000;
-
-fn noise_file(path: &Path, len: u64, seed: u64) {
-    let mut x = seed;
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = len;
-    while left > 0 {
-        for b in buf.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8;
-        }
-        let n = left.min(buf.len() as u64) as usize;
-        std::io::Write::write_all(&mut out, &buf[..n]).unwrap();
-        left -= n as u64;
-    }
-}
-
-/// 20,000 tagged FLACs: one made by ffmpeg, copied with its tag digits patched.
-fn track_library(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let template = dir.join("template.flac");
-    let tags = [
-        ("title", "TITLE-00000"),
-        ("artist", "ARTIST-000"),
-        ("album", "ALBUM-0000"),
-        ("track", "01"),
-    ];
-    musicfs_tests::audio_library::ffmpeg("sine=frequency=440:duration=0.05", &tags, &[], &template);
-    let bytes = std::fs::read(&template).unwrap();
-    std::fs::remove_file(&template).unwrap();
-    let at = |pat: &[u8]| bytes.windows(pat.len()).position(|w| w == pat).unwrap();
-    let (t, a, l) = (
-        at(b"TITLE-00000") + 6,
-        at(b"ARTIST-000") + 7,
-        at(b"ALBUM-0000") + 6,
-    );
-    for i in 0..TRACKS {
-        let (artist, album) = (i / 200, i / 20);
-        let folder = dir.join(format!("artist{artist:03}/album{album:04}"));
-        std::fs::create_dir_all(&folder).unwrap();
-        let mut b = bytes.clone();
-        b[t..t + 5].copy_from_slice(format!("{i:05}").as_bytes());
-        b[a..a + 3].copy_from_slice(format!("{artist:03}").as_bytes());
-        b[l..l + 4].copy_from_slice(format!("{album:04}").as_bytes());
-        std::fs::write(folder.join(format!("{:02}.flac", i % 20 + 1)), b).unwrap();
-    }
-}
-
-/// Reads a whole file; returns MB/s.
-fn read_speed(path: &Path) -> f64 {
-    let mut file = std::fs::File::open(path).unwrap();
-    let mut buf = vec![0u8; 1 << 20];
-    let started = Instant::now();
-    let mut total = 0u64;
-    loop {
-        let n = file.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        total += n as u64;
-    }
-    total as f64 / 1e6 / started.elapsed().as_secs_f64()
-}
-
-fn first_byte(path: &Path) -> Duration {
-    let started = Instant::now();
-    let mut file = std::fs::File::open(path).unwrap();
-    let mut buf = [0u8; 4096];
-    file.read_exact(&mut buf).unwrap();
-    started.elapsed()
-}
-
-/// `find` + `stat` of every entry below `root`: (entries, time).
-fn find_stat(root: &Path) -> (usize, Duration) {
-    let started = Instant::now();
-    let mut count = 0;
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let meta = std::fs::metadata(&path).unwrap();
-            count += 1;
-            if meta.is_dir() {
-                stack.push(path);
-            }
-        }
-    }
-    (count, started.elapsed())
-}
-
-struct Rclone {
-    child: Child,
-    mountpoint: PathBuf,
-}
-
-impl Rclone {
-    fn mount(source: &Path, work: &Path) -> Rclone {
-        let mountpoint = work.join("rclone-mnt");
-        std::fs::create_dir_all(&mountpoint).unwrap();
-        let child = Command::new("rclone")
-            .arg("mount")
-            .arg(source)
-            .arg(&mountpoint)
-            .args(["--read-only", "--vfs-cache-mode", "full", "--cache-dir"])
-            .arg(work.join("rclone-cache"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("rclone runs (apt-get install rclone)");
-        let started = Instant::now();
-        while !musicfs::mountpoint::is_mounted(&mountpoint) {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "rclone did not mount"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Rclone { child, mountpoint }
-    }
-}
-
-impl Drop for Rclone {
-    fn drop(&mut self) {
-        let _ = Command::new("fusermount3")
-            .arg("-u")
-            .arg(&self.mountpoint)
-            .status();
-        let _ = Command::new("fusermount")
-            .arg("-u")
-            .arg(&self.mountpoint)
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn peak_rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 fn mount(work: &Path, name: &str, cache: &Path, source: &Path, ready: &str) -> Mounted {
     let dir = work.join(name);
@@ -263,7 +117,7 @@ fn files_section(work: &Path) {
 fn tree_section(work: &Path) {
     println!("\nfind + stat of a {TRACKS}-track tree");
     let library = work.join("library");
-    track_library(&library);
+    tagged_library(&library, TRACKS);
     let (raw_n, raw_t) = find_stat(&library);
     let lib_cache = work.join("library-cache");
     let started = Instant::now();

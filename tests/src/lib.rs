@@ -115,5 +115,6 @@ pub fn example_library(name: &str) -> PathBuf {
 }
 
 pub mod audio_library;
+pub mod bench_support;
 pub mod mounted;
 pub mod s3_server;

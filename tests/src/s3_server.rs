@@ -17,6 +17,8 @@ pub struct S3Server {
     pub root: PathBuf,
     pub port: u16,
     child: Option<Child>,
+    /// Where the server logs every request (`op: GetObject`, …), if asked to.
+    request_log: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -31,6 +33,11 @@ fn free_port() -> u16 {
 impl S3Server {
     /// Starts a server with one empty bucket, [`BUCKET`].
     pub fn start() -> S3Server {
+        Self::start_logging(None)
+    }
+
+    /// [`S3Server::start`], logging every request to `request_log`.
+    pub fn start_logging(request_log: Option<&Path>) -> S3Server {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("s3");
         std::fs::create_dir_all(root.join(BUCKET)).unwrap();
@@ -38,6 +45,7 @@ impl S3Server {
             root,
             port: free_port(),
             child: None,
+            request_log: request_log.map(Path::to_owned),
             _dir: dir,
         };
         server.resume();
@@ -50,7 +58,15 @@ impl S3Server {
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
             .arg(&self.root)
-            .stdout(Stdio::null())
+            .env(
+                "RUST_LOG",
+                if self.request_log.is_some() {
+                    "s3s=debug"
+                } else {
+                    "error"
+                },
+            )
+            .stdout(self.log_output())
             .stderr(Stdio::null())
             .spawn()
             .expect("s3s-fs runs (cargo install s3s-fs@0.14.1 --features binary --locked)");
@@ -63,6 +79,43 @@ impl S3Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    fn log_output(&self) -> Stdio {
+        match &self.request_log {
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap();
+                Stdio::from(file)
+            }
+            None => Stdio::null(),
+        }
+    }
+
+    /// How many requests of each S3 operation the server has logged so far.
+    pub fn request_counts(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        let text = self
+            .request_log
+            .as_ref()
+            .map(std::fs::read_to_string)
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        for line in text.lines() {
+            if let Some(at) = line.find("checked access, op: ") {
+                let op = line[at + 20..]
+                    .split(',')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned();
+                *counts.entry(op).or_insert(0) += 1;
+            }
+        }
+        counts
     }
 
     /// Stops the server process (the data stays).

@@ -1,0 +1,259 @@
+//! S3 side by side, in one run, on the same bucket of one `s3s-fs` server: MusicFS
+//! (S3 plugin) against `s3fs` and `rclone mount`. For each: the requests it sends
+//! to list and read a 200-track library (counted from the server's request log),
+//! the time to the first byte of an uncached 50 MB object (at its start and in its
+//! middle), and its sequential throughput.
+//!
+//! Run: `cargo build --workspace --release && cargo bench -p musicfs-tests --bench s3`
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use musicfs_tests::bench_support::{noise_file, read_speed, tagged_library, Rclone};
+use musicfs_tests::mounted::Mounted;
+use musicfs_tests::s3_server::{S3Server, ACCESS_KEY, BUCKET, SECRET_KEY};
+
+const TRACKS: usize = 200;
+const BIG: u64 = 50 << 20;
+
+struct Figures {
+    tool: &'static str,
+    library: BTreeMap<String, usize>,
+    big: BTreeMap<String, usize>,
+    ttfb_start: Duration,
+    ttfb_middle: Duration,
+    mbps: f64,
+}
+
+fn diff(
+    after: &BTreeMap<String, usize>,
+    before: &BTreeMap<String, usize>,
+) -> BTreeMap<String, usize> {
+    after
+        .iter()
+        .map(|(op, n)| (op.clone(), n - before.get(op).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// Stats every entry and reads every file below `root` but `skip`; returns files read.
+fn walk_and_read(root: &Path, skip: &str) -> usize {
+    let mut read = 0;
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::metadata(&path).unwrap();
+            if meta.is_dir() {
+                stack.push(path);
+            } else if !path.ends_with(skip) {
+                std::fs::read(&path).unwrap();
+                read += 1;
+            }
+        }
+    }
+    read
+}
+
+fn first_byte_at(path: &Path, offset: u64) -> Duration {
+    let started = Instant::now();
+    let mut file = std::fs::File::open(path).unwrap();
+    file.seek(SeekFrom::Start(offset)).unwrap();
+    let mut buf = [0u8; 4096];
+    file.read_exact(&mut buf).unwrap();
+    started.elapsed()
+}
+
+/// Measures one mounted tool: `library` is the folder holding the tracks, `big`
+/// the 50 MB object's path.
+fn measure(
+    tool: &'static str,
+    server: &S3Server,
+    library: &Path,
+    big: &Path,
+    big_name: &str,
+) -> Figures {
+    let before = server.request_counts();
+    let files = walk_and_read(library, big_name);
+    assert!(files >= TRACKS, "{tool}: only {files} files read");
+    let after_library = server.request_counts();
+    let ttfb_middle = first_byte_at(big, BIG / 2);
+    let ttfb_start = first_byte_at(big, 0);
+    let mbps = read_speed(big);
+    let after_big = server.request_counts();
+    Figures {
+        tool,
+        library: diff(&after_library, &before),
+        big: diff(&after_big, &after_library),
+        ttfb_start,
+        ttfb_middle,
+        mbps,
+    }
+}
+
+struct S3fs {
+    child: Child,
+    mountpoint: PathBuf,
+}
+
+impl S3fs {
+    fn mount(server: &S3Server, work: &Path) -> S3fs {
+        let mountpoint = work.join("s3fs-mnt");
+        std::fs::create_dir_all(&mountpoint).unwrap();
+        let passwd = work.join("s3fs-passwd");
+        std::fs::write(&passwd, format!("{ACCESS_KEY}:{SECRET_KEY}")).unwrap();
+        std::fs::set_permissions(&passwd, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let child = Command::new("s3fs")
+            .arg(BUCKET)
+            .arg(&mountpoint)
+            .arg("-f")
+            .args(["-o", &format!("url={}", server.endpoint())])
+            .args([
+                "-o",
+                "use_path_request_style",
+                "-o",
+                "ro",
+                "-o",
+                "endpoint=us-east-1",
+            ])
+            .args(["-o", &format!("passwd_file={}", passwd.display())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3fs runs (apt-get install s3fs)");
+        let started = Instant::now();
+        while !musicfs::mountpoint::is_mounted(&mountpoint) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "s3fs did not mount"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        S3fs { child, mountpoint }
+    }
+}
+
+impl Drop for S3fs {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount")
+            .arg("-u")
+            .arg(&self.mountpoint)
+            .status();
+        let _ = Command::new("fusermount3")
+            .arg("-u")
+            .arg(&self.mountpoint)
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn main() {
+    let work =
+        tempfile::tempdir_in(std::env::var_os("BENCH_DIR").unwrap_or_else(|| "/var/tmp".into()))
+            .unwrap();
+    let work = work.path();
+    let server = S3Server::start_logging(Some(&work.join("requests.log")));
+    tagged_library(&server.object_path("lib"), TRACKS);
+    noise_file(&server.object_path("lib/big/fifty.flac"), BIG, 5);
+
+    // MusicFS: the scan (listing and tag reads) happens at mount; count from before it.
+    let config = work.join("musicfs.toml");
+    let mut origin = server.settings("lib");
+    origin.insert("id".into(), "bucket".into());
+    origin.insert("type".into(), "s3".into());
+    origin.insert("poll_interval_secs".into(), 3600i64.into());
+    let mut table = toml::Table::new();
+    table.insert("origins".into(), toml::Value::Array(vec![origin.into()]));
+    std::fs::write(&config, toml::to_string(&table).unwrap()).unwrap();
+    std::fs::create_dir_all(work.join("musicfs/plugins")).unwrap();
+    std::fs::copy(
+        musicfs_tests::plugin_library("musicfs_s3"),
+        work.join("musicfs/plugins/libmusicfs_s3.so"),
+    )
+    .unwrap();
+    let before_mount = server.request_counts();
+    let last = format!(
+        "ARTIST-000/ALBUM-{:04}/01 - TITLE-{:05}.flac",
+        (TRACKS - 1) / 20,
+        TRACKS - 1
+    );
+    let mount = Mounted::start(
+        &work.join("musicfs"),
+        &work.join("musicfs-cache"),
+        &["--config".into(), config.display().to_string()],
+        Some(&last),
+    );
+    let scan = diff(&server.request_counts(), &before_mount);
+    let big = mount.path("Unknown Artist/Unknown Album/fifty.flac");
+    let mut musicfs = measure("MusicFS", &server, &mount.mountpoint, &big, "fifty.flac");
+    for (op, n) in scan {
+        *musicfs.library.entry(op).or_insert(0) += n;
+    }
+    drop(mount);
+
+    let s3fs = S3fs::mount(&server, work);
+    let s3fs_figures = measure(
+        "s3fs",
+        &server,
+        &s3fs.mountpoint.join("lib"),
+        &s3fs.mountpoint.join("lib/big/fifty.flac"),
+        "fifty.flac",
+    );
+    drop(s3fs);
+
+    let flags: Vec<String> = [
+        "--read-only",
+        "--vfs-cache-mode",
+        "full",
+        "--s3-provider",
+        "Other",
+        "--s3-endpoint",
+        &server.endpoint(),
+        "--s3-access-key-id",
+        ACCESS_KEY,
+        "--s3-secret-access-key",
+        SECRET_KEY,
+        "--cache-dir",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([work.join("rclone-cache").display().to_string()])
+    .collect();
+    let rclone = Rclone::mount_remote(&format!(":s3:{BUCKET}"), &flags, work);
+    let rclone_figures = measure(
+        "rclone",
+        &server,
+        &rclone.mountpoint.join("lib"),
+        &rclone.mountpoint.join("lib/big/fifty.flac"),
+        "fifty.flac",
+    );
+    drop(rclone);
+
+    println!(
+        "{TRACKS}-track library + a {} MB object, one s3s-fs server on loopback\n",
+        BIG >> 20
+    );
+    println!("{:<8} {:>14} {:>15} {:>10}   requests to list + read the library   requests to read the 50 MB object", "tool", "TTFB start", "TTFB middle", "MB/s");
+    for f in [&musicfs, &s3fs_figures, &rclone_figures] {
+        let show = |m: &BTreeMap<String, usize>| {
+            m.iter()
+                .map(|(op, n)| format!("{op} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "{:<8} {:>11.2} ms {:>12.2} ms {:>10.0}   {:<36}  {}",
+            f.tool,
+            f.ttfb_start.as_secs_f64() * 1e3,
+            f.ttfb_middle.as_secs_f64() * 1e3,
+            f.mbps,
+            show(&f.library),
+            show(&f.big)
+        );
+    }
+}

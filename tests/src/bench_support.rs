@@ -1,0 +1,167 @@
+//! Helpers shared by the benchmarks: data to read, timings, and `rclone mount`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Writes `len` bytes of incompressible noise to `path`.
+pub fn noise_file(path: &Path, len: u64, seed: u64) {
+    let mut x = seed;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        for b in buf.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        std::io::Write::write_all(&mut out, &buf[..n]).unwrap();
+        left -= n as u64;
+    }
+}
+
+/// `tracks` tagged FLACs under `dir` (20 per album, 200 per artist): one made by
+/// ffmpeg, copied with its tag digits patched, so making 20,000 takes seconds.
+pub fn tagged_library(dir: &Path, tracks: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let template = dir.join("template.flac");
+    let tags = [
+        ("title", "TITLE-00000"),
+        ("artist", "ARTIST-000"),
+        ("album", "ALBUM-0000"),
+        ("track", "01"),
+    ];
+    crate::audio_library::ffmpeg("sine=frequency=440:duration=0.05", &tags, &[], &template);
+    let bytes = std::fs::read(&template).unwrap();
+    std::fs::remove_file(&template).unwrap();
+    let at = |pat: &[u8]| bytes.windows(pat.len()).position(|w| w == pat).unwrap();
+    let (t, a, l) = (
+        at(b"TITLE-00000") + 6,
+        at(b"ARTIST-000") + 7,
+        at(b"ALBUM-0000") + 6,
+    );
+    for i in 0..tracks {
+        let (artist, album) = (i / 200, i / 20);
+        let folder = dir.join(format!("artist{artist:03}/album{album:04}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        let mut b = bytes.clone();
+        b[t..t + 5].copy_from_slice(format!("{i:05}").as_bytes());
+        b[a..a + 3].copy_from_slice(format!("{artist:03}").as_bytes());
+        b[l..l + 4].copy_from_slice(format!("{album:04}").as_bytes());
+        std::fs::write(folder.join(format!("{:02}.flac", i % 20 + 1)), b).unwrap();
+    }
+}
+
+/// Reads a whole file; returns MB/s.
+pub fn read_speed(path: &Path) -> f64 {
+    let mut file = std::fs::File::open(path).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let started = Instant::now();
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+    }
+    total as f64 / 1e6 / started.elapsed().as_secs_f64()
+}
+
+/// Time to the first 4 KiB of a file.
+pub fn first_byte(path: &Path) -> Duration {
+    let started = Instant::now();
+    let mut file = std::fs::File::open(path).unwrap();
+    let mut buf = [0u8; 4096];
+    file.read_exact(&mut buf).unwrap();
+    started.elapsed()
+}
+
+/// `find` + `stat` of every entry below `root`: (entries, time).
+pub fn find_stat(root: &Path) -> (usize, Duration) {
+    let started = Instant::now();
+    let mut count = 0;
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::metadata(&path).unwrap();
+            count += 1;
+            if meta.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    (count, started.elapsed())
+}
+
+/// An `rclone mount` for comparison; unmounted when dropped.
+pub struct Rclone {
+    child: Child,
+    pub mountpoint: PathBuf,
+}
+
+impl Rclone {
+    /// Mounts a local folder read-only with a full VFS cache.
+    pub fn mount(source: &Path, work: &Path) -> Rclone {
+        Self::mount_remote(&source.display().to_string(), &[], work)
+    }
+
+    /// Mounts any rclone remote (`:s3:bucket`, a path) with extra flags.
+    pub fn mount_remote(remote: &str, flags: &[String], work: &Path) -> Rclone {
+        let mountpoint = work.join("rclone-mnt");
+        std::fs::create_dir_all(&mountpoint).unwrap();
+        let child = Command::new("rclone")
+            .arg("mount")
+            .arg(remote)
+            .arg(&mountpoint)
+            .args(flags)
+            // rclone 1.60's S3 client refuses a CA bundle from the environment.
+            .env_remove("AWS_CA_BUNDLE")
+            .args(["--read-only", "--vfs-cache-mode", "full", "--cache-dir"])
+            .arg(work.join("rclone-cache"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rclone runs (apt-get install rclone)");
+        let started = Instant::now();
+        while !musicfs::mountpoint::is_mounted(&mountpoint) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "rclone did not mount"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Rclone { child, mountpoint }
+    }
+}
+
+impl Drop for Rclone {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3")
+            .arg("-u")
+            .arg(&self.mountpoint)
+            .status();
+        let _ = Command::new("fusermount")
+            .arg("-u")
+            .arg(&self.mountpoint)
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The peak resident memory of process `pid`, in MB.
+pub fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
