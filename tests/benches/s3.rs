@@ -1,5 +1,6 @@
 //! S3 side by side, in one run, on the same bucket of one `s3s-fs` server: MusicFS
-//! (S3 plugin) against `s3fs` and `rclone mount`. For each: the requests it sends
+//! (S3 plugin) against `rclone mount` (`s3fs` cannot list s3s-fs: see below). For
+//! each: the requests it sends
 //! to list and read a 200-track library (counted from the server's request log),
 //! the time to the first byte of an uncached 50 MB object (at its start and in its
 //! middle), and its sequential throughput.
@@ -8,8 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use musicfs_tests::bench_support::{noise_file, read_speed, tagged_library, Rclone};
@@ -94,64 +94,6 @@ fn measure(
     }
 }
 
-struct S3fs {
-    child: Child,
-    mountpoint: PathBuf,
-}
-
-impl S3fs {
-    fn mount(server: &S3Server, work: &Path) -> S3fs {
-        let mountpoint = work.join("s3fs-mnt");
-        std::fs::create_dir_all(&mountpoint).unwrap();
-        let passwd = work.join("s3fs-passwd");
-        std::fs::write(&passwd, format!("{ACCESS_KEY}:{SECRET_KEY}")).unwrap();
-        std::fs::set_permissions(&passwd, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
-        let child = Command::new("s3fs")
-            .arg(BUCKET)
-            .arg(&mountpoint)
-            .arg("-f")
-            .args(["-o", &format!("url={}", server.endpoint())])
-            .args([
-                "-o",
-                "use_path_request_style",
-                "-o",
-                "ro",
-                "-o",
-                "endpoint=us-east-1",
-            ])
-            .args(["-o", &format!("passwd_file={}", passwd.display())])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("s3fs runs (apt-get install s3fs)");
-        let started = Instant::now();
-        while !musicfs::mountpoint::is_mounted(&mountpoint) {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "s3fs did not mount"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        S3fs { child, mountpoint }
-    }
-}
-
-impl Drop for S3fs {
-    fn drop(&mut self) {
-        let _ = Command::new("fusermount")
-            .arg("-u")
-            .arg(&self.mountpoint)
-            .status();
-        let _ = Command::new("fusermount3")
-            .arg("-u")
-            .arg(&self.mountpoint)
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn main() {
     let work =
         tempfile::tempdir_in(std::env::var_os("BENCH_DIR").unwrap_or_else(|| "/var/tmp".into()))
@@ -196,16 +138,6 @@ fn main() {
     }
     drop(mount);
 
-    let s3fs = S3fs::mount(&server, work);
-    let s3fs_figures = measure(
-        "s3fs",
-        &server,
-        &s3fs.mountpoint.join("lib"),
-        &s3fs.mountpoint.join("lib/big/fifty.flac"),
-        "fifty.flac",
-    );
-    drop(s3fs);
-
     let flags: Vec<String> = [
         "--read-only",
         "--vfs-cache-mode",
@@ -239,7 +171,10 @@ fn main() {
         BIG >> 20
     );
     println!("{:<8} {:>14} {:>15} {:>10}   requests to list + read the library   requests to read the 50 MB object", "tool", "TTFB start", "TTFB middle", "MB/s");
-    for f in [&musicfs, &s3fs_figures, &rclone_figures] {
+    // s3fs is not in this table: it finds folders with a HEAD of `prefix/`, which
+    // s3s-fs answers with 500 (a folder is not an object there), and then retries
+    // until it hangs the walk. It needs a server with folder objects.
+    for f in [&musicfs, &rclone_figures] {
         let show = |m: &BTreeMap<String, usize>| {
             m.iter()
                 .map(|(op, n)| format!("{op} {n}"))

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 /// Writes `len` bytes of incompressible noise to `path`.
 pub fn noise_file(path: &Path, len: u64, seed: u64) {
+    std::fs::create_dir_all(path.parent().expect("a file has a folder")).unwrap();
     let mut x = seed;
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let mut buf = vec![0u8; 1 << 20];
