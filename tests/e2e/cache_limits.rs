@@ -1,20 +1,8 @@
 //! The content cache stores identical content once and stays within its limit.
 
-use std::path::Path;
-
-use musicfs_tests::audio_library::{self, files_below, TRACKS};
+use musicfs_tests::audio_library::{self, TRACKS};
+use musicfs_tests::chunk_bytes;
 use musicfs_tests::mounted::Mounted;
-
-fn chunk_bytes(cache: &Path) -> u64 {
-    files_below(&cache.join("chunks"))
-        .iter()
-        .map(|f| {
-            std::fs::metadata(cache.join("chunks").join(f))
-                .unwrap()
-                .len()
-        })
-        .sum()
-}
 
 #[test]
 fn the_same_track_on_two_origins_is_stored_once() {

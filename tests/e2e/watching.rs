@@ -8,6 +8,7 @@ use lofty::config::WriteOptions;
 use lofty::prelude::{Accessor, TagExt};
 use lofty::tag::{Tag, TagType};
 use musicfs_tests::audio_library::{self, copy_tree, ffmpeg, TRACKS};
+use musicfs_tests::chunk_bytes;
 use musicfs_tests::mounted::Mounted;
 
 const WITHIN: Duration = Duration::from_secs(2);
@@ -129,17 +130,6 @@ fn changes_in_a_local_origin_show_through_the_mount() {
     within_two_seconds("a new album folder", &mount, || {
         mount.path("Newcomer/Debut/01 - Fresh.flac").exists()
     });
-}
-
-fn chunk_bytes(cache: &Path) -> u64 {
-    audio_library::files_below(&cache.join("chunks"))
-        .iter()
-        .map(|f| {
-            std::fs::metadata(cache.join("chunks").join(f))
-                .unwrap()
-                .len()
-        })
-        .sum()
 }
 
 #[test]

@@ -114,6 +114,18 @@ pub fn example_library(name: &str) -> PathBuf {
     path
 }
 
+/// Bytes stored in the chunk files of a cache folder.
+pub fn chunk_bytes(cache: &Path) -> u64 {
+    audio_library::files_below(&cache.join("chunks"))
+        .iter()
+        .map(|f| {
+            std::fs::metadata(cache.join("chunks").join(f))
+                .unwrap()
+                .len()
+        })
+        .sum()
+}
+
 pub mod audio_library;
 pub mod bench_support;
 pub mod mounted;

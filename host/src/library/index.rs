@@ -67,27 +67,11 @@ pub fn replace_origin(
     origin: &str,
     records: &[FileRecord],
 ) -> Result<(), StoreError> {
-    let prefix = format!("{origin}\0");
-    store.write(true, |txn| {
-        let mut table = txn.open_table(TRACKS)?;
-        let stale: Vec<String> = table
-            .range(prefix.as_str()..)?
-            .map_while(|row| row.ok().map(|(k, _)| k.value().to_owned()))
-            .take_while(|k| k.starts_with(&prefix))
-            .collect();
-        for key in stale {
-            table.remove(key.as_str())?;
-        }
-        for record in records {
-            let value = serde_json::to_vec(record).expect("records serialise");
-            table.insert(record.key().as_str(), value.as_slice())?;
-        }
-        Ok(())
-    })
+    apply_change(store, origin, &[String::new()], records)
 }
 
 /// Applies a change on `origin`: drops the records at or below each of `removed`
-/// (a file path or a folder path), then writes `upserts`.
+/// (a file path, a folder path, or `""` for the whole origin), then writes `upserts`.
 pub fn apply_change(
     store: &Store,
     origin: &str,
@@ -98,7 +82,11 @@ pub fn apply_change(
         let mut table = txn.open_table(TRACKS)?;
         for path in removed {
             let exact = record_key(origin, path);
-            let below = format!("{exact}/");
+            let below = if path.is_empty() {
+                exact.clone()
+            } else {
+                format!("{exact}/")
+            };
             let stale: Vec<String> = table
                 .range(exact.as_str()..)?
                 .map_while(|row| row.ok().map(|(k, _)| k.value().to_owned()))
