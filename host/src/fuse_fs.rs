@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,6 +43,15 @@ const STARTUP_WAIT: Duration = Duration::from_secs(10);
 struct OpenFile {
     next_offset: u64,
     window: u32,
+    /// Set while a read-ahead fetch for this file is running (one at a time).
+    reading_ahead: Arc<AtomicBool>,
+}
+
+/// How a read fits the file's access pattern.
+struct Pattern {
+    window: u32,
+    sequential: bool,
+    reading_ahead: Option<Arc<AtomicBool>>,
 }
 
 /// The mounted file system.
@@ -113,18 +122,77 @@ impl MusicFs {
 
     /// The read-ahead window for a read at `offset` on handle `fh`: it doubles while
     /// the reader stays sequential, and falls back after a seek.
-    fn window(&self, fh: u64, offset: u64, size: u32) -> u32 {
+    fn pattern(&self, fh: u64, offset: u64, size: u32) -> Pattern {
         let mut files = self.open_files.lock().unwrap_or_else(|p| p.into_inner());
         let Some(file) = files.get_mut(&fh) else {
-            return FIRST_WINDOW;
+            return Pattern {
+                window: FIRST_WINDOW,
+                sequential: false,
+                reading_ahead: None,
+            };
         };
-        if offset == file.next_offset && offset != 0 {
+        let sequential = offset == file.next_offset && offset != 0;
+        if sequential {
             file.window = (file.window.saturating_mul(2)).min(MAX_WINDOW);
         } else if offset != file.next_offset {
             file.window = FIRST_WINDOW;
         }
         file.next_offset = offset + size as u64;
-        file.window
+        Pattern {
+            window: file.window,
+            sequential,
+            reading_ahead: Some(file.reading_ahead.clone()),
+        }
+    }
+
+    /// For a sequential reader: fetches the next window in the background while the
+    /// reader consumes this one, so a remote origin's latency overlaps playback.
+    fn read_ahead(&self, replicas: &[Replica], next: u64, pattern: &Pattern) {
+        let Some(flag) = pattern.reading_ahead.clone() else {
+            return;
+        };
+        let size = replicas[0].size;
+        if !pattern.sequential || next >= size {
+            return;
+        }
+        if replicas
+            .iter()
+            .any(|r| self.cache.is_cached(r, next, pattern.window))
+        {
+            return;
+        }
+        if flag.swap(true, Ordering::AcqRel) {
+            return; // one read-ahead per open file at a time
+        }
+        let (cache, registry, replicas, window) = (
+            self.cache.clone(),
+            self.registry.clone(),
+            replicas.to_vec(),
+            pattern.window,
+        );
+        self.runtime.spawn(async move {
+            let route = || {
+                let route = router::route(&replicas, &registry);
+                (route.candidates, false)
+            };
+            let attempt = |(replica, origin): (Replica, Arc<RegisteredOrigin>)| {
+                let cache = cache.clone();
+                async move {
+                    cache
+                        .read(
+                            &replica,
+                            Some(&origin),
+                            next,
+                            window,
+                            window,
+                            Purpose::ReadAhead,
+                        )
+                        .await
+                }
+            };
+            let _ = with_failover(route, attempt, &[]).await;
+            flag.store(false, Ordering::Release);
+        });
     }
 }
 
@@ -253,6 +321,7 @@ impl Filesystem for MusicFs {
                         OpenFile {
                             next_offset: 0,
                             window: FIRST_WINDOW,
+                            reading_ahead: Arc::new(AtomicBool::new(false)),
                         },
                     );
                 // Content of a version never changes (a new version is a new tree
@@ -279,7 +348,9 @@ impl Filesystem for MusicFs {
         let Some(NodeKind::File { replicas, .. }) = tree.get(ino.0).map(|n| &n.kind) else {
             return reply.error(Errno::ENOENT);
         };
-        let window = self.window(fh.0, offset, size);
+        let pattern = self.pattern(fh.0, offset, size);
+        let window = pattern.window;
+        self.read_ahead(replicas, offset + size as u64, &pattern);
         for replica in replicas {
             if let Some(bytes) = self.cache.read_cached(replica, offset, size) {
                 if self.events.is_listened() {

@@ -37,8 +37,10 @@ const HOT_BYTES: usize = 32 << 20;
 /// What the bytes are for: tag chunks are evicted last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Purpose {
-    /// Audio data.
+    /// Audio data a reader asked for.
     Audio,
+    /// Audio data fetched ahead of a sequential reader.
+    ReadAhead,
     /// A tag head or tail read by the scanner.
     Tag,
 }
@@ -47,6 +49,8 @@ struct VersionState {
     key: String,
     manifest: Mutex<Manifest>,
     fetching: tokio::sync::Mutex<()>,
+    /// Whether the last fetch from the origin failed.
+    last_fetch_failed: std::sync::atomic::AtomicBool,
 }
 
 /// Figures for `musicfs status`.
@@ -129,6 +133,7 @@ impl ContentCache {
             key: key.clone(),
             manifest: Mutex::new(manifest),
             fetching: tokio::sync::Mutex::new(()),
+            last_fetch_failed: std::sync::atomic::AtomicBool::new(false),
         });
         versions.insert(key, state.clone());
         state
@@ -212,6 +217,22 @@ impl ContentCache {
         Some(bytes)
     }
 
+    /// Whether every byte of `[offset, offset + len)` (clipped to the file) is in
+    /// the manifest (without checking the chunk files).
+    pub fn is_cached(&self, version: &FileVersion, offset: u64, len: u32) -> bool {
+        let end = offset.saturating_add(len as u64).min(version.size);
+        if offset >= end {
+            return true;
+        }
+        let state = self.state(version);
+        let plan = state
+            .manifest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .plan(offset, end);
+        plan.iter().all(|span| matches!(span, Span::Cached { .. }))
+    }
+
     /// The full path: serves from the cache, fetching each gap from `origin` (at
     /// least `window` bytes from the gap's start). With no origin, an uncached
     /// range is an `Unavailable` error at once.
@@ -229,7 +250,7 @@ impl ContentCache {
             return Ok(Vec::new());
         }
         let state = self.state(version);
-        if purpose == Purpose::Audio {
+        if purpose != Purpose::Tag {
             if let Ok(bytes) = self.assemble(&state, offset, end) {
                 return Ok(bytes);
             }
@@ -237,7 +258,23 @@ impl ContentCache {
         if purpose == Purpose::Audio {
             self.misses.fetch_add(1, Ordering::Relaxed);
         }
-        let _fetching = state.fetching.lock().await;
+        // Another fetch of this version may be running (a read-ahead). Wait for it;
+        // if it failed (it hung until the deadline, say), do not try the same origin
+        // again: the caller's failover moves on at once, so a hung origin costs a
+        // reader one deadline, not two.
+        let (_fetching, waited) = match state.fetching.try_lock() {
+            Ok(guard) => (guard, false),
+            Err(_) => (state.fetching.lock().await, true),
+        };
+        if waited && state.last_fetch_failed.load(Ordering::Acquire) {
+            if let Ok(bytes) = self.assemble(&state, offset, end) {
+                return Ok(bytes);
+            }
+            return Err(OriginError::unavailable(format!(
+                "origin `{}` failed the fetch this read waited for",
+                version.origin
+            )));
+        }
         // Each round fetches every gap; a chunk lost between rounds costs a round.
         for _ in 0..3 {
             let gaps = match self.assemble(&state, offset, end) {
@@ -260,7 +297,11 @@ impl ContentCache {
                     .max(window as u64)
                     .min(MAX_WINDOW as u64);
                 let want = want.min(version.size - gap_start) as u32;
-                let bytes = origin.read(&version.path, gap_start, want).await?;
+                let fetched = origin.read(&version.path, gap_start, want).await;
+                state
+                    .last_fetch_failed
+                    .store(fetched.is_err(), Ordering::Release);
+                let bytes = fetched?;
                 if bytes.is_empty() {
                     return Err(OriginError::other(format!(
                         "{}: origin `{}` returned no data at offset {gap_start} of {}",
