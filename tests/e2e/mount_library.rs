@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use musicfs_tests::audio_library::{self, copy_tree, ffprobe_accepts, files_below, TRACKS};
 use musicfs_tests::mounted::Mounted;
+use musicfs_tests::xattr;
 
 fn origin_arg(dir: &Path) -> Vec<String> {
     vec!["--origin".into(), format!("local:{}", dir.display())]
@@ -67,24 +68,6 @@ fn the_tree_follows_the_layout_and_every_file_reads_back_identical() {
         Some(TRACKS[0].source)
     );
     assert_eq!(xattr(&track, "user.musicfs.cached").as_deref(), Some("yes"));
-}
-
-fn xattr(path: &Path, name: &str) -> Option<String> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let path = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let name = CString::new(name).unwrap();
-    let mut buf = vec![0u8; 256];
-    // SAFETY: valid C strings and a buffer of the given length.
-    let n = unsafe {
-        libc::getxattr(
-            path.as_ptr(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    (n >= 0).then(|| String::from_utf8_lossy(&buf[..n as usize]).into_owned())
 }
 
 fn xorshift(state: &mut u64) -> u64 {

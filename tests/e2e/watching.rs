@@ -190,3 +190,40 @@ fn retagging_a_cached_track_stores_only_the_changed_chunks() {
         "{added} new bytes for a tag change to a {size}-byte track"
     );
 }
+
+#[test]
+fn a_file_deleted_on_one_origin_stays_while_another_replica_has_it() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    copy_tree(audio_library::shared(), a.path());
+    copy_tree(audio_library::shared(), b.path());
+    let work = tempfile::tempdir().unwrap();
+    let args = [
+        "--origin".to_owned(),
+        format!("local:{}", a.path().display()),
+        "--origin".to_owned(),
+        format!("local:{}", b.path().display()),
+    ];
+    let mount = Mounted::start(
+        work.path(),
+        &work.path().join("cache"),
+        &args,
+        Some(TRACKS[0].shown_as),
+    );
+    let shown = mount.path(TRACKS[0].shown_as);
+    assert_eq!(
+        musicfs_tests::xattr(&shown, "user.musicfs.origin").as_deref(),
+        Some("local")
+    );
+    std::fs::remove_file(a.path().join(TRACKS[0].source)).unwrap();
+    within_two_seconds("the remaining replica", &mount, || {
+        musicfs_tests::xattr(&shown, "user.musicfs.origin").as_deref() == Some("local-2")
+    });
+    assert!(shown.exists(), "the other replica still holds it");
+    assert_eq!(
+        std::fs::read(&shown).unwrap(),
+        std::fs::read(b.path().join(TRACKS[0].source)).unwrap()
+    );
+    // Gone from both: gone from the tree.
+    std::fs::remove_file(b.path().join(TRACKS[0].source)).unwrap();
+    within_two_seconds("the last replica deleted", &mount, || !shown.exists());
+}

@@ -126,6 +126,25 @@ pub fn chunk_bytes(cache: &Path) -> u64 {
         .sum()
 }
 
+/// An extended attribute of a file, as text.
+pub fn xattr(path: &Path, name: &str) -> Option<String> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let path = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let name = CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: valid C strings and a buffer of the given length.
+    let n = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| String::from_utf8_lossy(&buf[..n as usize]).into_owned())
+}
+
 pub mod audio_library;
 pub mod bench_support;
 pub mod mounted;

@@ -73,3 +73,83 @@ pub fn invalidations(old: &Tree, new: &Tree) -> Vec<Invalidation> {
     }
     out.into_iter().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::library::index::{FileRecord, FileRole};
+    use crate::library::layout::Layout;
+    use crate::library::tag_reader::Tags;
+    use crate::library::tree::{build, InodeBook};
+    use crate::store::Store;
+
+    fn record(path: &str, title: &str, size: u64) -> FileRecord {
+        FileRecord {
+            origin: "o".into(),
+            path: path.into(),
+            size,
+            mtime_ns: 1,
+            role: FileRole::Audio,
+            tags: Tags {
+                title: Some(title.into()),
+                artist: Some("A".into()),
+                album: Some("B".into()),
+                ..Tags::default()
+            },
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn changed_folders_and_files_are_invalidated_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("index.redb")).unwrap();
+        let mut book = InodeBook::load(&store).unwrap();
+        let rank = |o: &str| (1, o.to_owned());
+        let layout = Layout::default();
+        let old = build(
+            &[record("x.flac", "X", 10), record("y.flac", "Y", 10)],
+            &rank,
+            &layout,
+            &mut book,
+        );
+        let same = build(
+            &[record("x.flac", "X", 10), record("y.flac", "Y", 10)],
+            &rank,
+            &layout,
+            &mut book,
+        );
+        assert!(invalidations(&old, &same).is_empty());
+
+        // y retagged (renamed), x rewritten with another size.
+        let new = build(
+            &[record("x.flac", "X", 11), record("y.flac", "Why", 10)],
+            &rank,
+            &layout,
+            &mut book,
+        );
+        let album = old
+            .lookup(old.lookup(1, "A").unwrap().ino, "B")
+            .unwrap()
+            .ino;
+        let x = old.lookup(album, "X.flac").unwrap().ino;
+        let changes = invalidations(&old, &new);
+        assert!(changes.contains(&Invalidation::Inode(album)), "{changes:?}");
+        assert!(changes.contains(&Invalidation::Entry {
+            parent: album,
+            name: "Y.flac".into()
+        }));
+        assert!(changes.contains(&Invalidation::Entry {
+            parent: album,
+            name: "Why.flac".into()
+        }));
+        assert!(
+            changes.contains(&Invalidation::Inode(x)),
+            "x's cached pages must go"
+        );
+        assert!(
+            !changes.contains(&Invalidation::Inode(1)),
+            "the root's listing did not change"
+        );
+    }
+}
