@@ -30,16 +30,19 @@ const SETTLE: Duration = Duration::from_millis(150);
 pub fn start(daemon: &Arc<Daemon>) -> tokio::task::JoinHandle<()> {
     let (tx, rx) = mpsc::unbounded_channel::<(String, ChangeEvent)>();
     let daemon = daemon.clone();
-    let mut events = daemon.events.subscribe();
+    let mut changes = daemon.registry.changes();
     tokio::spawn(async move {
         let applier = tokio::spawn(apply_loop(daemon.clone(), rx));
-        let mut watched: HashSet<(String, String)> = HashSet::new();
+        // Registrations watched so far (a re-registered origin is watched again).
+        let mut watched: HashSet<u64> = HashSet::new();
         loop {
-            for origin in daemon.registry.all() {
-                let key = (origin.id.clone(), origin.plugin_hash.clone());
-                if watched.contains(&key) {
-                    continue;
-                }
+            let live = daemon.registry.all();
+            watched.retain(|serial| live.iter().any(|o| o.serial == *serial));
+            let unwatched: Vec<_> = live
+                .iter()
+                .filter(|o| !watched.contains(&o.serial))
+                .collect();
+            for origin in unwatched {
                 let tx = tx.clone();
                 let id = origin.id.clone();
                 match origin
@@ -47,22 +50,14 @@ pub fn start(daemon: &Arc<Daemon>) -> tokio::task::JoinHandle<()> {
                     .await
                 {
                     Ok(()) => {
-                        watched.insert(key);
+                        watched.insert(origin.serial);
                     }
                     Err(e) => tracing::warn!(origin = %origin.id, "cannot watch for changes: {e}"),
                 }
             }
-            // Wait for the next origin to come up (a replaced plugin's origin too).
-            loop {
-                match events.recv().await {
-                    Ok(Event::OriginRegistered { .. }) => break,
-                    Ok(Event::OriginUnregistered { id, .. }) => watched.retain(|(w, _)| *w != id),
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(_) => {
-                        applier.abort();
-                        return;
-                    }
-                }
+            if changes.changed().await.is_err() {
+                applier.abort();
+                return;
             }
         }
     })

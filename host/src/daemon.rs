@@ -2,14 +2,14 @@
 //! content cache, plugins and origins, and the library view kept up to date by
 //! scans. `musicfs mount` puts a FUSE session on top; `musicfs scan` runs one scan.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::cache::content_cache::ContentCache;
 use crate::change_feed::notify_kernel;
 use crate::config::{Config, OriginConfig};
-use crate::events::{Event, EventBus};
+use crate::events::EventBus;
 use crate::library::index;
 use crate::library::layout::Layout;
 use crate::library::scanner::{self, ScanProgress, ScanReport};
@@ -197,29 +197,32 @@ impl Daemon {
     /// Rescans whenever an origin comes up, until the returned task is aborted.
     pub fn rescan_on_new_origins(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let daemon = self.clone();
-        let mut events = self.events.subscribe();
+        let mut changes = self.registry.changes();
+        let serials = |daemon: &Daemon| {
+            daemon
+                .registry
+                .all()
+                .iter()
+                .map(|o| o.serial)
+                .collect::<HashSet<u64>>()
+        };
+        let mut known = serials(self);
         tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(Event::OriginRegistered { .. }) => {}
-                    Ok(_) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(_) => return,
-                }
+            while changes.changed().await.is_ok() {
                 // Origins often come up together: let the burst settle.
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                while events.try_recv().is_ok() {}
-                match daemon.rescan(&Arc::default()).await {
-                    Ok(report) => log_report(&report),
-                    Err(e) => tracing::error!("scan failed: {e}"),
+                changes.borrow_and_update();
+                let now = serials(&daemon);
+                let came_up = now.difference(&known).next().is_some();
+                known = now;
+                if came_up {
+                    match daemon.rescan(&Arc::default()).await {
+                        Ok(report) => log_report(&report),
+                        Err(e) => tracing::error!("scan failed: {e}"),
+                    }
                 }
             }
         })
-    }
-
-    /// The cache folder.
-    pub fn cache_dir(&self) -> &Path {
-        &self.cache_dir
     }
 }
 

@@ -42,6 +42,8 @@ pub struct RegisteredOrigin {
     health: OriginHealth,
     /// Where health transitions are published (the registry's bus once registered).
     events: EventBus,
+    /// Unique per registration: a re-registered origin is a new one to watch.
+    pub serial: u64,
 }
 
 impl RegisteredOrigin {
@@ -67,6 +69,7 @@ impl RegisteredOrigin {
             watches: Mutex::new(Vec::new()),
             health: OriginHealth::new(1),
             events: EventBus::default(),
+            serial: 0,
         }
     }
 
@@ -201,6 +204,10 @@ impl RegisteredOrigin {
 pub struct Registry {
     origins: RwLock<BTreeMap<String, Arc<RegisteredOrigin>>>,
     events: EventBus,
+    /// Bumped on every register and unregister, for the host's own loops (which so
+    /// need not listen to the whole event bus).
+    changes: tokio::sync::watch::Sender<u64>,
+    next_serial: std::sync::atomic::AtomicU64,
 }
 
 impl Registry {
@@ -209,12 +216,22 @@ impl Registry {
         Registry {
             origins: RwLock::new(BTreeMap::new()),
             events,
+            changes: tokio::sync::watch::Sender::new(0),
+            next_serial: std::sync::atomic::AtomicU64::new(1),
         }
+    }
+
+    /// Changes (to a counter) whenever an origin is registered or unregistered.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Adds `origin`, taking down any origin registered before under the same id.
     pub async fn register(&self, mut origin: RegisteredOrigin) -> Arc<RegisteredOrigin> {
         origin.events = self.events.clone();
+        origin.serial = self
+            .next_serial
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let origin = Arc::new(origin);
         let old = self
             .origins
@@ -229,6 +246,7 @@ impl Registry {
             id: origin.id.clone(),
             kind: origin.kind.clone(),
         });
+        self.changes.send_modify(|n| *n += 1);
         origin
     }
 
@@ -255,6 +273,7 @@ impl Registry {
             id: origin.id.clone(),
             kind: origin.kind.clone(),
         });
+        self.changes.send_modify(|n| *n += 1);
     }
 
     /// The origin `id`, if live.

@@ -115,11 +115,6 @@ impl Manifest {
         self.extents.retain(|_, e| e.id != *id);
     }
 
-    /// Every chunk this manifest names.
-    pub fn chunk_ids(&self) -> impl Iterator<Item = &ChunkId> {
-        self.extents.values().map(|e| &e.id)
-    }
-
     /// The extent covering `pos` that reaches furthest, if any.
     fn covering(&self, pos: u64) -> Option<(u64, Extent)> {
         self.extents
