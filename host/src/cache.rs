@@ -10,10 +10,13 @@
 //!   a ranged fetch is chunked from its own start, and because CDC re-synchronises
 //!   after a few chunks, a later fetch of a neighbouring range mostly produces the
 //!   same chunks — identical content is stored once, however it was reached.
+//! - [`in_flight`] tracks the fetches running for a file, by range, so none is
+//!   fetched twice and a read-ahead can run beside another fetch.
 //! - [`content_cache`] is the read path that ties them to the origins.
 
 pub mod chunk_store;
 pub mod chunker;
 pub mod content_cache;
 pub mod hot_chunks;
+pub mod in_flight;
 pub mod manifest;

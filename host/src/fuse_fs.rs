@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,6 +36,12 @@ use crate::router;
 const TTL: Duration = Duration::from_secs(10);
 /// The first fetch of an uncached range, and how far read-ahead grows.
 const FIRST_WINDOW: u32 = 1 << 20;
+/// How far from where a sequential reader should read next a read may land and
+/// still count as sequential.
+const REORDER_SLACK: u64 = 1 << 20;
+/// How many read-ahead fetches of one open file may run at once: overlapping two
+/// hides a remote origin's per-request delay.
+const READ_AHEADS: u32 = 2;
 /// The longest a read waits for the origins to open after mounting.
 const STARTUP_WAIT: Duration = Duration::from_secs(10);
 
@@ -43,15 +49,15 @@ const STARTUP_WAIT: Duration = Duration::from_secs(10);
 struct OpenFile {
     next_offset: u64,
     window: u32,
-    /// Set while a read-ahead fetch for this file is running (one at a time).
-    reading_ahead: Arc<AtomicBool>,
+    /// Read-ahead fetches of this file running now (at most [`READ_AHEADS`]).
+    reading_ahead: Arc<AtomicU32>,
 }
 
 /// How a read fits the file's access pattern.
 struct Pattern {
     window: u32,
     sequential: bool,
-    reading_ahead: Option<Arc<AtomicBool>>,
+    reading_ahead: Option<Arc<AtomicU32>>,
 }
 
 /// The mounted file system.
@@ -131,13 +137,20 @@ impl MusicFs {
                 reading_ahead: None,
             };
         };
-        let sequential = offset == file.next_offset && offset != 0;
+        let end = offset + size as u64;
+        // The kernel's own read-ahead, spread over several FUSE threads, delivers a
+        // sequential reader's requests slightly out of order: near counts as next.
+        let near = offset.abs_diff(file.next_offset) <= REORDER_SLACK;
+        let sequential = near && offset != 0;
         if sequential {
             file.window = (file.window.saturating_mul(2)).min(MAX_WINDOW);
-        } else if offset != file.next_offset {
-            file.window = FIRST_WINDOW;
+            file.next_offset = file.next_offset.max(end);
+        } else {
+            if !near {
+                file.window = FIRST_WINDOW;
+            }
+            file.next_offset = end;
         }
-        file.next_offset = offset + size as u64;
         Pattern {
             window: file.window,
             sequential,
@@ -145,31 +158,33 @@ impl MusicFs {
         }
     }
 
-    /// For a sequential reader: fetches the next window in the background while the
-    /// reader consumes this one, so a remote origin's latency overlaps playback.
+    /// For a sequential reader: fetches the next windows in the background while
+    /// the reader consumes this one, so a remote origin's latency overlaps playback.
+    /// Up to [`READ_AHEADS`] windows past `next` are fetched, each by its own task.
     fn read_ahead(&self, replicas: &[Replica], next: u64, pattern: &Pattern) {
-        let Some(flag) = pattern.reading_ahead.clone() else {
+        let Some(running) = pattern.reading_ahead.clone() else {
             return;
         };
         let size = replicas[0].size;
         if !pattern.sequential || next >= size {
             return;
         }
+        let window = pattern.window;
+        let until = next.saturating_add(READ_AHEADS as u64 * window as u64);
         if replicas
             .iter()
-            .any(|r| self.cache.is_cached(r, next, pattern.window))
+            .any(|r| !self.cache.needs_fetch(r, next, until))
         {
             return;
         }
-        if flag.swap(true, Ordering::AcqRel) {
-            return; // one read-ahead per open file at a time
+        let reserved = running.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < READ_AHEADS).then_some(n + 1)
+        });
+        if reserved.is_err() {
+            return;
         }
-        let (cache, registry, replicas, window) = (
-            self.cache.clone(),
-            self.registry.clone(),
-            replicas.to_vec(),
-            pattern.window,
-        );
+        let (cache, registry, replicas) =
+            (self.cache.clone(), self.registry.clone(), replicas.to_vec());
         self.runtime.spawn(async move {
             let route = || {
                 let route = router::route(&replicas, &registry);
@@ -179,19 +194,12 @@ impl MusicFs {
                 let cache = cache.clone();
                 async move {
                     cache
-                        .read(
-                            &replica,
-                            Some(&origin),
-                            next,
-                            window,
-                            window,
-                            Purpose::ReadAhead,
-                        )
+                        .fetch_ahead(&replica, &origin, next, until, window)
                         .await
                 }
             };
             let _ = with_failover(route, attempt, &[]).await;
-            flag.store(false, Ordering::Release);
+            running.fetch_sub(1, Ordering::AcqRel);
         });
     }
 }
@@ -321,7 +329,7 @@ impl Filesystem for MusicFs {
                         OpenFile {
                             next_offset: 0,
                             window: FIRST_WINDOW,
-                            reading_ahead: Arc::new(AtomicBool::new(false)),
+                            reading_ahead: Arc::new(AtomicU32::new(0)),
                         },
                     );
                 // Content of a version never changes (a new version is a new tree
@@ -350,9 +358,12 @@ impl Filesystem for MusicFs {
         };
         let pattern = self.pattern(fh.0, offset, size);
         let window = pattern.window;
-        self.read_ahead(replicas, offset + size as u64, &pattern);
         for replica in replicas {
             if let Some(bytes) = self.cache.read_cached(replica, offset, size) {
+                // Only a reader served from the cache reads ahead: a miss fetches
+                // its own window, and a read-ahead beside it would fetch the same
+                // bytes twice.
+                self.read_ahead(replicas, offset + size as u64, &pattern);
                 if self.events.is_listened() {
                     self.events.publish(Event::FileAccessed {
                         path: tree.path_of(ino.0),

@@ -209,3 +209,75 @@ fn a_bucket_mounts_reads_back_identical_and_survives_the_server_going_away() {
     assert!(log.contains("TRACE"), "the daemon logged at trace level");
     assert!(!log.contains(SECRET_KEY), "the secret key reached the log");
 }
+
+/// A sequential reader of an uncached object: the read path and its read-ahead
+/// (two windows in flight) never fetch a byte twice, and large windows keep the
+/// number of GETs low, since each costs a remote store a round trip and money.
+#[test]
+fn a_sequential_read_fetches_each_byte_once_in_few_requests() {
+    use musicfs_tests::bench_support::noise_file;
+    use musicfs_tests::mounted::Mounted;
+    use std::io::Read;
+
+    const SIZE: u64 = 40 << 20;
+    let work = tempfile::tempdir().unwrap();
+    let server = S3Server::start_logging(Some(&work.path().join("requests.log")));
+    noise_file(&server.object_path("lib/noise.flac"), SIZE, 7);
+    let source = std::fs::read(server.object_path("lib/noise.flac")).unwrap();
+
+    let mut origin = server.settings("lib");
+    origin.insert("id".into(), "bucket".into());
+    origin.insert("type".into(), "s3".into());
+    let mut config = toml::Table::new();
+    config.insert("origins".into(), toml::Value::Array(vec![origin.into()]));
+    let config_file = work.path().join("musicfs.toml");
+    std::fs::write(&config_file, toml::to_string(&config).unwrap()).unwrap();
+    std::fs::create_dir_all(work.path().join("plugins")).unwrap();
+    std::fs::copy(
+        plugin_library("musicfs_s3"),
+        work.path().join("plugins/libmusicfs_s3.so"),
+    )
+    .unwrap();
+    let shown = "Unknown Artist/Unknown Album/noise.flac";
+    let mount = Mounted::start(
+        work.path(),
+        &work.path().join("cache"),
+        &["--config".into(), config_file.display().to_string()],
+        Some(shown),
+    );
+    let scanned = server.served_ranges().len();
+
+    let mut through = Vec::new();
+    let mut file = std::fs::File::open(mount.path(shown)).unwrap();
+    let mut buf = vec![0u8; 128 << 10];
+    loop {
+        let n = file.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        through.extend_from_slice(&buf[..n]);
+    }
+    assert!(through == source, "the object reads back identical");
+
+    let mut ranges = server.served_ranges();
+    let read_gets = ranges.len() - scanned;
+    ranges.sort_unstable();
+    for pair in ranges.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].0,
+            "bytes fetched twice: {:?} and {:?} (all: {ranges:?})",
+            pair[0],
+            pair[1]
+        );
+    }
+    assert_eq!(
+        ranges.iter().map(|(a, b)| b - a).sum::<u64>(),
+        SIZE,
+        "every byte fetched once: {ranges:?}"
+    );
+    // 1 MiB first, then windows doubling to 32 MiB: a handful, not one per MiB.
+    assert!(
+        read_gets <= 6,
+        "{read_gets} GETs to read 40 MiB: {ranges:?}"
+    );
+}

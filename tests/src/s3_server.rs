@@ -118,6 +118,32 @@ impl S3Server {
         counts
     }
 
+    /// The byte ranges of the object bodies the server sent (`Content-Range` of
+    /// every partial response), in the order it logged them.
+    pub fn served_ranges(&self) -> Vec<(u64, u64)> {
+        let text = self
+            .request_log
+            .as_ref()
+            .map(std::fs::read)
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        let mut ranges = Vec::new();
+        for line in text.lines() {
+            let Some(at) = line.find("\"content-range\": \"bytes ") else {
+                continue;
+            };
+            let rest = &line[at + 24..];
+            let span = rest.split('/').next().unwrap_or("");
+            if let Some((first, last)) = span.split_once('-') {
+                if let (Ok(first), Ok(last)) = (first.parse::<u64>(), last.parse::<u64>()) {
+                    ranges.push((first, last + 1));
+                }
+            }
+        }
+        ranges
+    }
+
     /// Stops the server process (the data stays).
     pub fn pause(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -4,13 +4,16 @@
 //! Two speeds:
 //! - [`ContentCache::read_cached`] is synchronous and touches only the cache: the
 //!   FUSE thread calls it first, and a warm read never leaves that thread.
-//! - [`ContentCache::read`] is the async slow path. It takes the version's fetch
-//!   lock (so two readers of the same gap fetch it once), fetches each gap from its
-//!   start for at least `window` bytes (read-ahead; never the whole file), chunks the
-//!   fetched bytes from their own start, stores the chunks and the manifest, and then
-//!   serves the range from the cache like the fast path.
+//! - [`ContentCache::read`] is the async slow path. It fetches each gap from its
+//!   start for at least `window` bytes (never the whole file, never past the next
+//!   cached byte), chunks the fetched bytes from their own start, stores the chunks
+//!   and the manifest, and then serves the range from the cache like the fast path.
+//!   Fetches are claimed by range ([`super::in_flight`]): two readers of one gap
+//!   fetch it once, and a gap that a read-ahead is fetching is waited for.
+//! - [`ContentCache::fetch_ahead`] is read-ahead: it fetches the next bytes that
+//!   nobody has or is fetching, so several windows of one file can be in flight.
 //!
-//! Memory per read is bounded by the window (at most [`MAX_WINDOW`]). A chunk that is
+//! Memory per fetch is bounded by the window (at most [`MAX_WINDOW`]). A chunk that is
 //! missing or fails verification is dropped from the manifest and fetched again;
 //! nothing unverified is ever served.
 
@@ -25,12 +28,15 @@ use redb::ReadableTable;
 use super::chunk_store::ChunkStore;
 use super::chunker::{chunk, ChunkId};
 use super::hot_chunks::HotChunks;
+use super::in_flight::{Claim, FetchGuard, InFlight};
 use super::manifest::{FileVersion, Manifest, Span};
 use crate::registry::RegisteredOrigin;
 use crate::store::{Store, MANIFESTS, TAG_CHUNKS};
 
 /// The largest single fetch from an origin.
-pub const MAX_WINDOW: u32 = 8 << 20;
+pub const MAX_WINDOW: u32 = 32 << 20;
+/// Rounds of fetching before a read gives up (chunks kept vanishing under it).
+const ROUNDS: usize = 4;
 /// Verified chunks kept in memory for sequential readers.
 const HOT_BYTES: usize = 32 << 20;
 
@@ -48,9 +54,7 @@ pub enum Purpose {
 struct VersionState {
     key: String,
     manifest: Mutex<Manifest>,
-    fetching: tokio::sync::Mutex<()>,
-    /// Whether the last fetch from the origin failed.
-    last_fetch_failed: std::sync::atomic::AtomicBool,
+    in_flight: Arc<InFlight>,
 }
 
 /// Figures for `musicfs status`.
@@ -132,8 +136,7 @@ impl ContentCache {
         let state = Arc::new(VersionState {
             key: key.clone(),
             manifest: Mutex::new(manifest),
-            fetching: tokio::sync::Mutex::new(()),
-            last_fetch_failed: std::sync::atomic::AtomicBool::new(false),
+            in_flight: Arc::new(InFlight::default()),
         });
         versions.insert(key, state.clone());
         state
@@ -217,25 +220,9 @@ impl ContentCache {
         Some(bytes)
     }
 
-    /// Whether every byte of `[offset, offset + len)` (clipped to the file) is in
-    /// the manifest (without checking the chunk files).
-    pub fn is_cached(&self, version: &FileVersion, offset: u64, len: u32) -> bool {
-        let end = offset.saturating_add(len as u64).min(version.size);
-        if offset >= end {
-            return true;
-        }
-        let state = self.state(version);
-        let plan = state
-            .manifest
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .plan(offset, end);
-        plan.iter().all(|span| matches!(span, Span::Cached { .. }))
-    }
-
     /// The full path: serves from the cache, fetching each gap from `origin` (at
-    /// least `window` bytes from the gap's start). With no origin, an uncached
-    /// range is an `Unavailable` error at once.
+    /// least `window` bytes from the gap's start, never past the next cached byte).
+    /// With no origin, an uncached range is an `Unavailable` error at once.
     pub async fn read(
         &self,
         version: &FileVersion,
@@ -250,33 +237,9 @@ impl ContentCache {
             return Ok(Vec::new());
         }
         let state = self.state(version);
-        if purpose != Purpose::Tag {
-            if let Ok(bytes) = self.assemble(&state, offset, end) {
-                return Ok(bytes);
-            }
-        }
-        if purpose == Purpose::Audio {
-            self.misses.fetch_add(1, Ordering::Relaxed);
-        }
-        // Another fetch of this version may be running (a read-ahead). Wait for it;
-        // if it failed (it hung until the deadline, say), do not try the same origin
-        // again: the caller's failover moves on at once, so a hung origin costs a
-        // reader one deadline, not two.
-        let (_fetching, waited) = match state.fetching.try_lock() {
-            Ok(guard) => (guard, false),
-            Err(_) => (state.fetching.lock().await, true),
-        };
-        if waited && state.last_fetch_failed.load(Ordering::Acquire) {
-            if let Ok(bytes) = self.assemble(&state, offset, end) {
-                return Ok(bytes);
-            }
-            return Err(OriginError::unavailable(format!(
-                "origin `{}` failed the fetch this read waited for",
-                version.origin
-            )));
-        }
-        // Each round fetches every gap; a chunk lost between rounds costs a round.
-        for _ in 0..3 {
+        // Each round fetches (or waits for) every gap; a chunk lost between rounds,
+        // or a gap that another fetch only partly covered, costs a round.
+        for round in 0..ROUNDS {
             let gaps = match self.assemble(&state, offset, end) {
                 Ok(bytes) => {
                     if purpose == Purpose::Tag {
@@ -286,6 +249,9 @@ impl ContentCache {
                 }
                 Err(gaps) => gaps,
             };
+            if round == 0 && purpose == Purpose::Audio {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+            }
             let origin = origin.ok_or_else(|| {
                 OriginError::unavailable(format!(
                     "{}: not cached and origin `{}` is not available",
@@ -296,26 +262,116 @@ impl ContentCache {
                 let want = (gap_end - gap_start)
                     .max(window as u64)
                     .min(MAX_WINDOW as u64);
-                let want = want.min(version.size - gap_start) as u32;
-                let fetched = origin.read(&version.path, gap_start, want).await;
-                state
-                    .last_fetch_failed
-                    .store(fetched.is_err(), Ordering::Release);
-                let bytes = fetched?;
-                if bytes.is_empty() {
-                    return Err(OriginError::other(format!(
-                        "{}: origin `{}` returned no data at offset {gap_start} of {}",
-                        version.path, version.origin, version.size
-                    )));
+                let limit = gap_start.saturating_add(want).min(version.size);
+                let fetch_end = state
+                    .manifest
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .missing_until(gap_start, limit)
+                    .max(gap_end);
+                match state.in_flight.claim(gap_start, fetch_end) {
+                    // A read-ahead (say) is fetching these bytes. If it failed (it
+                    // hung until the deadline, say), do not try the same origin
+                    // again: the caller's failover moves on at once, so a hung
+                    // origin costs a reader one deadline, not two.
+                    Claim::Wait(waiter) => {
+                        if !waiter.succeeded().await {
+                            if let Ok(bytes) = self.assemble(&state, offset, end) {
+                                return Ok(bytes);
+                            }
+                            return Err(OriginError::unavailable(format!(
+                                "origin `{}` failed the fetch this read waited for",
+                                version.origin
+                            )));
+                        }
+                    }
+                    Claim::Fetch(guard) => {
+                        let fetched = self.fetch(&state, version, origin, &guard, purpose).await;
+                        guard.finish(fetched.is_ok());
+                        fetched?;
+                    }
                 }
-                self.store_fetched(&state, gap_start, bytes, purpose)
-                    .await?;
             }
         }
         Err(OriginError::other(format!(
             "{}: the cache kept losing chunks",
             version.path
         )))
+    }
+
+    /// Read-ahead: fetches up to `window` bytes from the first byte of
+    /// `[from, until)` that is neither cached nor being fetched. Returns at once if
+    /// there is none.
+    pub async fn fetch_ahead(
+        &self,
+        version: &FileVersion,
+        origin: &RegisteredOrigin,
+        from: u64,
+        until: u64,
+        window: u32,
+    ) -> OriginResult<()> {
+        let state = self.state(version);
+        let until = until.min(version.size);
+        let gaps: Vec<(u64, u64)> = {
+            let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
+            manifest
+                .plan(from, until)
+                .into_iter()
+                .filter_map(|span| match span {
+                    Span::Missing { start, end } => Some((start, end)),
+                    Span::Cached { .. } => None,
+                })
+                .collect()
+        };
+        for (start, end) in gaps {
+            if let Some(guard) = state.in_flight.claim_uncovered(start, end, window as u64) {
+                let fetched = self
+                    .fetch(&state, version, origin, &guard, Purpose::ReadAhead)
+                    .await;
+                guard.finish(fetched.is_ok());
+                return fetched;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether some byte of `[from, until)` is neither in the manifest nor being
+    /// fetched: whether a read-ahead there would do anything.
+    pub fn needs_fetch(&self, version: &FileVersion, from: u64, until: u64) -> bool {
+        let until = until.min(version.size);
+        if from >= until {
+            return false;
+        }
+        let state = self.state(version);
+        let plan = state
+            .manifest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .plan(from, until);
+        plan.iter().any(|span| match span {
+            Span::Missing { start, end } => !state.in_flight.covers(*start, *end),
+            Span::Cached { .. } => false,
+        })
+    }
+
+    /// One ranged read of the claimed bytes, chunked and stored.
+    async fn fetch(
+        &self,
+        state: &Arc<VersionState>,
+        version: &FileVersion,
+        origin: &RegisteredOrigin,
+        claim: &FetchGuard,
+        purpose: Purpose,
+    ) -> OriginResult<()> {
+        let len = (claim.end - claim.start) as u32;
+        let bytes = origin.read(&version.path, claim.start, len).await?;
+        if bytes.is_empty() {
+            return Err(OriginError::other(format!(
+                "{}: origin `{}` returned no data at offset {} of {}",
+                version.path, version.origin, claim.start, version.size
+            )));
+        }
+        self.store_fetched(state, claim.start, bytes, purpose).await
     }
 
     /// Stores `bytes` as if fetched at `base` (for benchmarks and tools that fill

@@ -132,6 +132,15 @@ impl Manifest {
             .map(|(start, _)| *start)
     }
 
+    /// Where the run of missing bytes that begins at `start` ends, at most `limit`
+    /// (`start` itself if `start` is cached).
+    pub fn missing_until(&self, start: u64, limit: u64) -> u64 {
+        if self.covering(start).is_some() {
+            return start;
+        }
+        self.next_start_after(start).unwrap_or(limit).min(limit)
+    }
+
     /// How to serve `[start, end)`.
     pub fn plan(&self, start: u64, end: u64) -> Vec<Span> {
         let mut spans = Vec::new();
