@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use musicfs_tests::bench_support::{
-    find_stat, first_byte, noise_file, peak_rss_mb, read_speed, tagged_library, Rclone,
+    find_stat, first_byte, noise_file, peak_rss_mb, read_speed, tagged_library, PeerMount,
 };
 use musicfs_tests::mounted::Mounted;
 
@@ -81,7 +81,7 @@ fn files_section(work: &Path) {
     row("MusicFS warm (chunk cache, fresh mount)", warm);
     row("MusicFS hot (kernel page cache)", hot);
 
-    let rclone = Rclone::mount(&files, work);
+    let rclone = PeerMount::rclone(&files, work);
     let rclone_cold = read_speed(&rclone.mountpoint.join("big.flac"));
     let rclone_warm = read_speed(&rclone.mountpoint.join("big.flac"));
     let ttfb_rclone = first_byte(&rclone.mountpoint.join("fifty.flac"));
@@ -151,7 +151,7 @@ fn tree_section(work: &Path) {
     let restart_ls = started.elapsed();
     let (r_n, r_t) = find_stat(&restarted.mountpoint);
     restarted.stop();
-    let rclone = Rclone::mount(&library, work);
+    let rclone = PeerMount::rclone(&library, work);
     let (c_n, c_t) = find_stat(&rclone.mountpoint);
     drop(rclone);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;

@@ -100,23 +100,25 @@ pub fn find_stat(root: &Path) -> (usize, Duration) {
     (count, started.elapsed())
 }
 
-/// An `rclone mount` for comparison; unmounted when dropped.
-pub struct Rclone {
+/// A peer's FUSE mount for comparison (`rclone mount`, `s3fs`); unmounted when
+/// dropped.
+pub struct PeerMount {
     child: Child,
     pub mountpoint: PathBuf,
 }
 
-impl Rclone {
-    /// Mounts a local folder read-only with a full VFS cache.
-    pub fn mount(source: &Path, work: &Path) -> Rclone {
-        Self::mount_remote(&source.display().to_string(), &[], work)
+impl PeerMount {
+    /// `rclone mount` of a local folder, read-only with a full VFS cache.
+    pub fn rclone(source: &Path, work: &Path) -> PeerMount {
+        Self::rclone_remote(&source.display().to_string(), &[], work)
     }
 
-    /// Mounts any rclone remote (`:s3:bucket`, a path) with extra flags.
-    pub fn mount_remote(remote: &str, flags: &[String], work: &Path) -> Rclone {
+    /// `rclone mount` of any remote (`:s3:bucket`, a path) with extra flags.
+    pub fn rclone_remote(remote: &str, flags: &[String], work: &Path) -> PeerMount {
         let mountpoint = work.join("rclone-mnt");
         std::fs::create_dir_all(&mountpoint).unwrap();
-        let child = Command::new("rclone")
+        let mut command = Command::new("rclone");
+        command
             .arg("mount")
             .arg(remote)
             .arg(&mountpoint)
@@ -124,24 +126,65 @@ impl Rclone {
             // rclone 1.60's S3 client refuses a CA bundle from the environment.
             .env_remove("AWS_CA_BUNDLE")
             .args(["--read-only", "--vfs-cache-mode", "full", "--cache-dir"])
-            .arg(work.join("rclone-cache"))
+            .arg(work.join("rclone-cache"));
+        Self::start(command, mountpoint, "rclone (apt-get install rclone)")
+    }
+
+    /// `s3fs` (foreground) of `bucket` at a path-style `endpoint`, read-only, one
+    /// retry, no local cache (its default).
+    pub fn s3fs(
+        bucket: &str,
+        endpoint: &str,
+        access_key: &str,
+        secret_key: &str,
+        work: &Path,
+    ) -> PeerMount {
+        let mountpoint = work.join("s3fs-mnt");
+        std::fs::create_dir_all(&mountpoint).unwrap();
+        let passwd = work.join("s3fs-passwd");
+        std::fs::write(&passwd, format!("{access_key}:{secret_key}\n")).unwrap();
+        // s3fs refuses a password file that others may read.
+        std::fs::set_permissions(&passwd, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let mut command = Command::new("s3fs");
+        command
+            .arg(bucket)
+            .arg(&mountpoint)
+            .arg("-f")
+            .args([
+                "-o",
+                "ro",
+                "-o",
+                "use_path_request_style",
+                "-o",
+                "retries=1",
+            ])
+            .arg("-o")
+            .arg(format!("url={endpoint}"))
+            .arg("-o")
+            .arg(format!("passwd_file={}", passwd.display()));
+        Self::start(command, mountpoint, "s3fs (apt-get install s3fs)")
+    }
+
+    fn start(mut command: Command, mountpoint: PathBuf, what: &str) -> PeerMount {
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("rclone runs (apt-get install rclone)");
+            .unwrap_or_else(|e| panic!("{what} runs: {e}"));
         let started = Instant::now();
         while !musicfs::mountpoint::is_mounted(&mountpoint) {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
-                "rclone did not mount"
+                "{what} did not mount"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Rclone { child, mountpoint }
+        PeerMount { child, mountpoint }
     }
 }
 
-impl Drop for Rclone {
+impl Drop for PeerMount {
     fn drop(&mut self) {
         let _ = Command::new("fusermount3")
             .arg("-u")
