@@ -158,15 +158,15 @@ impl MusicFs {
         }
     }
 
-    /// For a sequential reader: fetches the next windows in the background while
-    /// the reader consumes this one, so a remote origin's latency overlaps playback.
-    /// Up to [`READ_AHEADS`] windows past `next` are fetched, each by its own task.
+    /// Fetches the next windows past `next` in the background while the reader
+    /// consumes this one, so a remote origin's latency overlaps playback. Up to
+    /// [`READ_AHEADS`] windows are fetched, each by its own task.
     fn read_ahead(&self, replicas: &[Replica], next: u64, pattern: &Pattern) {
         let Some(running) = pattern.reading_ahead.clone() else {
             return;
         };
         let size = replicas[0].size;
-        if !pattern.sequential || next >= size {
+        if next >= size {
             return;
         }
         let window = pattern.window;
@@ -360,10 +360,9 @@ impl Filesystem for MusicFs {
         let window = pattern.window;
         for replica in replicas {
             if let Some(bytes) = self.cache.read_cached(replica, offset, size) {
-                // Only a reader served from the cache reads ahead: a miss fetches
-                // its own window, and a read-ahead beside it would fetch the same
-                // bytes twice.
-                self.read_ahead(replicas, offset + size as u64, &pattern);
+                if pattern.sequential {
+                    self.read_ahead(replicas, offset + size as u64, &pattern);
+                }
                 if self.events.is_listened() {
                     self.events.publish(Event::FileAccessed {
                         path: tree.path_of(ino.0),
@@ -375,6 +374,15 @@ impl Filesystem for MusicFs {
                 return reply.data(&bytes);
             }
         }
+        // A sequential reader that outran its read-ahead fetches a whole window.
+        // After a seek, fetch just what was asked (the first byte then waits for
+        // the smallest request an origin can answer) and read ahead beside it.
+        let window = if pattern.sequential {
+            window
+        } else {
+            self.read_ahead(replicas, offset + size as u64, &pattern);
+            size
+        };
         let replicas: Vec<Replica> = replicas.clone();
         let path = tree.path_of(ino.0);
         let (cache, registry, events) = (
