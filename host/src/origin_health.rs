@@ -79,7 +79,9 @@ impl OriginHealth {
 
     /// A call failed with an error of `kind`.
     pub fn record_failure(&self, kind: ErrorKind, reason: &str) -> Option<Transition> {
-        if kind == ErrorKind::NotFound {
+        // A missing or unreadable file says nothing about the origin. An origin
+        // that refuses everything (wrong credentials) fails its health check.
+        if matches!(kind, ErrorKind::NotFound | ErrorKind::PermissionDenied) {
             return None;
         }
         let mut state = self.state();
@@ -170,15 +172,19 @@ mod tests {
     }
 
     #[test]
-    fn missing_files_do_not_count_and_a_local_origin_fails_at_once() {
+    fn missing_and_unreadable_files_do_not_count_and_a_local_origin_fails_at_once() {
         let health = OriginHealth::new(1);
         assert_eq!(
             health.record_failure(ErrorKind::NotFound, "no such file"),
             None
         );
+        assert_eq!(
+            health.record_failure(ErrorKind::PermissionDenied, "secret.flac"),
+            None
+        );
         assert_eq!(health.snapshot().status, HealthStatus::Healthy);
         assert!(health
-            .record_failure(ErrorKind::PermissionDenied, "denied")
+            .record_failure(ErrorKind::Unavailable, "gone")
             .is_some());
     }
 

@@ -58,7 +58,27 @@ fn bad_library(dir: &Path) {
 
 /// Runs `musicfs scan`; returns whether it succeeded, and what it printed.
 fn scan(plugins: &Path, cache: &Path, origin: &str) -> (bool, String) {
-    let out = Command::new(musicfs_tests::musicfs_binary())
+    scan_with(
+        Command::new(musicfs_tests::musicfs_binary()),
+        plugins,
+        cache,
+        origin,
+    )
+}
+
+/// [`scan`] as user `nobody`, for whom file modes count (root reads anything).
+/// `binary` is a copy of `musicfs` that `nobody` may run: the build folder may lie
+/// below one that only root can enter.
+fn scan_as_nobody(binary: &Path, plugins: &Path, cache: &Path, origin: &str) -> (bool, String) {
+    let mut command = Command::new("setpriv");
+    command
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(binary);
+    scan_with(command, plugins, cache, origin)
+}
+
+fn scan_with(mut command: Command, plugins: &Path, cache: &Path, origin: &str) -> (bool, String) {
+    let out = command
         .arg("scan")
         .arg("--plugins")
         .arg(plugins)
@@ -146,5 +166,52 @@ fn bad_files_are_reported_and_the_mount_stays_healthy() {
     assert_eq!(
         std::fs::read(mount.path("Unknown Artist/Unknown Album/empty.ogg")).unwrap(),
         b""
+    );
+}
+
+/// A file the daemon may not read is a problem of that file: reported, skipped,
+/// and the origin stays healthy for the others.
+#[test]
+fn an_unreadable_file_is_reported_and_the_rest_is_scanned() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    // `nobody` must reach everything but the one unreadable file.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let library = dir.path().join("library");
+    std::fs::create_dir_all(&library).unwrap();
+    ffmpeg_flac(&library.join("good.flac"), "Fine");
+    ffmpeg_flac(&library.join("secret.flac"), "Hidden");
+    std::fs::set_permissions(
+        library.join("secret.flac"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        musicfs_tests::local_plugin(),
+        plugins.join("libmusicfs_local.so"),
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::os::unix::fs::chown(&cache, Some(65534), Some(65534)).unwrap();
+
+    let binary = dir.path().join("musicfs");
+    std::fs::copy(musicfs_tests::musicfs_binary(), &binary).unwrap();
+    let origin = format!("local:{}", library.display());
+    let (ok, printed) = scan_as_nobody(&binary, &plugins, &cache, &origin);
+    assert!(ok, "{printed}");
+    assert!(
+        printed
+            .lines()
+            .any(|l| l.starts_with("problem: local:secret.flac") && l.contains("ermission denied")),
+        "secret.flac not reported:\n{printed}"
+    );
+    assert!(printed.contains("2 tracks in the library"), "{printed}");
+    assert!(
+        !printed.contains("Unhealthy"),
+        "one unreadable file marked the origin unhealthy:\n{printed}"
     );
 }
