@@ -51,10 +51,14 @@ struct OpenFile {
     window: u32,
     /// Read-ahead fetches of this file running now (at most [`READ_AHEADS`]).
     reading_ahead: Arc<AtomicU32>,
+    /// Bytes before this were cached or being fetched when read-ahead last looked:
+    /// it need not walk them again on every read.
+    ahead_checked: u64,
 }
 
 /// How a read fits the file's access pattern.
 struct Pattern {
+    fh: u64,
     window: u32,
     sequential: bool,
     reading_ahead: Option<Arc<AtomicU32>>,
@@ -132,6 +136,7 @@ impl MusicFs {
         let mut files = self.open_files.lock().unwrap_or_else(|p| p.into_inner());
         let Some(file) = files.get_mut(&fh) else {
             return Pattern {
+                fh,
                 window: FIRST_WINDOW,
                 sequential: false,
                 reading_ahead: None,
@@ -148,14 +153,21 @@ impl MusicFs {
         } else {
             if !near {
                 file.window = FIRST_WINDOW;
+                file.ahead_checked = 0;
             }
             file.next_offset = end;
         }
         Pattern {
+            fh,
             window: file.window,
             sequential,
             reading_ahead: Some(file.reading_ahead.clone()),
         }
+    }
+
+    fn with_open_file<T>(&self, fh: u64, f: impl FnOnce(&mut OpenFile) -> T) -> Option<T> {
+        let mut files = self.open_files.lock().unwrap_or_else(|p| p.into_inner());
+        files.get_mut(&fh).map(f)
     }
 
     /// Fetches the next windows past `next` in the background while the reader
@@ -170,11 +182,29 @@ impl MusicFs {
             return;
         }
         let window = pattern.window;
-        let until = next.saturating_add(READ_AHEADS as u64 * window as u64);
-        if replicas
-            .iter()
-            .any(|r| !self.cache.needs_fetch(r, next, until))
-        {
+        let until = next
+            .saturating_add(READ_AHEADS as u64 * window as u64)
+            .min(size);
+        let from = self
+            .with_open_file(pattern.fh, |file| file.ahead_checked)
+            .unwrap_or(0)
+            .max(next);
+        if from >= until {
+            return;
+        }
+        // Nothing to do if any replica has (or is fetching) all of it.
+        let mut first = from;
+        for replica in replicas {
+            match self.cache.first_unfetched(replica, from, until) {
+                Some(at) => first = first.max(at),
+                None => {
+                    first = until;
+                    break;
+                }
+            }
+        }
+        self.with_open_file(pattern.fh, |file| file.ahead_checked = first);
+        if first >= until {
             return;
         }
         let reserved = running.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -330,6 +360,7 @@ impl Filesystem for MusicFs {
                             next_offset: 0,
                             window: FIRST_WINDOW,
                             reading_ahead: Arc::new(AtomicU32::new(0)),
+                            ahead_checked: 0,
                         },
                     );
                 // Content of a version never changes (a new version is a new tree

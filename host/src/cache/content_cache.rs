@@ -13,14 +13,17 @@
 //! - [`ContentCache::fetch_ahead`] is read-ahead: it fetches the next bytes that
 //!   nobody has or is fetching, so several windows of one file can be in flight.
 //!
-//! Memory per fetch is bounded by the window (at most [`MAX_WINDOW`]). A chunk that is
+//! Memory per fetch is bounded by the window: at most [`FAST_ORIGIN_WINDOW`], or
+//! [`MAX_WINDOW`] for a file whose last fetch took longer than [`SLOW_FETCH`]
+//! (there each request's fixed cost is worth amortising). A chunk that is
 //! missing or fails verification is dropped from the manifest and fetched again;
 //! nothing unverified is ever served.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use origin_api::{OriginError, OriginResult};
 use redb::ReadableTable;
@@ -35,6 +38,10 @@ use crate::store::{Store, MANIFESTS, TAG_CHUNKS};
 
 /// The largest single fetch from an origin.
 pub const MAX_WINDOW: u32 = 32 << 20;
+/// The largest single fetch from an origin that answers fast.
+const FAST_ORIGIN_WINDOW: u32 = 8 << 20;
+/// A fetch slower than this marks its origin as one where requests cost time.
+const SLOW_FETCH: Duration = Duration::from_millis(20);
 /// Rounds of fetching before a read gives up (chunks kept vanishing under it).
 const ROUNDS: usize = 4;
 /// Verified chunks kept in memory for sequential readers.
@@ -55,6 +62,21 @@ struct VersionState {
     key: String,
     manifest: Mutex<Manifest>,
     in_flight: Arc<InFlight>,
+    /// Whether the last fetch of this version was slow (see [`SLOW_FETCH`]).
+    slow_origin: AtomicBool,
+}
+
+impl VersionState {
+    /// The largest fetch worth making: windows past [`FAST_ORIGIN_WINDOW`] only pay
+    /// where each request has a cost to amortise (a remote store); on a fast origin
+    /// they would only hold more memory.
+    fn window_cap(&self) -> u64 {
+        if self.slow_origin.load(Ordering::Relaxed) {
+            MAX_WINDOW as u64
+        } else {
+            FAST_ORIGIN_WINDOW as u64
+        }
+    }
 }
 
 /// Figures for `musicfs status`.
@@ -137,6 +159,7 @@ impl ContentCache {
             key: key.clone(),
             manifest: Mutex::new(manifest),
             in_flight: Arc::new(InFlight::default()),
+            slow_origin: AtomicBool::new(false),
         });
         versions.insert(key, state.clone());
         state
@@ -261,7 +284,7 @@ impl ContentCache {
             for (gap_start, gap_end) in gaps {
                 let want = (gap_end - gap_start)
                     .max(window as u64)
-                    .min(MAX_WINDOW as u64);
+                    .min(state.window_cap());
                 let limit = gap_start.saturating_add(want).min(version.size);
                 let fetch_end = state
                     .manifest
@@ -324,7 +347,8 @@ impl ContentCache {
                 .collect()
         };
         for (start, end) in gaps {
-            if let Some(guard) = state.in_flight.claim_uncovered(start, end, window as u64) {
+            let window = (window as u64).min(state.window_cap());
+            if let Some(guard) = state.in_flight.claim_uncovered(start, end, window) {
                 let fetched = self
                     .fetch(&state, version, origin, &guard, Purpose::ReadAhead)
                     .await;
@@ -335,23 +359,21 @@ impl ContentCache {
         Ok(())
     }
 
-    /// Whether some byte of `[from, until)` is neither in the manifest nor being
-    /// fetched: whether a read-ahead there would do anything.
-    pub fn needs_fetch(&self, version: &FileVersion, from: u64, until: u64) -> bool {
+    /// The first byte of `[from, until)` that is neither in the manifest nor being
+    /// fetched: where a read-ahead would start, if anywhere.
+    pub fn first_unfetched(&self, version: &FileVersion, from: u64, until: u64) -> Option<u64> {
         let until = until.min(version.size);
-        if from >= until {
-            return false;
-        }
         let state = self.state(version);
-        let plan = state
-            .manifest
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .plan(from, until);
-        plan.iter().any(|span| match span {
-            Span::Missing { start, end } => !state.in_flight.covers(*start, *end),
-            Span::Cached { .. } => false,
-        })
+        let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
+        let mut at = from;
+        while let Some(gap_start) = manifest.first_missing(at, until) {
+            let gap_end = manifest.missing_until(gap_start, until);
+            if !state.in_flight.covers(gap_start, gap_end) {
+                return Some(gap_start);
+            }
+            at = gap_end;
+        }
+        None
     }
 
     /// One ranged read of the claimed bytes, chunked and stored.
@@ -364,7 +386,11 @@ impl ContentCache {
         purpose: Purpose,
     ) -> OriginResult<()> {
         let len = (claim.end - claim.start) as u32;
+        let started = Instant::now();
         let bytes = origin.read(&version.path, claim.start, len).await?;
+        state
+            .slow_origin
+            .store(started.elapsed() > SLOW_FETCH, Ordering::Relaxed);
         if bytes.is_empty() {
             return Err(OriginError::other(format!(
                 "{}: origin `{}` returned no data at offset {} of {}",

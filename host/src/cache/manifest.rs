@@ -132,6 +132,16 @@ impl Manifest {
             .map(|(start, _)| *start)
     }
 
+    /// The first byte of `[start, end)` that no extent covers, if any.
+    pub fn first_missing(&self, start: u64, end: u64) -> Option<u64> {
+        let mut pos = start;
+        while pos < end {
+            let (extent_start, extent) = self.covering(pos)?;
+            pos = extent_start + extent.len as u64;
+        }
+        None
+    }
+
     /// Where the run of missing bytes that begins at `start` ends, at most `limit`
     /// (`start` itself if `start` is cached).
     pub fn missing_until(&self, start: u64, limit: u64) -> u64 {
