@@ -368,8 +368,8 @@ impl ContentCache {
         let mut at = from;
         while let Some(gap_start) = manifest.first_missing(at, until) {
             let gap_end = manifest.missing_until(gap_start, until);
-            if !state.in_flight.covers(gap_start, gap_end) {
-                return Some(gap_start);
+            if let Some(unclaimed) = state.in_flight.first_uncovered(gap_start, gap_end) {
+                return Some(unclaimed);
             }
             at = gap_end;
         }
@@ -469,5 +469,42 @@ impl ContentCache {
                 self.chunks.mark_tag(&id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn read_ahead_starts_at_the_first_byte_nobody_has_or_fetches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("index.redb")).unwrap());
+        let cache = ContentCache::open(dir.path(), u64::MAX, store).unwrap();
+        let version = FileVersion {
+            origin: "o".into(),
+            path: "f.flac".into(),
+            size: 1 << 20,
+            mtime_ns: 1,
+        };
+        let size = version.size;
+        assert_eq!(cache.first_unfetched(&version, 0, size), Some(0));
+        cache.seed(&version, 0, vec![7u8; 100_000]).await;
+        assert_eq!(cache.first_unfetched(&version, 0, size), Some(100_000));
+        assert_eq!(cache.first_unfetched(&version, 0, 100_000), None);
+
+        let state = cache.state(&version);
+        let running = state
+            .in_flight
+            .claim_uncovered(100_000, size, 200_000)
+            .unwrap();
+        assert_eq!(
+            cache.first_unfetched(&version, 50_000, size),
+            Some(300_000),
+            "bytes being fetched count as had"
+        );
+        drop(running);
+        assert_eq!(cache.first_unfetched(&version, 50_000, size), Some(100_000));
+        assert_eq!(cache.first_unfetched(&version, 0, u64::MAX), Some(100_000));
     }
 }

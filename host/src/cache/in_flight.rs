@@ -103,14 +103,14 @@ impl InFlight {
         Some(self.register(&mut running, at, claim_end))
     }
 
-    /// Whether every byte of `[start, end)` is being fetched now.
-    pub fn covers(&self, start: u64, end: u64) -> bool {
+    /// The first byte of `[start, end)` that no running fetch covers, if any.
+    pub fn first_uncovered(&self, start: u64, end: u64) -> Option<u64> {
         let running = self.running();
         let mut at = start;
         while let Some(r) = running.1.iter().find(|r| r.start <= at && at < r.end) {
             at = r.end;
         }
-        at >= end
+        (at < end).then_some(at)
     }
 
     fn register(
@@ -185,8 +185,9 @@ mod tests {
             panic!("20 is not covered")
         };
         assert_eq!((reader.start, reader.end), (20, 100));
-        assert!(in_flight.covers(20, 150));
-        assert!(!in_flight.covers(20, 151));
+        assert_eq!(in_flight.first_uncovered(20, 150), None);
+        assert_eq!(in_flight.first_uncovered(20, 151), Some(150));
+        assert_eq!(in_flight.first_uncovered(0, 151), Some(0));
     }
 
     #[test]

@@ -136,8 +136,10 @@ impl Manifest {
     pub fn first_missing(&self, start: u64, end: u64) -> Option<u64> {
         let mut pos = start;
         while pos < end {
-            let (extent_start, extent) = self.covering(pos)?;
-            pos = extent_start + extent.len as u64;
+            match self.covering(pos) {
+                Some((extent_start, extent)) => pos = extent_start + extent.len as u64,
+                None => return Some(pos),
+            }
         }
         None
     }
@@ -203,6 +205,26 @@ mod tests {
             len,
             id: ChunkId([n; 32]),
         }
+    }
+
+    #[test]
+    fn finds_where_missing_runs_start_and_end() {
+        let mut m = Manifest::default();
+        m.insert(1000, &[piece(0, 100, 1), piece(100, 50, 2)]);
+        m.insert(2000, &[piece(0, 10, 3)]);
+        assert_eq!(m.first_missing(0, 5000), Some(0));
+        assert_eq!(m.first_missing(1000, 5000), Some(1150));
+        assert_eq!(m.first_missing(1000, 1150), None, "all cached");
+        assert_eq!(m.first_missing(2005, 2010), None);
+        assert_eq!(m.missing_until(900, 5000), 1000, "stops at cached bytes");
+        assert_eq!(m.missing_until(1150, 5000), 2000);
+        assert_eq!(m.missing_until(1150, 1500), 1500, "and at the limit");
+        assert_eq!(
+            m.missing_until(1020, 5000),
+            1020,
+            "a cached start is no run"
+        );
+        assert_eq!(m.missing_until(2010, 5000), 5000);
     }
 
     #[test]
