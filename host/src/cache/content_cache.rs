@@ -40,7 +40,8 @@ use crate::store::{Store, MANIFESTS, TAG_CHUNKS};
 pub const MAX_WINDOW: u32 = 32 << 20;
 /// The largest single fetch from an origin that answers fast.
 const FAST_ORIGIN_WINDOW: u32 = 8 << 20;
-/// A fetch slower than this marks its origin as one where requests cost time.
+/// A fetch slower than this (plus its transfer) marks its origin as one where each
+/// request has a fixed cost.
 const SLOW_FETCH: Duration = Duration::from_millis(20);
 /// Rounds of fetching before a read gives up (chunks kept vanishing under it).
 const ROUNDS: usize = 4;
@@ -388,9 +389,12 @@ impl ContentCache {
         let len = (claim.end - claim.start) as u32;
         let started = Instant::now();
         let bytes = origin.read(&version.path, claim.start, len).await?;
+        // Moving the bytes may take a while on a busy machine: allow 1 ns a byte
+        // (1 GB/s) on top, so that only a fixed cost per request counts as slow.
+        let allowance = SLOW_FETCH + Duration::from_nanos(len as u64);
         state
             .slow_origin
-            .store(started.elapsed() > SLOW_FETCH, Ordering::Relaxed);
+            .store(started.elapsed() > allowance, Ordering::Relaxed);
         if bytes.is_empty() {
             return Err(OriginError::other(format!(
                 "{}: origin `{}` returned no data at offset {} of {}",
