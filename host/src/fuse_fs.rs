@@ -62,6 +62,8 @@ struct Pattern {
     window: u32,
     sequential: bool,
     reading_ahead: Option<Arc<AtomicU32>>,
+    /// The open file's [`OpenFile::ahead_checked`].
+    ahead_checked: u64,
 }
 
 /// The mounted file system.
@@ -140,6 +142,7 @@ impl MusicFs {
                 window: FIRST_WINDOW,
                 sequential: false,
                 reading_ahead: None,
+                ahead_checked: 0,
             };
         };
         let end = offset + size as u64;
@@ -162,12 +165,8 @@ impl MusicFs {
             window: file.window,
             sequential,
             reading_ahead: Some(file.reading_ahead.clone()),
+            ahead_checked: file.ahead_checked,
         }
-    }
-
-    fn with_open_file<T>(&self, fh: u64, f: impl FnOnce(&mut OpenFile) -> T) -> Option<T> {
-        let mut files = self.open_files.lock().unwrap_or_else(|p| p.into_inner());
-        files.get_mut(&fh).map(f)
     }
 
     /// Fetches the next windows past `next` in the background while the reader
@@ -185,10 +184,7 @@ impl MusicFs {
         let until = next
             .saturating_add(READ_AHEADS as u64 * window as u64)
             .min(size);
-        let from = self
-            .with_open_file(pattern.fh, |file| file.ahead_checked)
-            .unwrap_or(0)
-            .max(next);
+        let from = pattern.ahead_checked.max(next);
         if from >= until {
             return;
         }
@@ -203,7 +199,14 @@ impl MusicFs {
                 }
             }
         }
-        self.with_open_file(pattern.fh, |file| file.ahead_checked = first);
+        if let Some(file) = self
+            .open_files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&pattern.fh)
+        {
+            file.ahead_checked = first;
+        }
         if first >= until {
             return;
         }

@@ -335,46 +335,26 @@ impl ContentCache {
         window: u32,
     ) -> OriginResult<()> {
         let state = self.state(version);
-        let until = until.min(version.size);
-        let gaps: Vec<(u64, u64)> = {
-            let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
-            manifest
-                .plan(from, until)
-                .into_iter()
-                .filter_map(|span| match span {
-                    Span::Missing { start, end } => Some((start, end)),
-                    Span::Cached { .. } => None,
-                })
-                .collect()
+        let Some((start, end)) = unfetched_run(&state, from, until.min(version.size)) else {
+            return Ok(());
         };
-        for (start, end) in gaps {
-            let window = (window as u64).min(state.window_cap());
-            if let Some(guard) = state.in_flight.claim_uncovered(start, end, window) {
-                let fetched = self
-                    .fetch(&state, version, origin, &guard, Purpose::ReadAhead)
-                    .await;
-                guard.finish(fetched.is_ok());
-                return fetched;
-            }
-        }
-        Ok(())
+        let window = (window as u64).min(state.window_cap());
+        // Another read-ahead may have claimed these bytes since: then it has them.
+        let Some(guard) = state.in_flight.claim_uncovered(start, end, window) else {
+            return Ok(());
+        };
+        let fetched = self
+            .fetch(&state, version, origin, &guard, Purpose::ReadAhead)
+            .await;
+        guard.finish(fetched.is_ok());
+        fetched
     }
 
     /// The first byte of `[from, until)` that is neither in the manifest nor being
     /// fetched: where a read-ahead would start, if anywhere.
     pub fn first_unfetched(&self, version: &FileVersion, from: u64, until: u64) -> Option<u64> {
-        let until = until.min(version.size);
         let state = self.state(version);
-        let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
-        let mut at = from;
-        while let Some(gap_start) = manifest.first_missing(at, until) {
-            let gap_end = manifest.missing_until(gap_start, until);
-            if let Some(unclaimed) = state.in_flight.first_uncovered(gap_start, gap_end) {
-                return Some(unclaimed);
-            }
-            at = gap_end;
-        }
-        None
+        unfetched_run(&state, from, until.min(version.size)).map(|(start, _)| start)
     }
 
     /// One ranged read of the claimed bytes, chunked and stored.
@@ -474,6 +454,21 @@ impl ContentCache {
             }
         }
     }
+}
+
+/// The first byte of `[from, until)` neither cached nor being fetched, and the end
+/// of the missing run it lies in.
+fn unfetched_run(state: &VersionState, from: u64, until: u64) -> Option<(u64, u64)> {
+    let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
+    let mut at = from;
+    while let Some(gap_start) = manifest.first_missing(at, until) {
+        let gap_end = manifest.missing_until(gap_start, until);
+        if let Some(unclaimed) = state.in_flight.first_uncovered(gap_start, gap_end) {
+            return Some((unclaimed, gap_end));
+        }
+        at = gap_end;
+    }
+    None
 }
 
 #[cfg(test)]

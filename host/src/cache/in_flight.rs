@@ -28,10 +28,40 @@ struct Running {
     done: watch::Receiver<Option<bool>>,
 }
 
+#[derive(Default)]
+struct Fetches {
+    last_id: u64,
+    running: Vec<Running>,
+}
+
+impl Fetches {
+    /// The running fetch that covers byte `at`.
+    fn covering(&self, at: u64) -> Option<&Running> {
+        self.running.iter().find(|r| r.start <= at && at < r.end)
+    }
+
+    /// The first byte from `at` on that no running fetch covers.
+    fn step_over(&self, mut at: u64) -> u64 {
+        while let Some(r) = self.covering(at) {
+            at = r.end;
+        }
+        at
+    }
+
+    /// `limit`, or where the first running fetch after `at` begins if sooner.
+    fn clip(&self, at: u64, limit: u64) -> u64 {
+        self.running
+            .iter()
+            .filter(|r| r.start > at)
+            .map(|r| r.start)
+            .fold(limit, u64::min)
+    }
+}
+
 /// The running fetches of one file version.
 #[derive(Default)]
 pub struct InFlight {
-    running: Mutex<(u64, Vec<Running>)>,
+    fetches: Mutex<Fetches>,
 }
 
 /// What a fetch of a missing range should do.
@@ -57,24 +87,19 @@ pub struct FetchGuard {
 pub struct FetchWaiter(watch::Receiver<Option<bool>>);
 
 impl InFlight {
-    fn running(&self) -> std::sync::MutexGuard<'_, (u64, Vec<Running>)> {
-        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    fn fetches(&self) -> std::sync::MutexGuard<'_, Fetches> {
+        self.fetches.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// For bytes missing from `start`: wait for the running fetch that covers
     /// `start`, or claim `[start, want_end)` cut short at the next running fetch.
     pub fn claim(self: &Arc<Self>, start: u64, want_end: u64) -> Claim {
-        let mut running = self.running();
-        if let Some(r) = running.1.iter().find(|r| r.start <= start && start < r.end) {
+        let mut fetches = self.fetches();
+        if let Some(r) = fetches.covering(start) {
             return Claim::Wait(FetchWaiter(r.done.clone()));
         }
-        let end = running
-            .1
-            .iter()
-            .filter(|r| r.start > start)
-            .map(|r| r.start)
-            .fold(want_end, u64::min);
-        Claim::Fetch(self.register(&mut running, start, end))
+        let end = fetches.clip(start, want_end);
+        Claim::Fetch(self.register(&mut fetches, start, end))
     }
 
     /// For read-ahead: claims up to `window` bytes from the first byte of
@@ -85,44 +110,26 @@ impl InFlight {
         end: u64,
         window: u64,
     ) -> Option<FetchGuard> {
-        let mut running = self.running();
-        let mut at = start;
-        // Step over running fetches until `at` lies outside all of them.
-        while let Some(r) = running.1.iter().find(|r| r.start <= at && at < r.end) {
-            at = r.end;
-        }
+        let mut fetches = self.fetches();
+        let at = fetches.step_over(start);
         if at >= end {
             return None;
         }
-        let claim_end = running
-            .1
-            .iter()
-            .filter(|r| r.start > at)
-            .map(|r| r.start)
-            .fold(end.min(at.saturating_add(window)), u64::min);
-        Some(self.register(&mut running, at, claim_end))
+        let claim_end = fetches.clip(at, end.min(at.saturating_add(window)));
+        Some(self.register(&mut fetches, at, claim_end))
     }
 
     /// The first byte of `[start, end)` that no running fetch covers, if any.
     pub fn first_uncovered(&self, start: u64, end: u64) -> Option<u64> {
-        let running = self.running();
-        let mut at = start;
-        while let Some(r) = running.1.iter().find(|r| r.start <= at && at < r.end) {
-            at = r.end;
-        }
+        let at = self.fetches().step_over(start);
         (at < end).then_some(at)
     }
 
-    fn register(
-        self: &Arc<Self>,
-        running: &mut (u64, Vec<Running>),
-        start: u64,
-        end: u64,
-    ) -> FetchGuard {
-        running.0 += 1;
-        let id = running.0;
+    fn register(self: &Arc<Self>, fetches: &mut Fetches, start: u64, end: u64) -> FetchGuard {
+        fetches.last_id += 1;
+        let id = fetches.last_id;
         let (done, receiver) = watch::channel(None);
-        running.1.push(Running {
+        fetches.running.push(Running {
             id,
             start,
             end,
@@ -147,7 +154,7 @@ impl FetchGuard {
 
 impl Drop for FetchGuard {
     fn drop(&mut self) {
-        self.in_flight.running().1.retain(|r| r.id != self.id);
+        self.in_flight.fetches().running.retain(|r| r.id != self.id);
         // Waiters of a cancelled fetch see a failure; a finished one keeps its value.
         self.done.send_if_modified(|done| {
             if done.is_none() {
