@@ -32,7 +32,6 @@ impl S3Origin {
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(&settings.bucket)
             .with_virtual_hosted_style_request(settings.virtual_hosted_style)
-            .with_allow_http(settings.allow_http)
             .with_retry(RetryConfig {
                 max_retries: 0,
                 ..RetryConfig::default()
@@ -104,32 +103,30 @@ impl Origin for S3Origin {
             return Ok(Metadata::directory(SystemTime::UNIX_EPOCH));
         }
         let key = self.settings.key(path);
-        match self.store.head(&object_path(&key)).await {
-            Ok(meta) => Ok(file_metadata(&meta)),
-            // Not an object (some servers answer a HEAD of a "folder" with an error
-            // other than 404): a folder if anything lies below it.
-            Err(e)
-                if !matches!(
-                    cause(&e),
-                    Cause::AccessDenied | Cause::Unreachable | Cause::NoSuchBucket
-                ) =>
-            {
-                // Not an object: a "folder" if anything lies below it.
-                let below = self
-                    .list_page(&format!("{key}/"), None, 1)
-                    .await
-                    .map_err(origin_error)?;
-                if below.result.objects.is_empty() && below.result.common_prefixes.is_empty() {
-                    Err(match cause(&e) {
-                        Cause::NotFound => OriginError::not_found(path),
-                        _ => origin_error(e),
-                    })
-                } else {
-                    Ok(Metadata::directory(SystemTime::UNIX_EPOCH))
-                }
-            }
-            Err(e) => Err(origin_error(e)),
+        let error = match self.store.head(&object_path(&key)).await {
+            Ok(meta) => return Ok(file_metadata(&meta)),
+            Err(e) => e,
+        };
+        let why = cause(&error);
+        if matches!(
+            why,
+            Cause::AccessDenied | Cause::Unreachable | Cause::NoSuchBucket
+        ) {
+            return Err(origin_error(error));
         }
+        // Not an object (some servers answer a HEAD of a "folder" with an error
+        // other than 404): a folder if anything lies below it.
+        let below = self
+            .list_page(&format!("{key}/"), None, 1)
+            .await
+            .map_err(origin_error)?;
+        if !below.result.objects.is_empty() || !below.result.common_prefixes.is_empty() {
+            return Ok(Metadata::directory(SystemTime::UNIX_EPOCH));
+        }
+        Err(match why {
+            Cause::NotFound => OriginError::not_found(path),
+            _ => origin_error(error),
+        })
     }
 
     async fn list(&self, dir: &str, cursor: Option<&str>, limit: u32) -> OriginResult<ListPage> {
@@ -151,12 +148,13 @@ impl Origin for S3Origin {
                 metadata: Metadata::directory(SystemTime::UNIX_EPOCH),
             })
             .collect();
+        let marker = prefix.trim_end_matches('/');
         entries.extend(
             page.result
                 .objects
                 .iter()
                 // A zero-byte "folder marker" object named like the prefix itself.
-                .filter(|o| o.location.as_ref() != prefix.trim_end_matches('/'))
+                .filter(|o| o.location.as_ref() != marker)
                 .map(|o| DirEntry {
                     name: name_of(o.location.as_ref()).to_owned(),
                     metadata: file_metadata(o),
@@ -183,7 +181,8 @@ impl Origin for S3Origin {
             ..GetOptions::default()
         };
         match self.store.get_opts(&key, options).await {
-            Ok(result) => Ok(result.bytes().await.map_err(origin_error)?.to_vec()),
+            // Vec::from reuses the response's buffer when it owns it alone.
+            Ok(result) => Ok(Vec::from(result.bytes().await.map_err(origin_error)?)),
             // A range that starts at or past the end: nothing to read, not an error.
             Err(object_store::Error::NotModified { .. }) => Ok(Vec::new()),
             Err(e) if is_range_past_end(&e) => {

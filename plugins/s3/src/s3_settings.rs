@@ -72,23 +72,21 @@ impl S3Settings {
             )));
         }
         let (url_bucket, url_prefix) = match settings.get_str("url")? {
-            Some(url) => parse_url(url).ok_or_else(|| {
-                OriginError::invalid_config(format!(
-                    "origin `{}`: key `url` must look like s3://bucket/prefix",
-                    settings.origin_id()
-                ))
-            })?,
+            Some(url) => {
+                let (bucket, prefix) = parse_url(url).ok_or_else(|| {
+                    OriginError::invalid_config(format!(
+                        "origin `{}`: key `url` must look like s3://bucket/prefix",
+                        settings.origin_id()
+                    ))
+                })?;
+                (Some(bucket), prefix)
+            }
             None => (None, None),
         };
-        let bucket = match (settings.get_str("bucket")?, url_bucket) {
-            (Some(b), _) => b.to_owned(),
-            (None, Some(b)) => b,
-            (None, None) => {
-                return Err(OriginError::invalid_config(format!(
-                    "origin `{}`: missing key `bucket`",
-                    settings.origin_id()
-                )))
-            }
+        // `bucket` wins over the url's; one of them must be there.
+        let bucket = match url_bucket {
+            Some(b) if settings.get_str("bucket")?.is_none() => b,
+            _ => settings.require_str("bucket")?.to_owned(),
         };
         let prefix = settings
             .get_str("prefix")?
@@ -142,14 +140,14 @@ impl S3Settings {
 }
 
 /// `s3://bucket/some/prefix` → (bucket, prefix).
-fn parse_url(url: &str) -> Option<(Option<String>, Option<String>)> {
+fn parse_url(url: &str) -> Option<(String, Option<String>)> {
     let rest = url.strip_prefix("s3://")?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
         return None;
     }
     Some((
-        Some(bucket.to_owned()),
+        bucket.to_owned(),
         Some(prefix.to_owned()).filter(|p| !p.is_empty()),
     ))
 }

@@ -44,9 +44,6 @@ impl FaultyFolder {
         if wanted == "hang" {
             tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
         }
-        if let Some(ms) = wanted.strip_prefix("slow=").and_then(|ms| ms.parse().ok()) {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
         Ok(())
     }
 }

@@ -1,17 +1,16 @@
 //! A fault-injecting test plugin (`type = "faulty"`), never shipped. With a `path`
 //! setting it serves that folder (like the local plugin, without its care for
 //! symlinks) and obeys `fault_file`: while that file holds `fail`, every call fails
-//! (unavailable); `hang`, every call hangs; `slow=N`, every call first sleeps N ms.
+//! (unavailable); `hang`, every call hangs.
 //! The test writes the file to change faults while the host runs.
 //!
-//! Without `path`, its one file, `data.bin`, holds `size` bytes of
+//! Without `path`, its one file, `data.bin`, holds 1 MiB of
 //! `origin_api::testkit::pattern`-like content, and settings choose the faults:
 //!
 //! - `panic_in = "open" | "stat" | "list" | "read" | "health" | "watch"`: that call panics;
 //! - `hang_in = …`: that call never returns (until the host's deadline drops it);
 //! - `health_file`: while this file exists, health is unhealthy with its content as
-//!   the reason (lets a test make one version of the plugin fail its checks);
-//! - `size`: the file's size (default 1 MiB).
+//!   the reason (lets a test make one version of the plugin fail its checks).
 //!
 //! It logs one `info` event per `open`, to check that plugin logs reach the host.
 
@@ -46,7 +45,7 @@ impl Plugin for FaultyPlugin {
             panic_in: settings.get_str("panic_in")?.unwrap_or("").to_owned(),
             hang_in: settings.get_str("hang_in")?.unwrap_or("").to_owned(),
             health_file: settings.get_str("health_file")?.map(Into::into),
-            size: settings.get_u64("size")?.unwrap_or(1 << 20),
+            size: 1 << 20,
             cancelled_reads: Arc::new(AtomicUsize::new(0)),
         };
         origin.fault("open").await;
@@ -110,13 +109,10 @@ impl Origin for FaultyOrigin {
         if !dir.is_empty() {
             return Err(OriginError::not_found(dir));
         }
-        Ok(ListPage {
-            entries: vec![DirEntry {
-                name: "data.bin".into(),
-                metadata: Metadata::file(self.size, SystemTime::UNIX_EPOCH),
-            }],
-            next_cursor: None,
-        })
+        Ok(ListPage::complete(vec![DirEntry {
+            name: "data.bin".into(),
+            metadata: Metadata::file(self.size, SystemTime::UNIX_EPOCH),
+        }]))
     }
 
     async fn read(&self, path: &str, offset: u64, len: u32) -> OriginResult<Vec<u8>> {
