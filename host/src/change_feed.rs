@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::daemon::Daemon;
 use crate::events::Event;
-use crate::library::index;
+use crate::library::index::{self, FileRecord};
 use crate::library::scanner::{library_file, read_tags_of, reusable, scan_subtree, ScanProgress};
 use crate::library::tree_diff::Invalidation;
 
@@ -76,21 +76,31 @@ async fn apply_loop(daemon: Arc<Daemon>, mut rx: mpsc::UnboundedReceiver<(String
         while let Ok(Some(next)) = tokio::time::timeout(SETTLE, rx.recv()).await {
             add(next);
         }
+        // What the index holds, read once per batch: records of files that did
+        // not change are reused from it.
+        let known = match index::load_all(&daemon.store) {
+            Ok(known) => known,
+            Err(e) => {
+                tracing::warn!("cannot apply changes: {e}");
+                continue;
+            }
+        };
         for (origin, changes) in batch {
-            apply(&daemon, &origin, changes).await;
+            apply(&daemon, &known, &origin, changes).await;
         }
         daemon.refresh_tree();
     }
 }
 
 /// Updates the index for `changes` (path → what happened) on origin `origin_id`.
-async fn apply(daemon: &Daemon, origin_id: &str, changes: BTreeMap<String, ChangeKind>) {
+async fn apply(
+    daemon: &Daemon,
+    known: &BTreeMap<String, FileRecord>,
+    origin_id: &str,
+    changes: BTreeMap<String, ChangeKind>,
+) {
     let Some(origin) = daemon.registry.get(origin_id) else {
         return;
-    };
-    let known = match index::load_all(&daemon.store) {
-        Ok(known) => known,
-        Err(e) => return tracing::warn!("cannot apply changes: {e}"),
     };
     let progress = Arc::new(ScanProgress::default());
     let (mut removed, mut upserts, mut to_read) = (Vec::new(), Vec::new(), Vec::new());
@@ -106,7 +116,7 @@ async fn apply(daemon: &Daemon, origin_id: &str, changes: BTreeMap<String, Chang
         }
         match origin.stat(&path).await {
             Ok(meta) if meta.kind == EntryKind::Directory => {
-                match scan_subtree(&origin, &daemon.cache, &known, &progress, &path).await {
+                match scan_subtree(&origin, &daemon.cache, known, &progress, &path).await {
                     Ok(records) => upserts.extend(records),
                     Err(e) => {
                         tracing::warn!(origin = %origin_id, path = %path, "cannot rescan: {e}")
@@ -115,7 +125,7 @@ async fn apply(daemon: &Daemon, origin_id: &str, changes: BTreeMap<String, Chang
             }
             Ok(meta) => {
                 if let Some(record) = library_file(origin_id, path, &meta) {
-                    match reusable(&known, &record) {
+                    match reusable(known, &record) {
                         Some(same) => upserts.push(same),
                         None => to_read.push(record),
                     }

@@ -182,9 +182,6 @@ struct RawConfig {
     library: LibraryConfig,
 }
 
-/// The keys of an `[[origins]]` table that belong to the host, not the plugin.
-const HOST_KEYS: [&str; 4] = ["id", "type", "priority", "enabled"];
-
 impl Config {
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -224,11 +221,6 @@ impl Config {
             retry: raw.retry,
             library: raw.library,
         })
-    }
-
-    /// The unhealthy threshold for origins of `kind` (see [`HealthConfig::threshold_for`]).
-    pub fn unhealthy_threshold(&self, kind: &str) -> Option<u32> {
-        self.health.threshold_for(kind)
     }
 }
 
@@ -341,7 +333,6 @@ impl Locator<'_> {
                 ))
             }
         };
-        debug_assert!(HOST_KEYS.iter().all(|k| !table.contains_key(*k)));
         Ok(OriginConfig {
             id,
             kind,
@@ -409,8 +400,8 @@ s3 = 3
             Some("/music")
         );
         assert!(!config.origins[0].settings.contains_key("id"));
-        assert_eq!(config.unhealthy_threshold("s3"), Some(3));
-        assert_eq!(config.unhealthy_threshold("sftp"), None);
+        assert_eq!(config.health.threshold_for("s3"), Some(3));
+        assert_eq!(config.health.threshold_for("sftp"), None);
         assert_eq!(config.retry.delays_ms, [100, 500, 2000]);
     }
 

@@ -35,6 +35,16 @@ pub struct DaemonOptions {
     pub origins: Vec<String>,
 }
 
+impl DaemonOptions {
+    /// The cache folder: `--cache-dir`, else the config's, else the default.
+    pub fn cache_dir(&self, config: &Config) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .or_else(|| config.cache_dir.as_deref().map(expand_tilde))
+            .unwrap_or_else(default_cache_dir)
+    }
+}
+
 /// Everything but the FUSE session.
 pub struct Daemon {
     pub config: Config,
@@ -100,11 +110,7 @@ impl Daemon {
     /// Opens the store and cache and shows the last index at once. Plugins are not
     /// loaded yet: call [`Daemon::start_origins`].
     pub fn open(options: &DaemonOptions, config: Config) -> Result<Daemon, String> {
-        let cache_dir = options
-            .cache_dir
-            .clone()
-            .or_else(|| config.cache_dir.as_deref().map(expand_tilde))
-            .unwrap_or_else(default_cache_dir);
+        let cache_dir = options.cache_dir(&config);
         std::fs::create_dir_all(&cache_dir)
             .map_err(|e| format!("cache folder {}: {e}", cache_dir.display()))?;
         let store =

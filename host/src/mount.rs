@@ -11,7 +11,6 @@ use crate::daemon::{load_config, log_report, Daemon, DaemonOptions};
 use crate::fuse_fs::MusicFs;
 use crate::mountpoint::check_mountpoint;
 use crate::origin_flags::parse_origin_flag;
-use crate::paths::{default_cache_dir, expand_tilde};
 use crate::sample_library;
 
 /// FUSE threads: reads from the cache are served on them.
@@ -21,12 +20,7 @@ const FUSE_THREADS: usize = 4;
 pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
     let mut config = load_config(&options)?;
     if config.origins.is_empty() {
-        let cache_dir = options
-            .cache_dir
-            .clone()
-            .or_else(|| config.cache_dir.as_deref().map(expand_tilde))
-            .unwrap_or_else(default_cache_dir);
-        let sample = cache_dir.join("sample-library");
+        let sample = options.cache_dir(&config).join("sample-library");
         sample_library::ensure(&sample)
             .map_err(|e| format!("cannot write the sample library: {e}"))?;
         eprintln!(

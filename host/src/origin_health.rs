@@ -123,10 +123,7 @@ impl OriginHealth {
             status: state.status,
             reason: state.reason.clone(),
             consecutive_failures: state.consecutive_failures,
-            p50: sorted
-                .get(sorted.len() / 2)
-                .copied()
-                .filter(|_| !sorted.is_empty()),
+            p50: sorted.get(sorted.len() / 2).copied(),
         }
     }
 }

@@ -73,7 +73,7 @@ pub async fn scan(
         }
     };
     for origin in registry.all() {
-        match scan_origin(&origin, cache, &known, progress).await {
+        match scan_subtree(&origin, cache, &known, progress, "").await {
             Ok(records) => {
                 report.files += records.len();
                 for r in records
@@ -101,15 +101,6 @@ pub async fn scan(
     report.tags_read = progress.tags_read.load(Ordering::Relaxed) as usize;
     report.bytes_read = progress.bytes_read.load(Ordering::Relaxed);
     report
-}
-
-async fn scan_origin(
-    origin: &Arc<RegisteredOrigin>,
-    cache: &Arc<ContentCache>,
-    known: &BTreeMap<String, FileRecord>,
-    progress: &Arc<ScanProgress>,
-) -> OriginResult<Vec<FileRecord>> {
-    scan_subtree(origin, cache, known, progress, "").await
 }
 
 /// Records of every library file at or below `dir` on `origin`, reusing `known`
@@ -163,16 +154,19 @@ pub async fn scan_subtree(
 /// `None` for anything else.
 pub fn library_file(origin: &str, path: String, meta: &origin_api::Metadata) -> Option<FileRecord> {
     let name = path.rsplit('/').next().unwrap_or(&path);
-    if meta.kind != EntryKind::File || !(is_audio(name) || is_cover(name)) {
+    if meta.kind != EntryKind::File {
         return None;
     }
+    let role = if is_audio(name) {
+        FileRole::Audio
+    } else if is_cover(name) {
+        FileRole::Cover
+    } else {
+        return None;
+    };
     Some(FileRecord {
         origin: origin.to_owned(),
-        role: if is_audio(name) {
-            FileRole::Audio
-        } else {
-            FileRole::Cover
-        },
+        role,
         path,
         size: meta.size,
         mtime_ns: meta

@@ -3,7 +3,7 @@
 //! changed. Inode numbers are stable per path, so a node in both trees has the same
 //! inode.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::tree::{NodeKind, Tree, ROOT};
 
@@ -14,6 +14,15 @@ pub enum Invalidation {
     Inode(u64),
     /// The name `name` in folder `parent` (a dentry, positive or negative).
     Entry { parent: u64, name: String },
+}
+
+/// The entries of folder `ino` in `tree`; none if it is not a folder there.
+fn children(tree: &Tree, ino: u64) -> &BTreeMap<String, u64> {
+    static NONE: BTreeMap<String, u64> = BTreeMap::new();
+    match tree.get(ino).map(|n| &n.kind) {
+        Some(NodeKind::Dir { children }) => children,
+        _ => &NONE,
+    }
 }
 
 /// The invalidations that take the kernel from `old` to `new`.
@@ -27,15 +36,11 @@ pub fn invalidations(old: &Tree, new: &Tree) -> Vec<Invalidation> {
         if !seen.insert(ino) {
             continue;
         }
-        let children = |tree: &Tree| match tree.get(ino).map(|n| &n.kind) {
-            Some(NodeKind::Dir { children }) => children.clone(),
-            _ => Default::default(),
-        };
-        let (before, after) = (children(old), children(new));
+        let (before, after) = (children(old, ino), children(new, ino));
         if before != after {
             out.insert(Invalidation::Inode(ino));
         }
-        for (name, child) in &before {
+        for (name, child) in before {
             if after.get(name) != Some(child) {
                 out.insert(Invalidation::Entry {
                     parent: ino,
@@ -43,7 +48,7 @@ pub fn invalidations(old: &Tree, new: &Tree) -> Vec<Invalidation> {
                 });
             }
         }
-        for (name, child) in &after {
+        for (name, child) in after {
             if before.get(name) != Some(child) {
                 out.insert(Invalidation::Entry {
                     parent: ino,
