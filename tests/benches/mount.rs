@@ -71,7 +71,7 @@ fn files_section(work: &Path) {
     let first = mount(work, "m1", &cache, &files, big_shown);
     let cold = read_speed(&first.path(big_shown));
     let hot = read_speed(&first.path(big_shown));
-    let ttfb_musicfs = first_byte(&first.path(fifty_shown));
+    let ttfb_musicfs = first_byte(&first.path(fifty_shown), 0);
     let rss_files = first.pid().map_or(0.0, peak_rss_mb);
     first.stop();
     let second = mount(work, "m2", &cache, &files, big_shown);
@@ -84,7 +84,7 @@ fn files_section(work: &Path) {
     let rclone = PeerMount::rclone(&files, work);
     let rclone_cold = read_speed(&rclone.mountpoint.join("big.flac"));
     let rclone_warm = read_speed(&rclone.mountpoint.join("big.flac"));
-    let ttfb_rclone = first_byte(&rclone.mountpoint.join("fifty.flac"));
+    let ttfb_rclone = first_byte(&rclone.mountpoint.join("fifty.flac"), 0);
     drop(rclone);
     row("rclone mount --vfs-cache-mode full, cold", rclone_cold);
     row("rclone mount --vfs-cache-mode full, warm", rclone_warm);
@@ -96,7 +96,7 @@ fn files_section(work: &Path) {
     let ttfb_raw = {
         // Evict the raw file from the page cache for a fair first byte.
         let _ = std::fs::write("/proc/sys/vm/drop_caches", "1");
-        first_byte(&files.join("fifty.flac"))
+        first_byte(&files.join("fifty.flac"), 0)
     };
     println!(
         "  raw file          {:>8.2} ms",

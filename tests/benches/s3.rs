@@ -13,13 +13,14 @@
 //! Run: `cargo build --workspace --release && cargo bench -p musicfs-tests --bench s3`
 
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use musicfs_tests::bench_support::{noise_file, read_speed, tagged_library, PeerMount};
+use musicfs_tests::bench_support::{first_byte, noise_file, read_speed, tagged_library, PeerMount};
 use musicfs_tests::mounted::Mounted;
-use musicfs_tests::s3_server::{S3Server, ACCESS_KEY, BUCKET, SECRET_KEY};
+use musicfs_tests::s3_server::{
+    mount_args, origins_config, S3Server, ACCESS_KEY, BUCKET, SECRET_KEY,
+};
 
 const TRACKS: usize = 200;
 const BIG: u64 = 50 << 20;
@@ -63,15 +64,6 @@ fn walk_and_read(root: &Path, skip: &str) -> usize {
     read
 }
 
-fn first_byte_at(path: &Path, offset: u64) -> Duration {
-    let started = Instant::now();
-    let mut file = std::fs::File::open(path).unwrap();
-    file.seek(SeekFrom::Start(offset)).unwrap();
-    let mut buf = [0u8; 4096];
-    file.read_exact(&mut buf).unwrap();
-    started.elapsed()
-}
-
 /// Measures one mounted tool: `library` is the folder holding the tracks, `big`
 /// the 50 MB object's path.
 fn measure(
@@ -85,8 +77,8 @@ fn measure(
     let files = walk_and_read(library, big_name);
     assert!(files >= TRACKS, "{tool}: only {files} files read");
     let after_library = server.request_counts();
-    let ttfb_middle = first_byte_at(big, BIG / 2);
-    let ttfb_start = first_byte_at(big, 0);
+    let ttfb_middle = first_byte(big, BIG / 2);
+    let ttfb_start = first_byte(big, 0);
     let mbps = read_speed(big);
     let after_big = server.request_counts();
     Figures {
@@ -109,20 +101,9 @@ fn main() {
     noise_file(&server.object_path("lib/big/fifty.flac"), BIG, 5);
 
     // MusicFS: the scan (listing and tag reads) happens at mount; count from before it.
-    let config = work.join("musicfs.toml");
-    let mut origin = server.settings("lib");
-    origin.insert("id".into(), "bucket".into());
-    origin.insert("type".into(), "s3".into());
+    let mut origin = server.origin("bucket", "lib");
     origin.insert("poll_interval_secs".into(), 3600i64.into());
-    let mut table = toml::Table::new();
-    table.insert("origins".into(), toml::Value::Array(vec![origin.into()]));
-    std::fs::write(&config, toml::to_string(&table).unwrap()).unwrap();
-    std::fs::create_dir_all(work.join("musicfs/plugins")).unwrap();
-    std::fs::copy(
-        musicfs_tests::plugin_library("musicfs_s3"),
-        work.join("musicfs/plugins/libmusicfs_s3.so"),
-    )
-    .unwrap();
+    let args = mount_args(&work.join("musicfs"), &origins_config(vec![origin]));
     let before_mount = server.request_counts();
     let last = format!(
         "ARTIST-000/ALBUM-{:04}/01 - TITLE-{:05}.flac",
@@ -132,7 +113,7 @@ fn main() {
     let mount = Mounted::start(
         &work.join("musicfs"),
         &work.join("musicfs-cache"),
-        &["--config".into(), config.display().to_string()],
+        &args,
         Some(&last),
     );
     let scan = diff(&server.request_counts(), &before_mount);
@@ -144,9 +125,6 @@ fn main() {
     drop(mount);
 
     let flags: Vec<String> = [
-        "--read-only",
-        "--vfs-cache-mode",
-        "full",
         "--s3-provider",
         "Other",
         "--s3-endpoint",
@@ -155,11 +133,9 @@ fn main() {
         ACCESS_KEY,
         "--s3-secret-access-key",
         SECRET_KEY,
-        "--cache-dir",
     ]
     .iter()
     .map(|s| s.to_string())
-    .chain([work.join("rclone-cache").display().to_string()])
     .collect();
     let rclone = PeerMount::rclone_remote(&format!(":s3:{BUCKET}"), &flags, work);
     let rclone_figures = measure(

@@ -111,12 +111,7 @@ fn bad_files_are_reported_and_the_mount_stays_healthy() {
         "{stdout}"
     );
 
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(
-        musicfs_tests::local_plugin(),
-        work.path().join("plugins-for-scan/libmusicfs_local.so"),
-    )
-    .unwrap();
+    musicfs_tests::install_plugin(&plugins, "musicfs_local");
     let (ok, stdout) = scan(&plugins, &cache, &origin);
     assert!(ok, "{stdout}");
     for bad in ["corrupt.flac", "truncated.flac", "empty.ogg"] {
@@ -188,12 +183,7 @@ fn an_unreadable_file_is_reported_and_the_rest_is_scanned() {
     )
     .unwrap();
     let plugins = dir.path().join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(
-        musicfs_tests::local_plugin(),
-        plugins.join("libmusicfs_local.so"),
-    )
-    .unwrap();
+    musicfs_tests::install_plugin(&plugins, "musicfs_local");
     let cache = dir.path().join("cache");
     std::fs::create_dir_all(&cache).unwrap();
     std::os::unix::fs::chown(&cache, Some(65534), Some(65534)).unwrap();

@@ -4,86 +4,23 @@
 //! other reads nor `ls`. Priority 1 is the test-only faulty plugin serving a folder,
 //! with faults the test switches on and off; priority 2 is the local plugin.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use musicfs_tests::audio_library::{self, copy_tree};
+use musicfs_tests::events::Events;
 use musicfs_tests::mounted::Mounted;
 
-/// Collects a mount's events (JSON lines) as they come.
-struct Events {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Events {
-    fn follow(mountpoint: &Path) -> Events {
-        let mut child = Command::new(musicfs_tests::musicfs_binary())
-            .args(["events", "--mount"])
-            .arg(mountpoint)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stdout = child.stdout.take().unwrap();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        std::thread::sleep(Duration::from_millis(300));
-        Events { child, lines }
-    }
-
-    /// Waits up to 5 s for a line containing every one of `parts`.
-    fn wait_for(&self, parts: &[&str]) -> String {
-        let started = Instant::now();
-        loop {
-            if let Some(line) = self
-                .lines
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| parts.iter().all(|p| l.contains(p)))
-            {
-                return line.clone();
-            }
-            if started.elapsed() > Duration::from_secs(5) {
-                panic!(
-                    "no event with {parts:?}; saw {:#?}",
-                    self.lines.lock().unwrap()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The origin that served the last read of `shown` (its head may have come from
-    /// the cache of another replica; the end of the file had to be fetched).
-    fn served_by(&self, shown: &str) -> String {
-        let path = format!("\"path\":\"/{shown}\"");
-        self.wait_for(&["FileAccessed", &path]);
-        std::thread::sleep(Duration::from_millis(200));
-        let lines = self.lines.lock().unwrap();
-        let line = lines
-            .iter()
-            .rev()
-            .find(|l| l.contains("FileAccessed") && l.contains(&path))
-            .unwrap();
-        let at = line.find("\"origin\":\"").unwrap() + 10;
-        line[at..].split('"').next().unwrap().to_owned()
-    }
-}
-
-impl Drop for Events {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The origin that served the last read of `shown` (its head may have come from
+/// the cache of another replica; the end of the file had to be fetched).
+fn served_by(events: &Events, shown: &str) -> String {
+    let path = format!("\"path\":\"/{shown}\"");
+    events.wait_for(&["FileAccessed", &path]);
+    std::thread::sleep(Duration::from_millis(200));
+    let line = events.last_with(&["FileAccessed", &path]).unwrap();
+    let at = line.find("\"origin\":\"").unwrap() + 10;
+    line[at..].split('"').next().unwrap().to_owned()
 }
 
 fn status_json(mountpoint: &Path) -> String {
@@ -156,12 +93,7 @@ delays_ms = [100, 200]
         ),
     )
     .unwrap();
-    std::fs::create_dir_all(work.path().join("plugins")).unwrap();
-    std::fs::copy(
-        musicfs_tests::plugin_library("musicfs_test_faulty"),
-        work.path().join("plugins/libmusicfs_test_faulty.so"),
-    )
-    .unwrap();
+    musicfs_tests::install_plugin(&work.path().join("plugins"), "musicfs_test_faulty");
     let shown = |i: usize| format!("Static/Failover/{:02} - Noise {i}.flac", i + 1);
     let mount = Mounted::start(
         work.path(),
@@ -175,7 +107,7 @@ delays_ms = [100, 200]
 
     // Healthy: priority 1 serves.
     assert_eq!(read(0).unwrap(), original(0));
-    assert_eq!(events.served_by(&shown(0)), "primary");
+    assert_eq!(served_by(&events, &shown(0)), "primary");
 
     // Priority 1 fails: the very next read is served by priority 2, without an error.
     std::fs::write(&fault, "fail").unwrap();
@@ -183,7 +115,7 @@ delays_ms = [100, 200]
     assert_eq!(read(1).unwrap(), original(1));
     let failover = started.elapsed();
     println!("failover read took {failover:?}");
-    assert_eq!(events.served_by(&shown(1)), "backup");
+    assert_eq!(served_by(&events, &shown(1)), "backup");
     events.wait_for(&[
         "OriginHealthChanged",
         "\"id\":\"primary\"",
@@ -203,7 +135,7 @@ delays_ms = [100, 200]
         "\"to\":\"Healthy\"",
     ]);
     assert_eq!(read(2).unwrap(), original(2));
-    assert_eq!(events.served_by(&shown(2)), "primary");
+    assert_eq!(served_by(&events, &shown(2)), "primary");
 
     // A hung priority 1 costs at most the deadline, and blocks neither `ls` nor
     // cached reads meanwhile.
@@ -230,7 +162,7 @@ delays_ms = [100, 200]
         took < Duration::from_millis(2500),
         "the hung origin cost {took:?}"
     );
-    assert_eq!(events.served_by(&shown(3)), "backup");
+    assert_eq!(served_by(&events, &shown(3)), "backup");
 
     // Priority 1 dies in the middle of a read: the rest comes from priority 2.
     std::fs::remove_file(&fault).unwrap();
@@ -252,7 +184,7 @@ delays_ms = [100, 200]
     );
     head.extend(rest);
     assert_eq!(head, original(5));
-    assert_eq!(events.served_by(&shown(5)), "backup");
+    assert_eq!(served_by(&events, &shown(5)), "backup");
 
     // Everything fails: EIO, fast, and an AllOriginsUnhealthy event.
     std::fs::write(&fault, "fail").unwrap();

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use musicfs_tests::plugin_library;
-use musicfs_tests::s3_server::{S3Fixture, S3Server};
+use musicfs_tests::s3_server::{free_port, mount_args, origins_config, S3Fixture, S3Server};
 use origin_api::host::load_plugin;
 use origin_api::testkit::{self, Options};
 use origin_api::{HealthStatus, Settings};
@@ -70,11 +70,7 @@ async fn wrong_keys_missing_bucket_and_no_server_each_say_why() {
     );
 
     let mut nowhere = server.settings("");
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = free_port();
     nowhere.insert(
         "endpoint".into(),
         format!("http://127.0.0.1:{closed}").into(),
@@ -112,35 +108,19 @@ fn a_bucket_mounts_reads_back_identical_and_survives_the_server_going_away() {
     let long_source = std::fs::read(server.object_path("lib/long/long.flac")).unwrap();
 
     let work = tempfile::tempdir().unwrap();
-    let mut origin = server.settings("lib");
-    origin.insert("id".into(), "bucket".into());
-    origin.insert("type".into(), "s3".into());
-    let mut wrong = server.settings("lib");
-    wrong.insert("id".into(), "wrong-secret".into());
-    wrong.insert("type".into(), "s3".into());
+    let mut wrong = server.origin("wrong-secret", "lib");
     wrong.insert("secret_access_key".into(), "wrong".into());
-    let mut config = toml::Table::new();
-    config.insert(
-        "origins".into(),
-        toml::Value::Array(vec![origin.into(), wrong.into()]),
-    );
+    let mut config = origins_config(vec![server.origin("bucket", "lib"), wrong]);
     let mut health = toml::Table::new();
     health.insert("check_interval_secs".into(), 1i64.into());
     health.insert("timeout_ms".into(), 2000i64.into());
     config.insert("health".into(), health.into());
-    let config_file = work.path().join("musicfs.toml");
-    std::fs::write(&config_file, toml::to_string(&config).unwrap()).unwrap();
-    std::fs::create_dir_all(work.path().join("plugins")).unwrap();
-    std::fs::copy(
-        plugin_library("musicfs_s3"),
-        work.path().join("plugins/libmusicfs_s3.so"),
-    )
-    .unwrap();
+    let args = mount_args(work.path(), &config);
 
     let mount = Mounted::start_logging(
         work.path(),
         &work.path().join("cache"),
-        &["--config".into(), config_file.display().to_string()],
+        &args,
         Some("Remote/Bucket/Long.flac"),
         "trace",
     );
@@ -225,26 +205,12 @@ fn a_sequential_read_fetches_each_byte_once_in_few_requests() {
     noise_file(&server.object_path("lib/noise.flac"), SIZE, 7);
     let source = std::fs::read(server.object_path("lib/noise.flac")).unwrap();
 
-    let mut origin = server.settings("lib");
-    origin.insert("id".into(), "bucket".into());
-    origin.insert("type".into(), "s3".into());
-    let mut config = toml::Table::new();
-    config.insert("origins".into(), toml::Value::Array(vec![origin.into()]));
-    let config_file = work.path().join("musicfs.toml");
-    std::fs::write(&config_file, toml::to_string(&config).unwrap()).unwrap();
-    std::fs::create_dir_all(work.path().join("plugins")).unwrap();
-    std::fs::copy(
-        plugin_library("musicfs_s3"),
-        work.path().join("plugins/libmusicfs_s3.so"),
-    )
-    .unwrap();
-    let shown = "Unknown Artist/Unknown Album/noise.flac";
-    let mount = Mounted::start(
+    let args = mount_args(
         work.path(),
-        &work.path().join("cache"),
-        &["--config".into(), config_file.display().to_string()],
-        Some(shown),
+        &origins_config(vec![server.origin("bucket", "lib")]),
     );
+    let shown = "Unknown Artist/Unknown Album/noise.flac";
+    let mount = Mounted::start(work.path(), &work.path().join("cache"), &args, Some(shown));
     let scanned = server.served_ranges().len();
 
     let mut through = Vec::new();

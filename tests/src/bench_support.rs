@@ -73,10 +73,11 @@ pub fn read_speed(path: &Path) -> f64 {
     total as f64 / 1e6 / started.elapsed().as_secs_f64()
 }
 
-/// Time to the first 4 KiB of a file.
-pub fn first_byte(path: &Path) -> Duration {
+/// Time to the first 4 KiB of a file at `offset` (open included).
+pub fn first_byte(path: &Path, offset: u64) -> Duration {
     let started = Instant::now();
     let mut file = std::fs::File::open(path).unwrap();
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset)).unwrap();
     let mut buf = [0u8; 4096];
     file.read_exact(&mut buf).unwrap();
     started.elapsed()

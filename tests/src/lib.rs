@@ -33,6 +33,17 @@ pub fn plugin_library(name: &str) -> PathBuf {
     path
 }
 
+/// Copies the built `lib<name>.so` into `plugins_dir` (made if missing), as a user
+/// would drop it there.
+pub fn install_plugin(plugins_dir: &Path, name: &str) {
+    std::fs::create_dir_all(plugins_dir).unwrap();
+    std::fs::copy(
+        plugin_library(name),
+        plugins_dir.join(format!("lib{name}.so")),
+    )
+    .unwrap();
+}
+
 /// The local plugin.
 pub fn local_plugin() -> PathBuf {
     plugin_library("musicfs_local")
@@ -147,5 +158,6 @@ pub fn xattr(path: &Path, name: &str) -> Option<String> {
 
 pub mod audio_library;
 pub mod bench_support;
+pub mod events;
 pub mod mounted;
 pub mod s3_server;

@@ -4,13 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{local_plugin, musicfs_binary};
+use crate::{install_plugin, musicfs_binary};
 
 /// A running mount.
 pub struct Mounted {
     pub mountpoint: PathBuf,
-    pub cache_dir: PathBuf,
-    pub plugins_dir: PathBuf,
     child: Option<Child>,
     log: PathBuf,
 }
@@ -34,9 +32,8 @@ impl Mounted {
         let plugins_dir = work.join("plugins");
         std::fs::create_dir_all(&mountpoint).unwrap();
         std::fs::create_dir_all(&plugins_dir).unwrap();
-        let plugin = plugins_dir.join("libmusicfs_local.so");
-        if !plugin.exists() {
-            std::fs::copy(local_plugin(), &plugin).unwrap();
+        if !plugins_dir.join("libmusicfs_local.so").exists() {
+            install_plugin(&plugins_dir, "musicfs_local");
         }
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -56,8 +53,6 @@ impl Mounted {
             .unwrap();
         let mounted = Mounted {
             mountpoint,
-            cache_dir: cache_dir.to_owned(),
-            plugins_dir,
             child: Some(child),
             log: log_file,
         };

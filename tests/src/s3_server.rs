@@ -22,7 +22,8 @@ pub struct S3Server {
     _dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on (just now).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -171,15 +172,38 @@ impl S3Server {
         table
     }
 
+    /// An `[[origins]]` entry: the S3 plugin serving `prefix` of the bucket as `id`.
+    pub fn origin(&self, id: &str, prefix: &str) -> toml::Table {
+        let mut table = self.settings(prefix);
+        table.insert("id".into(), id.into());
+        table.insert("type".into(), "s3".into());
+        table
+    }
+
     /// Where the object `key` of the bucket lives on disk.
     pub fn object_path(&self, key: &str) -> PathBuf {
         self.root.join(BUCKET).join(key)
     }
+}
 
-    /// The bucket's folder.
-    pub fn bucket_dir(&self) -> &Path {
-        &self.root
-    }
+/// Prepares `work` for a [`crate::mounted::Mounted`] over S3: the S3 plugin in
+/// `work/plugins/` and `config` in `work/musicfs.toml`. Returns the arguments
+/// that name the config.
+pub fn mount_args(work: &Path, config: &toml::Table) -> Vec<String> {
+    crate::install_plugin(&work.join("plugins"), "musicfs_s3");
+    let file = work.join("musicfs.toml");
+    std::fs::write(&file, toml::to_string(config).unwrap()).unwrap();
+    vec!["--config".into(), file.display().to_string()]
+}
+
+/// A config with `origins` and nothing else.
+pub fn origins_config(origins: Vec<toml::Table>) -> toml::Table {
+    let mut config = toml::Table::new();
+    config.insert(
+        "origins".into(),
+        toml::Value::Array(origins.into_iter().map(toml::Value::Table).collect()),
+    );
+    config
 }
 
 impl Drop for S3Server {
