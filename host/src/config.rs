@@ -1,9 +1,11 @@
-//! The configuration file: TOML, as in DESIGN.md.
+//! The configuration file (TOML).
 //!
 //! Every error names the file, the line and the key. serde gives byte spans for
 //! syntax and type errors; for the `[[origins]]` tables, whose plugin settings are
 //! free-form, the host's own keys are checked by hand and located by searching the
 //! table's span for `key =`.
+
+pub mod origin_flags;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;

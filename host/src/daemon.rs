@@ -7,19 +7,19 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::cache::content_cache::ContentCache;
-use crate::change_feed::notify_kernel;
+use crate::config::origin_flags::parse_origin_flag;
 use crate::config::{Config, OriginConfig};
-use crate::events::EventBus;
+use crate::control::events::EventBus;
+use crate::library::change_feed::notify_kernel;
 use crate::library::index;
 use crate::library::layout::Layout;
 use crate::library::scanner::{self, ScanProgress, ScanReport};
 use crate::library::tree::{self, InodeBook, Tree};
 use crate::library::tree_diff::invalidations;
-use crate::library_view::LibraryView;
-use crate::origin_flags::parse_origin_flag;
+use crate::library::view::LibraryView;
+use crate::origins::registry::Registry;
 use crate::paths::{default_cache_dir, expand_tilde};
-use crate::plugin_manager::PluginManager;
-use crate::registry::Registry;
+use crate::plugins::manager::PluginManager;
 use crate::store::Store;
 
 /// What the command line says.

@@ -7,11 +7,17 @@
 //! - [`layout`] turns tags into a path (a template) and makes every name safe.
 //! - [`tree`] builds the virtual tree: replicas grouped, collisions resolved, covers
 //!   placed, inode numbers and directory mtimes kept stable across restarts.
+//! - [`view`] is the tree the mount shows now, swapped whole after each change.
+//! - [`change_feed`] applies what origins' watches report.
+//! - [`sample`] writes the sample library served when no origin is given.
 
+pub mod change_feed;
 pub mod index;
 pub mod layout;
 pub mod media;
+pub mod sample;
 pub mod scanner;
 pub mod tag_reader;
 pub mod tree;
 pub mod tree_diff;
+pub mod view;

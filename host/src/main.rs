@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use musicfs::daemon::{load_config, Daemon, DaemonOptions};
 use musicfs::library::scanner::ScanProgress;
-use musicfs::plugin_folder;
+use musicfs::plugins::folder;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -104,12 +104,12 @@ fn main() -> ExitCode {
         Command::Mount {
             sources,
             mountpoint,
-        } => exit(musicfs::mount::run(sources.options(), &mountpoint)),
+        } => exit(musicfs::fs::mount::run(sources.options(), &mountpoint)),
         Command::Scan { sources } => exit(scan(sources.options())),
         Command::Status { mount, json } => exit(status(mount.as_deref(), json)),
         Command::Events { mount } => exit(
-            musicfs::control::find_socket(mount.as_deref()).and_then(|socket| {
-                musicfs::control::request(&socket, "events", &mut std::io::stdout())
+            musicfs::control::socket::find_socket(mount.as_deref()).and_then(|socket| {
+                musicfs::control::socket::request(&socket, "events", &mut std::io::stdout())
             }),
         ),
     }
@@ -126,17 +126,17 @@ fn exit(result: Result<(), String>) -> ExitCode {
 }
 
 fn status(mount: Option<&std::path::Path>, json: bool) -> Result<(), String> {
-    let socket = musicfs::control::find_socket(mount)?;
+    let socket = musicfs::control::socket::find_socket(mount)?;
     let mut answer = Vec::new();
-    musicfs::control::request(&socket, "status", &mut answer)?;
+    musicfs::control::socket::request(&socket, "status", &mut answer)?;
     let answer = String::from_utf8_lossy(&answer);
     if json {
         print!("{answer}");
         return Ok(());
     }
-    let status: musicfs::status::Status =
+    let status: musicfs::control::status::Status =
         serde_json::from_str(answer.trim()).map_err(|e| format!("unreadable status: {e}"))?;
-    print!("{}", musicfs::status::render(&status));
+    print!("{}", musicfs::control::status::render(&status));
     Ok(())
 }
 
@@ -191,7 +191,7 @@ fn scan(options: DaemonOptions) -> Result<(), String> {
 }
 
 fn list_plugins(dir: &std::path::Path) -> ExitCode {
-    let verdicts = match plugin_folder::inspect(dir) {
+    let verdicts = match folder::inspect(dir) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("musicfs: cannot read plugins folder {}: {e}", dir.display());

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use musicfs::registry::RegisteredOrigin;
+use musicfs::origins::registry::RegisteredOrigin;
 use musicfs_tests::plugin_library;
 use origin_api::host::load_plugin;
 use origin_api::{

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use musicfs::registry::RegisteredOrigin;
+use musicfs::origins::registry::RegisteredOrigin;
 use musicfs_tests::plugin_library;
 use origin_api::host::{load_plugin, LoadedPlugin};
 use origin_api::{ErrorKind, HealthStatus, Settings};

@@ -17,7 +17,7 @@ fn every_read_is_published_as_file_accessed() {
         Some(TRACKS[1].shown_as),
     );
 
-    let socket = musicfs::control::find_socket(Some(&mount.mountpoint)).unwrap();
+    let socket = musicfs::control::socket::find_socket(Some(&mount.mountpoint)).unwrap();
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&socket), 0o600, "the control socket is owner-only");
     assert_eq!(mode(socket.parent().unwrap()), 0o700);

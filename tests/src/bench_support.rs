@@ -174,7 +174,7 @@ impl PeerMount {
             .spawn()
             .unwrap_or_else(|e| panic!("{what} runs: {e}"));
         let started = Instant::now();
-        while !musicfs::mountpoint::is_mounted(&mountpoint) {
+        while !musicfs::fs::mountpoint::is_mounted(&mountpoint) {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "{what} did not mount"

@@ -33,7 +33,7 @@ use super::chunker::{chunk, ChunkId};
 use super::hot_chunks::HotChunks;
 use super::in_flight::{Claim, FetchGuard, InFlight};
 use super::manifest::{FileVersion, Manifest, Span};
-use crate::registry::RegisteredOrigin;
+use crate::origins::registry::RegisteredOrigin;
 use crate::store::{Store, MANIFESTS, TAG_CHUNKS};
 
 /// The largest single fetch from an origin.

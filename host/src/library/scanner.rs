@@ -23,7 +23,7 @@ use super::index::{self, FileRecord, FileRole};
 use super::media::{is_audio, is_cover};
 use super::tag_reader::{read_tags, RangeReader, Tags};
 use crate::cache::content_cache::{ContentCache, Purpose};
-use crate::registry::{RegisteredOrigin, Registry};
+use crate::origins::registry::{RegisteredOrigin, Registry};
 use crate::store::Store;
 
 /// Listing page size.

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use fuser::MountOption;
 
-use crate::control::ControlServer;
+use crate::config::origin_flags::parse_origin_flag;
+use crate::control::socket::ControlServer;
 use crate::daemon::{load_config, log_report, Daemon, DaemonOptions};
-use crate::fuse_fs::MusicFs;
-use crate::mountpoint::check_mountpoint;
-use crate::origin_flags::parse_origin_flag;
-use crate::sample_library;
+use crate::fs::fuse::MusicFs;
+use crate::fs::mountpoint::check_mountpoint;
+use crate::library::sample;
 
 /// FUSE threads: reads from the cache are served on them.
 const FUSE_THREADS: usize = 4;
@@ -21,8 +21,7 @@ pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
     let mut config = load_config(&options)?;
     if config.origins.is_empty() {
         let sample = options.cache_dir(&config).join("sample-library");
-        sample_library::ensure(&sample)
-            .map_err(|e| format!("cannot write the sample library: {e}"))?;
+        sample::ensure(&sample).map_err(|e| format!("cannot write the sample library: {e}"))?;
         eprintln!(
             "musicfs: no origin given; serving the sample library in {}",
             sample.display()
@@ -73,10 +72,10 @@ pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
     );
 
     runtime.block_on(async {
-        let status: crate::control::StatusSource = {
+        let status: crate::control::socket::StatusSource = {
             let (daemon, shown) = (daemon.clone(), mountpoint.display().to_string());
             Arc::new(move || {
-                serde_json::to_string(&crate::status::status_of(&daemon, &shown))
+                serde_json::to_string(&crate::control::status::status_of(&daemon, &shown))
                     .unwrap_or_default()
             })
         };
@@ -87,8 +86,8 @@ pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
             .ok();
         daemon.set_notifier(session.notifier());
         daemon.start_origins().await;
-        let changes = crate::change_feed::start(&daemon);
-        let checks = crate::health_monitor::start(
+        let changes = crate::library::change_feed::start(&daemon);
+        let checks = crate::origins::health_monitor::start(
             daemon.registry.clone(),
             Duration::from_secs(daemon.config.health.check_interval_secs),
         );

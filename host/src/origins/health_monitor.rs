@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::registry::Registry;
+use crate::origins::registry::Registry;
 
 /// Checks every origin every `interval` until the returned task is aborted.
 pub fn start(registry: Arc<Registry>, interval: Duration) -> tokio::task::JoinHandle<()> {

@@ -10,8 +10,8 @@ use std::time::Duration;
 use origin_api::HealthStatus;
 
 use crate::library::tree::Replica;
-use crate::origin_health::HealthSnapshot;
-use crate::registry::{RegisteredOrigin, Registry};
+use crate::origins::health::HealthSnapshot;
+use crate::origins::registry::{RegisteredOrigin, Registry};
 
 /// The replicas to try, best first, and whether any of them is healthy or degraded.
 pub struct Route {

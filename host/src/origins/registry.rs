@@ -16,9 +16,9 @@ use origin_api::{
     OriginResult, WatchHandle,
 };
 
-use crate::call_gate::CallGate;
-use crate::events::{Event, EventBus};
-use crate::origin_health::{HealthSnapshot, OriginHealth, Transition};
+use crate::control::events::{Event, EventBus};
+use crate::origins::call_gate::CallGate;
+use crate::origins::health::{HealthSnapshot, OriginHealth, Transition};
 
 /// How long unregistering waits for calls in flight.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(5);

@@ -2,13 +2,13 @@
 //! configured origins of each kind registered through its plugin.
 //!
 //! [`PluginManager::sync`] compares the folder with what is running:
-//! - a new file is copied (see [`crate::plugin_folder`]), loaded and checked; the
+//! - a new file is copied (see [`crate::plugins::folder`]), loaded and checked; the
 //!   configured origins of its kind are opened and registered;
 //! - a file whose content changed is loaded the same way *beside* the running
 //!   version; its origins must open and answer a health check before they replace
 //!   the old ones. If anything fails, the old version keeps serving;
 //! - a removed file takes its origins down (watches stopped, calls drained) and its
-//!   runtime stopped. The library stays mapped: unloading is logical (DESIGN.md).
+//!   runtime stopped. The library stays mapped: unloading is logical (see the README).
 //!
 //! Syncs are serialised by one async mutex; [`PluginManager::watch_folder`] runs one
 //! after each burst of changes in the folder.
@@ -24,9 +24,9 @@ use origin_api::{HealthStatus, Settings};
 use tokio::sync::{mpsc, Mutex};
 
 use crate::config::{HealthConfig, OriginConfig};
-use crate::events::{Event, EventBus};
-use crate::plugin_folder::{candidate_files, clear_copies, content_hash, hashed_copy};
-use crate::registry::{RegisteredOrigin, Registry};
+use crate::control::events::{Event, EventBus};
+use crate::origins::registry::{RegisteredOrigin, Registry};
+use crate::plugins::folder::{candidate_files, clear_copies, content_hash, hashed_copy};
 
 /// How long the plugins folder must be quiet before a sync.
 const FOLDER_QUIET: Duration = Duration::from_millis(300);

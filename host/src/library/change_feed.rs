@@ -16,8 +16,8 @@ use std::time::Duration;
 use origin_api::{ChangeEvent, ChangeKind, EntryKind, ErrorKind};
 use tokio::sync::mpsc;
 
+use crate::control::events::Event;
 use crate::daemon::Daemon;
-use crate::events::Event;
 use crate::library::index::{self, FileRecord};
 use crate::library::scanner::{library_file, read_tags_of, reusable, scan_subtree, ScanProgress};
 use crate::library::tree_diff::Invalidation;

@@ -23,13 +23,13 @@ use fuser::{
 };
 
 use crate::cache::content_cache::{ContentCache, Purpose, MAX_WINDOW};
-use crate::errno::errno_for;
-use crate::events::{Event, EventBus};
-use crate::failover::with_failover;
+use crate::control::events::{Event, EventBus};
+use crate::fs::errno::errno_for;
 use crate::library::tree::{Node, NodeKind, Replica, Tree};
-use crate::library_view::LibraryView;
-use crate::registry::{RegisteredOrigin, Registry};
-use crate::router;
+use crate::library::view::LibraryView;
+use crate::origins::failover::with_failover;
+use crate::origins::registry::{RegisteredOrigin, Registry};
+use crate::origins::router;
 
 /// How long the kernel may cache names and attributes; changes are pushed with the
 /// notifier, so this only bounds how stale a missed change can be.
