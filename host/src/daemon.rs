@@ -63,6 +63,9 @@ pub struct Daemon {
     origins_started: tokio::sync::watch::Sender<bool>,
     /// Serialises scans.
     scanning: tokio::sync::Mutex<()>,
+    /// The last scan missed something (an origin, a folder or a file's tags could
+    /// not be read): [`Daemon::retry_incomplete_scans`] scans again.
+    incomplete: std::sync::atomic::AtomicBool,
 }
 
 /// Reads the config file (if any) and adds the `--origin` flags.
@@ -148,6 +151,7 @@ impl Daemon {
             origins_started: tokio::sync::watch::Sender::new(false),
             notifier: Mutex::new(None),
             scanning: tokio::sync::Mutex::new(()),
+            incomplete: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -168,6 +172,8 @@ impl Daemon {
     pub async fn rescan(&self, progress: &Arc<ScanProgress>) -> Result<ScanReport, String> {
         let _one_at_a_time = self.scanning.lock().await;
         let report = scanner::scan(&self.registry, &self.cache, &self.store, progress).await;
+        self.incomplete
+            .store(!report.complete(), std::sync::atomic::Ordering::Relaxed);
         self.refresh_tree();
         self.store.flush().map_err(|e| e.to_string())?;
         Ok(report)
@@ -232,6 +238,43 @@ impl Daemon {
     }
 }
 
+/// The longest wait between two scans retrying what an incomplete one missed.
+const MAX_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl Daemon {
+    /// While the last scan was incomplete, scans again after `first`, then after
+    /// twice as long each time it is still incomplete (up to an hour), until the
+    /// returned task is aborted: what an outage kept from the index comes in once
+    /// the origin is back, without a restart.
+    pub fn retry_incomplete_scans(
+        self: &Arc<Self>,
+        first: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let daemon = self.clone();
+        tokio::spawn(async move {
+            let mut wait = first;
+            loop {
+                tokio::time::sleep(wait).await;
+                if !daemon.incomplete.load(std::sync::atomic::Ordering::Relaxed) {
+                    wait = first;
+                    continue;
+                }
+                match daemon.rescan(&Arc::default()).await {
+                    Ok(report) => {
+                        log_report(&report);
+                        wait = if report.complete() {
+                            first
+                        } else {
+                            (wait * 2).min(MAX_RETRY_WAIT)
+                        };
+                    }
+                    Err(e) => tracing::error!("scan failed: {e}"),
+                }
+            }
+        })
+    }
+}
+
 /// Logs a scan's outcome.
 pub fn log_report(report: &ScanReport) {
     tracing::info!(
@@ -246,6 +289,15 @@ pub fn log_report(report: &ScanReport) {
     }
     for (origin, why) in &report.failed_origins {
         tracing::warn!(origin = %origin, "not scanned, previous index kept: {why}");
+    }
+    for (origin, dir, why) in &report.unlisted {
+        tracing::warn!(origin = %origin, dir = %dir, "folder not listed, its tracks kept: {why}");
+    }
+    if report.tags_pending > 0 {
+        tracing::warn!(
+            files = report.tags_pending,
+            "tags not read because the origin failed; they will be read again"
+        );
     }
 }
 

@@ -186,6 +186,9 @@ fn scan(options: DaemonOptions) -> Result<(), String> {
         for (origin, why) in &report.failed_origins {
             println!("not scanned: {origin}: {why}");
         }
+        for (origin, dir, why) in &report.unlisted {
+            println!("not listed: {origin}:{dir}: {why} (its tracks were kept)");
+        }
         Ok(())
     })
 }

@@ -8,6 +8,7 @@ mod cache_limits;
 mod call_boundary;
 mod conformance;
 mod events;
+mod faults;
 mod federation;
 mod hot_plug;
 mod local_origin;

@@ -28,7 +28,19 @@ impl Mounted {
         ready: Option<&str>,
         log: &str,
     ) -> Mounted {
-        let mountpoint = work.join("mnt");
+        Self::start_at(work, &work.join("mnt"), cache_dir, args, ready, log)
+    }
+
+    /// [`Mounted::start_logging`] on `mountpoint` instead of `work/mnt`.
+    pub fn start_at(
+        work: &Path,
+        mountpoint: &Path,
+        cache_dir: &Path,
+        args: &[String],
+        ready: Option<&str>,
+        log: &str,
+    ) -> Mounted {
+        let mountpoint = mountpoint.to_owned();
         let plugins_dir = work.join("plugins");
         std::fs::create_dir_all(&mountpoint).unwrap();
         std::fs::create_dir_all(&plugins_dir).unwrap();
@@ -100,6 +112,25 @@ impl Mounted {
         }
         // Skip Drop's clean-up: the stale mount is the point.
         std::mem::forget(self);
+    }
+
+    /// Waits for the daemon to exit by itself (its mount was taken away), then
+    /// leaves the mountpoint alone: whatever is mounted there now is not ours.
+    pub fn wait_for_exit(mut self, limit: Duration) -> String {
+        if let Some(mut child) = self.child.take() {
+            let started = Instant::now();
+            while child.try_wait().ok().flatten().is_none() {
+                if started.elapsed() > limit {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("the daemon did not exit within {limit:?}:\n{}", self.log());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let log = self.log();
+        std::mem::forget(self);
+        log
     }
 
     /// Interrupts the daemon (Ctrl-C) and waits for it to unmount and exit.

@@ -97,6 +97,9 @@ pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
             .map_err(|e| tracing::warn!("cannot watch the plugins folder: {e}"))
             .ok();
         let rescans = daemon.rescan_on_new_origins();
+        let retries = daemon.retry_incomplete_scans(Duration::from_secs(
+            daemon.config.health.check_interval_secs.max(1),
+        ));
         let first_scan = {
             let daemon = daemon.clone();
             tokio::spawn(async move {
@@ -108,6 +111,7 @@ pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
         };
         wait_for_stop(&session).await;
         rescans.abort();
+        retries.abort();
         changes.abort();
         checks.abort();
         first_scan.abort();

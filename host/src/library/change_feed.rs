@@ -104,6 +104,8 @@ async fn apply(
     };
     let progress = Arc::new(ScanProgress::default());
     let (mut removed, mut upserts, mut to_read) = (Vec::new(), Vec::new(), Vec::new());
+    // Folders below a changed one that could not be listed: their records stay.
+    let mut kept = Vec::new();
     for (path, kind) in changes {
         daemon.events.publish(Event::FileChanged {
             origin: origin_id.to_owned(),
@@ -117,9 +119,14 @@ async fn apply(
         match origin.stat(&path).await {
             Ok(meta) if meta.kind == EntryKind::Directory => {
                 match scan_subtree(&origin, &daemon.cache, known, &progress, &path).await {
-                    Ok(records) => upserts.extend(records),
+                    Ok(subtree) => {
+                        upserts.extend(subtree.records);
+                        kept.extend(subtree.unlisted.into_iter().map(|(dir, _)| dir));
+                    }
                     Err(e) => {
-                        tracing::warn!(origin = %origin_id, path = %path, "cannot rescan: {e}")
+                        // Unreachable is not deleted: keep what the index has below it.
+                        tracing::warn!(origin = %origin_id, path = %path, "cannot rescan: {e}");
+                        removed.pop();
                     }
                 }
             }
@@ -139,8 +146,8 @@ async fn apply(
             }
         }
     }
-    upserts.extend(read_tags_of(&origin, &daemon.cache, &progress, to_read).await);
-    if let Err(e) = index::apply_change(&daemon.store, origin_id, &removed, &upserts) {
+    upserts.extend(read_tags_of(&origin, &daemon.cache, &progress, known, to_read).await);
+    if let Err(e) = index::apply_change(&daemon.store, origin_id, &removed, &kept, &upserts) {
         tracing::warn!("cannot record changes: {e}");
     }
 }

@@ -29,6 +29,11 @@ pub struct FileRecord {
     pub tags: Tags,
     /// Why the tags could not be read, for the scan report.
     pub problem: Option<String>,
+    /// The origin failed while the tags were being read (an outage, not a bad
+    /// file): `tags` are the previous version's, or empty if none was ever read,
+    /// and the next scan reads them again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tags_pending: bool,
 }
 
 impl FileRecord {
@@ -36,6 +41,20 @@ impl FileRecord {
     pub fn key(&self) -> String {
         record_key(&self.origin, &self.path)
     }
+
+    /// Whether the tags were ever read (a track whose tags were never read is not
+    /// shown yet: its name would change once they are).
+    pub fn tags_known(&self) -> bool {
+        !self.tags_pending || self.tags != Tags::default()
+    }
+}
+
+/// Whether origin path `path` is `dir` or lies below it (`""` is the root).
+pub fn at_or_below(path: &str, dir: &str) -> bool {
+    dir.is_empty()
+        || path
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// The index key of a file.
@@ -61,21 +80,26 @@ pub fn load_all(store: &Store) -> Result<BTreeMap<String, FileRecord>, StoreErro
     })
 }
 
-/// Replaces the records of `origin` with `records`.
+/// Replaces the records of `origin` with `records`, except at or below the
+/// folders in `unlisted`: those could not be listed, so what the index holds for
+/// them stays (unreachable is not deleted).
 pub fn replace_origin(
     store: &Store,
     origin: &str,
     records: &[FileRecord],
+    unlisted: &[String],
 ) -> Result<(), StoreError> {
-    apply_change(store, origin, &[String::new()], records)
+    apply_change(store, origin, &[String::new()], unlisted, records)
 }
 
 /// Applies a change on `origin`: drops the records at or below each of `removed`
-/// (a file path, a folder path, or `""` for the whole origin), then writes `upserts`.
+/// (a file path, a folder path, or `""` for the whole origin) but not those at or
+/// below a folder in `kept`, then writes `upserts`.
 pub fn apply_change(
     store: &Store,
     origin: &str,
     removed: &[String],
+    kept: &[String],
     upserts: &[FileRecord],
 ) -> Result<(), StoreError> {
     store.write(true, |txn| {
@@ -94,6 +118,10 @@ pub fn apply_change(
                 // prefix, keep the path itself and what is below it.
                 .take_while(|k| k.starts_with(&exact))
                 .filter(|k| k == &exact || k.starts_with(&below))
+                .filter(|k| {
+                    let path = &k[origin.len() + 1..];
+                    !kept.iter().any(|dir| at_or_below(path, dir))
+                })
                 .collect();
             for key in stale {
                 table.remove(key.as_str())?;
@@ -105,4 +133,85 @@ pub fn apply_change(
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(origin: &str, path: &str) -> FileRecord {
+        FileRecord {
+            origin: origin.into(),
+            path: path.into(),
+            size: 1,
+            mtime_ns: 1,
+            role: FileRole::Audio,
+            tags: Tags::default(),
+            problem: None,
+            tags_pending: false,
+        }
+    }
+
+    #[test]
+    fn at_or_below_matches_whole_segments() {
+        assert!(at_or_below("a/b/c.flac", ""));
+        assert!(at_or_below("a/b/c.flac", "a/b"));
+        assert!(at_or_below("a/b", "a/b"));
+        assert!(!at_or_below("a/bc/d.flac", "a/b"));
+        assert!(!at_or_below("a", "a/b"));
+    }
+
+    #[test]
+    fn a_replaced_origin_keeps_what_lies_below_unlisted_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("index.redb")).unwrap();
+        let before = [
+            "here/1.flac",
+            "nas/2.flac",
+            "nas/deep/3.flac",
+            "nasty/4.flac",
+        ];
+        let before: Vec<_> = before.iter().map(|p| record("o", p)).collect();
+        apply_change(
+            &store,
+            "o",
+            &[],
+            &[],
+            &[before, vec![record("p", "nas/5.flac")]].concat(),
+        )
+        .unwrap();
+        replace_origin(
+            &store,
+            "o",
+            &[record("o", "here/new.flac")],
+            &["nas".into()],
+        )
+        .unwrap();
+        let paths: Vec<_> = load_all(&store)
+            .unwrap()
+            .into_values()
+            .map(|r| format!("{}:{}", r.origin, r.path))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "o:here/new.flac",
+                "o:nas/2.flac",
+                "o:nas/deep/3.flac",
+                "p:nas/5.flac"
+            ]
+        );
+    }
+
+    #[test]
+    fn old_records_without_the_pending_flag_still_load() {
+        let old = r#"{"origin":"o","path":"a.flac","size":1,"mtime_ns":1,"role":"Audio","tags":{"title":null,"artist":null,"album_artist":null,"album":null,"track":null,"disc":null,"disc_total":null,"compilation":false},"problem":null}"#;
+        let record: FileRecord = serde_json::from_str(old).unwrap();
+        assert!(!record.tags_pending && record.tags_known());
+        let pending = FileRecord {
+            tags_pending: true,
+            ..record
+        };
+        assert!(!pending.tags_known(), "never read: not shown yet");
+    }
 }

@@ -8,15 +8,18 @@
 //! music server scanning the mount later is answered from the cache.
 //!
 //! Bad files never stop a scan: a file whose tags cannot be read is still listed
-//! (named after its file name) and reported. An origin whose root cannot be listed
-//! keeps its previous records: unreachable is not deleted.
+//! (named after its file name) and reported. Unreachable is never deleted: an
+//! origin whose root cannot be listed keeps its previous records, a folder that
+//! cannot be listed keeps the records below it, and a file whose tag read failed
+//! because the origin did keeps its previous tags and is read again next time.
+//! Only a listing that succeeds and lacks a path removes that path.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use origin_api::{EntryKind, OriginResult};
+use origin_api::{EntryKind, ErrorKind, OriginError, OriginResult};
 use tokio::sync::Semaphore;
 
 use super::index::{self, FileRecord, FileRole};
@@ -55,6 +58,19 @@ pub struct ScanReport {
     pub problems: Vec<(String, String, String)>,
     /// Origins that could not be walked, and why (their records were kept).
     pub failed_origins: Vec<(String, String)>,
+    /// Folders that could not be listed: origin, folder, why (their records were
+    /// kept).
+    pub unlisted: Vec<(String, String, String)>,
+    /// Files whose tags could not be read because the origin failed; the next scan
+    /// reads them again.
+    pub tags_pending: usize,
+}
+
+impl ScanReport {
+    /// Whether the scan saw everything: no origin, folder or tag read failed.
+    pub fn complete(&self) -> bool {
+        self.failed_origins.is_empty() && self.unlisted.is_empty() && self.tags_pending == 0
+    }
 }
 
 /// Scans every live origin and updates the index.
@@ -74,17 +90,25 @@ pub async fn scan(
     };
     for origin in registry.all() {
         match scan_subtree(&origin, cache, &known, progress, "").await {
-            Ok(records) => {
-                report.files += records.len();
-                for r in records
-                    .iter()
-                    .filter_map(|r| r.problem.as_ref().map(|p| (r, p)))
-                {
-                    report
-                        .problems
-                        .push((r.0.origin.clone(), r.0.path.clone(), r.1.clone()));
+            Ok(subtree) => {
+                report.files += subtree.records.len();
+                for r in &subtree.records {
+                    if let Some(problem) = &r.problem {
+                        report
+                            .problems
+                            .push((r.origin.clone(), r.path.clone(), problem.clone()));
+                    }
+                    report.tags_pending += usize::from(r.tags_pending);
                 }
-                if let Err(e) = index::replace_origin(store, &origin.id, &records) {
+                for (dir, why) in &subtree.unlisted {
+                    report
+                        .unlisted
+                        .push((origin.id.clone(), dir.clone(), why.clone()));
+                }
+                let unlisted: Vec<String> = subtree.unlisted.into_iter().map(|(d, _)| d).collect();
+                if let Err(e) =
+                    index::replace_origin(store, &origin.id, &subtree.records, &unlisted)
+                {
                     report
                         .failed_origins
                         .push((origin.id.clone(), e.to_string()));
@@ -103,17 +127,28 @@ pub async fn scan(
     report
 }
 
+/// What a walk below one folder found.
+#[derive(Debug, Default)]
+pub struct Subtree {
+    /// Every library file found, sorted by path.
+    pub records: Vec<FileRecord>,
+    /// Folders that could not be listed (wholly or past some page), and why: the
+    /// index keeps what it holds for them.
+    pub unlisted: Vec<(String, String)>,
+}
+
 /// Records of every library file at or below `dir` on `origin`, reusing `known`
 /// records of unchanged files and reading the tags of the others. Fails only when
-/// `dir` itself cannot be listed.
+/// `dir` itself cannot be listed; a folder below it that cannot be listed is
+/// reported in [`Subtree::unlisted`].
 pub async fn scan_subtree(
     origin: &Arc<RegisteredOrigin>,
     cache: &Arc<ContentCache>,
     known: &BTreeMap<String, FileRecord>,
     progress: &Arc<ScanProgress>,
     dir: &str,
-) -> OriginResult<Vec<FileRecord>> {
-    let mut records = Vec::new();
+) -> OriginResult<Subtree> {
+    let mut subtree = Subtree::default();
     let mut to_read = Vec::new();
     let mut dirs = vec![dir.to_owned()];
     while let Some(current) = dirs.pop() {
@@ -121,9 +156,10 @@ pub async fn scan_subtree(
         loop {
             let page = match origin.list(&current, cursor.as_deref(), PAGE).await {
                 Ok(page) => page,
-                Err(e) if current == dir => return Err(e),
+                Err(e) if current == dir && cursor.is_none() => return Err(e),
                 Err(e) => {
-                    tracing::warn!(origin = %origin.id, dir = %current, "cannot list: {e}");
+                    tracing::warn!(origin = %origin.id, dir = %current, "cannot list; keeping what the index holds below it: {e}");
+                    subtree.unlisted.push((current.clone(), e.to_string()));
                     break;
                 }
             };
@@ -134,7 +170,7 @@ pub async fn scan_subtree(
                 } else if let Some(record) = library_file(&origin.id, path, &entry.metadata) {
                     progress.files.fetch_add(1, Ordering::Relaxed);
                     match reusable(known, &record) {
-                        Some(done) => records.push(done),
+                        Some(done) => subtree.records.push(done),
                         None => to_read.push(record),
                     }
                 }
@@ -145,9 +181,11 @@ pub async fn scan_subtree(
             }
         }
     }
-    records.extend(read_tags_of(origin, cache, progress, to_read).await);
-    records.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(records)
+    subtree
+        .records
+        .extend(read_tags_of(origin, cache, progress, known, to_read).await);
+    subtree.records.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(subtree)
 }
 
 /// The record of a file the library shows (audio or cover), without tags yet;
@@ -175,14 +213,18 @@ pub fn library_file(origin: &str, path: String, meta: &origin_api::Metadata) -> 
             .map_or(0, |d| d.as_nanos() as u64),
         tags: Tags::default(),
         problem: None,
+        tags_pending: false,
     })
 }
 
-/// The record to use as it is: the known one when the file did not change, or a
-/// cover (which has no tags). `None`: the file's tags must be read.
+/// The record to use as it is: the known one when the file did not change (and
+/// its tags were read), or a cover (which has no tags). `None`: the file's tags
+/// must be read.
 pub fn reusable(known: &BTreeMap<String, FileRecord>, record: &FileRecord) -> Option<FileRecord> {
     match known.get(&record.key()) {
-        Some(old) if old.size == record.size && old.mtime_ns == record.mtime_ns => {
+        Some(old)
+            if old.size == record.size && old.mtime_ns == record.mtime_ns && !old.tags_pending =>
+        {
             Some(old.clone())
         }
         _ if record.role == FileRole::Cover => Some(record.clone()),
@@ -191,15 +233,23 @@ pub fn reusable(known: &BTreeMap<String, FileRecord>, record: &FileRecord) -> Op
 }
 
 /// Reads the tags of `records`, a few at a time, through the content cache.
+///
+/// A file lofty cannot parse is a bad file: it is recorded with its problem and
+/// shown under fallback names. A read the origin failed (it went away, timed out)
+/// says nothing about the file: the record keeps the tags `known` holds for it,
+/// if any, and is marked [`FileRecord::tags_pending`] to be read again. A file
+/// that is not found or not readable (permissions) is the file's problem.
 pub async fn read_tags_of(
     origin: &Arc<RegisteredOrigin>,
     cache: &Arc<ContentCache>,
     progress: &Arc<ScanProgress>,
+    known: &BTreeMap<String, FileRecord>,
     records: Vec<FileRecord>,
 ) -> Vec<FileRecord> {
     let permits = Arc::new(Semaphore::new(PARALLEL_TAG_READS));
     let mut reads = tokio::task::JoinSet::new();
     for mut record in records {
+        let previous = known.get(&record.key()).map(|r| r.tags.clone());
         let (origin, cache, progress, permits) = (
             origin.clone(),
             cache.clone(),
@@ -216,6 +266,7 @@ pub async fn read_tags_of(
                     size: record.size,
                     mtime_ns: record.mtime_ns,
                 };
+                let mut outage: Option<OriginError> = None;
                 let mut reader = RangeReader::new(record.size, |offset, len| {
                     runtime
                         .block_on(cache.read(
@@ -226,16 +277,27 @@ pub async fn read_tags_of(
                             len,
                             Purpose::Tag,
                         ))
-                        .map_err(std::io::Error::other)
+                        .map_err(|e| {
+                            let io = std::io::Error::other(e.to_string());
+                            if !is_file_problem(e.kind()) {
+                                outage = Some(e);
+                            }
+                            io
+                        })
                 });
                 let tags = read_tags(&mut reader);
                 progress
                     .bytes_read
                     .fetch_add(reader.fetched, Ordering::Relaxed);
                 progress.tags_read.fetch_add(1, Ordering::Relaxed);
-                match tags {
-                    Ok(tags) => record.tags = tags,
-                    Err(problem) => record.problem = Some(problem),
+                match (outage, tags) {
+                    (Some(e), _) => {
+                        record.tags = previous.unwrap_or_default();
+                        record.tags_pending = true;
+                        record.problem = Some(format!("tags not read yet, the origin failed: {e}"));
+                    }
+                    (None, Ok(tags)) => record.tags = tags,
+                    (None, Err(problem)) => record.problem = Some(problem),
                 }
                 record
             })
@@ -250,4 +312,10 @@ pub async fn read_tags_of(
         }
     }
     done
+}
+
+/// Whether an error reading a file is that file's problem (it is gone, or not
+/// readable by us) rather than its origin's.
+fn is_file_problem(kind: ErrorKind) -> bool {
+    matches!(kind, ErrorKind::NotFound | ErrorKind::PermissionDenied)
 }

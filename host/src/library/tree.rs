@@ -255,9 +255,15 @@ pub fn build(
     // Virtual path (segments) → the tracks that want it.
     let mut wanted: BTreeMap<Vec<String>, Vec<Vec<&FileRecord>>> = BTreeMap::new();
     for group in group(&audio, rank) {
+        // Tracks whose tags were never read (their origin failed) wait: shown now,
+        // they would move once the tags are read.
+        if !group.iter().any(|r| r.tags_known()) {
+            continue;
+        }
         let tagged = group
             .iter()
             .find(|r| r.problem.is_none())
+            .or_else(|| group.iter().find(|r| r.tags_known()))
             .unwrap_or(&group[0]);
         let segments = layout.render(&tagged.tags, file_name(&tagged.path));
         wanted.entry(segments).or_default().push(group);

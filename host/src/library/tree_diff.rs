@@ -102,6 +102,7 @@ mod tests {
                 ..Tags::default()
             },
             problem: None,
+            tags_pending: false,
         }
     }
 

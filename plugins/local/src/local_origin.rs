@@ -13,7 +13,7 @@ use origin_api::{
     OriginResult, WatchHandle,
 };
 
-use crate::paging::{Cursor, Snapshots};
+use crate::paging::{Cursor, Name, Snapshots};
 use crate::watcher;
 
 pub(crate) struct LocalOrigin {
@@ -128,7 +128,7 @@ impl Origin for LocalOrigin {
                     let names = read_names(&real, &rel)?;
                     // An expired snapshot: resume after the last name returned.
                     let start = match &cursor {
-                        Some(c) => names.partition_point(|n| n.as_str() <= c.last_name.as_str()),
+                        Some(c) => names.partition_point(|n| n.text <= c.last_name),
                         None => 0,
                     };
                     let (id, names) = snapshots.insert(&rel, names);
@@ -140,9 +140,9 @@ impl Origin for LocalOrigin {
             while index < names.len() && entries.len() < limit as usize {
                 let name = &names[index];
                 index += 1;
-                if let Some(metadata) = entry_metadata(&root, &real.join(name)) {
+                if let Some(metadata) = entry_metadata(&root, &real, &rel, name)? {
                     entries.push(DirEntry {
-                        name: name.clone(),
+                        name: name.text.clone(),
                         metadata,
                     });
                 }
@@ -151,7 +151,7 @@ impl Origin for LocalOrigin {
                 Cursor {
                     snapshot,
                     index,
-                    last_name: names[index - 1].clone(),
+                    last_name: names[index - 1].text.clone(),
                 }
                 .to_string()
             });
@@ -214,32 +214,80 @@ impl Origin for LocalOrigin {
     }
 }
 
+/// Whether `target` is one of the folders the walk passed through to reach `rel`.
+fn on_walked_path(root: &Path, rel: &str, target: &Path) -> bool {
+    let mut walked = root.to_owned();
+    rel.split('/').filter(|s| !s.is_empty()).any(|segment| {
+        walked.push(segment);
+        fs::canonicalize(&walked).is_ok_and(|real| real == target)
+    })
+}
+
 /// The directory's entry names, sorted; names that are not UTF-8 are left out
 /// (and logged), since origin paths are strings.
-fn read_names(dir: &Path, rel: &str) -> OriginResult<Vec<String>> {
+fn read_names(dir: &Path, rel: &str) -> OriginResult<Vec<Name>> {
     let mut names = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| OriginError::from(e).with_path(rel))? {
         let entry = entry.map_err(|e| OriginError::from(e).with_path(rel))?;
+        // d_type, from the listing itself: no stat.
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
         match entry.file_name().into_string() {
-            Ok(name) => names.push(name),
+            Ok(text) => names.push(Name { text, is_dir }),
             Err(raw) => tracing::warn!(dir = rel, name = ?raw, "skipping a name that is not UTF-8"),
         }
     }
-    names.sort_unstable();
+    names.sort_unstable_by(|a, b| a.text.cmp(&b.text));
     Ok(names)
 }
 
-/// Metadata of one listed entry, or `None` for one to leave out: a symlink leading
-/// outside the root, a dangling link, a loop.
-fn entry_metadata(root: &Path, path: &Path) -> Option<Metadata> {
-    let link = fs::symlink_metadata(path).ok()?;
-    if link.file_type().is_symlink() {
-        let real = fs::canonicalize(path).ok()?;
-        if !real.starts_with(root) {
-            tracing::debug!(path = %path.display(), "leaving out a symlink that leads outside the root");
-            return None;
+/// Metadata of entry `name` of folder `dir` (`rel` below the root), `Ok(None)` for
+/// one to leave out: a symlink leading outside the root, a dangling link, a link
+/// to a folder that contains it (a loop), or an entry gone since the folder was
+/// read.
+///
+/// An entry that is there but cannot be stat'ed (a dead network mount gives
+/// ENOTCONN or EIO) is not left out, since leaving it out would read as its
+/// deletion: a folder is listed as a folder (its own listing then fails, and the
+/// host keeps what it knew below it); a file fails this listing.
+fn entry_metadata(
+    root: &Path,
+    dir: &Path,
+    rel: &str,
+    name: &Name,
+) -> OriginResult<Option<Metadata>> {
+    let path = dir.join(&name.text);
+    let link = match fs::symlink_metadata(&path) {
+        Ok(link) => link,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if name.is_dir => {
+            tracing::warn!(path = %path.display(), "cannot stat a folder; listing it as one: {e}");
+            return Ok(Some(Metadata::directory(std::time::UNIX_EPOCH)));
         }
-        return fs::metadata(real).ok().map(|m| metadata_of(&m));
+        Err(e) => {
+            let entry = origin_api::path::join(rel, &name.text);
+            return Err(OriginError::from(e).with_path(&entry));
+        }
+    };
+    if !link.file_type().is_symlink() {
+        return Ok(Some(metadata_of(&link)));
     }
-    Some(metadata_of(&link))
+    let Ok(real) = fs::canonicalize(&path) else {
+        tracing::debug!(path = %path.display(), "leaving out a dangling or looping symlink");
+        return Ok(None);
+    };
+    if !real.starts_with(root) {
+        tracing::debug!(path = %path.display(), "leaving out a symlink that leads outside the root");
+        return Ok(None);
+    }
+    let Ok(meta) = fs::metadata(&real) else {
+        return Ok(None);
+    };
+    // A link to the folder it is in, or to one above it (on disk, or on the path
+    // the walk took, through other links): following it would list the same
+    // tracks again, level after level, until ELOOP.
+    if meta.is_dir() && (dir.starts_with(&real) || on_walked_path(root, rel, &real)) {
+        tracing::debug!(path = %path.display(), "leaving out a symlink to a folder that contains it");
+        return Ok(None);
+    }
+    Ok(Some(metadata_of(&meta)))
 }

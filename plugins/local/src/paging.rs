@@ -16,11 +16,20 @@ use origin_api::{OriginError, OriginResult};
 /// How many folder snapshots stay in memory.
 const KEEP: usize = 16;
 
+/// One name in a folder, with whether the folder's own listing says it is a
+/// folder (readdir's d_type: known even when the entry cannot be stat'ed, as a
+/// dead network mount cannot).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Name {
+    pub(crate) text: String,
+    pub(crate) is_dir: bool,
+}
+
 /// The sorted names of one folder at one moment.
 struct Snapshot {
     id: u64,
     dir: String,
-    names: Arc<Vec<String>>,
+    names: Arc<Vec<Name>>,
 }
 
 #[derive(Default)]
@@ -31,7 +40,7 @@ pub(crate) struct Snapshots {
 
 impl Snapshots {
     /// The snapshot `id` of folder `dir`, if still kept.
-    pub(crate) fn get(&self, id: u64, dir: &str) -> Option<Arc<Vec<String>>> {
+    pub(crate) fn get(&self, id: u64, dir: &str) -> Option<Arc<Vec<Name>>> {
         let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         kept.iter()
             .find(|s| s.id == id && s.dir == dir)
@@ -39,7 +48,7 @@ impl Snapshots {
     }
 
     /// Keeps the sorted names of folder `dir`, evicting the oldest snapshot.
-    pub(crate) fn insert(&self, dir: &str, names: Vec<String>) -> (u64, Arc<Vec<String>>) {
+    pub(crate) fn insert(&self, dir: &str, names: Vec<Name>) -> (u64, Arc<Vec<Name>>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let names = Arc::new(names);
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());

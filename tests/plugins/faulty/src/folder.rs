@@ -31,17 +31,25 @@ fn metadata(meta: &std::fs::Metadata) -> Metadata {
 }
 
 impl FaultyFolder {
-    /// Applies the fault the fault file asks for right now.
-    async fn fault(&self) -> OriginResult<()> {
+    /// Applies the fault the fault file asks for right now to a call of `op`:
+    /// `fail` and `hang` hit every call, `fail-reads` and `hang-reads` only reads.
+    async fn fault(&self, op: &str) -> OriginResult<()> {
         let wanted = match &self.fault_file {
             Some(file) => std::fs::read_to_string(file).unwrap_or_default(),
             None => String::new(),
         };
         let wanted = wanted.trim();
-        if wanted == "fail" {
+        let (fault, only) = match wanted.split_once('-') {
+            Some((fault, "reads")) => (fault, Some("read")),
+            _ => (wanted, None),
+        };
+        if only.is_some_and(|only| only != op) {
+            return Ok(());
+        }
+        if fault == "fail" {
             return Err(OriginError::unavailable("injected failure"));
         }
-        if wanted == "hang" {
+        if fault == "hang" {
             tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
         }
         Ok(())
@@ -51,12 +59,12 @@ impl FaultyFolder {
 #[async_trait]
 impl Origin for FaultyFolder {
     async fn stat(&self, path: &str) -> OriginResult<Metadata> {
-        self.fault().await?;
+        self.fault("stat").await?;
         Ok(metadata(&std::fs::metadata(self.root.join(path))?))
     }
 
     async fn list(&self, dir: &str, _cursor: Option<&str>, _limit: u32) -> OriginResult<ListPage> {
-        self.fault().await?;
+        self.fault("list").await?;
         let mut entries = Vec::new();
         for entry in std::fs::read_dir(self.root.join(dir))? {
             let entry = entry?;
@@ -73,7 +81,7 @@ impl Origin for FaultyFolder {
 
     async fn read(&self, path: &str, offset: u64, len: u32) -> OriginResult<Vec<u8>> {
         use std::os::unix::fs::FileExt;
-        self.fault().await?;
+        self.fault("read").await?;
         let file = std::fs::File::open(self.root.join(path))?;
         let size = file.metadata()?.len();
         let mut buf = vec![0u8; (len as u64).min(size.saturating_sub(offset)) as usize];
@@ -82,7 +90,7 @@ impl Origin for FaultyFolder {
     }
 
     async fn health(&self) -> Health {
-        match self.fault().await {
+        match self.fault("health").await {
             Ok(()) => Health::healthy(),
             Err(e) => Health::unhealthy(e.message().to_owned()),
         }

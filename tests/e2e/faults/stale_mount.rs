@@ -1,0 +1,89 @@
+//! A folder of a local origin that cannot be listed (issue 9, case 2): here a
+//! network mount whose server died, made for real as a musicfs mount inside the
+//! origin that is killed (stat and readdir then give ENOTCONN). Before the fix the
+//! local plugin left the dead folder out of its parent's listing without a word,
+//! and the next scan dropped every track below it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use musicfs_tests::mounted::Mounted;
+
+use super::{track, tree, wait_for_scans};
+
+/// Detaches the dead mount when the test ends, however it ends.
+struct DeadMount(PathBuf);
+
+impl Drop for DeadMount {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3")
+            .args(["-u", "-z"])
+            .arg(&self.0)
+            .status();
+    }
+}
+
+fn kill_a_mount_at(work: &Path, at: &Path) -> DeadMount {
+    let inner = Mounted::start_at(
+        &work.join("inner"),
+        at,
+        &work.join("inner-cache"),
+        &[],
+        None,
+        "warn",
+    );
+    inner.kill();
+    let dead = DeadMount(at.to_owned());
+    let err = std::fs::metadata(at).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+    dead
+}
+
+#[test]
+fn a_folder_that_cannot_be_listed_keeps_its_tracks() {
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("source");
+    for i in 0..2 {
+        track(
+            &source.join(format!("here/h{i}.flac")),
+            "Here",
+            "Local",
+            i + 1,
+            &format!("H {i}"),
+        );
+        track(
+            &source.join(format!("nas/n{i}.flac")),
+            "Away",
+            "Remote",
+            i + 1,
+            &format!("N {i}"),
+        );
+    }
+    let away = ["Away/Remote/01 - N 0.flac", "Away/Remote/02 - N 1.flac"];
+    let origin = format!("local:{}", source.display());
+    let cache = work.path().join("cache");
+    let mount = Mounted::start(
+        work.path(),
+        &cache,
+        &["--origin".into(), origin.clone()],
+        Some(away[1]),
+    );
+    mount.stop();
+
+    let _dead = kill_a_mount_at(work.path(), &source.join("nas"));
+    let mount = Mounted::start(work.path(), &cache, &["--origin".into(), origin], None);
+    wait_for_scans(&mount, 1);
+    for shown in away {
+        assert!(
+            mount.path(shown).exists(),
+            "{shown} was dropped; the mount shows {:?}",
+            tree(&mount.mountpoint)
+        );
+    }
+    assert!(mount.path("Here/Local/02 - H 1.flac").exists());
+    let log = mount.stop();
+    assert!(
+        log.contains("folder not listed") && log.contains("nas"),
+        "the dead folder is not reported:\n{log}"
+    );
+}

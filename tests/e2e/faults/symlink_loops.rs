@@ -1,0 +1,47 @@
+//! Symlinks that lead back up the tree (issue 9, case 7). Before the fix a link to
+//! a parent folder was followed 40 levels deep (41 copies of each track) until
+//! ELOOP, which then failed the listing and marked the origin unhealthy.
+
+use std::os::unix::fs::symlink;
+use std::process::Command;
+
+use super::track;
+
+#[test]
+fn links_back_up_the_tree_are_left_out() {
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("source");
+    track(&source.join("a/x.flac"), "Loop", "Back", 1, "X");
+    track(&source.join("a/y.flac"), "Loop", "Back", 2, "Y");
+    symlink("..", source.join("a/up")).unwrap();
+    symlink(".", source.join("a/self")).unwrap();
+    // Two folders linking to each other: a loop only through the walk's path.
+    std::fs::create_dir_all(source.join("b")).unwrap();
+    std::fs::create_dir_all(source.join("c")).unwrap();
+    symlink("../c", source.join("b/to-c")).unwrap();
+    symlink("../b", source.join("c/to-b")).unwrap();
+
+    let plugins = work.path().join("plugins");
+    musicfs_tests::install_plugin(&plugins, "musicfs_local");
+    let out = Command::new(musicfs_tests::musicfs_binary())
+        .arg("scan")
+        .arg("--plugins")
+        .arg(&plugins)
+        .arg("--cache-dir")
+        .arg(work.path().join("cache"))
+        .arg("--origin")
+        .arg(format!("local:{}", source.display()))
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{printed}");
+    assert!(printed.contains(", 2 tracks in the library"), "{printed}");
+    assert!(
+        !printed.contains("not listed") && !printed.contains("not scanned"),
+        "{printed}"
+    );
+}
