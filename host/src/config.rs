@@ -149,6 +149,13 @@ impl HealthConfig {
     pub fn call_deadline(&self) -> Duration {
         Duration::from_millis(self.timeout_ms.max(1))
     }
+
+    /// The deadline of one read through the mount, failover and retries
+    /// included: two call deadlines, room for one replica that hangs and one
+    /// that answers.
+    pub fn read_deadline(&self) -> Duration {
+        self.call_deadline() * 2
+    }
 }
 
 /// `[retry]`.

@@ -27,7 +27,7 @@ use crate::control::events::{Event, EventBus};
 use crate::fs::errno::errno_for;
 use crate::library::tree::{Node, NodeKind, Replica, Tree};
 use crate::library::view::LibraryView;
-use crate::origins::failover::with_failover;
+use crate::origins::failover::{with_failover, ReadPolicy};
 use crate::origins::registry::{RegisteredOrigin, Registry};
 use crate::origins::router;
 
@@ -45,12 +45,42 @@ const READ_AHEADS: u32 = 2;
 /// The longest a read waits for the origins to open after mounting.
 const STARTUP_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a read that ran out its deadline makes an overlapping read of the same
+/// open file fail at once.
+const TIMED_OUT_MEMORY: Duration = Duration::from_secs(1);
+
+/// The last read of an open file that ran out its deadline. Linux answers a
+/// failed readahead by asking at once for the same pages again; without this
+/// memory, a reader of a hung origin would wait out a second deadline.
+#[derive(Default)]
+struct RecentTimeout(Mutex<Option<(std::time::Instant, u64, u64)>>);
+
+impl RecentTimeout {
+    fn record(&self, start: u64, end: u64) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), start, end));
+    }
+
+    fn clear(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Whether `[start, end)` overlaps a read that timed out just now.
+    fn covers(&self, start: u64, end: u64) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|(at, s, e)| at.elapsed() < TIMED_OUT_MEMORY && start < e && s < end)
+    }
+}
+
 /// Per open file: where a sequential reader will read next, and its read-ahead.
 struct OpenFile {
     next_offset: u64,
     window: u32,
     /// Read-ahead fetches of this file running now (at most [`READ_AHEADS`]).
     reading_ahead: Arc<AtomicU32>,
+    timed_out: Arc<RecentTimeout>,
     /// Bytes before this were cached or being fetched when read-ahead last looked:
     /// it need not walk them again on every read.
     ahead_checked: u64,
@@ -62,6 +92,7 @@ struct Pattern {
     window: u32,
     sequential: bool,
     reading_ahead: Option<Arc<AtomicU32>>,
+    timed_out: Option<Arc<RecentTimeout>>,
     /// The open file's [`OpenFile::ahead_checked`].
     ahead_checked: u64,
 }
@@ -74,7 +105,7 @@ pub struct MusicFs {
     events: EventBus,
     runtime: tokio::runtime::Handle,
     origins_started: tokio::sync::watch::Receiver<bool>,
-    retry_delays: Arc<[Duration]>,
+    policy: ReadPolicy,
     open_files: Mutex<HashMap<u64, OpenFile>>,
     next_handle: AtomicU64,
     uid: u32,
@@ -90,7 +121,7 @@ impl MusicFs {
         events: EventBus,
         runtime: tokio::runtime::Handle,
         origins_started: tokio::sync::watch::Receiver<bool>,
-        retry_delays: Vec<Duration>,
+        policy: ReadPolicy,
     ) -> Self {
         MusicFs {
             view,
@@ -99,7 +130,7 @@ impl MusicFs {
             events,
             runtime,
             origins_started,
-            retry_delays: retry_delays.into(),
+            policy,
             open_files: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             // SAFETY: getuid/getgid cannot fail.
@@ -142,6 +173,7 @@ impl MusicFs {
                 window: FIRST_WINDOW,
                 sequential: false,
                 reading_ahead: None,
+                timed_out: None,
                 ahead_checked: 0,
             };
         };
@@ -165,6 +197,7 @@ impl MusicFs {
             window: file.window,
             sequential,
             reading_ahead: Some(file.reading_ahead.clone()),
+            timed_out: Some(file.timed_out.clone()),
             ahead_checked: file.ahead_checked,
         }
     }
@@ -218,6 +251,7 @@ impl MusicFs {
         }
         let (cache, registry, replicas) =
             (self.cache.clone(), self.registry.clone(), replicas.to_vec());
+        let deadline = self.policy.deadline;
         self.runtime.spawn(async move {
             let route = || {
                 let route = router::route(&replicas, &registry);
@@ -231,7 +265,7 @@ impl MusicFs {
                         .await
                 }
             };
-            let _ = with_failover(route, attempt, &[]).await;
+            let _ = with_failover(route, attempt, &[], deadline).await;
             running.fetch_sub(1, Ordering::AcqRel);
         });
     }
@@ -372,6 +406,7 @@ impl Filesystem for MusicFs {
                             next_offset: 0,
                             window: FIRST_WINDOW,
                             reading_ahead: Arc::new(AtomicU32::new(0)),
+                            timed_out: Arc::default(),
                             ahead_checked: 0,
                         },
                     );
@@ -417,6 +452,13 @@ impl Filesystem for MusicFs {
                 return reply.data(&bytes);
             }
         }
+        let end = offset + size as u64;
+        if let Some(timed_out) = &pattern.timed_out {
+            if timed_out.covers(offset, end) {
+                return reply.error(Errno::EIO);
+            }
+        }
+        let timed_out = pattern.timed_out.clone();
         // A sequential reader that outran its read-ahead fetches a whole window.
         // After a seek, fetch just what was asked (the first byte then waits for
         // the smallest request an origin can answer) and read ahead beside it.
@@ -434,7 +476,7 @@ impl Filesystem for MusicFs {
             self.events.clone(),
         );
         let mut origins_started = self.origins_started.clone();
-        let retry_delays = self.retry_delays.clone();
+        let policy = self.policy.clone();
         self.runtime.spawn(async move {
             // Right after mounting, origins may still be opening: wait (bounded)
             // rather than fail a read that a moment later would succeed.
@@ -460,14 +502,22 @@ impl Filesystem for MusicFs {
                     read.map(|bytes| (bytes, replica.origin))
                 }
             };
-            let result = with_failover(route, attempt, &retry_delays).await;
+            let result = with_failover(route, attempt, &policy.retry_delays, policy.deadline).await;
             let error = match result {
                 Ok((bytes, origin)) => {
+                    if let Some(timed_out) = &timed_out {
+                        timed_out.clear();
+                    }
                     events.publish(Event::FileAccessed { path, origin, offset, size });
                     return reply.data(&bytes);
                 }
                 Err(e) => e,
             };
+            if error.kind() == origin_api::ErrorKind::Timeout {
+                if let Some(timed_out) = &timed_out {
+                    timed_out.record(offset, end);
+                }
+            }
             // NotFound on an origin means the file went away there: still EIO to
             // the reader, since the tree says the file exists.
             let errno = match errno_for(error.kind()) {

@@ -12,6 +12,7 @@ use crate::daemon::{load_config, log_report, Daemon, DaemonOptions};
 use crate::fs::fuse::MusicFs;
 use crate::fs::mountpoint::check_mountpoint;
 use crate::library::sample;
+use crate::origins::failover::ReadPolicy;
 
 /// FUSE threads: reads from the cache are served on them.
 const FUSE_THREADS: usize = 4;
@@ -47,13 +48,16 @@ pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
         daemon.events.clone(),
         runtime.handle().clone(),
         daemon.origins_started(),
-        daemon
-            .config
-            .retry
-            .delays_ms
-            .iter()
-            .map(|ms| Duration::from_millis(*ms))
-            .collect(),
+        ReadPolicy {
+            retry_delays: daemon
+                .config
+                .retry
+                .delays_ms
+                .iter()
+                .map(|ms| Duration::from_millis(*ms))
+                .collect(),
+            deadline: daemon.config.health.read_deadline(),
+        },
     );
     let mut fuse_config = fuser::Config::default();
     fuse_config.mount_options = vec![
