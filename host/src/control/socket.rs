@@ -2,7 +2,10 @@
 //!
 //! One Unix socket per mount, in a folder only its owner can enter
 //! (`$XDG_RUNTIME_DIR/musicfs`, else `/tmp/musicfs-<uid>`, mode 0700; the socket
-//! itself 0600). It is named after a hash of the canonical mountpoint, with a
+//! itself 0600). In `/tmp` anyone could have made that folder first, so a folder
+//! that is a symlink, belongs to another user or is writable by others is refused
+//! (the mount then runs without a socket, and says why), and the files in it are
+//! created afresh, never written through a link that someone left there. It is named after a hash of the canonical mountpoint, with a
 //! `.mount` file beside it holding the mountpoint's path, so a client finds the
 //! socket of a given mount, or of the only running one.
 //!
@@ -34,6 +37,60 @@ fn socket_stem(mountpoint: &Path) -> String {
     blake3::hash(canonical.as_os_str().as_encoded_bytes()).to_hex()[..16].to_owned()
 }
 
+/// Checks that `dir` is a folder of ours that nobody else can write to (and makes
+/// it ours alone if others could only read it).
+pub fn check_private(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |why: String| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "control folder {}: {why}; remove it, or set XDG_RUNTIME_DIR",
+                dir.display()
+            ),
+        ))
+    };
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.file_type().is_dir() {
+        return refuse("is not a folder (a symlink?)".into());
+    }
+    // SAFETY: getuid cannot fail.
+    let me = unsafe { libc::getuid() };
+    if meta.uid() != me {
+        return refuse(format!(
+            "belongs to uid {}, not to you (uid {me})",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return refuse(format!(
+            "others may write to it (mode {:o})",
+            meta.mode() & 0o7777
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a new file at `path` (mode 0600), replacing what was there
+/// without following a symlink in its place.
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?
+        .write_all(bytes)
+}
+
 /// Renders the mount's status as JSON, on request.
 pub type StatusSource = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
 
@@ -53,11 +110,14 @@ impl ControlServer {
         status: StatusSource,
     ) -> std::io::Result<ControlServer> {
         let dir = runtime_dir();
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        check_private(&dir)?;
         let stem = socket_stem(mountpoint);
         let socket = dir.join(format!("{stem}.sock"));
         let marker = dir.join(format!("{stem}.mount"));
@@ -65,7 +125,7 @@ impl ControlServer {
         let listener = UnixListener::bind(&socket)?;
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
         let canonical = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_owned());
-        std::fs::write(&marker, canonical.as_os_str().as_encoded_bytes())?;
+        write_new(&marker, canonical.as_os_str().as_encoded_bytes())?;
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(serve(stream, events.clone(), status.clone()));
@@ -131,6 +191,13 @@ async fn serve(stream: tokio::net::UnixStream, events: EventBus, status: StatusS
 /// The control socket of the mount at `mountpoint`, or of the only running mount.
 pub fn find_socket(mountpoint: Option<&Path>) -> Result<PathBuf, String> {
     let dir = runtime_dir();
+    match check_private(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err("no running musicfs mount".into())
+        }
+        Err(e) => return Err(e.to_string()),
+        Ok(()) => {}
+    }
     if let Some(mountpoint) = mountpoint {
         let socket = dir.join(format!("{}.sock", socket_stem(mountpoint)));
         return if UnixStream::connect(&socket).is_ok() {
@@ -186,4 +253,79 @@ pub fn request(socket: &Path, request: &str, out: &mut dyn Write) -> Result<(), 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    use super::*;
+
+    fn private_dir(root: &Path) -> PathBuf {
+        let dir = root.join("musicfs");
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_folder_of_another_user_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = private_dir(root.path());
+        // SAFETY: getuid cannot fail.
+        let someone_else = if unsafe { libc::getuid() } == 65534 {
+            0
+        } else {
+            65534
+        };
+        if std::os::unix::fs::chown(&dir, Some(someone_else), None).is_err() {
+            eprintln!("skipped: only root can give a folder to another user");
+            return;
+        }
+        let err = check_private(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("belongs to uid {someone_else}")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_folder_others_may_write_to_or_a_symlink_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = private_dir(root.path());
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = check_private(&dir).unwrap_err().to_string();
+        assert!(err.contains("others may write to it"), "{err}");
+
+        let link = root.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let err = check_private(&link).unwrap_err().to_string();
+        assert!(err.contains("not a folder"), "{err}");
+    }
+
+    #[test]
+    fn a_folder_others_may_only_read_becomes_private() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = private_dir(root.path());
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        check_private(&dir).unwrap();
+        assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn the_marker_is_never_written_through_a_symlink() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = private_dir(root.path());
+        let victim = root.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let marker = dir.join("x.mount");
+        std::os::unix::fs::symlink(&victim, &marker).unwrap();
+        write_new(&marker, b"/mnt/music").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert!(!std::fs::symlink_metadata(&marker)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(&marker).unwrap(), b"/mnt/music");
+        assert_eq!(std::fs::metadata(&marker).unwrap().mode() & 0o777, 0o600);
+    }
 }
