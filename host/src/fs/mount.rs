@@ -69,6 +69,9 @@ pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
     fuse_config.n_threads = Some(FUSE_THREADS);
     let session = fuser::spawn_mount(fs, mountpoint, &fuse_config)
         .map_err(|e| format!("cannot mount {}: {e}", mountpoint.display()))?;
+    // Each FUSE mount has a device number of its own: what is at the mountpoint
+    // when we stop is ours only if it still has this one.
+    let ours = device_at(mountpoint);
     tracing::info!(mountpoint = %mountpoint.display(), files = daemon.view.snapshot().file_count(), "mounted");
     eprintln!(
         "musicfs: mounted on {} (Ctrl-C to unmount)",
@@ -122,26 +125,52 @@ pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
     });
 
     let mut how = "unmounted";
-    if !session.guard.is_finished() {
-        if let Err(e) = session.umount_and_join() {
-            // Files are still open in the mount (a player, a shell inside it).
-            // Detach it now; the kernel finishes when the last file closes, instead
-            // of leaving a dead mountpoint behind when this process exits.
-            tracing::warn!("unmount: {e}; detaching it lazily");
-            let lazy = std::process::Command::new("fusermount3")
-                .arg("-u")
-                .arg("-z")
-                .arg(mountpoint)
-                .status();
-            how = match lazy {
-                Ok(status) if status.success() => "detached (files were still open)",
-                _ => "could not be unmounted; clear it with fusermount3 -u -z",
-            };
-        }
+    let still_ours = ours.is_some() && device_at(mountpoint) == ours;
+    if session.guard.is_finished() || !still_ours {
+        // Unmounted from outside (fusermount3 -u), and perhaps mounted again by
+        // someone else since: the session would unmount by path when dropped,
+        // taking down what is there now. Leave it be; exiting closes our end.
+        how = "was unmounted from outside";
+        std::mem::forget(session);
+    } else if let Err(e) = session.umount_and_join() {
+        // Files are still open in the mount (a player, a shell inside it).
+        // Detach it now; the kernel finishes when the last file closes, instead
+        // of leaving a dead mountpoint behind when this process exits.
+        tracing::warn!("unmount: {e}; detaching it lazily");
+        how = if device_at(mountpoint) == ours && detach(mountpoint) {
+            "detached (files were still open)"
+        } else {
+            "could not be unmounted; clear it with fusermount3 -u -z"
+        };
     }
     daemon.store.flush().map_err(|e| e.to_string())?;
     eprintln!("musicfs: {} {how}", mountpoint.display());
     Ok(())
+}
+
+/// The device number of the file system mounted at `path`, if it answers.
+fn device_at(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| m.dev())
+}
+
+/// Detaches the mount at `path` lazily (MNT_DETACH): it goes from the namespace
+/// now and ends when its last open file closes.
+fn detach(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::umount2(c_path.as_ptr(), libc::MNT_DETACH) } == 0 {
+        return true;
+    }
+    // Not root: the setuid helper may detach a mount of ours.
+    std::process::Command::new("fusermount3")
+        .args(["-u", "-z"])
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Returns on Ctrl-C, SIGTERM, or when the session ends (someone ran fusermount -u).
