@@ -66,6 +66,9 @@ pub struct Daemon {
     /// The last scan missed something (an origin, a folder or a file's tags could
     /// not be read): [`Daemon::retry_incomplete_scans`] scans again.
     incomplete: std::sync::atomic::AtomicBool,
+    /// The store's generation when the last scan began: a store rebuilt since
+    /// holds less than the tree shows, which stays until a scan refills it.
+    scanned_generation: std::sync::atomic::AtomicU64,
 }
 
 /// Reads the config file (if any) and adds the `--origin` flags.
@@ -123,6 +126,7 @@ impl Daemon {
             ContentCache::open(&cache_dir, limit, store.clone())
                 .map_err(|e| format!("content cache: {e}"))?,
         );
+        let store_generation = store.generation();
         let layout =
             Layout::parse(&config.library.layout).map_err(|e| format!("[library] layout: {e}"))?;
         let mut book = InodeBook::load(&store).map_err(|e| e.to_string())?;
@@ -152,6 +156,7 @@ impl Daemon {
             notifier: Mutex::new(None),
             scanning: tokio::sync::Mutex::new(()),
             incomplete: std::sync::atomic::AtomicBool::new(false),
+            scanned_generation: std::sync::atomic::AtomicU64::new(store_generation),
         })
     }
 
@@ -171,16 +176,31 @@ impl Daemon {
     /// Scans every live origin and shows the result.
     pub async fn rescan(&self, progress: &Arc<ScanProgress>) -> Result<ScanReport, String> {
         let _one_at_a_time = self.scanning.lock().await;
+        let generation = self.store.generation();
         let report = scanner::scan(&self.registry, &self.cache, &self.store, progress).await;
         self.incomplete
             .store(!report.complete(), std::sync::atomic::Ordering::Relaxed);
+        self.scanned_generation
+            .store(generation, std::sync::atomic::Ordering::Relaxed);
         self.refresh_tree();
         self.store.flush().map_err(|e| e.to_string())?;
         Ok(report)
     }
 
+    /// Whether the store was rebuilt empty since the last scan began.
+    fn store_rebuilt_since_scan(&self) -> bool {
+        self.store.generation()
+            != self
+                .scanned_generation
+                .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Rebuilds the tree from the index, shows it, and tells the kernel what changed.
+    /// While the store was rebuilt empty and not yet rescanned, the tree shown stays.
     pub fn refresh_tree(&self) {
+        if self.store_rebuilt_since_scan() {
+            return tracing::info!("the index is being rebuilt: the tree stays as it is");
+        }
         let tree = {
             let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
             build_tree(&self.store, &self.config, &self.layout, &mut book)
@@ -242,7 +262,8 @@ impl Daemon {
 const MAX_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl Daemon {
-    /// While the last scan was incomplete, scans again after `first`, then after
+    /// While the last scan was incomplete (or the store was rebuilt since), scans
+    /// again after `first`, then after
     /// twice as long each time it is still incomplete (up to an hour), until the
     /// returned task is aborted: what an outage kept from the index comes in once
     /// the origin is back, without a restart.
@@ -255,7 +276,9 @@ impl Daemon {
             let mut wait = first;
             loop {
                 tokio::time::sleep(wait).await;
-                if !daemon.incomplete.load(std::sync::atomic::Ordering::Relaxed) {
+                let due = daemon.incomplete.load(std::sync::atomic::Ordering::Relaxed)
+                    || daemon.store_rebuilt_since_scan();
+                if !due {
                     wait = first;
                     continue;
                 }

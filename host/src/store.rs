@@ -5,8 +5,13 @@
 //! fetch) commit without fsync; [`Store::flush`] makes everything durable and runs
 //! after a scan, periodically, and at unmount. A crash can lose recent manifests,
 //! never corrupt them: the chunks they named are still verified on every read.
+//!
+//! Damage never stops the mount (see [`Store`]): the index only caches what the
+//! origins hold, so a damaged file is moved aside and rebuilt by a rescan.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -34,32 +39,167 @@ fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
 }
 
-/// The open store.
+/// What a failed store call says about the database file.
+#[derive(Debug, PartialEq, Eq)]
+enum Fault {
+    /// The file is damaged (or redb panicked on it): move it aside, start empty.
+    Damaged,
+    /// An earlier write failed (a full disk, say): redb refuses every call until
+    /// the database is opened again.
+    NeedsReopen,
+    /// The call failed; the database is fine.
+    Passing,
+}
+
+fn fault_of(e: &redb::Error) -> Fault {
+    match e {
+        redb::Error::Corrupted(_)
+        | redb::Error::UpgradeRequired(_)
+        | redb::Error::LockPoisoned(_)
+        | redb::Error::TableTypeMismatch { .. } => Fault::Damaged,
+        redb::Error::PreviousIo | redb::Error::DatabaseClosed => Fault::NeedsReopen,
+        redb::Error::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+            ) =>
+        {
+            Fault::Damaged
+        }
+        _ => Fault::Passing,
+    }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
+/// The open store. It is a cache of what the origins hold, so damage never stops
+/// the mount: a file that fails its integrity check at open, or that makes redb
+/// fail as corrupted (or panic) later, is moved aside and replaced by an empty
+/// one, and [`Store::generation`] tells the daemon to rescan. After an I/O
+/// error (a full disk) redb refuses every call until reopened: the next call
+/// reopens it, so the index recovers by itself once there is space again.
 pub struct Store {
-    db: Database,
+    path: PathBuf,
+    /// `None` while it could not be reopened.
+    db: RwLock<Option<Database>>,
+    /// How many times the store was replaced by an empty one.
+    generation: AtomicU64,
 }
 
 impl Store {
-    /// Opens (or creates) the store at `path`.
+    /// Opens (or creates) the store at `path`; a damaged file is moved aside (the
+    /// log says where) and an empty store takes its place.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
-        let db =
-            Database::create(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
-        let store = Store { db };
-        // Create every table so that readers never meet a missing one.
-        store.write(true, |txn| {
-            txn.open_table(TRACKS)?;
-            txn.open_table(INODES)?;
-            txn.open_table(DIR_MTIMES)?;
-            txn.open_table(DIR_SIGS)?;
-            txn.open_table(META)?;
-            txn.open_table(MANIFESTS)?;
-            txn.open_table(TAG_CHUNKS)?;
-            Ok(())
-        })?;
-        Ok(store)
+        let (db, rebuilt) = match open_checked(path) {
+            Ok(db) => (db, false),
+            Err((Fault::Damaged, why)) => {
+                move_aside(path, &why)?;
+                let db = open_checked(path)
+                    .map_err(|(_, e)| StoreError(format!("{}: {e}", path.display())))?;
+                (db, true)
+            }
+            Err((_, why)) => return Err(StoreError(format!("{}: {why}", path.display()))),
+        };
+        Ok(Store {
+            path: path.to_owned(),
+            db: RwLock::new(Some(db)),
+            generation: AtomicU64::new(u64::from(rebuilt)),
+        })
+    }
+
+    /// How many times the store was found damaged and replaced by an empty one
+    /// (at open or since): a change means the library must be scanned again.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Runs `work` on the database, containing redb's panics, and repairs what a
+    /// failure says is broken before returning it.
+    fn run<T>(
+        &self,
+        work: impl FnOnce(&Database) -> Result<T, redb::Error>,
+    ) -> Result<T, StoreError> {
+        let outcome = {
+            let mut db = self.db.read().unwrap_or_else(|p| p.into_inner());
+            if db.is_none() {
+                drop(db);
+                self.reopen();
+                db = self.db.read().unwrap_or_else(|p| p.into_inner());
+            }
+            let Some(db) = db.as_ref() else {
+                return Err(StoreError(format!(
+                    "{} cannot be opened right now",
+                    self.path.display()
+                )));
+            };
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(db)))
+        };
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                match fault_of(&e) {
+                    Fault::Damaged => self.rebuild(&e.to_string()),
+                    Fault::NeedsReopen => self.reopen(),
+                    Fault::Passing => {}
+                }
+                Err(err(e))
+            }
+            Err(panic) => {
+                // Reopening checks the file's integrity: a panic that came from
+                // damage rebuilds the store, any other leaves it as it is.
+                let why = format!("panicked: {}", panic_text(panic.as_ref()));
+                tracing::error!(path = %self.path.display(), "an index call {why}; reopening it");
+                self.reopen();
+                Err(StoreError(why))
+            }
+        }
+    }
+
+    /// Closes and opens the database again (after an I/O error or a panic), with
+    /// its integrity check. Left closed if that fails; the next call tries again.
+    fn reopen(&self) {
+        let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
+        *db = None; // redb locks the file: the old handle must go first
+        match open_checked(&self.path) {
+            Ok(fresh) => {
+                tracing::info!(path = %self.path.display(), "index reopened");
+                *db = Some(fresh);
+            }
+            Err((Fault::Damaged, why)) => {
+                drop(db);
+                self.rebuild(&why);
+            }
+            Err((_, why)) => {
+                tracing::warn!(path = %self.path.display(), "cannot reopen the index yet: {why}")
+            }
+        }
+    }
+
+    /// Moves the damaged file aside and starts an empty store in its place.
+    fn rebuild(&self, why: &str) {
+        let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
+        *db = None;
+        if move_aside(&self.path, why).is_err() {
+            return;
+        }
+        match open_checked(&self.path) {
+            Ok(fresh) => {
+                *db = Some(fresh);
+                self.generation.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((_, e)) => {
+                tracing::error!(path = %self.path.display(), "cannot start an empty index: {e}")
+            }
+        }
     }
 
     /// Runs `work` in a write transaction; `durable` waits for the disk.
@@ -68,13 +208,15 @@ impl Store {
         durable: bool,
         work: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
     ) -> Result<T, StoreError> {
-        let mut txn = self.db.begin_write().map_err(err)?;
-        if !durable {
-            txn.set_durability(Durability::None).map_err(err)?;
-        }
-        let value = work(&txn).map_err(err)?;
-        txn.commit().map_err(err)?;
-        Ok(value)
+        self.run(|db| {
+            let mut txn = db.begin_write()?;
+            if !durable {
+                txn.set_durability(Durability::None)?;
+            }
+            let value = work(&txn)?;
+            txn.commit()?;
+            Ok(value)
+        })
     }
 
     /// Runs `work` in a read transaction.
@@ -82,8 +224,10 @@ impl Store {
         &self,
         work: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
     ) -> Result<T, StoreError> {
-        let txn = self.db.begin_read().map_err(err)?;
-        work(&txn).map_err(err)
+        self.run(|db| {
+            let txn = db.begin_read()?;
+            work(&txn)
+        })
     }
 
     /// Makes every earlier commit durable.
@@ -117,5 +261,142 @@ impl Store {
             }
             Ok(out)
         })
+    }
+}
+
+/// Opens the database at `path`, checks its integrity and makes every table, with
+/// redb's panics contained; on failure, what it says about the file.
+fn open_checked(path: &Path) -> Result<Database, (Fault, String)> {
+    let opened = std::panic::catch_unwind(|| -> Result<Database, redb::Error> {
+        let mut db = Database::create(path)?;
+        if !db.check_integrity()? {
+            return Err(redb::Error::Corrupted(
+                "the integrity check found damage".into(),
+            ));
+        }
+        let txn = db.begin_write()?;
+        // Create every table so that readers never meet a missing one.
+        txn.open_table(TRACKS)?;
+        txn.open_table(INODES)?;
+        txn.open_table(DIR_MTIMES)?;
+        txn.open_table(DIR_SIGS)?;
+        txn.open_table(META)?;
+        txn.open_table(MANIFESTS)?;
+        txn.open_table(TAG_CHUNKS)?;
+        txn.commit()?;
+        Ok(db)
+    });
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err((fault_of(&e), e.to_string())),
+        Err(panic) => Err((
+            Fault::Damaged,
+            format!("redb panicked: {}", panic_text(panic.as_ref())),
+        )),
+    }
+}
+
+/// Renames a damaged index to `<name>.damaged-<unix time>[-n]` beside it, saying so.
+fn move_aside(path: &Path, why: &str) -> Result<(), StoreError> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // Never over an earlier damaged copy: each may be wanted for a bug report.
+    let aside = (1..)
+        .map(|n| {
+            let mut aside = path.as_os_str().to_owned();
+            aside.push(format!(".damaged-{stamp}"));
+            if n > 1 {
+                aside.push(format!("-{n}"));
+            }
+            PathBuf::from(aside)
+        })
+        .find(|aside| !aside.exists())
+        .expect("some name is free");
+    match std::fs::rename(path, &aside) {
+        Ok(()) => {
+            tracing::error!(
+                "the index {} is damaged ({why}); moved it to {} and starting from an empty index: the library is rescanned",
+                path.display(),
+                aside.display()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(path = %path.display(), "the index is damaged ({why}) and cannot be moved aside: {e}");
+            Err(StoreError(format!(
+                "{} is damaged ({why}) and cannot be moved aside: {e}",
+                path.display()
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: TableDefinition<&str, u64> = TableDefinition::new("test");
+
+    #[test]
+    fn a_panic_inside_a_transaction_is_contained_and_the_store_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("index.redb")).unwrap();
+        store
+            .write(true, |txn| {
+                txn.open_table(T)?.insert("kept", 1)?;
+                Ok(())
+            })
+            .unwrap();
+        let failed = store.write(true, |txn| -> Result<(), redb::Error> {
+            txn.open_table(T)?.insert("lost", 2)?;
+            panic!("boom");
+        });
+        assert!(failed.unwrap_err().to_string().contains("boom"));
+        assert_eq!(store.generation(), 0, "the file is fine: kept");
+        store
+            .write(true, |txn| {
+                txn.open_table(T)?.insert("after", 3)?;
+                Ok(())
+            })
+            .unwrap();
+        let get = |key: &str| {
+            store
+                .read(|txn| Ok(txn.open_table(T)?.get(key)?.map(|v| v.value())))
+                .unwrap()
+        };
+        assert_eq!(
+            (get("kept"), get("lost"), get("after")),
+            (Some(1), None, Some(3))
+        );
+    }
+
+    #[test]
+    fn a_damaged_file_is_moved_aside_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        drop(Store::open(&path).unwrap());
+        let len = std::fs::metadata(&path).unwrap().len();
+        let bytes: Vec<u8> = std::fs::read(&path).unwrap();
+        // Every byte past the header flipped.
+        let flipped: Vec<u8> = bytes
+            .iter()
+            .enumerate()
+            .map(|(i, b)| if i >= 4096 { !b } else { *b })
+            .collect();
+        std::fs::write(&path, flipped).unwrap();
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.generation(), 1);
+        assert!(len > 0);
+        let aside = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().starts_with("index.redb.damaged-")
+            })
+            .count();
+        assert_eq!(aside, 1, "moved aside, not deleted");
+        let tracks = store.read(|txn| Ok(txn.open_table(TRACKS)?.iter()?.count()));
+        assert_eq!(tracks.unwrap(), 0);
     }
 }

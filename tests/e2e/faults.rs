@@ -2,6 +2,7 @@
 //! a reader or stop, provoked for real against real mounts and built plugins. One
 //! module per fault; each began as a test that failed before its fix.
 
+mod damaged_index;
 mod hung_origin;
 mod newer_mount;
 mod stale_mount;
