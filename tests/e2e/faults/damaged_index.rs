@@ -9,8 +9,11 @@ use musicfs_tests::mounted::Mounted;
 
 use super::track;
 
-/// Ways to damage the file: each returns the damaged bytes.
-const DAMAGE: &[(&str, fn(&[u8]) -> Vec<u8>)] = &[
+/// Makes damaged bytes of an index file.
+type Damage = fn(&[u8]) -> Vec<u8>;
+
+/// Ways to damage the file.
+const DAMAGE: &[(&str, Damage)] = &[
     ("truncated to half", |b| b[..b.len() / 2].to_vec()),
     ("super header flipped", |b| flip(b, 0, 512)),
     ("every page flipped", |b| flip(b, 4096, b.len())),
