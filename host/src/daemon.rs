@@ -187,6 +187,13 @@ impl Daemon {
         Ok(report)
     }
 
+    /// Says the index misses something a scan would find (a change that could not
+    /// be recorded): [`Daemon::retry_incomplete_scans`] scans again.
+    pub fn mark_incomplete(&self) {
+        self.incomplete
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Whether the store was rebuilt empty since the last scan began.
     fn store_rebuilt_since_scan(&self) -> bool {
         self.store.generation()

@@ -90,7 +90,13 @@ pub struct Store {
     db: RwLock<Option<Database>>,
     /// How many times the store was replaced by an empty one.
     generation: AtomicU64,
+    /// When reopening was last tried while closed: at most once a second, since
+    /// each try reads the whole file.
+    last_reopen: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How often a closed store tries to reopen.
+const REOPEN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Store {
     /// Opens (or creates) the store at `path`; a damaged file is moved aside (the
@@ -113,6 +119,7 @@ impl Store {
             path: path.to_owned(),
             db: RwLock::new(Some(db)),
             generation: AtomicU64::new(u64::from(rebuilt)),
+            last_reopen: std::sync::Mutex::new(None),
         })
     }
 
@@ -130,7 +137,7 @@ impl Store {
     ) -> Result<T, StoreError> {
         let outcome = {
             let mut db = self.db.read().unwrap_or_else(|p| p.into_inner());
-            if db.is_none() {
+            if db.is_none() && self.reopen_due() {
                 drop(db);
                 self.reopen();
                 db = self.db.read().unwrap_or_else(|p| p.into_inner());
@@ -162,6 +169,15 @@ impl Store {
                 Err(StoreError(why))
             }
         }
+    }
+
+    fn reopen_due(&self) -> bool {
+        let mut last = self.last_reopen.lock().unwrap_or_else(|p| p.into_inner());
+        let due = last.is_none_or(|at| at.elapsed() >= REOPEN_EVERY);
+        if due {
+            *last = Some(std::time::Instant::now());
+        }
+        due
     }
 
     /// Closes and opens the database again (after an I/O error or a panic), with

@@ -6,8 +6,10 @@
 //! The conformance suite therefore runs unchanged on an origin linked in directly and
 //! on one loaded from a `.so`.
 
+mod elf_probe;
 mod loader;
 mod log_sink;
 mod plugin_origin;
 
+pub use elf_probe::check_plugin_file;
 pub use loader::{load_plugin, LoadError, LoadedPlugin};

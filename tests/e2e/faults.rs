@@ -3,6 +3,7 @@
 //! module per fault; each began as a test that failed before its fix.
 
 mod damaged_index;
+mod full_disk;
 mod hung_origin;
 mod newer_mount;
 mod stale_mount;

@@ -225,8 +225,12 @@ impl ChunkStore {
             std::process::id(),
             self.temp_counter.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::write(&temp, bytes)?;
-        std::fs::rename(&temp, &path)?;
+        // A write that fails (a full disk) leaves nothing behind: no temporary
+        // file, and no entry for a chunk that is not there.
+        if let Err(e) = std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, &path)) {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
         let over = {
             let mut index = self.index();
             index.clock += 1;

@@ -45,6 +45,8 @@ const FAST_ORIGIN_WINDOW: u32 = 8 << 20;
 const SLOW_FETCH: Duration = Duration::from_millis(20);
 /// Rounds of fetching before a read gives up (chunks kept vanishing under it).
 const ROUNDS: usize = 4;
+/// How often chunks held only in memory are tried on disk again.
+const VOLATILE_RETRY: Duration = Duration::from_secs(1);
 /// Verified chunks kept in memory for sequential readers.
 const HOT_BYTES: usize = 32 << 20;
 
@@ -61,13 +63,37 @@ pub enum Purpose {
 
 struct VersionState {
     key: String,
+    /// What is cached, in memory: the chunks on disk, plus [`Self::volatile`].
     manifest: Mutex<Manifest>,
+    /// Chunks in the manifest that could not be written (a full disk): served
+    /// from memory while they last, never recorded on disk or counted as cached.
+    volatile: Mutex<HashSet<ChunkId>>,
+    /// When writing [`Self::volatile`] chunks was last tried.
+    volatile_tried: Mutex<Option<Instant>>,
     in_flight: Arc<InFlight>,
     /// Whether the last fetch of this version was slow (see [`SLOW_FETCH`]).
     slow_origin: AtomicBool,
 }
 
 impl VersionState {
+    /// The manifest without the chunks only held in memory: what is on disk.
+    fn on_disk(&self) -> Manifest {
+        let mut manifest = self
+            .manifest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for id in self
+            .volatile
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            manifest.remove_chunk(id);
+        }
+        manifest
+    }
+
     /// The largest fetch worth making: windows past [`FAST_ORIGIN_WINDOW`] only pay
     /// where each request has a cost to amortise (a remote store); on a fast origin
     /// they would only hold more memory.
@@ -159,6 +185,8 @@ impl ContentCache {
         let state = Arc::new(VersionState {
             key: key.clone(),
             manifest: Mutex::new(manifest),
+            volatile: Mutex::new(HashSet::new()),
+            volatile_tried: Mutex::new(None),
             in_flight: Arc::new(InFlight::default()),
             slow_origin: AtomicBool::new(false),
         });
@@ -166,11 +194,11 @@ impl ContentCache {
         state
     }
 
-    /// Bytes of `version` that are cached (for the `user.musicfs.cached` attribute).
+    /// Bytes of `version` that are cached on disk (for the `user.musicfs.cached`
+    /// attribute).
     pub fn cached_bytes(&self, version: &FileVersion) -> u64 {
         let state = self.state(version);
-        let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
-        manifest.cached_bytes(version.size)
+        state.on_disk().cached_bytes(version.size)
     }
 
     fn chunk_bytes(&self, id: &ChunkId) -> Option<Arc<Vec<u8>>> {
@@ -214,6 +242,11 @@ impl ContentCache {
                                 .lock()
                                 .unwrap_or_else(|p| p.into_inner())
                                 .remove_chunk(&id);
+                            state
+                                .volatile
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(&id);
                             gaps.push((pos, pos + len as u64));
                         }
                     }
@@ -226,9 +259,56 @@ impl ContentCache {
             }
         }
         if gaps.is_empty() {
+            self.store_volatile(state);
             Ok(out)
         } else {
             Err(gaps)
+        }
+    }
+
+    /// Tries again (at most every [`VOLATILE_RETRY`]) to write the chunks of
+    /// `state` that a full disk kept in memory, and records those that made it.
+    fn store_volatile(&self, state: &VersionState) {
+        let ids: Vec<ChunkId> = {
+            let volatile = state.volatile.lock().unwrap_or_else(|p| p.into_inner());
+            if volatile.is_empty() {
+                return;
+            }
+            let mut tried = state
+                .volatile_tried
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if tried.is_some_and(|at| at.elapsed() < VOLATILE_RETRY) {
+                return;
+            }
+            *tried = Some(Instant::now());
+            volatile.iter().copied().collect()
+        };
+        let stored: Vec<ChunkId> = ids
+            .into_iter()
+            .filter(|id| {
+                self.hot
+                    .get(id)
+                    .is_some_and(|bytes| self.chunks.put(id, &bytes, false).is_ok())
+            })
+            .collect();
+        if stored.is_empty() {
+            return;
+        }
+        {
+            let mut volatile = state.volatile.lock().unwrap_or_else(|p| p.into_inner());
+            for id in &stored {
+                volatile.remove(id);
+            }
+        }
+        let encoded = state.on_disk().encode();
+        let written = self.store.write(false, |txn| {
+            txn.open_table(MANIFESTS)?
+                .insert(state.key.as_str(), encoded.as_slice())?;
+            Ok(())
+        });
+        if let Err(e) = written {
+            tracing::warn!("cannot record a manifest: {e}");
         }
     }
 
@@ -405,25 +485,37 @@ impl ContentCache {
         // Chunking and hashing a fetch (at most MAX_WINDOW bytes, a few ms) runs on
         // the task itself: the scanner calls this from a blocking thread, where
         // `block_in_place` is not available.
-        let pieces = {
-            let pieces = chunk(&bytes);
-            for piece in &pieces {
-                let data = &bytes[piece.offset..piece.offset + piece.len];
-                if let Err(e) = self.chunks.put(&piece.id, data, tag) {
-                    tracing::warn!("cannot store a chunk: {e}");
+        let pieces = chunk(&bytes);
+        let mut unwritten = Vec::new();
+        for piece in &pieces {
+            let data = &bytes[piece.offset..piece.offset + piece.len];
+            if let Err(e) = self.chunks.put(&piece.id, data, tag) {
+                if unwritten.is_empty() {
+                    tracing::warn!("cannot store a chunk, serving it from memory: {e}");
                 }
-                self.hot.put(piece.id, Arc::new(data.to_vec()));
+                unwritten.push(piece.id);
             }
-            pieces
-        };
+            self.hot.put(piece.id, Arc::new(data.to_vec()));
+        }
         let encoded = {
             let mut manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
             manifest.insert(base, &pieces);
-            manifest.encode()
+            let mut volatile = state.volatile.lock().unwrap_or_else(|p| p.into_inner());
+            volatile.extend(unwritten.iter().copied());
+            if volatile.is_empty() {
+                manifest.encode()
+            } else {
+                drop((manifest, volatile));
+                state.on_disk().encode()
+            }
         };
         let key = state.key.clone();
         let tag_ids: Vec<ChunkId> = if tag {
-            pieces.iter().map(|p| p.id).collect()
+            pieces
+                .iter()
+                .map(|p| p.id)
+                .filter(|id| !unwritten.contains(id))
+                .collect()
         } else {
             Vec::new()
         };

@@ -148,7 +148,9 @@ async fn apply(
     }
     upserts.extend(read_tags_of(&origin, &daemon.cache, &progress, known, to_read).await);
     if let Err(e) = index::apply_change(&daemon.store, origin_id, &removed, &kept, &upserts) {
-        tracing::warn!("cannot record changes: {e}");
+        // Lost from the index, not from the origin: the next scan picks them up.
+        tracing::warn!("cannot record changes, a scan will: {e}");
+        daemon.mark_incomplete();
     }
 }
 

@@ -182,6 +182,9 @@ impl PluginManager {
         let (source, hash_owned, copies) =
             (file.to_owned(), hash.to_owned(), self.copies_dir.clone());
         let loaded = tokio::task::spawn_blocking(move || {
+            // Read the headers before copying anything: a folder holding other
+            // files (an executable, .rlibs) must not fill the cache with copies.
+            origin_api::host::check_plugin_file(&source).map_err(|e| e.to_string())?;
             let copy = hashed_copy(&source, &hash_owned, &copies)
                 .map_err(|e| format!("cannot copy: {e}"))?;
             origin_api::host::load_plugin(&copy).map_err(|e| e.to_string())

@@ -125,6 +125,7 @@ impl LoadedPlugin {
 /// Loads the plugin library at `path`, checks it and runs its constructor.
 pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, LoadError> {
     check_elf(path)?;
+    super::check_plugin_file(path)?;
     let stamp = read_stamp(path)?;
     let plugin_api = stamp.api_version();
     if !versions_compatible(&plugin_api, API_VERSION) {
