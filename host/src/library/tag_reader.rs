@@ -99,8 +99,15 @@ impl<F> Seek for RangeReader<F> {
 }
 
 /// Reads the tags of a file from `reader`. A file with no tags gives empty tags; a
-/// file lofty cannot parse gives an error message for the scan report.
+/// file lofty cannot parse gives an error message for the scan report, and so does
+/// one that makes it panic: tags are untrusted input, and a bad file must never
+/// cost the scan (or the record of the file).
 pub fn read_tags<R: Read + Seek>(reader: R) -> Result<Tags, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parse_tags(reader)))
+        .unwrap_or_else(|_| Err("the tag parser failed on this file".to_owned()))
+}
+
+fn parse_tags<R: Read + Seek>(reader: R) -> Result<Tags, String> {
     let options = ParseOptions::new()
         .read_properties(false)
         .read_cover_art(false)

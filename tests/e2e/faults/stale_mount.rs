@@ -34,8 +34,19 @@ fn kill_a_mount_at(work: &Path, at: &Path) -> DeadMount {
     );
     inner.kill();
     let dead = DeadMount(at.to_owned());
-    let err = std::fs::metadata(at).unwrap_err();
-    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+    // The kernel may answer from attributes it cached (for the TTL) before it
+    // says the connection is gone.
+    let started = std::time::Instant::now();
+    loop {
+        match std::fs::metadata(at) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => break,
+            other => assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "the killed mount still answers: {other:?}"
+            ),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     dead
 }
 
