@@ -19,6 +19,16 @@ pub fn errno_for(kind: ErrorKind) -> i32 {
     }
 }
 
+/// The errno a failed read of a file the tree shows carries: as [`errno_for`], but
+/// "not found" on an origin is `EIO`, since the tree (until a listing says
+/// otherwise) says the file exists.
+pub fn read_errno(kind: ErrorKind) -> i32 {
+    match errno_for(kind) {
+        libc::ENOENT => libc::EIO,
+        errno => errno,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

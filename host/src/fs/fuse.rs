@@ -24,7 +24,7 @@ use fuser::{
 
 use crate::cache::content_cache::{ContentCache, Purpose, MAX_WINDOW};
 use crate::control::events::{Event, EventBus};
-use crate::fs::errno::errno_for;
+use crate::fs::errno::read_errno;
 use crate::library::tree::{Node, NodeKind, Replica, Tree};
 use crate::library::view::LibraryView;
 use crate::origins::failover::{with_failover, ReadPolicy};
@@ -43,7 +43,7 @@ const REORDER_SLACK: u64 = 1 << 20;
 /// hides a remote origin's per-request delay.
 const READ_AHEADS: u32 = 2;
 /// The longest a read waits for the origins to open after mounting.
-const STARTUP_WAIT: Duration = Duration::from_secs(10);
+pub const STARTUP_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a read that ran out its deadline makes an overlapping read of the same
 /// open file fail at once.
@@ -298,7 +298,8 @@ fn xattr_reply(value: &[u8], size: u32, reply: ReplyXattr) {
     }
 }
 
-const XATTRS: [&str; 3] = [
+/// The extended attributes every file carries.
+pub const XATTRS: [&str; 3] = [
     "user.musicfs.origin",
     "user.musicfs.path",
     "user.musicfs.cached",
@@ -518,13 +519,7 @@ impl Filesystem for MusicFs {
                     timed_out.record(offset, end);
                 }
             }
-            // NotFound on an origin means the file went away there: still EIO to
-            // the reader, since the tree says the file exists.
-            let errno = match errno_for(error.kind()) {
-                libc::ENOENT => libc::EIO,
-                errno => errno,
-            };
-            reply.error(Errno::from_i32(errno));
+            reply.error(Errno::from_i32(read_errno(error.kind())));
         });
     }
 

@@ -1,0 +1,105 @@
+//! Keeps SEMANTICS.md honest: its tables of errnos, extended attributes and
+//! deadlines are read and checked against the code.
+
+use std::time::Duration;
+
+use musicfs::config::HealthConfig;
+use musicfs::fs::errno::read_errno;
+use musicfs::fs::fuse::{STARTUP_WAIT, XATTRS};
+use musicfs::origins::registry::DRAIN_LIMIT;
+use origin_api::ErrorKind;
+
+const SEMANTICS: &str = include_str!("../../SEMANTICS.md");
+
+/// The rows (cells, trimmed, backticks removed) of the first table after the
+/// heading `heading`.
+fn table(heading: &str) -> Vec<Vec<String>> {
+    let start = SEMANTICS
+        .lines()
+        .position(|l| l.trim_start_matches('#').trim() == heading && l.starts_with('#'))
+        .unwrap_or_else(|| panic!("SEMANTICS.md has no heading {heading:?}"));
+    let rows: Vec<Vec<String>> = SEMANTICS
+        .lines()
+        .skip(start + 1)
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2) // the header and its rule
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|cell| cell.trim().replace('`', ""))
+                .collect()
+        })
+        .collect();
+    assert!(!rows.is_empty(), "no table under {heading:?}");
+    rows
+}
+
+fn errno_named(name: &str) -> i32 {
+    match name {
+        "EIO" => libc::EIO,
+        "EACCES" => libc::EACCES,
+        "ENOENT" => libc::ENOENT,
+        other => panic!("SEMANTICS.md names an errno this test does not know: {other}"),
+    }
+}
+
+#[test]
+fn the_errno_table_is_what_errno_for_does() {
+    let kinds = [
+        ("NotFound", ErrorKind::NotFound),
+        ("PermissionDenied", ErrorKind::PermissionDenied),
+        ("Timeout", ErrorKind::Timeout),
+        ("Unavailable", ErrorKind::Unavailable),
+        ("InvalidConfig", ErrorKind::InvalidConfig),
+        ("Other", ErrorKind::Other),
+    ];
+    let rows = table("Errors");
+    assert_eq!(rows.len(), kinds.len(), "one row per error kind");
+    for (name, kind) in kinds {
+        let row = rows
+            .iter()
+            .find(|r| r[0] == name)
+            .unwrap_or_else(|| panic!("no row for {name}"));
+        assert_eq!(errno_named(&row[1]), read_errno(kind), "{name}");
+    }
+}
+
+#[test]
+fn the_xattr_table_lists_every_attribute() {
+    let documented: Vec<String> = table("Extended attributes")
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(documented, XATTRS);
+}
+
+#[test]
+fn the_deadline_table_gives_the_defaults() {
+    let rows = table("Deadlines");
+    let ms = |d: Duration| format!("{} ms", d.as_millis());
+    let health = HealthConfig::default();
+    let expect = [
+        ("every origin call", health.call_deadline()),
+        ("a read through the mount", health.read_deadline()),
+        (
+            "a read arriving while the origins are still opening",
+            STARTUP_WAIT,
+        ),
+        ("taking an origin down", DRAIN_LIMIT),
+    ];
+    assert_eq!(rows.len(), expect.len());
+    for (row, (what, value)) in rows.iter().zip(expect) {
+        assert!(row[0].starts_with(what), "{row:?}");
+        assert!(
+            row[1].contains(&ms(value)),
+            "{what}: {row:?}, code says {value:?}"
+        );
+    }
+    assert!(rows[1][1].starts_with("2 × timeout_ms"));
+    let custom = HealthConfig {
+        timeout_ms: 1234,
+        ..HealthConfig::default()
+    };
+    assert_eq!(custom.read_deadline(), 2 * custom.call_deadline());
+}
