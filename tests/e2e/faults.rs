@@ -5,6 +5,7 @@
 mod damaged_index;
 mod full_disk;
 mod hung_origin;
+mod killed_mid_work;
 mod newer_mount;
 mod stale_mount;
 mod symlink_loops;
@@ -33,6 +34,28 @@ pub(crate) fn wait_for_scans(mount: &Mounted, n: usize) {
     mount.wait_until(Duration::from_secs(60), |m| {
         m.log().matches("scan finished").count() >= n
     });
+}
+
+/// One row of the fault matrix, printed for the record (`cargo test -- --nocapture
+/// faults` shows them all) after the test has asserted it.
+pub(crate) fn matrix_row(
+    case: &str,
+    count: usize,
+    wrong_bytes: u64,
+    hangs: usize,
+    crashes: usize,
+    lost: usize,
+) {
+    println!("fault matrix | {case} | {count} | {wrong_bytes} | {hangs} | {crashes} | {lost} |");
+}
+
+/// How many bytes of `got` differ from `want` at the same offset (bytes past
+/// the end of `want` count as wrong).
+pub(crate) fn wrong_bytes(got: &[u8], want: &[u8]) -> u64 {
+    got.iter()
+        .enumerate()
+        .filter(|(i, b)| want.get(*i) != Some(b))
+        .count() as u64
 }
 
 /// Every path below `dir`, for assertion messages.

@@ -89,6 +89,20 @@ impl Mounted {
         }
     }
 
+    /// Whether the daemon is still running (not exited, not a zombie).
+    pub fn alive(&self) -> bool {
+        let Some(pid) = self.pid() else {
+            return false;
+        };
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+                Some(state != 'Z' && state != 'X')
+            })
+            .unwrap_or(false)
+    }
+
     /// The daemon's process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

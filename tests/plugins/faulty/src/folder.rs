@@ -32,7 +32,8 @@ fn metadata(meta: &std::fs::Metadata) -> Metadata {
 
 impl FaultyFolder {
     /// Applies the fault the fault file asks for right now to a call of `op`:
-    /// `fail` and `hang` hit every call, `fail-reads` and `hang-reads` only reads.
+    /// `fail`, `hang` and `slow` (50 ms more) hit every call; `fail-reads`,
+    /// `hang-reads` and `slow-reads` only reads.
     async fn fault(&self, op: &str) -> OriginResult<()> {
         let wanted = match &self.fault_file {
             Some(file) => std::fs::read_to_string(file).unwrap_or_default(),
@@ -51,6 +52,9 @@ impl FaultyFolder {
         }
         if fault == "hang" {
             tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+        }
+        if fault == "slow" {
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(())
     }

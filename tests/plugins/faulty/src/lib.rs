@@ -1,8 +1,8 @@
 //! A fault-injecting test plugin (`type = "faulty"`), never shipped. With a `path`
 //! setting it serves that folder (like the local plugin, without its care for
 //! symlinks) and obeys `fault_file`: while that file holds `fail`, every call fails
-//! (unavailable); `hang`, every call hangs; `fail-reads` and `hang-reads` do the
-//! same to reads only.
+//! (unavailable); `hang`, every call hangs; `slow`, every call takes 50 ms more;
+//! `fail-reads`, `hang-reads` and `slow-reads` do the same to reads only.
 //! The test writes the file to change faults while the host runs.
 //!
 //! Without `path`, its one file, `data.bin`, holds 1 MiB of
