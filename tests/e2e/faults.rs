@@ -2,10 +2,13 @@
 //! a reader or stop, provoked for real against real mounts and built plugins. One
 //! module per fault; each began as a test that failed before its fix.
 
+mod changed_under_reader;
+mod damaged_chunks;
 mod damaged_index;
 mod full_disk;
 mod hung_origin;
 mod killed_mid_work;
+mod many_readers;
 mod newer_mount;
 mod stale_mount;
 mod symlink_loops;
