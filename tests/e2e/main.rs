@@ -4,6 +4,7 @@
 mod author_guide;
 mod bad_input;
 mod bad_plugins;
+mod behaviour;
 mod cache_limits;
 mod call_boundary;
 mod conformance;

@@ -160,4 +160,5 @@ pub mod audio_library;
 pub mod bench_support;
 pub mod events;
 pub mod mounted;
+pub mod origin_kinds;
 pub mod s3_server;

@@ -93,6 +93,14 @@ impl OriginHealth {
         }
     }
 
+    /// The origin is known to be unhealthy now (it failed the check made when it
+    /// was opened): no need to wait for `threshold` failures.
+    pub fn set_unhealthy(&self, reason: &str) -> Option<Transition> {
+        let mut state = self.state();
+        state.consecutive_failures = state.consecutive_failures.max(self.threshold);
+        set(&mut state, HealthStatus::Unhealthy, reason.to_owned())
+    }
+
     /// A periodic health check answered `health`.
     pub fn record_check(&self, health: &Health) -> Option<Transition> {
         match health.status {

@@ -79,6 +79,11 @@ impl RegisteredOrigin {
         self
     }
 
+    /// Marks the origin unhealthy at once (it failed its check when opened).
+    pub fn start_unhealthy(&self, reason: &str) {
+        self.health.set_unhealthy(reason);
+    }
+
     /// Status, reason, consecutive failures and p50 latency.
     pub fn health_snapshot(&self) -> HealthSnapshot {
         self.health.snapshot()
@@ -108,6 +113,17 @@ impl RegisteredOrigin {
         op: &str,
         work: impl Future<Output = OriginResult<T>>,
     ) -> OriginResult<T> {
+        self.call_counting(op, work, true).await
+    }
+
+    /// [`Self::call`]; a success counts towards health only if `success_counts`
+    /// (starting a watch says nothing about whether the origin answers).
+    async fn call_counting<T>(
+        &self,
+        op: &str,
+        work: impl Future<Output = OriginResult<T>>,
+        success_counts: bool,
+    ) -> OriginResult<T> {
         let _guard = self.gate.enter().ok_or_else(|| {
             OriginError::unavailable(format!("origin `{}` is being taken down", self.id))
         })?;
@@ -121,6 +137,7 @@ impl RegisteredOrigin {
             ))),
         };
         let transition = match &result {
+            Ok(_) if !success_counts => None,
             Ok(_) => self.health.record_success(started.elapsed()),
             Err(e) => self.health.record_failure(e.kind(), &e.to_string()),
         };
@@ -172,7 +189,9 @@ impl RegisteredOrigin {
         deliver: impl Fn(ChangeEvent) + Send + Sync + 'static,
     ) -> OriginResult<()> {
         let sink = EventSink::new(deliver);
-        let handle = self.call("watch", self.origin.watch(sink.clone())).await?;
+        let handle = self
+            .call_counting("watch", self.origin.watch(sink.clone()), false)
+            .await?;
         self.watches
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -217,7 +217,7 @@ impl PluginManager {
         let kind = plugin.info().kind.clone();
         let mut opened = Vec::new();
         for config in self.origins.iter().filter(|o| o.enabled && o.kind == kind) {
-            match self.open(plugin, hash, config).await {
+            match self.open(plugin, hash, config, replacing).await {
                 Ok(origin) => opened.push(origin),
                 Err(reason) if replacing => {
                     return Err(format!(
@@ -243,6 +243,7 @@ impl PluginManager {
         plugin: &LoadedPlugin,
         hash: &str,
         config: &OriginConfig,
+        replacing: bool,
     ) -> Result<RegisteredOrigin, String> {
         let settings = Settings::new(config.id.clone(), config.settings.clone());
         let deadline = self.health.call_deadline();
@@ -272,7 +273,15 @@ impl PluginManager {
         );
         let health = registered.health().await;
         if health.status == HealthStatus::Unhealthy {
-            return Err(format!("unhealthy: {}", health.reason));
+            // A replacement must prove itself before it takes over; a first
+            // start registers the origin anyway (an unplugged drive, a server
+            // that is down): health checks see it come back, and its tracks
+            // stay in the tree meanwhile.
+            if replacing {
+                return Err(format!("unhealthy: {}", health.reason));
+            }
+            tracing::warn!(origin = %config.id, kind = %config.kind, "unhealthy at start, serving it as it comes back: {}", health.reason);
+            registered.start_unhealthy(&health.reason);
         }
         Ok(registered)
     }
