@@ -217,7 +217,10 @@ impl Daemon {
             Err(e) => return tracing::error!("cannot rebuild the tree: {e}"),
         };
         let changes = invalidations(&self.view.snapshot(), &tree);
+        let files = tree.file_count();
         self.view.replace(tree);
+        self.events
+            .publish(crate::control::events::Event::LibraryUpdated { files });
         if let Some(notifier) = self
             .notifier
             .lock()

@@ -53,6 +53,29 @@ impl Events {
         }
     }
 
+    /// Waits up to 30 s for a line containing every one of `then`, coming after
+    /// the latest line containing every one of `first` (which must be there).
+    pub fn wait_for_after(&self, first: &[&str], then: &[&str]) -> String {
+        let started = Instant::now();
+        loop {
+            {
+                let lines = self.lines.lock().unwrap();
+                let has = |l: &String, parts: &[&str]| parts.iter().all(|p| l.contains(p));
+                let at = lines
+                    .iter()
+                    .rposition(|l| has(l, first))
+                    .unwrap_or_else(|| panic!("no event with {first:?}; saw {lines:#?}"));
+                if let Some(line) = lines[at + 1..].iter().find(|l| has(l, then)) {
+                    return line.clone();
+                }
+                if started.elapsed() > Duration::from_secs(30) {
+                    panic!("no event with {then:?} after {first:?}; saw {lines:#?}");
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The latest line so far containing every one of `parts`.
     pub fn last_with(&self, parts: &[&str]) -> Option<String> {
         self.lines

@@ -41,6 +41,9 @@ pub enum Event {
         path: String,
         change: String,
     },
+    /// The mount shows a tree rebuilt from the index (after a scan or a batch of
+    /// changes), with this many files.
+    LibraryUpdated { files: usize },
     /// A read through the mount: which file, served for which origin, which range.
     FileAccessed {
         path: String,

@@ -3,8 +3,9 @@
 //! Raw notifications come in bursts (a copy is a create and many writes), so they are
 //! gathered until the folder has been quiet for [`QUIET`] (at most [`MAX_DELAY`]
 //! after the first), then each path is reported once. The kind is decided when the
-//! batch is flushed, from what is on disk then: gone means removed; present and
-//! created during the batch means created; otherwise modified. That also turns a
+//! batch is flushed, from what is on disk then: gone (not found) means removed;
+//! present and created during the batch means created; otherwise (including a
+//! path that cannot be stat'ed) modified. That also turns a
 //! rename into a removal and a creation.
 
 use std::collections::BTreeMap;
@@ -84,12 +85,13 @@ fn classify(root: &Path, path: &Path, created: bool) -> Option<ChangeEvent> {
     if rel.is_empty() {
         return None;
     }
-    let kind = if std::fs::symlink_metadata(path).is_err() {
-        ChangeKind::Removed
-    } else if created {
-        ChangeKind::Created
-    } else {
-        ChangeKind::Modified
+    let kind = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => ChangeKind::Removed,
+        // There but not answering (a dead network mount): not a removal; the
+        // host looks at it and keeps what it knew.
+        Err(_) => ChangeKind::Modified,
+        Ok(_) if created => ChangeKind::Created,
+        Ok(_) => ChangeKind::Modified,
     };
     Some(ChangeEvent::new(kind, rel))
 }

@@ -2,11 +2,13 @@
 //! network mount whose server died, made for real as a musicfs mount inside the
 //! origin that is killed (stat and readdir then give ENOTCONN). Before the fix the
 //! local plugin left the dead folder out of its parent's listing without a word,
-//! and the next scan dropped every track below it.
+//! and the next scan dropped every track below it; so did the change feed when a
+//! change to the parent folder made it rescan that folder.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use musicfs_tests::events::Events;
 use musicfs_tests::mounted::Mounted;
 
 use super::{track, tree, wait_for_scans};
@@ -63,7 +65,7 @@ fn a_folder_that_cannot_be_listed_keeps_its_tracks() {
             &format!("H {i}"),
         );
         track(
-            &source.join(format!("nas/n{i}.flac")),
+            &source.join(format!("box/nas/n{i}.flac")),
             "Away",
             "Remote",
             i + 1,
@@ -81,20 +83,35 @@ fn a_folder_that_cannot_be_listed_keeps_its_tracks() {
     );
     mount.stop();
 
-    let _dead = kill_a_mount_at(work.path(), &source.join("nas"));
+    let _dead = kill_a_mount_at(work.path(), &source.join("box/nas"));
     let mount = Mounted::start(work.path(), &cache, &["--origin".into(), origin], None);
     wait_for_scans(&mount, 1);
-    for shown in away {
-        assert!(
-            mount.path(shown).exists(),
-            "{shown} was dropped; the mount shows {:?}",
-            tree(&mount.mountpoint)
-        );
-    }
+    let kept = |when: &str| {
+        for shown in away {
+            assert!(
+                mount.path(shown).exists(),
+                "{when}: {shown} was dropped; the mount shows {:?}",
+                tree(&mount.mountpoint)
+            );
+        }
+    };
+    kept("after the scan");
+
+    // A change to the folder holding the dead mount: the watch reports it, and
+    // the change feed rescans that folder.
+    let events = Events::follow(&mount.mountpoint);
+    std::fs::File::open(source.join("box"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
+    let changed = ["FileChanged", "\"path\":\"box\""];
+    events.wait_for(&changed);
+    events.wait_for_after(&changed, &["LibraryUpdated"]);
+    kept("after the change feed rescanned the folder");
     assert!(mount.path("Here/Local/02 - H 1.flac").exists());
     let log = mount.stop();
     assert!(
-        log.contains("folder not listed") && log.contains("nas"),
+        log.contains("folder not listed") && log.contains("box/nas"),
         "the dead folder is not reported:\n{log}"
     );
 }
