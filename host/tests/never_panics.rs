@@ -12,36 +12,16 @@ use musicfs::library::layout::{Layout, NAME_MAX};
 use musicfs::library::tag_reader::{read_tags, Tags};
 use proptest::prelude::*;
 
-/// The README's configuration example (kept parsing by a test of its own).
-const EXAMPLE: &str = r#"
-mount_point = "/mnt/music"
-cache_dir = "~/.cache/musicfs"
-
-[[origins]]
-id = "laptop"
-type = "local"
-priority = 1
-enabled = true
-path = "/home/me/Music"
-
-[[origins]]
-id = "nas"
-type = "local"
-priority = 2
-path = "/mnt/nas/music"
-
-[cache]
-content_cache_gb = 10
-
-[health]
-check_interval_secs = 30
-timeout_ms = 5000
-[health.per_origin_thresholds]
-local = 1
-
-[retry]
-delays_ms = [100, 500, 2000]
-"#;
+/// The README's configuration example (kept parsing by a test of its own), the
+/// seed every mutated config starts from.
+fn example() -> &'static str {
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme
+        .find("## Configuration")
+        .expect("a Configuration section")..];
+    let start = section.find("```toml\n").expect("a toml example") + "```toml\n".len();
+    &section[start..start + section[start..].find("```").expect("a closed example")]
+}
 
 fn cases() -> ProptestConfig {
     ProptestConfig {
@@ -161,7 +141,7 @@ proptest! {
 
     #[test]
     fn a_mutated_config_parses_or_says_where(edits in edits()) {
-        let text = String::from_utf8_lossy(&apply(EXAMPLE.as_bytes(), &edits)).into_owned();
+        let text = String::from_utf8_lossy(&apply(example().as_bytes(), &edits)).into_owned();
         if let Err(e) = Config::parse(Path::new("musicfs.toml"), &text) {
             let shown = e.to_string();
             prop_assert!(shown.starts_with("musicfs.toml"), "{}", shown);

@@ -9,6 +9,7 @@ use lofty::prelude::{Accessor, TagExt};
 use lofty::tag::{Tag, TagType};
 use musicfs_tests::audio_library::{ffmpeg, files_below};
 use musicfs_tests::mounted::Mounted;
+use musicfs_tests::{scan, scan_with};
 
 fn ffmpeg_flac(out: &Path, title: &str) {
     let tags = [("title", title), ("artist", "Edge"), ("album", "Cases")];
@@ -56,16 +57,6 @@ fn bad_library(dir: &Path) {
     std::os::unix::fs::symlink("loop.flac", dir.join("loop.flac")).unwrap();
 }
 
-/// Runs `musicfs scan`; returns whether it succeeded, and what it printed.
-fn scan(plugins: &Path, cache: &Path, origin: &str) -> (bool, String) {
-    scan_with(
-        Command::new(musicfs_tests::musicfs_binary()),
-        plugins,
-        cache,
-        origin,
-    )
-}
-
 /// [`scan`] as user `nobody`, for whom file modes count (root reads anything).
 /// `binary` is a copy of `musicfs` that `nobody` may run: the build folder may lie
 /// below one that only root can enter.
@@ -75,24 +66,6 @@ fn scan_as_nobody(binary: &Path, plugins: &Path, cache: &Path, origin: &str) -> 
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(binary);
     scan_with(command, plugins, cache, origin)
-}
-
-fn scan_with(mut command: Command, plugins: &Path, cache: &Path, origin: &str) -> (bool, String) {
-    let out = command
-        .arg("scan")
-        .arg("--plugins")
-        .arg(plugins)
-        .arg("--cache-dir")
-        .arg(cache)
-        .args(["--origin", origin])
-        .output()
-        .unwrap();
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), printed)
 }
 
 #[test]

@@ -60,18 +60,8 @@ fn reads_fail_over_and_come_back() {
     }
     copy_tree(&a, &b);
     let fault = work.path().join("fault");
-    let config = work.path().join("musicfs.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[[origins]]
-id = "primary"
-type = "faulty"
-priority = 1
-path = "{}"
-fault_file = "{}"
-
+    let backup = format!(
+        r#"
 [[origins]]
 id = "backup"
 type = "local"
@@ -87,18 +77,14 @@ faulty = 1
 [retry]
 delays_ms = [100, 200]
 "#,
-            a.display(),
-            fault.display(),
-            b.display()
-        ),
-    )
-    .unwrap();
-    musicfs_tests::install_plugin(&work.path().join("plugins"), "musicfs_test_faulty");
+        b.display()
+    );
+    let args = musicfs_tests::faulty_folder_config(work.path(), "primary", &a, &fault, &backup);
     let shown = |i: usize| format!("Static/Failover/{:02} - Noise {i}.flac", i + 1);
     let mount = Mounted::start(
         work.path(),
         &work.path().join("cache"),
-        &["--config".into(), config.display().to_string()],
+        &args,
         Some(&shown(4)),
     );
     let events = Events::follow(&mount.mountpoint);

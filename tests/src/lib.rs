@@ -156,6 +156,66 @@ pub fn xattr(path: &Path, name: &str) -> Option<String> {
     (n >= 0).then(|| String::from_utf8_lossy(&buf[..n as usize]).into_owned())
 }
 
+/// Writes `work/musicfs.toml` with one origin `id` of the test-only faulty plugin
+/// serving `source` under the faults written to `fault_file` (priority 1), then
+/// `extra` (more TOML: other origins, `[health]`…), installs the plugin, and
+/// returns the mount arguments that name the file.
+pub fn faulty_folder_config(
+    work: &Path,
+    id: &str,
+    source: &Path,
+    fault_file: &Path,
+    extra: &str,
+) -> Vec<String> {
+    let config = work.join("musicfs.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[origins]]\nid = \"{id}\"\ntype = \"faulty\"\npriority = 1\npath = \"{}\"\nfault_file = \"{}\"\n{extra}",
+            source.display(),
+            fault_file.display()
+        ),
+    )
+    .unwrap();
+    install_plugin(&work.join("plugins"), "musicfs_test_faulty");
+    vec!["--config".into(), config.display().to_string()]
+}
+
+/// Runs `musicfs scan` (as `command`, e.g. under `setpriv`) over one `--origin`;
+/// whether it succeeded, and everything it printed.
+pub fn scan_with(
+    mut command: std::process::Command,
+    plugins: &Path,
+    cache: &Path,
+    origin: &str,
+) -> (bool, String) {
+    let out = command
+        .arg("scan")
+        .arg("--plugins")
+        .arg(plugins)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(["--origin", origin])
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), printed)
+}
+
+/// [`scan_with`] the built `musicfs`.
+pub fn scan(plugins: &Path, cache: &Path, origin: &str) -> (bool, String) {
+    scan_with(
+        std::process::Command::new(musicfs_binary()),
+        plugins,
+        cache,
+        origin,
+    )
+}
+
 pub mod audio_library;
 pub mod bench_support;
 pub mod events;

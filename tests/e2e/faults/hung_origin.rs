@@ -25,37 +25,21 @@ fn a_hung_origin_holds_a_read_no_longer_than_its_deadline() {
         &source.join("stuck.flac"),
     );
     let fault = work.path().join("fault");
-    let config = work.path().join("musicfs.toml");
     // The faulty plugin is "remote": three failures before unhealthy, so the hung
     // origin stays usable through a read's retries.
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[[origins]]
-id = "hung"
-type = "faulty"
-priority = 1
-path = "{}"
-fault_file = "{}"
-
-[health]
-check_interval_secs = 3600
-timeout_ms = 2000
-
-[retry]
-delays_ms = [100, 500, 2000]
-"#,
-            source.display(),
-            fault.display()
-        ),
-    )
-    .unwrap();
-    musicfs_tests::install_plugin(&work.path().join("plugins"), "musicfs_test_faulty");
+    let health = "[health]\ncheck_interval_secs = 3600\ntimeout_ms = 2000\n";
+    let retry = "[retry]\ndelays_ms = [100, 500, 2000]\n";
+    let args = musicfs_tests::faulty_folder_config(
+        work.path(),
+        "hung",
+        &source,
+        &fault,
+        &format!("{health}{retry}"),
+    );
     let mount = Mounted::start(
         work.path(),
         &work.path().join("cache"),
-        &["--config".into(), config.display().to_string()],
+        &args,
         Some("Hang/Wait/Stuck.flac"),
     );
     wait_for_scans(&mount, 1);

@@ -18,21 +18,6 @@ use musicfs_tests::xattr;
 
 use super::{matrix_row, track, wait_for_scans, wrong_bytes};
 
-fn faulty_config(work: &Path, source: &Path, fault: &Path) -> Vec<String> {
-    let config = work.join("musicfs.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[origins]]\nid = \"slow\"\ntype = \"faulty\"\npriority = 1\npath = \"{}\"\nfault_file = \"{}\"\n",
-            source.display(),
-            fault.display()
-        ),
-    )
-    .unwrap();
-    musicfs_tests::install_plugin(&work.join("plugins"), "musicfs_test_faulty");
-    vec!["--config".into(), config.display().to_string()]
-}
-
 /// Kills the daemon and clears the dead mountpoint it leaves.
 fn kill(mount: Mounted) {
     let mountpoint = mount.mountpoint.clone();
@@ -73,7 +58,7 @@ fn killed_during_the_first_scan_loses_no_track() {
             .unwrap();
     }
     let fault = work.path().join("fault");
-    let args = faulty_config(work.path(), &source, &fault);
+    let args = musicfs_tests::faulty_folder_config(work.path(), "slow", &source, &fault, "");
     let cache = work.path().join("cache");
 
     // Reads take 50 ms each: the scan takes seconds; kill it once it has stored
@@ -129,7 +114,7 @@ fn killed_during_parallel_cold_reads_serves_every_byte_right_after() {
         .collect();
     let original = |i: usize| originals[i].as_slice();
     let fault = work.path().join("fault");
-    let args = faulty_config(work.path(), &source, &fault);
+    let args = musicfs_tests::faulty_folder_config(work.path(), "slow", &source, &fault, "");
     let cache = work.path().join("cache");
 
     let mount = Mounted::start(work.path(), &cache, &args, Some(&shown(files - 1)));

@@ -3,7 +3,6 @@
 //! ELOOP, which then failed the listing and marked the origin unhealthy.
 
 use std::os::unix::fs::symlink;
-use std::process::Command;
 
 use super::track;
 
@@ -23,22 +22,9 @@ fn links_back_up_the_tree_are_left_out() {
 
     let plugins = work.path().join("plugins");
     musicfs_tests::install_plugin(&plugins, "musicfs_local");
-    let out = Command::new(musicfs_tests::musicfs_binary())
-        .arg("scan")
-        .arg("--plugins")
-        .arg(&plugins)
-        .arg("--cache-dir")
-        .arg(work.path().join("cache"))
-        .arg("--origin")
-        .arg(format!("local:{}", source.display()))
-        .output()
-        .unwrap();
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{printed}");
+    let origin = format!("local:{}", source.display());
+    let (ok, printed) = musicfs_tests::scan(&plugins, &work.path().join("cache"), &origin);
+    assert!(ok, "{printed}");
     assert!(printed.contains(", 2 tracks in the library"), "{printed}");
     assert!(
         !printed.contains("not listed") && !printed.contains("not scanned"),

@@ -3,37 +3,11 @@
 //! Album` and stayed there after the origin came back, and after restarts, since
 //! its size and mtime had not changed.
 
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use musicfs_tests::mounted::Mounted;
 
 use super::{track, tree, wait_for_scans};
-
-fn config(work: &Path, source: &Path, fault: &Path) -> String {
-    let config = work.join("musicfs.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[[origins]]
-id = "flaky"
-type = "faulty"
-priority = 1
-path = "{}"
-fault_file = "{}"
-
-[health]
-check_interval_secs = 1
-timeout_ms = 2000
-"#,
-            source.display(),
-            fault.display()
-        ),
-    )
-    .unwrap();
-    config.display().to_string()
-}
 
 #[test]
 fn an_outage_while_tags_are_read_leaves_no_track_untagged() {
@@ -51,18 +25,13 @@ fn an_outage_while_tags_are_read_leaves_no_track_untagged() {
     }
     let shown = |i: u32| format!("Outage/Probe/{:02} - Tone {i}.flac", i + 1);
     let fault = work.path().join("fault");
-    let config = config(work.path(), &source, &fault);
-    musicfs_tests::install_plugin(&work.path().join("plugins"), "musicfs_test_faulty");
+    let health = "[health]\ncheck_interval_secs = 1\ntimeout_ms = 2000\n";
+    let args = musicfs_tests::faulty_folder_config(work.path(), "flaky", &source, &fault, health);
     let cache = work.path().join("cache");
 
     // The origin lists but every read fails during the first scan.
     std::fs::write(&fault, "fail-reads").unwrap();
-    let mount = Mounted::start(
-        work.path(),
-        &cache,
-        &["--config".into(), config.clone()],
-        None,
-    );
+    let mount = Mounted::start(work.path(), &cache, &args, None);
     wait_for_scans(&mount, 1);
     assert!(
         mount
@@ -99,12 +68,7 @@ fn an_outage_while_tags_are_read_leaves_no_track_untagged() {
         .unwrap();
     drop(file);
     std::fs::write(&fault, "fail-reads").unwrap();
-    let mount = Mounted::start(
-        work.path(),
-        &cache,
-        &["--config".into(), config.clone()],
-        None,
-    );
+    let mount = Mounted::start(work.path(), &cache, &args, None);
     wait_for_scans(&mount, 1);
     assert!(
         mount.path(&shown(0)).exists() && !mount.path("Unknown Artist").exists(),
@@ -115,7 +79,7 @@ fn an_outage_while_tags_are_read_leaves_no_track_untagged() {
 
     // Restarted with the origin back: every track has its tags.
     std::fs::remove_file(&fault).unwrap();
-    let mount = Mounted::start(work.path(), &cache, &["--config".into(), config], None);
+    let mount = Mounted::start(work.path(), &cache, &args, None);
     wait_for_scans(&mount, 1);
     assert!((0..4).all(|i| mount.path(&shown(i)).exists()));
     assert!(!mount.path("Unknown Artist").exists());
