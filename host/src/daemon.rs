@@ -66,6 +66,9 @@ pub struct Daemon {
     /// The last scan missed something (an origin, a folder or a file's tags could
     /// not be read): [`Daemon::retry_incomplete_scans`] scans again.
     incomplete: std::sync::atomic::AtomicBool,
+    /// Changes the feed could not record, counted, so that a scan running at the
+    /// same time does not forget one.
+    misses: std::sync::atomic::AtomicU64,
     /// The store's generation when the last scan began: a store rebuilt since
     /// holds less than the tree shows, which stays until a scan refills it.
     scanned_generation: std::sync::atomic::AtomicU64,
@@ -156,6 +159,7 @@ impl Daemon {
             notifier: Mutex::new(None),
             scanning: tokio::sync::Mutex::new(()),
             incomplete: std::sync::atomic::AtomicBool::new(false),
+            misses: std::sync::atomic::AtomicU64::new(0),
             scanned_generation: std::sync::atomic::AtomicU64::new(store_generation),
         })
     }
@@ -177,11 +181,21 @@ impl Daemon {
     pub async fn rescan(&self, progress: &Arc<ScanProgress>) -> Result<ScanReport, String> {
         let _one_at_a_time = self.scanning.lock().await;
         let generation = self.store.generation();
+        let misses = self.misses.load(std::sync::atomic::Ordering::Relaxed);
         let report = scanner::scan(&self.registry, &self.cache, &self.store, progress).await;
-        self.incomplete
-            .store(!report.complete(), std::sync::atomic::Ordering::Relaxed);
-        self.scanned_generation
-            .store(generation, std::sync::atomic::Ordering::Relaxed);
+        // A change the feed could not record while this scan ran still counts.
+        let missed_meanwhile = self.misses.load(std::sync::atomic::Ordering::Relaxed) != misses;
+        self.incomplete.store(
+            !report.complete() || missed_meanwhile,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        // After a rebuild the index holds only what this scan reached: the tree
+        // shown before stays until a scan has reached every origin and folder
+        // (an origin still down would otherwise vanish from it).
+        if report.failed_origins.is_empty() && report.unlisted.is_empty() {
+            self.scanned_generation
+                .store(generation, std::sync::atomic::Ordering::Relaxed);
+        }
         self.refresh_tree();
         self.store.flush().map_err(|e| e.to_string())?;
         Ok(report)
@@ -190,6 +204,8 @@ impl Daemon {
     /// Says the index misses something a scan would find (a change that could not
     /// be recorded): [`Daemon::retry_incomplete_scans`] scans again.
     pub fn mark_incomplete(&self) {
+        self.misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.incomplete
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }

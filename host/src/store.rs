@@ -47,6 +47,8 @@ enum Fault {
     /// An earlier write failed (a full disk, say): redb refuses every call until
     /// the database is opened again.
     NeedsReopen,
+    /// A panic inside redb left a lock poisoned: reopen, and check the file.
+    Poisoned,
     /// The call failed; the database is fine.
     Passing,
 }
@@ -55,8 +57,8 @@ fn fault_of(e: &redb::Error) -> Fault {
     match e {
         redb::Error::Corrupted(_)
         | redb::Error::UpgradeRequired(_)
-        | redb::Error::LockPoisoned(_)
         | redb::Error::TableTypeMismatch { .. } => Fault::Damaged,
+        redb::Error::LockPoisoned(_) => Fault::Poisoned,
         redb::Error::PreviousIo | redb::Error::DatabaseClosed => Fault::NeedsReopen,
         redb::Error::Io(io)
             if matches!(
@@ -82,17 +84,35 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 /// the mount: a file that fails its integrity check at open, or that makes redb
 /// fail as corrupted (or panic) later, is moved aside and replaced by an empty
 /// one, and [`Store::generation`] tells the daemon to rescan. After an I/O
-/// error (a full disk) redb refuses every call until reopened: the next call
-/// reopens it, so the index recovers by itself once there is space again.
+/// error (a full disk) redb refuses every call until reopened: a call reopens it
+/// (at most once a second), so the index recovers by itself once there is space.
+///
+/// Many threads may fail on the same broken handle at once; only the first
+/// repairs it. Each handle has an epoch, and a repair asked for on an older
+/// epoch than the current one has been done already.
 pub struct Store {
     path: PathBuf,
-    /// `None` while it could not be reopened.
-    db: RwLock<Option<Database>>,
+    handle: RwLock<Handle>,
     /// How many times the store was replaced by an empty one.
     generation: AtomicU64,
-    /// When reopening was last tried while closed: at most once a second, since
-    /// each try reads the whole file.
+    /// When reopening was last tried: at most once a second, since a reopen
+    /// that checks integrity reads the whole file.
     last_reopen: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// The database and which one it is.
+struct Handle {
+    /// `None` while it could not be reopened.
+    db: Option<Database>,
+    epoch: u64,
+}
+
+/// What a failure asks of the handle.
+enum Repair {
+    /// Close and open again; `check` runs the integrity check (after a panic).
+    Reopen { check: bool },
+    /// Move the file aside and start empty, for this reason.
+    Rebuild(String),
 }
 
 /// How often a closed store tries to reopen.
@@ -105,11 +125,11 @@ impl Store {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
-        let (db, rebuilt) = match open_checked(path) {
+        let (db, rebuilt) = match open_checked(path, true) {
             Ok(db) => (db, false),
             Err((Fault::Damaged, why)) => {
                 move_aside(path, &why)?;
-                let db = open_checked(path)
+                let db = open_checked(path, false)
                     .map_err(|(_, e)| StoreError(format!("{}: {e}", path.display())))?;
                 (db, true)
             }
@@ -117,7 +137,10 @@ impl Store {
         };
         Ok(Store {
             path: path.to_owned(),
-            db: RwLock::new(Some(db)),
+            handle: RwLock::new(Handle {
+                db: Some(db),
+                epoch: 0,
+            }),
             generation: AtomicU64::new(u64::from(rebuilt)),
             last_reopen: std::sync::Mutex::new(None),
         })
@@ -135,27 +158,30 @@ impl Store {
         &self,
         work: impl FnOnce(&Database) -> Result<T, redb::Error>,
     ) -> Result<T, StoreError> {
-        let outcome = {
-            let mut db = self.db.read().unwrap_or_else(|p| p.into_inner());
-            if db.is_none() && self.reopen_due() {
-                drop(db);
-                self.reopen();
-                db = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let (epoch, outcome) = {
+            let mut handle = self.handle.read().unwrap_or_else(|p| p.into_inner());
+            if handle.db.is_none() {
+                let epoch = handle.epoch;
+                drop(handle);
+                self.repair(epoch, Repair::Reopen { check: false });
+                handle = self.handle.read().unwrap_or_else(|p| p.into_inner());
             }
-            let Some(db) = db.as_ref() else {
+            let Some(db) = handle.db.as_ref() else {
                 return Err(StoreError(format!(
                     "{} cannot be opened right now",
                     self.path.display()
                 )));
             };
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(db)))
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(db)));
+            (handle.epoch, outcome)
         };
         match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => {
                 match fault_of(&e) {
-                    Fault::Damaged => self.rebuild(&e.to_string()),
-                    Fault::NeedsReopen => self.reopen(),
+                    Fault::Damaged => self.repair(epoch, Repair::Rebuild(e.to_string())),
+                    Fault::NeedsReopen => self.repair(epoch, Repair::Reopen { check: false }),
+                    Fault::Poisoned => self.repair(epoch, Repair::Reopen { check: true }),
                     Fault::Passing => {}
                 }
                 Err(err(e))
@@ -165,8 +191,41 @@ impl Store {
                 // damage rebuilds the store, any other leaves it as it is.
                 let why = format!("panicked: {}", panic_text(panic.as_ref()));
                 tracing::error!(path = %self.path.display(), "an index call {why}; reopening it");
-                self.reopen();
+                self.repair(epoch, Repair::Reopen { check: true });
                 Err(StoreError(why))
+            }
+        }
+    }
+
+    /// Repairs the handle of `epoch`, unless another thread has since.
+    fn repair(&self, epoch: u64, how: Repair) {
+        let mut handle = self.handle.write().unwrap_or_else(|p| p.into_inner());
+        if handle.epoch != epoch {
+            return;
+        }
+        match how {
+            Repair::Reopen { check } => {
+                // After a panic, always; after an I/O error, not more than once a
+                // second (each failed call on a full disk asks).
+                if !check && !self.reopen_due() {
+                    return;
+                }
+                handle.epoch += 1;
+                handle.db = None; // redb locks the file: the old handle must go first
+                match open_checked(&self.path, check) {
+                    Ok(fresh) => {
+                        tracing::info!(path = %self.path.display(), "index reopened");
+                        handle.db = Some(fresh);
+                    }
+                    Err((Fault::Damaged, why)) => self.rebuild(&mut handle, &why),
+                    Err((_, why)) => {
+                        tracing::warn!(path = %self.path.display(), "cannot reopen the index yet: {why}")
+                    }
+                }
+            }
+            Repair::Rebuild(why) => {
+                handle.epoch += 1;
+                self.rebuild(&mut handle, &why);
             }
         }
     }
@@ -180,38 +239,16 @@ impl Store {
         due
     }
 
-    /// Closes and opens the database again (after an I/O error or a panic), with
-    /// its integrity check. Left closed if that fails; the next call tries again.
-    fn reopen(&self) {
-        let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
-        *db = None; // redb locks the file: the old handle must go first
-        match open_checked(&self.path) {
-            Ok(fresh) => {
-                tracing::info!(path = %self.path.display(), "index reopened");
-                *db = Some(fresh);
-            }
-            Err((Fault::Damaged, why)) => {
-                drop(db);
-                self.rebuild(&why);
-            }
-            Err((_, why)) => {
-                tracing::warn!(path = %self.path.display(), "cannot reopen the index yet: {why}")
-            }
-        }
-    }
-
     /// Moves the damaged file aside and starts an empty store in its place.
-    fn rebuild(&self, why: &str) {
-        let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
-        *db = None;
+    fn rebuild(&self, handle: &mut Handle, why: &str) {
+        handle.db = None;
         if move_aside(&self.path, why).is_err() {
             return;
         }
-        match open_checked(&self.path) {
-            Ok(fresh) => {
-                *db = Some(fresh);
-                self.generation.fetch_add(1, Ordering::Relaxed);
-            }
+        // Counted as soon as the old file is gone: whatever opens next is empty.
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        match open_checked(&self.path, false) {
+            Ok(fresh) => handle.db = Some(fresh),
             Err((_, e)) => {
                 tracing::error!(path = %self.path.display(), "cannot start an empty index: {e}")
             }
@@ -280,15 +317,14 @@ impl Store {
     }
 }
 
-/// Opens the database at `path`, checks its integrity and makes every table, with
-/// redb's panics contained; on failure, what it says about the file.
-fn open_checked(path: &Path) -> Result<Database, (Fault, String)> {
+/// Opens the database at `path`, checks its integrity if `check` (redb repairs
+/// what it can; what it cannot is damage) and makes every table, with redb's
+/// panics contained; on failure, what it says about the file.
+fn open_checked(path: &Path, check: bool) -> Result<Database, (Fault, String)> {
     let opened = std::panic::catch_unwind(|| -> Result<Database, redb::Error> {
         let mut db = Database::create(path)?;
-        if !db.check_integrity()? {
-            return Err(redb::Error::Corrupted(
-                "the integrity check found damage".into(),
-            ));
+        if check && !db.check_integrity()? {
+            tracing::warn!(path = %path.display(), "the index was damaged; redb repaired it");
         }
         let txn = db.begin_write()?;
         // Create every table so that readers never meet a missing one.

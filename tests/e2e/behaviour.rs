@@ -183,6 +183,9 @@ fn offline<K: OriginFixture>() {
         read_middle(&m.path(&noise(0).1), &noises[0]).unwrap_or(false)
     });
     assert_eq!(std::fs::read(mounted.path(&noise(0).1)).unwrap(), noises[0]);
+    // Back, it is watched again (it was down when its watch was first started).
+    origin.put(&tone(1).0, &tones[1]);
+    mounted.wait_until(Duration::from_secs(30), |m| m.path(&tone(1).1).exists());
 }
 
 /// Bad files beside a good one: the good one shows with its tags, the bad ones

@@ -204,6 +204,17 @@ impl ChunkStore {
         self.index().entries.contains_key(id)
     }
 
+    /// Whether a chunk file of `len` bytes is there for `id`, without reading it
+    /// (so a deleted or cut chunk is told apart; rotten bytes only by reading).
+    pub fn holds(&self, id: &ChunkId, len: u32) -> bool {
+        if let Some(entry) = self.index().entries.get(id) {
+            return entry.size == len as u64;
+        }
+        // Not indexed yet (the index of what was on disk is built in the
+        // background after a start): look at the file.
+        std::fs::metadata(self.path_of(id)).is_ok_and(|m| m.len() == len as u64)
+    }
+
     /// Stores `bytes` (whose name is `id`) unless already there. Returns whether new
     /// bytes were written.
     pub fn put(&self, id: &ChunkId, bytes: &[u8], tag: bool) -> std::io::Result<bool> {

@@ -170,10 +170,12 @@ impl ContentCache {
 
     fn state(&self, version: &FileVersion) -> Arc<VersionState> {
         let key = version.key();
-        let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(state) = versions.get(&key) {
+        let versions = || self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(state) = versions().get(&key) {
             return state.clone();
         }
+        // Read the manifest without holding the map: the store may be slow (or
+        // being repaired), and FUSE threads come here for every read.
         let manifest = match self.store.get_bytes(MANIFESTS, &key) {
             Ok(Some(bytes)) => Manifest::decode(&bytes).unwrap_or_default(),
             Ok(None) => Manifest::default(),
@@ -182,7 +184,7 @@ impl ContentCache {
                 Manifest::default()
             }
         };
-        let state = Arc::new(VersionState {
+        let fresh = Arc::new(VersionState {
             key: key.clone(),
             manifest: Mutex::new(manifest),
             volatile: Mutex::new(HashSet::new()),
@@ -190,15 +192,17 @@ impl ContentCache {
             in_flight: Arc::new(InFlight::default()),
             slow_origin: AtomicBool::new(false),
         });
-        versions.insert(key, state.clone());
-        state
+        // Another thread may have made it meanwhile: there is one state a version.
+        versions().entry(key).or_insert(fresh).clone()
     }
 
     /// Bytes of `version` that are cached on disk (for the `user.musicfs.cached`
-    /// attribute).
+    /// attribute): chunks written, and still there with their length.
     pub fn cached_bytes(&self, version: &FileVersion) -> u64 {
         let state = self.state(version);
-        state.on_disk().cached_bytes(version.size)
+        let mut on_disk = state.on_disk();
+        on_disk.retain_chunks(|id, len| self.chunks.holds(id, len));
+        on_disk.cached_bytes(version.size)
     }
 
     fn chunk_bytes(&self, id: &ChunkId) -> Option<Arc<Vec<u8>>> {

@@ -115,6 +115,11 @@ impl Manifest {
         self.extents.retain(|_, e| e.id != *id);
     }
 
+    /// Keeps only the extents whose chunk `keep(id, len)` approves.
+    pub fn retain_chunks(&mut self, mut keep: impl FnMut(&ChunkId, u32) -> bool) {
+        self.extents.retain(|_, e| keep(&e.id, e.len));
+    }
+
     /// The extent covering `pos` that reaches furthest, if any.
     fn covering(&self, pos: u64) -> Option<(u64, Extent)> {
         self.extents

@@ -96,9 +96,27 @@ pub type StatusSource = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
 
 /// Serves the control socket of one mount until dropped (which removes it).
 pub struct ControlServer {
-    socket: PathBuf,
-    marker: PathBuf,
+    /// The socket and the marker, each with the (device, inode) it was made as:
+    /// a newer mount at the same mountpoint replaces both, and this one must not
+    /// remove that mount's files when it goes.
+    socket: (PathBuf, Option<(u64, u64)>),
+    marker: (PathBuf, Option<(u64, u64)>),
     task: tokio::task::JoinHandle<()>,
+}
+
+/// The (device, inode) of the file at `path`, not following a link.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// Removes `path` if it is still the file that was made there.
+fn remove_if_ours((path, made): &(PathBuf, Option<(u64, u64)>)) {
+    if made.is_some() && identity(path) == *made {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 impl ControlServer {
@@ -132,8 +150,8 @@ impl ControlServer {
             }
         });
         Ok(ControlServer {
-            socket,
-            marker,
+            socket: (socket.clone(), identity(&socket)),
+            marker: (marker.clone(), identity(&marker)),
             task,
         })
     }
@@ -142,8 +160,8 @@ impl ControlServer {
 impl Drop for ControlServer {
     fn drop(&mut self) {
         self.task.abort();
-        let _ = std::fs::remove_file(&self.socket);
-        let _ = std::fs::remove_file(&self.marker);
+        remove_if_ours(&self.socket);
+        remove_if_ours(&self.marker);
     }
 }
 

@@ -22,6 +22,9 @@ use crate::library::index::{self, FileRecord};
 use crate::library::scanner::{library_file, read_tags_of, reusable, scan_subtree, ScanProgress};
 use crate::library::tree_diff::Invalidation;
 
+/// How soon a watch that could not be started is tried again.
+const WATCH_RETRY: Duration = Duration::from_secs(5);
+
 /// How long a burst of changes may keep arriving before it is applied.
 const SETTLE: Duration = Duration::from_millis(150);
 
@@ -42,6 +45,7 @@ pub fn start(daemon: &Arc<Daemon>) -> tokio::task::JoinHandle<()> {
                 .iter()
                 .filter(|o| !watched.contains(&o.serial))
                 .collect();
+            let mut failed = false;
             for origin in unwatched {
                 let tx = tx.clone();
                 let id = origin.id.clone();
@@ -52,12 +56,27 @@ pub fn start(daemon: &Arc<Daemon>) -> tokio::task::JoinHandle<()> {
                     Ok(()) => {
                         watched.insert(origin.serial);
                     }
-                    Err(e) => tracing::warn!(origin = %origin.id, "cannot watch for changes: {e}"),
+                    Err(e) => {
+                        tracing::warn!(origin = %origin.id, "cannot watch for changes yet: {e}");
+                        failed = true;
+                    }
                 }
             }
-            if changes.changed().await.is_err() {
-                applier.abort();
-                return;
+            // An origin that was down when its watch was started (an unplugged
+            // drive) is tried again until it works.
+            let retry = async {
+                if failed {
+                    tokio::time::sleep(WATCH_RETRY).await
+                } else {
+                    std::future::pending().await
+                }
+            };
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() {
+                    applier.abort();
+                    return;
+                },
+                () = retry => {}
             }
         }
     })
@@ -120,13 +139,18 @@ async fn apply(
             Ok(meta) if meta.kind == EntryKind::Directory => {
                 match scan_subtree(&origin, &daemon.cache, known, &progress, &path).await {
                     Ok(subtree) => {
+                        if !subtree.unlisted.is_empty() {
+                            daemon.mark_incomplete();
+                        }
                         upserts.extend(subtree.records);
                         kept.extend(subtree.unlisted.into_iter().map(|(dir, _)| dir));
                     }
                     Err(e) => {
-                        // Unreachable is not deleted: keep what the index has below it.
+                        // Unreachable is not deleted: keep what the index has below
+                        // it, and let a scan look again.
                         tracing::warn!(origin = %origin_id, path = %path, "cannot rescan: {e}");
                         removed.pop();
+                        daemon.mark_incomplete();
                     }
                 }
             }
@@ -140,13 +164,18 @@ async fn apply(
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {} // gone again: stays removed
             Err(e) => {
-                // Unreachable is not deleted: keep what the index has for it.
+                // Unreachable is not deleted: keep what the index has for it, and
+                // let a scan look again.
                 tracing::warn!(origin = %origin_id, path = %path, "cannot look at a change: {e}");
                 removed.pop();
+                daemon.mark_incomplete();
             }
         }
     }
     upserts.extend(read_tags_of(&origin, &daemon.cache, &progress, known, to_read).await);
+    if upserts.iter().any(FileRecord::tags_pending) {
+        daemon.mark_incomplete();
+    }
     if let Err(e) = index::apply_change(&daemon.store, origin_id, &removed, &kept, &upserts) {
         // Lost from the index, not from the origin: the next scan picks them up.
         tracing::warn!("cannot record changes, a scan will: {e}");

@@ -29,11 +29,19 @@ pub struct FileRecord {
     pub tags: Tags,
     /// Why the tags could not be read, for the scan report.
     pub problem: Option<String>,
-    /// The origin failed while the tags were being read (an outage, not a bad
-    /// file): `tags` are the previous version's, or empty if none was ever read,
-    /// and the next scan reads them again.
+    /// How many tag reads in a row the origin failed (an outage, not a bad file;
+    /// 0 once read): `tags` are then the previous version's, or empty if none
+    /// was read, and the next scan reads them again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pending_reads: u32,
+    /// Never shown yet: no read of its tags ever succeeded, so its name in the
+    /// tree is not known.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub tags_pending: bool,
+    pub unseen: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl FileRecord {
@@ -42,10 +50,15 @@ impl FileRecord {
         record_key(&self.origin, &self.path)
     }
 
-    /// Whether the tags were ever read (a track whose tags were never read is not
-    /// shown yet: its name would change once they are).
+    /// Whether the tags must be read again: the last read failed with its origin.
+    pub fn tags_pending(&self) -> bool {
+        self.pending_reads > 0
+    }
+
+    /// Whether the tree may show it: a track whose tags were never read is not
+    /// shown yet, since its name would change once they are.
     pub fn tags_known(&self) -> bool {
-        !self.tags_pending || self.tags != Tags::default()
+        !self.unseen
     }
 }
 
@@ -148,7 +161,8 @@ mod tests {
             role: FileRole::Audio,
             tags: Tags::default(),
             problem: None,
-            tags_pending: false,
+            pending_reads: 0,
+            unseen: false,
         }
     }
 
@@ -207,11 +221,15 @@ mod tests {
     fn old_records_without_the_pending_flag_still_load() {
         let old = r#"{"origin":"o","path":"a.flac","size":1,"mtime_ns":1,"role":"Audio","tags":{"title":null,"artist":null,"album_artist":null,"album":null,"track":null,"disc":null,"disc_total":null,"compilation":false},"problem":null}"#;
         let record: FileRecord = serde_json::from_str(old).unwrap();
-        assert!(!record.tags_pending && record.tags_known());
+        assert!(!record.tags_pending() && record.tags_known());
         let pending = FileRecord {
-            tags_pending: true,
+            pending_reads: 1,
+            unseen: true,
             ..record
         };
-        assert!(!pending.tags_known(), "never read: not shown yet");
+        assert!(
+            pending.tags_pending() && !pending.tags_known(),
+            "never read: not shown yet"
+        );
     }
 }

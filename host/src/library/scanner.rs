@@ -33,6 +33,10 @@ use crate::store::Store;
 const PAGE: u32 = 1000;
 /// Files whose tags are read at once.
 const PARALLEL_TAG_READS: usize = 8;
+/// Failed tag reads in a row after which a file is taken to be bad, not its
+/// origin down: with the retry scans' backoff, 7.5 minutes at the default check
+/// interval.
+pub const GIVE_UP: u32 = 5;
 
 /// Live figures for a progress bar.
 #[derive(Default)]
@@ -98,7 +102,7 @@ pub async fn scan(
                             .problems
                             .push((r.origin.clone(), r.path.clone(), problem.clone()));
                     }
-                    report.tags_pending += usize::from(r.tags_pending);
+                    report.tags_pending += usize::from(r.tags_pending());
                 }
                 for (dir, why) in &subtree.unlisted {
                     report
@@ -213,7 +217,8 @@ pub fn library_file(origin: &str, path: String, meta: &origin_api::Metadata) -> 
             .map_or(0, |d| d.as_nanos() as u64),
         tags: Tags::default(),
         problem: None,
-        tags_pending: false,
+        pending_reads: 0,
+        unseen: false,
     })
 }
 
@@ -223,7 +228,9 @@ pub fn library_file(origin: &str, path: String, meta: &origin_api::Metadata) -> 
 pub fn reusable(known: &BTreeMap<String, FileRecord>, record: &FileRecord) -> Option<FileRecord> {
     match known.get(&record.key()) {
         Some(old)
-            if old.size == record.size && old.mtime_ns == record.mtime_ns && !old.tags_pending =>
+            if old.size == record.size
+                && old.mtime_ns == record.mtime_ns
+                && !old.tags_pending() =>
         {
             Some(old.clone())
         }
@@ -237,7 +244,8 @@ pub fn reusable(known: &BTreeMap<String, FileRecord>, record: &FileRecord) -> Op
 /// A file lofty cannot parse is a bad file: it is recorded with its problem and
 /// shown under fallback names. A read the origin failed (it went away, timed out)
 /// says nothing about the file: the record keeps the tags `known` holds for it,
-/// if any, and is marked [`FileRecord::tags_pending`] to be read again. A file
+/// if any, and is marked to be read again ([`FileRecord::pending_reads`]); after
+/// [`GIVE_UP`] failed reads in a row it counts as a bad file after all. A file
 /// that is not found or not readable (permissions) is the file's problem.
 pub async fn read_tags_of(
     origin: &Arc<RegisteredOrigin>,
@@ -249,7 +257,9 @@ pub async fn read_tags_of(
     let permits = Arc::new(Semaphore::new(PARALLEL_TAG_READS));
     let mut reads = tokio::task::JoinSet::new();
     for mut record in records {
-        let previous = known.get(&record.key()).map(|r| r.tags.clone());
+        let previous = known
+            .get(&record.key())
+            .map(|r| (r.tags.clone(), r.pending_reads, r.unseen));
         let (origin, cache, progress, permits) = (
             origin.clone(),
             cache.clone(),
@@ -292,9 +302,19 @@ pub async fn read_tags_of(
                 progress.tags_read.fetch_add(1, Ordering::Relaxed);
                 match (outage, tags) {
                     (Some(e), _) => {
-                        record.tags = previous.unwrap_or_default();
-                        record.tags_pending = true;
-                        record.problem = Some(format!("tags not read yet, the origin failed: {e}"));
+                        let (tags, failed, unseen) = previous.unwrap_or((Tags::default(), 0, true));
+                        record.tags = tags;
+                        let attempts = failed + 1;
+                        if attempts >= GIVE_UP {
+                            // The origin answers other reads by now: it is this file.
+                            record.problem =
+                                Some(format!("tags could not be read in {attempts} tries: {e}"));
+                        } else {
+                            record.pending_reads = attempts;
+                            record.unseen = unseen;
+                            record.problem =
+                                Some(format!("tags not read yet, the origin failed: {e}"));
+                        }
                     }
                     (None, Ok(tags)) => record.tags = tags,
                     (None, Err(problem)) => record.problem = Some(problem),

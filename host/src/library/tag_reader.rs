@@ -104,8 +104,11 @@ impl<F> Seek for RangeReader<F> {
 /// cost the scan (or the record of the file).
 pub fn read_tags<R: Read + Seek>(reader: R) -> Result<Tags, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parse_tags(reader)))
-        .unwrap_or_else(|_| Err("the tag parser failed on this file".to_owned()))
+        .unwrap_or_else(|_| Err(PARSER_PANICKED.to_owned()))
 }
+
+/// The problem recorded for a file that made the tag parser panic.
+pub const PARSER_PANICKED: &str = "the tag parser failed on this file";
 
 fn parse_tags<R: Read + Seek>(reader: R) -> Result<Tags, String> {
     let options = ParseOptions::new()

@@ -102,6 +102,9 @@ impl Tree {
     }
 }
 
+/// A folder's path, listing signature and mtime, as stored.
+type DirStamp<'a> = (&'a str, u64, u64);
+
 /// Inode numbers and directory mtimes, as stored, plus what this build changed.
 pub struct InodeBook {
     inodes: HashMap<String, u64>,
@@ -110,6 +113,9 @@ pub struct InodeBook {
     sigs: HashMap<String, u64>,
     new_inodes: Vec<(String, u64)>,
     new_dirs: Vec<(String, u64, u64)>,
+    /// The store generation the stored book belongs to: a store rebuilt since
+    /// holds none of it, and gets the whole book at the next save.
+    saved_generation: u64,
 }
 
 impl InodeBook {
@@ -129,6 +135,7 @@ impl InodeBook {
             sigs: store.all_u64(DIR_SIGS)?.into_iter().collect(),
             new_inodes: Vec::new(),
             new_dirs: Vec::new(),
+            saved_generation: store.generation(),
         })
     }
 
@@ -158,30 +165,53 @@ impl InodeBook {
         }
     }
 
-    /// Writes what changed.
+    /// Writes what changed (everything, if the store was rebuilt since the last
+    /// save). What a failed write did not store is written next time.
     pub fn save(&mut self, store: &Store) -> Result<(), StoreError> {
-        if self.new_inodes.is_empty() && self.new_dirs.is_empty() {
+        let generation = store.generation();
+        let whole = generation != self.saved_generation;
+        if !whole && self.new_inodes.is_empty() && self.new_dirs.is_empty() {
             return Ok(());
         }
-        let (inodes, dirs, next) = (
-            std::mem::take(&mut self.new_inodes),
-            std::mem::take(&mut self.new_dirs),
-            self.next,
-        );
+        let (inodes, dirs): (Vec<(&str, u64)>, Vec<DirStamp>) = if whole {
+            (
+                self.inodes.iter().map(|(p, i)| (p.as_str(), *i)).collect(),
+                self.sigs
+                    .iter()
+                    .filter_map(|(p, sig)| Some((p.as_str(), *sig, *self.mtimes.get(p)?)))
+                    .collect(),
+            )
+        } else {
+            (
+                self.new_inodes
+                    .iter()
+                    .map(|(p, i)| (p.as_str(), *i))
+                    .collect(),
+                self.new_dirs
+                    .iter()
+                    .map(|(p, sig, mtime)| (p.as_str(), *sig, *mtime))
+                    .collect(),
+            )
+        };
+        let next = self.next;
         store.write(true, |txn| {
             let mut table = txn.open_table(INODES)?;
             for (path, ino) in &inodes {
-                table.insert(path.as_str(), ino)?;
+                table.insert(*path, ino)?;
             }
             let mut mtimes = txn.open_table(DIR_MTIMES)?;
             let mut sigs = txn.open_table(DIR_SIGS)?;
             for (path, sig, mtime) in &dirs {
-                mtimes.insert(path.as_str(), mtime)?;
-                sigs.insert(path.as_str(), sig)?;
+                mtimes.insert(*path, mtime)?;
+                sigs.insert(*path, sig)?;
             }
             txn.open_table(META)?.insert("next_inode", next)?;
             Ok(())
-        })
+        })?;
+        self.new_inodes.clear();
+        self.new_dirs.clear();
+        self.saved_generation = generation;
+        Ok(())
     }
 }
 

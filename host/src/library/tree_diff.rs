@@ -102,7 +102,8 @@ mod tests {
                 ..Tags::default()
             },
             problem: None,
-            tags_pending: false,
+            pending_reads: 0,
+            unseen: false,
         }
     }
 

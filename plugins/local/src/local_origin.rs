@@ -214,6 +214,11 @@ impl Origin for LocalOrigin {
     }
 }
 
+/// Whether a symlink's target is gone (dangling) or loops: a link to leave out.
+fn is_gone_or_loop(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ELOOP)
+}
+
 /// Whether `target` is one of the folders the walk passed through to reach `rel`.
 fn on_walked_path(root: &Path, rel: &str, target: &Path) -> bool {
     let mut walked = root.to_owned();
@@ -271,16 +276,25 @@ fn entry_metadata(
     if !link.file_type().is_symlink() {
         return Ok(Some(metadata_of(&link)));
     }
-    let Ok(real) = fs::canonicalize(&path) else {
-        tracing::debug!(path = %path.display(), "leaving out a dangling or looping symlink");
-        return Ok(None);
+    let entry = || origin_api::path::join(rel, &name.text);
+    let real = match fs::canonicalize(&path) {
+        Ok(real) => real,
+        Err(e) if is_gone_or_loop(&e) => {
+            tracing::debug!(path = %path.display(), "leaving out a dangling or looping symlink");
+            return Ok(None);
+        }
+        // A link into something that does not answer (a dead mount): there, not
+        // examinable; leaving it out would read as its deletion.
+        Err(e) => return Err(OriginError::from(e).with_path(&entry())),
     };
     if !real.starts_with(root) {
         tracing::debug!(path = %path.display(), "leaving out a symlink that leads outside the root");
         return Ok(None);
     }
-    let Ok(meta) = fs::metadata(&real) else {
-        return Ok(None);
+    let meta = match fs::metadata(&real) {
+        Ok(meta) => meta,
+        Err(e) if is_gone_or_loop(&e) => return Ok(None),
+        Err(e) => return Err(OriginError::from(e).with_path(&entry())),
     };
     // A link to the folder it is in, or to one above it (on disk, or on the path
     // the walk took, through other links): following it would list the same

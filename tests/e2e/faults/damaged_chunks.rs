@@ -73,6 +73,12 @@ fn damaged_chunks_are_never_served() {
     let mut wrong = 0;
     let mount = Mounted::start(work.path(), &cache, &args, Some(&shown(files - 1)));
     for (i, original) in originals.iter().enumerate() {
+        // Deleted and cut chunks are seen before any read; rotten bytes when read.
+        let before = xattr(&mount.path(&shown(i)), "user.musicfs.cached").unwrap();
+        assert_ne!(
+            before, "yes",
+            "file {i} said cached with chunks deleted or cut"
+        );
         match std::fs::read(mount.path(&shown(i))) {
             Ok(bytes) => wrong += wrong_bytes(&bytes, original),
             Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}"),

@@ -3,6 +3,7 @@
 //! reads right, and `user.musicfs.cached` tells the truth offline.
 
 use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -140,6 +141,9 @@ fn killed_during_parallel_cold_reads_serves_every_byte_right_after() {
     mount.wait_until(Duration::from_secs(60), |_| {
         read_so_far.load(Ordering::Relaxed) > 2 << 20
     });
+    let inodes: Vec<u64> = (0..files)
+        .map(|i| std::fs::metadata(mount.path(&shown(i))).unwrap().ino())
+        .collect();
     kill(mount);
     let interrupted = readers
         .into_iter()
@@ -150,6 +154,18 @@ fn killed_during_parallel_cold_reads_serves_every_byte_right_after() {
 
     std::fs::remove_file(&fault).unwrap();
     let mount = Mounted::start(work.path(), &cache, &args, Some(&shown(files - 1)));
+    let after: Vec<u64> = (0..files)
+        .map(|i| std::fs::metadata(mount.path(&shown(i))).unwrap().ino())
+        .collect();
+    assert_eq!(after, inodes, "the kill cost the index its inode numbers");
+    let damaged = std::fs::read_dir(&cache)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().contains(".damaged-")
+        })
+        .count();
+    assert_eq!(damaged, 0, "the kill damaged the index");
     let mut wrong = 0;
     for i in 0..files {
         wrong += wrong_bytes(&std::fs::read(mount.path(&shown(i))).unwrap(), original(i));

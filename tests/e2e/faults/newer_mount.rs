@@ -48,4 +48,15 @@ fn a_stopping_daemon_leaves_a_newer_mount_at_its_path_alone() {
         "{}",
         new.log()
     );
+    // Its control socket is the new mount's, and still there.
+    let status = std::process::Command::new(musicfs_tests::musicfs_binary())
+        .args(["status", "--mount"])
+        .arg(&new.mountpoint)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "the old daemon took the new mount's control socket: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
 }
