@@ -2,6 +2,27 @@
 //! abi_stable's layout check when a plugin loads, plus conversions to and from the
 //! author-facing types. Nothing here is meant for plugin authors; the host side and
 //! the plugin side of this crate are the only users.
+//!
+//! # How it grows (the 1.x rule)
+//!
+//! A plugin built against origin-api 1.x loads into every host built against
+//! 1.y, older or newer. What makes that hold:
+//!
+//! - Trait objects and the root module are abi_stable prefix types: everything up
+//!   to `#[sabi(last_prefix_field)]` is 1.0 and never changes; a later minor adds
+//!   methods only after it, each with a default (written in the trait, so the host
+//!   runs it) that falls back on the 1.0 methods when the plugin lacks it.
+//! - Enums that cross are open (`u8` newtypes): a value a later minor adds reads
+//!   as the nearest kind an earlier one knows.
+//! - abi_stable's own layout check accepts only libraries at least as new as the
+//!   loader (the host may not have more fields than the plugin). The loader runs
+//!   the same check both ways: the plugin's types must extend the host's, or the
+//!   host's extend the plugin's; anything else (a changed type, a removed or
+//!   reordered method) is refused. abi_stable's prefix accessors read the field
+//!   count of the plugin's own vtable at run time, so a method past its end is
+//!   never called; its default runs instead.
+//! - Type layouts carry the crate's version, and abi_stable treats 0.x minors as
+//!   incompatible: hence 1.0 and semver from here on. A 2.0 would be a new ABI.
 
 // `#[sabi_trait]` expands to impls inside a const block.
 #![allow(non_local_definitions, missing_docs)]
@@ -19,15 +40,20 @@ use crate::{
     Metadata, OriginError, PluginClass, PluginInfo,
 };
 
-#[repr(u8)]
-#[derive(StableAbi, Clone, Copy, Debug)]
-pub enum FfiErrorKind {
-    NotFound,
-    PermissionDenied,
-    Timeout,
-    Unavailable,
-    InvalidConfig,
-    Other,
+/// An open set: values a later version adds arrive as numbers this one does not
+/// know, and are read as the closest kind it has (never as undefined behaviour).
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FfiErrorKind(pub u8);
+
+#[allow(non_upper_case_globals)]
+impl FfiErrorKind {
+    pub const NOT_FOUND: FfiErrorKind = FfiErrorKind(0);
+    pub const PERMISSION_DENIED: FfiErrorKind = FfiErrorKind(1);
+    pub const TIMEOUT: FfiErrorKind = FfiErrorKind(2);
+    pub const UNAVAILABLE: FfiErrorKind = FfiErrorKind(3);
+    pub const INVALID_CONFIG: FfiErrorKind = FfiErrorKind(4);
+    pub const OTHER: FfiErrorKind = FfiErrorKind(5);
 }
 
 #[repr(C)]
@@ -37,12 +63,17 @@ pub struct FfiError {
     pub message: RString,
 }
 
-#[repr(u8)]
-#[derive(StableAbi, Clone, Copy, Debug)]
-pub enum FfiEntryKind {
-    File,
-    Directory,
-    Other,
+/// An open set: values a later version adds arrive as numbers this one does not
+/// know, and are read as the closest kind it has (never as undefined behaviour).
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FfiEntryKind(pub u8);
+
+#[allow(non_upper_case_globals)]
+impl FfiEntryKind {
+    pub const FILE: FfiEntryKind = FfiEntryKind(0);
+    pub const DIRECTORY: FfiEntryKind = FfiEntryKind(1);
+    pub const OTHER: FfiEntryKind = FfiEntryKind(2);
 }
 
 #[repr(C)]
@@ -70,12 +101,17 @@ pub struct FfiListPage {
     pub next_cursor: ROption<RString>,
 }
 
-#[repr(u8)]
-#[derive(StableAbi, Clone, Copy, Debug)]
-pub enum FfiHealthStatus {
-    Healthy,
-    Degraded,
-    Unhealthy,
+/// An open set: values a later version adds arrive as numbers this one does not
+/// know, and are read as the closest kind it has (never as undefined behaviour).
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FfiHealthStatus(pub u8);
+
+#[allow(non_upper_case_globals)]
+impl FfiHealthStatus {
+    pub const HEALTHY: FfiHealthStatus = FfiHealthStatus(0);
+    pub const DEGRADED: FfiHealthStatus = FfiHealthStatus(1);
+    pub const UNHEALTHY: FfiHealthStatus = FfiHealthStatus(2);
 }
 
 #[repr(C)]
@@ -85,12 +121,17 @@ pub struct FfiHealth {
     pub reason: RString,
 }
 
-#[repr(u8)]
-#[derive(StableAbi, Clone, Copy, Debug)]
-pub enum FfiChangeKind {
-    Created,
-    Modified,
-    Removed,
+/// An open set: values a later version adds arrive as numbers this one does not
+/// know, and are read as the closest kind it has (never as undefined behaviour).
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FfiChangeKind(pub u8);
+
+#[allow(non_upper_case_globals)]
+impl FfiChangeKind {
+    pub const CREATED: FfiChangeKind = FfiChangeKind(0);
+    pub const MODIFIED: FfiChangeKind = FfiChangeKind(1);
+    pub const REMOVED: FfiChangeKind = FfiChangeKind(2);
 }
 
 #[repr(C)]
@@ -100,11 +141,16 @@ pub struct FfiChangeEvent {
     pub path: RString,
 }
 
-#[repr(u8)]
-#[derive(StableAbi, Clone, Copy, Debug)]
-pub enum FfiPluginClass {
-    Local,
-    Remote,
+/// An open set: values a later version adds arrive as numbers this one does not
+/// know, and are read as the closest kind it has (never as undefined behaviour).
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FfiPluginClass(pub u8);
+
+#[allow(non_upper_case_globals)]
+impl FfiPluginClass {
+    pub const LOCAL: FfiPluginClass = FfiPluginClass(0);
+    pub const REMOTE: FfiPluginClass = FfiPluginClass(1);
 }
 
 #[repr(C)]
@@ -152,6 +198,9 @@ pub trait FfiOrigin: Send + Sync {
     ) -> FfiFuture<FfiResult<FfiListPage>>;
     fn read(&self, path: RString, offset: u64, len: u32) -> FfiFuture<FfiResult<RVec<u8>>>;
     fn health(&self) -> FfiFuture<FfiResult<FfiHealth>>;
+    /// The last method of 1.0: methods a later 1.x adds come after it, each with
+    /// a default that falls back on these, so a plugin built earlier still loads.
+    #[sabi(last_prefix_field)]
     fn watch(&self, sink: FfiEventSinkBox) -> FfiFuture<FfiResult<FfiWatchHandleBox>>;
 }
 
@@ -167,6 +216,7 @@ pub trait FfiPlugin: Send + Sync {
         settings_toml: RString,
     ) -> FfiFuture<FfiResult<FfiOriginBox>>;
     /// Stops the plugin's runtime; called after every origin is dropped.
+    #[sabi(last_prefix_field)]
     fn shutdown(&self);
 }
 
@@ -196,12 +246,12 @@ impl RootModule for PluginModuleRef {
 impl From<OriginError> for FfiError {
     fn from(err: OriginError) -> Self {
         let kind = match err.kind() {
-            ErrorKind::NotFound => FfiErrorKind::NotFound,
-            ErrorKind::PermissionDenied => FfiErrorKind::PermissionDenied,
-            ErrorKind::Timeout => FfiErrorKind::Timeout,
-            ErrorKind::Unavailable => FfiErrorKind::Unavailable,
-            ErrorKind::InvalidConfig => FfiErrorKind::InvalidConfig,
-            ErrorKind::Other => FfiErrorKind::Other,
+            ErrorKind::NotFound => FfiErrorKind::NOT_FOUND,
+            ErrorKind::PermissionDenied => FfiErrorKind::PERMISSION_DENIED,
+            ErrorKind::Timeout => FfiErrorKind::TIMEOUT,
+            ErrorKind::Unavailable => FfiErrorKind::UNAVAILABLE,
+            ErrorKind::InvalidConfig => FfiErrorKind::INVALID_CONFIG,
+            ErrorKind::Other => FfiErrorKind::OTHER,
         };
         FfiError {
             kind,
@@ -213,12 +263,13 @@ impl From<OriginError> for FfiError {
 impl From<FfiError> for OriginError {
     fn from(err: FfiError) -> Self {
         let kind = match err.kind {
-            FfiErrorKind::NotFound => ErrorKind::NotFound,
-            FfiErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
-            FfiErrorKind::Timeout => ErrorKind::Timeout,
-            FfiErrorKind::Unavailable => ErrorKind::Unavailable,
-            FfiErrorKind::InvalidConfig => ErrorKind::InvalidConfig,
-            FfiErrorKind::Other => ErrorKind::Other,
+            FfiErrorKind::NOT_FOUND => ErrorKind::NotFound,
+            FfiErrorKind::PERMISSION_DENIED => ErrorKind::PermissionDenied,
+            FfiErrorKind::TIMEOUT => ErrorKind::Timeout,
+            FfiErrorKind::UNAVAILABLE => ErrorKind::Unavailable,
+            FfiErrorKind::INVALID_CONFIG => ErrorKind::InvalidConfig,
+            // OTHER, and any kind a later version adds.
+            _ => ErrorKind::Other,
         };
         OriginError::new(kind, err.message.into_string())
     }
@@ -240,9 +291,9 @@ impl From<Metadata> for FfiMetadata {
         };
         FfiMetadata {
             kind: match meta.kind {
-                EntryKind::File => FfiEntryKind::File,
-                EntryKind::Directory => FfiEntryKind::Directory,
-                EntryKind::Other => FfiEntryKind::Other,
+                EntryKind::File => FfiEntryKind::FILE,
+                EntryKind::Directory => FfiEntryKind::DIRECTORY,
+                EntryKind::Other => FfiEntryKind::OTHER,
             },
             size: meta.size,
             modified_secs,
@@ -262,9 +313,9 @@ impl From<FfiMetadata> for Metadata {
         };
         Metadata {
             kind: match meta.kind {
-                FfiEntryKind::File => EntryKind::File,
-                FfiEntryKind::Directory => EntryKind::Directory,
-                FfiEntryKind::Other => EntryKind::Other,
+                FfiEntryKind::FILE => EntryKind::File,
+                FfiEntryKind::DIRECTORY => EntryKind::Directory,
+                _ => EntryKind::Other,
             },
             size: meta.size,
             modified,
@@ -309,9 +360,9 @@ impl From<Health> for FfiHealth {
     fn from(health: Health) -> Self {
         FfiHealth {
             status: match health.status {
-                HealthStatus::Healthy => FfiHealthStatus::Healthy,
-                HealthStatus::Degraded => FfiHealthStatus::Degraded,
-                HealthStatus::Unhealthy => FfiHealthStatus::Unhealthy,
+                HealthStatus::Healthy => FfiHealthStatus::HEALTHY,
+                HealthStatus::Degraded => FfiHealthStatus::DEGRADED,
+                HealthStatus::Unhealthy => FfiHealthStatus::UNHEALTHY,
             },
             reason: health.reason.into(),
         }
@@ -322,9 +373,11 @@ impl From<FfiHealth> for Health {
     fn from(health: FfiHealth) -> Self {
         Health {
             status: match health.status {
-                FfiHealthStatus::Healthy => HealthStatus::Healthy,
-                FfiHealthStatus::Degraded => HealthStatus::Degraded,
-                FfiHealthStatus::Unhealthy => HealthStatus::Unhealthy,
+                FfiHealthStatus::HEALTHY => HealthStatus::Healthy,
+                FfiHealthStatus::DEGRADED => HealthStatus::Degraded,
+                FfiHealthStatus::UNHEALTHY => HealthStatus::Unhealthy,
+                // A status a later version adds: not fully healthy, not down.
+                _ => HealthStatus::Degraded,
             },
             reason: health.reason.into_string(),
         }
@@ -335,9 +388,9 @@ impl From<ChangeEvent> for FfiChangeEvent {
     fn from(event: ChangeEvent) -> Self {
         FfiChangeEvent {
             kind: match event.kind {
-                ChangeKind::Created => FfiChangeKind::Created,
-                ChangeKind::Modified => FfiChangeKind::Modified,
-                ChangeKind::Removed => FfiChangeKind::Removed,
+                ChangeKind::Created => FfiChangeKind::CREATED,
+                ChangeKind::Modified => FfiChangeKind::MODIFIED,
+                ChangeKind::Removed => FfiChangeKind::REMOVED,
             },
             path: event.path.into(),
         }
@@ -348,9 +401,11 @@ impl From<FfiChangeEvent> for ChangeEvent {
     fn from(event: FfiChangeEvent) -> Self {
         ChangeEvent {
             kind: match event.kind {
-                FfiChangeKind::Created => ChangeKind::Created,
-                FfiChangeKind::Modified => ChangeKind::Modified,
-                FfiChangeKind::Removed => ChangeKind::Removed,
+                FfiChangeKind::CREATED => ChangeKind::Created,
+                FfiChangeKind::MODIFIED => ChangeKind::Modified,
+                FfiChangeKind::REMOVED => ChangeKind::Removed,
+                // A kind a later version adds: the host looks at the path.
+                _ => ChangeKind::Modified,
             },
             path: event.path.into_string(),
         }
@@ -363,8 +418,8 @@ impl From<PluginInfo> for FfiPluginInfo {
             kind: info.kind.into(),
             version: info.version.into(),
             class: match info.class {
-                PluginClass::Local => FfiPluginClass::Local,
-                PluginClass::Remote => FfiPluginClass::Remote,
+                PluginClass::Local => FfiPluginClass::LOCAL,
+                PluginClass::Remote => FfiPluginClass::REMOTE,
             },
             default_unhealthy_threshold: info.default_unhealthy_threshold,
         }
@@ -377,8 +432,8 @@ impl From<FfiPluginInfo> for PluginInfo {
             kind: info.kind.into_string(),
             version: info.version.into_string(),
             class: match info.class {
-                FfiPluginClass::Local => PluginClass::Local,
-                FfiPluginClass::Remote => PluginClass::Remote,
+                FfiPluginClass::LOCAL => PluginClass::Local,
+                _ => PluginClass::Remote,
             },
             default_unhealthy_threshold: info.default_unhealthy_threshold,
         }

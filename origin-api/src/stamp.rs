@@ -72,8 +72,9 @@ fn unpad(bytes: &[u8]) -> String {
 }
 
 /// Whether a plugin built against `plugin` can be loaded by a host built against
-/// `host`: the same major version, and before 1.0 the same minor version (each 0.x
-/// minor may change the ABI).
+/// `host`: the same major version, older or newer minor (the 1.x rule in
+/// `crate::ffi`); before 1.0, the same minor version (each 0.x minor could change
+/// the ABI).
 pub fn versions_compatible(plugin: &str, host: &str) -> bool {
     match (major_minor(plugin), major_minor(host)) {
         (Some((pm, pn)), Some((hm, hn))) => pm == hm && (hm != 0 || pn == hn),
@@ -115,6 +116,8 @@ mod tests {
         assert!(!versions_compatible("0.0.1", "0.1.0"));
         assert!(!versions_compatible("0.2.0", "0.1.0"));
         assert!(versions_compatible("1.2.0", "1.5.0"));
+        assert!(versions_compatible("1.5.0", "1.2.0"));
+        assert!(!versions_compatible("0.1.0", "1.0.0"));
         assert!(!versions_compatible("2.0.0", "1.5.0"));
         assert!(!versions_compatible("garbage", "0.1.0"));
         assert_eq!(compatible_range("0.1.3"), "0.1.x");

@@ -80,11 +80,11 @@ fn plugins_command_gives_each_file_its_verdict() {
             .to_owned()
     };
     assert!(
-        verdict("local.so").contains("loaded: kind local, version 0.1.0, origin-api 0.1.0, local")
+        verdict("local.so").contains("loaded: kind local, version 0.1.0, origin-api 1.0.0, local")
     );
     assert!(verdict("faulty.so").contains("loaded: kind faulty"));
     assert!(verdict("incompatible.so").contains(
-        "rejected: built for origin-api 0.0.1, host needs 0.1.x — rebuild it against origin-api 0.1.x"
+        "rejected: built for origin-api 0.0.1, host needs 1.x — rebuild it against origin-api 1.x"
     ));
     assert!(verdict("ctor-panics.so").contains(
         "rejected: failed to start: plugin panicked in its constructor: constructor-panics"

@@ -136,8 +136,10 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, LoadError> {
     }
 
     let header = lib_header_from_path(path).map_err(|e| LoadError::Abi(one_line(&e)))?;
-    let module = header
-        .init_root_module::<PluginModuleRef>()
+    check_layouts(header)?;
+    // SAFETY: `check_layouts` found the plugin's root module layout compatible
+    // with the host's, in one direction or the other (see `crate::ffi`).
+    let module = unsafe { header.init_root_module_with_unchecked_layout::<PluginModuleRef>() }
         .map_err(|e| LoadError::Abi(one_line(&e)))?;
 
     let file_name = path
@@ -162,6 +164,38 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, LoadError> {
         rustc_version: stamp.rustc_version(),
         ffi: Arc::new(ffi),
     })
+}
+
+/// abi_stable's layout check, both ways: a plugin at least as new as the host
+/// (its types extend the host's) or older (the host's extend its own) loads; see
+/// the 1.x rule in `crate::ffi`. The message is the check against the host as it is.
+fn check_layouts(header: &abi_stable::library::LibHeader) -> Result<(), LoadError> {
+    use abi_stable::abi_stability::abi_checking::check_layout_compatibility;
+    let host = <PluginModuleRef as abi_stable::StableAbi>::LAYOUT;
+    let plugin = header
+        .layout()
+        .ok_or_else(|| LoadError::Abi("the library carries no layout to check".into()))?;
+    let newer_or_same = check_layout_compatibility(host, plugin);
+    if newer_or_same.is_ok() || check_layout_compatibility(plugin, host).is_ok() {
+        return Ok(());
+    }
+    Err(LoadError::Abi(newer_or_same.map_or_else(
+        |e| last_error_line(&e.to_string()),
+        |()| String::new(),
+    )))
+}
+
+/// The line of a layout error that says what differs ("Error:mismatched type").
+fn last_error_line(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    match lines.iter().rposition(|l| l.starts_with("Error:")) {
+        Some(at) => lines[at..].join(" "),
+        None => one_line(&text),
+    }
 }
 
 fn check_elf(path: &Path) -> Result<(), LoadError> {
