@@ -53,6 +53,7 @@ fn the_errno_table_is_what_errno_for_does() {
         ("Unavailable", ErrorKind::Unavailable),
         ("InvalidConfig", ErrorKind::InvalidConfig),
         ("Other", ErrorKind::Other),
+        ("Changed", ErrorKind::Changed),
     ];
     let rows = table("Errors");
     assert_eq!(rows.len(), kinds.len(), "one row per error kind");

@@ -4,7 +4,9 @@
 use std::fmt;
 
 /// What went wrong, coarse enough for the host to decide what to do about it.
+/// Later 1.x versions may add kinds: match with a `_` arm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// The path does not exist on this origin.
     NotFound,
@@ -18,6 +20,8 @@ pub enum ErrorKind {
     InvalidConfig,
     /// Anything else, including a panic inside the plugin.
     Other,
+    /// The file is no longer the version the read asked for (since 1.1).
+    Changed,
 }
 
 impl ErrorKind {
@@ -30,6 +34,7 @@ impl ErrorKind {
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::InvalidConfig => "invalid config",
             ErrorKind::Other => "error",
+            ErrorKind::Changed => "changed",
         }
     }
 }
@@ -81,6 +86,11 @@ impl OriginError {
     /// Any other failure.
     pub fn other(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Other, message)
+    }
+
+    /// The file changed: it is not the version the read asked for.
+    pub fn changed(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Changed, message)
     }
 
     /// The kind of failure.

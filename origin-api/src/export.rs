@@ -138,6 +138,24 @@ impl FfiOrigin for OriginAdapter {
         spawn_call("health", async move { Ok(origin.health().await.into()) })
     }
 
+    fn read_version(
+        &self,
+        path: RString,
+        offset: u64,
+        len: u32,
+        expected: ROption<RString>,
+    ) -> FfiFuture<FfiResult<RVec<u8>>> {
+        let origin = self.origin.clone();
+        spawn_call("read", async move {
+            check_relative_path(&path)?;
+            let expected = expected.into_option();
+            let bytes = origin
+                .read_version(&path, offset, len, expected.as_deref())
+                .await?;
+            Ok(bytes.into())
+        })
+    }
+
     fn watch(&self, sink: FfiEventSinkBox) -> FfiFuture<FfiResult<FfiWatchHandleBox>> {
         let origin = self.origin.clone();
         spawn_call("watch", async move {

@@ -54,6 +54,8 @@ impl FfiErrorKind {
     pub const UNAVAILABLE: FfiErrorKind = FfiErrorKind(3);
     pub const INVALID_CONFIG: FfiErrorKind = FfiErrorKind(4);
     pub const OTHER: FfiErrorKind = FfiErrorKind(5);
+    /// Since 1.1.
+    pub const CHANGED: FfiErrorKind = FfiErrorKind(6);
 }
 
 #[repr(C)]
@@ -202,6 +204,19 @@ pub trait FfiOrigin: Send + Sync {
     /// a default that falls back on these, so a plugin built earlier still loads.
     #[sabi(last_prefix_field)]
     fn watch(&self, sink: FfiEventSinkBox) -> FfiFuture<FfiResult<FfiWatchHandleBox>>;
+
+    /// Since 1.1: `read` of the version the host expects. A plugin built against
+    /// 1.0 has no such method; this default then reads without checking.
+    fn read_version(
+        &self,
+        path: RString,
+        offset: u64,
+        len: u32,
+        expected: ROption<RString>,
+    ) -> FfiFuture<FfiResult<RVec<u8>>> {
+        let _ = expected;
+        self.read(path, offset, len)
+    }
 }
 
 pub type FfiOriginBox = FfiOrigin_TO<'static, RBox<()>>;
@@ -252,6 +267,7 @@ impl From<OriginError> for FfiError {
             ErrorKind::Unavailable => FfiErrorKind::UNAVAILABLE,
             ErrorKind::InvalidConfig => FfiErrorKind::INVALID_CONFIG,
             ErrorKind::Other => FfiErrorKind::OTHER,
+            ErrorKind::Changed => FfiErrorKind::CHANGED,
         };
         FfiError {
             kind,
@@ -268,6 +284,7 @@ impl From<FfiError> for OriginError {
             FfiErrorKind::TIMEOUT => ErrorKind::Timeout,
             FfiErrorKind::UNAVAILABLE => ErrorKind::Unavailable,
             FfiErrorKind::INVALID_CONFIG => ErrorKind::InvalidConfig,
+            FfiErrorKind::CHANGED => ErrorKind::Changed,
             // OTHER, and any kind a later version adds.
             _ => ErrorKind::Other,
         };

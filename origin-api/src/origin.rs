@@ -28,6 +28,25 @@ pub trait Origin: Send + Sync + 'static {
     /// an error.
     async fn read(&self, path: &str, offset: u64, len: u32) -> OriginResult<Vec<u8>>;
 
+    /// [`Origin::read`] of the version the host expects: `expected` is the
+    /// [`Metadata::version`] this origin gave for `path` (`None` if it gave none).
+    /// An origin that can tell answers [`crate::ErrorKind::Changed`] when the file
+    /// is no longer that version, instead of bytes of another one.
+    ///
+    /// Since 1.1. The default reads without checking, so an origin written
+    /// against 1.0 compiles unchanged, and a plugin built against 1.0 is called
+    /// through this default by a 1.1 host.
+    async fn read_version(
+        &self,
+        path: &str,
+        offset: u64,
+        len: u32,
+        expected: Option<&str>,
+    ) -> OriginResult<Vec<u8>> {
+        let _ = expected;
+        self.read(path, offset, len).await
+    }
+
     /// A cheap check of whether the origin can serve right now.
     async fn health(&self) -> crate::Health;
 

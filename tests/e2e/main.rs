@@ -1,6 +1,7 @@
 //! End-to-end tests against the built plugin libraries. Run `cargo build --workspace`
 //! first (the README's test command does).
 
+mod abi_growth;
 mod author_guide;
 mod bad_input;
 mod bad_plugins;

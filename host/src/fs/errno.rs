@@ -12,10 +12,10 @@ pub fn errno_for(kind: ErrorKind) -> i32 {
     match kind {
         ErrorKind::NotFound => libc::ENOENT,
         ErrorKind::PermissionDenied => libc::EACCES,
-        ErrorKind::Timeout
-        | ErrorKind::Unavailable
-        | ErrorKind::InvalidConfig
-        | ErrorKind::Other => libc::EIO,
+        // Changed is answered by reading the new version; should it still reach
+        // a reader, it is the origin's problem like the rest. Kinds a later
+        // origin-api adds are too, until they are given a meaning here.
+        _ => libc::EIO,
     }
 }
 
@@ -42,6 +42,7 @@ mod tests {
             ErrorKind::Unavailable,
             ErrorKind::InvalidConfig,
             ErrorKind::Other,
+            ErrorKind::Changed,
         ] {
             assert_eq!(errno_for(kind), libc::EIO, "{kind:?}");
         }

@@ -170,13 +170,19 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, LoadError> {
 /// (its types extend the host's) or older (the host's extend its own) loads; see
 /// the 1.x rule in `crate::ffi`. The message is the check against the host as it is.
 fn check_layouts(header: &abi_stable::library::LibHeader) -> Result<(), LoadError> {
-    use abi_stable::abi_stability::abi_checking::check_layout_compatibility;
+    use abi_stable::abi_stability::abi_checking::{
+        check_layout_compatibility_with_globals as check, CheckingGlobals,
+    };
     let host = <PluginModuleRef as abi_stable::StableAbi>::LAYOUT;
     let plugin = header
         .layout()
         .ok_or_else(|| LoadError::Abi("the library carries no layout to check".into()))?;
-    let newer_or_same = check_layout_compatibility(host, plugin);
-    if newer_or_same.is_ok() || check_layout_compatibility(plugin, host).is_ok() {
+    // Each check on its own: abi_stable's process-wide globals merge the prefix
+    // types of every library checked, so after a 1.0 plugin a 1.1 one would be
+    // held to 1.0's fields. Plugins never exchange objects; the host is the one
+    // side each of them must agree with.
+    let newer_or_same = check(host, plugin, &CheckingGlobals::new());
+    if newer_or_same.is_ok() || check(plugin, host, &CheckingGlobals::new()).is_ok() {
         return Ok(());
     }
     Err(LoadError::Abi(newer_or_same.map_or_else(

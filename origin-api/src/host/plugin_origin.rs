@@ -41,6 +41,22 @@ impl Origin for PluginOrigin {
         Ok(bytes.into_vec())
     }
 
+    async fn read_version(
+        &self,
+        path: &str,
+        offset: u64,
+        len: u32,
+        expected: Option<&str>,
+    ) -> OriginResult<Vec<u8>> {
+        let expected: ROption<RString> = expected.map(RString::from).into();
+        let bytes = self
+            .ffi
+            .read_version(path.into(), offset, len, expected)
+            .await
+            .into_result()?;
+        Ok(bytes.into_vec())
+    }
+
     async fn health(&self) -> Health {
         match self.ffi.health().await.into_result() {
             Ok(health) => health.into(),
