@@ -2,8 +2,9 @@
 //! pass it. Like rclone's `fstests`, it writes a known fixture tree into the backend
 //! through a [`Fixture`] you implement (a folder, a bucket, an SFTP server), then
 //! checks what your origin says about it: listing and paging, stat, ranged reads at
-//! the edges, offsets beyond 4 GiB, missing paths, unicode and space-laden names, and
-//! watching (create, modify, delete, and silence after the handle is dropped).
+//! the edges, offsets beyond 4 GiB, missing paths, unicode and space-laden names,
+//! versions (a replaced file is never read as its old version), and watching
+//! (create, modify, delete, and silence after the handle is dropped).
 //!
 //! ```ignore
 //! let fixture = MyFixture::new(...);
@@ -170,6 +171,10 @@ pub async fn run(
     record("read whole file", check_read_whole(origin).await);
     record("read at the edges", check_read_edges(origin).await);
     record("concurrent reads", check_concurrent_reads(origin).await);
+    record(
+        "versions: a replaced file is never read as the old one",
+        check_versions(origin, fixture).await,
+    );
     if sparse {
         record("offsets beyond 4 GiB", check_large_offsets(origin).await);
     } else {
@@ -376,6 +381,58 @@ async fn check_read_whole(origin: &dyn Origin) -> Check {
         "a read longer than the file gave {} bytes",
         data.len()
     );
+    Ok(())
+}
+
+/// `stat` gives a version; replaced by other bytes of the same size, the file
+/// gets a new one, and a read that asks for the old version is answered with
+/// `Changed` (or the old bytes whole), never with the new bytes.
+async fn check_versions(origin: &dyn Origin, fixture: &dyn Fixture) -> Check {
+    const PATH: &str = "versioned.bin";
+    let first = pattern(64 * 1024);
+    let second: Vec<u8> = first.iter().map(|b| !b).collect();
+    fixture
+        .write(PATH, &first)
+        .await
+        .map_err(|e| format!("fixture: {e}"))?;
+    let meta = origin.stat(PATH).await.map_err(|e| format!("stat: {e}"))?;
+    let Some(old) = meta.version else {
+        return Err("stat gave no version (Metadata::version is part of the contract)".into());
+    };
+    let read = origin
+        .read_version(PATH, 0, first.len() as u32, Some(&old))
+        .await
+        .map_err(|e| format!("read of the current version: {e}"))?;
+    ensure!(read == first, "the current version read back wrong");
+
+    fixture
+        .write(PATH, &second)
+        .await
+        .map_err(|e| format!("fixture: {e}"))?;
+    let new = origin
+        .stat(PATH)
+        .await
+        .map_err(|e| format!("stat: {e}"))?
+        .version;
+    ensure!(
+        new.as_deref() != Some(old.as_str()),
+        "replaced by other bytes, the file kept its version {old:?}"
+    );
+    match origin
+        .read_version(PATH, 0, first.len() as u32, Some(&old))
+        .await
+    {
+        Err(e) if e.kind() == ErrorKind::Changed => {}
+        Ok(bytes) if bytes == first => {}
+        Ok(_) => return Err("a read of the old version gave the new bytes".into()),
+        Err(e) => return Err(format!("a read of the old version: {e} (want Changed)")),
+    }
+    let read = origin
+        .read_version(PATH, 0, second.len() as u32, new.as_deref())
+        .await
+        .map_err(|e| format!("read of the new version: {e}"))?;
+    ensure!(read == second, "the new version read back wrong");
+    let _ = fixture.remove(PATH).await;
     Ok(())
 }
 

@@ -85,8 +85,24 @@ fn metadata_of(meta: &fs::Metadata) -> Metadata {
             0
         },
         modified,
-        version: None,
+        version: (kind == EntryKind::File).then(|| version_of(meta)),
     }
+}
+
+/// A file's version: device and inode (a file replaced by another), size, mtime and
+/// ctime (rewritten in place, even with its mtime put back).
+fn version_of(meta: &fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!(
+        "{}:{}:{}:{}.{}:{}.{}",
+        meta.dev(),
+        meta.ino(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec()
+    )
 }
 
 trait WithPath {
@@ -164,13 +180,37 @@ impl Origin for LocalOrigin {
     }
 
     async fn read(&self, path: &str, offset: u64, len: u32) -> OriginResult<Vec<u8>> {
+        self.read_version(path, offset, len, None).await
+    }
+
+    /// `fstat` before and after the read: a file that is not (or stops being,
+    /// while read) the expected version is `Changed`, never bytes of another one.
+    async fn read_version(
+        &self,
+        path: &str,
+        offset: u64,
+        len: u32,
+        expected: Option<&str>,
+    ) -> OriginResult<Vec<u8>> {
         let rel = path.to_owned();
+        let expected = expected.map(str::to_owned);
         self.blocking(move |root| {
             let real = resolve(root, &rel)?;
             let file = File::open(&real).map_err(|e| OriginError::from(e).with_path(&rel))?;
-            let size = file.metadata()?.len();
-            if !file.metadata()?.is_file() {
+            let before = file.metadata()?;
+            let size = before.len();
+            if !before.is_file() {
                 return Err(OriginError::not_found(format!("{rel}: not a file")));
+            }
+            let changed = |meta: &fs::Metadata| {
+                expected
+                    .as_deref()
+                    .is_some_and(|want| version_of(meta) != want)
+            };
+            if changed(&before) {
+                return Err(OriginError::changed(format!(
+                    "{rel}: not the version asked for"
+                )));
             }
             let want = (len as u64).min(size.saturating_sub(offset)) as usize;
             let mut buf = vec![0u8; want];
@@ -184,6 +224,9 @@ impl Origin for LocalOrigin {
                 }
             }
             buf.truncate(filled);
+            if changed(&file.metadata()?) {
+                return Err(OriginError::changed(format!("{rel}: changed while read")));
+            }
             Ok(buf)
         })
         .await

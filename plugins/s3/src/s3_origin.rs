@@ -170,6 +170,18 @@ impl Origin for S3Origin {
     }
 
     async fn read(&self, path: &str, offset: u64, len: u32) -> OriginResult<Vec<u8>> {
+        self.read_version(path, offset, len, None).await
+    }
+
+    /// A ranged GET with `If-Match: <ETag>` when a version is expected; the ETag
+    /// of the response is compared as well, for a store that ignores If-Match.
+    async fn read_version(
+        &self,
+        path: &str,
+        offset: u64,
+        len: u32,
+        expected: Option<&str>,
+    ) -> OriginResult<Vec<u8>> {
         if len == 0 {
             // Still say whether the file exists.
             self.stat(path).await?;
@@ -178,11 +190,17 @@ impl Origin for S3Origin {
         let key = object_path(&self.settings.key(path));
         let options = GetOptions {
             range: Some(GetRange::Bounded(offset..offset + len as u64)),
+            if_match: expected.map(str::to_owned),
             ..GetOptions::default()
         };
+        let changed = || OriginError::changed(format!("{path}: not the version asked for"));
         match self.store.get_opts(&key, options).await {
+            Ok(result) if expected.is_some() && result.meta.e_tag.as_deref() != expected => {
+                Err(changed())
+            }
             // Vec::from reuses the response's buffer when it owns it alone.
             Ok(result) => Ok(Vec::from(result.bytes().await.map_err(origin_error)?)),
+            Err(object_store::Error::Precondition { .. }) => Err(changed()),
             // A range that starts at or past the end: nothing to read, not an error.
             Err(object_store::Error::NotModified { .. }) => Ok(Vec::new()),
             Err(e) if is_range_past_end(&e) => {
