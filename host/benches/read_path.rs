@@ -27,6 +27,7 @@ fn main() {
         path: "f.flac".into(),
         size: size as u64,
         mtime_ns: 1,
+        version: None,
     };
     {
         let cache = ContentCache::open(dir.path(), u64::MAX, store.clone()).unwrap();

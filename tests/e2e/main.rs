@@ -16,5 +16,6 @@ mod hot_plug;
 mod local_origin;
 mod mount_library;
 mod s3;
+mod versions;
 mod watch_cleanup;
 mod watching;

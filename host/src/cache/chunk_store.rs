@@ -207,11 +207,17 @@ impl ChunkStore {
     /// Whether a chunk file of `len` bytes is there for `id`, without reading it
     /// (so a deleted or cut chunk is told apart; rotten bytes only by reading).
     pub fn holds(&self, id: &ChunkId, len: u32) -> bool {
-        if let Some(entry) = self.index().entries.get(id) {
-            return entry.size == len as u64;
+        if self
+            .index()
+            .entries
+            .get(id)
+            .is_some_and(|entry| entry.size == len as u64)
+        {
+            return true;
         }
-        // Not indexed yet (the index of what was on disk is built in the
-        // background after a start): look at the file.
+        // Not indexed yet, or indexed from a look at the folder that a refetch
+        // has since overtaken (the index of what was on disk is built in the
+        // background after a start): the file says.
         std::fs::metadata(self.path_of(id)).is_ok_and(|m| m.len() == len as u64)
     }
 

@@ -452,7 +452,11 @@ impl ContentCache {
     ) -> OriginResult<()> {
         let len = (claim.end - claim.start) as u32;
         let started = Instant::now();
-        let bytes = origin.read(&version.path, claim.start, len).await?;
+        // The version recorded: a file rewritten since answers Changed, and its
+        // new bytes never join the chunks of the old version.
+        let bytes = origin
+            .read_version(&version.path, claim.start, len, version.version.as_deref())
+            .await?;
         // Moving the bytes may take a while on a busy machine: allow 1 ns a byte
         // (1 GB/s) on top, so that only a fixed cost per request counts as slow.
         let allowance = SLOW_FETCH + Duration::from_nanos(len as u64);
@@ -581,6 +585,7 @@ mod tests {
             path: "f.flac".into(),
             size: 1 << 20,
             mtime_ns: 1,
+            version: None,
         };
         let size = version.size;
         assert_eq!(cache.first_unfetched(&version, 0, size), Some(0));

@@ -20,15 +20,24 @@ pub struct FileVersion {
     pub size: u64,
     /// The file's mtime, ns since the epoch.
     pub mtime_ns: u64,
+    /// The origin's version token for it (`Metadata::version`), if it gives one:
+    /// reads ask for this version, and a file rewritten with the same size and
+    /// mtime is another version.
+    pub version: Option<String>,
 }
 
 impl FileVersion {
     /// The store key.
     pub fn key(&self) -> String {
-        format!(
+        let mut key = format!(
             "{}\0{}\0{}\0{}",
             self.origin, self.path, self.size, self.mtime_ns
-        )
+        );
+        if let Some(version) = &self.version {
+            key.push('\0');
+            key.push_str(version);
+        }
+        key
     }
 }
 

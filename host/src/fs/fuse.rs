@@ -74,8 +74,13 @@ impl RecentTimeout {
     }
 }
 
-/// Per open file: where a sequential reader will read next, and its read-ahead.
+/// Per open file: the version it opened, where a sequential reader will read
+/// next, and its read-ahead.
 struct OpenFile {
+    /// The replicas (versions) the file had when opened. Reads stay on them after
+    /// the tree moves on to a new version, so one open reads one version whole
+    /// (or fails where its bytes are gone), never old bytes and then new ones.
+    replicas: Arc<[Replica]>,
     next_offset: u64,
     window: u32,
     /// Read-ahead fetches of this file running now (at most [`READ_AHEADS`]).
@@ -396,7 +401,7 @@ impl Filesystem for MusicFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.view.snapshot().get(ino.0).map(|n| &n.kind) {
-            Some(NodeKind::File { .. }) => {
+            Some(NodeKind::File { replicas, .. }) => {
                 let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
                 self.open_files
                     .lock()
@@ -404,6 +409,7 @@ impl Filesystem for MusicFs {
                     .insert(
                         fh,
                         OpenFile {
+                            replicas: replicas.as_slice().into(),
                             next_offset: 0,
                             window: FIRST_WINDOW,
                             reading_ahead: Arc::new(AtomicU32::new(0)),
@@ -432,9 +438,18 @@ impl Filesystem for MusicFs {
         reply: ReplyData,
     ) {
         let tree: Arc<Tree> = self.view.snapshot();
-        let Some(NodeKind::File { replicas, .. }) = tree.get(ino.0).map(|n| &n.kind) else {
-            return reply.error(Errno::ENOENT);
+        let opened = self
+            .open_files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh.0)
+            .map(|f| f.replicas.clone());
+        let replicas: Arc<[Replica]> = match (opened, tree.get(ino.0).map(|n| &n.kind)) {
+            (Some(opened), _) => opened,
+            (None, Some(NodeKind::File { replicas, .. })) => replicas.as_slice().into(),
+            (None, _) => return reply.error(Errno::ENOENT),
         };
+        let replicas = &replicas[..];
         let pattern = self.pattern(fh.0, offset, size);
         let window = pattern.window;
         for replica in replicas {
@@ -469,7 +484,7 @@ impl Filesystem for MusicFs {
             self.read_ahead(replicas, offset + size as u64, &pattern);
             size
         };
-        let replicas: Vec<Replica> = replicas.clone();
+        let replicas: Vec<Replica> = replicas.to_vec();
         let path = tree.path_of(ino.0);
         let (cache, registry, events) = (
             self.cache.clone(),

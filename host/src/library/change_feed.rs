@@ -27,6 +27,8 @@ const WATCH_RETRY: Duration = Duration::from_secs(5);
 
 /// How long a burst of changes may keep arriving before it is applied.
 const SETTLE: Duration = Duration::from_millis(150);
+/// The longest a change waits while others keep arriving.
+const MAX_BATCH_DELAY: Duration = Duration::from_secs(1);
 
 /// Starts watching every origin that is or comes up, and applying what they report,
 /// until the returned task is aborted.
@@ -92,8 +94,16 @@ async fn apply_loop(daemon: Arc<Daemon>, mut rx: mpsc::UnboundedReceiver<(String
                 .insert(event.path, event.kind);
         };
         add(first);
-        while let Ok(Some(next)) = tokio::time::timeout(SETTLE, rx.recv()).await {
-            add(next);
+        // Until quiet, but not for ever: a reader whose reads keep finding the
+        // file changed sends a change each time, and must not hold off the very
+        // change that would end its errors.
+        let last_chance = tokio::time::Instant::now() + MAX_BATCH_DELAY;
+        loop {
+            let until = (tokio::time::Instant::now() + SETTLE).min(last_chance);
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(next)) => add(next),
+                _ => break,
+            }
         }
         // What the index holds, read once per batch: records of files that did
         // not change are reused from it.

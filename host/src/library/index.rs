@@ -24,6 +24,9 @@ pub struct FileRecord {
     pub path: String,
     pub size: u64,
     pub mtime_ns: u64,
+    /// The origin's version token (`Metadata::version`), if it gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     pub role: FileRole,
     /// The tags (empty for covers, and for audio whose tags could not be read).
     pub tags: Tags,
@@ -158,6 +161,7 @@ mod tests {
             path: path.into(),
             size: 1,
             mtime_ns: 1,
+            version: None,
             role: FileRole::Audio,
             tags: Tags::default(),
             problem: None,

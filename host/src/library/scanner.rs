@@ -215,6 +215,7 @@ pub fn library_file(origin: &str, path: String, meta: &origin_api::Metadata) -> 
             .modified
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64),
+        version: meta.version.clone(),
         tags: Tags::default(),
         problem: None,
         pending_reads: 0,
@@ -230,6 +231,7 @@ pub fn reusable(known: &BTreeMap<String, FileRecord>, record: &FileRecord) -> Op
         Some(old)
             if old.size == record.size
                 && old.mtime_ns == record.mtime_ns
+                && old.version == record.version
                 && !old.tags_pending() =>
         {
             Some(old.clone())
@@ -275,6 +277,7 @@ pub async fn read_tags_of(
                     path: record.path.clone(),
                     size: record.size,
                     mtime_ns: record.mtime_ns,
+                    version: record.version.clone(),
                 };
                 let mut outage: Option<OriginError> = None;
                 let mut reader = RangeReader::new(record.size, |offset, len| {

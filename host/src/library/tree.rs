@@ -262,6 +262,7 @@ fn replicas(group: &[&FileRecord]) -> Vec<Replica> {
             path: r.path.clone(),
             size: r.size,
             mtime_ns: r.mtime_ns,
+            version: r.version.clone(),
         })
         .collect()
 }

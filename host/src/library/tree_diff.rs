@@ -94,6 +94,7 @@ mod tests {
             path: path.into(),
             size,
             mtime_ns: 1,
+            version: None,
             role: FileRole::Audio,
             tags: Tags {
                 title: Some(title.into()),

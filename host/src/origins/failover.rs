@@ -58,7 +58,15 @@ where
                 return Err(last_error.unwrap_or_else(past_deadline));
             }
         }
-        let next = if any_usable { retries.next() } else { None };
+        // A file that changed will not change back: no round of retries.
+        let changed = last_error
+            .as_ref()
+            .is_some_and(|e| e.kind() == origin_api::ErrorKind::Changed);
+        let next = if any_usable && !changed {
+            retries.next()
+        } else {
+            None
+        };
         match next {
             Some(delay) if Instant::now() + *delay < end => tokio::time::sleep(*delay).await,
             _ => {
@@ -246,5 +254,24 @@ mod tests {
         assert_eq!(got.unwrap_err().kind(), origin_api::ErrorKind::Unavailable);
         assert_eq!(calls.get(), 3, "after 0, 100 and 600 ms; not after 2600");
         assert_eq!(started.elapsed(), Duration::from_millis(600));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_changed_file_is_not_retried() {
+        let started = tokio::time::Instant::now();
+        let calls = Cell::new(0);
+        let got: OriginResult<()> = with_failover(
+            || (vec!["only"], true),
+            |_| {
+                calls.set(calls.get() + 1);
+                async { Err(OriginError::changed("rewritten")) }
+            },
+            &DELAYS,
+            LONG,
+        )
+        .await;
+        assert_eq!(got.unwrap_err().kind(), origin_api::ErrorKind::Changed);
+        assert_eq!(calls.get(), 1);
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 }

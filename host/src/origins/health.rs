@@ -79,9 +79,13 @@ impl OriginHealth {
 
     /// A call failed with an error of `kind`.
     pub fn record_failure(&self, kind: ErrorKind, reason: &str) -> Option<Transition> {
-        // A missing or unreadable file says nothing about the origin. An origin
-        // that refuses everything (wrong credentials) fails its health check.
-        if matches!(kind, ErrorKind::NotFound | ErrorKind::PermissionDenied) {
+        // A missing, unreadable or changed file says nothing about the origin.
+        // An origin that refuses everything (wrong credentials) fails its health
+        // check.
+        if matches!(
+            kind,
+            ErrorKind::NotFound | ErrorKind::PermissionDenied | ErrorKind::Changed
+        ) {
             return None;
         }
         let mut state = self.state();

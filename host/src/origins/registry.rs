@@ -166,6 +166,36 @@ impl RegisteredOrigin {
         self.call("read", self.origin.read(path, offset, len)).await
     }
 
+    /// A ranged read of the version `expected` (the origin's token for the file
+    /// as recorded), with the deadline. When the origin says the file changed,
+    /// the change is also handed to this origin's watches, as if the origin had
+    /// reported it: the library looks at the file again and shows its new
+    /// version, while this read fails instead of mixing versions.
+    pub async fn read_version(
+        &self,
+        path: &str,
+        offset: u64,
+        len: u32,
+        expected: Option<&str>,
+    ) -> OriginResult<Vec<u8>> {
+        let read = self
+            .call(
+                "read",
+                self.origin.read_version(path, offset, len, expected),
+            )
+            .await;
+        if read
+            .as_ref()
+            .is_err_and(|e| e.kind() == origin_api::ErrorKind::Changed)
+        {
+            let watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+            for (sink, _) in watches.iter() {
+                sink.send(ChangeEvent::new(origin_api::ChangeKind::Modified, path));
+            }
+        }
+        read
+    }
+
     /// A health check, with the deadline; a timeout or refusal is unhealthy. The
     /// answer updates the origin's health.
     pub async fn health(&self) -> Health {
