@@ -33,6 +33,8 @@ mod origin;
 pub mod path;
 mod plugin;
 mod plugin_runtime;
+#[cfg(feature = "poller")]
+pub mod poller;
 mod settings;
 pub mod stamp;
 mod watch;
