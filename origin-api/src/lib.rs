@@ -52,6 +52,8 @@ pub use origin::Origin;
 pub use plugin::{IntoPlugin, Plugin, PluginClass, PluginInfo};
 pub use settings::Settings;
 pub use stamp::API_VERSION;
+/// The TOML crate `Settings` is built from, for building settings in tests.
+pub use toml;
 pub use watch::{ChangeEvent, ChangeKind, EventSink, WatchHandle};
 
 /// What [`export_plugin!`] expands to needs; not part of the API.

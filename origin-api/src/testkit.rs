@@ -351,6 +351,17 @@ async fn check_missing(origin: &dyn Origin) -> Check {
         kind == Some(ErrorKind::NotFound),
         "list of a missing dir gave {kind:?}"
     );
+    // A path that is there but is not what was asked for.
+    let kind = origin.list(HELLO.0, None, 10).await.err().map(|e| e.kind());
+    ensure!(
+        kind == Some(ErrorKind::NotFound),
+        "list of a file gave {kind:?}"
+    );
+    let kind = origin.read("Artist", 0, 10).await.err().map(|e| e.kind());
+    ensure!(
+        kind == Some(ErrorKind::NotFound),
+        "read of a folder gave {kind:?}"
+    );
     Ok(())
 }
 

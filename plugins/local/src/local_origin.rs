@@ -134,6 +134,9 @@ impl Origin for LocalOrigin {
         self.blocking(move |root| {
             let root = canonical_root(root)?;
             let real = resolve(&root, &rel)?;
+            if !real.is_dir() {
+                return Err(OriginError::not_found(format!("{rel}: not a folder")));
+            }
             let names = match &cursor {
                 Some(cursor) => snapshots.get(cursor.snapshot, &rel),
                 None => None,

@@ -207,7 +207,13 @@ impl Origin for S3Origin {
                 self.stat(path).await?;
                 Ok(Vec::new())
             }
-            Err(e) => Err(origin_error(e)),
+            // A "folder" (keys below it, none at it): not a file to read.
+            Err(e) => match self.stat(path).await {
+                Ok(meta) if meta.kind == origin_api::EntryKind::Directory => Err(
+                    origin_api::OriginError::not_found(format!("{path}: not a file")),
+                ),
+                _ => Err(origin_error(e)),
+            },
         }
     }
 
