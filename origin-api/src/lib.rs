@@ -19,7 +19,7 @@
 //!
 //! The `testkit` feature holds the conformance suite every origin should pass; see
 //! `origin-api/README.md` for a complete minimal plugin and how to test it.
-
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 mod error;
@@ -34,14 +34,17 @@ pub mod path;
 mod plugin;
 mod plugin_runtime;
 #[cfg(feature = "poller")]
+#[cfg_attr(docsrs, doc(cfg(feature = "poller")))]
 pub mod poller;
 mod settings;
 pub mod stamp;
 mod watch;
 
 #[cfg(feature = "host")]
+#[cfg_attr(docsrs, doc(cfg(feature = "host")))]
 pub mod host;
 #[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 
 pub use async_trait::async_trait;

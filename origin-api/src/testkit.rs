@@ -7,10 +7,12 @@
 //! (create, modify, delete, and silence after the handle is dropped).
 //!
 //! ```ignore
-//! let fixture = MyFixture::new(...);
-//! origin_api::testkit::populate(&fixture).await?;
-//! let origin = open_my_origin(...).await?;
-//! origin_api::testkit::run(&*origin, &fixture, &Options::default()).await.assert_passed();
+//! use origin_api::testkit::{populate, run, Options};
+//!
+//! let fixture = MyFixture::new(/* where your backend keeps its files */);
+//! let sparse = populate(&fixture).await?; // whether a 5 GiB sparse file could be made
+//! let origin = open_my_origin(/* settings */).await?;
+//! run(&*origin, &fixture, sparse, &Options::default()).await.assert_passed();
 //! ```
 
 use std::collections::BTreeSet;
@@ -36,14 +38,26 @@ pub trait Fixture: Send + Sync {
 
     /// Removes the file at `path`.
     async fn remove(&self, path: &str) -> io::Result<()>;
+
+    /// Makes what was written so far visible through the origin. The suite calls
+    /// it after each batch of writes, so a backend that is built rather than
+    /// written to (an archive, a read-only image) can be rebuilt once a batch,
+    /// not once a file. Default: nothing to do.
+    async fn commit(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
-/// How the suite waits for a backend.
+/// How the suite waits for a backend. The defaults suit a backend that pushes
+/// changes within a second or two; a polling one needs `watch_timeout` above its
+/// poll interval.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// How long to wait for each expected watch event (cover a polling interval).
+    /// How long to wait for each expected watch event (cover a polling
+    /// interval). Default 10 s.
     pub watch_timeout: Duration,
     /// How long to listen for stray events after the watch handle is dropped.
+    /// Default 2 s.
     pub quiet_period: Duration,
 }
 
@@ -103,7 +117,11 @@ pub async fn populate(fixture: &dyn Fixture) -> io::Result<bool> {
             .await?;
     }
     fixture.write(&format!("{WATCH_DIR}/.keep"), b"").await?;
-    fixture.write_sparse(SPARSE, SPARSE_LEN, SPARSE_TAIL).await
+    let sparse = fixture
+        .write_sparse(SPARSE, SPARSE_LEN, SPARSE_TAIL)
+        .await?;
+    fixture.commit().await?;
+    Ok(sparse)
 }
 
 /// The outcome of a run.
@@ -406,6 +424,10 @@ async fn check_versions(origin: &dyn Origin, fixture: &dyn Fixture) -> Check {
         .write(PATH, &first)
         .await
         .map_err(|e| format!("fixture: {e}"))?;
+    fixture
+        .commit()
+        .await
+        .map_err(|e| format!("fixture: {e}"))?;
     let meta = origin.stat(PATH).await.map_err(|e| format!("stat: {e}"))?;
     let Some(old) = meta.version else {
         return Err("stat gave no version (Metadata::version is part of the contract)".into());
@@ -418,6 +440,10 @@ async fn check_versions(origin: &dyn Origin, fixture: &dyn Fixture) -> Check {
 
     fixture
         .write(PATH, &second)
+        .await
+        .map_err(|e| format!("fixture: {e}"))?;
+    fixture
+        .commit()
         .await
         .map_err(|e| format!("fixture: {e}"))?;
     let new = origin
@@ -536,10 +562,12 @@ async fn check_watch(origin: &dyn Origin, fixture: &dyn Fixture, options: &Optio
 
     let io = |e: io::Error| format!("fixture: {e}");
     fixture.write(&path, b"first").await.map_err(io)?;
+    fixture.commit().await.map_err(io)?;
     expect_event(&mut rx, &path, &[ChangeKind::Created], options).await?;
     // Let a coarse-mtime backend see a different modification time.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     fixture.write(&path, b"second, longer").await.map_err(io)?;
+    fixture.commit().await.map_err(io)?;
     expect_event(
         &mut rx,
         &path,
@@ -548,12 +576,14 @@ async fn check_watch(origin: &dyn Origin, fixture: &dyn Fixture, options: &Optio
     )
     .await?;
     fixture.remove(&path).await.map_err(io)?;
+    fixture.commit().await.map_err(io)?;
     expect_event(&mut rx, &path, &[ChangeKind::Removed], options).await?;
 
     drop(handle);
     while rx.try_recv().is_ok() {}
     let after = format!("{WATCH_DIR}/after drop.txt");
     fixture.write(&after, b"late").await.map_err(io)?;
+    fixture.commit().await.map_err(io)?;
     let late = tokio::time::timeout(options.quiet_period, rx.recv()).await;
     let _ = fixture.remove(&after).await;
     match late {
