@@ -13,6 +13,8 @@
 //! - [`in_flight`] tracks the fetches running for a file, by range, so none is
 //!   fetched twice and a read-ahead can run beside another fetch.
 //! - [`content_cache`] is the read path that ties them to the origins.
+//! - [`source`] is what the cache fetches from: an origin through the registry,
+//!   or, in a test, anything that serves bytes.
 
 pub mod chunk_store;
 pub mod chunker;
@@ -20,3 +22,4 @@ pub mod content_cache;
 pub mod hot_chunks;
 pub mod in_flight;
 pub mod manifest;
+pub mod source;

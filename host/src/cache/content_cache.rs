@@ -13,6 +13,9 @@
 //! - [`ContentCache::fetch_ahead`] is read-ahead: it fetches the next bytes that
 //!   nobody has or is fetching, so several windows of one file can be in flight.
 //!
+//! Lock order: a version's manifest, then its in-flight fetches (never the other
+//! way round); the map of versions is never held across a store call.
+//!
 //! Memory per fetch is bounded by the window: at most [`FAST_ORIGIN_WINDOW`], or
 //! [`MAX_WINDOW`] for a file whose last fetch took longer than [`SLOW_FETCH`]
 //! (there each request's fixed cost is worth amortising). A chunk that is
@@ -33,7 +36,7 @@ use super::chunker::{chunk, ChunkId};
 use super::hot_chunks::HotChunks;
 use super::in_flight::{Claim, FetchGuard, InFlight};
 use super::manifest::{FileVersion, Manifest, Span};
-use crate::origins::registry::RegisteredOrigin;
+use super::source::Source;
 use crate::store::{Store, MANIFESTS, TAG_CHUNKS};
 
 /// The largest single fetch from an origin.
@@ -334,7 +337,7 @@ impl ContentCache {
     pub async fn read(
         &self,
         version: &FileVersion,
-        origin: Option<&RegisteredOrigin>,
+        origin: Option<&dyn Source>,
         offset: u64,
         len: u32,
         window: u32,
@@ -371,13 +374,20 @@ impl ContentCache {
                     .max(window as u64)
                     .min(state.window_cap());
                 let limit = gap_start.saturating_add(want).min(version.size);
-                let fetch_end = state
-                    .manifest
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .missing_until(gap_start, limit)
-                    .max(gap_end);
-                match state.in_flight.claim(gap_start, fetch_end) {
+                // Look and claim under the manifest's lock: a fetch records its
+                // bytes there before it gives up its claim, so bytes a fetch
+                // finished since this round looked are seen either as cached
+                // or as being fetched, never as neither (which fetched them twice).
+                let claim = {
+                    let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
+                    if manifest.first_missing(gap_start, gap_end) != Some(gap_start) {
+                        // Cached since: the next round looks again.
+                        continue;
+                    }
+                    let fetch_end = manifest.missing_until(gap_start, limit.max(gap_end));
+                    state.in_flight.claim(gap_start, fetch_end)
+                };
+                match claim {
                     // A read-ahead (say) is fetching these bytes. If it failed (it
                     // hung until the deadline, say), do not try the same origin
                     // again: the caller's failover moves on at once, so a hung
@@ -413,18 +423,24 @@ impl ContentCache {
     pub async fn fetch_ahead(
         &self,
         version: &FileVersion,
-        origin: &RegisteredOrigin,
+        origin: &dyn Source,
         from: u64,
         until: u64,
         window: u32,
     ) -> OriginResult<()> {
         let state = self.state(version);
-        let Some((start, end)) = unfetched_run(&state, from, until.min(version.size)) else {
-            return Ok(());
-        };
         let window = (window as u64).min(state.window_cap());
-        // Another read-ahead may have claimed these bytes since: then it has them.
-        let Some(guard) = state.in_flight.claim_uncovered(start, end, window) else {
+        // Looked for and claimed under the manifest's lock (see `read`).
+        let guard = {
+            let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
+            let Some((start, end)) =
+                unfetched_run(&manifest, &state.in_flight, from, until.min(version.size))
+            else {
+                return Ok(());
+            };
+            state.in_flight.claim_uncovered(start, end, window)
+        };
+        let Some(guard) = guard else {
             return Ok(());
         };
         let fetched = self
@@ -438,7 +454,9 @@ impl ContentCache {
     /// fetched: where a read-ahead would start, if anywhere.
     pub fn first_unfetched(&self, version: &FileVersion, from: u64, until: u64) -> Option<u64> {
         let state = self.state(version);
-        unfetched_run(&state, from, until.min(version.size)).map(|(start, _)| start)
+        let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
+        unfetched_run(&manifest, &state.in_flight, from, until.min(version.size))
+            .map(|(start, _)| start)
     }
 
     /// One ranged read of the claimed bytes, chunked and stored.
@@ -446,7 +464,7 @@ impl ContentCache {
         &self,
         state: &Arc<VersionState>,
         version: &FileVersion,
-        origin: &RegisteredOrigin,
+        origin: &dyn Source,
         claim: &FetchGuard,
         purpose: Purpose,
     ) -> OriginResult<()> {
@@ -558,12 +576,16 @@ impl ContentCache {
 
 /// The first byte of `[from, until)` neither cached nor being fetched, and the end
 /// of the missing run it lies in.
-fn unfetched_run(state: &VersionState, from: u64, until: u64) -> Option<(u64, u64)> {
-    let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
+fn unfetched_run(
+    manifest: &Manifest,
+    in_flight: &InFlight,
+    from: u64,
+    until: u64,
+) -> Option<(u64, u64)> {
     let mut at = from;
     while let Some(gap_start) = manifest.first_missing(at, until) {
         let gap_end = manifest.missing_until(gap_start, until);
-        if let Some(unclaimed) = state.in_flight.first_uncovered(gap_start, gap_end) {
+        if let Some(unclaimed) = in_flight.first_uncovered(gap_start, gap_end) {
             return Some((unclaimed, gap_end));
         }
         at = gap_end;

@@ -266,7 +266,7 @@ impl MusicFs {
                 let cache = cache.clone();
                 async move {
                     cache
-                        .fetch_ahead(&replica, &origin, next, until, window)
+                        .fetch_ahead(&replica, origin.as_ref(), next, until, window)
                         .await
                 }
             };
@@ -511,7 +511,7 @@ impl Filesystem for MusicFs {
             let attempt = |(replica, origin): (Replica, Arc<RegisteredOrigin>)| {
                 let cache = cache.clone();
                 async move {
-                    let read = cache.read(&replica, Some(&origin), offset, size, window, Purpose::Audio).await;
+                    let read = cache.read(&replica, Some(origin.as_ref()), offset, size, window, Purpose::Audio).await;
                     if let Err(e) = &read {
                         tracing::debug!(origin = %replica.origin, path = %replica.path, "read failed: {e}");
                     }

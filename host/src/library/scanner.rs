@@ -284,7 +284,7 @@ pub async fn read_tags_of(
                     runtime
                         .block_on(cache.read(
                             &version,
-                            Some(&origin),
+                            Some(origin.as_ref()),
                             offset,
                             len,
                             len,
