@@ -9,6 +9,37 @@
 //!
 //! Writes never reach us: the mount is read-only (`ro`), so the kernel answers
 //! EROFS itself.
+//!
+//! # How a read goes
+//!
+//! - **One version per open.** `open` records the replicas the file has then; its
+//!   reads stay on them after the tree moves on, and every fetch asks the origin
+//!   for that version. A file rewritten meanwhile fails the read (EIO) where its
+//!   old bytes are not cached, and is shown anew once the change is seen.
+//! - **Warm.** The cache is tried on the FUSE thread, for every replica: a read
+//!   whose bytes are all cached never waits for anything else.
+//! - **Cold.** The request moves to a tokio task with its reply. Right after a
+//!   seek (or on the first read) it fetches just the kernel's request, so the
+//!   first byte waits for the smallest answer an origin can give, and read-ahead
+//!   starts beside it; a sequential reader that outran its read-ahead fetches a
+//!   whole window.
+//! - **Windows.** A window starts at 1 MiB and doubles while the reader stays
+//!   sequential (requests up to 1 MiB from where it should read next count,
+//!   since the kernel's own readahead arrives out of order over several FUSE
+//!   threads), up to 8 MiB, or 32 MiB for an origin whose fetches showed a fixed
+//!   cost per request (a remote store). A seek starts again at 1 MiB.
+//! - **Read-ahead.** Up to two windows past the reader are fetched in the
+//!   background, each claiming its byte range, so no byte is fetched twice at
+//!   once (see `cache::in_flight`).
+//! - **Memory.** Bounded per open file by the windows in flight (at most two
+//!   read-aheads and the reader's own fetch), plus the shared 32 MiB of hot
+//!   chunks.
+//! - **Deadlines and cancellation.** A read has one deadline, twice `timeout_ms`,
+//!   failover and retries included; past it the fetch's future is dropped, which
+//!   cancels the plugin's task. A read that ran out its deadline is remembered for
+//!   a second, so the kernel's immediate second try at the same pages fails at
+//!   once. Read-ahead is not cancelled when the file closes: its bytes are cached
+//!   for the next reader.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
