@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use musicfs::config::HealthConfig;
 use musicfs::fs::errno::read_errno;
-use musicfs::fs::fuse::{STARTUP_WAIT, XATTRS};
+use musicfs::fs::fuse::XATTRS;
+use musicfs::fs::reader::STARTUP_WAIT;
 use musicfs::origins::registry::DRAIN_LIMIT;
 use origin_api::ErrorKind;
 
