@@ -11,8 +11,11 @@
 //!   after a few chunks, a later fetch of a neighbouring range mostly produces the
 //!   same chunks — identical content is stored once, however it was reached.
 //! - [`in_flight`] tracks the fetches running for a file, by range, so none is
-//!   fetched twice and a read-ahead can run beside another fetch.
-//! - [`content_cache`] is the read path that ties them to the origins.
+//!   fetched twice, a reader waits for the fetch that brings its bytes, and a
+//!   seek far ahead cuts a fetch short.
+//! - [`content_cache`] is the read path that ties them to the origins, and
+//!   [`ingest`] takes a fetch's stream in: chunked and stored as it arrives,
+//!   paced by its readers.
 //! - [`source`] is what the cache fetches from: an origin through the registry,
 //!   or, in a test, anything that serves bytes.
 
@@ -21,5 +24,6 @@ pub mod chunker;
 pub mod content_cache;
 pub mod hot_chunks;
 pub mod in_flight;
+pub mod ingest;
 pub mod manifest;
 pub mod source;

@@ -18,8 +18,9 @@ use async_ffi::FfiFuture;
 
 use crate::ffi::{
     FfiError, FfiEventSinkBox, FfiHealth, FfiListPage, FfiLogSinkBox, FfiMetadata, FfiOrigin,
-    FfiOriginBox, FfiOrigin_TO, FfiPlugin, FfiPluginBox, FfiPluginInfo, FfiPlugin_TO, FfiResult,
-    FfiWatchHandle, FfiWatchHandleBox, FfiWatchHandle_TO, PluginModule, PluginModuleRef,
+    FfiOriginBox, FfiOrigin_TO, FfiPlugin, FfiPluginBox, FfiPluginInfo, FfiPlugin_TO,
+    FfiReadStreamBox, FfiResult, FfiWatchHandle, FfiWatchHandleBox, FfiWatchHandle_TO,
+    PluginModule, PluginModuleRef,
 };
 use crate::path::check_relative_path;
 use crate::plugin_runtime::{self, panicked, spawn_call};
@@ -154,6 +155,25 @@ impl FfiOrigin for OriginAdapter {
                 .await?;
             Ok(bytes.into())
         })
+    }
+
+    fn read_stream(
+        &self,
+        path: RString,
+        offset: u64,
+        len: u64,
+        expected: ROption<RString>,
+        credit: u32,
+    ) -> ROption<FfiReadStreamBox> {
+        let expected = expected.into_option().map(RString::into_string);
+        ROption::RSome(crate::stream_export::start(
+            self.origin.clone(),
+            path,
+            offset,
+            len,
+            expected,
+            credit,
+        ))
     }
 
     fn watch(&self, sink: FfiEventSinkBox) -> FfiFuture<FfiResult<FfiWatchHandleBox>> {

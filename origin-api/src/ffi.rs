@@ -188,6 +188,17 @@ pub type FfiLogSinkBox = FfiLogSink_TO<'static, RBox<()>>;
 
 pub type FfiResult<T> = RResult<T, FfiError>;
 
+/// Since 1.2: the pieces of one streaming read. Dropping it cancels the read.
+#[sabi_trait]
+pub trait FfiReadStream: Send + Sync {
+    /// Everything that has arrived since the last call (waiting for at least one
+    /// byte), up to the stream's piece limit; `RNone` at the end.
+    #[sabi(last_prefix_field)]
+    fn next(&self) -> FfiFuture<FfiResult<ROption<RVec<u8>>>>;
+}
+
+pub type FfiReadStreamBox = FfiReadStream_TO<'static, RBox<()>>;
+
 /// One open origin, as the host sees it across the boundary.
 #[sabi_trait]
 pub trait FfiOrigin: Send + Sync {
@@ -216,6 +227,22 @@ pub trait FfiOrigin: Send + Sync {
     ) -> FfiFuture<FfiResult<RVec<u8>>> {
         let _ = expected;
         self.read(path, offset, len)
+    }
+
+    /// Since 1.2: a streaming read of `len` bytes from `offset` of the version
+    /// `expected`; the plugin polls its stream ahead of the host by at most
+    /// `credit` bytes. A plugin built earlier has no such method; this default
+    /// answers `RNone`, and the host then streams through `read_version`.
+    fn read_stream(
+        &self,
+        path: RString,
+        offset: u64,
+        len: u64,
+        expected: ROption<RString>,
+        credit: u32,
+    ) -> ROption<FfiReadStreamBox> {
+        let _ = (path, offset, len, expected, credit);
+        ROption::RNone
     }
 }
 

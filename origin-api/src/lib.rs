@@ -36,8 +36,10 @@ mod plugin_runtime;
 #[cfg(feature = "poller")]
 #[cfg_attr(docsrs, doc(cfg(feature = "poller")))]
 pub mod poller;
+pub mod read_stream;
 mod settings;
 pub mod stamp;
+mod stream_export;
 mod watch;
 
 #[cfg(feature = "host")]
@@ -53,6 +55,7 @@ pub use health::{Health, HealthStatus};
 pub use metadata::{DirEntry, EntryKind, ListPage, Metadata};
 pub use origin::Origin;
 pub use plugin::{IntoPlugin, Plugin, PluginClass, PluginInfo};
+pub use read_stream::ReadStream;
 pub use settings::Settings;
 pub use stamp::API_VERSION;
 /// The TOML crate `Settings` is built from, for building settings in tests.

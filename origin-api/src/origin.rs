@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::{EventSink, ListPage, Metadata, OriginResult, WatchHandle};
+use crate::{EventSink, ListPage, Metadata, OriginResult, ReadStream, WatchHandle};
 
 /// One configured storage backend: a tree of files under a root.
 ///
@@ -45,6 +45,28 @@ pub trait Origin: Send + Sync + 'static {
     ) -> OriginResult<Vec<u8>> {
         let _ = expected;
         self.read(path, offset, len).await
+    }
+
+    /// `len` bytes of `path` from `offset` of the version `expected`, as a stream
+    /// of pieces as the backend delivers them (see [`crate::read_stream`] for the
+    /// contract). The host reads through this: an origin whose backend streams
+    /// (an HTTP body, a file) should answer its pieces as they come, so the first
+    /// bytes reach a reader before the last have arrived.
+    ///
+    /// Since 1.2. The default reads the range with [`Origin::read_version`] in
+    /// pieces ([`ReadStream::in_pieces`]), so an origin written against 1.0 or
+    /// 1.1 compiles unchanged, and a plugin built against either is read this
+    /// way by a 1.2 host.
+    fn read_stream<'a>(
+        &'a self,
+        path: &'a str,
+        offset: u64,
+        len: u64,
+        expected: Option<&'a str>,
+    ) -> ReadStream<'a> {
+        ReadStream::in_pieces(offset, len, move |at, n| {
+            self.read_version(path, at, n, expected)
+        })
     }
 
     /// A cheap check of whether the origin can serve right now.

@@ -1,26 +1,31 @@
-//! The read path: serve a byte range of a file version from chunks, fetching what is
-//! missing from the origin with one bounded ranged read per gap.
+//! The read path: serve a byte range of a file version from chunks, streaming
+//! what is missing from the origin.
 //!
 //! Two speeds:
 //! - [`ContentCache::read_cached`] is synchronous and touches only the cache: the
 //!   FUSE thread calls it first, and a warm read never leaves that thread.
-//! - [`ContentCache::read`] is the async slow path. It fetches each gap from its
-//!   start for at least `window` bytes (never the whole file, never past the next
-//!   cached byte), chunks the fetched bytes from their own start, stores the chunks
-//!   and the manifest, and then serves the range from the cache like the fast path.
-//!   Fetches are claimed by range ([`super::in_flight`]): two readers of one gap
-//!   fetch it once, and a gap that a read-ahead is fetching is waited for.
-//! - [`ContentCache::fetch_ahead`] is read-ahead: it fetches the next bytes that
-//!   nobody has or is fetching, so several windows of one file can be in flight.
+//! - [`ContentCache::read`] is the async slow path. Each gap is fetched by one
+//!   stream from its start to the next cached byte, taken in by
+//!   [`super::ingest`] (chunked from the stream's own start and stored as it
+//!   arrives, paced by its readers), and the read is served from the cache like
+//!   the fast path as soon as its own bytes are stored. Fetches are claimed by
+//!   range ([`super::in_flight`]): two readers of one gap fetch it once, a gap
+//!   that a running stream is about to bring is waited for, and a seek far past
+//!   a stream's next byte cuts that stream short.
+//! - [`ContentCache::stream_ahead`] is read-ahead: it lets the streams ahead of
+//!   a sequential reader run on, or starts one at the first byte that nobody
+//!   has or is fetching.
 //!
-//! Lock order: a version's manifest, then its in-flight fetches (never the other
-//! way round); the map of versions is never held across a store call.
+//! Lock order: a version's manifest, then its volatile set, then its in-flight
+//! fetches (never the other way round); the map of versions is never held
+//! across a store call.
 //!
-//! Memory per fetch is bounded by the window: at most [`FAST_ORIGIN_WINDOW`], or
-//! [`MAX_WINDOW`] for a file whose last fetch took longer than [`SLOW_FETCH`]
-//! (there each request's fixed cost is worth amortising). A chunk that is
-//! missing or fails verification is dropped from the manifest and fetched again;
-//! nothing unverified is ever served.
+//! How far a stream runs ahead of its reader is the reader's window, at most
+//! [`FAST_ORIGIN_WINDOW`], or [`MAX_WINDOW`] for a file whose last stream took
+//! longer than [`SLOW_FETCH`] to start (a remote store, where hiding that delay
+//! is worth more bytes ahead). Memory per stream is bounded apart from that (see
+//! [`super::ingest`]). A chunk that is missing or fails verification is dropped
+//! from the manifest and fetched again; nothing unverified is ever served.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -30,11 +35,12 @@ use std::time::{Duration, Instant};
 
 use origin_api::{OriginError, OriginResult};
 use redb::ReadableTable;
+use tokio::sync::watch;
 
 use super::chunk_store::ChunkStore;
 use super::chunker::{chunk, ChunkId};
 use super::hot_chunks::HotChunks;
-use super::in_flight::{Claim, FetchGuard, InFlight};
+use super::in_flight::{Claim, FetchGuard, FetchWaiter, InFlight};
 use super::manifest::{FileVersion, Manifest, Span};
 use super::source::Source;
 use crate::store::{Store, MANIFESTS, TAG_CHUNKS};
@@ -45,7 +51,7 @@ pub const MAX_WINDOW: u32 = 32 << 20;
 const FAST_ORIGIN_WINDOW: u32 = 8 << 20;
 /// A fetch slower than this (plus its transfer) marks its origin as one where each
 /// request has a fixed cost.
-const SLOW_FETCH: Duration = Duration::from_millis(20);
+pub(super) const SLOW_FETCH: Duration = Duration::from_millis(20);
 /// Rounds of fetching before a read gives up (chunks kept vanishing under it).
 const ROUNDS: usize = 4;
 /// How often chunks held only in memory are tried on disk again.
@@ -64,23 +70,27 @@ pub enum Purpose {
     Tag,
 }
 
-struct VersionState {
-    key: String,
+pub(super) struct VersionState {
+    pub(super) key: String,
     /// What is cached, in memory: the chunks on disk, plus [`Self::volatile`].
-    manifest: Mutex<Manifest>,
+    pub(super) manifest: Mutex<Manifest>,
     /// Chunks in the manifest that could not be written (a full disk): served
     /// from memory while they last, never recorded on disk or counted as cached.
-    volatile: Mutex<HashSet<ChunkId>>,
+    pub(super) volatile: Mutex<HashSet<ChunkId>>,
     /// When writing [`Self::volatile`] chunks was last tried.
     volatile_tried: Mutex<Option<Instant>>,
-    in_flight: Arc<InFlight>,
-    /// Whether the last fetch of this version was slow (see [`SLOW_FETCH`]).
-    slow_origin: AtomicBool,
+    pub(super) in_flight: Arc<InFlight>,
+    /// Whether the last fetch of this version was slow to start (see
+    /// [`SLOW_FETCH`]).
+    pub(super) slow_origin: AtomicBool,
+    /// Bumped whenever bytes are added to the manifest: readers waiting for a
+    /// running fetch look again.
+    pub(super) landed: watch::Sender<u64>,
 }
 
 impl VersionState {
     /// The manifest without the chunks only held in memory: what is on disk.
-    fn on_disk(&self) -> Manifest {
+    pub(super) fn on_disk(&self) -> Manifest {
         let mut manifest = self
             .manifest
             .lock()
@@ -100,7 +110,7 @@ impl VersionState {
     /// The largest fetch worth making: windows past [`FAST_ORIGIN_WINDOW`] only pay
     /// where each request has a cost to amortise (a remote store); on a fast origin
     /// they would only hold more memory.
-    fn window_cap(&self) -> u64 {
+    pub(super) fn window_cap(&self) -> u64 {
         if self.slow_origin.load(Ordering::Relaxed) {
             MAX_WINDOW as u64
         } else {
@@ -126,9 +136,9 @@ pub struct CacheStats {
 
 /// The content cache.
 pub struct ContentCache {
-    store: Arc<Store>,
-    chunks: ChunkStore,
-    hot: HotChunks,
+    pub(super) store: Arc<Store>,
+    pub(super) chunks: ChunkStore,
+    pub(super) hot: HotChunks,
     versions: Mutex<HashMap<String, Arc<VersionState>>>,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -194,6 +204,7 @@ impl ContentCache {
             volatile_tried: Mutex::new(None),
             in_flight: Arc::new(InFlight::default()),
             slow_origin: AtomicBool::new(false),
+            landed: watch::channel(0).0,
         });
         // Another thread may have made it meanwhile: there is one state a version.
         versions().entry(key).or_insert(fresh).clone()
@@ -331,13 +342,17 @@ impl ContentCache {
         Some(bytes)
     }
 
-    /// The full path: serves from the cache, fetching each gap from `origin` (at
-    /// least `window` bytes from the gap's start, never past the next cached byte).
-    /// With no origin, an uncached range is an `Unavailable` error at once.
+    /// The full path: serves from the cache, fetching each gap from `origin`.
+    /// A gap is fetched by a stream from its start: for audio to the next cached
+    /// byte (the stream runs ahead of its readers by `window` and pauses there;
+    /// see `super::ingest`), in its own task, and this read is answered as soon
+    /// as its own bytes are stored; for tags exactly the gap, at least `window`
+    /// bytes, in this task. With no origin, an uncached range is an
+    /// `Unavailable` error at once.
     pub async fn read(
-        &self,
+        self: &Arc<Self>,
         version: &FileVersion,
-        origin: Option<&dyn Source>,
+        origin: Option<&Arc<dyn Source>>,
         offset: u64,
         len: u32,
         window: u32,
@@ -370,13 +385,9 @@ impl ContentCache {
                 ))
             })?;
             for (gap_start, gap_end) in gaps {
-                let want = (gap_end - gap_start)
-                    .max(window as u64)
-                    .min(state.window_cap());
-                let limit = gap_start.saturating_add(want).min(version.size);
                 // Look and claim under the manifest's lock: a fetch records its
-                // bytes there before it gives up its claim, so bytes a fetch
-                // finished since this round looked are seen either as cached
+                // bytes there before it gives up its claim on them, so bytes a
+                // fetch stored since this round looked are seen either as cached
                 // or as being fetched, never as neither (which fetched them twice).
                 let claim = {
                     let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
@@ -384,31 +395,45 @@ impl ContentCache {
                         // Cached since: the next round looks again.
                         continue;
                     }
-                    let fetch_end = manifest.missing_until(gap_start, limit.max(gap_end));
-                    state.in_flight.claim(gap_start, fetch_end)
+                    let limit = match purpose {
+                        Purpose::Tag => gap_start
+                            .saturating_add((gap_end - gap_start).max(window as u64))
+                            .min(version.size),
+                        Purpose::Audio | Purpose::ReadAhead => version.size,
+                    };
+                    let stream_end = manifest.missing_until(gap_start, limit.max(gap_end));
+                    state.in_flight.claim(gap_start, stream_end, gap_end)
                 };
-                match claim {
-                    // A read-ahead (say) is fetching these bytes. If it failed (it
-                    // hung until the deadline, say), do not try the same origin
-                    // again: the caller's failover moves on at once, so a hung
-                    // origin costs a reader one deadline, not two.
-                    Claim::Wait(waiter) => {
-                        if !waiter.succeeded().await {
-                            if let Ok(bytes) = self.assemble(&state, offset, end) {
-                                return Ok(bytes);
-                            }
-                            return Err(OriginError::unavailable(format!(
-                                "origin `{}` failed the fetch this read waited for",
-                                version.origin
-                            )));
-                        }
+                let mut waiter = match claim {
+                    Claim::Wait(waiter) => waiter,
+                    Claim::Fetch(guard) if purpose == Purpose::Tag => {
+                        let fetched = self
+                            .stream_into(&state, version, origin.as_ref(), &guard, purpose)
+                            .await;
+                        guard.finish(&fetched);
+                        fetched?;
+                        continue;
                     }
                     Claim::Fetch(guard) => {
-                        let fetched = self.fetch(&state, version, origin, &guard, purpose).await;
-                        guard.finish(fetched.is_ok());
-                        fetched?;
+                        let lead =
+                            gap_start.saturating_add((window as u64).min(state.window_cap()));
+                        state.in_flight.want(gap_start, lead.max(gap_end));
+                        let waiter = guard.waiter();
+                        let (cache, state, version, origin) =
+                            (self.clone(), state.clone(), version.clone(), origin.clone());
+                        tokio::spawn(async move {
+                            let fetched = cache
+                                .stream_into(&state, &version, origin.as_ref(), &guard, purpose)
+                                .await;
+                            guard.finish(&fetched);
+                        });
+                        waiter
                     }
-                }
+                };
+                // A fetch that failed (it hung until its deadline, say) is not
+                // tried again on the same origin: the caller's failover moves on
+                // at once, so a hung origin costs a reader one deadline, not two.
+                wait_for_bytes(&state, &mut waiter, gap_start, gap_end).await?;
             }
         }
         Err(OriginError::other(format!(
@@ -417,37 +442,36 @@ impl ContentCache {
         )))
     }
 
-    /// Read-ahead: fetches up to `window` bytes from the first byte of
-    /// `[from, until)` that is neither cached nor being fetched. Returns at once if
-    /// there is none.
-    pub async fn fetch_ahead(
-        &self,
+    /// Read-ahead for a sequential reader at `from`: lets the fetches running
+    /// over `[from, until)` run on to `until` (capped as a read's window is);
+    /// if some of those bytes are neither cached nor being fetched, claims them
+    /// for a stream that runs to the next cached byte, and returns it to be run
+    /// (by [`AheadStream::run`]) in a task.
+    pub fn stream_ahead(
+        self: &Arc<Self>,
         version: &FileVersion,
-        origin: &dyn Source,
         from: u64,
         until: u64,
-        window: u32,
-    ) -> OriginResult<()> {
+    ) -> Option<AheadStream> {
         let state = self.state(version);
-        let window = (window as u64).min(state.window_cap());
+        let until = until
+            .min(from.saturating_add(state.window_cap()))
+            .min(version.size);
+        state.in_flight.want(from, until);
         // Looked for and claimed under the manifest's lock (see `read`).
         let guard = {
             let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
-            let Some((start, end)) =
-                unfetched_run(&manifest, &state.in_flight, from, until.min(version.size))
-            else {
-                return Ok(());
-            };
-            state.in_flight.claim_uncovered(start, end, window)
+            let (start, _) = unfetched_run(&manifest, &state.in_flight, from, until)?;
+            let stream_end = manifest.missing_until(start, version.size);
+            state.in_flight.claim_uncovered(start, stream_end)?
         };
-        let Some(guard) = guard else {
-            return Ok(());
-        };
-        let fetched = self
-            .fetch(&state, version, origin, &guard, Purpose::ReadAhead)
-            .await;
-        guard.finish(fetched.is_ok());
-        fetched
+        state.in_flight.want(guard.start, until);
+        Some(AheadStream {
+            cache: self.clone(),
+            state,
+            version: version.clone(),
+            guard,
+        })
     }
 
     /// The first byte of `[from, until)` that is neither in the manifest nor being
@@ -459,105 +483,38 @@ impl ContentCache {
             .map(|(start, _)| start)
     }
 
-    /// One ranged read of the claimed bytes, chunked and stored.
-    async fn fetch(
-        &self,
-        state: &Arc<VersionState>,
-        version: &FileVersion,
-        origin: &dyn Source,
-        claim: &FetchGuard,
-        purpose: Purpose,
-    ) -> OriginResult<()> {
-        let len = (claim.end - claim.start) as u32;
-        let started = Instant::now();
-        // The version recorded: a file rewritten since answers Changed, and its
-        // new bytes never join the chunks of the old version.
-        let bytes = origin
-            .read_version(&version.path, claim.start, len, version.version.as_deref())
-            .await?;
-        // Moving the bytes may take a while on a busy machine: allow 1 ns a byte
-        // (1 GB/s) on top, so that only a fixed cost per request counts as slow.
-        let allowance = SLOW_FETCH + Duration::from_nanos(len as u64);
-        state
-            .slow_origin
-            .store(started.elapsed() > allowance, Ordering::Relaxed);
-        if bytes.is_empty() {
-            return Err(OriginError::other(format!(
-                "{}: origin `{}` returned no data at offset {} of {}",
-                version.path, version.origin, claim.start, version.size
-            )));
-        }
-        self.store_fetched(state, claim.start, bytes, purpose).await
+    /// Lets the fetches of `version` running over `[from, until)` run on to
+    /// `until`: a reader moved on through bytes they stored.
+    pub fn want(&self, version: &FileVersion, from: u64, until: u64) {
+        let state = self.state(version);
+        let until = until
+            .min(from.saturating_add(state.window_cap()))
+            .min(version.size);
+        state.in_flight.want(from, until);
+    }
+
+    /// Bytes of `[start, end)` of `version` in the manifest (for tests and
+    /// tools that check what a read left cached).
+    pub fn cached_bytes_in(&self, version: &FileVersion, start: u64, end: u64) -> u64 {
+        let state = self.state(version);
+        let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
+        manifest
+            .plan(start, end.min(version.size))
+            .iter()
+            .map(|span| match span {
+                Span::Cached { len, .. } => *len as u64,
+                Span::Missing { .. } => 0,
+            })
+            .sum()
     }
 
     /// Stores `bytes` as if fetched at `base` (for benchmarks and tools that fill
     /// the cache without an origin).
     pub async fn seed(&self, version: &FileVersion, base: u64, bytes: Vec<u8>) {
         let state = self.state(version);
-        let _ = self
-            .store_fetched(&state, base, bytes, Purpose::Audio)
-            .await;
-    }
-
-    /// Chunks and stores bytes fetched at `base`, and records them in the manifest.
-    async fn store_fetched(
-        &self,
-        state: &Arc<VersionState>,
-        base: u64,
-        bytes: Vec<u8>,
-        purpose: Purpose,
-    ) -> OriginResult<()> {
-        let tag = purpose == Purpose::Tag;
-        // Chunking and hashing a fetch (at most MAX_WINDOW bytes, a few ms) runs on
-        // the task itself: the scanner calls this from a blocking thread, where
-        // `block_in_place` is not available.
         let pieces = chunk(&bytes);
-        let mut unwritten = Vec::new();
-        for piece in &pieces {
-            let data = &bytes[piece.offset..piece.offset + piece.len];
-            if let Err(e) = self.chunks.put(&piece.id, data, tag) {
-                if unwritten.is_empty() {
-                    tracing::warn!("cannot store a chunk, serving it from memory: {e}");
-                }
-                unwritten.push(piece.id);
-            }
-            self.hot.put(piece.id, Arc::new(data.to_vec()));
-        }
-        let encoded = {
-            let mut manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
-            manifest.insert(base, &pieces);
-            let mut volatile = state.volatile.lock().unwrap_or_else(|p| p.into_inner());
-            volatile.extend(unwritten.iter().copied());
-            if volatile.is_empty() {
-                manifest.encode()
-            } else {
-                drop((manifest, volatile));
-                state.on_disk().encode()
-            }
-        };
-        let key = state.key.clone();
-        let tag_ids: Vec<ChunkId> = if tag {
-            pieces
-                .iter()
-                .map(|p| p.id)
-                .filter(|id| !unwritten.contains(id))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let written = self.store.write(false, |txn| {
-            txn.open_table(MANIFESTS)?
-                .insert(key.as_str(), encoded.as_slice())?;
-            let mut tags = txn.open_table(TAG_CHUNKS)?;
-            for id in &tag_ids {
-                tags.insert(id.0.as_slice(), ())?;
-            }
-            Ok(())
-        });
-        if let Err(e) = written {
-            tracing::warn!("cannot record a manifest: {e}");
-        }
-        Ok(())
+        let stored = self.store_pieces(&state, base, &bytes, &pieces, Purpose::Audio, None);
+        self.record_manifest(&state, &stored);
     }
 
     fn mark_tag_range(&self, state: &VersionState, start: u64, end: u64) {
@@ -593,6 +550,63 @@ fn unfetched_run(
     None
 }
 
+/// Waits until `[start, end)` is stored or the fetch `waiter` waits for is
+/// over: `Ok` when the bytes are there or the fetch ended well (having stored
+/// only part of them, if it was cut short: the next round fetches the rest), or
+/// the error it ended with.
+async fn wait_for_bytes(
+    state: &VersionState,
+    waiter: &mut FetchWaiter,
+    start: u64,
+    end: u64,
+) -> OriginResult<()> {
+    let mut landed = state.landed.subscribe();
+    loop {
+        landed.borrow_and_update();
+        let missing = state
+            .manifest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first_missing(start, end);
+        if missing.is_none() {
+            return Ok(());
+        }
+        if let Some(outcome) = waiter.outcome() {
+            return outcome;
+        }
+        tokio::select! {
+            _ = landed.changed() => {}
+            _ = waiter.ended() => {}
+        }
+    }
+}
+
+/// A read-ahead stream claimed by [`ContentCache::stream_ahead`], to be run.
+pub struct AheadStream {
+    cache: Arc<ContentCache>,
+    state: Arc<VersionState>,
+    version: FileVersion,
+    guard: FetchGuard,
+}
+
+impl AheadStream {
+    /// Streams the claimed bytes from `origin` into the cache.
+    pub async fn run(self, origin: Arc<dyn Source>) -> OriginResult<()> {
+        let fetched = self
+            .cache
+            .stream_into(
+                &self.state,
+                &self.version,
+                origin.as_ref(),
+                &self.guard,
+                Purpose::ReadAhead,
+            )
+            .await;
+        self.guard.finish(&fetched);
+        fetched
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -616,10 +630,7 @@ mod tests {
         assert_eq!(cache.first_unfetched(&version, 0, 100_000), None);
 
         let state = cache.state(&version);
-        let running = state
-            .in_flight
-            .claim_uncovered(100_000, size, 200_000)
-            .unwrap();
+        let running = state.in_flight.claim_uncovered(100_000, 300_000).unwrap();
         assert_eq!(
             cache.first_unfetched(&version, 50_000, size),
             Some(300_000),

@@ -1,31 +1,51 @@
 //! The fetches of one file version that are running, by byte range.
 //!
-//! Two readers that miss the same bytes must fetch them once; but a sequential
-//! reader's read-ahead should fetch the next window while an earlier fetch of the
-//! same file is still running, because a remote origin answers every request after
-//! a fixed delay and streams each response at a bounded rate, so overlapping
-//! requests hide both. A lock per file would serialise them; so fetches are tracked
-//! by range instead:
+//! Two readers that miss the same bytes must fetch them once. A fetch is a
+//! stream: it claims the range from its next byte to where it will stop, and its
+//! claim shrinks from the front as its bytes are stored. So:
 //!
-//! - a reader whose missing range starts inside a running fetch waits for that
-//!   fetch and learns whether it succeeded (a failed one means: try another
-//!   replica now, do not hit the same origin again);
-//! - any other fetch claims its own range, cut short where the next running fetch
-//!   begins, so no byte is ever fetched twice at once.
+//! - a reader whose missing range starts inside a running fetch, near the
+//!   fetch's next byte, waits for it (and is answered once its own bytes are
+//!   stored, not when the fetch ends); a failed fetch means: try another replica
+//!   now, do not hit the same origin again;
+//! - a reader whose missing range starts far ahead of a running fetch's next
+//!   byte (a seek) would wait for everything in between: it cuts the running
+//!   fetch short there and claims the rest for itself;
+//! - any other fetch claims its own range, cut short where the next running
+//!   fetch begins, so no byte is ever fetched twice at once.
+//!
+//! A fetch also carries how far it may run ahead (`want`, raised by readers and
+//! read-ahead; the stream pauses past it) and the furthest byte a waiting reader
+//! needs (`need`; the stream stores what it holds as soon as that is reached).
 //!
 //! A claim is released when its guard drops; a guard dropped without
 //! [`FetchGuard::finish`] (its task was cancelled) counts as a failed fetch.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::sync::watch;
+use origin_api::{OriginError, OriginResult};
+use tokio::sync::{watch, Notify};
+
+/// How a fetch ended: `None` while it runs.
+type Outcome = Option<OriginResult<()>>;
+
+/// How far past a running fetch's next byte a reader may start and still wait
+/// for it rather than cut it: the kernel's read-ahead arrives out of order by
+/// about this much, and a stream brings it in at once.
+pub const CUT_DISTANCE: u64 = 2 << 20;
 
 struct Running {
     id: u64,
+    /// The next byte the fetch will store.
     start: u64,
+    /// Where the fetch stops (moved earlier by a cut).
     end: u64,
-    /// `Some(ok)` once the fetch is over.
-    done: watch::Receiver<Option<bool>>,
+    want: u64,
+    need: u64,
+    /// Woken when `want`, `need` or `end` change.
+    nudge: Arc<Notify>,
+    done: watch::Receiver<Outcome>,
 }
 
 #[derive(Default)]
@@ -56,6 +76,10 @@ impl Fetches {
             .map(|r| r.start)
             .fold(limit, u64::min)
     }
+
+    fn get(&mut self, id: u64) -> Option<&mut Running> {
+        self.running.iter_mut().find(|r| r.id == id)
+    }
 }
 
 /// The running fetches of one file version.
@@ -66,7 +90,7 @@ pub struct InFlight {
 
 /// What a fetch of a missing range should do.
 pub enum Claim {
-    /// Fetch `[guard.start, guard.end)`; nobody else is fetching those bytes.
+    /// Fetch from `guard.start`; nobody else is fetching those bytes.
     Fetch(FetchGuard),
     /// Another fetch covers the start of the range: wait for it.
     Wait(FetchWaiter),
@@ -76,15 +100,14 @@ pub enum Claim {
 pub struct FetchGuard {
     in_flight: Arc<InFlight>,
     id: u64,
-    /// First byte to fetch.
+    /// The first byte claimed.
     pub start: u64,
-    /// One past the last byte to fetch.
-    pub end: u64,
-    done: watch::Sender<Option<bool>>,
+    nudge: Arc<Notify>,
+    done: watch::Sender<Outcome>,
 }
 
 /// Waits for someone else's fetch.
-pub struct FetchWaiter(watch::Receiver<Option<bool>>);
+pub struct FetchWaiter(watch::Receiver<Outcome>);
 
 impl InFlight {
     fn fetches(&self) -> std::sync::MutexGuard<'_, Fetches> {
@@ -92,31 +115,52 @@ impl InFlight {
     }
 
     /// For bytes missing from `start`: wait for the running fetch that covers
-    /// `start`, or claim `[start, want_end)` cut short at the next running fetch.
-    pub fn claim(self: &Arc<Self>, start: u64, want_end: u64) -> Claim {
+    /// `start` (telling it this reader needs bytes up to `need`), or claim
+    /// `[start, want_end)` cut short at the next running fetch. A running fetch
+    /// whose next byte is more than [`CUT_DISTANCE`] before `start` is cut short
+    /// at `start` instead of waited for.
+    pub fn claim(self: &Arc<Self>, start: u64, want_end: u64, need: u64) -> Claim {
         let mut fetches = self.fetches();
-        if let Some(r) = fetches.covering(start) {
-            return Claim::Wait(FetchWaiter(r.done.clone()));
+        if let Some(r) = fetches
+            .running
+            .iter_mut()
+            .find(|r| r.start <= start && start < r.end)
+        {
+            if start - r.start <= CUT_DISTANCE {
+                r.need = r.need.max(need);
+                r.want = r.want.max(need);
+                r.nudge.notify_one();
+                return Claim::Wait(FetchWaiter(r.done.clone()));
+            }
+            r.end = start;
+            r.want = r.want.min(start);
+            r.nudge.notify_one();
         }
         let end = fetches.clip(start, want_end);
-        Claim::Fetch(self.register(&mut fetches, start, end))
+        Claim::Fetch(self.register(&mut fetches, start, end, need))
     }
 
-    /// For read-ahead: claims up to `window` bytes from the first byte of
+    /// For read-ahead: claims `[at, end)` from the first byte `at` of
     /// `[start, end)` that no running fetch covers, or `None` if all are covered.
-    pub fn claim_uncovered(
-        self: &Arc<Self>,
-        start: u64,
-        end: u64,
-        window: u64,
-    ) -> Option<FetchGuard> {
+    pub fn claim_uncovered(self: &Arc<Self>, start: u64, end: u64) -> Option<FetchGuard> {
         let mut fetches = self.fetches();
         let at = fetches.step_over(start);
         if at >= end {
             return None;
         }
-        let claim_end = fetches.clip(at, end.min(at.saturating_add(window)));
-        Some(self.register(&mut fetches, at, claim_end))
+        let claim_end = fetches.clip(at, end);
+        Some(self.register(&mut fetches, at, claim_end, at))
+    }
+
+    /// Lets every running fetch that overlaps `[from, until)` run up to `until`.
+    pub fn want(&self, from: u64, until: u64) {
+        let mut fetches = self.fetches();
+        for r in fetches.running.iter_mut() {
+            if r.start < until && from < r.end && r.want < until {
+                r.want = until;
+                r.nudge.notify_one();
+            }
+        }
     }
 
     /// The first byte of `[start, end)` that no running fetch covers, if any.
@@ -125,30 +169,96 @@ impl InFlight {
         (at < end).then_some(at)
     }
 
-    fn register(self: &Arc<Self>, fetches: &mut Fetches, start: u64, end: u64) -> FetchGuard {
+    fn register(
+        self: &Arc<Self>,
+        fetches: &mut Fetches,
+        start: u64,
+        end: u64,
+        need: u64,
+    ) -> FetchGuard {
         fetches.last_id += 1;
         let id = fetches.last_id;
         let (done, receiver) = watch::channel(None);
+        let nudge = Arc::new(Notify::new());
         fetches.running.push(Running {
             id,
             start,
             end,
+            want: need.max(start),
+            need,
+            nudge: nudge.clone(),
             done: receiver,
         });
         FetchGuard {
             in_flight: self.clone(),
             id,
             start,
-            end,
+            nudge,
             done,
         }
     }
 }
 
+/// Where a fetch stands: what it may do next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// Where it stops.
+    pub end: u64,
+    /// How far it may run now.
+    pub want: u64,
+    /// The furthest byte a waiting reader needs.
+    pub need: u64,
+}
+
 impl FetchGuard {
-    /// Releases the claim, telling waiters whether the bytes are now cached.
-    pub fn finish(self, ok: bool) {
-        self.done.send_replace(Some(ok));
+    /// Where the fetch stands now.
+    pub fn bounds(&self) -> Bounds {
+        let mut fetches = self.in_flight.fetches();
+        match fetches.get(self.id) {
+            Some(r) => Bounds {
+                end: r.end,
+                want: r.want.min(r.end),
+                need: r.need.min(r.end),
+            },
+            None => Bounds {
+                end: self.start,
+                want: self.start,
+                need: self.start,
+            },
+        }
+    }
+
+    /// Records that bytes before `to` are stored: the claim starts there now.
+    /// Call it while holding the manifest's lock, after recording them there.
+    pub fn stored_until(&self, to: u64) {
+        if let Some(r) = self.in_flight.fetches().get(self.id) {
+            r.start = r.start.max(to.min(r.end));
+        }
+    }
+
+    /// Waits until `resume` holds for the fetch's bounds (checked whenever they
+    /// change), or `idle` passed; false if it gave up.
+    pub async fn wait_until(&self, resume: impl Fn(&Bounds) -> bool, idle: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + idle;
+        loop {
+            let nudged = self.nudge.notified();
+            if resume(&self.bounds()) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, nudged).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// A waiter for this fetch.
+    pub fn waiter(&self) -> FetchWaiter {
+        FetchWaiter(self.done.subscribe())
+    }
+
+    /// Releases the claim, telling waiters how it ended.
+    pub fn finish(self, outcome: &OriginResult<()>) {
+        self.done.send_replace(Some(outcome.clone()));
     }
 }
 
@@ -158,7 +268,7 @@ impl Drop for FetchGuard {
         // Waiters of a cancelled fetch see a failure; a finished one keeps its value.
         self.done.send_if_modified(|done| {
             if done.is_none() {
-                *done = Some(false);
+                *done = Some(Err(OriginError::unavailable("the fetch was cancelled")));
                 true
             } else {
                 false
@@ -168,12 +278,17 @@ impl Drop for FetchGuard {
 }
 
 impl FetchWaiter {
-    /// Waits until the fetch is over; true if it stored its bytes.
-    pub async fn succeeded(mut self) -> bool {
+    /// Waits until the fetch is over; its outcome.
+    pub async fn ended(&mut self) -> OriginResult<()> {
         match self.0.wait_for(Option::is_some).await {
-            Ok(done) => done.unwrap_or(false),
-            Err(_) => false,
+            Ok(done) => done.clone().unwrap_or(Ok(())),
+            Err(_) => Err(OriginError::unavailable("the fetch was cancelled")),
         }
+    }
+
+    /// How the fetch ended, once it has.
+    pub fn outcome(&self) -> Outcome {
+        self.0.borrow().clone()
     }
 }
 
@@ -184,55 +299,103 @@ mod tests {
     #[test]
     fn a_claim_stops_where_a_running_fetch_begins() {
         let in_flight = Arc::new(InFlight::default());
-        let Some(ahead) = in_flight.claim_uncovered(100, 1000, 50) else {
+        let Some(ahead) = in_flight.claim_uncovered(100, 150) else {
             panic!("nothing runs yet")
         };
-        assert_eq!((ahead.start, ahead.end), (100, 150));
-        let Claim::Fetch(reader) = in_flight.claim(20, 300) else {
+        assert_eq!(ahead.bounds().end, 150);
+        let Claim::Fetch(reader) = in_flight.claim(20, 300, 40) else {
             panic!("20 is not covered")
         };
-        assert_eq!((reader.start, reader.end), (20, 100));
+        assert_eq!((reader.start, reader.bounds().end), (20, 100));
         assert_eq!(in_flight.first_uncovered(20, 150), None);
         assert_eq!(in_flight.first_uncovered(20, 151), Some(150));
         assert_eq!(in_flight.first_uncovered(0, 151), Some(0));
     }
 
     #[test]
-    fn read_ahead_claims_the_first_byte_nobody_fetches() {
+    fn a_claim_shrinks_from_the_front_as_bytes_are_stored() {
         let in_flight = Arc::new(InFlight::default());
-        let first = in_flight.claim_uncovered(0, 1000, 300).unwrap();
-        let second = in_flight.claim_uncovered(0, 1000, 300).unwrap();
-        assert_eq!((first.start, first.end), (0, 300));
-        assert_eq!((second.start, second.end), (300, 600));
-        drop(first);
-        let third = in_flight.claim_uncovered(0, 1000, 300).unwrap();
-        assert_eq!((third.start, third.end), (0, 300));
-        let _all = in_flight.claim_uncovered(600, 1000, 400).unwrap();
-        assert!(in_flight.claim_uncovered(0, 1000, 300).is_none());
+        let guard = in_flight.claim_uncovered(0, 1000).unwrap();
+        guard.stored_until(400);
+        assert_eq!(in_flight.first_uncovered(0, 1000), Some(0));
+        assert_eq!(in_flight.first_uncovered(400, 1000), None);
+        let Claim::Fetch(other) = in_flight.claim(100, 400, 200) else {
+            panic!("stored bytes are not claimed")
+        };
+        assert_eq!(other.bounds().end, 400);
+    }
+
+    #[test]
+    fn a_seek_far_ahead_of_a_fetch_cuts_it_short() {
+        let in_flight = Arc::new(InFlight::default());
+        let stream = in_flight.claim_uncovered(0, 100 << 20).unwrap();
+        let Claim::Wait(_) = in_flight.claim(CUT_DISTANCE, 100 << 20, CUT_DISTANCE + 10) else {
+            panic!("near the fetch's next byte: wait")
+        };
+        assert_eq!(stream.bounds().need, CUT_DISTANCE + 10);
+        let Claim::Fetch(seek) = in_flight.claim(50 << 20, 100 << 20, (50 << 20) + 10) else {
+            panic!("far ahead: fetch it oneself")
+        };
+        assert_eq!(stream.bounds().end, 50 << 20, "the first fetch stops there");
+        assert_eq!(seek.bounds().end, 100 << 20);
+    }
+
+    #[test]
+    fn want_raises_every_fetch_it_overlaps() {
+        let in_flight = Arc::new(InFlight::default());
+        let a = in_flight.claim_uncovered(0, 100).unwrap();
+        let b = in_flight.claim_uncovered(100, 200).unwrap();
+        in_flight.want(50, 150);
+        assert_eq!(a.bounds().want, 100, "capped at its end");
+        assert_eq!(b.bounds().want, 150);
+        in_flight.want(0, 20);
+        assert_eq!(a.bounds().want, 100, "want never falls");
     }
 
     #[tokio::test]
     async fn a_waiter_learns_how_the_fetch_it_waited_for_ended() {
         let in_flight = Arc::new(InFlight::default());
-        let Claim::Fetch(guard) = in_flight.claim(0, 10) else {
+        let Claim::Fetch(guard) = in_flight.claim(0, 10, 10) else {
             panic!()
         };
-        let Claim::Wait(waiter) = in_flight.claim(5, 10) else {
+        let Claim::Wait(mut waiter) = in_flight.claim(5, 10, 10) else {
             panic!("5 is being fetched")
         };
-        guard.finish(true);
-        assert!(waiter.succeeded().await);
+        assert_eq!(waiter.outcome(), None);
+        guard.finish(&Ok(()));
+        assert_eq!(waiter.ended().await, Ok(()));
 
-        let Claim::Fetch(cancelled) = in_flight.claim(0, 10) else {
+        let Claim::Fetch(cancelled) = in_flight.claim(0, 10, 10) else {
             panic!("the finished fetch released its range")
         };
-        let Claim::Wait(waiter) = in_flight.claim(0, 10) else {
+        let Claim::Wait(mut waiter) = in_flight.claim(0, 10, 10) else {
             panic!()
         };
         drop(cancelled);
         assert!(
-            !waiter.succeeded().await,
+            waiter.ended().await.is_err(),
             "a dropped claim is a failed fetch"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fetch_waits_for_want_and_gives_up_when_idle() {
+        let in_flight = Arc::new(InFlight::default());
+        let guard = in_flight.claim_uncovered(0, 1000).unwrap();
+        let past = |at: u64| move |b: &Bounds| b.want > at;
+        assert!(
+            !guard.wait_until(past(0), Duration::from_secs(5)).await,
+            "nobody wants anything"
+        );
+        let wanting = {
+            let in_flight = in_flight.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                in_flight.want(0, 300);
+            })
+        };
+        assert!(guard.wait_until(past(0), Duration::from_secs(5)).await);
+        assert!(!guard.wait_until(past(300), Duration::from_secs(5)).await);
+        wanting.await.unwrap();
     }
 }

@@ -35,11 +35,12 @@
 //!   for the next reader.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cache::content_cache::{ContentCache, Purpose, MAX_WINDOW};
+use crate::cache::source::Source;
 use crate::control::events::{Event, EventBus};
 use crate::fs::errno::read_errno;
 use crate::library::tree::Replica;
@@ -52,9 +53,6 @@ const FIRST_WINDOW: u32 = 1 << 20;
 /// How far from where a sequential reader should read next a read may land and
 /// still count as sequential.
 const REORDER_SLACK: u64 = 1 << 20;
-/// How many read-ahead fetches of one open file may run at once: overlapping two
-/// hides a remote origin's per-request delay.
-const READ_AHEADS: u32 = 2;
 /// The longest a read waits for the origins to open after mounting.
 pub const STARTUP_WAIT: Duration = Duration::from_secs(10);
 
@@ -96,23 +94,14 @@ struct OpenFile {
     replicas: Arc<[Replica]>,
     next_offset: u64,
     window: u32,
-    /// Read-ahead fetches of this file running now (at most [`READ_AHEADS`]).
-    reading_ahead: Arc<AtomicU32>,
     timed_out: Arc<RecentTimeout>,
-    /// Bytes before this were cached or being fetched when read-ahead last looked:
-    /// it need not walk them again on every read.
-    ahead_checked: u64,
 }
 
 /// How a read fits the file's access pattern.
 struct Pattern {
-    fh: u64,
     window: u32,
     sequential: bool,
-    reading_ahead: Option<Arc<AtomicU32>>,
     timed_out: Option<Arc<RecentTimeout>>,
-    /// The open file's [`OpenFile::ahead_checked`].
-    ahead_checked: u64,
 }
 
 /// Where a read's answer goes, once: its bytes, or an errno.
@@ -165,9 +154,7 @@ impl Reader {
                     replicas: replicas.into(),
                     next_offset: 0,
                     window: FIRST_WINDOW,
-                    reading_ahead: Arc::new(AtomicU32::new(0)),
                     timed_out: Arc::default(),
-                    ahead_checked: 0,
                 },
             );
         fh
@@ -267,7 +254,8 @@ impl Reader {
             let attempt = |(replica, origin): (Replica, Arc<RegisteredOrigin>)| {
                 let cache = cache.clone();
                 async move {
-                    let read = cache.read(&replica, Some(origin.as_ref()), offset, size, window, Purpose::Audio).await;
+                    let source: Arc<dyn Source> = origin;
+                    let read = cache.read(&replica, Some(&source), offset, size, window, Purpose::Audio).await;
                     if let Err(e) = &read {
                         tracing::debug!(origin = %replica.origin, path = %replica.path, "read failed: {e}");
                     }
@@ -300,12 +288,9 @@ impl Reader {
         let mut files = self.open_files.lock().unwrap_or_else(|p| p.into_inner());
         let Some(file) = files.get_mut(&fh) else {
             return Pattern {
-                fh,
                 window: FIRST_WINDOW,
                 sequential: false,
-                reading_ahead: None,
                 timed_out: None,
-                ahead_checked: 0,
             };
         };
         let end = offset + size as u64;
@@ -319,85 +304,42 @@ impl Reader {
         } else {
             if !near {
                 file.window = FIRST_WINDOW;
-                file.ahead_checked = 0;
             }
             file.next_offset = end;
         }
         Pattern {
-            fh,
             window: file.window,
             sequential,
-            reading_ahead: Some(file.reading_ahead.clone()),
             timed_out: Some(file.timed_out.clone()),
-            ahead_checked: file.ahead_checked,
         }
     }
 
-    /// Fetches the next windows past `next` in the background while the reader
-    /// consumes this one, so a remote origin's latency overlaps playback. Up to
-    /// [`READ_AHEADS`] windows are fetched, each by its own task.
+    /// Keeps a stream running ahead of a sequential reader at `next`, by its
+    /// window, so a remote origin's latency overlaps playback: the streams
+    /// already bringing those bytes run on, or one starts at the first byte
+    /// that nobody has or is fetching, on the replica the router prefers.
     fn read_ahead(&self, replicas: &[Replica], next: u64, pattern: &Pattern) {
-        let Some(running) = pattern.reading_ahead.clone() else {
-            return;
-        };
-        let size = replicas[0].size;
-        if next >= size {
+        if pattern.timed_out.is_none() || next >= replicas[0].size {
             return;
         }
-        let window = pattern.window;
-        let until = next
-            .saturating_add(READ_AHEADS as u64 * window as u64)
-            .min(size);
-        let from = pattern.ahead_checked.max(next);
-        if from >= until {
-            return;
-        }
-        // Nothing to do if any replica has (or is fetching) all of it.
-        let mut first = from;
+        let until = next.saturating_add(pattern.window as u64);
         for replica in replicas {
-            match self.cache.first_unfetched(replica, from, until) {
-                Some(at) => first = first.max(at),
-                None => {
-                    first = until;
-                    break;
-                }
+            if self.cache.first_unfetched(replica, next, until).is_none() {
+                self.cache.want(replica, next, until);
+                return;
             }
         }
-        if let Some(file) = self
-            .open_files
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&pattern.fh)
-        {
-            file.ahead_checked = first;
-        }
-        if first >= until {
+        let route = router::route(replicas, &self.registry);
+        let Some((replica, origin)) = route.candidates.into_iter().next() else {
             return;
-        }
-        let reserved = running.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < READ_AHEADS).then_some(n + 1)
-        });
-        if reserved.is_err() {
-            return;
-        }
-        let (cache, registry, replicas) =
-            (self.cache.clone(), self.registry.clone(), replicas.to_vec());
-        let deadline = self.policy.deadline;
-        self.runtime.spawn(async move {
-            let route = || {
-                let route = router::route(&replicas, &registry);
-                (route.candidates, false)
-            };
-            let attempt = |(replica, origin): (Replica, Arc<RegisteredOrigin>)| {
-                let cache = cache.clone();
-                async move {
-                    cache
-                        .fetch_ahead(&replica, origin.as_ref(), next, until, window)
-                        .await
+        };
+        if let Some(stream) = self.cache.stream_ahead(&replica, next, until) {
+            let source: Arc<dyn Source> = origin;
+            self.runtime.spawn(async move {
+                if let Err(e) = stream.run(source).await {
+                    tracing::debug!(origin = %replica.origin, path = %replica.path, "read-ahead failed: {e}");
                 }
-            };
-            let _ = with_failover(route, attempt, &[], deadline).await;
-            running.fetch_sub(1, Ordering::AcqRel);
-        });
+            });
+        }
     }
 }

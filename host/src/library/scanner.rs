@@ -26,6 +26,7 @@ use super::index::{self, FileRecord, FileRole};
 use super::media::{is_audio, is_cover};
 use super::tag_reader::{read_tags, RangeReader, Tags};
 use crate::cache::content_cache::{ContentCache, Purpose};
+use crate::cache::source::Source;
 use crate::origins::registry::{RegisteredOrigin, Registry};
 use crate::store::Store;
 
@@ -280,11 +281,12 @@ pub async fn read_tags_of(
                     version: record.version.clone(),
                 };
                 let mut outage: Option<OriginError> = None;
+                let source: Arc<dyn Source> = origin;
                 let mut reader = RangeReader::new(record.size, |offset, len| {
                     runtime
                         .block_on(cache.read(
                             &version,
-                            Some(origin.as_ref()),
+                            Some(&source),
                             offset,
                             len,
                             len,

@@ -30,6 +30,11 @@ impl CallGate {
         Some(CallGuard(self.clone()))
     }
 
+    /// Whether the gate is closing: a long call (a stream) should end.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
     /// Closes the gate and waits up to `limit` for the calls in flight; returns how
     /// many were still running when it gave up.
     pub(crate) async fn drain(&self, limit: Duration) -> usize {

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use origin_api::{
     ChangeEvent, EventSink, Health, HealthStatus, ListPage, Metadata, Origin, OriginError,
-    OriginResult, WatchHandle,
+    OriginResult, ReadStream, WatchHandle,
 };
 
 use crate::control::events::{Event, EventBus};
-use crate::origins::call_gate::CallGate;
+use crate::origins::call_gate::{CallGate, CallGuard};
 use crate::origins::health::{HealthSnapshot, OriginHealth, Transition};
 
 /// How long unregistering waits for calls in flight.
@@ -188,12 +188,82 @@ impl RegisteredOrigin {
             .as_ref()
             .is_err_and(|e| e.kind() == origin_api::ErrorKind::Changed)
         {
-            let watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
-            for (sink, _) in watches.iter() {
-                sink.send(ChangeEvent::new(origin_api::ChangeKind::Modified, path));
-            }
+            self.report_changed(path);
         }
         read
+    }
+
+    /// A streaming read of the version `expected`. The stream holds this origin's
+    /// gate for its whole life (so taking the origin down waits for it, and it
+    /// ends at once when that starts); each piece has the deadline; the first
+    /// piece counts towards health as a call's answer does, and a failure as a
+    /// failed call. `Changed` is handed to the watches as [`Self::read_version`]
+    /// does.
+    pub fn read_stream<'a>(
+        &'a self,
+        path: &'a str,
+        offset: u64,
+        len: u64,
+        expected: Option<&'a str>,
+    ) -> ReadStream<'a> {
+        let Some(guard) = self.gate.enter() else {
+            return ReadStream::failed(OriginError::unavailable(format!(
+                "origin `{}` is being taken down",
+                self.id
+            )));
+        };
+        struct Going<'a> {
+            inner: ReadStream<'a>,
+            _guard: CallGuard,
+            started: Option<tokio::time::Instant>,
+        }
+        let going = Going {
+            inner: self.origin.read_stream(path, offset, len, expected),
+            _guard: guard,
+            started: Some(tokio::time::Instant::now()),
+        };
+        ReadStream::new(futures_util::stream::unfold(
+            Some(going),
+            move |going| async move {
+                let mut going = going?;
+                let failed = |e: OriginError| {
+                    self.publish(self.health.record_failure(e.kind(), &e.to_string()));
+                    if e.kind() == origin_api::ErrorKind::Changed {
+                        self.report_changed(path);
+                    }
+                    Some((Err(e), None))
+                };
+                if self.gate.is_closing() {
+                    return failed(OriginError::unavailable(format!(
+                        "origin `{}` is being taken down",
+                        self.id
+                    )));
+                }
+                match tokio::time::timeout(self.deadline, going.inner.next()).await {
+                    Err(_) => failed(OriginError::timeout(format!(
+                        "origin `{}`: a read waited longer than {} ms for data",
+                        self.id,
+                        self.deadline.as_millis()
+                    ))),
+                    Ok(Some(Err(e))) => failed(e),
+                    Ok(Some(Ok(piece))) => {
+                        if let Some(started) = going.started.take() {
+                            self.publish(self.health.record_success(started.elapsed()));
+                        }
+                        Some((Ok(piece), Some(going)))
+                    }
+                    Ok(None) => None,
+                }
+            },
+        ))
+    }
+
+    /// Tells this origin's watches that `path` changed, as if the origin had.
+    fn report_changed(&self, path: &str) {
+        let watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+        for (sink, _) in watches.iter() {
+            sink.send(ChangeEvent::new(origin_api::ChangeKind::Modified, path));
+        }
     }
 
     /// A health check, with the deadline; a timeout or refusal is unhealthy. The

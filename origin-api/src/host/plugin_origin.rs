@@ -6,8 +6,18 @@ use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{ROption, RString};
 use async_trait::async_trait;
 
-use crate::ffi::{FfiChangeEvent, FfiEventSink, FfiEventSink_TO, FfiOriginBox, FfiPluginBox};
-use crate::{EventSink, Health, ListPage, Metadata, Origin, OriginResult, WatchHandle};
+use crate::ffi::{
+    FfiChangeEvent, FfiEventSink, FfiEventSink_TO, FfiOriginBox, FfiPluginBox, FfiReadStreamBox,
+};
+use crate::{
+    EventSink, Health, ListPage, Metadata, Origin, OriginError, OriginResult, ReadStream,
+    WatchHandle,
+};
+
+/// How far a plugin may poll a stream ahead of the host: enough to keep a
+/// backend busy while the host chunks the previous piece, and the plugin's
+/// memory per stream (plus one piece of its own).
+pub const STREAM_CREDIT: u32 = 4 << 20;
 
 /// An origin opened by a plugin. Keeps the plugin object alive as long as it lives.
 pub(crate) struct PluginOrigin {
@@ -57,6 +67,26 @@ impl Origin for PluginOrigin {
         Ok(bytes.into_vec())
     }
 
+    fn read_stream<'a>(
+        &'a self,
+        path: &'a str,
+        offset: u64,
+        len: u64,
+        expected: Option<&'a str>,
+    ) -> ReadStream<'a> {
+        let ffi_expected: ROption<RString> = expected.map(RString::from).into();
+        match self
+            .ffi
+            .read_stream(path.into(), offset, len, ffi_expected, STREAM_CREDIT)
+        {
+            ROption::RSome(stream) => pieces_of(stream),
+            // A plugin built before 1.2: stream through its `read_version`.
+            ROption::RNone => ReadStream::in_pieces(offset, len, move |at, n| {
+                self.read_version(path, at, n, expected)
+            }),
+        }
+    }
+
     async fn health(&self) -> Health {
         match self.ffi.health().await.into_result() {
             Ok(health) => health.into(),
@@ -81,4 +111,20 @@ impl FfiEventSink for HostEventSink {
     fn send(&self, event: FfiChangeEvent) {
         self.0.send(event.into());
     }
+}
+
+/// The plugin's stream as a [`ReadStream`]: one `next` call a piece, ending after
+/// the first error.
+fn pieces_of(stream: FfiReadStreamBox) -> ReadStream<'static> {
+    ReadStream::new(futures_util::stream::unfold(
+        Some(stream),
+        |stream| async move {
+            let stream = stream?;
+            match stream.next().await.into_result() {
+                Ok(ROption::RSome(piece)) => Some((Ok(piece.into_vec()), Some(stream))),
+                Ok(ROption::RNone) => None,
+                Err(e) => Some((Err(OriginError::from(e)), None)),
+            }
+        },
+    ))
 }

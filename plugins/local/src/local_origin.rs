@@ -10,11 +10,15 @@ use std::sync::Arc;
 
 use origin_api::{
     async_trait, DirEntry, EntryKind, EventSink, Health, ListPage, Metadata, Origin, OriginError,
-    OriginResult, WatchHandle,
+    OriginResult, ReadStream, WatchHandle,
 };
 
 use crate::paging::{Cursor, Name, Snapshots};
 use crate::watcher;
+
+/// One blocking read of a stream: large enough that the hop to a blocking
+/// thread is noise, small enough that the first bytes arrive at once.
+const STREAM_PIECE: u64 = 1 << 20;
 
 pub(crate) struct LocalOrigin {
     root: Arc<PathBuf>,
@@ -198,41 +202,55 @@ impl Origin for LocalOrigin {
         let rel = path.to_owned();
         let expected = expected.map(str::to_owned);
         self.blocking(move |root| {
-            let real = resolve(root, &rel)?;
-            let file = File::open(&real).map_err(|e| OriginError::from(e).with_path(&rel))?;
-            let before = file.metadata()?;
-            let size = before.len();
-            if !before.is_file() {
-                return Err(OriginError::not_found(format!("{rel}: not a file")));
-            }
-            let changed = |meta: &fs::Metadata| {
-                expected
-                    .as_deref()
-                    .is_some_and(|want| version_of(meta) != want)
-            };
-            if changed(&before) {
-                return Err(OriginError::changed(format!(
-                    "{rel}: not the version asked for"
-                )));
-            }
-            let want = (len as u64).min(size.saturating_sub(offset)) as usize;
-            let mut buf = vec![0u8; want];
-            let mut filled = 0;
-            while filled < want {
-                match file.read_at(&mut buf[filled..], offset + filled as u64) {
-                    Ok(0) => break, // shrank while we read
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(OriginError::from(e).with_path(&rel)),
-                }
-            }
-            buf.truncate(filled);
-            if changed(&file.metadata()?) {
-                return Err(OriginError::changed(format!("{rel}: changed while read")));
-            }
-            Ok(buf)
+            let file = open_version(root, &rel, expected.as_deref())?;
+            read_piece(&file, &rel, offset, len as u64, expected.as_deref())
         })
         .await
+    }
+
+    /// The file opened once, then read in [`STREAM_PIECE`]s, each its own
+    /// blocking job with the version checked after it.
+    fn read_stream<'a>(
+        &'a self,
+        path: &'a str,
+        offset: u64,
+        len: u64,
+        expected: Option<&'a str>,
+    ) -> ReadStream<'a> {
+        let end = offset.saturating_add(len);
+        let (rel, expected) = (Arc::<str>::from(path), expected.map(Arc::<str>::from));
+        let state = (None::<Arc<File>>, offset, false);
+        ReadStream::new(futures_util::stream::unfold(
+            state,
+            move |(file, at, over)| {
+                let (rel, expected) = (rel.clone(), expected.clone());
+                async move {
+                    if over || at >= end {
+                        return None;
+                    }
+                    let want = (end - at).min(STREAM_PIECE);
+                    let piece = self
+                        .blocking(move |root| {
+                            let file = match file {
+                                Some(file) => file,
+                                None => Arc::new(open_version(root, &rel, expected.as_deref())?),
+                            };
+                            let bytes = read_piece(&file, &rel, at, want, expected.as_deref())?;
+                            Ok((file, bytes))
+                        })
+                        .await;
+                    match piece {
+                        Ok((_, bytes)) if bytes.is_empty() => None,
+                        Ok((file, bytes)) => {
+                            let short = (bytes.len() as u64) < want;
+                            let at = at + bytes.len() as u64;
+                            Some((Ok(bytes), (Some(file), at, short)))
+                        }
+                        Err(e) => Some((Err(e), (None, at, true))),
+                    }
+                }
+            },
+        ))
     }
 
     async fn health(&self) -> Health {
@@ -350,4 +368,49 @@ fn entry_metadata(
         return Ok(None);
     }
     Ok(Some(metadata_of(&meta)))
+}
+
+/// Opens `rel` below `root`: a regular file of version `expected` (when given).
+fn open_version(root: &Path, rel: &str, expected: Option<&str>) -> OriginResult<File> {
+    let real = resolve(root, rel)?;
+    let file = File::open(&real).map_err(|e| OriginError::from(e).with_path(rel))?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(OriginError::not_found(format!("{rel}: not a file")));
+    }
+    if expected.is_some_and(|want| version_of(&meta) != want) {
+        return Err(OriginError::changed(format!(
+            "{rel}: not the version asked for"
+        )));
+    }
+    Ok(file)
+}
+
+/// Up to `len` bytes at `offset` of an open `file`, then `fstat` again: a file
+/// that stopped being version `expected` while read is `Changed`.
+fn read_piece(
+    file: &File,
+    rel: &str,
+    offset: u64,
+    len: u64,
+    expected: Option<&str>,
+) -> OriginResult<Vec<u8>> {
+    let size = file.metadata()?.len();
+    let want = len.min(size.saturating_sub(offset)) as usize;
+    let mut buf = vec![0u8; want];
+    let mut filled = 0;
+    while filled < want {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break, // shrank while we read
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(OriginError::from(e).with_path(rel)),
+        }
+    }
+    buf.truncate(filled);
+    let after = file.metadata()?;
+    if expected.is_some_and(|want| version_of(&after) != want) {
+        return Err(OriginError::changed(format!("{rel}: changed while read")));
+    }
+    Ok(buf)
 }

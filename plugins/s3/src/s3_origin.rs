@@ -2,20 +2,23 @@
 //! a `/` delimiter (folders are common prefixes), read is one ranged GET.
 //!
 //! object_store's own retries are off: the host's failover layer retries, and
-//! retrying twice would multiply a dead endpoint's delay. Every request has the
-//! `request_timeout_secs` deadline (30 s by default); the host's call deadline is
-//! usually shorter and cancels first.
+//! retrying twice would multiply a dead endpoint's delay. Every wait on the
+//! server (connecting, then each read from the socket) has the
+//! `request_timeout_secs` deadline (30 s by default), not the request as a whole:
+//! a GET streams its body for as long as the host reads it. The host's call
+//! deadline is usually shorter and cancels first.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures_util::stream::{BoxStream, StreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
 use origin_api::{
     async_trait, DirEntry, EventSink, Health, ListPage, Metadata, Origin, OriginError,
-    OriginResult, WatchHandle,
+    OriginResult, ReadStream, WatchHandle,
 };
 
 use crate::errors::{cause, health_reason, origin_error, Cause};
@@ -39,7 +42,10 @@ impl S3Origin {
             .with_client_options(
                 ClientOptions::new()
                     .with_allow_http(settings.allow_http)
-                    .with_timeout(settings.request_timeout)
+                    // A GET streams for as long as its reader reads: no bound on
+                    // the whole request, but on each wait for the socket.
+                    .with_timeout_disabled()
+                    .with_read_timeout(settings.request_timeout)
                     .with_connect_timeout(Duration::from_secs(5).min(settings.request_timeout)),
             );
         if let Some(region) = &settings.region {
@@ -170,7 +176,7 @@ impl Origin for S3Origin {
     }
 
     async fn read(&self, path: &str, offset: u64, len: u32) -> OriginResult<Vec<u8>> {
-        self.read_version(path, offset, len, None).await
+        Origin::read_version(self, path, offset, len, None).await
     }
 
     /// A ranged GET with `If-Match: <ETag>` when a version is expected; the ETag
@@ -182,39 +188,28 @@ impl Origin for S3Origin {
         len: u32,
         expected: Option<&str>,
     ) -> OriginResult<Vec<u8>> {
-        if len == 0 {
-            // Still say whether the file exists.
-            self.stat(path).await?;
-            return Ok(Vec::new());
-        }
-        let key = object_path(&self.settings.key(path));
-        let options = GetOptions {
-            range: Some(GetRange::Bounded(offset..offset + len as u64)),
-            if_match: expected.map(str::to_owned),
-            ..GetOptions::default()
+        self.read_stream(path, offset, len as u64, expected)
+            .collect()
+            .await
+    }
+
+    /// One ranged GET (checked as [`Self::read_version`] is), its body handed on
+    /// as it arrives.
+    fn read_stream<'a>(
+        &'a self,
+        path: &'a str,
+        offset: u64,
+        len: u64,
+        expected: Option<&'a str>,
+    ) -> ReadStream<'a> {
+        let opened = async move {
+            match self.get(path, offset, len, expected).await {
+                Ok(Some(body)) => body,
+                Ok(None) => futures_util::stream::empty().boxed(),
+                Err(e) => futures_util::stream::iter([Err(e)]).boxed(),
+            }
         };
-        let changed = || OriginError::changed(format!("{path}: not the version asked for"));
-        match self.store.get_opts(&key, options).await {
-            Ok(result) if expected.is_some() && result.meta.e_tag.as_deref() != expected => {
-                Err(changed())
-            }
-            // Vec::from reuses the response's buffer when it owns it alone.
-            Ok(result) => Ok(Vec::from(result.bytes().await.map_err(origin_error)?)),
-            Err(object_store::Error::Precondition { .. }) => Err(changed()),
-            // A range that starts at or past the end: nothing to read, not an error.
-            Err(object_store::Error::NotModified { .. }) => Ok(Vec::new()),
-            Err(e) if is_range_past_end(&e) => {
-                self.stat(path).await?;
-                Ok(Vec::new())
-            }
-            // A "folder" (keys below it, none at it): not a file to read.
-            Err(e) => match self.stat(path).await {
-                Ok(meta) if meta.kind == origin_api::EntryKind::Directory => Err(
-                    origin_api::OriginError::not_found(format!("{path}: not a file")),
-                ),
-                _ => Err(origin_error(e)),
-            },
-        }
+        ReadStream::new(futures_util::stream::once(opened).flatten())
     }
 
     async fn health(&self) -> Health {
@@ -227,6 +222,57 @@ impl Origin for S3Origin {
 
     async fn watch(&self, sink: EventSink) -> OriginResult<WatchHandle> {
         Ok(poller::start(self.store.clone(), self.settings.clone(), sink).await)
+    }
+}
+
+impl S3Origin {
+    /// The body of a ranged GET of `len` bytes at `offset` of version `expected`,
+    /// or `None` when there is nothing to read there.
+    async fn get(
+        &self,
+        path: &str,
+        offset: u64,
+        len: u64,
+        expected: Option<&str>,
+    ) -> OriginResult<Option<BoxStream<'static, OriginResult<Vec<u8>>>>> {
+        if len == 0 {
+            // Still say whether the file exists.
+            self.stat(path).await?;
+            return Ok(None);
+        }
+        let key = object_path(&self.settings.key(path));
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(offset..offset.saturating_add(len))),
+            if_match: expected.map(str::to_owned),
+            ..GetOptions::default()
+        };
+        let changed = || OriginError::changed(format!("{path}: not the version asked for"));
+        match self.store.get_opts(&key, options).await {
+            Ok(result) if expected.is_some() && result.meta.e_tag.as_deref() != expected => {
+                Err(changed())
+            }
+            // Vec::from reuses a piece's buffer when it owns it alone.
+            Ok(result) => Ok(Some(
+                result
+                    .into_stream()
+                    .map(|piece| piece.map(Vec::from).map_err(origin_error))
+                    .boxed(),
+            )),
+            Err(object_store::Error::Precondition { .. }) => Err(changed()),
+            // A range that starts at or past the end: nothing to read, not an error.
+            Err(object_store::Error::NotModified { .. }) => Ok(None),
+            Err(e) if is_range_past_end(&e) => {
+                self.stat(path).await?;
+                Ok(None)
+            }
+            // A "folder" (keys below it, none at it): not a file to read.
+            Err(e) => match self.stat(path).await {
+                Ok(meta) if meta.kind == origin_api::EntryKind::Directory => Err(
+                    origin_api::OriginError::not_found(format!("{path}: not a file")),
+                ),
+                _ => Err(origin_error(e)),
+            },
+        }
     }
 }
 

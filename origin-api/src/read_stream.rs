@@ -1,0 +1,199 @@
+//! Streaming ranged reads: the bytes of a range as a stream of pieces, in order,
+//! as the backend delivers them.
+//!
+//! The contract, for any [`ReadStream`] an origin returns:
+//!
+//! - Pieces are contiguous and in order, starting at the requested offset. None
+//!   is empty. Together they are the whole range, clipped at the end of the file;
+//!   the stream ends early only there (a range at or past the end is an empty
+//!   stream, not an error).
+//! - An error ends the stream: no piece comes after it. [`crate::ErrorKind::Changed`]
+//!   may arrive before the first piece or between pieces; the pieces before it
+//!   were of the expected version.
+//! - Nothing happens until the stream is polled, and dropping it cancels whatever
+//!   it was doing.
+//!
+//! Across the plugin boundary, the plugin side polls your stream on the plugin's
+//! runtime ahead of the host by at most a credit of bytes the host chooses, and
+//! hands the host everything that has arrived when it asks (up to a limit), so a
+//! backend that delivers 16 KiB frames does not cross the boundary 16 KiB at a
+//! time unless the host is waiting for exactly those bytes.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+
+use crate::OriginResult;
+
+/// The first piece [`ReadStream::in_pieces`] reads: small, so the first byte waits
+/// for little.
+pub const FIRST_PIECE: u32 = 256 << 10;
+/// The largest piece [`ReadStream::in_pieces`] reads; pieces double up to it.
+pub const LARGEST_PIECE: u32 = 8 << 20;
+
+/// The bytes of one ranged read, piece by piece. See the [module](self) for the
+/// contract every stream keeps.
+pub struct ReadStream<'a> {
+    inner: Pin<Box<dyn Stream<Item = OriginResult<Vec<u8>>> + Send + 'a>>,
+}
+
+impl<'a> ReadStream<'a> {
+    /// A stream of pieces from any `Stream` (a response body mapped to `Vec<u8>`,
+    /// say). Empty pieces are skipped.
+    pub fn new(stream: impl Stream<Item = OriginResult<Vec<u8>>> + Send + 'a) -> Self {
+        ReadStream {
+            inner: Box::pin(stream),
+        }
+    }
+
+    /// A stream of one piece: the answer of `read` (an empty answer is an empty
+    /// stream).
+    pub fn once(read: impl Future<Output = OriginResult<Vec<u8>>> + Send + 'a) -> Self {
+        Self::new(futures_util::stream::once(read))
+    }
+
+    /// A stream that fails at once.
+    pub fn failed(error: crate::OriginError) -> Self {
+        Self::new(futures_util::stream::iter([Err(error)]))
+    }
+
+    /// `len` bytes from `offset` read as successive ranged reads of
+    /// [`FIRST_PIECE`] bytes, doubling up to [`LARGEST_PIECE`]: the stream an
+    /// origin gets from `read` alone. `read(offset, len)` must answer as
+    /// [`crate::Origin::read`] does. Each read starts only when the stream is
+    /// polled past the one before.
+    pub fn in_pieces<F, Fut>(offset: u64, len: u64, mut read: F) -> Self
+    where
+        F: FnMut(u64, u32) -> Fut + Send + 'a,
+        Fut: Future<Output = OriginResult<Vec<u8>>> + Send + 'a,
+    {
+        let end = offset.saturating_add(len);
+        let state = (offset, FIRST_PIECE, false);
+        Self::new(futures_util::stream::unfold(
+            state,
+            move |(at, piece, over)| {
+                let next = (at < end && !over).then(|| {
+                    let want = (end - at).min(piece as u64) as u32;
+                    (want, read(at, want))
+                });
+                async move {
+                    let (want, read) = next?;
+                    match read.await {
+                        // Short of what was asked: the end of the file.
+                        Ok(bytes) => {
+                            let short = bytes.len() < want as usize;
+                            if bytes.is_empty() {
+                                return None;
+                            }
+                            let at = at + bytes.len() as u64;
+                            let piece = piece.saturating_mul(2).min(LARGEST_PIECE);
+                            Some((Ok(bytes), (at, piece, short)))
+                        }
+                        Err(e) => Some((Err(e), (at, piece, true))),
+                    }
+                }
+            },
+        ))
+    }
+
+    /// The next piece, or `None` at the end.
+    pub async fn next(&mut self) -> Option<OriginResult<Vec<u8>>> {
+        futures_util::StreamExt::next(self).await
+    }
+
+    /// Reads the whole stream into one buffer.
+    pub async fn collect(mut self) -> OriginResult<Vec<u8>> {
+        let mut all = Vec::new();
+        while let Some(piece) = self.next().await {
+            all.extend_from_slice(&piece?);
+        }
+        Ok(all)
+    }
+}
+
+impl Stream for ReadStream<'_> {
+    type Item = OriginResult<Vec<u8>>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            match self.inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(piece))) if piece.is_empty() => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for ReadStream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadStream")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::OriginError;
+
+    fn file(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    fn read_of(data: &[u8], at: u64, n: u32) -> OriginResult<Vec<u8>> {
+        let start = (at as usize).min(data.len());
+        let end = (start + n as usize).min(data.len());
+        Ok(data[start..end].to_vec())
+    }
+
+    #[tokio::test]
+    async fn pieces_double_and_stop_at_the_end_of_the_file() {
+        let data = file(3 * LARGEST_PIECE as usize);
+        let mut sizes = Vec::new();
+        let mut all = Vec::new();
+        let mut stream = ReadStream::in_pieces(10, u64::MAX, |at, n| {
+            let r = read_of(&data, at, n);
+            async move { r }
+        });
+        while let Some(piece) = stream.next().await {
+            let piece = piece.unwrap();
+            sizes.push(piece.len());
+            all.extend_from_slice(&piece);
+        }
+        assert_eq!(sizes[0], FIRST_PIECE as usize);
+        assert_eq!(sizes[1], 2 * FIRST_PIECE as usize);
+        assert!(sizes.iter().all(|&s| s <= LARGEST_PIECE as usize));
+        assert!(all == data[10..], "the pieces are the file from 10 on");
+    }
+
+    #[tokio::test]
+    async fn a_range_past_the_end_is_an_empty_stream() {
+        let data = file(100);
+        let stream = ReadStream::in_pieces(500, 10, |at, n| {
+            let r = read_of(&data, at, n);
+            async move { r }
+        });
+        assert_eq!(stream.collect().await.unwrap(), Vec::<u8>::new());
+    }
+
+    #[tokio::test]
+    async fn an_error_ends_the_stream() {
+        let mut calls = 0;
+        let mut stream = ReadStream::in_pieces(0, 10 << 20, |_, n| {
+            calls += 1;
+            let r = if calls == 2 {
+                Err(OriginError::changed("rewritten"))
+            } else {
+                Ok(vec![1; n as usize])
+            };
+            async move { r }
+        });
+        assert!(stream.next().await.unwrap().is_ok());
+        let err = stream.next().await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Changed);
+        assert!(stream.next().await.is_none(), "nothing after an error");
+        drop(stream);
+        assert_eq!(calls, 2);
+    }
+}
