@@ -5,12 +5,12 @@
 //! background between operations, as in the mount. Whatever happens: a read
 //! returns the bytes of the version it asked for or an error, never other
 //! bytes; no byte is fetched while the cache holds it; and a stream never holds
-//! more than its bound of bytes that are not yet stored.
+//! more than its bound (the batches it is storing and one arriving) of bytes that are not yet stored.
 
 use std::sync::{Arc, Mutex};
 
 use musicfs::cache::content_cache::{ContentCache, Purpose};
-use musicfs::cache::ingest::CHUNK_BATCH;
+use musicfs::cache::ingest::{CHUNK_BATCH, STORING_AT_ONCE};
 use musicfs::cache::manifest::FileVersion;
 use musicfs::cache::source::Source;
 use musicfs::store::Store;
@@ -77,7 +77,9 @@ impl FakeOrigin {
             now.broken.push(broken);
         }
         let unstored = (at - start) - self.cache.cached_bytes_in(&version, start, at);
-        if unstored > (CHUNK_BATCH + LARGEST_PIECE) as u64 {
+        // The batches being stored, and one arriving.
+        let bound = (STORING_AT_ONCE + 1) * (CHUNK_BATCH + LARGEST_PIECE);
+        if unstored > bound as u64 {
             now.broken.push(format!(
                 "a stream from {start} holds {unstored} bytes unstored at {at}"
             ));

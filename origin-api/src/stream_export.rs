@@ -1,6 +1,7 @@
 //! Plugin side of a streaming read: a task on the plugin's runtime polls the
 //! author's [`ReadStream`] into a buffer of at most `credit` bytes, and each of
-//! the host's `next` calls takes everything buffered (up to [`PIECE_LIMIT`]).
+//! the host's `next` calls takes everything buffered (up to [`PIECE_LIMIT`],
+//! or one larger piece of the author's as it is).
 //!
 //! That is the coalescing rule: a piece never waits for more bytes than have
 //! arrived (a reader waiting for its first 4 KiB gets them as soon as they are
@@ -10,6 +11,7 @@
 //! stops polling, so the backend is paused by its own flow control (TCP's window,
 //! say) instead of buffering without end.
 
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
@@ -24,12 +26,15 @@ use crate::path::check_relative_path;
 use crate::plugin_runtime::{self, panicked, spawn_call};
 use crate::{Origin, OriginResult};
 
-/// The most one `next` hands over at once.
+/// The most one `next` hands over at once, joining the author's pieces (a
+/// larger piece of the author's goes alone).
 pub(crate) const PIECE_LIMIT: usize = 1 << 20;
 
 #[derive(Default)]
 struct Buffer {
-    bytes: Vec<u8>,
+    /// The pieces arrived, in order, and how many bytes they hold.
+    pieces: VecDeque<Vec<u8>>,
+    len: usize,
     /// Set when the author's stream ended: `Ok` at its end, or its error.
     end: Option<OriginResult<()>>,
 }
@@ -109,7 +114,7 @@ async fn produce(
     let mut stream = origin.read_stream(path, offset, len, expected);
     let mut delivered = 0u64;
     loop {
-        while shared.buffer().bytes.len() >= credit {
+        while shared.buffer().len >= credit {
             // `Notify` keeps a permit, so a take between the check and this wait
             // is not missed.
             shared.taken.notified().await;
@@ -122,13 +127,10 @@ async fn produce(
         let room = len - delivered;
         piece.truncate(room.min(usize::MAX as u64) as usize);
         delivered += piece.len() as u64;
-        {
+        if !piece.is_empty() {
             let mut buffer = shared.buffer();
-            if buffer.bytes.is_empty() {
-                buffer.bytes = piece;
-            } else {
-                buffer.bytes.extend_from_slice(&piece);
-            }
+            buffer.len += piece.len();
+            buffer.pieces.push_back(piece);
         }
         shared.arrived.notify_one();
         if delivered >= len {
@@ -149,13 +151,17 @@ impl FfiReadStream for StreamAdapter {
             loop {
                 {
                     let mut buffer = shared.buffer();
-                    if !buffer.bytes.is_empty() {
-                        let piece = if buffer.bytes.len() <= PIECE_LIMIT {
-                            std::mem::take(&mut buffer.bytes)
-                        } else {
-                            let rest = buffer.bytes.split_off(PIECE_LIMIT);
-                            std::mem::replace(&mut buffer.bytes, rest)
-                        };
+                    if let Some(mut piece) = buffer.pieces.pop_front() {
+                        // Small pieces are joined up to the limit; a large one
+                        // goes as it is (splitting it would copy the rest).
+                        while let Some(next) = buffer.pieces.front() {
+                            if piece.len() + next.len() > PIECE_LIMIT {
+                                break;
+                            }
+                            let next = buffer.pieces.pop_front().unwrap_or_default();
+                            piece.extend_from_slice(&next);
+                        }
+                        buffer.len -= piece.len();
                         drop(buffer);
                         shared.taken.notify_one();
                         return Ok(ROption::RSome(piece.into()));

@@ -3,7 +3,8 @@
 //! through a [`Fixture`] you implement (a folder, a bucket, an SFTP server), then
 //! checks what your origin says about it: listing and paging, stat, ranged reads at
 //! the edges, offsets beyond 4 GiB, missing paths, unicode and space-laden names,
-//! versions (a replaced file is never read as its old version), and watching
+//! versions (a replaced file is never read as its old version), streaming reads
+//! (the pieces are the range; a file replaced mid-stream is never mixed), and watching
 //! (create, modify, delete, and silence after the handle is dropped).
 //!
 //! ```ignore
@@ -192,6 +193,11 @@ pub async fn run(
     record(
         "versions: a replaced file is never read as the old one",
         check_versions(origin, fixture).await,
+    );
+    record("streams: pieces are the range", check_streams(origin).await);
+    record(
+        "streams: a file replaced during a stream is never mixed",
+        check_stream_replaced(origin, fixture).await,
     );
     if sparse {
         record("offsets beyond 4 GiB", check_large_offsets(origin).await);
@@ -469,6 +475,116 @@ async fn check_versions(origin: &dyn Origin, fixture: &dyn Fixture) -> Check {
         .await
         .map_err(|e| format!("read of the new version: {e}"))?;
     ensure!(read == second, "the new version read back wrong");
+    let _ = fixture.remove(PATH).await;
+    Ok(())
+}
+
+/// Every piece of `stream`, or the error that ended it.
+async fn pieces(mut stream: crate::ReadStream<'_>) -> Result<Vec<Vec<u8>>, crate::OriginError> {
+    let mut all = Vec::new();
+    while let Some(piece) = stream.next().await {
+        all.push(piece?);
+    }
+    Ok(all)
+}
+
+/// A streaming read gives the bytes `read` gives, in non-empty pieces, for the
+/// same ranges (edges included).
+async fn check_streams(origin: &dyn Origin) -> Check {
+    let content = pattern(TRACK_LEN);
+    let len = TRACK_LEN as u64;
+    let cases: [(u64, u64, &[u8], &str); 6] = [
+        (0, u64::MAX, &content[..], "whole file, no length limit"),
+        (4_097, 8_191, &content[4_097..4_097 + 8_191], "middle range"),
+        (len - 1, 10, &content[TRACK_LEN - 1..], "last byte"),
+        (len, 10, &[], "offset at the end"),
+        (len + 1000, 10, &[], "offset past the end"),
+        (500, 0, &[], "length 0"),
+    ];
+    for (offset, size, expected, what) in cases {
+        let got = pieces(origin.read_stream(TRACK, offset, size, None))
+            .await
+            .map_err(|e| format!("{what} (offset {offset}, len {size}): {e}"))?;
+        ensure!(got.iter().all(|p| !p.is_empty()), "{what}: an empty piece");
+        ensure!(
+            got.concat() == expected,
+            "{what}: got {} bytes, expected {}",
+            got.iter().map(Vec::len).sum::<usize>(),
+            expected.len()
+        );
+    }
+    let version = origin
+        .stat(TRACK)
+        .await
+        .map_err(|e| format!("stat: {e}"))?
+        .version;
+    let got = pieces(origin.read_stream(TRACK, 0, len, version.as_deref()))
+        .await
+        .map_err(|e| format!("a stream of the current version: {e}"))?;
+    ensure!(
+        got.concat() == content,
+        "a stream of the current version differs"
+    );
+    Ok(())
+}
+
+/// A file replaced by other bytes of the same size while a stream of it runs:
+/// every piece after the replacement is still of the old bytes, or the stream
+/// ends with `Changed`; never new bytes.
+async fn check_stream_replaced(origin: &dyn Origin, fixture: &dyn Fixture) -> Check {
+    const PATH: &str = "replaced-while-streamed.bin";
+    const LEN: usize = 12 << 20;
+    let first = pattern(LEN);
+    let second: Vec<u8> = first.iter().map(|b| !b).collect();
+    let fail = |e: io::Error| format!("fixture: {e}");
+    fixture.write(PATH, &first).await.map_err(fail)?;
+    fixture.commit().await.map_err(fail)?;
+    let old = origin
+        .stat(PATH)
+        .await
+        .map_err(|e| format!("stat: {e}"))?
+        .version;
+    let mut stream = origin.read_stream(PATH, 0, LEN as u64, old.as_deref());
+    let mut at = match stream.next().await {
+        Some(Ok(piece)) => {
+            ensure!(piece[..] == first[..piece.len()], "the first piece differs");
+            piece.len()
+        }
+        other => return Err(format!("the first piece: {other:?}")),
+    };
+    fixture.write(PATH, &second).await.map_err(fail)?;
+    fixture.commit().await.map_err(fail)?;
+    let outcome = loop {
+        match stream.next().await {
+            Some(Ok(piece)) => {
+                ensure!(
+                    at + piece.len() <= LEN && piece[..] == first[at..at + piece.len()],
+                    "bytes {at}..{} are not the old version's",
+                    at + piece.len()
+                );
+                at += piece.len();
+            }
+            Some(Err(e)) if e.kind() == ErrorKind::Changed => break "Changed",
+            Some(Err(e)) => return Err(format!("at {at}: {e} (want old bytes or Changed)")),
+            None => {
+                ensure!(at == LEN, "the stream ended at {at} of {LEN}");
+                break "the old bytes whole";
+            }
+        }
+    };
+    drop(stream);
+    let new = origin
+        .stat(PATH)
+        .await
+        .map_err(|e| format!("stat: {e}"))?
+        .version;
+    let got = pieces(origin.read_stream(PATH, 0, LEN as u64, new.as_deref()))
+        .await
+        .map_err(|e| format!("a stream of the new version (after {outcome}): {e}"))?;
+    ensure!(
+        got.concat() == second,
+        "a stream of the new version differs"
+    );
     let _ = fixture.remove(PATH).await;
     Ok(())
 }

@@ -16,7 +16,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use musicfs_tests::bench_support::{first_byte, noise_file, read_speed, tagged_library, PeerMount};
+use musicfs_tests::bench_support::{
+    first_byte, noise_file, peak_rss_mb, read_speed, reset_peak_rss, rss_mb, tagged_library,
+    PeerMount,
+};
 use musicfs_tests::mounted::Mounted;
 use musicfs_tests::s3_server::{
     mount_args, origins_config, S3Server, ACCESS_KEY, BUCKET, SECRET_KEY,
@@ -32,6 +35,10 @@ struct Figures {
     ttfb_start: Duration,
     ttfb_middle: Duration,
     mbps: f64,
+    /// Resident memory before reading the 50 MB object, and its peak while
+    /// reading it (MB).
+    rss_before: f64,
+    rss_peak: f64,
 }
 
 fn diff(
@@ -64,10 +71,11 @@ fn walk_and_read(root: &Path, skip: &str) -> usize {
     read
 }
 
-/// Measures one mounted tool: `library` is the folder holding the tracks, `big`
-/// the 50 MB object's path.
+/// Measures one mounted tool, process `pid`: `library` is the folder holding
+/// the tracks, `big` the 50 MB object's path.
 fn measure(
     tool: &'static str,
+    pid: u32,
     server: &S3Server,
     library: &Path,
     big: &Path,
@@ -77,9 +85,12 @@ fn measure(
     let files = walk_and_read(library, big_name);
     assert!(files >= TRACKS, "{tool}: only {files} files read");
     let after_library = server.request_counts();
+    let rss_before = rss_mb(pid);
+    reset_peak_rss(pid);
     let ttfb_middle = first_byte(big, BIG / 2);
     let ttfb_start = first_byte(big, 0);
     let mbps = read_speed(big);
+    let rss_peak = peak_rss_mb(pid);
     let after_big = server.request_counts();
     Figures {
         tool,
@@ -88,6 +99,8 @@ fn measure(
         ttfb_start,
         ttfb_middle,
         mbps,
+        rss_before,
+        rss_peak,
     }
 }
 
@@ -118,7 +131,15 @@ fn main() {
     );
     let scan = diff(&server.request_counts(), &before_mount);
     let big = mount.path("Unknown Artist/Unknown Album/fifty.flac");
-    let mut musicfs = measure("MusicFS", &server, &mount.mountpoint, &big, "fifty.flac");
+    let pid = mount.pid().expect("the daemon runs");
+    let mut musicfs = measure(
+        "MusicFS",
+        pid,
+        &server,
+        &mount.mountpoint,
+        &big,
+        "fifty.flac",
+    );
     for (op, n) in scan {
         *musicfs.library.entry(op).or_insert(0) += n;
     }
@@ -140,6 +161,7 @@ fn main() {
     let rclone = PeerMount::rclone_remote(&format!(":s3:{BUCKET}"), &flags, work);
     let rclone_figures = measure(
         "rclone",
+        rclone.pid(),
         &server,
         &rclone.mountpoint.join("lib"),
         &rclone.mountpoint.join("lib/big/fifty.flac"),
@@ -150,6 +172,7 @@ fn main() {
     let s3fs = PeerMount::s3fs(BUCKET, &server.endpoint(), ACCESS_KEY, SECRET_KEY, work);
     let s3fs_figures = measure(
         "s3fs",
+        s3fs.pid(),
         &server,
         &s3fs.mountpoint.join("lib"),
         &s3fs.mountpoint.join("lib/big/fifty.flac"),
@@ -161,7 +184,7 @@ fn main() {
         "{TRACKS}-track library + a {} MB object, one s3s-fs server on loopback\n",
         BIG >> 20
     );
-    println!("{:<8} {:>14} {:>15} {:>10}   requests to list + read the library   requests to read the 50 MB object", "tool", "TTFB start", "TTFB middle", "MB/s");
+    println!("{:<8} {:>14} {:>15} {:>10} {:>18}   requests to list + read the library   requests to read the 50 MB object", "tool", "TTFB start", "TTFB middle", "MB/s", "RSS MB (peak)");
     for f in [&musicfs, &rclone_figures, &s3fs_figures] {
         let show = |m: &BTreeMap<String, usize>| {
             m.iter()
@@ -170,13 +193,27 @@ fn main() {
                 .join(", ")
         };
         println!(
-            "{:<8} {:>11.2} ms {:>12.2} ms {:>10.0}   {:<36}  {}",
+            "{:<8} {:>11.2} ms {:>12.2} ms {:>10.0} {:>9.0} ({:>5.0})   {:<36}  {}",
             f.tool,
             f.ttfb_start.as_secs_f64() * 1e3,
             f.ttfb_middle.as_secs_f64() * 1e3,
             f.mbps,
+            f.rss_before,
+            f.rss_peak,
             show(&f.library),
             show(&f.big)
         );
     }
+    let gets = |f: &Figures| f.big.get("GetObject").copied().unwrap_or(0);
+    println!(
+        "\nMusicFS / rclone: throughput {:.2}x, TTFB middle {:.2}x (below 1 is faster), \
+         GETs for the 50 MB object {} vs {}",
+        musicfs.mbps / rclone_figures.mbps,
+        musicfs.ttfb_middle.as_secs_f64() / rclone_figures.ttfb_middle.as_secs_f64(),
+        gets(&musicfs),
+        gets(&rclone_figures),
+    );
+    println!(
+        "(TTFB start: MusicFS holds a file's head from its tag scan; the peers read it then.)"
+    );
 }

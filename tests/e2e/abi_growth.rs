@@ -64,6 +64,13 @@ async fn a_plugin_built_against_1_0_loads_and_new_methods_fall_back() {
             .unwrap(),
         &content[6..13]
     );
+    // read_stream came in 1.2: the host streams through read_version instead.
+    let streamed = origin
+        .read_stream("frozen.txt", 3, u64::MAX, None)
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(streamed, &content[3..]);
     assert_eq!(
         origin.stat("frozen.txt").await.unwrap().size,
         content.len() as u64

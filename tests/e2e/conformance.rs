@@ -22,5 +22,5 @@ async fn local_plugin_passes_the_conformance_suite() {
     println!("{report}");
     report.assert_passed();
     assert!(report.skipped.is_empty(), "{report}");
-    assert_eq!(report.passed.len(), 12, "{report}");
+    assert_eq!(report.passed.len(), 14, "{report}");
 }

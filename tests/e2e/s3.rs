@@ -32,7 +32,7 @@ async fn s3_plugin_passes_the_conformance_suite() {
     report.assert_passed();
     // Only the >4 GiB check is skipped (see S3Fixture::write_sparse).
     assert_eq!(report.skipped.len(), 1, "{report}");
-    assert_eq!(report.passed.len(), 11, "{report}");
+    assert_eq!(report.passed.len(), 13, "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

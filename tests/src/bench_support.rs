@@ -109,6 +109,11 @@ pub struct PeerMount {
 }
 
 impl PeerMount {
+    /// The peer's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `rclone mount` of a local folder, read-only with a full VFS cache.
     pub fn rclone(source: &Path, work: &Path) -> PeerMount {
         Self::rclone_remote(&source.display().to_string(), &[], work)
@@ -201,12 +206,27 @@ impl Drop for PeerMount {
 }
 
 /// The peak resident memory of process `pid`, in MB.
-pub fn peak_rss_mb(pid: u32) -> f64 {
+/// Starts `pid`'s peak resident set size over from what it holds now (Linux
+/// 4.0+, `clear_refs` 5), so [`peak_rss_mb`] then gives the peak of what follows.
+pub fn reset_peak_rss(pid: u32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+/// Resident set size of `pid` now, in MB.
+pub fn rss_mb(pid: u32) -> f64 {
+    status_mb(pid, "VmRSS:")
+}
+
+fn status_mb(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+pub fn peak_rss_mb(pid: u32) -> f64 {
+    status_mb(pid, "VmHWM:")
 }

@@ -236,15 +236,23 @@ impl ChunkStore {
         }
         let path = self.path_of(id);
         let dir = path.parent().expect("chunk paths have a parent");
-        std::fs::create_dir_all(dir)?;
         let temp = dir.join(format!(
             ".tmp-{}-{}",
             std::process::id(),
             self.temp_counter.fetch_add(1, Ordering::Relaxed)
         ));
+        // The folder is made only when the write finds it missing: most exist,
+        // and a `mkdir` per chunk is a measurable part of a cold read.
+        let write = |temp: &Path| std::fs::write(temp, bytes);
+        let written = match write(&temp) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir).and_then(|()| write(&temp))
+            }
+            other => other,
+        };
         // A write that fails (a full disk) leaves nothing behind: no temporary
         // file, and no entry for a chunk that is not there.
-        if let Err(e) = std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, &path)) {
+        if let Err(e) = written.and_then(|()| std::fs::rename(&temp, &path)) {
             let _ = std::fs::remove_file(&temp);
             return Err(e);
         }

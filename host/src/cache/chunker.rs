@@ -64,6 +64,29 @@ pub fn chunk(data: &[u8]) -> Vec<Piece> {
     chunk_with(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
 }
 
+/// Where [`chunk`] would cut `data`, as (offset, length), without naming the
+/// chunks: cutting is cheap, hashing is not, so a stream cuts as bytes arrive
+/// and names the chunks elsewhere.
+pub fn cut(data: &[u8]) -> Vec<(usize, usize)> {
+    if data.is_empty() {
+        return Vec::new();
+    }
+    fastcdc::v2020::FastCDC::new(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+        .map(|c| (c.offset, c.length))
+        .collect()
+}
+
+/// The chunks of `data` at the `cuts` (from [`cut`]), named.
+pub fn name(data: &[u8], cuts: &[(usize, usize)]) -> Vec<Piece> {
+    cuts.iter()
+        .map(|&(offset, len)| Piece {
+            offset,
+            len,
+            id: ChunkId::of(&data[offset..offset + len]),
+        })
+        .collect()
+}
+
 /// [`chunk`] with other sizes, for the benchmark that chose them.
 pub fn chunk_with(data: &[u8], min: usize, avg: usize, max: usize) -> Vec<Piece> {
     if data.is_empty() {
@@ -92,6 +115,12 @@ mod tests {
                 x as u8
             })
             .collect()
+    }
+
+    #[test]
+    fn cutting_then_naming_is_chunking() {
+        let data = noise(1_000_000, 3);
+        assert_eq!(name(&data, &cut(&data)), chunk(&data));
     }
 
     #[test]

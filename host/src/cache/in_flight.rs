@@ -231,8 +231,14 @@ impl FetchGuard {
     /// Records that bytes before `to` are stored: the claim starts there now.
     /// Call it while holding the manifest's lock, after recording them there.
     pub fn stored_until(&self, to: u64) {
-        if let Some(r) = self.in_flight.fetches().get(self.id) {
-            r.start = r.start.max(to.min(r.end));
+        self.progress().stored_until(to);
+    }
+
+    /// A handle that records this fetch's progress from another thread.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            in_flight: self.in_flight.clone(),
+            id: self.id,
         }
     }
 
@@ -259,6 +265,21 @@ impl FetchGuard {
     /// Releases the claim, telling waiters how it ended.
     pub fn finish(self, outcome: &OriginResult<()>) {
         self.done.send_replace(Some(outcome.clone()));
+    }
+}
+
+/// Records a fetch's progress ([`FetchGuard::progress`]).
+pub struct Progress {
+    in_flight: Arc<InFlight>,
+    id: u64,
+}
+
+impl Progress {
+    /// [`FetchGuard::stored_until`].
+    pub fn stored_until(&self, to: u64) {
+        if let Some(r) = self.in_flight.fetches().get(self.id) {
+            r.start = r.start.max(to.min(r.end));
+        }
     }
 }
 

@@ -19,9 +19,14 @@
 //!   across the plugin boundary the plugin stops polling once its credit is
 //!   full, and the backend is paused by its own flow control. A reader moving
 //!   on raises `want`, and the stream resumes.
-//! - **Memory.** At most [`CHUNK_BATCH`] plus one piece (a piece crossing the
-//!   boundary is at most 1 MiB) in the host, and the plugin's credit in the
-//!   plugin, per stream — not the window, and not the file.
+//! - **Stages.** Cutting runs as bytes arrive; naming (BLAKE3) and writing the
+//!   chunk files run on blocking threads, [`STORING_AT_ONCE`] batches at a
+//!   time, beside the arrival of the next: on a fast origin these are the
+//!   costs, and they then use every core. Batches enter the manifest in order.
+//! - **Memory.** At most [`STORING_AT_ONCE`] + 1 batches of [`CHUNK_BATCH`] plus
+//!   one piece each (a piece crossing the boundary is about 1 MiB) in the host,
+//!   and the plugin's credit in the plugin, per stream — not the window, and
+//!   not the file.
 //! - **Cancellation.** A stream ends at its claim's end, which a reader that
 //!   seeks far ahead moves back (it then fetches from there itself); when nobody
 //!   wants more for [`STREAM_IDLE`] (the reader stopped, or closed the file);
@@ -31,22 +36,26 @@
 //!   and at the end, not per piece: a 512 MB file has thousands of chunks, and
 //!   rewriting its manifest per piece would be quadratic.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use origin_api::{OriginError, OriginResult};
 
-use super::chunker::{chunk, ChunkId, Piece, MAX_CHUNK};
+use super::chunker::{cut, name, ChunkId, Piece, MAX_CHUNK};
 use super::content_cache::{ContentCache, Purpose, VersionState, SLOW_FETCH};
-use super::in_flight::FetchGuard;
+use super::in_flight::{FetchGuard, Progress};
 use super::manifest::FileVersion;
 use super::source::Source;
 use crate::store::{MANIFESTS, TAG_CHUNKS};
 
 /// Bytes gathered before they are chunked (unless a reader waits for them):
 /// enough that most chunks are final when cut.
-pub const CHUNK_BATCH: usize = 2 * MAX_CHUNK;
+pub const CHUNK_BATCH: usize = 4 * MAX_CHUNK;
+/// How many batches of one stream may be named and written at once.
+pub const STORING_AT_ONCE: usize = 2;
 /// How long a paused stream waits for a reader to want more before it ends.
 pub const STREAM_IDLE: Duration = Duration::from_secs(5);
 /// How many stored bytes between writes of the manifest to the index.
@@ -56,7 +65,7 @@ impl ContentCache {
     /// Streams the bytes `claim` covers from `origin`, storing them as they
     /// come (see the module's essay).
     pub(super) async fn stream_into(
-        &self,
+        self: &Arc<Self>,
         state: &Arc<VersionState>,
         version: &FileVersion,
         origin: &dyn Source,
@@ -72,8 +81,16 @@ impl ContentCache {
             version.version.as_deref(),
         );
         let mut buffer = Buffer::new(claim.start);
-        let mut tag_chunks = Vec::new();
-        let mut unrecorded = 0u64;
+        let mut storing = Storing {
+            cache: self.clone(),
+            state: state.clone(),
+            progress: Arc::new(claim.progress()),
+            purpose,
+            running: VecDeque::new(),
+            last_recorded: None,
+            unrecorded: 0,
+            tag_chunks: Vec::new(),
+        };
         let started = Instant::now();
         let mut first = true;
         let ended = loop {
@@ -81,9 +98,8 @@ impl ContentCache {
             let head = buffer.head();
             // A waiting reader's bytes are all here: store them now.
             if bounds.need > buffer.base && head >= bounds.need.min(bounds.end) {
-                let stored = buffer.store(self, state, claim, purpose, true);
-                unrecorded += stored.bytes;
-                tag_chunks.extend(stored.tag_chunks);
+                storing.start(buffer.take(true)).await;
+                storing.settle().await;
             }
             if head >= bounds.end {
                 break Ok(());
@@ -121,23 +137,15 @@ impl ContentCache {
             let room = (bounds.end - head).min(piece.len() as u64) as usize;
             buffer.bytes.extend_from_slice(&piece[..room]);
             if buffer.bytes.len() >= CHUNK_BATCH {
-                let stored = buffer.store(self, state, claim, purpose, false);
-                unrecorded += stored.bytes;
-                tag_chunks.extend(stored.tag_chunks);
-                if unrecorded >= RECORD_EVERY {
-                    self.record_manifest(state, &std::mem::take(&mut tag_chunks));
-                    unrecorded = 0;
-                }
+                storing.start(buffer.take(false)).await;
             }
         };
         drop(stream);
         // What arrived is of the version asked for, even when the stream failed
         // after it: keep it.
-        let stored = buffer.store(self, state, claim, purpose, true);
-        tag_chunks.extend(stored.tag_chunks);
-        if unrecorded + stored.bytes > 0 || !tag_chunks.is_empty() {
-            self.record_manifest(state, &tag_chunks);
-        }
+        storing.start(buffer.take(true)).await;
+        storing.settle().await;
+        storing.record();
         ended
     }
 
@@ -152,25 +160,49 @@ impl ContentCache {
         bytes: &[u8],
         pieces: &[Piece],
         purpose: Purpose,
-        claim: Option<&FetchGuard>,
+        claim: Option<&Progress>,
     ) -> Vec<ChunkId> {
+        let written = self.write_chunks(bytes, pieces, purpose);
+        self.add_to_manifest(state, base, pieces, written.unwritten, claim);
+        written.tag_chunks
+    }
+
+    /// Writes the chunks `pieces` of `bytes` to the chunk store and keeps them
+    /// hot; a chunk the disk refused is kept in memory only.
+    fn write_chunks(&self, bytes: &[u8], pieces: &[Piece], purpose: Purpose) -> Written {
         let tag = purpose == Purpose::Tag;
-        let mut unwritten = Vec::new();
-        let mut tag_chunks = Vec::new();
+        let mut written = Written {
+            unwritten: Vec::new(),
+            tag_chunks: Vec::new(),
+        };
         for piece in pieces {
             let data = &bytes[piece.offset..piece.offset + piece.len];
             match self.chunks.put(&piece.id, data, tag) {
-                Ok(_) if tag => tag_chunks.push(piece.id),
+                Ok(_) if tag => written.tag_chunks.push(piece.id),
                 Ok(_) => {}
                 Err(e) => {
-                    if unwritten.is_empty() {
+                    if written.unwritten.is_empty() {
                         tracing::warn!("cannot store a chunk, serving it from memory: {e}");
                     }
-                    unwritten.push(piece.id);
+                    written.unwritten.push(piece.id);
                 }
             }
             self.hot.put(piece.id, Arc::new(data.to_vec()));
         }
+        written
+    }
+
+    /// Records chunks at `base` in the manifest (in memory), `unwritten` ones
+    /// as held in memory only, and, under the manifest's lock, gives them up
+    /// from `claim`; wakes waiting readers.
+    fn add_to_manifest(
+        &self,
+        state: &VersionState,
+        base: u64,
+        pieces: &[Piece],
+        unwritten: Vec<ChunkId>,
+        claim: Option<&Progress>,
+    ) {
         {
             let mut manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
             manifest.insert(base, pieces);
@@ -184,7 +216,6 @@ impl ContentCache {
             }
         }
         state.landed.send_modify(|n| *n = n.wrapping_add(1));
-        tag_chunks
     }
 
     /// Writes the manifest of `state` (what is on disk) and `tag_chunks` to the
@@ -212,10 +243,11 @@ struct Buffer {
     bytes: Vec<u8>,
 }
 
-/// What one [`Buffer::store`] stored.
-struct Stored {
-    bytes: u64,
-    tag_chunks: Vec<ChunkId>,
+/// Chunks cut from a stream, to be named and stored.
+struct Batch {
+    base: u64,
+    bytes: Vec<u8>,
+    cuts: Vec<(usize, usize)>,
 }
 
 impl Buffer {
@@ -231,34 +263,110 @@ impl Buffer {
         self.base + self.bytes.len() as u64
     }
 
-    /// Chunks the buffer and stores every chunk but the last, or all of them
-    /// with `all`.
-    fn store(
-        &mut self,
-        cache: &ContentCache,
-        state: &VersionState,
-        claim: &FetchGuard,
-        purpose: Purpose,
-        all: bool,
-    ) -> Stored {
-        let mut pieces = chunk(&self.bytes);
+    /// Cuts the buffer into chunks and takes every chunk but the last (which
+    /// may only end where the buffer does), or all of them with `all`.
+    fn take(&mut self, all: bool) -> Option<Batch> {
+        let mut cuts = cut(&self.bytes);
         if !all {
-            pieces.pop();
+            cuts.pop();
         }
-        let Some(last) = pieces.last() else {
-            return Stored {
-                bytes: 0,
-                tag_chunks: Vec::new(),
-            };
+        let &(offset, len) = cuts.last()?;
+        let taken = offset + len;
+        let rest = self.bytes[taken..].to_vec();
+        let bytes = std::mem::replace(&mut self.bytes, rest);
+        let base = self.base;
+        self.base += taken as u64;
+        Some(Batch { base, bytes, cuts })
+    }
+}
+
+/// What [`ContentCache::write_chunks`] wrote.
+struct Written {
+    unwritten: Vec<ChunkId>,
+    tag_chunks: Vec<ChunkId>,
+}
+
+/// Naming and storing a stream's chunks on blocking threads, up to
+/// [`STORING_AT_ONCE`] batches at a time: hashing and writing chunk files run
+/// beside each other and beside the next batch's arrival. Batches enter the
+/// manifest in order (each waits for the one before), so the claim only ever
+/// gives up bytes that are stored, from its front.
+struct Storing {
+    cache: Arc<ContentCache>,
+    state: Arc<VersionState>,
+    progress: Arc<Progress>,
+    purpose: Purpose,
+    running: VecDeque<tokio::task::JoinHandle<Vec<ChunkId>>>,
+    /// Told when the last batch started is in the manifest.
+    last_recorded: Option<mpsc::Receiver<()>>,
+    unrecorded: u64,
+    tag_chunks: Vec<ChunkId>,
+}
+
+impl Storing {
+    /// Starts storing `batch`, once fewer than [`STORING_AT_ONCE`] are.
+    async fn start(&mut self, batch: Option<Batch>) {
+        let Some(batch) = batch else {
+            return;
         };
-        let len = last.offset + last.len;
-        let tag_chunks =
-            cache.store_pieces(state, self.base, &self.bytes, &pieces, purpose, Some(claim));
-        self.bytes.drain(..len);
-        self.base += len as u64;
-        Stored {
-            bytes: len as u64,
-            tag_chunks,
+        while self.running.len() >= STORING_AT_ONCE {
+            self.settle_one().await;
+        }
+        self.unrecorded += batch.bytes.len() as u64;
+        let (cache, state, progress, purpose) = (
+            self.cache.clone(),
+            self.state.clone(),
+            self.progress.clone(),
+            self.purpose,
+        );
+        let before = self.last_recorded.take();
+        let (recorded, next) = mpsc::channel();
+        self.last_recorded = Some(next);
+        self.running.push_back(tokio::task::spawn_blocking(move || {
+            let pieces = name(&batch.bytes, &batch.cuts);
+            let written = cache.write_chunks(&batch.bytes, &pieces, purpose);
+            if let Some(before) = before {
+                // An error means the batch before is gone (it panicked): go on.
+                let _ = before.recv();
+            }
+            cache.add_to_manifest(
+                &state,
+                batch.base,
+                &pieces,
+                written.unwritten,
+                Some(&progress),
+            );
+            let _ = recorded.send(());
+            written.tag_chunks
+        }));
+    }
+
+    async fn settle_one(&mut self) {
+        if let Some(running) = self.running.pop_front() {
+            match running.await {
+                Ok(tags) => self.tag_chunks.extend(tags),
+                Err(e) => tracing::warn!("storing chunks failed: {e}"),
+            }
+        }
+    }
+
+    /// Waits for every batch being stored, and writes the manifest to the
+    /// index every [`RECORD_EVERY`] bytes.
+    async fn settle(&mut self) {
+        while !self.running.is_empty() {
+            self.settle_one().await;
+        }
+        if self.unrecorded >= RECORD_EVERY {
+            self.record();
+        }
+    }
+
+    /// Writes the manifest (and the tag chunks stored) to the index.
+    fn record(&mut self) {
+        if self.unrecorded > 0 || !self.tag_chunks.is_empty() {
+            self.cache
+                .record_manifest(&self.state, &std::mem::take(&mut self.tag_chunks));
+            self.unrecorded = 0;
         }
     }
 }

@@ -242,7 +242,12 @@ impl S3Origin {
         }
         let key = object_path(&self.settings.key(path));
         let options = GetOptions {
-            range: Some(GetRange::Bounded(offset..offset.saturating_add(len))),
+            // A length past any object (a read "to the end") is asked as such:
+            // servers refuse a Range end beyond what a signed 64-bit number holds.
+            range: Some(match offset.checked_add(len) {
+                Some(end) if end <= i64::MAX as u64 => GetRange::Bounded(offset..end),
+                _ => GetRange::Offset(offset),
+            }),
             if_match: expected.map(str::to_owned),
             ..GetOptions::default()
         };
