@@ -11,28 +11,32 @@
 //!   old bytes are not cached, and is shown anew once the change is seen.
 //! - **Warm.** The cache is tried on the FUSE thread, for every replica: a read
 //!   whose bytes are all cached never waits for anything else.
-//! - **Cold.** The request moves to a tokio task with its reply. Right after a
-//!   seek (or on the first read) it fetches just the kernel's request, so the
-//!   first byte waits for the smallest answer an origin can give, and read-ahead
-//!   starts beside it; a sequential reader that outran its read-ahead fetches a
-//!   whole window.
-//! - **Windows.** A window starts at 1 MiB and doubles while the reader stays
-//!   sequential (requests up to 1 MiB from where it should read next count,
-//!   since the kernel's own readahead arrives out of order over several FUSE
-//!   threads), up to 8 MiB, or 32 MiB for an origin whose fetches showed a fixed
-//!   cost per request (a remote store). A seek starts again at 1 MiB.
-//! - **Read-ahead.** Up to two windows past the reader are fetched in the
-//!   background, each claiming its byte range, so no byte is fetched twice at
-//!   once (see `cache::in_flight`).
-//! - **Memory.** Bounded per open file by the windows in flight (at most two
-//!   read-aheads and the reader's own fetch), plus the shared 32 MiB of hot
+//! - **Cold.** The request moves to a tokio task with its reply. It opens one
+//!   stream from its first missing byte to the next cached byte (or joins the
+//!   stream already bringing its bytes) and is answered as soon as its own
+//!   bytes are stored, while the stream goes on (see `cache::ingest`). So the
+//!   first byte waits for the first piece an origin sends, and a whole file
+//!   read from its start is one request to the origin.
+//! - **Windows.** How far a stream may run ahead of its reader: 1 MiB at first,
+//!   doubling while the reader stays sequential (requests up to 1 MiB from
+//!   where it should read next count, since the kernel's own readahead arrives
+//!   out of order over several FUSE threads), up to 8 MiB, or 32 MiB for an
+//!   origin whose streams are slow to start (a remote store). A seek starts
+//!   again at 1 MiB, and a read far ahead of a running stream cuts that stream
+//!   short there and streams from its own offset.
+//! - **Read-ahead.** Every sequential read, cached or not, lets the stream ahead
+//!   of it run on by the window, or starts one at the first byte that nobody
+//!   has or is fetching; past the window the stream pauses, and after 5 s with
+//!   nobody wanting more it ends.
+//! - **Memory.** Bounded per stream by a few 1 MiB batches in the host and the
+//!   plugin's 4 MiB credit, whatever the window; plus the shared 32 MiB of hot
 //!   chunks.
 //! - **Deadlines and cancellation.** A read has one deadline, twice `timeout_ms`,
 //!   failover and retries included; past it the fetch's future is dropped, which
 //!   cancels the plugin's task. A read that ran out its deadline is remembered for
 //!   a second, so the kernel's immediate second try at the same pages fails at
-//!   once. Read-ahead is not cancelled when the file closes: its bytes are cached
-//!   for the next reader.
+//!   once. A stream is not cancelled when the file closes: it ends when nobody
+//!   wants more, and what it brought is cached for the next reader.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
