@@ -147,15 +147,25 @@ impl Manifest {
     }
 
     /// The first byte of `[start, end)` that no extent covers, if any.
+    ///
+    /// One walk over the extents in order (a read-ahead asks this of windows of
+    /// a hundred extents or more, on every read).
     pub fn first_missing(&self, start: u64, end: u64) -> Option<u64> {
         let mut pos = start;
-        while pos < end {
-            match self.covering(pos) {
-                Some((extent_start, extent)) => pos = extent_start + extent.len as u64,
-                None => return Some(pos),
+        for (&extent_start, extent) in self
+            .extents
+            .range(start.saturating_sub(MAX_CHUNK as u64)..end)
+        {
+            if pos >= end {
+                break;
             }
+            if extent_start > pos {
+                // Every extent that starts at or before `pos` ends at or before it.
+                return Some(pos);
+            }
+            pos = pos.max(extent_start + extent.len as u64);
         }
-        None
+        (pos < end).then_some(pos)
     }
 
     /// Where the run of missing bytes that begins at `start` ends, at most `limit`
@@ -218,6 +228,33 @@ mod tests {
             offset,
             len,
             id: ChunkId([n; 32]),
+        }
+    }
+
+    #[test]
+    fn first_missing_agrees_with_a_byte_by_byte_look_over_overlapping_extents() {
+        let mut x = 7u64;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _ in 0..200 {
+            let mut m = Manifest::default();
+            for i in 0..next(12) {
+                let len = 1 + next(MAX_CHUNK as u64) as usize;
+                m.insert(next(2_000_000), &[piece(0, len, i as u8)]);
+            }
+            let covered = |p: u64| m.covering(p).is_some();
+            let start = next(2_000_000);
+            let end = start + next(200_000);
+            let naive = (start..end).find(|&p| !covered(p));
+            assert_eq!(
+                m.first_missing(start, end),
+                naive,
+                "{start}..{end} of {m:?}"
+            );
         }
     }
 
