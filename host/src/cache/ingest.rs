@@ -30,7 +30,8 @@
 //! - **Cancellation.** A stream ends at its claim's end, which a reader that
 //!   seeks far ahead moves back (it then fetches from there itself); when nobody
 //!   wants more for [`STREAM_IDLE`] (the reader stopped, or closed the file);
-//!   when its origin is taken down; and at the first error. Whatever it stored
+//!   when its origin is taken down (at once, even while paused); and at the
+//!   first error. Whatever it stored
 //!   stays cached. Dropping the stream cancels the plugin's read.
 //! - **Disk.** The manifest is written to the index every [`RECORD_EVERY`] bytes
 //!   and at the end, not per piece: a 512 MB file has thousands of chunks, and
@@ -106,12 +107,16 @@ impl ContentCache {
             }
             if paced && head >= bounds.want {
                 let base = buffer.base;
-                let resumed = claim
-                    .wait_until(
-                        |b| b.want > head || b.end <= head || b.need > base,
-                        STREAM_IDLE,
-                    )
-                    .await;
+                let resume = claim.wait_until(
+                    |b| b.want > head || b.end <= head || b.need > base,
+                    STREAM_IDLE,
+                );
+                // A paused stream must not hold its origin up when it is taken
+                // down (a plugin removed): it ends at once then.
+                let resumed = tokio::select! {
+                    resumed = resume => resumed,
+                    () = origin.taken_down() => false,
+                };
                 if !resumed {
                     break Ok(());
                 }

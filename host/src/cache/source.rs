@@ -3,6 +3,9 @@
 //! reports); the read path only needs a streaming ranged read of one version, so
 //! a test can put a fake behind it.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use origin_api::ReadStream;
 
 use crate::origins::registry::RegisteredOrigin;
@@ -19,6 +22,12 @@ pub trait Source: Send + Sync {
         len: u64,
         expected: Option<&'a str>,
     ) -> ReadStream<'a>;
+
+    /// Returns once the source is going away: a stream paused for its readers
+    /// ends then. A source that never goes away never returns.
+    fn taken_down(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(std::future::pending())
+    }
 }
 
 impl Source for RegisteredOrigin {
@@ -30,5 +39,9 @@ impl Source for RegisteredOrigin {
         expected: Option<&'a str>,
     ) -> ReadStream<'a> {
         RegisteredOrigin::read_stream(self, path, offset, len, expected)
+    }
+
+    fn taken_down(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(RegisteredOrigin::taken_down(self))
     }
 }

@@ -14,6 +14,8 @@ pub(crate) struct CallGate {
     closing: AtomicBool,
     in_flight: AtomicUsize,
     idle: Notify,
+    /// Woken when `closing` is set: long calls (a paused stream) end then.
+    closed: Notify,
 }
 
 /// Held for the length of one call.
@@ -39,6 +41,7 @@ impl CallGate {
     /// many were still running when it gave up.
     pub(crate) async fn drain(&self, limit: Duration) -> usize {
         self.closing.store(true, Ordering::SeqCst);
+        self.closed.notify_waiters();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let idle = self.idle.notified();
@@ -49,6 +52,20 @@ impl CallGate {
             if tokio::time::timeout_at(deadline, idle).await.is_err() {
                 return self.in_flight.load(Ordering::SeqCst);
             }
+        }
+    }
+
+    /// Returns once the gate is closing.
+    pub(crate) async fn closing(&self) {
+        loop {
+            let closed = self.closed.notified();
+            tokio::pin!(closed);
+            // Registered before the check, so a `drain` in between still wakes it.
+            closed.as_mut().enable();
+            if self.is_closing() {
+                return;
+            }
+            closed.await;
         }
     }
 
@@ -86,6 +103,25 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_millis(300));
         assert!(gate.enter().is_none());
         release.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_call_learns_that_the_gate_is_closing() {
+        let gate = Arc::new(CallGate::default());
+        let guard = gate.enter().unwrap();
+        let long_call = {
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                gate.closing().await;
+                drop(guard);
+            })
+        };
+        tokio::task::yield_now().await;
+        let started = tokio::time::Instant::now();
+        assert_eq!(gate.drain(Duration::from_secs(5)).await, 0);
+        assert_eq!(started.elapsed(), Duration::ZERO, "it ended at once");
+        long_call.await.unwrap();
+        gate.closing().await;
     }
 
     #[tokio::test(start_paused = true)]

@@ -258,6 +258,12 @@ impl RegisteredOrigin {
         ))
     }
 
+    /// Returns once the origin is being taken down: a stream paused between
+    /// pieces ends then, instead of holding the origin up.
+    pub async fn taken_down(&self) {
+        self.gate.closing().await;
+    }
+
     /// Tells this origin's watches that `path` changed, as if the origin had.
     fn report_changed(&self, path: &str) {
         let watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
