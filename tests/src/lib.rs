@@ -125,16 +125,9 @@ pub fn example_library(name: &str) -> PathBuf {
     path
 }
 
-/// Bytes stored in the chunk files of a cache folder.
+/// Bytes of chunks stored in the packs of a cache folder.
 pub fn chunk_bytes(cache: &Path) -> u64 {
-    audio_library::files_below(&cache.join("chunks"))
-        .iter()
-        .map(|f| {
-            std::fs::metadata(cache.join("chunks").join(f))
-                .unwrap()
-                .len()
-        })
-        .sum()
+    chunk_packs::records(cache).iter().map(|r| r.len).sum()
 }
 
 /// An extended attribute of a file, as text.
@@ -218,6 +211,7 @@ pub fn scan(plugins: &Path, cache: &Path, origin: &str) -> (bool, String) {
 
 pub mod audio_library;
 pub mod bench_support;
+pub mod chunk_packs;
 pub mod events;
 pub mod mounted;
 pub mod origin_kinds;

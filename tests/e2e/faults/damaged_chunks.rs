@@ -1,32 +1,49 @@
-//! Every chunk file damaged: a third with a byte flipped, a third cut short, a
-//! third deleted. With the origin, every read is right and the chunks come back;
+//! Chunks damaged on disk every way at once: a third of them with a byte
+//! flipped, the audio pack cut short at two thirds (a torn tail), the tag pack
+//! deleted. With the origin, every read is right and the chunks come back;
 //! without it, a read is right or fails, never wrong, and `user.musicfs.cached`
 //! says `yes` only for what then reads whole.
 
 use std::path::Path;
 
-use musicfs_tests::audio_library::{ffmpeg, files_below};
+use musicfs_tests::audio_library::ffmpeg;
+use musicfs_tests::chunk_packs;
 use musicfs_tests::mounted::Mounted;
 use musicfs_tests::xattr;
 
 use super::{matrix_row, wrong_bytes};
 
+/// Damages the chunks of the cache at `cache`; returns how many it damaged.
 fn damage_every_chunk(cache: &Path) -> usize {
-    let chunks = files_below(&cache.join("chunks"));
-    for (n, rel) in chunks.iter().enumerate() {
-        let path = cache.join("chunks").join(rel);
-        let mut bytes = std::fs::read(&path).unwrap();
-        match n % 3 {
-            0 => {
-                let middle = bytes.len() / 2;
-                bytes[middle] ^= 0x01;
-                std::fs::write(&path, bytes).unwrap();
-            }
-            1 => std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap(),
-            _ => std::fs::remove_file(&path).unwrap(),
+    let records = chunk_packs::records(cache);
+    let mut damaged = 0;
+    for (n, record) in records.iter().enumerate() {
+        if n % 3 == 0 {
+            chunk_packs::flip(record, record.len / 2);
+            damaged += 1;
         }
     }
-    chunks.len()
+    for pack in chunk_packs::packs(cache) {
+        let in_pack = records.iter().filter(|r| r.pack == pack).count();
+        if chunk_packs::is_tag_pack(&pack) {
+            std::fs::remove_file(&pack).unwrap();
+            damaged += in_pack;
+        } else {
+            let len = std::fs::metadata(&pack).unwrap().len();
+            let cut = len / 3 * 2;
+            std::fs::File::options()
+                .write(true)
+                .open(&pack)
+                .unwrap()
+                .set_len(cut)
+                .unwrap();
+            damaged += records
+                .iter()
+                .filter(|r| r.pack == pack && r.data_at + r.len > cut)
+                .count();
+        }
+    }
+    damaged
 }
 
 #[test]
@@ -65,7 +82,7 @@ fn damaged_chunks_are_never_served() {
     }
     mount.stop();
     let damaged = damage_every_chunk(&cache);
-    assert!(damaged >= 3 * files);
+    assert!(damaged >= files, "only {damaged} chunks damaged");
 
     // Without the origin: right bytes or an error, and the attribute's truth.
     let away = work.path().join("away");
@@ -102,7 +119,7 @@ fn damaged_chunks_are_never_served() {
     }
     assert_eq!(wrong, 0);
     matrix_row(
-        &format!("every chunk flipped, cut or deleted ({damaged} chunks of {files} files), with and without the origin"),
+        &format!("chunks flipped, a pack cut, a pack deleted ({damaged} chunks of {files} files), with and without the origin"),
         damaged,
         wrong,
         0,

@@ -30,12 +30,7 @@ fn kill(mount: Mounted) {
 }
 
 fn chunk_files(cache: &Path) -> usize {
-    let dir = cache.join("chunks");
-    if dir.exists() {
-        files_below(&dir).len()
-    } else {
-        0
-    }
+    musicfs_tests::chunk_packs::records(cache).len()
 }
 
 #[test]
