@@ -3,9 +3,10 @@
 //! without the origin.
 //!
 //! - [`chunker`] cuts bytes with FastCDC (v2020) and names each piece with BLAKE3.
-//! - [`chunk_store`] keeps one file per chunk under `cache_dir/chunks/ab/cd/…`,
-//!   written atomically, verified against its name on every read, evicted least
-//!   recently used first (tag chunks last) to stay under the size limit.
+//! - [`chunk_store`] appends chunks to pack files under `cache_dir/chunks/`
+//!   (tag chunks in packs of their own), verifies each against its name on
+//!   every read, and evicts whole packs, least recently used first (tag packs
+//!   last), to stay under the size limit.
 //! - [`manifest`] maps byte ranges of one file version to chunks. It may be sparse:
 //!   a ranged fetch is chunked from its own start, and because CDC re-synchronises
 //!   after a few chunks, a later fetch of a neighbouring range mostly produces the

@@ -1,6 +1,6 @@
 //! A small in-memory cache of recently read, already verified chunks, so that a
 //! sequential reader (128 KiB FUSE reads over 64 KiB-average chunks) reads and
-//! hashes each chunk file once instead of two or three times.
+//! hashes each chunk once instead of two or three times.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

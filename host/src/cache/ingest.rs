@@ -20,7 +20,7 @@
 //!   full, and the backend is paused by its own flow control. A reader moving
 //!   on raises `want`, and the stream resumes.
 //! - **Stages.** Cutting runs as bytes arrive; naming (BLAKE3) and writing the
-//!   chunk files run on blocking threads, [`STORING_AT_ONCE`] batches at a
+//!   chunks to their packs run on blocking threads, [`STORING_AT_ONCE`] batches at a
 //!   time, beside the arrival of the next: on a fast origin these are the
 //!   costs, and they then use every core. Batches enter the manifest in order.
 //! - **Memory.** At most [`STORING_AT_ONCE`] + 1 batches of [`CHUNK_BATCH`] plus
@@ -292,7 +292,7 @@ struct Written {
 }
 
 /// Naming and storing a stream's chunks on blocking threads, up to
-/// [`STORING_AT_ONCE`] batches at a time: hashing and writing chunk files run
+/// [`STORING_AT_ONCE`] batches at a time: hashing and writing chunks run
 /// beside each other and beside the next batch's arrival. Batches enter the
 /// manifest in order (each waits for the one before), so the claim only ever
 /// gives up bytes that are stored, from its front.
