@@ -64,9 +64,7 @@ pub trait Origin: Send + Sync + 'static {
         len: u64,
         expected: Option<&'a str>,
     ) -> ReadStream<'a> {
-        ReadStream::in_pieces(offset, len, move |at, n| {
-            self.read_version(path, at, n, expected)
-        })
+        ReadStream::through_read_version(self, path, offset, len, expected)
     }
 
     /// A cheap check of whether the origin can serve right now.

@@ -98,6 +98,21 @@ impl<'a> ReadStream<'a> {
         ))
     }
 
+    /// `len` bytes of `path` from `offset` through `origin`'s
+    /// [`crate::Origin::read_version`] of `expected`, in pieces
+    /// ([`Self::in_pieces`]): what [`crate::Origin::read_stream`] does by default.
+    pub fn through_read_version<O: crate::Origin + ?Sized>(
+        origin: &'a O,
+        path: &'a str,
+        offset: u64,
+        len: u64,
+        expected: Option<&'a str>,
+    ) -> Self {
+        Self::in_pieces(offset, len, move |at, n| {
+            origin.read_version(path, at, n, expected)
+        })
+    }
+
     /// The next piece, or `None` at the end.
     pub async fn next(&mut self) -> Option<OriginResult<Vec<u8>>> {
         futures_util::StreamExt::next(self).await

@@ -487,50 +487,40 @@ impl ChunkStore {
     fn evict(&self) {
         let target = self.limit / 10 * 9;
         loop {
-            let (victim, keep) = {
-                let index = self.index();
-                if index.total <= target {
-                    return;
-                }
-                let writing = index.writing;
-                let victim = index
-                    .packs
-                    .iter()
-                    .filter(|(n, _)| !writing.contains(&Some(**n)))
-                    .min_by_key(|(_, p)| (p.tag, p.last_use))
-                    .map(|(n, p)| (*n, p.tag, p.file.clone()));
-                // Only the packs being written are left: start new ones.
-                let Some((victim, tag_pack, file)) = victim else {
-                    drop(index);
-                    let mut index = self.index();
-                    index.writing = [None, None];
-                    if index.packs.len() <= 1 && index.total > target {
-                        // One pack holds it all; let it go whole.
-                        let only: Vec<u32> = index.packs.keys().copied().collect();
-                        drop(index);
-                        for n in only {
-                            self.drop_pack(n, &[]);
-                        }
+            let (victim, file, tags) =
+                {
+                    let index = self.index();
+                    if index.total <= target {
                         return;
                     }
-                    continue;
+                    // Least recently used first, audio before tags, and the packs
+                    // being appended to only when nothing else is left.
+                    let Some((n, pack)) = index.packs.iter().min_by_key(|(n, p)| {
+                        (index.writing.contains(&Some(**n)), p.tag, p.last_use)
+                    }) else {
+                        return;
+                    };
+                    let tags: Vec<(ChunkId, Entry)> = if pack.tag {
+                        Vec::new()
+                    } else {
+                        index
+                            .entries
+                            .iter()
+                            .filter(|(_, e)| e.pack == *n && e.tag)
+                            .map(|(id, e)| (*id, *e))
+                            .collect()
+                    };
+                    (*n, pack.file.clone(), tags)
                 };
-                let keep: Vec<(ChunkId, Vec<u8>)> = if tag_pack {
-                    Vec::new()
-                } else {
-                    index
-                        .entries
-                        .iter()
-                        .filter(|(_, e)| e.pack == victim && e.tag)
-                        .filter_map(|(id, e)| {
-                            let mut bytes = vec![0u8; e.len as usize];
-                            file.read_exact_at(&mut bytes, e.offset).ok()?;
-                            (ChunkId::of(&bytes) == *id).then_some((*id, bytes))
-                        })
-                        .collect()
-                };
-                (victim, keep)
-            };
+            // Read outside the lock: the tag chunks to keep, verified.
+            let keep: Vec<(ChunkId, Vec<u8>)> = tags
+                .into_iter()
+                .filter_map(|(id, e)| {
+                    let mut bytes = vec![0u8; e.len as usize];
+                    file.read_exact_at(&mut bytes, e.offset).ok()?;
+                    (ChunkId::of(&bytes) == id).then_some((id, bytes))
+                })
+                .collect();
             self.drop_pack(victim, &keep);
         }
     }

@@ -61,19 +61,14 @@ pub struct Piece {
 
 /// Cuts `data` into content-defined chunks and names each one.
 pub fn chunk(data: &[u8]) -> Vec<Piece> {
-    chunk_with(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+    name(data, &cut(data))
 }
 
 /// Where [`chunk`] would cut `data`, as (offset, length), without naming the
 /// chunks: cutting is cheap, hashing is not, so a stream cuts as bytes arrive
 /// and names the chunks elsewhere.
 pub fn cut(data: &[u8]) -> Vec<(usize, usize)> {
-    if data.is_empty() {
-        return Vec::new();
-    }
-    fastcdc::v2020::FastCDC::new(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
-        .map(|c| (c.offset, c.length))
-        .collect()
+    cut_with(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
 }
 
 /// The chunks of `data` at the `cuts` (from [`cut`]), named.
@@ -89,15 +84,15 @@ pub fn name(data: &[u8], cuts: &[(usize, usize)]) -> Vec<Piece> {
 
 /// [`chunk`] with other sizes, for the benchmark that chose them.
 pub fn chunk_with(data: &[u8], min: usize, avg: usize, max: usize) -> Vec<Piece> {
+    name(data, &cut_with(data, min, avg, max))
+}
+
+fn cut_with(data: &[u8], min: usize, avg: usize, max: usize) -> Vec<(usize, usize)> {
     if data.is_empty() {
         return Vec::new();
     }
     fastcdc::v2020::FastCDC::new(data, min, avg, max)
-        .map(|c| Piece {
-            offset: c.offset,
-            len: c.length,
-            id: ChunkId::of(&data[c.offset..c.offset + c.length]),
-        })
+        .map(|c| (c.offset, c.length))
         .collect()
 }
 

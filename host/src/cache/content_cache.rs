@@ -454,9 +454,7 @@ impl ContentCache {
         until: u64,
     ) -> Option<AheadStream> {
         let state = self.state(version);
-        let until = until
-            .min(from.saturating_add(state.window_cap()))
-            .min(version.size);
+        let until = ahead_limit(&state, version, from, until);
         state.in_flight.want(from, until);
         // Looked for and claimed under the manifest's lock (see `read`).
         let guard = {
@@ -483,14 +481,16 @@ impl ContentCache {
             .map(|(start, _)| start)
     }
 
-    /// Lets the fetches of `version` running over `[from, until)` run on to
-    /// `until`: a reader moved on through bytes they stored.
-    pub fn want(&self, version: &FileVersion, from: u64, until: u64) {
+    /// Lets the fetches of `version` running over `[from, until)` (capped as
+    /// [`Self::stream_ahead`] caps it) run on to `until`: a reader moved on
+    /// through bytes they stored. True if every byte of that range is cached
+    /// or being fetched, so that no read-ahead needs starting.
+    pub fn want(&self, version: &FileVersion, from: u64, until: u64) -> bool {
         let state = self.state(version);
-        let until = until
-            .min(from.saturating_add(state.window_cap()))
-            .min(version.size);
+        let until = ahead_limit(&state, version, from, until);
         state.in_flight.want(from, until);
+        let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
+        unfetched_run(&manifest, &state.in_flight, from, until).is_none()
     }
 
     /// Bytes of `[start, end)` of `version` in the manifest (for tests and
@@ -548,6 +548,14 @@ fn unfetched_run(
         at = gap_end;
     }
     None
+}
+
+/// How far read-ahead from `from` reaches: `until`, at most the version's
+/// window cap past `from`, and never past the end of the file.
+fn ahead_limit(state: &VersionState, version: &FileVersion, from: u64, until: u64) -> u64 {
+    until
+        .min(from.saturating_add(state.window_cap()))
+        .min(version.size)
 }
 
 /// Waits until `[start, end)` is stored or the fetch `waiter` waits for is

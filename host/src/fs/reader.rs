@@ -222,15 +222,10 @@ impl Reader {
             }
         }
         let timed_out = pattern.timed_out.clone();
-        // A sequential reader that outran its read-ahead fetches a whole window.
-        // After a seek, fetch just what was asked (the first byte then waits for
-        // the smallest request an origin can answer) and read ahead beside it.
-        let window = if pattern.sequential {
-            window
-        } else {
-            self.read_ahead(replicas, offset + size as u64, &pattern);
-            size
-        };
+        // The read's own stream starts at its first missing byte (so the first
+        // byte waits for the first piece an origin sends) and runs on by the
+        // window: after a seek too, one request brings this read and what
+        // follows it, instead of a second stream for the read-ahead.
         let replicas: Vec<Replica> = replicas.to_vec();
         let path = path();
         let (cache, registry, events) = (
@@ -328,8 +323,7 @@ impl Reader {
         }
         let until = next.saturating_add(pattern.window as u64);
         for replica in replicas {
-            if self.cache.first_unfetched(replica, next, until).is_none() {
-                self.cache.want(replica, next, until);
+            if self.cache.want(replica, next, until) {
                 return;
             }
         }

@@ -81,9 +81,7 @@ impl Origin for PluginOrigin {
         {
             ROption::RSome(stream) => pieces_of(stream),
             // A plugin built before 1.2: stream through its `read_version`.
-            ROption::RNone => ReadStream::in_pieces(offset, len, move |at, n| {
-                self.read_version(path, at, n, expected)
-            }),
+            ROption::RNone => ReadStream::through_read_version(self, path, offset, len, expected),
         }
     }
 
