@@ -216,3 +216,4 @@ pub mod events;
 pub mod mounted;
 pub mod origin_kinds;
 pub mod s3_server;
+pub mod ssh_server;
