@@ -6,4 +6,5 @@
 
 #![allow(dead_code)]
 
+mod host_key;
 mod sftp_settings;
