@@ -6,5 +6,6 @@
 
 #![allow(dead_code)]
 
+mod connection;
 mod host_key;
 mod sftp_settings;

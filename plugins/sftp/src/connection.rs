@@ -1,0 +1,213 @@
+//! One SSH connection with its SFTP session: connect (with a deadline), check
+//! the host key, log in (key file, agent, password, in that order of what is
+//! configured), open the `sftp` subsystem and learn the server's largest read.
+//!
+//! Failures say which of the three things went wrong, as health reasons do:
+//! "unreachable", "host key mismatch", "authentication failed".
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use origin_api::{OriginError, OriginResult};
+use russh::client::{self, Handle};
+use russh::keys::{load_secret_key, PrivateKeyWithHashAlg};
+use russh_sftp::client::rawsession::Limits;
+use russh_sftp::client::RawSftpSession;
+
+use crate::host_key::Checker;
+use crate::sftp_settings::SftpSettings;
+
+/// The largest read asked of a server that does not say (OpenSSH's own
+/// client uses 32 KiB; OpenSSH servers answer up to 255 KiB).
+const DEFAULT_READ: u32 = 32 << 10;
+
+/// A logged-in connection and its SFTP session.
+pub(crate) struct Connection {
+    _ssh: Handle<Checker>,
+    pub(crate) sftp: RawSftpSession,
+    /// The largest read the server answers whole.
+    pub(crate) max_read: u32,
+}
+
+impl Connection {
+    /// Connects to the server `settings` name.
+    pub(crate) async fn open(settings: &SftpSettings) -> OriginResult<Connection> {
+        let (host, port) = (settings.host.as_str(), settings.port);
+        let verdict = Arc::new(Mutex::new(None));
+        let checker = Checker {
+            host: host.to_owned(),
+            port,
+            known_hosts: settings.known_hosts.clone(),
+            pin: settings.host_key_fingerprint.clone(),
+            verdict: verdict.clone(),
+        };
+        let config = Arc::new(client::Config {
+            // A dead link ends the session after about a minute; each request
+            // has its own deadline besides.
+            keepalive_interval: Some(Duration::from_secs(15)),
+            keepalive_max: 3,
+            inactivity_timeout: None,
+            nodelay: true,
+            window_size: 8 << 20,
+            ..Default::default()
+        });
+        let connecting = client::connect(config, (host, port), checker);
+        let mut ssh = match tokio::time::timeout(settings.request_timeout, connecting).await {
+            Err(_) => {
+                return Err(OriginError::timeout(format!(
+                    "unreachable: {host}:{port} did not answer within {} s",
+                    settings.request_timeout.as_secs()
+                )))
+            }
+            Ok(Err(e)) => {
+                let refused = verdict
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .and_then(|v| v.refusal(host, port, &settings.known_hosts));
+                return Err(match refused {
+                    Some(line) => OriginError::permission_denied(line),
+                    None => OriginError::unavailable(format!("unreachable: {host}:{port}: {e}")),
+                });
+            }
+            Ok(Ok(ssh)) => ssh,
+        };
+        let within = |what: &'static str| {
+            let deadline = settings.request_timeout;
+            move |e: tokio::time::error::Elapsed| {
+                let _ = e;
+                OriginError::timeout(format!(
+                    "{host}:{port}: {what} took longer than {} s",
+                    deadline.as_secs()
+                ))
+            }
+        };
+        tokio::time::timeout(settings.request_timeout, log_in(&mut ssh, settings))
+            .await
+            .map_err(within("logging in"))??;
+        let sftp = tokio::time::timeout(settings.request_timeout, open_sftp(&ssh, settings))
+            .await
+            .map_err(within("opening SFTP"))??;
+        Ok(Connection {
+            _ssh: ssh,
+            max_read: sftp.1,
+            sftp: sftp.0,
+        })
+    }
+}
+
+/// Logs in with what is configured: the key file, then the agent, then the
+/// password.
+async fn log_in(ssh: &mut Handle<Checker>, settings: &SftpSettings) -> OriginResult<()> {
+    let user = settings.user.as_str();
+    let mut tried = Vec::new();
+    let failed = |e: russh::Error| OriginError::unavailable(format!("unreachable: {e}"));
+    if let Some(path) = &settings.private_key {
+        let key =
+            load_secret_key(path, settings.private_key_passphrase.as_deref()).map_err(|e| {
+                OriginError::invalid_config(format!("key `private_key` ({}): {e}", path.display()))
+            })?;
+        let hash = ssh
+            .best_supported_rsa_hash()
+            .await
+            .map_err(failed)?
+            .flatten();
+        let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+        if ssh
+            .authenticate_publickey(user, key)
+            .await
+            .map_err(failed)?
+            .success()
+        {
+            return Ok(());
+        }
+        tried.push("the key file");
+    }
+    if settings.use_agent {
+        match russh::keys::agent::client::AgentClient::connect_env().await {
+            Ok(mut agent) => {
+                let identities = agent.request_identities().await.unwrap_or_default();
+                for identity in identities {
+                    let key = identity.public_key().into_owned();
+                    let hash = ssh
+                        .best_supported_rsa_hash()
+                        .await
+                        .map_err(failed)?
+                        .flatten();
+                    let signed = ssh
+                        .authenticate_publickey_with(user, key, hash, &mut agent)
+                        .await;
+                    if signed.is_ok_and(|r| r.success()) {
+                        return Ok(());
+                    }
+                }
+                tried.push("the agent's keys");
+            }
+            Err(e) => tracing::warn!("use_agent is set but the SSH agent is not there: {e}"),
+        }
+    }
+    if let Some(password) = &settings.password {
+        if ssh
+            .authenticate_password(user, password)
+            .await
+            .map_err(failed)?
+            .success()
+        {
+            return Ok(());
+        }
+        tried.push("the password");
+    }
+    Err(OriginError::permission_denied(if tried.is_empty() {
+        format!(
+            "authentication failed: no way to log in as {user} is configured \
+             (set private_key, use_agent or password)"
+        )
+    } else {
+        format!(
+            "authentication failed for {user}@{}: tried {}",
+            settings.host,
+            tried.join(", ")
+        )
+    }))
+}
+
+/// Opens the `sftp` subsystem and learns the server's largest read.
+async fn open_sftp(
+    ssh: &Handle<Checker>,
+    settings: &SftpSettings,
+) -> OriginResult<(RawSftpSession, u32)> {
+    let failed = |e: russh::Error| OriginError::unavailable(format!("unreachable: {e}"));
+    let mut channel = ssh.channel_open_session().await.map_err(failed)?;
+    channel
+        .request_subsystem(true, "sftp")
+        .await
+        .map_err(failed)?;
+    // Wait for the answer: a server without SFTP says so here, not as a
+    // timeout later.
+    loop {
+        match channel.wait().await {
+            Some(russh::ChannelMsg::Success) => break,
+            Some(russh::ChannelMsg::Failure) | None => {
+                return Err(OriginError::unavailable(format!(
+                    "{}:{} has no SFTP subsystem",
+                    settings.host, settings.port
+                )))
+            }
+            _ => {}
+        }
+    }
+    let mut sftp = RawSftpSession::new(channel.into_stream());
+    sftp.set_timeout(settings.request_timeout.as_secs().max(1));
+    let version = sftp
+        .init()
+        .await
+        .map_err(|e| OriginError::unavailable(format!("SFTP did not start: {e}")))?;
+    let mut max_read = DEFAULT_READ;
+    if version.extensions.contains_key("limits@openssh.com") {
+        if let Ok(limits) = sftp.limits().await {
+            max_read = limits.max_read_len.clamp(1, u32::MAX as u64) as u32;
+            sftp.set_limits(Limits::from(limits));
+        }
+    }
+    Ok((sftp, max_read))
+}
