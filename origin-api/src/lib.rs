@@ -30,6 +30,7 @@ mod health;
 mod log_forward;
 mod metadata;
 mod origin;
+pub mod paging;
 pub mod path;
 mod plugin;
 mod plugin_runtime;

@@ -16,6 +16,7 @@ mod hot_plug;
 mod local_origin;
 mod mount_library;
 mod s3;
+mod sftp;
 mod ssh_fixture;
 mod versions;
 mod watch_cleanup;

@@ -107,12 +107,48 @@ impl SshServer {
         }
     }
 
-    /// Stops the server process (the files stay).
+    /// Stops the server as a crash would: the listener and every session
+    /// process it started (sshd runs each connection in a child of its own,
+    /// which would otherwise go on serving). The files stay.
     pub fn pause(&mut self) {
         if let Some(mut child) = self.child.take() {
+            for pid in descendants(child.id()) {
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The plugin's settings for this server's library as the current user,
+    /// logging in with the test key, polling once a second.
+    pub fn settings(&self) -> toml::Table {
+        let mut table = toml::Table::new();
+        table.insert("host".into(), "127.0.0.1".into());
+        table.insert("port".into(), i64::from(self.port).into());
+        table.insert("path".into(), self.library.display().to_string().into());
+        let key = self.client_key.display().to_string();
+        table.insert("private_key".into(), key.into());
+        let known = self.known_hosts.display().to_string();
+        table.insert("known_hosts".into(), known.into());
+        table.insert("poll_interval_secs".into(), 1i64.into());
+        table.insert("request_timeout_secs".into(), 5i64.into());
+        table
+    }
+
+    /// An `[[origins]]` entry: the SFTP plugin serving the library as `id`.
+    pub fn origin(&self, id: &str) -> toml::Table {
+        let mut table = self.settings();
+        table.insert("id".into(), id.into());
+        table.insert("type".into(), "sftp".into());
+        table
+    }
+
+    /// Connections the server is serving now (its session processes).
+    pub fn sessions(&self) -> usize {
+        self.child
+            .as_ref()
+            .map_or(0, |child| children_of(child.id()).len())
     }
 
     /// What sshd logged so far.
@@ -121,8 +157,61 @@ impl SshServer {
     }
 }
 
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            // `pid (comm) state ppid ...`; comm may hold spaces, so split after `)`.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// Every process below `pid`, deepest last.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = children_of(pid);
+    let mut i = 0;
+    while i < found.len() {
+        let below = children_of(found[i]);
+        found.extend(below);
+        i += 1;
+    }
+    found
+}
+
 impl Drop for SshServer {
     fn drop(&mut self) {
         self.pause();
+    }
+}
+
+/// The conformance suite's fixture for an SFTP origin: the server's library
+/// folder written directly, with SFTP's whole-second mtimes declared.
+pub struct SftpFixture(pub crate::LocalFixture);
+
+#[async_trait::async_trait]
+impl origin_api::testkit::Fixture for SftpFixture {
+    async fn write(&self, path: &str, data: &[u8]) -> std::io::Result<()> {
+        self.0.write(path, data).await
+    }
+
+    async fn write_sparse(&self, path: &str, size: u64, tail: &[u8]) -> std::io::Result<bool> {
+        self.0.write_sparse(path, size, tail).await
+    }
+
+    async fn remove(&self, path: &str) -> std::io::Result<()> {
+        self.0.remove(path).await
+    }
+
+    /// SFTP version 3 reports mtimes in whole seconds.
+    fn mtime_granularity(&self) -> Duration {
+        Duration::from_secs(1)
     }
 }

@@ -13,8 +13,9 @@ use origin_api::{
     OriginResult, ReadStream, WatchHandle,
 };
 
-use crate::paging::{Cursor, Name, Snapshots};
+use crate::paging::Name;
 use crate::watcher;
+use origin_api::paging::{Cursor, Resume, Snapshots};
 
 /// One blocking read of a stream: large enough that the hop to a blocking
 /// thread is noise, small enough that the first bytes arrive at once.
@@ -22,7 +23,7 @@ const STREAM_PIECE: u64 = 1 << 20;
 
 pub(crate) struct LocalOrigin {
     root: Arc<PathBuf>,
-    snapshots: Arc<Snapshots>,
+    snapshots: Arc<Snapshots<Name>>,
 }
 
 impl LocalOrigin {
@@ -141,22 +142,9 @@ impl Origin for LocalOrigin {
             if !real.is_dir() {
                 return Err(OriginError::not_found(format!("{rel}: not a folder")));
             }
-            let names = match &cursor {
-                Some(cursor) => snapshots.get(cursor.snapshot, &rel),
-                None => None,
-            };
-            let (snapshot, names, start) = match (names, &cursor) {
-                (Some(names), Some(cursor)) => (cursor.snapshot, names, cursor.index),
-                _ => {
-                    let names = read_names(&real, &rel)?;
-                    // An expired snapshot: resume after the last name returned.
-                    let start = match &cursor {
-                        Some(c) => names.partition_point(|n| n.text <= c.last_name),
-                        None => 0,
-                    };
-                    let (id, names) = snapshots.insert(&rel, names);
-                    (id, names, start)
-                }
+            let (snapshot, names, start) = match snapshots.resume(&rel, cursor.as_ref()) {
+                Resume::Kept(id, names, start) => (id, names, start),
+                Resume::Read => snapshots.fresh(&rel, read_names(&real, &rel)?, cursor.as_ref()),
             };
             let mut entries = Vec::new();
             let mut index = start;
@@ -170,14 +158,7 @@ impl Origin for LocalOrigin {
                     });
                 }
             }
-            let next_cursor = (index < names.len()).then(|| {
-                Cursor {
-                    snapshot,
-                    index,
-                    last_name: names[index - 1].text.clone(),
-                }
-                .to_string()
-            });
+            let next_cursor = Cursor::after(snapshot, &names, index).map(|c| c.to_string());
             Ok(ListPage {
                 entries,
                 next_cursor,
@@ -292,7 +273,7 @@ fn on_walked_path(root: &Path, rel: &str, target: &Path) -> bool {
     })
 }
 
-/// The directory's entry names, sorted; names that are not UTF-8 are left out
+/// The directory's entry names; names that are not UTF-8 are left out
 /// (and logged), since origin paths are strings.
 fn read_names(dir: &Path, rel: &str) -> OriginResult<Vec<Name>> {
     let mut names = Vec::new();
@@ -305,7 +286,6 @@ fn read_names(dir: &Path, rel: &str) -> OriginResult<Vec<Name>> {
             Err(raw) => tracing::warn!(dir = rel, name = ?raw, "skipping a name that is not UTF-8"),
         }
     }
-    names.sort_unstable_by(|a, b| a.text.cmp(&b.text));
     Ok(names)
 }
 

@@ -5,6 +5,7 @@
 //! Failures say which of the three things went wrong, as health reasons do:
 //! "unreachable", "host key mismatch", "authentication failed".
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use russh::keys::{load_secret_key, PrivateKeyWithHashAlg};
 use russh_sftp::client::rawsession::Limits;
 use russh_sftp::client::RawSftpSession;
 
+use crate::errors::{origin_error, Broken};
 use crate::host_key::Checker;
 use crate::sftp_settings::SftpSettings;
 
@@ -23,10 +25,13 @@ const DEFAULT_READ: u32 = 32 << 10;
 
 /// A logged-in connection and its SFTP session.
 pub(crate) struct Connection {
-    _ssh: Handle<Checker>,
+    ssh: Handle<Checker>,
     pub(crate) sftp: RawSftpSession,
     /// The largest read the server answers whole.
     pub(crate) max_read: u32,
+    /// Set by the first error that condemns the connection.
+    broken: AtomicBool,
+    deadline_secs: u64,
 }
 
 impl Connection {
@@ -89,10 +94,31 @@ impl Connection {
             .await
             .map_err(within("opening SFTP"))??;
         Ok(Connection {
-            _ssh: ssh,
+            ssh,
             max_read: sftp.1,
             sftp: sftp.0,
+            broken: AtomicBool::new(false),
+            deadline_secs: settings.request_timeout.as_secs(),
         })
+    }
+
+    /// Whether requests can still be sent: not condemned, not closed.
+    pub(crate) fn usable(&self) -> bool {
+        !self.broken.load(Ordering::Relaxed) && !self.ssh.is_closed()
+    }
+
+    /// `error` from an operation on `what`, as an origin error; a transport
+    /// failure condemns the connection, so the pool replaces it.
+    pub(crate) fn failed(
+        &self,
+        error: russh_sftp::client::error::Error,
+        what: &str,
+    ) -> OriginError {
+        let (error, broken) = origin_error(error, what, self.deadline_secs);
+        if broken == Broken::Yes && !self.broken.swap(true, Ordering::Relaxed) {
+            tracing::debug!("sftp connection dropped: {error}");
+        }
+        error
     }
 }
 

@@ -73,7 +73,7 @@ impl Verdict {
         Some(match self {
             Verdict::Trusted => return None,
             Verdict::Unknown { fingerprint, .. } => format!(
-                "host key mismatch: {shown} is not in {file} (it presented {fingerprint}); \
+                "unknown host key: {shown} is not in {file} (it presented {fingerprint}); \
                  if that is its key, add it with `ssh-keyscan -p {port} {host} >> {file}` \
                  or set host_key_fingerprint = \"{fingerprint}\""
             ),
