@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::s3_server::S3Server;
+use crate::ssh_server::SshServer;
 
 /// One origin of some kind, for one test.
 pub trait OriginFixture {
@@ -112,6 +113,46 @@ impl OriginFixture for S3Bucket {
 
     fn remove(&self, rel: &str) {
         std::fs::remove_file(self.server.object_path(&format!("{PREFIX}/{rel}"))).unwrap();
+    }
+
+    fn go_away(&mut self) {
+        self.server.pause();
+    }
+
+    fn come_back(&mut self) {
+        self.server.resume();
+    }
+}
+
+/// A folder served over SFTP by a real `sshd` of its own; unreachable = the
+/// server and its sessions killed.
+pub struct SftpServer {
+    server: SshServer,
+}
+
+impl OriginFixture for SftpServer {
+    fn start(_work: &Path, _name: &str) -> Self {
+        SftpServer {
+            server: SshServer::start(),
+        }
+    }
+
+    fn plugin(&self) -> &'static str {
+        "musicfs_sftp"
+    }
+
+    fn origin(&self, id: &str, priority: i64) -> toml::Table {
+        let mut table = self.server.origin(id);
+        table.insert("priority".into(), priority.into());
+        table
+    }
+
+    fn put(&self, rel: &str, bytes: &[u8]) {
+        put_whole(&self.server.library.join(rel), bytes);
+    }
+
+    fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.server.library.join(rel)).unwrap();
     }
 
     fn go_away(&mut self) {
