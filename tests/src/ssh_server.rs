@@ -17,6 +17,10 @@ pub struct SshServer {
     pub library: PathBuf,
     /// The client's private key (no passphrase) that the server accepts.
     pub client_key: PathBuf,
+    /// Another accepted key, protected by [`PASSPHRASE`].
+    pub client_key_with_passphrase: PathBuf,
+    /// A key the server does not accept.
+    pub stranger_key: PathBuf,
     /// A `known_hosts` file holding the server's host key for `[127.0.0.1]:port`.
     pub known_hosts: PathBuf,
     /// The host key's public half, as `ssh-keygen` wrote it.
@@ -26,9 +30,12 @@ pub struct SshServer {
     dir: tempfile::TempDir,
 }
 
-fn keygen(path: &Path) {
+/// The passphrase of [`SshServer::client_key_with_passphrase`].
+pub const PASSPHRASE: &str = "passphrase-not-for-logs-7f3a";
+
+fn keygen(path: &Path, passphrase: &str) {
     let made = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .args(["-q", "-t", "ed25519", "-N", passphrase, "-f"])
         .arg(path)
         .status()
         .expect("ssh-keygen runs (apt-get install openssh-client)");
@@ -43,11 +50,19 @@ impl SshServer {
         let library = root.join("library");
         std::fs::create_dir_all(&library).unwrap();
         let host_key = root.join("host_key");
-        keygen(&host_key);
+        keygen(&host_key, "");
         let client_key = root.join("client_key");
-        keygen(&client_key);
+        keygen(&client_key, "");
+        let client_key_with_passphrase = root.join("client_key_with_passphrase");
+        keygen(&client_key_with_passphrase, PASSPHRASE);
+        let stranger_key = root.join("stranger_key");
+        keygen(&stranger_key, "");
         let authorized = root.join("authorized_keys");
-        std::fs::copy(root.join("client_key.pub"), &authorized).unwrap();
+        let accepted = [
+            std::fs::read_to_string(root.join("client_key.pub")).unwrap(),
+            std::fs::read_to_string(root.join("client_key_with_passphrase.pub")).unwrap(),
+        ];
+        std::fs::write(&authorized, accepted.concat()).unwrap();
         let port = free_port();
         let host_key_pub = std::fs::read_to_string(root.join("host_key.pub")).unwrap();
         let known_hosts = root.join("known_hosts");
@@ -74,6 +89,8 @@ impl SshServer {
             port,
             library,
             client_key,
+            client_key_with_passphrase,
+            stranger_key,
             known_hosts,
             host_key_pub,
             config,
@@ -142,6 +159,22 @@ impl SshServer {
         table.insert("id".into(), id.into());
         table.insert("type".into(), "sftp".into());
         table
+    }
+
+    /// The host key's SHA256 fingerprint, as `ssh-keygen -l` prints it.
+    pub fn fingerprint(&self) -> String {
+        let out = Command::new("ssh-keygen")
+            .args(["-l", "-E", "sha256", "-f"])
+            .arg(self.dir.path().join("host_key.pub"))
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&out.stdout);
+        out.split_whitespace().nth(1).unwrap().to_owned()
+    }
+
+    /// A scratch file in the server's temp folder.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
     }
 
     /// Connections the server is serving now (its session processes).
