@@ -128,3 +128,158 @@ async fn logins_work_or_say_authentication_failed() {
     let h = health_of(nowhere).await;
     assert!(h.reason.starts_with("unreachable"), "{h:?}");
 }
+
+/// A library on the server, mounted through `musicfs mount` with the SFTP
+/// plugin logging in with a passphrase-protected key, at trace level.
+#[test]
+fn a_server_mounts_reads_in_parallel_and_survives_sshd_dying_mid_read() {
+    use musicfs_tests::audio_library::{self, copy_tree, TRACKS};
+    use musicfs_tests::bench_support::noise_file;
+    use musicfs_tests::mounted::Mounted;
+    use musicfs_tests::s3_server::{mount_args_for, origins_config};
+    use musicfs_tests::ssh_server::PASSPHRASE;
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+    use std::sync::mpsc;
+
+    const BIG: u64 = 96 << 20;
+    const PASSWORD: &str = "password-not-for-logs-91c2";
+    let mut server = SshServer::start();
+    copy_tree(audio_library::shared(), &server.library);
+    noise_file(&server.library.join("big/big.flac"), BIG, 11);
+    let big_source = std::fs::read(server.library.join("big/big.flac")).unwrap();
+    let big = "Unknown Artist/Unknown Album/big.flac";
+
+    let mut seedbox = server.origin("seedbox");
+    let key = server.client_key_with_passphrase.display().to_string();
+    seedbox.insert("private_key".into(), key.into());
+    seedbox.insert("private_key_passphrase".into(), PASSPHRASE.into());
+    let mut wrong = server.origin("wrong-password");
+    wrong.remove("private_key");
+    wrong.insert("password".into(), PASSWORD.into());
+    let mut stranger = server.origin("stranger");
+    let empty = server.scratch("no_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    stranger.insert("known_hosts".into(), empty.display().to_string().into());
+    let mut config = origins_config(vec![seedbox, wrong, stranger]);
+    let mut health = toml::Table::new();
+    health.insert("check_interval_secs".into(), 1i64.into());
+    health.insert("timeout_ms".into(), 3000i64.into());
+    config.insert("health".into(), health.into());
+    let work = tempfile::tempdir().unwrap();
+    let args = mount_args_for(work.path(), &config, "musicfs_sftp");
+    let mount = Mounted::start_logging(
+        work.path(),
+        &work.path().join("cache"),
+        &args,
+        Some(big),
+        "trace",
+    );
+
+    for track in TRACKS {
+        let through = std::fs::read(mount.path(track.shown_as)).unwrap();
+        let source = std::fs::read(server.library.join(track.source)).unwrap();
+        assert!(through == source, "{} differs", track.shown_as);
+    }
+
+    // 8 readers of 8 uncached stretches at once: all right, over the pool's
+    // 4 connections (sshd serves each in a process of its own).
+    let stretch = BIG / 16;
+    std::thread::scope(|s| {
+        for i in 0..8u64 {
+            let (path, source) = (mount.path(big), &big_source);
+            s.spawn(move || {
+                let file = std::fs::File::open(path).unwrap();
+                let at = (2 * i + 1) * stretch;
+                let mut buf = vec![0u8; 1 << 20];
+                file.read_exact_at(&mut buf, at).unwrap();
+                assert!(buf[..] == source[at as usize..at as usize + buf.len()]);
+            });
+        }
+    });
+    mount.wait_until(Duration::from_secs(30), |_| server.sessions() >= 4);
+
+    let status = std::process::Command::new(musicfs_tests::musicfs_binary())
+        .args(["status", "--mount"])
+        .arg(&mount.mountpoint)
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    let line = |id: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{id} not in {status}"))
+            .to_owned()
+    };
+    assert!(line("seedbox").contains("healthy"), "{status}");
+    assert!(
+        line("wrong-password").contains("authentication failed"),
+        "{status}"
+    );
+    assert!(
+        line("stranger").contains("unknown host key")
+            && line("stranger").contains(&server.fingerprint()),
+        "{status}"
+    );
+
+    // sshd dies while a sequential read of the uncached start is going on:
+    // the read fails (EIO) rather than hang; the cached tracks still play.
+    let (started_tx, started_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel();
+    let reader_path = mount.path(big);
+    let reader = std::thread::spawn(move || {
+        let mut file = std::fs::File::open(reader_path).unwrap();
+        let mut buf = vec![0u8; 128 << 10];
+        let mut total = 0u64;
+        let outcome = loop {
+            match file.read(&mut buf) {
+                Ok(0) => break Ok(total),
+                Ok(n) => total += n as u64,
+                Err(e) => break Err(e),
+            }
+            if total >= 1 << 20 {
+                let _ = started_tx.send(());
+            }
+        };
+        let _ = done_tx.send(outcome);
+    });
+    started_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    server.pause();
+    // A hang detector, not a speed bound: the host's deadline ends it first.
+    let outcome = done_rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the read hung after sshd died");
+    reader.join().unwrap();
+    match outcome {
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}"),
+        // Read ahead of the kill by the stream: only if every byte came.
+        Ok(total) => assert_eq!(total, BIG),
+    }
+    for track in TRACKS {
+        assert!(
+            std::fs::read(mount.path(track.shown_as)).is_ok(),
+            "{} offline",
+            track.shown_as
+        );
+    }
+
+    // sshd is back: the origin comes back with no remount.
+    server.resume();
+    let at = BIG as usize - (4 << 20);
+    mount.wait_until(Duration::from_secs(30), |m| {
+        let mut buf = vec![0u8; 4096];
+        let file = std::fs::File::open(m.path(big)).unwrap();
+        file.read_exact_at(&mut buf, at as u64).is_ok() && buf[..] == big_source[at..at + 4096]
+    });
+
+    let log = mount.stop();
+    assert!(log.contains("TRACE"), "the daemon logged at trace level");
+    for secret in [PASSPHRASE, PASSWORD] {
+        assert!(!log.contains(secret), "{secret} reached the log");
+    }
+    let key = std::fs::read_to_string(&server.client_key_with_passphrase).unwrap();
+    for line in key.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!log.contains(line), "the private key reached the log");
+    }
+}

@@ -190,7 +190,12 @@ impl S3Server {
 /// `work/plugins/` and `config` in `work/musicfs.toml`. Returns the arguments
 /// that name the config.
 pub fn mount_args(work: &Path, config: &toml::Table) -> Vec<String> {
-    crate::install_plugin(&work.join("plugins"), "musicfs_s3");
+    mount_args_for(work, config, "musicfs_s3")
+}
+
+/// [`mount_args`] with the plugin `lib<plugin>.so` installed.
+pub fn mount_args_for(work: &Path, config: &toml::Table, plugin: &str) -> Vec<String> {
+    crate::install_plugin(&work.join("plugins"), plugin);
     let file = work.join("musicfs.toml");
     std::fs::write(&file, toml::to_string(config).unwrap()).unwrap();
     vec!["--config".into(), file.display().to_string()]
