@@ -172,6 +172,31 @@ impl PeerMount {
         Self::start(command, mountpoint, "s3fs (apt-get install s3fs)")
     }
 
+    /// `sshfs` (foreground, read-only) of `remote_path` on an sshd at
+    /// 127.0.0.1:`port`, logging in with `key`, host key checked against
+    /// `known_hosts`; its defaults otherwise.
+    pub fn sshfs(
+        port: u16,
+        remote_path: &Path,
+        key: &Path,
+        known_hosts: &Path,
+        work: &Path,
+    ) -> PeerMount {
+        let mountpoint = work.join("sshfs-mnt");
+        std::fs::create_dir_all(&mountpoint).unwrap();
+        let mut command = Command::new("sshfs");
+        command
+            .arg(format!("127.0.0.1:{}", remote_path.display()))
+            .arg(&mountpoint)
+            .args(["-f", "-o", "ro", "-p", &port.to_string()])
+            .arg("-o")
+            .arg(format!("IdentityFile={}", key.display()))
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+            .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"]);
+        Self::start(command, mountpoint, "sshfs (apt-get install sshfs)")
+    }
+
     fn start(mut command: Command, mountpoint: PathBuf, what: &str) -> PeerMount {
         let child = command
             .stdout(Stdio::null())
