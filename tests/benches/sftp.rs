@@ -4,6 +4,8 @@
 //! 50 MB file (in its middle, then at its start), the sequential throughput of
 //! another uncached 50 MB file, and a re-read of it on the same mount.
 //!
+//! `SFTP_BENCH_MB` sets the files' size (default 50, the size the issue names).
+//!
 //! Run: `cargo build --workspace --release && cargo bench -p musicfs-tests --bench sftp`
 //! (needs sshd, sshfs and rclone: `apt-get install openssh-server sshfs rclone`).
 
@@ -17,8 +19,6 @@ use musicfs_tests::mounted::Mounted;
 use musicfs_tests::s3_server::{mount_args_for, origins_config};
 use musicfs_tests::ssh_server::SshServer;
 
-const BIG: u64 = 50 << 20;
-
 struct Figures {
     tool: &'static str,
     ttfb_middle: Duration,
@@ -30,9 +30,9 @@ struct Figures {
 
 /// Measures one mounted tool (process `pid`) whose view of the library is
 /// `root`, holding `ttfb.flac` and `stream.flac`.
-fn measure(tool: &'static str, pid: u32, ttfb: &Path, stream: &Path) -> Figures {
+fn measure(tool: &'static str, pid: u32, ttfb: &Path, stream: &Path, big: u64) -> Figures {
     reset_peak_rss(pid);
-    let ttfb_middle = first_byte(ttfb, BIG / 2);
+    let ttfb_middle = first_byte(ttfb, big / 2);
     let ttfb_start = first_byte(ttfb, 0);
     let cold = read_speed(stream);
     let warm = read_speed(stream);
@@ -51,9 +51,14 @@ fn main() {
         tempfile::tempdir_in(std::env::var_os("BENCH_DIR").unwrap_or_else(|| "/var/tmp".into()))
             .unwrap();
     let work = work.path();
+    let big: u64 = std::env::var("SFTP_BENCH_MB")
+        .ok()
+        .and_then(|mb| mb.parse().ok())
+        .unwrap_or(50)
+        << 20;
     let server = SshServer::start();
-    noise_file(&server.library.join("big/ttfb.flac"), BIG, 5);
-    noise_file(&server.library.join("big/stream.flac"), BIG, 6);
+    noise_file(&server.library.join("big/ttfb.flac"), big, 5);
+    noise_file(&server.library.join("big/stream.flac"), big, 6);
 
     let mut origin = server.origin("seedbox");
     origin.insert("poll_interval_secs".into(), 3600i64.into());
@@ -74,6 +79,7 @@ fn main() {
         mount.pid().expect("the daemon runs"),
         &shown("ttfb.flac"),
         &shown("stream.flac"),
+        big,
     );
     drop(mount);
 
@@ -89,6 +95,7 @@ fn main() {
         sshfs.pid(),
         &sshfs.mountpoint.join("big/ttfb.flac"),
         &sshfs.mountpoint.join("big/stream.flac"),
+        big,
     );
     drop(sshfs);
 
@@ -112,10 +119,11 @@ fn main() {
         rclone.pid(),
         &rclone.mountpoint.join("big/ttfb.flac"),
         &rclone.mountpoint.join("big/stream.flac"),
+        big,
     );
     drop(rclone);
 
-    println!("two {} MB files on one sshd on loopback\n", BIG >> 20);
+    println!("two {} MB files on one sshd on loopback\n", big >> 20);
     println!(
         "{:<8} {:>14} {:>14} {:>12} {:>12} {:>14}",
         "tool", "TTFB middle", "TTFB start", "cold MB/s", "warm MB/s", "peak RSS MB"
