@@ -283,3 +283,44 @@ fn a_server_mounts_reads_in_parallel_and_survives_sshd_dying_mid_read() {
         assert!(!log.contains(line), "the private key reached the log");
     }
 }
+
+/// `--origin sftp://user@host:port/path` alone: the host key from
+/// `~/.ssh/known_hosts` and the login from `~/.ssh/id_ed25519`, as `ssh` would.
+#[test]
+fn the_quick_form_finds_the_usual_keys_and_known_hosts() {
+    use musicfs_tests::audio_library::{self, copy_tree, TRACKS};
+    let server = SshServer::start();
+    copy_tree(audio_library::shared(), &server.library);
+    // The tracks and an album's cover (its liner notes are not shown).
+    let files = TRACKS.len() + 1;
+    let home = tempfile::tempdir().unwrap();
+    let ssh = home.path().join(".ssh");
+    std::fs::create_dir(&ssh).unwrap();
+    std::fs::copy(&server.client_key, ssh.join("id_ed25519")).unwrap();
+    std::fs::copy(&server.known_hosts, ssh.join("known_hosts")).unwrap();
+    let plugins = home.path().join("plugins");
+    musicfs_tests::install_plugin(&plugins, "musicfs_sftp");
+    let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+    let url = format!(
+        "sftp://{user}@127.0.0.1:{}{}",
+        server.port,
+        server.library.display()
+    );
+    let scanned = std::process::Command::new(musicfs_tests::musicfs_binary())
+        .arg("scan")
+        .arg("--plugins")
+        .arg(&plugins)
+        .arg("--cache-dir")
+        .arg(home.path().join("cache"))
+        .args(["--origin", &url])
+        .env("HOME", home.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&scanned.stdout);
+    assert!(
+        scanned.status.success() && out.contains(&format!("{files} tracks in the library")),
+        "{out}\n{}",
+        String::from_utf8_lossy(&scanned.stderr)
+    );
+}

@@ -151,21 +151,25 @@ async fn log_in(ssh: &mut Handle<Checker>, settings: &SftpSettings) -> OriginRes
             load_secret_key(path, settings.private_key_passphrase.as_deref()).map_err(|e| {
                 OriginError::invalid_config(format!("key `private_key` ({}): {e}", path.display()))
             })?;
-        let hash = ssh
-            .best_supported_rsa_hash()
-            .await
-            .map_err(failed)?
-            .flatten();
-        let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
-        if ssh
-            .authenticate_publickey(user, key)
-            .await
-            .map_err(failed)?
-            .success()
-        {
+        if offer_key(ssh, user, key).await? {
             return Ok(());
         }
         tried.push("the key file");
+    }
+    for path in &settings.default_keys {
+        let key = match load_secret_key(path, None) {
+            Ok(key) => key,
+            Err(e) => {
+                tracing::debug!("skipping {}: {e}", path.display());
+                continue;
+            }
+        };
+        if offer_key(ssh, user, key).await? {
+            return Ok(());
+        }
+    }
+    if !settings.default_keys.is_empty() {
+        tried.push("the keys in ~/.ssh");
     }
     if settings.use_agent {
         match russh::keys::agent::client::AgentClient::connect_env().await {
@@ -213,6 +217,26 @@ async fn log_in(ssh: &mut Handle<Checker>, settings: &SftpSettings) -> OriginRes
             tried.join(", ")
         )
     }))
+}
+
+/// Offers `key` for `user`; whether the server took it.
+async fn offer_key(
+    ssh: &mut Handle<Checker>,
+    user: &str,
+    key: russh::keys::PrivateKey,
+) -> OriginResult<bool> {
+    let failed = |e: russh::Error| OriginError::unavailable(format!("unreachable: {e}"));
+    let hash = ssh
+        .best_supported_rsa_hash()
+        .await
+        .map_err(failed)?
+        .flatten();
+    let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+    Ok(ssh
+        .authenticate_publickey(user, key)
+        .await
+        .map_err(failed)?
+        .success())
 }
 
 /// Opens the `sftp` subsystem and learns the server's largest read.

@@ -5,7 +5,7 @@
 //! logs: they appear as `<redacted>`.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use origin_api::{OriginError, OriginResult, Settings};
@@ -21,6 +21,9 @@ pub(crate) struct SftpSettings {
     pub(crate) private_key_passphrase: Option<String>,
     pub(crate) password: Option<String>,
     pub(crate) use_agent: bool,
+    /// With no way to log in configured, what `ssh` would try: the usual key
+    /// files in `~/.ssh` that exist (those without a passphrase work).
+    pub(crate) default_keys: Vec<PathBuf>,
     pub(crate) known_hosts: PathBuf,
     /// A pinned host key, `SHA256:…` as `ssh-keygen -l` prints it.
     pub(crate) host_key_fingerprint: Option<String>,
@@ -44,6 +47,7 @@ impl fmt::Debug for SftpSettings {
             )
             .field("password", &redacted(&self.password))
             .field("use_agent", &self.use_agent)
+            .field("default_keys", &self.default_keys)
             .field("known_hosts", &self.known_hosts)
             .field("host_key_fingerprint", &self.host_key_fingerprint)
             .field("connections", &self.connections)
@@ -80,6 +84,8 @@ struct Url {
 }
 
 /// `sftp://[user@]host[:port][/path]`; `[v6]` hosts are written in brackets.
+/// The path is absolute, `/~/path` is below the login folder, none is the
+/// login folder itself.
 fn parse_url(url: &str) -> Option<Url> {
     let rest = url.strip_prefix("sftp://")?;
     let (authority, path) = match rest.find('/') {
@@ -111,9 +117,11 @@ fn parse_url(url: &str) -> Option<Url> {
         user: user.map(str::to_owned),
         host: host.to_owned(),
         port,
-        path: path
-            .map(|p| p.trim_matches('/').to_owned())
-            .filter(|p| !p.is_empty()),
+        path: path.map(|p| match p.strip_prefix('~') {
+            // `/~/music`: below the login folder (as curl reads it).
+            Some(below) => below.trim_matches('/').to_owned(),
+            None => format!("/{}", p.trim_matches('/')),
+        }),
     })
 }
 
@@ -145,6 +153,15 @@ fn current_user() -> Option<String> {
         .ok()
         .map(str::to_owned)
         .filter(|n| !n.is_empty())
+}
+
+/// The key files `ssh` tries by default that exist in `home`/.ssh.
+fn usual_keys(home: &Path) -> Vec<PathBuf> {
+    ["id_ed25519", "id_ecdsa", "id_rsa"]
+        .iter()
+        .map(|name| home.join(".ssh").join(name))
+        .filter(|path| path.is_file())
+        .collect()
 }
 
 impl SftpSettings {
@@ -190,11 +207,12 @@ impl SftpSettings {
                     "origin `{id}`: key `user` is missing and the current user is unknown"
                 ))
             })?;
-        let path = text("path")?
-            .or(url.path)
-            .unwrap_or_default()
-            .trim_end_matches('/')
-            .to_owned();
+        let path = text("path")?.or(url.path).unwrap_or_default();
+        // `/` stays the server's root; `music/` is `music`.
+        let path = match path.trim_end_matches('/') {
+            "" if path.starts_with('/') => "/".to_owned(),
+            trimmed => trimmed.to_owned(),
+        };
         let known_hosts = match text("known_hosts")? {
             Some(file) => PathBuf::from(file),
             None => std::env::var_os("HOME")
@@ -220,15 +238,27 @@ impl SftpSettings {
                 "origin `{id}`: key `connections` must be between 1 and 64, not {connections}"
             )));
         }
+        let private_key = text("private_key")?.map(PathBuf::from);
+        let password = text("password")?;
+        let agent = settings.get_bool("use_agent")?;
+        // Nothing configured (the `--origin sftp://…` form): do as `ssh` does,
+        // the agent if one runs, then the usual key files.
+        let nothing_set = private_key.is_none() && password.is_none() && agent.is_none();
+        let use_agent = agent.unwrap_or(nothing_set && std::env::var_os("SSH_AUTH_SOCK").is_some());
+        let default_keys = match std::env::var_os("HOME") {
+            Some(home) if nothing_set => usual_keys(Path::new(&home)),
+            _ => Vec::new(),
+        };
         Ok(SftpSettings {
             host,
             port,
             user,
             path,
-            private_key: text("private_key")?.map(PathBuf::from),
+            private_key,
             private_key_passphrase: text("private_key_passphrase")?,
-            password: text("password")?,
-            use_agent: settings.get_bool("use_agent")?.unwrap_or(false),
+            password,
+            use_agent,
+            default_keys,
             known_hosts,
             host_key_fingerprint,
             connections: connections as usize,
@@ -250,6 +280,7 @@ impl SftpSettings {
             (true, true) => ".".to_owned(),
             (true, false) => path.to_owned(),
             (false, true) => self.path.clone(),
+            (false, false) if self.path == "/" => format!("/{path}"),
             (false, false) => format!("{}/{path}", self.path),
         }
     }
@@ -280,10 +311,14 @@ mod tests {
         .unwrap();
         assert_eq!(
             (s.user.as_str(), s.host.as_str(), s.port, s.path.as_str()),
-            ("ann", "box.example", 2222, "srv/music")
+            ("ann", "box.example", 2222, "/srv/music")
         );
-        assert_eq!(s.remote("A/b.flac"), "srv/music/A/b.flac");
-        assert_eq!(s.remote(""), "srv/music");
+        assert_eq!(s.remote("A/b.flac"), "/srv/music/A/b.flac");
+        assert_eq!(s.remote(""), "/srv/music");
+        let s = SftpSettings::parse(&settings(&[("url", text("sftp://box/~/music"))])).unwrap();
+        assert_eq!(s.remote("A/b.flac"), "music/A/b.flac");
+        let s = SftpSettings::parse(&settings(&[("url", text("sftp://box/"))])).unwrap();
+        assert_eq!(s.remote("A"), "/A");
         assert_eq!((s.connections, s.request_timeout.as_secs()), (4, 30));
         let s = SftpSettings::parse(&settings(&[("url", text("sftp://ann@[::1]"))])).unwrap();
         assert_eq!(
@@ -302,6 +337,27 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn with_nothing_configured_the_usual_keys_are_tried() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir(home.path().join(".ssh")).unwrap();
+        std::fs::write(home.path().join(".ssh/id_rsa"), "").unwrap();
+        std::fs::write(home.path().join(".ssh/id_ed25519"), "").unwrap();
+        assert_eq!(
+            usual_keys(home.path()),
+            [
+                home.path().join(".ssh/id_ed25519"),
+                home.path().join(".ssh/id_rsa")
+            ]
+        );
+        let s = SftpSettings::parse(&settings(&[
+            ("host", text("h")),
+            ("password", text("swordfish")),
+        ]))
+        .unwrap();
+        assert!(s.default_keys.is_empty() && !s.use_agent);
     }
 
     #[test]
