@@ -3,11 +3,18 @@
 //! configured), open the `sftp` subsystem and learn the server's largest read.
 //!
 //! Failures say which of the three things went wrong, as health reasons do:
-//! "unreachable", "host key mismatch", "authentication failed".
+//! "unreachable", "host key mismatch", "authentication failed". The whole of
+//! it has one deadline, `request_timeout_secs`.
+//!
+//! Each request then has that deadline too ([`Connection::call`]); the
+//! connection notes when it last heard from the server, so that a request
+//! that waited behind other data on a busy slow link does not condemn a live
+//! connection (see `errors`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use origin_api::{OriginError, OriginResult};
 use russh::client::{self, Handle};
@@ -17,13 +24,19 @@ use russh_sftp::client::rawsession::Limits;
 use russh_sftp::client::RawSftpSession;
 use std::borrow::Cow;
 
-use crate::errors::{origin_error, Broken};
+use crate::errors::{is_answer, origin_error, Broken};
 use crate::host_key::Checker;
 use crate::sftp_settings::SftpSettings;
 
 /// The largest read asked of a server that does not say (OpenSSH's own
-/// client uses 32 KiB; OpenSSH servers answer up to 255 KiB).
+/// client uses 32 KiB).
 const DEFAULT_READ: u32 = 32 << 10;
+/// The largest read asked at all: what OpenSSH's server answers, and what
+/// fits russh-sftp's 256 KiB packets with their header.
+const MAX_READ: u32 = 261_120;
+/// russh-sftp's own timeout on every request, behind the deadlines set here:
+/// a read waits on its stream's progress instead (see `reading`).
+const BACKSTOP: u32 = 4;
 
 /// AES-GCM first: with AES instructions (any x86-64 or ARMv8 server of the
 /// last decade) it costs the server, often a small NAS, least per byte; then
@@ -45,7 +58,10 @@ pub(crate) struct Connection {
     pub(crate) max_read: u32,
     /// Set by the first error that condemns the connection.
     broken: AtomicBool,
-    deadline_secs: u64,
+    pub(crate) deadline: Duration,
+    opened: Instant,
+    /// When the server last answered anything, in ms since `opened`.
+    heard_ms: AtomicU64,
 }
 
 impl Connection {
@@ -74,12 +90,13 @@ impl Connection {
             },
             ..Default::default()
         });
+        let deadline = tokio::time::Instant::now() + settings.request_timeout;
+        let secs = settings.request_timeout.as_secs();
         let connecting = client::connect(config, (host, port), checker);
-        let mut ssh = match tokio::time::timeout(settings.request_timeout, connecting).await {
+        let mut ssh = match tokio::time::timeout_at(deadline, connecting).await {
             Err(_) => {
                 return Err(OriginError::timeout(format!(
-                    "unreachable: {host}:{port} did not answer within {} s",
-                    settings.request_timeout.as_secs()
+                    "unreachable: {host}:{port} did not answer within {secs} s"
                 )))
             }
             Ok(Err(e)) => {
@@ -95,29 +112,73 @@ impl Connection {
             }
             Ok(Ok(ssh)) => ssh,
         };
-        let within = |what: &'static str| {
-            let deadline = settings.request_timeout;
-            move |e: tokio::time::error::Elapsed| {
-                let _ = e;
-                OriginError::timeout(format!(
-                    "{host}:{port}: {what} took longer than {} s",
-                    deadline.as_secs()
-                ))
-            }
+        let late = |what: &str| {
+            OriginError::timeout(format!(
+                "unreachable: {host}:{port}: {what} did not finish within {secs} s"
+            ))
         };
-        tokio::time::timeout(settings.request_timeout, log_in(&mut ssh, settings))
+        tokio::time::timeout_at(deadline, log_in(&mut ssh, settings))
             .await
-            .map_err(within("logging in"))??;
-        let sftp = tokio::time::timeout(settings.request_timeout, open_sftp(&ssh, settings))
+            .map_err(|_| late("logging in"))??;
+        let (sftp, max_read) = tokio::time::timeout_at(deadline, open_sftp(&ssh, settings))
             .await
-            .map_err(within("opening SFTP"))??;
+            .map_err(|_| late("starting SFTP"))??;
         Ok(Connection {
             ssh,
-            max_read: sftp.1,
-            sftp: sftp.0,
+            max_read,
+            sftp,
             broken: AtomicBool::new(false),
-            deadline_secs: settings.request_timeout.as_secs(),
+            deadline: settings.request_timeout,
+            opened: Instant::now(),
+            heard_ms: AtomicU64::new(0),
         })
+    }
+
+    /// Notes that the server answered.
+    pub(crate) fn heard(&self) {
+        let now = self.opened.elapsed().as_millis() as u64;
+        self.heard_ms.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Whether nothing has come back for a whole deadline.
+    fn stalled(&self) -> bool {
+        let now = self.opened.elapsed().as_millis() as u64;
+        let silent = now.saturating_sub(self.heard_ms.load(Ordering::Relaxed));
+        Duration::from_millis(silent) >= self.deadline
+    }
+
+    fn condemn(&self, why: &OriginError) {
+        if !self.broken.swap(true, Ordering::Relaxed) {
+            tracing::debug!("sftp connection dropped: {why}");
+        }
+    }
+
+    /// `request` about `what`, within the deadline.
+    pub(crate) async fn call<T>(
+        &self,
+        what: &str,
+        request: impl Future<Output = Result<T, russh_sftp::client::error::Error>>,
+    ) -> OriginResult<T> {
+        match tokio::time::timeout(self.deadline, request).await {
+            Ok(Ok(answer)) => {
+                self.heard();
+                Ok(answer)
+            }
+            Ok(Err(e)) => Err(self.failed(e, what)),
+            Err(_) => Err(self.timed_out(what)),
+        }
+    }
+
+    /// A request about `what` got no answer within the deadline.
+    pub(crate) fn timed_out(&self, what: &str) -> OriginError {
+        let error = OriginError::timeout(format!(
+            "unreachable: no answer about {what} within {} s",
+            self.deadline.as_secs()
+        ));
+        if self.stalled() {
+            self.condemn(&error);
+        }
+        error
     }
 
     /// Whether requests can still be sent: not condemned, not closed.
@@ -132,11 +193,44 @@ impl Connection {
         error: russh_sftp::client::error::Error,
         what: &str,
     ) -> OriginError {
-        let (error, broken) = origin_error(error, what, self.deadline_secs);
-        if broken == Broken::Yes && !self.broken.swap(true, Ordering::Relaxed) {
-            tracing::debug!("sftp connection dropped: {error}");
+        if is_answer(&error) {
+            self.heard();
+        }
+        let (error, broken) = origin_error(error, what, self.deadline.as_secs());
+        match broken {
+            Broken::Yes => self.condemn(&error),
+            Broken::IfStalled if self.stalled() => self.condemn(&error),
+            _ => {}
         }
         error
+    }
+}
+
+/// A server-side handle (an open file or folder), closed when dropped.
+pub(crate) struct RemoteHandle {
+    connection: Arc<Connection>,
+    id: String,
+}
+
+impl RemoteHandle {
+    pub(crate) fn new(connection: Arc<Connection>, id: String) -> RemoteHandle {
+        RemoteHandle { connection, id }
+    }
+
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Drop for RemoteHandle {
+    fn drop(&mut self) {
+        let connection = self.connection.clone();
+        let id = std::mem::take(&mut self.id);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = connection.call("closing", connection.sftp.close(id)).await;
+            });
+        }
     }
 }
 
@@ -265,7 +359,7 @@ async fn open_sftp(
         }
     }
     let mut sftp = RawSftpSession::new(channel.into_stream());
-    sftp.set_timeout(settings.request_timeout.as_secs().max(1));
+    sftp.set_timeout(settings.request_timeout.as_secs().max(1) * BACKSTOP as u64);
     let version = sftp
         .init()
         .await
@@ -273,7 +367,10 @@ async fn open_sftp(
     let mut max_read = DEFAULT_READ;
     if version.extensions.contains_key("limits@openssh.com") {
         if let Ok(limits) = sftp.limits().await {
-            max_read = limits.max_read_len.clamp(1, u32::MAX as u64) as u32;
+            // Zero means no limit of the server's own.
+            if limits.max_read_len > 0 {
+                max_read = limits.max_read_len.min(MAX_READ as u64) as u32;
+            }
             sftp.set_limits(Limits::from(limits));
         }
     }

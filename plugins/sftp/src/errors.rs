@@ -1,7 +1,10 @@
 //! SFTP failures as origin errors, in one place. A status the server sent
 //! about one file (no such file, permission denied) is that file's error; a
-//! lost channel, a timeout or a garbled reply means the connection is no good
-//! and is [`Broken`]: the pool drops it.
+//! lost channel or a garbled reply means the connection is no good and is
+//! [`Broken`]: the pool drops it. A request past its deadline condemns the
+//! connection only if nothing at all has come back on it for as long: on a
+//! slow link a request may wait behind others' data on a connection that is
+//! alive and busy.
 
 use origin_api::OriginError;
 use russh_sftp::client::error::Error;
@@ -12,6 +15,8 @@ use russh_sftp::protocol::StatusCode;
 pub(crate) enum Broken {
     Yes,
     No,
+    /// Only if the connection has been silent for a whole deadline.
+    IfStalled,
 }
 
 /// `error` from an operation on `what` (a server path), and whether the
@@ -32,7 +37,7 @@ pub(crate) fn origin_error(error: Error, what: &str, deadline_secs: u64) -> (Ori
             OriginError::timeout(format!(
                 "unreachable: no answer about {what} within {deadline_secs} s"
             )),
-            Broken::Yes,
+            Broken::IfStalled,
         ),
         Error::Limited(why) => (OriginError::other(format!("{what}: {why}")), Broken::No),
         other => (
@@ -40,6 +45,11 @@ pub(crate) fn origin_error(error: Error, what: &str, deadline_secs: u64) -> (Ori
             Broken::Yes,
         ),
     }
+}
+
+/// Whether the server answered (with a status): the connection is alive.
+pub(crate) fn is_answer(error: &Error) -> bool {
+    matches!(error, Error::Status(_))
 }
 
 /// Whether `error` is the server's end-of-file status.

@@ -15,6 +15,7 @@
 
 mod connection;
 mod errors;
+mod folder;
 mod host_key;
 mod pool;
 mod reading;

@@ -2,25 +2,32 @@
 //! queue on one channel (each sshd connection is one process and one cipher
 //! stream).
 //!
-//! Connections are opened on demand: the first caller connects (with the
-//! deadline, one attempt at a time); later callers spread over the slots
-//! round-robin, and an empty or broken slot is filled in the background while
-//! its callers use a live neighbour. With no live connection at all, a failed
-//! attempt is remembered for [`RETRY_AFTER`], and callers meanwhile fail at
-//! once with its error: a server that went away makes reads fail fast (or fail
-//! over), never hang, and comes back without a remount.
+//! Connections are opened on demand and spread round-robin; an empty or broken
+//! slot is filled in the background while its callers use a live neighbour.
+//! With no live connection, one attempt to connect runs at a time, in a task
+//! of its own (a caller that gives up does not cancel it). The caller that
+//! starts it waits for it; while it runs, others wait too the first time, but
+//! once an attempt has failed they get that failure at once. After a failure
+//! the next attempt waits [`FIRST_BACKOFF`], doubling to [`MAX_BACKOFF`]: a
+//! server that went away makes reads fail fast (or fail over) and is not
+//! dialled in a tight loop (servers ban that), and one that comes back is
+//! used again without a remount.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use origin_api::{OriginError, OriginResult};
+use tokio::time::Instant;
 
 use crate::connection::Connection;
 use crate::sftp_settings::SftpSettings;
 
-/// How long a failed connection attempt answers for the server.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+type Attempt = Shared<BoxFuture<'static, OriginResult<Arc<Connection>>>>;
 
 #[derive(Default)]
 struct Slot {
@@ -30,7 +37,7 @@ struct Slot {
 
 impl Slot {
     fn usable(&self) -> Option<Arc<Connection>> {
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let mut live = lock(&self.live);
         match &*live {
             Some(c) if c.usable() => Some(c.clone()),
             Some(_) => {
@@ -40,90 +47,134 @@ impl Slot {
             None => None,
         }
     }
-
-    fn set(&self, connection: Arc<Connection>) {
-        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = Some(connection);
-    }
 }
 
-pub(crate) struct Pool {
+/// Where dialling stands.
+#[derive(Default)]
+struct Dialing {
+    attempt: Option<Attempt>,
+    last_failure: Option<OriginError>,
+    /// No new attempt before this.
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+struct Inner {
     settings: Arc<SftpSettings>,
     slots: Vec<Arc<Slot>>,
     next: AtomicUsize,
-    last_failure: Mutex<Option<(Instant, OriginError)>>,
-    /// Held while connecting with no live connection: one attempt at a time.
-    connecting: tokio::sync::Mutex<()>,
+    dialing: Mutex<Dialing>,
+}
+
+pub(crate) struct Pool {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Pool {
     pub(crate) fn new(settings: Arc<SftpSettings>) -> Pool {
         Pool {
-            slots: (0..settings.connections.max(1))
-                .map(|_| Arc::default())
-                .collect(),
-            settings,
-            next: AtomicUsize::new(0),
-            last_failure: Mutex::new(None),
-            connecting: tokio::sync::Mutex::new(()),
+            inner: Arc::new(Inner {
+                slots: (0..settings.connections.max(1))
+                    .map(|_| Arc::default())
+                    .collect(),
+                settings,
+                next: AtomicUsize::new(0),
+                dialing: Mutex::default(),
+            }),
         }
     }
 
     /// A live connection: the next slot's, a neighbour's while that slot is
     /// filled in the background, or a new one.
     pub(crate) async fn get(&self) -> OriginResult<Arc<Connection>> {
-        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        let slot = &self.slots[turn];
+        let inner = &self.inner;
+        let turn = inner.next.fetch_add(1, Ordering::Relaxed) % inner.slots.len();
+        let slot = &inner.slots[turn];
         if let Some(connection) = slot.usable() {
             return Ok(connection);
         }
-        if let Some(neighbour) = self.any_usable() {
-            self.fill_in_background(slot.clone());
+        if let Some(neighbour) = inner.any_usable() {
+            inner.fill_in_background(slot.clone());
             return Ok(neighbour);
         }
-        self.recent_failure()?;
-        let _one_at_a_time = self.connecting.lock().await;
-        // Someone else may have connected (or failed) while this one waited.
-        if let Some(connection) = self.any_usable() {
-            return Ok(connection);
-        }
-        self.recent_failure()?;
-        match Connection::open(&self.settings).await {
-            Ok(connection) => {
-                let connection = Arc::new(connection);
-                slot.set(connection.clone());
-                *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                Ok(connection)
+        let attempt = {
+            let mut dialing = lock(&inner.dialing);
+            match (&dialing.attempt, &dialing.last_failure) {
+                (Some(_), Some(failure)) => return Err(failure.clone()),
+                (Some(attempt), None) => attempt.clone(),
+                (None, Some(failure)) if dialing.retry_at.is_some_and(|at| Instant::now() < at) => {
+                    return Err(failure.clone())
+                }
+                (None, _) => {
+                    let attempt = inner.clone().dial(slot.clone());
+                    dialing.attempt = Some(attempt.clone());
+                    attempt
+                }
             }
-            Err(e) => {
-                tracing::debug!("cannot connect to {}: {e}", self.settings.host);
-                *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((Instant::now(), e.clone()));
-                Err(e)
-            }
-        }
+        };
+        attempt.await
     }
+}
 
+impl Inner {
     fn any_usable(&self) -> Option<Arc<Connection>> {
         self.slots.iter().find_map(|slot| slot.usable())
     }
 
-    fn recent_failure(&self) -> OriginResult<()> {
-        match &*self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some((at, error)) if at.elapsed() < RETRY_AFTER => Err(error.clone()),
-            _ => Ok(()),
+    /// Starts connecting for `slot` in a task of its own.
+    fn dial(self: Arc<Self>, slot: Arc<Slot>) -> Attempt {
+        let task = tokio::spawn(async move {
+            let opened = Connection::open(&self.settings).await.map(Arc::new);
+            self.record(&opened, &slot);
+            lock(&self.dialing).attempt = None;
+            opened
+        });
+        async move {
+            task.await
+                .unwrap_or_else(|e| Err(OriginError::other(format!("connecting failed: {e}"))))
+        }
+        .boxed()
+        .shared()
+    }
+
+    /// Keeps what an attempt gave: the connection, or the failure and when to
+    /// try again.
+    fn record(&self, opened: &OriginResult<Arc<Connection>>, slot: &Slot) {
+        let mut dialing = lock(&self.dialing);
+        match opened {
+            Ok(connection) => {
+                *lock(&slot.live) = Some(connection.clone());
+                dialing.last_failure = None;
+                dialing.retry_at = None;
+                dialing.backoff = Duration::ZERO;
+            }
+            Err(e) => {
+                tracing::debug!("cannot connect to {}: {e}", self.settings.host);
+                dialing.backoff = (dialing.backoff * 2).clamp(FIRST_BACKOFF, MAX_BACKOFF);
+                dialing.retry_at = Some(Instant::now() + dialing.backoff);
+                dialing.last_failure = Some(e.clone());
+            }
         }
     }
 
-    fn fill_in_background(&self, slot: Arc<Slot>) {
+    fn fill_in_background(self: &Arc<Self>, slot: Arc<Slot>) {
+        if lock(&self.dialing)
+            .retry_at
+            .is_some_and(|at| Instant::now() < at)
+        {
+            return;
+        }
         if slot.filling.swap(true, Ordering::AcqRel) {
             return;
         }
-        let settings = self.settings.clone();
+        let inner = self.clone();
         tokio::spawn(async move {
-            match Connection::open(&settings).await {
-                Ok(connection) => slot.set(Arc::new(connection)),
-                Err(e) => tracing::debug!("another connection to {}: {e}", settings.host),
-            }
+            let opened = Connection::open(&inner.settings).await.map(Arc::new);
+            inner.record(&opened, &slot);
             slot.filling.store(false, Ordering::Release);
         });
     }

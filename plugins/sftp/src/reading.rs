@@ -1,24 +1,27 @@
 //! A ranged read as pipelined SFTP reads, as OpenSSH's own client does: the
 //! file is opened (and its version checked) once, then up to [`IN_FLIGHT`]
-//! bytes of `READ` requests of the server's largest read size are kept
-//! outstanding, and their answers handed on in order as they arrive. The
-//! range is read exactly: no request reaches past its end (or past the size
-//! the file had when opened).
+//! bytes of `READ`s of the server's largest read size are kept outstanding,
+//! and their answers handed on in order. The range is read exactly: no
+//! request reaches past its end (or past the size the file had when opened).
 //!
-//! Never two versions in one stream: after every [`CHECK_EVERY`] reads an
-//! `FSTAT` of the handle is queued, and a piece is handed on only once an
-//! `FSTAT` sent after its read has answered with the version the stream
-//! started with. This relies on the server answering one handle's requests
-//! in the order they were sent, as OpenSSH's `sftp-server` does (it serves a
-//! session one request at a time). A file that changes while it is read is
-//! `Changed`; one that ends early (truncated) is `Changed` too.
+//! Never two versions in one stream: a piece is handed on only once an
+//! `FSTAT` sent *after the piece arrived* has answered with the version the
+//! stream started with. Sending it after the answer makes this hold whatever
+//! order a server serves requests in. One check is in flight at a time and
+//! confirms every piece that arrived before it; reads go on meanwhile, so it
+//! costs a round trip of latency, not throughput. A file that changes while
+//! it is read is `Changed`; one that ends early (truncated) is `Changed` too.
 //!
 //! A server may answer a read with fewer bytes than asked (OpenSSH caps each
-//! answer); the rest is asked for again at once. The handle is closed when
-//! the stream ends or is dropped.
+//! answer); the rest is asked for again at once. Deadlines: each wait for the
+//! next answer of a stream has `request_timeout_secs`, so a stream on a slow
+//! but live link goes on for as long as answers come. The file is opened in a
+//! task of its own and its handle closed when the stream ends or is dropped.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::Poll;
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, FuturesOrdered, StreamExt};
@@ -27,124 +30,100 @@ use origin_api::{OriginError, OriginResult, ReadStream};
 use russh_sftp::client::error::Error;
 use russh_sftp::protocol::{FileAttributes, OpenFlags};
 
-use crate::connection::Connection;
+use crate::connection::{Connection, RemoteHandle};
 use crate::errors::is_eof;
 use crate::pool::Pool;
 use crate::sftp_origin::{metadata_of, version_of};
 
-/// Bytes of reads kept outstanding per stream.
+/// Bytes of reads kept outstanding (or answered, awaiting their check) per
+/// stream.
 const IN_FLIGHT: u64 = 4 << 20;
 /// At least this many reads outstanding, whatever the read size.
 const MIN_READS: usize = 2;
 /// At most this many (a server that answers tiny reads).
 const MAX_READS: usize = 64;
-/// An `FSTAT` after this many reads.
-const CHECK_EVERY: usize = 4;
 
-/// An open file handle, closed when dropped.
-struct OpenFile {
-    connection: Arc<Connection>,
-    handle: String,
-}
+/// A read in flight: where, how much, and the answer.
+type ReadAnswer = (u64, u32, Result<Vec<u8>, Error>);
 
-impl Drop for OpenFile {
-    fn drop(&mut self) {
-        let connection = self.connection.clone();
-        let handle = std::mem::take(&mut self.handle);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = connection.sftp.close(handle).await;
-            });
-        }
-    }
-}
-
-/// A request in flight, numbered in the order it was sent.
-enum Sent {
-    Read { sent: u64, offset: u64, asked: u32 },
-    Check { sent: u64 },
-}
-
-enum Reply {
-    Data(Result<Vec<u8>, Error>),
-    Attrs(Result<FileAttributes, Error>),
+/// What came back next.
+enum Next {
+    Read(ReadAnswer),
+    Checked(Result<FileAttributes, Error>),
+    /// Nothing is in flight.
+    Idle,
 }
 
 struct Reading {
-    file: OpenFile,
+    file: Arc<RemoteHandle>,
+    connection: Arc<Connection>,
     path: String,
     version: String,
     /// The next byte to ask for, and the end of what is asked.
     next: u64,
     end: u64,
     depth: usize,
-    sent: u64,
-    reads_in_flight: usize,
-    reads_unchecked: usize,
-    in_flight: FuturesOrdered<BoxFuture<'static, (Sent, Reply)>>,
-    /// Answered pieces not yet confirmed by a check, by when they were sent.
-    held: VecDeque<(u64, Vec<u8>)>,
+    reads: FuturesOrdered<BoxFuture<'static, ReadAnswer>>,
+    check: Option<BoxFuture<'static, Result<FileAttributes, Error>>>,
+    /// How many pieces the check in flight confirms.
+    checking: usize,
+    /// Answered pieces not yet confirmed, oldest first.
+    held: VecDeque<Vec<u8>>,
     /// Confirmed pieces, ready to hand on.
     ready: VecDeque<Vec<u8>>,
 }
 
 impl Reading {
     fn send_read(&mut self, offset: u64, asked: u32, front: bool) {
-        let (connection, handle) = (self.file.connection.clone(), self.file.handle.clone());
-        let sent = self.next_number();
+        let (connection, file) = (self.connection.clone(), self.file.clone());
         let request = async move {
-            let answer = connection.sftp.read(handle, offset, asked).await;
-            let sent = Sent::Read {
-                sent,
-                offset,
-                asked,
-            };
-            (sent, Reply::Data(answer.map(|data| data.data)))
+            let answer = connection.sftp.read(file.id(), offset, asked).await;
+            (offset, asked, answer.map(|data| data.data))
         }
         .boxed();
         if front {
-            self.in_flight.push_front(request);
+            self.reads.push_front(request);
         } else {
-            self.in_flight.push_back(request);
+            self.reads.push_back(request);
         }
-        self.reads_in_flight += 1;
-        self.reads_unchecked += 1;
-    }
-
-    fn send_check(&mut self) {
-        let (connection, handle) = (self.file.connection.clone(), self.file.handle.clone());
-        let sent = self.next_number();
-        let request = async move {
-            let answer = connection.sftp.fstat(handle).await;
-            (Sent::Check { sent }, Reply::Attrs(answer.map(|a| a.attrs)))
-        }
-        .boxed();
-        self.in_flight.push_back(request);
-        self.reads_unchecked = 0;
-    }
-
-    fn next_number(&mut self) -> u64 {
-        self.sent += 1;
-        self.sent
     }
 
     fn fill(&mut self) {
-        let max = self.file.connection.max_read as u64;
-        while self.reads_in_flight < self.depth && self.next < self.end {
+        let max = self.connection.max_read as u64;
+        while self.reads.len() + self.held.len() < self.depth && self.next < self.end {
             let asked = (self.end - self.next).min(max) as u32;
             self.send_read(self.next, asked, false);
             self.next += asked as u64;
-            if self.reads_unchecked == CHECK_EVERY {
-                self.send_check();
-            }
         }
-        if self.next >= self.end && self.reads_unchecked > 0 {
-            self.send_check();
+        if self.check.is_none() && !self.held.is_empty() {
+            let (connection, file) = (self.connection.clone(), self.file.clone());
+            self.checking = self.held.len();
+            self.check = Some(
+                async move { connection.sftp.fstat(file.id()).await.map(|a| a.attrs) }.boxed(),
+            );
         }
     }
 
-    fn shorter(&self) -> OriginError {
-        OriginError::changed(format!("{}: ended early while it was read", self.path))
+    /// Waits for the check or the oldest read, whichever answers first.
+    async fn next_answer(&mut self) -> Next {
+        poll_fn(|cx| {
+            if let Some(check) = self.check.as_mut() {
+                if let Poll::Ready(answer) = check.poll_unpin(cx) {
+                    self.check = None;
+                    return Poll::Ready(Next::Checked(answer));
+                }
+            }
+            match self.reads.poll_next_unpin(cx) {
+                Poll::Ready(Some(answer)) => Poll::Ready(Next::Read(answer)),
+                Poll::Ready(None) if self.check.is_none() => Poll::Ready(Next::Idle),
+                _ => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    fn changed(&self, how: &str) -> OriginError {
+        OriginError::changed(format!("{}: {how} while it was read", self.path))
     }
 
     /// The next piece, `None` at the end of the range.
@@ -154,46 +133,41 @@ impl Reading {
                 return Some(Ok(piece));
             }
             self.fill();
-            let (sent, reply) = self.in_flight.next().await?;
-            match (sent, reply) {
-                (
-                    Sent::Read {
-                        sent,
-                        offset,
-                        asked,
-                    },
-                    Reply::Data(answer),
-                ) => {
-                    self.reads_in_flight -= 1;
-                    let data = match answer {
+            let answer = tokio::time::timeout(self.connection.deadline, self.next_answer()).await;
+            let Ok(answer) = answer else {
+                return Some(Err(self.connection.timed_out(&self.path)));
+            };
+            match answer {
+                Next::Idle => return None,
+                Next::Read((offset, asked, answer)) => {
+                    let mut data = match answer {
                         Ok(data) if !data.is_empty() => data,
-                        Ok(_) => return Some(Err(self.shorter())),
-                        Err(e) if is_eof(&e) => return Some(Err(self.shorter())),
-                        Err(e) => return Some(Err(self.file.connection.failed(e, &self.path))),
+                        Ok(_) => return Some(Err(self.changed("ended early"))),
+                        Err(e) if is_eof(&e) => return Some(Err(self.changed("ended early"))),
+                        Err(e) => return Some(Err(self.connection.failed(e, &self.path))),
                     };
+                    self.connection.heard();
+                    if data.len() > asked as usize {
+                        tracing::warn!(path = self.path, "the server sent more than was asked");
+                        data.truncate(asked as usize);
+                    }
                     let got = data.len() as u32;
                     if got < asked {
                         self.send_read(offset + got as u64, asked - got, true);
                     }
-                    self.held.push_back((sent, data));
+                    self.held.push_back(data);
                 }
-                (Sent::Check { sent }, Reply::Attrs(answer)) => {
+                Next::Checked(answer) => {
                     let attrs = match answer {
                         Ok(attrs) => attrs,
-                        Err(e) => return Some(Err(self.file.connection.failed(e, &self.path))),
+                        Err(e) => return Some(Err(self.connection.failed(e, &self.path))),
                     };
+                    self.connection.heard();
                     if version_of(&attrs) != self.version {
-                        return Some(Err(OriginError::changed(format!(
-                            "{}: changed while it was read",
-                            self.path
-                        ))));
+                        return Some(Err(self.changed("changed")));
                     }
-                    while self.held.front().is_some_and(|(read, _)| *read < sent) {
-                        let (_, piece) = self.held.pop_front().expect("just looked");
-                        self.ready.push_back(piece);
-                    }
+                    self.ready.extend(self.held.drain(..self.checking));
                 }
-                _ => unreachable!("each request gets its own kind of reply"),
             }
         }
     }
@@ -203,25 +177,22 @@ impl Reading {
 /// `expected`; gives the handle, the version and the size.
 async fn open(
     connection: Arc<Connection>,
-    path: &str,
-    remote: &str,
-    expected: Option<&str>,
-) -> OriginResult<(OpenFile, String, u64)> {
+    path: String,
+    remote: String,
+    expected: Option<String>,
+) -> OriginResult<(RemoteHandle, String, u64)> {
     let handle = connection
-        .sftp
-        .open(remote, OpenFlags::READ, FileAttributes::empty())
-        .await
-        .map_err(|e| connection.failed(e, path))?;
-    let file = OpenFile {
-        connection,
-        handle: handle.handle,
-    };
-    let connection = &file.connection;
+        .call(
+            &path,
+            connection
+                .sftp
+                .open(remote, OpenFlags::READ, FileAttributes::empty()),
+        )
+        .await?;
+    let file = RemoteHandle::new(connection.clone(), handle.handle);
     let attrs = connection
-        .sftp
-        .fstat(file.handle.as_str())
-        .await
-        .map_err(|e| connection.failed(e, path))?
+        .call(&path, connection.sftp.fstat(file.id()))
+        .await?
         .attrs;
     let meta = metadata_of(&attrs);
     if !meta.is_file() {
@@ -249,18 +220,28 @@ pub(crate) fn read_stream<'a>(
         let connection = pool.get().await?;
         let depth =
             ((IN_FLIGHT / connection.max_read.max(1) as u64) as usize).clamp(MIN_READS, MAX_READS);
-        let (file, version, size) = open(connection, path, &remote, expected).await?;
+        // In a task of its own: a stream dropped while the file opens still
+        // closes the handle (dropping the task's output does).
+        let opening = open(
+            connection.clone(),
+            path.to_owned(),
+            remote,
+            expected.map(str::to_owned),
+        );
+        let (file, version, size) = tokio::spawn(opening)
+            .await
+            .unwrap_or_else(|e| Err(OriginError::other(format!("opening {path}: {e}"))))?;
         Ok(Reading {
-            file,
+            file: Arc::new(file),
+            connection,
             path: path.to_owned(),
             version,
             next: offset,
             end: offset.saturating_add(len).min(size),
             depth,
-            sent: 0,
-            reads_in_flight: 0,
-            reads_unchecked: 0,
-            in_flight: FuturesOrdered::new(),
+            reads: FuturesOrdered::new(),
+            check: None,
+            checking: 0,
             held: VecDeque::new(),
             ready: VecDeque::new(),
         })

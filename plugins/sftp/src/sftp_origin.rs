@@ -17,12 +17,12 @@ use std::time::{Duration, UNIX_EPOCH};
 use origin_api::paging::{Cursor, Resume, Snapshots};
 use origin_api::poller::{ListAll, Listing};
 use origin_api::{
-    async_trait, DirEntry, EntryKind, EventSink, Health, ListPage, Metadata, Origin, OriginResult,
-    ReadStream, WatchHandle,
+    async_trait, DirEntry, EntryKind, EventSink, Health, ListPage, Metadata, Origin, OriginError,
+    OriginResult, ReadStream, WatchHandle,
 };
 use russh_sftp::protocol::FileAttributes;
 
-use crate::errors::is_eof;
+use crate::folder;
 use crate::pool::Pool;
 use crate::reading;
 use crate::sftp_settings::SftpSettings;
@@ -48,50 +48,15 @@ impl SftpOrigin {
         }
     }
 
-    /// Every entry of folder `dir`, with links followed.
+    /// Every entry of folder `dir`, with links followed, read in a task of
+    /// its own: a caller that gives up does not leave the handle open.
     async fn read_folder(&self, dir: &str) -> OriginResult<Vec<DirEntry>> {
         let connection = self.pool.get().await?;
         let remote = self.settings.remote(dir);
         let shown = if dir.is_empty() { "the root" } else { dir };
-        let handle = connection
-            .sftp
-            .opendir(remote.as_str())
+        tokio::spawn(folder::read(connection, remote, shown.to_owned()))
             .await
-            .map_err(|e| connection.failed(e, shown))?
-            .handle;
-        let mut entries = Vec::new();
-        let listed = loop {
-            match connection.sftp.readdir(handle.as_str()).await {
-                Ok(batch) => {
-                    for file in batch.files {
-                        if file.filename == "." || file.filename == ".." {
-                            continue;
-                        }
-                        entries.push((file.filename, file.attrs));
-                    }
-                }
-                Err(e) if is_eof(&e) => break Ok(()),
-                Err(e) => break Err(connection.failed(e, shown)),
-            }
-        };
-        let _ = connection.sftp.close(handle).await;
-        listed?;
-        let mut found = Vec::with_capacity(entries.len());
-        for (name, attrs) in entries {
-            let metadata = if attrs.file_type().is_symlink() {
-                // READDIR reports the link itself; what it leads to counts.
-                let target = format!("{remote}/{name}");
-                match connection.sftp.stat(target).await {
-                    Ok(attrs) => metadata_of(&attrs.attrs),
-                    // A dangling link is not a file of the library.
-                    Err(_) => continue,
-                }
-            } else {
-                metadata_of(&attrs)
-            };
-            found.push(DirEntry { name, metadata });
-        }
-        Ok(found)
+            .unwrap_or_else(|e| Err(OriginError::other(format!("listing {shown}: {e}"))))
     }
 }
 
@@ -123,11 +88,10 @@ pub(crate) fn version_of(attrs: &FileAttributes) -> String {
 impl Origin for SftpOrigin {
     async fn stat(&self, path: &str) -> OriginResult<Metadata> {
         let connection = self.pool.get().await?;
+        let shown = if path.is_empty() { "the root" } else { path };
         let attrs = connection
-            .sftp
-            .stat(self.settings.remote(path))
-            .await
-            .map_err(|e| connection.failed(e, path))?;
+            .call(shown, connection.sftp.stat(self.settings.remote(path)))
+            .await?;
         Ok(metadata_of(&attrs.attrs))
     }
 

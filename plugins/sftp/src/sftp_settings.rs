@@ -83,6 +83,15 @@ struct Url {
     path: Option<String>,
 }
 
+/// Whether `url` is `sftp://user:password@…`.
+fn has_password(url: &str) -> bool {
+    let rest = url.strip_prefix("sftp://").unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or_default();
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(user, _)| user.contains(':'))
+}
+
 /// `sftp://[user@]host[:port][/path]`; `[v6]` hosts are written in brackets.
 /// The path is absolute, `/~/path` is below the login folder, none is the
 /// login folder itself.
@@ -178,6 +187,12 @@ impl SftpSettings {
             )));
         }
         let url = match settings.get_str("url")? {
+            Some(url) if has_password(url) => {
+                return Err(OriginError::invalid_config(format!(
+                    "origin `{id}`: key `url` holds a password; give it as `password` \
+                     instead (a URL is shown in logs and status)"
+                )))
+            }
             Some(url) => parse_url(url).ok_or_else(|| {
                 OriginError::invalid_config(format!(
                     "origin `{id}`: key `url` must look like sftp://user@host:port/path"
@@ -324,6 +339,12 @@ mod tests {
         assert_eq!(
             (s.host.as_str(), s.port, s.remote("")),
             ("::1", 22, ".".to_owned())
+        );
+        let leaked = SftpSettings::parse(&settings(&[("url", text("sftp://ann:hunter2@box/m"))]))
+            .unwrap_err();
+        assert!(
+            leaked.message().contains("password") && !leaked.message().contains("hunter2"),
+            "{leaked}"
         );
         for bad in [
             "http://x",
