@@ -324,3 +324,110 @@ fn the_quick_form_finds_the_usual_keys_and_known_hosts() {
         String::from_utf8_lossy(&scanned.stderr)
     );
 }
+
+/// Links on the server: to a file and to a folder elsewhere, followed; a
+/// dangling one and one to a folder above it, left out (the second would
+/// repeat the tree without end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_are_followed_unless_dangling_or_leading_up() {
+    use std::os::unix::fs::symlink;
+    let server = SshServer::start();
+    let lib = &server.library;
+    std::fs::create_dir_all(lib.join("real")).unwrap();
+    std::fs::write(lib.join("real/a.flac"), b"a").unwrap();
+    let outside = server.scratch("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("b.flac"), b"bb").unwrap();
+    symlink(lib.join("real/a.flac"), lib.join("link.flac")).unwrap();
+    symlink(lib.join("nowhere.flac"), lib.join("dangling.flac")).unwrap();
+    symlink(lib, lib.join("real/up")).unwrap();
+    symlink(&outside, lib.join("elsewhere")).unwrap();
+
+    let plugin = load_plugin(&plugin_library("musicfs_sftp")).unwrap();
+    let origin = plugin
+        .open(Settings::new("seedbox", server.settings()))
+        .await
+        .unwrap();
+    let listing = origin_api::poller::walk(&*origin, 100).await.unwrap();
+    let files: Vec<(&str, u64)> = listing
+        .files
+        .iter()
+        .map(|(path, seen)| (path.as_str(), seen.size))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            ("elsewhere/b.flac", 2),
+            ("link.flac", 1),
+            ("real/a.flac", 1)
+        ],
+        "{listing:?}"
+    );
+    assert!(listing.unlisted.is_empty(), "{listing:?}");
+}
+
+/// Streams dropped early, before their first piece or after it, leave no
+/// file open on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_streams_close_their_handles_on_the_server() {
+    let server = SshServer::start();
+    musicfs_tests::bench_support::noise_file(&server.library.join("big.flac"), 8 << 20, 3);
+    let plugin = load_plugin(&plugin_library("musicfs_sftp")).unwrap();
+    let mut settings = server.settings();
+    settings.insert("connections".into(), 1i64.into());
+    let origin = plugin
+        .open(Settings::new("seedbox", settings))
+        .await
+        .unwrap();
+    assert!(origin.health().await.is_healthy());
+    let baseline = server.open_files();
+    for i in 0..40u64 {
+        let mut stream = origin.read_stream("big.flac", i << 16, 4 << 20, None);
+        if i % 2 == 0 {
+            assert!(stream.next().await.unwrap().is_ok());
+        } else {
+            // Polled once (the open under way), then dropped.
+            let _ = tokio::time::timeout(Duration::ZERO, stream.next()).await;
+        }
+    }
+    let started = std::time::Instant::now();
+    while server.open_files() > baseline {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{} files open on the server, {baseline} before",
+            server.open_files()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// With the server refusing the login, calls fail at once with the reason
+/// and the server is not dialled again on every call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_is_not_retried_on_every_call() {
+    let server = SshServer::start();
+    let mut table = server.settings();
+    table.insert(
+        "private_key".into(),
+        server.stranger_key.display().to_string().into(),
+    );
+    let plugin = load_plugin(&plugin_library("musicfs_sftp")).unwrap();
+    let origin = plugin.open(Settings::new("seedbox", table)).await.unwrap();
+    for _ in 0..50 {
+        let e = origin.stat("a.flac").await.unwrap_err();
+        assert!(e.message().starts_with("authentication failed"), "{e}");
+    }
+    let dialled = server
+        .log()
+        .matches("Connection closed by authenticating user")
+        .count()
+        + server
+            .log()
+            .matches("Disconnected from authenticating user")
+            .count();
+    assert!(
+        (1..=2).contains(&dialled),
+        "{dialled} logins:\n{}",
+        server.log()
+    );
+}

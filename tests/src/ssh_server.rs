@@ -129,6 +129,8 @@ impl SshServer {
     /// which would otherwise go on serving). The files stay.
     pub fn pause(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // Stopped first, so that it starts no session while the others die.
+            unsafe { libc::kill(child.id() as i32, libc::SIGSTOP) };
             for pid in descendants(child.id()) {
                 unsafe { libc::kill(pid as i32, libc::SIGKILL) };
             }
@@ -175,6 +177,22 @@ impl SshServer {
     /// A scratch file in the server's temp folder.
     pub fn scratch(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// Files the server's session processes hold open (their fds that are
+    /// regular files).
+    pub fn open_files(&self) -> usize {
+        let Some(child) = &self.child else { return 0 };
+        descendants(child.id())
+            .into_iter()
+            .flat_map(|pid| {
+                std::fs::read_dir(format!("/proc/{pid}/fd"))
+                    .into_iter()
+                    .flatten()
+            })
+            .filter_map(|fd| std::fs::metadata(fd.ok()?.path()).ok())
+            .filter(|meta| meta.is_file())
+            .count()
     }
 
     /// Connections the server is serving now (its session processes).

@@ -299,6 +299,13 @@ async fn log_in(ssh: &mut Handle<Checker>, settings: &SftpSettings) -> OriginRes
         }
         tried.push("the password");
     }
+    if ssh.is_closed() {
+        // Refused because the server went away mid-login, not by it.
+        return Err(OriginError::unavailable(format!(
+            "unreachable: {}:{} closed the connection while logging in",
+            settings.host, settings.port
+        )));
+    }
     Err(OriginError::permission_denied(if tried.is_empty() {
         format!(
             "authentication failed: no way to log in as {user} is configured \
