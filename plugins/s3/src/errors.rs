@@ -63,6 +63,41 @@ pub(crate) fn health_reason(err: &object_store::Error) -> String {
     }
 }
 
+/// Whether a GET failed because its range starts at or past the end (HTTP 416).
+/// The message names the request's URL, whose port may hold "416" too, so
+/// only the status line and the S3 error code count.
+pub(crate) fn is_range_past_end(err: &object_store::Error) -> bool {
+    let text = err.to_string();
+    text.contains("416 Range Not Satisfiable") || text.contains("<Code>InvalidRange</Code>")
+}
+
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generic(message: &str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(std::io::Error::other(message.to_owned())),
+        }
+    }
+
+    #[test]
+    fn a_port_with_416_in_it_is_not_a_range_past_the_end() {
+        // Regression: a folder read on a server at port 41633 came back empty.
+        let other = generic(
+            "Error performing GET http://127.0.0.1:41633/bucket/library/Artist in 2ms - \
+             Server returned non-2xx status code: 500 Internal Server Error: ",
+        );
+        assert!(!is_range_past_end(&other));
+        let past = generic(
+            "Error performing GET http://127.0.0.1:9000/bucket/k in 2ms - \
+             Server returned non-2xx status code: 416 Range Not Satisfiable: ",
+        );
+        assert!(is_range_past_end(&past));
+    }
 }

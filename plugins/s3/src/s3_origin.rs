@@ -21,7 +21,7 @@ use origin_api::{
     OriginResult, ReadStream, WatchHandle,
 };
 
-use crate::errors::{cause, health_reason, origin_error, Cause};
+use crate::errors::{cause, health_reason, is_range_past_end, origin_error, Cause};
 use crate::poller;
 use crate::s3_settings::S3Settings;
 
@@ -285,11 +285,4 @@ impl S3Origin {
 /// empty segments and NULs, and `Path::from` would percent-encode non-ASCII names.
 pub(crate) fn object_path(key: &str) -> ObjectPath {
     ObjectPath::parse(key).unwrap_or_else(|_| ObjectPath::from(key))
-}
-
-fn is_range_past_end(err: &object_store::Error) -> bool {
-    let text = format!("{err} {err:?}");
-    text.contains("416")
-        || text.contains("InvalidRange")
-        || text.contains("Range") && text.contains("not satisfiable")
 }
