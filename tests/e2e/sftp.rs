@@ -284,21 +284,22 @@ fn a_server_mounts_reads_in_parallel_and_survives_sshd_dying_mid_read() {
     }
 }
 
-/// `--origin sftp://user@host:port/path` alone: the host key from
-/// `~/.ssh/known_hosts` and the login from `~/.ssh/id_ed25519`, as `ssh` would.
-#[test]
-fn the_quick_form_finds_the_usual_keys_and_known_hosts() {
+/// `musicfs scan --origin sftp://user@host:port/path` with `home` as `$HOME`
+/// and `agent` as `$SSH_AUTH_SOCK`: whether it found the whole library, and
+/// what it said.
+fn quick_scan(
+    server: &SshServer,
+    home: &std::path::Path,
+    agent: Option<&std::path::Path>,
+) -> (bool, String) {
     use musicfs_tests::audio_library::{self, copy_tree, TRACKS};
-    let server = SshServer::start();
     copy_tree(audio_library::shared(), &server.library);
     // The tracks and an album's cover (its liner notes are not shown).
     let files = TRACKS.len() + 1;
-    let home = tempfile::tempdir().unwrap();
-    let ssh = home.path().join(".ssh");
-    std::fs::create_dir(&ssh).unwrap();
-    std::fs::copy(&server.client_key, ssh.join("id_ed25519")).unwrap();
+    let ssh = home.join(".ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
     std::fs::copy(&server.known_hosts, ssh.join("known_hosts")).unwrap();
-    let plugins = home.path().join("plugins");
+    let plugins = home.join("plugins");
     musicfs_tests::install_plugin(&plugins, "musicfs_sftp");
     let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
     let url = format!(
@@ -306,23 +307,72 @@ fn the_quick_form_finds_the_usual_keys_and_known_hosts() {
         server.port,
         server.library.display()
     );
-    let scanned = std::process::Command::new(musicfs_tests::musicfs_binary())
-        .arg("scan")
+    let mut scan = std::process::Command::new(musicfs_tests::musicfs_binary());
+    scan.arg("scan")
         .arg("--plugins")
         .arg(&plugins)
         .arg("--cache-dir")
-        .arg(home.path().join("cache"))
+        .arg(home.join("cache"))
         .args(["--origin", &url])
-        .env("HOME", home.path())
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .unwrap();
+        .env("HOME", home);
+    match agent {
+        Some(socket) => scan.env("SSH_AUTH_SOCK", socket),
+        None => scan.env_remove("SSH_AUTH_SOCK"),
+    };
+    let scanned = scan.output().unwrap();
     let out = String::from_utf8_lossy(&scanned.stdout);
-    assert!(
+    (
         scanned.status.success() && out.contains(&format!("{files} tracks in the library")),
-        "{out}\n{}",
-        String::from_utf8_lossy(&scanned.stderr)
-    );
+        format!("{out}\n{}", String::from_utf8_lossy(&scanned.stderr)),
+    )
+}
+
+/// `--origin sftp://user@host:port/path` alone: the host key from
+/// `~/.ssh/known_hosts` and the login from `~/.ssh/id_ed25519`, as `ssh` would.
+#[test]
+fn the_quick_form_finds_the_usual_keys_and_known_hosts() {
+    let server = SshServer::start();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".ssh")).unwrap();
+    std::fs::copy(&server.client_key, home.path().join(".ssh/id_ed25519")).unwrap();
+    let (found, said) = quick_scan(&server, home.path(), None);
+    assert!(found, "{said}");
+}
+
+/// The quick form with no key files but an SSH agent holding the key (a real
+/// `ssh-agent`): it logs in with the agent's key.
+#[test]
+fn the_quick_form_logs_in_with_the_agent() {
+    use std::process::{Command, Stdio};
+    let server = SshServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let socket = home.path().join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("ssh-agent runs (apt-get install openssh-client)");
+    let started = std::time::Instant::now();
+    while !socket.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no agent socket"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let added = Command::new("ssh-add")
+        .arg(&server.client_key)
+        .env("SSH_AUTH_SOCK", &socket)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(added.success(), "ssh-add failed");
+    let (found, said) = quick_scan(&server, home.path(), Some(&socket));
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(found, "{said}");
 }
 
 /// Links on the server: to a file and to a folder elsewhere, followed; a
