@@ -214,6 +214,7 @@ pub mod bench_support;
 pub mod chunk_packs;
 pub mod events;
 pub mod mounted;
+pub mod nfs_server;
 pub mod origin_kinds;
 pub mod s3_server;
 pub mod ssh_server;
