@@ -15,6 +15,7 @@ mod federation;
 mod hot_plug;
 mod local_origin;
 mod mount_library;
+mod nfs;
 mod nfs_fixture;
 mod s3;
 mod sftp;

@@ -31,28 +31,26 @@ fn answers(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
-/// Starts `rpcbind` unless a portmapper already answers.
+/// Starts `rpcbind` unless a portmapper already answers. It is left running
+/// for the other servers of the test binary (and of later ones).
 fn portmapper() {
-    static STARTED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
-    let mut started = STARTED.lock().unwrap_or_else(|p| p.into_inner());
-    if *started || answers(111) {
+    static RPCBIND: std::sync::Mutex<Option<Child>> = std::sync::Mutex::new(None);
+    let mut rpcbind = RPCBIND.lock().unwrap_or_else(|p| p.into_inner());
+    if rpcbind.is_some() || answers(111) {
         return;
     }
-    Command::new("rpcbind")
+    let child = Command::new("rpcbind")
         .args(["-f", "-w"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("rpcbind runs (apt-get install rpcbind)");
+    *rpcbind = Some(child);
     let begun = Instant::now();
     while !answers(111) {
-        assert!(
-            begun.elapsed() < Duration::from_secs(10),
-            "rpcbind did not start"
-        );
+        assert!(begun.elapsed() < Duration::from_secs(10), "rpcbind did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    *started = true;
 }
 
 impl NfsServer {
@@ -79,7 +77,8 @@ impl NfsServer {
                  NFS_KRB5 {{ Active_krb5 = false; }}\n\
                  EXPORT {{\n  Export_Id = 1;\n  Path = {};\n  Pseudo = {pseudo};\n  \
                  Access_Type = RO;\n  Squash = No_Root_Squash;\n  SecType = sys;\n  \
-                 Protocols = 3, 4;\n  FSAL {{ Name = VFS; }}\n}}\n",
+                 Protocols = 3, 4;\n  Attr_Expiration_Time = 0;\n  \
+                 FSAL {{ Name = VFS; }}\n}}\n",
                 recovery.display(),
                 library.display(),
             ),
@@ -101,6 +100,10 @@ impl NfsServer {
     /// Starts the server process again (after [`NfsServer::pause`]): same
     /// ports, same files.
     pub fn resume(&mut self) {
+        // One server starts at a time: two registering with rpcbind at once
+        // can leave one of them hung before it listens.
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = STARTING.lock().unwrap_or_else(|p| p.into_inner());
         let root = self.dir.path();
         let child = Command::new("ganesha.nfsd")
             .arg("-F")
@@ -133,6 +136,32 @@ impl NfsServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The plugin's settings for this server's export over NFS `version`,
+    /// polling once a second.
+    pub fn settings(&self, version: u8) -> toml::Table {
+        let mut table = toml::Table::new();
+        table.insert("host".into(), "127.0.0.1".into());
+        let export = match version {
+            3 => self.library.display().to_string(),
+            _ => self.pseudo.to_owned(),
+        };
+        table.insert("export".into(), export.into());
+        table.insert("version".into(), i64::from(version).into());
+        table.insert("port".into(), i64::from(self.port).into());
+        table.insert("mount_port".into(), i64::from(self.mount_port).into());
+        table.insert("poll_interval_secs".into(), 1i64.into());
+        table.insert("request_timeout_secs".into(), 5i64.into());
+        table
+    }
+
+    /// An `[[origins]]` entry: the NFS plugin serving the export as `id`.
+    pub fn origin(&self, id: &str, version: u8) -> toml::Table {
+        let mut table = self.settings(version);
+        table.insert("id".into(), id.into());
+        table.insert("type".into(), "nfs".into());
+        table
     }
 
     /// What ganesha logged so far.

@@ -1,0 +1,318 @@
+//! The NFS origin: stat is LOOKUP (handles cached by path) and GETATTR, list
+//! is one READDIRPLUS page per call (the server's cookie and verifier are the
+//! cursor, so a 100,000-entry folder streams), read is READs of the server's
+//! largest size, several in flight, checked by GETATTR before and after.
+//!
+//! A file's version is its file id, size, mtime and ctime (nanoseconds, as
+//! NFS reports them): a file replaced, rewritten or touched gets a new one.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::{BoxFuture, FutureExt};
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use nfs_rs::Mount;
+use nfs_rs::{Attr, DirectoryCookie};
+use origin_api::poller::{ListAll, Listing};
+use origin_api::{
+    async_trait, DirEntry, EntryKind, EventSink, Health, ListPage, Metadata, Origin, OriginError,
+    OriginResult, WatchHandle,
+};
+
+use crate::errors::Fault;
+use crate::nfs_settings::NfsSettings;
+use crate::pages::{Cursor, Page, Pages};
+use crate::session::Session;
+
+/// READs in flight per read.
+const IN_FLIGHT: usize = 8;
+/// Entries per page when the poller walks the tree.
+const WALK_PAGE: u32 = 1000;
+const TYPE_REG: u32 = 1;
+const TYPE_DIR: u32 = 2;
+
+#[derive(Clone)]
+pub(crate) struct NfsOrigin {
+    settings: Arc<NfsSettings>,
+    session: Arc<Session>,
+    pages: Arc<Pages>,
+}
+
+pub(crate) fn metadata_of(attr: &Attr) -> Metadata {
+    let modified = attr.mtime.to_system_time();
+    match attr.type_ {
+        TYPE_DIR => Metadata::directory(modified),
+        TYPE_REG => Metadata {
+            version: Some(version_of(attr)),
+            ..Metadata::file(attr.filesize, modified)
+        },
+        _ => Metadata {
+            kind: EntryKind::Other,
+            ..Metadata::file(0, modified)
+        },
+    }
+}
+
+pub(crate) fn version_of(attr: &Attr) -> String {
+    format!(
+        "{}:{}:{}.{}:{}.{}",
+        attr.fileid,
+        attr.filesize,
+        attr.mtime.seconds,
+        attr.mtime.nseconds,
+        attr.ctime.seconds,
+        attr.ctime.nseconds
+    )
+}
+
+type ReadAnswer = (u64, u32, nfs_rs::Result<Bytes>);
+
+/// One READ of `count` bytes at `at`.
+fn read_at(
+    mount: Arc<dyn Mount>,
+    fh: Bytes,
+    at: u64,
+    count: u32,
+) -> BoxFuture<'static, ReadAnswer> {
+    async move { (at, count, mount.read(fh, at, count).await) }.boxed()
+}
+
+impl NfsOrigin {
+    pub(crate) fn open(settings: NfsSettings) -> NfsOrigin {
+        tracing::debug!(settings = ?settings, "nfs origin opened");
+        let settings = Arc::new(settings);
+        NfsOrigin {
+            session: Arc::new(Session::new(settings.clone())),
+            pages: Arc::default(),
+            settings,
+        }
+    }
+}
+
+impl NfsOrigin {
+    /// One READDIRPLUS page of `dir` from `from`, held for the calls that
+    /// take the rest of it.
+    async fn read_page(
+        &self,
+        dir: &str,
+        from: DirectoryCookie,
+    ) -> OriginResult<(u64, Arc<Page>, usize)> {
+        let session = &self.session;
+        let page = session
+            .on_path(dir, |live, fh| async move {
+                let mut position = from;
+                loop {
+                    let page = session
+                        .within(
+                            &live,
+                            shown(dir),
+                            live.mount.readdirplus_page(fh.clone(), position),
+                        )
+                        .await?;
+                    // Only `.` and `..`: go on to the next page.
+                    if page.entries.is_empty() && !page.eof {
+                        position = page.next;
+                        continue;
+                    }
+                    return Ok(page);
+                }
+            })
+            .await?;
+        let mut entries = Vec::with_capacity(page.entries.len());
+        for entry in page.entries {
+            if entry.file_name.contains(char::REPLACEMENT_CHARACTER) {
+                tracing::warn!(
+                    dir,
+                    name = entry.file_name,
+                    "skipping a name that is not UTF-8"
+                );
+                continue;
+            }
+            let path = origin_api::path::join(dir, &entry.file_name);
+            let metadata = match &entry.attr {
+                Some(attr) => metadata_of(attr),
+                // No attributes in the reply: ask for them.
+                None => self.stat(&path).await?,
+            };
+            if !entry.handle.is_empty() {
+                session.remember(&path, entry.handle.clone());
+            }
+            entries.push(DirEntry {
+                name: entry.file_name,
+                metadata,
+            });
+        }
+        let page = Arc::new(Page {
+            from,
+            entries,
+            next: (!page.eof).then_some(page.next),
+        });
+        Ok((self.pages.hold(dir, page.clone()), page, 0))
+    }
+}
+
+fn shown(path: &str) -> &str {
+    if path.is_empty() {
+        "the root"
+    } else {
+        path
+    }
+}
+
+#[async_trait]
+impl Origin for NfsOrigin {
+    async fn stat(&self, path: &str) -> OriginResult<Metadata> {
+        let session = &self.session;
+        session
+            .on_path(path, |live, fh| async move {
+                let attr = session
+                    .within(&live, shown(path), live.mount.getattr(fh))
+                    .await?;
+                Ok(metadata_of(&attr))
+            })
+            .await
+    }
+
+    async fn list(&self, dir: &str, cursor: Option<&str>, limit: u32) -> OriginResult<ListPage> {
+        let cursor = cursor.map(Cursor::parse).transpose()?;
+        let (id, page, index) = match cursor {
+            None => self.read_page(dir, DirectoryCookie::default()).await?,
+            Some(Cursor::At(position)) => self.read_page(dir, position).await?,
+            Some(Cursor::Held { id, index, from }) => match self.pages.get(id, dir) {
+                Some(page) => (id, page, index),
+                // No longer held: read it again from where it was read.
+                None => {
+                    let (id, page, _) = self.read_page(dir, from).await?;
+                    (id, page, index)
+                }
+            },
+        };
+        let end = index
+            .saturating_add(limit.max(1) as usize)
+            .min(page.entries.len());
+        let entries = page.entries[index.min(end)..end].to_vec();
+        let next_cursor = if end < page.entries.len() {
+            Some(Cursor::Held {
+                id,
+                index: end,
+                from: page.from,
+            })
+        } else {
+            page.next.map(Cursor::At)
+        };
+        Ok(ListPage {
+            entries,
+            next_cursor: next_cursor.map(|c| c.text()),
+        })
+    }
+
+    async fn read(&self, path: &str, offset: u64, len: u32) -> OriginResult<Vec<u8>> {
+        self.read_version(path, offset, len, None).await
+    }
+
+    /// GETATTR, READs (several in flight), GETATTR: the bytes only if the
+    /// version was the expected one before and after.
+    async fn read_version(
+        &self,
+        path: &str,
+        offset: u64,
+        len: u32,
+        expected: Option<&str>,
+    ) -> OriginResult<Vec<u8>> {
+        let session = &self.session;
+        session
+            .on_path(path, |live, fh| async move {
+                let what = shown(path);
+                let before = session
+                    .within(&live, what, live.mount.getattr(fh.clone()))
+                    .await?;
+                let meta = metadata_of(&before);
+                if !meta.is_file() {
+                    return Err((
+                        OriginError::not_found(format!("{path}: not a file")),
+                        Fault::File,
+                    ));
+                }
+                let version = version_of(&before);
+                if expected.is_some_and(|v| v != version) {
+                    let e = OriginError::changed(format!("{path}: not the version asked for"));
+                    return Err((e, Fault::File));
+                }
+                let end = offset.saturating_add(len as u64).min(before.filesize);
+                let mut next = offset;
+                let mut reads = FuturesOrdered::new();
+                let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+                loop {
+                    while reads.len() < IN_FLIGHT && next < end {
+                        let count = (end - next).min(live.max_read as u64) as u32;
+                        reads.push_back(read_at(live.mount.clone(), fh.clone(), next, count));
+                        next += count as u64;
+                    }
+                    let Some((at, count, answer)) =
+                        tokio::time::timeout(session.deadline(), reads.next())
+                            .await
+                            .map_err(|_| {
+                                (
+                                    OriginError::timeout(format!(
+                                        "unreachable: no answer about {what} within {} s",
+                                        session.deadline().as_secs()
+                                    )),
+                                    Fault::Gone,
+                                )
+                            })?
+                    else {
+                        break;
+                    };
+                    let data = match answer {
+                        Ok(data) => data,
+                        Err(e) => {
+                            return Err((session.failed(&live, &e, what), crate::errors::fault(&e)))
+                        }
+                    };
+                    if data.is_empty() {
+                        let e = OriginError::changed(format!("{path}: ended early while read"));
+                        return Err((e, Fault::File));
+                    }
+                    let got = data.len() as u32;
+                    out.extend_from_slice(&data[..data.len().min(count as usize)]);
+                    if got < count {
+                        // A short answer: the rest, before what is queued.
+                        let rest =
+                            read_at(live.mount.clone(), fh.clone(), at + got as u64, count - got);
+                        reads.push_front(rest);
+                    }
+                }
+                let after = session
+                    .within(&live, what, live.mount.getattr(fh.clone()))
+                    .await?;
+                if version_of(&after) != version {
+                    let e = OriginError::changed(format!("{path}: changed while it was read"));
+                    return Err((e, Fault::File));
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    /// Mounts (when no mount is live), then the NULL procedure and a GETATTR
+    /// of the library folder.
+    async fn health(&self) -> Health {
+        match self.stat("").await {
+            Ok(meta) if meta.kind == EntryKind::Directory => Health::healthy(),
+            Ok(_) => Health::unhealthy("the library path is not a folder"),
+            Err(e) => Health::unhealthy(e.message().to_owned()),
+        }
+    }
+
+    async fn watch(&self, sink: EventSink) -> OriginResult<WatchHandle> {
+        let every = self.settings.poll_interval;
+        Ok(origin_api::poller::start(Arc::new(self.clone()), every, sink).await)
+    }
+}
+
+#[async_trait]
+impl ListAll for NfsOrigin {
+    async fn list_all(&self) -> OriginResult<Listing> {
+        origin_api::poller::walk(self, WALK_PAGE).await
+    }
+}

@@ -1,0 +1,288 @@
+//! The mount: one nfs-rs client (one TCP connection, RPCs multiplexed by XID)
+//! made on first use with the deadline, and made again after it is lost.
+//! With none live, one attempt runs at a time; a failed attempt answers for
+//! [`RETRY_AFTER`], so calls fail fast while the server is away.
+//!
+//! File handles are cached by path, per mount. A stale handle (a server that
+//! moved the files to new inodes, a restart that changed its handles) is
+//! forgotten and the path looked up again from the export's root.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use nfs_rs::{Attr, Mount};
+use origin_api::{OriginError, OriginResult};
+
+use crate::errors::{fault, origin_error, Fault};
+use crate::nfs_settings::{NfsSettings, Version};
+
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Handles kept per mount before the cache starts over.
+const HANDLES: usize = 65_536;
+
+/// A live mount.
+#[derive(Clone)]
+pub(crate) struct Live {
+    pub(crate) mount: Arc<dyn Mount>,
+    /// The export's root handle.
+    root: Bytes,
+    generation: u64,
+    pub(crate) max_read: u32,
+}
+
+pub(crate) struct Session {
+    settings: Arc<NfsSettings>,
+    live: Mutex<Option<Live>>,
+    handles: Mutex<HashMap<String, Bytes>>,
+    generation: AtomicU64,
+    last_failure: Mutex<Option<(Instant, OriginError)>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The nfs-rs URL for `settings` (it takes its options only so).
+pub(crate) fn mount_url(settings: &NfsSettings) -> String {
+    let host = if settings.host.contains(':') {
+        format!("[{}]", settings.host)
+    } else {
+        settings.host.clone()
+    };
+    let port = settings.port.map(|p| format!(":{p}")).unwrap_or_default();
+    let export: String = settings
+        .export
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    let version = match settings.version {
+        Version::V3 => "3",
+        Version::V4 => "4.1",
+    };
+    let mut url = format!(
+        "nfs://{host}{port}{export}?version={version}&uid={}&gid={}",
+        settings.uid, settings.gid
+    );
+    if let Some(mount_port) = settings.mount_port {
+        url.push_str(&format!("&mountport={mount_port}"));
+    }
+    if !settings.privileged_port {
+        url.push_str("&noresvport=true");
+    }
+    url
+}
+
+impl Session {
+    pub(crate) fn new(settings: Arc<NfsSettings>) -> Session {
+        Session {
+            settings,
+            live: Mutex::new(None),
+            handles: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            last_failure: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn deadline(&self) -> Duration {
+        self.settings.request_timeout
+    }
+
+    /// The live mount, made if there is none.
+    pub(crate) async fn live(&self) -> OriginResult<Live> {
+        if let Some(live) = lock(&self.live).clone() {
+            return Ok(live);
+        }
+        self.recent_failure()?;
+        let _one_at_a_time = self.connecting.lock().await;
+        if let Some(live) = lock(&self.live).clone() {
+            return Ok(live);
+        }
+        self.recent_failure()?;
+        match self.mount().await {
+            Ok(live) => {
+                *lock(&self.live) = Some(live.clone());
+                *lock(&self.last_failure) = None;
+                Ok(live)
+            }
+            Err(e) => {
+                tracing::debug!("cannot mount {}: {e}", self.settings.host);
+                *lock(&self.last_failure) = Some((Instant::now(), e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    fn recent_failure(&self) -> OriginResult<()> {
+        match &*lock(&self.last_failure) {
+            Some((at, e)) if at.elapsed() < RETRY_AFTER => Err(e.clone()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn mount(&self) -> OriginResult<Live> {
+        let url = mount_url(&self.settings);
+        let secs = self.deadline().as_secs();
+        let (host, export) = (&self.settings.host, &self.settings.export);
+        let mount = tokio::time::timeout(self.deadline(), nfs_rs::parse_url_and_mount(&url))
+            .await
+            .map_err(|_| {
+                OriginError::timeout(format!(
+                    "unreachable: {host} did not mount {export} within {secs} s"
+                ))
+            })?
+            .map_err(|e| origin_error(&e, export))?;
+        let mount: Arc<dyn Mount> = mount.into();
+        let root = mount.getfh().await;
+        lock(&self.handles).clear();
+        Ok(Live {
+            max_read: mount.get_max_read_size().max(4096),
+            mount,
+            root,
+            generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
+        })
+    }
+
+    /// Notes the failure `error` of `live`: a lost mount is dropped (the next
+    /// call makes another), a stale handle forgets the cached ones.
+    pub(crate) fn failed(&self, live: &Live, error: &nfs_rs::NfsError, what: &str) -> OriginError {
+        match fault(error) {
+            Fault::Gone => {
+                let mut current = lock(&self.live);
+                if current
+                    .as_ref()
+                    .is_some_and(|l| l.generation == live.generation)
+                {
+                    tracing::debug!("nfs mount dropped: {error}");
+                    *current = None;
+                }
+            }
+            Fault::Stale => lock(&self.handles).clear(),
+            Fault::File => {}
+        }
+        origin_error(error, what)
+    }
+
+    /// Runs `call` within the deadline, noting its failure.
+    pub(crate) async fn within<T>(
+        &self,
+        live: &Live,
+        what: &str,
+        call: impl std::future::Future<Output = nfs_rs::Result<T>>,
+    ) -> Result<T, (OriginError, Fault)> {
+        match tokio::time::timeout(self.deadline(), call).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err((self.failed(live, &e, what), fault(&e))),
+            Err(_) => {
+                let mut current = lock(&self.live);
+                if current
+                    .as_ref()
+                    .is_some_and(|l| l.generation == live.generation)
+                {
+                    *current = None;
+                }
+                Err((
+                    OriginError::timeout(format!(
+                        "unreachable: no answer about {what} within {} s",
+                        self.deadline().as_secs()
+                    )),
+                    Fault::Gone,
+                ))
+            }
+        }
+    }
+
+    /// Keeps the handle of origin path `path`.
+    pub(crate) fn remember(&self, path: &str, fh: Bytes) {
+        let mut handles = lock(&self.handles);
+        if handles.len() >= HANDLES {
+            handles.clear();
+        }
+        handles.insert(self.settings.inside(path), fh);
+    }
+
+    /// The handle and attributes of the origin path `path` (below the
+    /// library folder), from the cache or looked up.
+    async fn resolve_once(
+        &self,
+        live: &Live,
+        path: &str,
+    ) -> Result<(Bytes, Option<Attr>), (OriginError, Fault)> {
+        let inside = self.settings.inside(path);
+        if let Some(fh) = lock(&self.handles).get(&inside).cloned() {
+            return Ok((fh, None));
+        }
+        let mut fh = live.root.clone();
+        let mut walked = String::new();
+        let mut attr = None;
+        for segment in inside.split('/').filter(|s| !s.is_empty()) {
+            if !walked.is_empty() {
+                walked.push('/');
+            }
+            walked.push_str(segment);
+            if let Some(known) = lock(&self.handles).get(&walked).cloned() {
+                fh = known;
+                attr = None;
+                continue;
+            }
+            let shown = if path.is_empty() { "the root" } else { path };
+            let found = self
+                .within(live, shown, live.mount.lookup(fh.clone(), segment))
+                .await?;
+            fh = found.fh;
+            attr = found.attr;
+            let mut handles = lock(&self.handles);
+            if handles.len() >= HANDLES {
+                handles.clear();
+            }
+            handles.insert(walked.clone(), fh.clone());
+        }
+        Ok((fh, attr))
+    }
+
+    /// `call` on the handle of `path` (with the live mount), looked up again
+    /// from the root once if the handle was stale.
+    pub(crate) async fn on_path<T, F, Fut>(&self, path: &str, call: F) -> OriginResult<T>
+    where
+        F: Fn(Live, Bytes) -> Fut,
+        Fut: std::future::Future<Output = Result<T, (OriginError, Fault)>>,
+    {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let live = self.live().await?;
+            let outcome = match self.resolve_once(&live, path).await {
+                Ok((fh, _)) => call(live.clone(), fh).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                // Looked up again from the export's root, then from a new mount
+                // (whose root handle is new too).
+                Err((_, Fault::Stale)) if tries < 3 => {
+                    lock(&self.handles).clear();
+                    if tries == 2 {
+                        let mut current = lock(&self.live);
+                        if current
+                            .as_ref()
+                            .is_some_and(|l| l.generation == live.generation)
+                        {
+                            *current = None;
+                        }
+                    }
+                    continue;
+                }
+                Err((e, _)) => return Err(e),
+                Ok(answer) => return Ok(answer),
+            }
+        }
+    }
+}
