@@ -48,7 +48,10 @@ fn portmapper() {
     *rpcbind = Some(child);
     let begun = Instant::now();
     while !answers(111) {
-        assert!(begun.elapsed() < Duration::from_secs(10), "rpcbind did not start");
+        assert!(
+            begun.elapsed() < Duration::from_secs(10),
+            "rpcbind did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::nfs_server::NfsServer;
 use crate::s3_server::S3Server;
 use crate::ssh_server::SshServer;
 
@@ -143,6 +144,46 @@ impl OriginFixture for SftpServer {
 
     fn origin(&self, id: &str, priority: i64) -> toml::Table {
         let mut table = self.server.origin(id);
+        table.insert("priority".into(), priority.into());
+        table
+    }
+
+    fn put(&self, rel: &str, bytes: &[u8]) {
+        put_whole(&self.server.library.join(rel), bytes);
+    }
+
+    fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.server.library.join(rel)).unwrap();
+    }
+
+    fn go_away(&mut self) {
+        self.server.pause();
+    }
+
+    fn come_back(&mut self) {
+        self.server.resume();
+    }
+}
+
+/// A folder exported over NFSv3 by a real nfs-ganesha of its own;
+/// unreachable = the server killed.
+pub struct NfsExport {
+    server: NfsServer,
+}
+
+impl OriginFixture for NfsExport {
+    fn start(_work: &Path, _name: &str) -> Self {
+        NfsExport {
+            server: NfsServer::start(),
+        }
+    }
+
+    fn plugin(&self) -> &'static str {
+        "musicfs_nfs"
+    }
+
+    fn origin(&self, id: &str, priority: i64) -> toml::Table {
+        let mut table = self.server.origin(id, 3);
         table.insert("priority".into(), priority.into());
         table
     }
