@@ -42,3 +42,93 @@ async fn nfs_plugin_passes_the_conformance_suite_over_v3() {
 async fn nfs_plugin_passes_the_conformance_suite_over_v4() {
     conformance(4).await;
 }
+
+/// Copies every file of `dir` to a new inode (a restore from backup): every
+/// handle the server gave out goes stale.
+fn copy_to_new_inodes(dir: &std::path::Path) {
+    let moved = dir.with_extension("old");
+    std::fs::rename(dir, &moved).unwrap();
+    musicfs_tests::audio_library::copy_tree(&moved, dir);
+    std::fs::remove_dir_all(&moved).unwrap();
+}
+
+/// A library on the export, mounted through `musicfs mount` over NFS
+/// `version`: identical reads, the server stopped (cached files play,
+/// uncached reads fail), its files copied to new inodes, and back with no
+/// remount; copied again while it runs.
+fn mount_survives_a_restart_with_new_inodes(version: u8) {
+    use musicfs_tests::audio_library::{self, copy_tree, TRACKS};
+    use musicfs_tests::bench_support::noise_file;
+    use musicfs_tests::mounted::Mounted;
+    use musicfs_tests::s3_server::{mount_args_for, origins_config};
+    use std::os::unix::fs::FileExt;
+
+    const BIG: u64 = 24 << 20;
+    let mut server = NfsServer::start();
+    copy_tree(audio_library::shared(), &server.library);
+    noise_file(&server.library.join("big/big.flac"), BIG, 21);
+    let big_source = std::fs::read(server.library.join("big/big.flac")).unwrap();
+    let big = "Unknown Artist/Unknown Album/big.flac";
+    let mut origin = server.origin("nas", version);
+    // No polls between the steps: the mount keeps the handles it was given.
+    origin.insert("poll_interval_secs".into(), 3600i64.into());
+    let mut config = origins_config(vec![origin]);
+    let mut health = toml::Table::new();
+    health.insert("check_interval_secs".into(), 1i64.into());
+    health.insert("timeout_ms".into(), 3000i64.into());
+    config.insert("health".into(), health.into());
+    let work = tempfile::tempdir().unwrap();
+    let args = mount_args_for(work.path(), &config, "musicfs_nfs");
+    let mount = Mounted::start(work.path(), &work.path().join("cache"), &args, Some(big));
+
+    for track in TRACKS {
+        let through = std::fs::read(mount.path(track.shown_as)).unwrap();
+        let source = std::fs::read(server.library.join(track.source)).unwrap();
+        assert!(through == source, "{} differs", track.shown_as);
+    }
+
+    server.pause();
+    for track in TRACKS {
+        assert!(
+            std::fs::read(mount.path(track.shown_as)).is_ok(),
+            "{} offline",
+            track.shown_as
+        );
+    }
+    let middle = BIG / 2;
+    let err = std::fs::File::open(mount.path(big))
+        .unwrap()
+        .read_exact_at(&mut [0u8; 4096], middle)
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+
+    copy_to_new_inodes(&server.library);
+    server.resume();
+    let at = middle as usize;
+    mount.wait_until(Duration::from_secs(60), |m| {
+        let mut buf = vec![0u8; 4096];
+        std::fs::File::open(m.path(big)).is_ok_and(|f| f.read_exact_at(&mut buf, middle).is_ok())
+            && buf[..] == big_source[at..at + 4096]
+    });
+    // Copied again while the server runs: the mount's handles name files
+    // that are gone (ganesha may still serve them from its open objects).
+    copy_to_new_inodes(&server.library);
+    let quarter = BIG / 4;
+    let at = quarter as usize;
+    mount.wait_until(Duration::from_secs(60), |m| {
+        let mut buf = vec![0u8; 4096];
+        std::fs::File::open(m.path(big)).is_ok_and(|f| f.read_exact_at(&mut buf, quarter).is_ok())
+            && buf[..] == big_source[at..at + 4096]
+    });
+    assert!(mount.alive());
+}
+
+#[test]
+fn a_v3_mount_survives_a_restart_with_new_inodes() {
+    mount_survives_a_restart_with_new_inodes(3);
+}
+
+#[test]
+fn a_v4_mount_survives_a_restart_with_new_inodes() {
+    mount_survives_a_restart_with_new_inodes(4);
+}

@@ -268,6 +268,7 @@ impl Session {
                 // Looked up again from the export's root, then from a new mount
                 // (whose root handle is new too).
                 Err((_, Fault::Stale)) if tries < 3 => {
+                    tracing::debug!(path, "stale file handle: looking the path up again");
                     lock(&self.handles).clear();
                     if tries == 2 {
                         let mut current = lock(&self.live);
