@@ -20,6 +20,9 @@ use crate::errors::{fault, origin_error, Fault};
 use crate::nfs_settings::{NfsSettings, Version};
 
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The largest READ asked: servers offer up to 4 MiB, but smaller READs,
+/// several in flight, keep the link busy and the first bytes early.
+const READ_SIZE: u32 = 1 << 20;
 /// Handles kept per mount before the cache starts over.
 const HANDLES: usize = 65_536;
 
@@ -145,7 +148,7 @@ impl Session {
         let root = mount.getfh().await;
         lock(&self.handles).clear();
         Ok(Live {
-            max_read: mount.get_max_read_size().max(4096),
+            max_read: mount.get_max_read_size().clamp(4096, READ_SIZE),
             mount,
             root,
             generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
