@@ -32,6 +32,7 @@ mod metadata;
 mod origin;
 pub mod paging;
 pub mod path;
+pub mod pipeline;
 mod plugin;
 mod plugin_runtime;
 #[cfg(feature = "poller")]

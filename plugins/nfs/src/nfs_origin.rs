@@ -1,25 +1,23 @@
 //! The NFS origin: stat is LOOKUP (handles cached by path) and GETATTR, list
 //! is one READDIRPLUS page per call (the server's cookie and verifier are the
 //! cursor, so a 100,000-entry folder streams), read is READs of the server's
-//! largest size, several in flight, checked by GETATTR before and after.
+//! size, several in flight, each confirmed by a GETATTR sent after it came
+//! (`origin_api::pipeline`).
 //!
 //! A file's version is its file id, size, mtime and ctime (nanoseconds, as
 //! NFS reports them): a file replaced, rewritten or touched gets a new one.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures_util::future::{BoxFuture, FutureExt};
-use futures_util::stream::{FuturesOrdered, StreamExt};
-use nfs_rs::Mount;
+use futures_util::stream::StreamExt;
 use nfs_rs::{Attr, DirectoryCookie};
+use origin_api::pipeline::{pipelined, Request, Requests, Shape};
 use origin_api::poller::{ListAll, Listing};
 use origin_api::{
     async_trait, DirEntry, EntryKind, EventSink, Health, ListPage, Metadata, Origin, OriginError,
-    OriginResult, WatchHandle,
+    OriginResult, ReadStream, WatchHandle,
 };
 
-use crate::errors::Fault;
 use crate::nfs_settings::NfsSettings;
 use crate::pages::{Cursor, Page, Pages};
 use crate::session::Session;
@@ -63,18 +61,6 @@ pub(crate) fn version_of(attr: &Attr) -> String {
         attr.ctime.seconds,
         attr.ctime.nseconds
     )
-}
-
-type ReadAnswer = (u64, u32, nfs_rs::Result<Bytes>);
-
-/// One READ of `count` bytes at `at`.
-fn read_at(
-    mount: Arc<dyn Mount>,
-    fh: Bytes,
-    at: u64,
-    count: u32,
-) -> BoxFuture<'static, ReadAnswer> {
-    async move { (at, count, mount.read(fh, at, count).await) }.boxed()
 }
 
 impl NfsOrigin {
@@ -210,8 +196,6 @@ impl Origin for NfsOrigin {
         self.read_version(path, offset, len, None).await
     }
 
-    /// GETATTR, READs (several in flight), GETATTR: the bytes only if the
-    /// version was the expected one before and after.
     async fn read_version(
         &self,
         path: &str,
@@ -219,79 +203,98 @@ impl Origin for NfsOrigin {
         len: u32,
         expected: Option<&str>,
     ) -> OriginResult<Vec<u8>> {
-        let session = &self.session;
-        session
-            .on_path(path, |live, fh| async move {
-                let what = shown(path);
-                let before = session
-                    .within(&live, what, live.mount.getattr(fh.clone()))
-                    .await?;
-                let meta = metadata_of(&before);
-                if !meta.is_file() {
-                    return Err((
-                        OriginError::not_found(format!("{path}: not a file")),
-                        Fault::File,
-                    ));
-                }
-                let version = version_of(&before);
-                if expected.is_some_and(|v| v != version) {
-                    let e = OriginError::changed(format!("{path}: not the version asked for"));
-                    return Err((e, Fault::File));
-                }
-                let end = offset.saturating_add(len as u64).min(before.filesize);
-                let mut next = offset;
-                let mut reads = FuturesOrdered::new();
-                let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
-                loop {
-                    while reads.len() < IN_FLIGHT && next < end {
-                        let count = (end - next).min(live.max_read as u64) as u32;
-                        reads.push_back(read_at(live.mount.clone(), fh.clone(), next, count));
-                        next += count as u64;
-                    }
-                    let Some((at, count, answer)) =
-                        tokio::time::timeout(session.deadline(), reads.next())
-                            .await
-                            .map_err(|_| {
-                                (
-                                    OriginError::timeout(format!(
-                                        "unreachable: no answer about {what} within {} s",
-                                        session.deadline().as_secs()
-                                    )),
-                                    Fault::Gone,
-                                )
-                            })?
-                    else {
-                        break;
-                    };
-                    let data = match answer {
-                        Ok(data) => data,
-                        Err(e) => {
-                            return Err((session.failed(&live, &e, what), crate::errors::fault(&e)))
-                        }
-                    };
-                    if data.is_empty() {
-                        let e = OriginError::changed(format!("{path}: ended early while read"));
-                        return Err((e, Fault::File));
-                    }
-                    let got = data.len() as u32;
-                    out.extend_from_slice(&data[..data.len().min(count as usize)]);
-                    if got < count {
-                        // A short answer: the rest, before what is queued.
-                        let rest =
-                            read_at(live.mount.clone(), fh.clone(), at + got as u64, count - got);
-                        reads.push_front(rest);
-                    }
-                }
-                let after = session
-                    .within(&live, what, live.mount.getattr(fh.clone()))
-                    .await?;
-                if version_of(&after) != version {
-                    let e = OriginError::changed(format!("{path}: changed while it was read"));
-                    return Err((e, Fault::File));
-                }
-                Ok(out)
-            })
+        self.read_stream(path, offset, len as u64, expected)
+            .collect()
             .await
+    }
+
+    /// GETATTR (the version asked for), then READs of the server's size, 8 in
+    /// flight, each handed on once a GETATTR sent after it came has found the
+    /// same version (see `origin_api::pipeline`).
+    fn read_stream<'a>(
+        &'a self,
+        path: &'a str,
+        offset: u64,
+        len: u64,
+        expected: Option<&'a str>,
+    ) -> ReadStream<'a> {
+        let session = self.session.clone();
+        let opened = async move {
+            let what = shown(path);
+            let (live, fh, attr) = session
+                .on_path(path, |live, fh| {
+                    let session = &session;
+                    async move {
+                        let attr = session
+                            .within(&live, what, live.mount.getattr(fh.clone()))
+                            .await?;
+                        Ok((live, fh, attr))
+                    }
+                })
+                .await?;
+            if !metadata_of(&attr).is_file() {
+                return Err(OriginError::not_found(format!("{path}: not a file")));
+            }
+            let version = version_of(&attr);
+            if expected.is_some_and(|v| v != version) {
+                return Err(OriginError::changed(format!(
+                    "{path}: not the version asked for"
+                )));
+            }
+            let end = offset.saturating_add(len).min(attr.filesize);
+            let shape = Shape {
+                piece: live.max_read,
+                in_flight: IN_FLIGHT,
+                deadline: session.deadline(),
+            };
+            let (owned, secs) = (path.to_owned(), session.deadline().as_secs());
+            let requests = Requests {
+                read: {
+                    let (session, live, fh, path) =
+                        (session.clone(), live.clone(), fh.clone(), owned.clone());
+                    move |at: u64, count: u32| -> Request<Vec<u8>> {
+                        let (session, live, fh, path) =
+                            (session.clone(), live.clone(), fh.clone(), path.clone());
+                        Box::pin(async move {
+                            match live.mount.read(fh, at, count).await {
+                                Ok(data) => Ok(Vec::from(data)),
+                                Err(e) => Err(session.failed(&live, &e, &path)),
+                            }
+                        })
+                    }
+                },
+                check: {
+                    let (session, live, fh, path) =
+                        (session.clone(), live.clone(), fh.clone(), owned.clone());
+                    move || -> Request<()> {
+                        let (session, live, fh, path) =
+                            (session.clone(), live.clone(), fh.clone(), path.clone());
+                        let version = version.clone();
+                        Box::pin(async move {
+                            match live.mount.getattr(fh).await {
+                                Ok(now) if version_of(&now) == version => Ok(()),
+                                Ok(_) => Err(OriginError::changed(format!(
+                                    "{path}: changed while it was read"
+                                ))),
+                                Err(e) => Err(session.failed(&live, &e, &path)),
+                            }
+                        })
+                    }
+                },
+                timed_out: move || {
+                    OriginError::timeout(format!(
+                        "unreachable: no answer about {owned} within {secs} s"
+                    ))
+                },
+            };
+            Ok(pipelined(path, offset, end, shape, requests))
+        };
+        ReadStream::new(
+            futures_util::stream::once(opened).flat_map(|opened| match opened {
+                Ok(stream) => stream.boxed(),
+                Err(e) => futures_util::stream::iter([Err(e)]).boxed(),
+            }),
+        )
     }
 
     /// Mounts (when no mount is live), then the NULL procedure and a GETATTR

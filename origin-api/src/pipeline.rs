@@ -1,0 +1,304 @@
+//! A ranged read as pipelined requests, for backends that answer reads of a
+//! bounded size one request at a time but take many in flight (SFTP, NFS):
+//! [`pipelined`] keeps `in_flight` reads of `piece` bytes outstanding and
+//! hands their answers on in order.
+//!
+//! Never two versions in one stream: a piece is handed on only once a
+//! version check *sent after the piece arrived* has answered that the file
+//! is still the version the stream started with. Sending it after the answer
+//! makes this hold whatever order a server serves requests in. One check is
+//! in flight at a time and confirms every piece that arrived before it; the
+//! reads go on meanwhile, so a check costs a round trip of latency, not
+//! throughput.
+//!
+//! A read answered with fewer bytes than asked is asked again for the rest
+//! at once; one answered with nothing (the file ended early) is `Changed`.
+//! Each wait for the next answer has a deadline, so a stream on a slow but
+//! live link goes on for as long as answers come.
+
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use futures_util::stream::{self, FuturesOrdered, StreamExt};
+
+use crate::{OriginError, OriginResult, ReadStream};
+
+/// A boxed request future.
+pub type Request<T> = Pin<Box<dyn Future<Output = OriginResult<T>> + Send + 'static>>;
+
+/// What the stream asks of the backend.
+pub struct Requests<R, C, T> {
+    /// A read of `len` bytes at `offset` (the bytes, possibly fewer).
+    pub read: R,
+    /// A version check: `Ok(())` while the file is the version read,
+    /// `Err(Changed)` once it is not.
+    pub check: C,
+    /// The error for a wait past the deadline (a plugin may also note the
+    /// silence against its connection here).
+    pub timed_out: T,
+}
+
+/// Shape of the pipeline.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    /// Bytes per read request.
+    pub piece: u32,
+    /// Reads outstanding (or answered and awaiting their check).
+    pub in_flight: usize,
+    /// How long to wait for the next answer.
+    pub deadline: Duration,
+}
+
+type ReadAnswer = (u64, u32, OriginResult<Vec<u8>>);
+
+/// The most the first read of a stream asks.
+const FIRST_READ: u64 = 128 << 10;
+
+struct Pipeline<R, C, T> {
+    requests: Requests<R, C, T>,
+    shape: Shape,
+    path: String,
+    next: u64,
+    end: u64,
+    sent_any: bool,
+    reads: FuturesOrdered<Pin<Box<dyn Future<Output = ReadAnswer> + Send>>>,
+    check: Option<Request<()>>,
+    checking: usize,
+    held: VecDeque<Vec<u8>>,
+    ready: VecDeque<Vec<u8>>,
+}
+
+enum Next {
+    Read(ReadAnswer),
+    Checked(OriginResult<()>),
+    Idle,
+}
+
+impl<R, C, T> Pipeline<R, C, T>
+where
+    R: Fn(u64, u32) -> Request<Vec<u8>>,
+    C: Fn() -> Request<()>,
+    T: Fn() -> OriginError,
+{
+    fn send_read(&mut self, offset: u64, len: u32, front: bool) {
+        let request = (self.requests.read)(offset, len);
+        let answer = Box::pin(async move { (offset, len, request.await) });
+        if front {
+            self.reads.push_front(answer);
+        } else {
+            self.reads.push_back(answer);
+        }
+    }
+
+    fn fill(&mut self) {
+        let piece = self.shape.piece.max(1) as u64;
+        while self.reads.len() + self.held.len() < self.shape.in_flight.max(1)
+            && self.next < self.end
+        {
+            // The first read small, so that the first bytes wait for little.
+            let size = if self.sent_any {
+                piece
+            } else {
+                piece.min(FIRST_READ)
+            };
+            self.sent_any = true;
+            let len = (self.end - self.next).min(size) as u32;
+            self.send_read(self.next, len, false);
+            self.next += len as u64;
+        }
+        if self.check.is_none() && !self.held.is_empty() {
+            self.checking = self.held.len();
+            self.check = Some((self.requests.check)());
+        }
+    }
+
+    async fn next_answer(&mut self) -> Next {
+        poll_fn(|cx| {
+            if let Some(check) = self.check.as_mut() {
+                if let Poll::Ready(answer) = check.as_mut().poll(cx) {
+                    self.check = None;
+                    return Poll::Ready(Next::Checked(answer));
+                }
+            }
+            match self.reads.poll_next_unpin(cx) {
+                Poll::Ready(Some(answer)) => Poll::Ready(Next::Read(answer)),
+                Poll::Ready(None) if self.check.is_none() => Poll::Ready(Next::Idle),
+                _ => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    async fn next_piece(&mut self) -> Option<OriginResult<Vec<u8>>> {
+        loop {
+            if let Some(piece) = self.ready.pop_front() {
+                return Some(Ok(piece));
+            }
+            self.fill();
+            let Ok(answer) = tokio::time::timeout(self.shape.deadline, self.next_answer()).await
+            else {
+                return Some(Err((self.requests.timed_out)()));
+            };
+            match answer {
+                Next::Idle => return None,
+                Next::Read((offset, asked, answer)) => {
+                    let mut data = match answer {
+                        Ok(data) if !data.is_empty() => data,
+                        Ok(_) => {
+                            return Some(Err(OriginError::changed(format!(
+                                "{}: ended early while it was read",
+                                self.path
+                            ))))
+                        }
+                        Err(e) => return Some(Err(e)),
+                    };
+                    data.truncate(asked as usize);
+                    let got = data.len() as u32;
+                    if got < asked {
+                        self.send_read(offset + got as u64, asked - got, true);
+                    }
+                    self.held.push_back(data);
+                }
+                Next::Checked(Err(e)) => return Some(Err(e)),
+                Next::Checked(Ok(())) => self.ready.extend(self.held.drain(..self.checking)),
+            }
+        }
+    }
+}
+
+/// The bytes `offset..end` of the file at `path` (named in errors), read by
+/// `requests` in the given `shape`. `end` must not pass the size the file had
+/// when its version was taken.
+pub fn pipelined<'a, R, C, T>(
+    path: &str,
+    offset: u64,
+    end: u64,
+    shape: Shape,
+    requests: Requests<R, C, T>,
+) -> ReadStream<'a>
+where
+    R: Fn(u64, u32) -> Request<Vec<u8>> + Send + 'a,
+    C: Fn() -> Request<()> + Send + 'a,
+    T: Fn() -> OriginError + Send + 'a,
+{
+    let pipeline = Pipeline {
+        requests,
+        shape,
+        path: path.to_owned(),
+        next: offset,
+        end,
+        sent_any: false,
+        reads: FuturesOrdered::new(),
+        check: None,
+        checking: 0,
+        held: VecDeque::new(),
+        ready: VecDeque::new(),
+    };
+    ReadStream::new(stream::unfold(Some(pipeline), |state| async move {
+        let mut pipeline = state?;
+        match pipeline.next_piece().await {
+            Some(Ok(piece)) => Some((Ok(piece), Some(pipeline))),
+            Some(Err(e)) => Some((Err(e), None)),
+            None => None,
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    type FakeRequests = Requests<
+        Box<dyn Fn(u64, u32) -> Request<Vec<u8>> + Send>,
+        Box<dyn Fn() -> Request<()> + Send>,
+        Box<dyn Fn() -> OriginError + Send>,
+    >;
+
+    fn content(len: usize) -> Arc<Vec<u8>> {
+        Arc::new((0..len).map(|i| (i * 31 % 251) as u8).collect())
+    }
+
+    /// A backend that answers at most `short` bytes a read, and whose file
+    /// changes after `checks_until_change` checks.
+    fn backend(data: Arc<Vec<u8>>, short: usize, checks_until_change: usize) -> FakeRequests {
+        let checks = Arc::new(AtomicUsize::new(0));
+        Requests {
+            read: Box::new(move |at, len| {
+                let data = data.clone();
+                Box::pin(async move {
+                    let start = (at as usize).min(data.len());
+                    let end = (start + (len as usize).min(short)).min(data.len());
+                    Ok(data[start..end].to_vec())
+                })
+            }),
+            check: Box::new(move || {
+                let n = checks.fetch_add(1, Ordering::Relaxed);
+                Box::pin(async move {
+                    if n >= checks_until_change {
+                        Err(OriginError::changed("f: changed"))
+                    } else {
+                        Ok(())
+                    }
+                })
+            }),
+            timed_out: Box::new(|| OriginError::timeout("late")),
+        }
+    }
+
+    const SHAPE: Shape = Shape {
+        piece: 4096,
+        in_flight: 4,
+        deadline: Duration::from_secs(60),
+    };
+
+    #[tokio::test]
+    async fn short_answers_still_give_exactly_the_range() {
+        let data = content(100_000);
+        let got = pipelined(
+            "f",
+            1234,
+            90_000,
+            SHAPE,
+            backend(data.clone(), 1000, usize::MAX),
+        )
+        .collect()
+        .await
+        .unwrap();
+        assert!(got == data[1234..90_000]);
+    }
+
+    #[tokio::test]
+    async fn a_change_ends_the_stream_after_confirmed_bytes_only() {
+        let data = content(100_000);
+        let mut stream = pipelined("f", 0, 100_000, SHAPE, backend(data.clone(), 4096, 3));
+        let mut at = 0;
+        let outcome = loop {
+            match stream.next().await {
+                Some(Ok(piece)) => {
+                    assert!(piece[..] == data[at..at + piece.len()]);
+                    at += piece.len();
+                }
+                Some(Err(e)) => break e,
+                None => panic!("the change was not seen"),
+            }
+        };
+        assert_eq!(outcome.kind(), ErrorKind::Changed);
+        assert!(at > 0 && at < data.len(), "{at}");
+    }
+
+    #[tokio::test]
+    async fn a_file_that_ends_early_is_changed() {
+        let data = content(10_000);
+        let e = pipelined("f", 0, 20_000, SHAPE, backend(data, 4096, usize::MAX))
+            .collect()
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Changed);
+    }
+}
