@@ -66,6 +66,43 @@ impl Settings {
         }
     }
 
+    /// An error naming the first key that is not one of `known` (a typo, or a
+    /// setting of another kind of origin).
+    pub fn only_keys(&self, known: &[&str]) -> OriginResult<()> {
+        match self.table.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(unknown) => Err(OriginError::invalid_config(format!(
+                "origin `{}`: unknown key `{unknown}` (known: {})",
+                self.origin_id,
+                known.join(", ")
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// A TCP port setting (1 to 65535), or `None` when absent.
+    pub fn get_port(&self, key: &str) -> OriginResult<Option<u16>> {
+        match self.get_u64(key)? {
+            None => Ok(None),
+            Some(n) => u16::try_from(n)
+                .ok()
+                .filter(|p| *p > 0)
+                .map(Some)
+                .ok_or_else(|| {
+                    OriginError::invalid_config(format!(
+                        "origin `{}`: key `{key}` must be between 1 and 65535, not {n}",
+                        self.origin_id
+                    ))
+                }),
+        }
+    }
+
+    /// A duration in whole seconds (`poll_interval_secs`), `default` when
+    /// absent, at least one second.
+    pub fn get_secs(&self, key: &str, default: u64) -> OriginResult<std::time::Duration> {
+        let secs = self.get_u64(key)?.unwrap_or(default).max(1);
+        Ok(std::time::Duration::from_secs(secs))
+    }
+
     /// The whole table as a typed struct (use `#[serde(deny_unknown_fields)]` to catch
     /// typos). Errors name the origin and what serde found wrong.
     pub fn deserialize<T: DeserializeOwned>(&self) -> OriginResult<T> {
@@ -102,5 +139,23 @@ impl std::fmt::Debug for Settings {
             .field("origin_id", &self.origin_id)
             .field("keys", &self.table.keys().collect::<Vec<_>>())
             .finish()
+    }
+}
+
+/// `host[:port]` of a URL, with IPv6 hosts in brackets (`[::1]:2049`); `None`
+/// for a malformed one. The host may be empty; callers say whether that will do.
+pub fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.parse().ok()?),
+            None if after.is_empty() => None,
+            None => return None,
+        };
+        return Some((host, port));
+    }
+    match authority.split_once(':') {
+        Some((host, port)) => Some((host, Some(port.parse().ok()?))),
+        None => Some((authority, None)),
     }
 }

@@ -83,124 +83,138 @@ impl OriginFixture for LocalFolder {
     }
 }
 
-/// A bucket prefix on a real `s3s-fs` server of its own; unreachable = the
-/// server stopped.
-pub struct S3Bucket {
-    server: S3Server,
+/// A real server that serves a folder the tests write to directly, started
+/// for one fixture; unreachable = the server stopped.
+pub trait FolderServer {
+    /// The plugin library that serves it.
+    const PLUGIN: &'static str;
+    /// Starts a server with an empty folder.
+    fn start_empty() -> Self;
+    /// Where the origin's files lie on disk.
+    fn folder(&self) -> PathBuf;
+    /// Its `[[origins]]` entry, as `id`.
+    fn origin_entry(&self, id: &str) -> toml::Table;
+    /// Stops it (its files stay).
+    fn stop(&mut self);
+    /// Starts it again.
+    fn start_again(&mut self);
+}
+
+/// An origin of a [`FolderServer`] of its own.
+pub struct Served<S>(S);
+
+impl<S: FolderServer> OriginFixture for Served<S> {
+    fn start(_work: &Path, _name: &str) -> Self {
+        Served(S::start_empty())
+    }
+
+    fn plugin(&self) -> &'static str {
+        S::PLUGIN
+    }
+
+    fn origin(&self, id: &str, priority: i64) -> toml::Table {
+        let mut table = self.0.origin_entry(id);
+        table.insert("priority".into(), priority.into());
+        table
+    }
+
+    fn put(&self, rel: &str, bytes: &[u8]) {
+        put_whole(&self.0.folder().join(rel), bytes);
+    }
+
+    fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.0.folder().join(rel)).unwrap();
+    }
+
+    fn go_away(&mut self) {
+        self.0.stop();
+    }
+
+    fn come_back(&mut self) {
+        self.0.start_again();
+    }
 }
 
 const PREFIX: &str = "library";
 
-impl OriginFixture for S3Bucket {
-    fn start(_work: &Path, _name: &str) -> Self {
-        S3Bucket {
-            server: S3Server::start(),
-        }
+/// A bucket prefix on a real `s3s-fs` server.
+pub type S3Bucket = Served<S3Server>;
+
+impl FolderServer for S3Server {
+    const PLUGIN: &'static str = "musicfs_s3";
+
+    fn start_empty() -> Self {
+        S3Server::start()
     }
 
-    fn plugin(&self) -> &'static str {
-        "musicfs_s3"
+    fn folder(&self) -> PathBuf {
+        self.object_path(PREFIX)
     }
 
-    fn origin(&self, id: &str, priority: i64) -> toml::Table {
-        let mut table = self.server.origin(id, PREFIX);
-        table.insert("priority".into(), priority.into());
-        table
+    fn origin_entry(&self, id: &str) -> toml::Table {
+        self.origin(id, PREFIX)
     }
 
-    fn put(&self, rel: &str, bytes: &[u8]) {
-        put_whole(&self.server.object_path(&format!("{PREFIX}/{rel}")), bytes);
+    fn stop(&mut self) {
+        self.pause();
     }
 
-    fn remove(&self, rel: &str) {
-        std::fs::remove_file(self.server.object_path(&format!("{PREFIX}/{rel}"))).unwrap();
-    }
-
-    fn go_away(&mut self) {
-        self.server.pause();
-    }
-
-    fn come_back(&mut self) {
-        self.server.resume();
+    fn start_again(&mut self) {
+        self.resume();
     }
 }
 
-/// A folder served over SFTP by a real `sshd` of its own; unreachable = the
-/// server and its sessions killed.
-pub struct SftpServer {
-    server: SshServer,
-}
+/// A folder served over SFTP by a real `sshd` (stopped = the server and its
+/// sessions killed).
+pub type SftpServer = Served<SshServer>;
 
-impl OriginFixture for SftpServer {
-    fn start(_work: &Path, _name: &str) -> Self {
-        SftpServer {
-            server: SshServer::start(),
-        }
+impl FolderServer for SshServer {
+    const PLUGIN: &'static str = "musicfs_sftp";
+
+    fn start_empty() -> Self {
+        SshServer::start()
     }
 
-    fn plugin(&self) -> &'static str {
-        "musicfs_sftp"
+    fn folder(&self) -> PathBuf {
+        self.library.clone()
     }
 
-    fn origin(&self, id: &str, priority: i64) -> toml::Table {
-        let mut table = self.server.origin(id);
-        table.insert("priority".into(), priority.into());
-        table
+    fn origin_entry(&self, id: &str) -> toml::Table {
+        self.origin(id)
     }
 
-    fn put(&self, rel: &str, bytes: &[u8]) {
-        put_whole(&self.server.library.join(rel), bytes);
+    fn stop(&mut self) {
+        self.pause();
     }
 
-    fn remove(&self, rel: &str) {
-        std::fs::remove_file(self.server.library.join(rel)).unwrap();
-    }
-
-    fn go_away(&mut self) {
-        self.server.pause();
-    }
-
-    fn come_back(&mut self) {
-        self.server.resume();
+    fn start_again(&mut self) {
+        self.resume();
     }
 }
 
-/// A folder exported over NFSv3 by a real nfs-ganesha of its own;
-/// unreachable = the server killed.
-pub struct NfsExport {
-    server: NfsServer,
-}
+/// A folder exported over NFSv3 by a real nfs-ganesha.
+pub type NfsExport = Served<NfsServer>;
 
-impl OriginFixture for NfsExport {
-    fn start(_work: &Path, _name: &str) -> Self {
-        NfsExport {
-            server: NfsServer::start(),
-        }
+impl FolderServer for NfsServer {
+    const PLUGIN: &'static str = "musicfs_nfs";
+
+    fn start_empty() -> Self {
+        NfsServer::start()
     }
 
-    fn plugin(&self) -> &'static str {
-        "musicfs_nfs"
+    fn folder(&self) -> PathBuf {
+        self.library.clone()
     }
 
-    fn origin(&self, id: &str, priority: i64) -> toml::Table {
-        let mut table = self.server.origin(id, 3);
-        table.insert("priority".into(), priority.into());
-        table
+    fn origin_entry(&self, id: &str) -> toml::Table {
+        self.origin(id, 3)
     }
 
-    fn put(&self, rel: &str, bytes: &[u8]) {
-        put_whole(&self.server.library.join(rel), bytes);
+    fn stop(&mut self) {
+        self.pause();
     }
 
-    fn remove(&self, rel: &str) {
-        std::fs::remove_file(self.server.library.join(rel)).unwrap();
-    }
-
-    fn go_away(&mut self) {
-        self.server.pause();
-    }
-
-    fn come_back(&mut self) {
-        self.server.resume();
+    fn start_again(&mut self) {
+        self.resume();
     }
 }

@@ -65,20 +65,7 @@ fn parse_url(url: &str) -> Option<Url> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']')?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p.parse().ok()?),
-            None if after.is_empty() => None,
-            None => return None,
-        };
-        (host, port)
-    } else {
-        match authority.split_once(':') {
-            Some((host, port)) => (host, Some(port.parse().ok()?)),
-            None => (authority, None),
-        }
-    };
+    let (host, port) = origin_api::split_host_port(authority)?;
     if host.is_empty() || authority.contains('@') {
         return None;
     }
@@ -87,22 +74,6 @@ fn parse_url(url: &str) -> Option<Url> {
         port,
         export: export.to_owned(),
     })
-}
-
-fn port_of(settings: &Settings, key: &str) -> OriginResult<Option<u16>> {
-    let id = settings.origin_id();
-    match settings.get_u64(key)? {
-        None => Ok(None),
-        Some(n) => u16::try_from(n)
-            .ok()
-            .filter(|p| *p > 0)
-            .map(Some)
-            .ok_or_else(|| {
-                OriginError::invalid_config(format!(
-                    "origin `{id}`: key `{key}` must be between 1 and 65535, not {n}"
-                ))
-            }),
-    }
 }
 
 fn id_of(settings: &Settings, key: &str, default: u32) -> OriginResult<u32> {
@@ -118,16 +89,7 @@ fn id_of(settings: &Settings, key: &str, default: u32) -> OriginResult<u32> {
 impl NfsSettings {
     pub(crate) fn parse(settings: &Settings) -> OriginResult<NfsSettings> {
         let id = settings.origin_id();
-        if let Some(unknown) = settings
-            .table()
-            .keys()
-            .find(|k| !KEYS.contains(&k.as_str()))
-        {
-            return Err(OriginError::invalid_config(format!(
-                "origin `{id}`: unknown key `{unknown}` (known: {})",
-                KEYS.join(", ")
-            )));
-        }
+        settings.only_keys(KEYS)?;
         let url = match settings.get_str("url")? {
             Some(url) => parse_url(url).ok_or_else(|| {
                 OriginError::invalid_config(format!(
@@ -171,21 +133,14 @@ impl NfsSettings {
             host,
             export,
             version,
-            port: port_of(settings, "port")?.or(url.port),
-            mount_port: port_of(settings, "mount_port")?,
+            port: settings.get_port("port")?.or(url.port),
+            mount_port: settings.get_port("mount_port")?,
             path,
             uid: id_of(settings, "uid", uid)?,
             gid: id_of(settings, "gid", gid)?,
             privileged_port: settings.get_bool("privileged_port")?.unwrap_or(false),
-            poll_interval: Duration::from_secs(
-                settings.get_u64("poll_interval_secs")?.unwrap_or(60).max(1),
-            ),
-            request_timeout: Duration::from_secs(
-                settings
-                    .get_u64("request_timeout_secs")?
-                    .unwrap_or(30)
-                    .max(1),
-            ),
+            poll_interval: settings.get_secs("poll_interval_secs", 60)?,
+            request_timeout: settings.get_secs("request_timeout_secs", 30)?,
         })
     }
 

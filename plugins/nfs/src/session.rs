@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use nfs_rs::{Attr, Mount};
+use nfs_rs::Mount;
 use origin_api::{OriginError, OriginResult};
 
 use crate::errors::{fault, origin_error, Fault};
@@ -206,27 +206,27 @@ impl Session {
 
     /// Keeps the handle of origin path `path`.
     pub(crate) fn remember(&self, path: &str, fh: Bytes) {
+        self.keep(self.settings.inside(path), fh);
+    }
+
+    /// Keeps the handle of `inside` (a path from the export's root).
+    fn keep(&self, inside: String, fh: Bytes) {
         let mut handles = lock(&self.handles);
         if handles.len() >= HANDLES {
             handles.clear();
         }
-        handles.insert(self.settings.inside(path), fh);
+        handles.insert(inside, fh);
     }
 
-    /// The handle and attributes of the origin path `path` (below the
-    /// library folder), from the cache or looked up.
-    async fn resolve_once(
-        &self,
-        live: &Live,
-        path: &str,
-    ) -> Result<(Bytes, Option<Attr>), (OriginError, Fault)> {
+    /// The handle of the origin path `path` (below the library folder), from
+    /// the cache or looked up one folder at a time.
+    async fn resolve_once(&self, live: &Live, path: &str) -> Result<Bytes, (OriginError, Fault)> {
         let inside = self.settings.inside(path);
         if let Some(fh) = lock(&self.handles).get(&inside).cloned() {
-            return Ok((fh, None));
+            return Ok(fh);
         }
         let mut fh = live.root.clone();
         let mut walked = String::new();
-        let mut attr = None;
         for segment in inside.split('/').filter(|s| !s.is_empty()) {
             if !walked.is_empty() {
                 walked.push('/');
@@ -234,26 +234,21 @@ impl Session {
             walked.push_str(segment);
             if let Some(known) = lock(&self.handles).get(&walked).cloned() {
                 fh = known;
-                attr = None;
                 continue;
             }
             let shown = if path.is_empty() { "the root" } else { path };
-            let found = self
+            fh = self
                 .within(live, shown, live.mount.lookup(fh.clone(), segment))
-                .await?;
-            fh = found.fh;
-            attr = found.attr;
-            let mut handles = lock(&self.handles);
-            if handles.len() >= HANDLES {
-                handles.clear();
-            }
-            handles.insert(walked.clone(), fh.clone());
+                .await?
+                .fh;
+            self.keep(walked.clone(), fh.clone());
         }
-        Ok((fh, attr))
+        Ok(fh)
     }
 
-    /// `call` on the handle of `path` (with the live mount), looked up again
-    /// from the root once if the handle was stale.
+    /// `call` on the handle of `path` (with the live mount). A stale handle
+    /// is looked up again from the export's root, and if that is stale too,
+    /// from a new mount.
     pub(crate) async fn on_path<T, F, Fut>(&self, path: &str, call: F) -> OriginResult<T>
     where
         F: Fn(Live, Bytes) -> Fut,
@@ -264,7 +259,7 @@ impl Session {
             tries += 1;
             let live = self.live().await?;
             let outcome = match self.resolve_once(&live, path).await {
-                Ok((fh, _)) => call(live.clone(), fh).await,
+                Ok(fh) => call(live.clone(), fh).await,
                 Err(e) => Err(e),
             };
             match outcome {

@@ -60,17 +60,7 @@ const KEYS: &[&str] = &[
 
 impl S3Settings {
     pub(crate) fn parse(settings: &Settings) -> OriginResult<S3Settings> {
-        if let Some(unknown) = settings
-            .table()
-            .keys()
-            .find(|k| !KEYS.contains(&k.as_str()))
-        {
-            return Err(OriginError::invalid_config(format!(
-                "origin `{}`: unknown key `{unknown}` (known: {})",
-                settings.origin_id(),
-                KEYS.join(", ")
-            )));
-        }
+        settings.only_keys(KEYS)?;
         let (url_bucket, url_prefix) = match settings.get_str("url")? {
             Some(url) => {
                 let (bucket, prefix) = parse_url(url).ok_or_else(|| {
@@ -106,15 +96,8 @@ impl S3Settings {
             secret_access_key: text("secret_access_key")?,
             session_token: text("session_token")?,
             allow_http: settings.get_bool("allow_http")?.unwrap_or(false),
-            poll_interval: Duration::from_secs(
-                settings.get_u64("poll_interval_secs")?.unwrap_or(60).max(1),
-            ),
-            request_timeout: Duration::from_secs(
-                settings
-                    .get_u64("request_timeout_secs")?
-                    .unwrap_or(30)
-                    .max(1),
-            ),
+            poll_interval: settings.get_secs("poll_interval_secs", 60)?,
+            request_timeout: settings.get_secs("request_timeout_secs", 30)?,
         })
     }
 

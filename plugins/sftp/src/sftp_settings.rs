@@ -105,20 +105,7 @@ fn parse_url(url: &str) -> Option<Url> {
         Some((user, hp)) => (Some(user), hp),
         None => (None, authority),
     };
-    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
-        let (host, after) = v6.split_once(']')?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p.parse().ok()?),
-            None if after.is_empty() => None,
-            None => return None,
-        };
-        (host, port)
-    } else {
-        match host_port.split_once(':') {
-            Some((host, port)) => (host, Some(port.parse().ok()?)),
-            None => (host_port, None),
-        }
-    };
+    let (host, port) = origin_api::split_host_port(host_port)?;
     if host.is_empty() || user.is_some_and(str::is_empty) {
         return None;
     }
@@ -176,16 +163,7 @@ fn usual_keys(home: &Path) -> Vec<PathBuf> {
 impl SftpSettings {
     pub(crate) fn parse(settings: &Settings) -> OriginResult<SftpSettings> {
         let id = settings.origin_id();
-        if let Some(unknown) = settings
-            .table()
-            .keys()
-            .find(|k| !KEYS.contains(&k.as_str()))
-        {
-            return Err(OriginError::invalid_config(format!(
-                "origin `{id}`: unknown key `{unknown}` (known: {})",
-                KEYS.join(", ")
-            )));
-        }
+        settings.only_keys(KEYS)?;
         let url = match settings.get_str("url")? {
             Some(url) if has_password(url) => {
                 return Err(OriginError::invalid_config(format!(
@@ -206,14 +184,7 @@ impl SftpSettings {
             None if !url.host.is_empty() => url.host.clone(),
             None => settings.require_str("host")?.to_owned(),
         };
-        let port = match settings.get_u64("port")? {
-            Some(port) => u16::try_from(port).ok().filter(|p| *p > 0).ok_or_else(|| {
-                OriginError::invalid_config(format!(
-                    "origin `{id}`: key `port` must be between 1 and 65535, not {port}"
-                ))
-            })?,
-            None => url.port.unwrap_or(22),
-        };
+        let port = settings.get_port("port")?.or(url.port).unwrap_or(22);
         let user = text("user")?
             .or(url.user)
             .or_else(current_user)
@@ -277,15 +248,8 @@ impl SftpSettings {
             known_hosts,
             host_key_fingerprint,
             connections: connections as usize,
-            poll_interval: Duration::from_secs(
-                settings.get_u64("poll_interval_secs")?.unwrap_or(60).max(1),
-            ),
-            request_timeout: Duration::from_secs(
-                settings
-                    .get_u64("request_timeout_secs")?
-                    .unwrap_or(30)
-                    .max(1),
-            ),
+            poll_interval: settings.get_secs("poll_interval_secs", 60)?,
+            request_timeout: settings.get_secs("request_timeout_secs", 30)?,
         })
     }
 
