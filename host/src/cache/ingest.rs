@@ -28,7 +28,10 @@
 //!   and the plugin's credit in the plugin, per stream — not the window, and
 //!   not the file.
 //! - **Cancellation.** A stream ends at its claim's end, which a reader that
-//!   seeks far ahead moves back (it then fetches from there itself); when nobody
+//!   seeks far ahead moves back (it then fetches from there itself; the stream
+//!   is reopened for exactly what is left of its claim, so that neither a piece
+//!   crossing the cut nor the plugin's read-ahead brings the seeker's bytes
+//!   twice); when nobody
 //!   wants more for [`STREAM_IDLE`] (the reader stopped, or closed the file);
 //!   when its origin is taken down (at once, even while paused); and at the
 //!   first error. Whatever it stored
@@ -75,6 +78,8 @@ impl ContentCache {
     ) -> OriginResult<()> {
         let paced = purpose != Purpose::Tag;
         let mut bounds = claim.bounds();
+        // Where the open stream was asked to stop.
+        let mut asked_end = bounds.end;
         let mut stream = origin.read_stream(
             &version.path,
             claim.start,
@@ -122,6 +127,24 @@ impl ContentCache {
                 }
                 continue;
             }
+            // Cut short by a reader that seeked ahead, who fetches from the
+            // cut on: the open stream would bring its bytes too (a piece may
+            // cross the cut, the plugin reads ahead), so ask again for exactly
+            // what is left.
+            bounds = claim.bounds();
+            if head >= bounds.end {
+                break Ok(());
+            }
+            if bounds.end < asked_end {
+                drop(stream);
+                asked_end = bounds.end;
+                stream = origin.read_stream(
+                    &version.path,
+                    head,
+                    bounds.end - head,
+                    version.version.as_deref(),
+                );
+            }
             let piece = match stream.next().await {
                 Some(Ok(piece)) => piece,
                 Some(Err(e)) => break Err(e),
@@ -139,7 +162,12 @@ impl ContentCache {
                     .slow_origin
                     .store(started.elapsed() > SLOW_FETCH, Ordering::Relaxed);
             }
-            let room = (bounds.end - head).min(piece.len() as u64) as usize;
+            // Not past the claim's end, which may have been cut meanwhile.
+            let room = claim
+                .bounds()
+                .end
+                .saturating_sub(head)
+                .min(piece.len() as u64) as usize;
             buffer.bytes.extend_from_slice(&piece[..room]);
             if buffer.bytes.len() >= CHUNK_BATCH {
                 storing.start(buffer.take(false)).await;
