@@ -57,7 +57,7 @@ pub use health::{Health, HealthStatus};
 pub use metadata::{DirEntry, EntryKind, ListPage, Metadata};
 pub use origin::Origin;
 pub use plugin::{IntoPlugin, Plugin, PluginClass, PluginInfo};
-pub use read_stream::ReadStream;
+pub use read_stream::{Piece, ReadStream};
 pub use settings::{split_host_port, Settings};
 pub use stamp::API_VERSION;
 /// The TOML crate `Settings` is built from, for building settings in tests.

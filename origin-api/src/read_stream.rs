@@ -23,9 +23,60 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use abi_stable::std_types::RVec;
 use futures_core::Stream;
 
 use crate::OriginResult;
+
+/// One piece of a stream: its bytes, held where they were made. A piece that
+/// crossed the plugin boundary stays in the plugin's allocation, so reading it
+/// ([`std::ops::Deref`] to `[u8]`) copies nothing; [`Piece::into_vec`] copies
+/// only such a piece.
+pub struct Piece(Held);
+
+enum Held {
+    Here(Vec<u8>),
+    /// Made by another library: it must be freed by that library's allocator,
+    /// so turning it into a `Vec` copies it.
+    Plugin(RVec<u8>),
+}
+
+impl Piece {
+    pub(crate) fn from_plugin(bytes: RVec<u8>) -> Self {
+        Piece(Held::Plugin(bytes))
+    }
+
+    /// The bytes as a `Vec` (a copy only for a piece made by a plugin).
+    pub fn into_vec(self) -> Vec<u8> {
+        match self.0 {
+            Held::Here(bytes) => bytes,
+            Held::Plugin(bytes) => bytes.into_vec(),
+        }
+    }
+}
+
+impl From<Vec<u8>> for Piece {
+    fn from(bytes: Vec<u8>) -> Self {
+        Piece(Held::Here(bytes))
+    }
+}
+
+impl std::ops::Deref for Piece {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Held::Here(bytes) => bytes,
+            Held::Plugin(bytes) => bytes,
+        }
+    }
+}
+
+impl std::fmt::Debug for Piece {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Piece({} bytes)", self.len())
+    }
+}
 
 /// The first piece [`ReadStream::in_pieces`] reads: small, so the first byte waits
 /// for little.
@@ -36,13 +87,20 @@ pub const LARGEST_PIECE: u32 = 8 << 20;
 /// The bytes of one ranged read, piece by piece. See the [module](self) for the
 /// contract every stream keeps.
 pub struct ReadStream<'a> {
-    inner: Pin<Box<dyn Stream<Item = OriginResult<Vec<u8>>> + Send + 'a>>,
+    inner: Pin<Box<dyn Stream<Item = OriginResult<Piece>> + Send + 'a>>,
 }
 
 impl<'a> ReadStream<'a> {
     /// A stream of pieces from any `Stream` (a response body mapped to `Vec<u8>`,
     /// say). Empty pieces are skipped.
     pub fn new(stream: impl Stream<Item = OriginResult<Vec<u8>>> + Send + 'a) -> Self {
+        use futures_util::StreamExt;
+        Self::of_pieces(stream.map(|piece| piece.map(Piece::from)))
+    }
+
+    /// A stream of [`Piece`]s: for a stream made from another one's pieces
+    /// ([`Self::next_piece`]) without copying them.
+    pub fn of_pieces(stream: impl Stream<Item = OriginResult<Piece>> + Send + 'a) -> Self {
         ReadStream {
             inner: Box::pin(stream),
         }
@@ -118,11 +176,31 @@ impl<'a> ReadStream<'a> {
         futures_util::StreamExt::next(self).await
     }
 
+    /// The next piece as it came, or `None` at the end: what a reader that only
+    /// looks at the bytes calls, so a piece from a plugin is not copied.
+    pub async fn next_piece(&mut self) -> Option<OriginResult<Piece>> {
+        std::future::poll_fn(|cx| self.poll_piece(cx)).await
+    }
+
+    fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Option<OriginResult<Piece>>> {
+        loop {
+            match self.inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(piece))) if piece.is_empty() => continue,
+                other => return other,
+            }
+        }
+    }
+
     /// Reads the whole stream into one buffer.
     pub async fn collect(mut self) -> OriginResult<Vec<u8>> {
         let mut all = Vec::new();
-        while let Some(piece) = self.next().await {
-            all.extend_from_slice(&piece?);
+        while let Some(piece) = self.next_piece().await {
+            let piece = piece?;
+            if all.is_empty() {
+                all = piece.into_vec();
+            } else {
+                all.extend_from_slice(&piece);
+            }
         }
         Ok(all)
     }
@@ -132,12 +210,8 @@ impl Stream for ReadStream<'_> {
     type Item = OriginResult<Vec<u8>>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        loop {
-            match self.inner.as_mut().poll_next(cx) {
-                Poll::Ready(Some(Ok(piece))) if piece.is_empty() => continue,
-                other => return other,
-            }
-        }
+        self.poll_piece(cx)
+            .map(|piece| piece.map(|piece| piece.map(Piece::into_vec)))
     }
 }
 
@@ -190,6 +264,29 @@ mod tests {
             async move { r }
         });
         assert_eq!(stream.collect().await.unwrap(), Vec::<u8>::new());
+    }
+
+    #[tokio::test]
+    async fn pieces_read_as_they_came_or_as_vecs_and_empty_ones_are_skipped() {
+        let pieces = || {
+            futures_util::stream::iter([
+                Ok(Piece::from(vec![1, 2])),
+                Ok(Piece::from_plugin(vec![3u8].into())),
+                Ok(Piece::from(Vec::new())),
+                Ok(Piece::from_plugin(vec![4u8, 5].into())),
+            ])
+        };
+        let mut stream = ReadStream::of_pieces(pieces());
+        let mut seen = Vec::new();
+        while let Some(piece) = stream.next_piece().await {
+            seen.push(piece.unwrap().to_vec());
+        }
+        assert_eq!(seen, [vec![1, 2], vec![3], vec![4, 5]]);
+        let all = ReadStream::of_pieces(pieces()).collect().await.unwrap();
+        assert_eq!(all, [1, 2, 3, 4, 5]);
+        let mut stream = ReadStream::of_pieces(pieces());
+        assert_eq!(stream.next().await.unwrap().unwrap(), [1, 2]);
+        assert_eq!(stream.next().await.unwrap().unwrap(), [3]);
     }
 
     #[tokio::test]

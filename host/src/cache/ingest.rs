@@ -145,7 +145,7 @@ impl ContentCache {
                     version.version.as_deref(),
                 );
             }
-            let piece = match stream.next().await {
+            let piece = match stream.next_piece().await {
                 Some(Ok(piece)) => piece,
                 Some(Err(e)) => break Err(e),
                 None if head < version.size.min(bounds.end) => {

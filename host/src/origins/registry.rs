@@ -222,7 +222,7 @@ impl RegisteredOrigin {
             _guard: guard,
             started: Some(tokio::time::Instant::now()),
         };
-        ReadStream::new(futures_util::stream::unfold(
+        ReadStream::of_pieces(futures_util::stream::unfold(
             Some(going),
             move |going| async move {
                 let mut going = going?;
@@ -239,7 +239,7 @@ impl RegisteredOrigin {
                         self.id
                     )));
                 }
-                match tokio::time::timeout(self.deadline, going.inner.next()).await {
+                match tokio::time::timeout(self.deadline, going.inner.next_piece()).await {
                     Err(_) => failed(OriginError::timeout(format!(
                         "origin `{}`: a read waited longer than {} ms for data",
                         self.id,

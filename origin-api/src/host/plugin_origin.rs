@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use crate::ffi::{
     FfiChangeEvent, FfiEventSink, FfiEventSink_TO, FfiOriginBox, FfiPluginBox, FfiReadStreamBox,
 };
+use crate::read_stream::Piece;
 use crate::{
     EventSink, Health, ListPage, Metadata, Origin, OriginError, OriginResult, ReadStream,
     WatchHandle,
@@ -114,12 +115,13 @@ impl FfiEventSink for HostEventSink {
 /// The plugin's stream as a [`ReadStream`]: one `next` call a piece, ending after
 /// the first error.
 fn pieces_of(stream: FfiReadStreamBox) -> ReadStream<'static> {
-    ReadStream::new(futures_util::stream::unfold(
+    ReadStream::of_pieces(futures_util::stream::unfold(
         Some(stream),
         |stream| async move {
             let stream = stream?;
             match stream.next().await.into_result() {
-                Ok(ROption::RSome(piece)) => Some((Ok(piece.into_vec()), Some(stream))),
+                // Kept in the plugin's allocation: read, not copied.
+                Ok(ROption::RSome(piece)) => Some((Ok(Piece::from_plugin(piece)), Some(stream))),
                 Ok(ROption::RNone) => None,
                 Err(e) => Some((Err(OriginError::from(e)), None)),
             }
