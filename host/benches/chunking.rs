@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use musicfs::cache::chunker::{chunk_with, ChunkId};
+use musicfs::cache::chunker::{chunk_with, cut_with, ChunkId};
 
 fn noise(len: usize, mut x: u64) -> Vec<u8> {
     (0..len)
@@ -28,11 +28,21 @@ fn main() {
     let range = &track[1_234_567..];
 
     println!(
-        "{:>18} {:>10} {:>9} {:>14} {:>16}",
-        "min/avg/max KiB", "MB/s", "chunks", "retag new %", "range shared %"
+        "{:>18} {:>10} {:>13} {:>9} {:>14} {:>16}",
+        "min/avg/max KiB", "MB/s", "cutting MB/s", "chunks", "retag new %", "range shared %"
     );
-    for (min, avg, max) in [(4, 16, 64), (8, 32, 128), (16, 64, 256), (64, 256, 1024)] {
+    for (min, avg, max) in [
+        (4, 16, 64),
+        (8, 32, 128),
+        (16, 64, 256),
+        (32, 64, 256),
+        (64, 256, 1024),
+    ] {
         let (min, avg, max) = (min * KIB, avg * KIB, max * KIB);
+        let started = Instant::now();
+        let cuts = cut_with(&data, min, avg, max);
+        let cutting = data.len() as f64 / 1e6 / started.elapsed().as_secs_f64();
+        assert!(!cuts.is_empty());
         let started = Instant::now();
         let pieces = chunk_with(&data, min, avg, max);
         let secs = started.elapsed().as_secs_f64();
@@ -55,9 +65,10 @@ fn main() {
             .map(|p| p.len)
             .sum();
         println!(
-            "{:>18} {:>10.0} {:>9} {:>14.3} {:>16.2}",
+            "{:>18} {:>10.0} {:>13.0} {:>9} {:>14.3} {:>16.2}",
             format!("{}/{}/{}", min / KIB, avg / KIB, max / KIB),
             mbps,
+            cutting,
             pieces.len(),
             new as f64 * 100.0 / retagged.len() as f64,
             shared as f64 * 100.0 / range.len() as f64,

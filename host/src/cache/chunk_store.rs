@@ -356,18 +356,17 @@ impl ChunkStore {
                 return Err(std::io::Error::other("the pack being written is gone"));
             };
             let at = target.size;
-            let mut record = Vec::with_capacity(HEADER as usize + bytes.len());
-            record.extend_from_slice(MAGIC);
-            record.extend_from_slice(&len.to_le_bytes());
-            record.extend_from_slice(&id.0);
-            record.extend_from_slice(bytes);
+            let mut header = [0u8; HEADER as usize];
+            header[..4].copy_from_slice(MAGIC);
+            header[4..8].copy_from_slice(&len.to_le_bytes());
+            header[8..].copy_from_slice(&id.0);
             // A write that fails (a full disk) is cut back off: no torn record,
             // and no entry for a chunk that is not all there.
-            if let Err(e) = target.file.write_all_at(&record, at) {
+            if let Err(e) = write_all_at(&target.file, [&header[..], bytes], at) {
                 let _ = target.file.set_len(at);
                 return Err(e);
             }
-            target.size += record.len() as u64;
+            target.size += HEADER + bytes.len() as u64;
             target.last_use = clock;
             index.entries.insert(
                 *id,
@@ -553,6 +552,40 @@ impl ChunkStore {
             let _ = self.put(id, bytes, true);
         }
     }
+}
+
+/// Writes `header` then `body` at `at` in one `pwritev`: the record is not
+/// copied into one buffer first (that copy was a tenth of a cold read's CPU).
+fn write_all_at(file: &File, [header, body]: [&[u8]; 2], at: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let total = header.len() + body.len();
+    let mut done = 0;
+    while done < total {
+        let parts: [&[u8]; 2] = if done < header.len() {
+            [&header[done..], body]
+        } else {
+            [&[], &body[done - header.len()..]]
+        };
+        let iov = parts.map(|part| libc::iovec {
+            iov_base: part.as_ptr() as *mut libc::c_void,
+            iov_len: part.len(),
+        });
+        let offset = libc::off_t::try_from(at + done as u64).map_err(std::io::Error::other)?;
+        // SAFETY: both iovecs point into live slices of the lengths given, and
+        // the kernel only reads from them.
+        let written = unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), 2, offset) };
+        match written {
+            n if n > 0 => done += n as usize,
+            0 => return Err(ErrorKind::WriteZero.into()),
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

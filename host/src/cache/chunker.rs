@@ -87,7 +87,8 @@ pub fn chunk_with(data: &[u8], min: usize, avg: usize, max: usize) -> Vec<Piece>
     name(data, &cut_with(data, min, avg, max))
 }
 
-fn cut_with(data: &[u8], min: usize, avg: usize, max: usize) -> Vec<(usize, usize)> {
+/// [`cut`] with other sizes, for the benchmark that chose them.
+pub fn cut_with(data: &[u8], min: usize, avg: usize, max: usize) -> Vec<(usize, usize)> {
     if data.is_empty() {
         return Vec::new();
     }

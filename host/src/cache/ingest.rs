@@ -305,7 +305,9 @@ impl Buffer {
         }
         let &(offset, len) = cuts.last()?;
         let taken = offset + len;
-        let rest = self.bytes[taken..].to_vec();
+        // Room for the next batch and a piece: growing it would copy it again.
+        let mut rest = Vec::with_capacity(CHUNK_BATCH + (1 << 20));
+        rest.extend_from_slice(&self.bytes[taken..]);
         let bytes = std::mem::replace(&mut self.bytes, rest);
         let base = self.base;
         self.base += taken as u64;
