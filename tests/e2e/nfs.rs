@@ -132,3 +132,70 @@ fn a_v3_mount_survives_a_restart_with_new_inodes() {
 fn a_v4_mount_survives_a_restart_with_new_inodes() {
     mount_survives_a_restart_with_new_inodes(4);
 }
+
+/// The health of an NFS origin opened with `table`, as `musicfs status` shows it.
+async fn health_of(table: toml::Table) -> origin_api::Health {
+    let plugin = load_plugin(&plugin_library("musicfs_nfs")).unwrap();
+    let origin = plugin.open(Settings::new("nas", table)).await.unwrap();
+    origin.health().await
+}
+
+/// Health says what is wrong: an export that is not there, one this client
+/// may not mount, one that wants a source port below 1024 (which
+/// `privileged_port = true` then mounts), a server that is not there.
+async fn health_names_what_is_wrong(version: u8) {
+    let server = NfsServer::start();
+    let root = server.library.parent().unwrap().to_owned();
+    let export = |name: &str| match version {
+        3 => root.join(name).display().to_string(),
+        _ => format!("/{name}"),
+    };
+    let on = |name: &str, privileged: bool| {
+        let mut table = server.settings(version);
+        table.insert("export".into(), export(name).into());
+        table.insert("privileged_port".into(), privileged.into());
+        table
+    };
+    // NFSv4 servers leave exports a client may not use out of its pseudo
+    // tree; over v3, ganesha refuses a missing export as it refuses a locked one.
+    let refused = |name: &str| match version {
+        3 => format!("refused: the server will not mount {}", export(name)),
+        _ => format!("no such export: {}", export(name)),
+    };
+    for name in ["nothing", "locked"] {
+        let h = health_of(on(name, false)).await;
+        assert!(h.reason.starts_with(&refused(name)), "{name}: {h:?}");
+    }
+    let h = health_of(on("privileged", false)).await;
+    match version {
+        3 => assert!(
+            h.reason.starts_with("refused: the server denied the call")
+                && h.reason.contains("privileged_port = true"),
+            "{h:?}"
+        ),
+        _ => assert!(h.reason.starts_with(&refused("privileged")), "{h:?}"),
+    }
+    // Binding a port below 1024 needs root (the tests' machines run as root).
+    if unsafe { libc::geteuid() } == 0 {
+        let h = health_of(on("privileged", true)).await;
+        assert!(h.is_healthy(), "{h:?}");
+    }
+    assert!(health_of(server.settings(version)).await.is_healthy());
+
+    let mut table = server.settings(version);
+    for key in ["port", "mount_port"] {
+        let nobody = musicfs_tests::s3_server::free_port();
+        table.insert(key.into(), i64::from(nobody).into());
+    }
+    let h = health_of(table).await;
+    assert!(h.reason.starts_with("unreachable:"), "{h:?}");
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_names_what_is_wrong_over_v3() {
+    health_names_what_is_wrong(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_names_what_is_wrong_over_v4() {
+    health_names_what_is_wrong(4).await;
+}

@@ -66,6 +66,11 @@ impl NfsServer {
         std::fs::create_dir_all(&library).unwrap();
         let recovery = root.join("recovery");
         std::fs::create_dir_all(&recovery).unwrap();
+        // Two more exports for the tests of refusals: one no client here may
+        // mount, one that needs a client port below 1024.
+        let (locked, privileged) = (root.join("locked"), root.join("privileged"));
+        std::fs::create_dir_all(&locked).unwrap();
+        std::fs::create_dir_all(&privileged).unwrap();
         let (port, mount_port) = (free_port(), free_port());
         let pseudo = "/music";
         let config = root.join("ganesha.conf");
@@ -81,9 +86,19 @@ impl NfsServer {
                  EXPORT {{\n  Export_Id = 1;\n  Path = {};\n  Pseudo = {pseudo};\n  \
                  Access_Type = RO;\n  Squash = No_Root_Squash;\n  SecType = sys;\n  \
                  Protocols = 3, 4;\n  Attr_Expiration_Time = 0;\n  \
+                 FSAL {{ Name = VFS; }}\n}}\n\
+                 EXPORT {{\n  Export_Id = 2;\n  Path = {locked};\n  Pseudo = /locked;\n  \
+                 Access_Type = None;\n  SecType = sys;\n  Protocols = 3, 4;\n  \
+                 CLIENT {{ Clients = 192.0.2.1; Access_Type = RO; }}\n  \
+                 FSAL {{ Name = VFS; }}\n}}\n\
+                 EXPORT {{\n  Export_Id = 3;\n  Path = {privileged};\n  Pseudo = /privileged;\n  \
+                 Access_Type = RO;\n  Squash = No_Root_Squash;\n  SecType = sys;\n  \
+                 Protocols = 3, 4;\n  PrivilegedPort = true;\n  \
                  FSAL {{ Name = VFS; }}\n}}\n",
                 recovery.display(),
                 library.display(),
+                locked = locked.display(),
+                privileged = privileged.display(),
             ),
         )
         .unwrap();

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use nfs_rs::Mount;
 use origin_api::{OriginError, OriginResult};
 
-use crate::errors::{fault, origin_error, Fault};
+use crate::errors::{fault, mount_error, origin_error, Fault};
 use crate::nfs_settings::{NfsSettings, Version};
 
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -143,7 +143,7 @@ impl Session {
                     "unreachable: {host} did not mount {export} within {secs} s"
                 ))
             })?
-            .map_err(|e| origin_error(&e, export))?;
+            .map_err(|e| mount_error(&e, export))?;
         let mount: Arc<dyn Mount> = mount.into();
         let root = mount.getfh().await;
         lock(&self.handles).clear();
