@@ -79,7 +79,13 @@ fn mount_survives_a_restart_with_new_inodes(version: u8) {
     config.insert("health".into(), health.into());
     let work = tempfile::tempdir().unwrap();
     let args = mount_args_for(work.path(), &config, "musicfs_nfs");
-    let mount = Mounted::start(work.path(), &work.path().join("cache"), &args, Some(big));
+    let mount = Mounted::start_logging(
+        work.path(),
+        &work.path().join("cache"),
+        &args,
+        Some(big),
+        "info,musicfs::plugin=debug",
+    );
 
     for track in TRACKS {
         let through = std::fs::read(mount.path(track.shown_as)).unwrap();
@@ -110,6 +116,13 @@ fn mount_survives_a_restart_with_new_inodes(version: u8) {
         std::fs::File::open(m.path(big)).is_ok_and(|f| f.read_exact_at(&mut buf, middle).is_ok())
             && buf[..] == big_source[at..at + 4096]
     });
+    // The handles the mount kept name files that are gone: the server said so
+    // (rather than the mount starting over), and they were looked up again.
+    let log = mount.log();
+    assert!(
+        log.contains("stale file handle: looking the path up again"),
+        "no handle was found stale:\n{log}"
+    );
     // Copied again while the server runs: the mount's handles name files
     // that are gone (ganesha may still serve them from its open objects).
     copy_to_new_inodes(&server.library);

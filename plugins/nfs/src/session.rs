@@ -3,9 +3,10 @@
 //! With none live, one attempt runs at a time; a failed attempt answers for
 //! [`RETRY_AFTER`], so calls fail fast while the server is away.
 //!
-//! File handles are cached by path, per mount. A stale handle (a server that
-//! moved the files to new inodes, a restart that changed its handles) is
-//! forgotten and the path looked up again from the export's root.
+//! File handles are cached by path, across mounts: NFS handles outlive a
+//! connection and a server restart. A stale handle (a server that moved the
+//! files to new inodes, a restart that changed its handles) is forgotten and
+//! the path looked up again from the export's root.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +24,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// The largest READ asked: servers offer up to 4 MiB, but smaller READs,
 /// several in flight, keep the link busy and the first bytes early.
 const READ_SIZE: u32 = 1 << 20;
-/// Handles kept per mount before the cache starts over.
+/// Handles kept before the cache starts over.
 const HANDLES: usize = 65_536;
 
 /// A live mount.
@@ -146,7 +147,8 @@ impl Session {
             .map_err(|e| mount_error(&e, export))?;
         let mount: Arc<dyn Mount> = mount.into();
         let root = mount.getfh().await;
-        lock(&self.handles).clear();
+        // Handles outlive a mount (and a server restart): those kept are used
+        // again, and any the server no longer knows come back stale.
         Ok(Live {
             max_read: mount.get_max_read_size().clamp(4096, READ_SIZE),
             mount,
