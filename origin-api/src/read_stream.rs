@@ -23,6 +23,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+#[cfg(feature = "host")]
 use abi_stable::std_types::RVec;
 use futures_core::Stream;
 
@@ -38,10 +39,12 @@ enum Held {
     Here(Vec<u8>),
     /// Made by another library: it must be freed by that library's allocator,
     /// so turning it into a `Vec` copies it.
+    #[cfg(feature = "host")]
     Plugin(RVec<u8>),
 }
 
 impl Piece {
+    #[cfg(feature = "host")]
     pub(crate) fn from_plugin(bytes: RVec<u8>) -> Self {
         Piece(Held::Plugin(bytes))
     }
@@ -50,6 +53,7 @@ impl Piece {
     pub fn into_vec(self) -> Vec<u8> {
         match self.0 {
             Held::Here(bytes) => bytes,
+            #[cfg(feature = "host")]
             Held::Plugin(bytes) => bytes.into_vec(),
         }
     }
@@ -67,6 +71,7 @@ impl std::ops::Deref for Piece {
     fn deref(&self) -> &[u8] {
         match &self.0 {
             Held::Here(bytes) => bytes,
+            #[cfg(feature = "host")]
             Held::Plugin(bytes) => bytes,
         }
     }
@@ -266,6 +271,7 @@ mod tests {
         assert_eq!(stream.collect().await.unwrap(), Vec::<u8>::new());
     }
 
+    #[cfg(feature = "host")]
     #[tokio::test]
     async fn pieces_read_as_they_came_or_as_vecs_and_empty_ones_are_skipped() {
         let pieces = || {

@@ -212,3 +212,56 @@ async fn health_names_what_is_wrong_over_v3() {
 async fn health_names_what_is_wrong_over_v4() {
     health_names_what_is_wrong(4).await;
 }
+
+/// Links on the export, which the client resolves: relative and absolute
+/// ones to a file and a folder inside the export, followed (and read
+/// through); a dangling one, one out of the export and one to a folder above
+/// it, left out. Absolute text is read against the export's path, which for
+/// NFSv4 is the pseudo path: there a link by server path is left out.
+async fn links_are_followed_inside_the_export(version: u8) {
+    use std::os::unix::fs::symlink;
+    let server = NfsServer::start();
+    let lib = &server.library;
+    std::fs::create_dir_all(lib.join("real")).unwrap();
+    std::fs::write(lib.join("real/a.flac"), b"a").unwrap();
+    let outside = lib.parent().unwrap().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("b.flac"), b"bb").unwrap();
+    symlink(lib.join("real/a.flac"), lib.join("absolute.flac")).unwrap();
+    symlink("real/a.flac", lib.join("relative.flac")).unwrap();
+    symlink("real", lib.join("albums")).unwrap();
+    symlink("nowhere.flac", lib.join("dangling.flac")).unwrap();
+    symlink("..", lib.join("real/up")).unwrap();
+    symlink(&outside, lib.join("elsewhere")).unwrap();
+    symlink("../outside/b.flac", lib.join("past-the-root.flac")).unwrap();
+
+    let plugin = load_plugin(&plugin_library("musicfs_nfs")).unwrap();
+    let origin = plugin
+        .open(Settings::new("nas", server.settings(version)))
+        .await
+        .unwrap();
+    let listing = origin_api::poller::walk(&*origin, 100).await.unwrap();
+    let files: Vec<&str> = listing.files.keys().map(String::as_str).collect();
+    let mut expected = vec!["albums/a.flac", "real/a.flac", "relative.flac"];
+    if version == 3 {
+        expected.insert(0, "absolute.flac");
+    }
+    assert_eq!(files, expected, "{listing:?}");
+    assert!(listing.unlisted.is_empty(), "{listing:?}");
+    for path in &expected {
+        assert_eq!(origin.read(path, 0, 10).await.unwrap(), b"a", "{path}");
+        assert_eq!(origin.stat(path).await.unwrap().size, 1, "{path}");
+    }
+    let e = origin.stat("elsewhere/b.flac").await.unwrap_err();
+    assert_eq!(e.kind(), origin_api::ErrorKind::NotFound, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_are_followed_inside_the_export_over_v3() {
+    links_are_followed_inside_the_export(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_are_followed_inside_the_export_over_v4() {
+    links_are_followed_inside_the_export(4).await;
+}

@@ -8,6 +8,7 @@
 //! `--origin nfs://host[:port]/export`.
 
 mod errors;
+mod links;
 mod nfs_origin;
 mod nfs_settings;
 mod pages;

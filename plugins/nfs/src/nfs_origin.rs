@@ -14,10 +14,11 @@ use nfs_rs::{Attr, DirectoryCookie};
 use origin_api::pipeline::{pipelined, Request, Requests, Shape};
 use origin_api::poller::{ListAll, Listing};
 use origin_api::{
-    async_trait, DirEntry, EntryKind, EventSink, Health, ListPage, Metadata, Origin, OriginError,
-    OriginResult, ReadStream, WatchHandle,
+    async_trait, DirEntry, EntryKind, ErrorKind, EventSink, Health, ListPage, Metadata, Origin,
+    OriginError, OriginResult, ReadStream, WatchHandle,
 };
 
+use crate::links::{self, TYPE_LNK};
 use crate::nfs_settings::NfsSettings;
 use crate::pages::{Cursor, Page, Pages};
 use crate::session::Session;
@@ -116,13 +117,29 @@ impl NfsOrigin {
             }
             let path = origin_api::path::join(dir, &entry.file_name);
             let metadata = match &entry.attr {
-                Some(attr) => metadata_of(attr),
-                // No attributes in the reply: ask for them.
-                None => self.stat(&path).await?,
+                Some(attr) if attr.type_ == TYPE_LNK => {
+                    let Some((to, attr)) = session.follow(&path).await? else {
+                        continue;
+                    };
+                    let metadata = metadata_of(&attr);
+                    if metadata.is_dir() && links::leads_up(&self.settings.inside(dir), &to) {
+                        tracing::debug!(path, "leaving out a link to a folder above it");
+                        continue;
+                    }
+                    metadata
+                }
+                Some(attr) => {
+                    if !entry.handle.is_empty() {
+                        session.remember(&path, entry.handle.clone());
+                    }
+                    metadata_of(attr)
+                }
+                // No attributes in the reply: ask for them (links followed).
+                None => match self.stat(&path).await {
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    other => other?,
+                },
             };
-            if !entry.handle.is_empty() {
-                session.remember(&path, entry.handle.clone());
-            }
             entries.push(DirEntry {
                 name: entry.file_name,
                 metadata,

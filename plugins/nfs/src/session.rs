@@ -8,16 +8,17 @@
 //! files to new inodes, a restart that changed its handles) is forgotten and
 //! the path looked up again from the export's root.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use nfs_rs::Mount;
-use origin_api::{OriginError, OriginResult};
+use nfs_rs::{Attr, Mount};
+use origin_api::{ErrorKind, OriginError, OriginResult};
 
 use crate::errors::{fault, mount_error, origin_error, Fault};
+use crate::links::{self, MAX_LINKS, TYPE_LNK};
 use crate::nfs_settings::{NfsSettings, Version};
 
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -35,6 +36,22 @@ pub(crate) struct Live {
     root: Bytes,
     generation: u64,
     pub(crate) max_read: u32,
+}
+
+/// What a walk to a path found.
+enum Walked {
+    /// The handle, and the path it has from the export's root (links resolved).
+    Found { fh: Bytes, resolved: String },
+    /// A link on the way that cannot be followed, and why.
+    Unfollowable(String),
+}
+
+fn shown(path: &str) -> &str {
+    if path.is_empty() {
+        "the root"
+    } else {
+        path
+    }
 }
 
 pub(crate) struct Session {
@@ -221,31 +238,117 @@ impl Session {
     }
 
     /// The handle of the origin path `path` (below the library folder), from
-    /// the cache or looked up one folder at a time.
+    /// the cache or walked to.
     async fn resolve_once(&self, live: &Live, path: &str) -> Result<Bytes, (OriginError, Fault)> {
         let inside = self.settings.inside(path);
         if let Some(fh) = lock(&self.handles).get(&inside).cloned() {
             return Ok(fh);
         }
-        let mut fh = live.root.clone();
-        let mut walked = String::new();
-        for segment in inside.split('/').filter(|s| !s.is_empty()) {
-            if !walked.is_empty() {
-                walked.push('/');
+        match self.walk(live, path).await? {
+            Walked::Found { fh, .. } => {
+                self.keep(inside, fh.clone());
+                Ok(fh)
             }
-            walked.push_str(segment);
-            if let Some(known) = lock(&self.handles).get(&walked).cloned() {
-                fh = known;
+            Walked::Unfollowable(why) => Err((
+                OriginError::not_found(format!("{}: {why}", shown(path))),
+                Fault::File,
+            )),
+        }
+    }
+
+    /// Walks from the export's root to origin path `path`, one LOOKUP a
+    /// folder (folders already walked come from the cache), following links
+    /// (see `crate::links`).
+    async fn walk(&self, live: &Live, path: &str) -> Result<Walked, (OriginError, Fault)> {
+        let shown = shown(path);
+        let segments = |path: &str| -> Vec<String> {
+            path.split('/')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let mut pending: VecDeque<String> = segments(&self.settings.inside(path)).into();
+        let (mut fh, mut walked, mut followed) = (live.root.clone(), String::new(), 0);
+        while let Some(segment) = pending.pop_front() {
+            let next = origin_api::path::join(&walked, &segment);
+            if let Some(known) = lock(&self.handles).get(&next).cloned() {
+                (fh, walked) = (known, next);
                 continue;
             }
-            let shown = if path.is_empty() { "the root" } else { path };
-            fh = self
-                .within(live, shown, live.mount.lookup(fh.clone(), segment))
-                .await?
-                .fh;
-            self.keep(walked.clone(), fh.clone());
+            let found = self
+                .within(live, shown, live.mount.lookup(fh.clone(), &segment))
+                .await?;
+            let kind = match &found.attr {
+                Some(attr) => attr.type_,
+                None => {
+                    self.within(live, shown, live.mount.getattr(found.fh.clone()))
+                        .await?
+                        .type_
+                }
+            };
+            if kind != TYPE_LNK {
+                self.keep(next.clone(), found.fh.clone());
+                (fh, walked) = (found.fh, next);
+                continue;
+            }
+            followed += 1;
+            if followed > MAX_LINKS {
+                return Ok(Walked::Unfollowable(format!(
+                    "more than {MAX_LINKS} links in a row (a loop?)"
+                )));
+            }
+            let text = self
+                .within(live, shown, live.mount.readlink(found.fh))
+                .await?;
+            let Some(to) = links::resolve(&self.settings.export, &next, &text) else {
+                return Ok(Walked::Unfollowable(format!(
+                    "a link out of the export (to {text})"
+                )));
+            };
+            let mut rest: VecDeque<String> = segments(&to).into();
+            rest.extend(pending.drain(..));
+            pending = rest;
+            (fh, walked) = (live.root.clone(), String::new());
         }
-        Ok(fh)
+        Ok(Walked::Found {
+            fh,
+            resolved: walked,
+        })
+    }
+
+    /// Follows the link at origin path `path` afresh (a link may have been
+    /// pointed elsewhere): where it leads from the export's root and its
+    /// target's attributes, or `None` if it is dangling or cannot be followed.
+    pub(crate) async fn follow(&self, path: &str) -> OriginResult<Option<(String, Attr)>> {
+        lock(&self.handles).remove(&self.settings.inside(path));
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let live = self.live().await?;
+            let walked = match self.walk(&live, path).await {
+                Ok(Walked::Found { fh, resolved }) => self
+                    .within(&live, shown(path), live.mount.getattr(fh.clone()))
+                    .await
+                    .map(|attr| {
+                        self.remember(path, fh);
+                        Some((resolved, attr))
+                    }),
+                Ok(Walked::Unfollowable(why)) => {
+                    tracing::debug!(path, "leaving out a link: {why}");
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            };
+            match walked {
+                Err((_, Fault::Stale)) if tries < 2 => lock(&self.handles).clear(),
+                Err((e, _)) if e.kind() == ErrorKind::NotFound => {
+                    tracing::debug!(path, "leaving out a dangling link");
+                    return Ok(None);
+                }
+                Err((e, _)) => return Err(e),
+                Ok(found) => return Ok(found),
+            }
+        }
     }
 
     /// `call` on the handle of `path` (with the live mount). A stale handle
