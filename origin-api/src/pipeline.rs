@@ -11,6 +11,11 @@
 //! reads go on meanwhile, so a check costs a round trip of latency, not
 //! throughput.
 //!
+//! The first read is small and goes alone; the rest follow once it is
+//! confirmed, so that the first bytes wait for two round trips and not for
+//! everything in flight (on one connection answers queue, and their arrival
+//! takes the CPU the first piece needs to be handed on).
+//!
 //! A read answered with fewer bytes than asked is asked again for the rest
 //! at once; one answered with nothing (the file ended early) is `Changed`.
 //! Each wait for the next answer has a deadline, so a stream on a slow but
@@ -64,6 +69,7 @@ struct Pipeline<R, C, T> {
     next: u64,
     end: u64,
     sent_any: bool,
+    confirmed_any: bool,
     reads: FuturesOrdered<Pin<Box<dyn Future<Output = ReadAnswer> + Send>>>,
     check: Option<Request<()>>,
     checking: usize,
@@ -94,10 +100,22 @@ where
     }
 
     fn fill(&mut self) {
+        // The check first: it is then sent ahead of the reads below, not
+        // queued behind their answers.
+        if self.check.is_none() && !self.held.is_empty() {
+            self.checking = self.held.len();
+            self.check = Some((self.requests.check)());
+        }
         let piece = self.shape.piece.max(1) as u64;
-        while self.reads.len() + self.held.len() < self.shape.in_flight.max(1)
-            && self.next < self.end
-        {
+        // The first read alone until it is confirmed: its check would wait for
+        // every byte read ahead of it, and its handing on for the CPU their
+        // arrival takes (a round trip now, against megabytes).
+        let window = if self.confirmed_any {
+            self.shape.in_flight.max(1)
+        } else {
+            1
+        };
+        while self.reads.len() + self.held.len() < window && self.next < self.end {
             // The first read small, so that the first bytes wait for little.
             let size = if self.sent_any {
                 piece
@@ -108,10 +126,6 @@ where
             let len = (self.end - self.next).min(size) as u32;
             self.send_read(self.next, len, false);
             self.next += len as u64;
-        }
-        if self.check.is_none() && !self.held.is_empty() {
-            self.checking = self.held.len();
-            self.check = Some((self.requests.check)());
         }
     }
 
@@ -163,7 +177,10 @@ where
                     self.held.push_back(data);
                 }
                 Next::Checked(Err(e)) => return Some(Err(e)),
-                Next::Checked(Ok(())) => self.ready.extend(self.held.drain(..self.checking)),
+                Next::Checked(Ok(())) => {
+                    self.confirmed_any = true;
+                    self.ready.extend(self.held.drain(..self.checking));
+                }
             }
         }
     }
@@ -191,6 +208,7 @@ where
         next: offset,
         end,
         sent_any: false,
+        confirmed_any: false,
         reads: FuturesOrdered::new(),
         check: None,
         checking: 0,
@@ -290,6 +308,52 @@ mod tests {
         };
         assert_eq!(outcome.kind(), ErrorKind::Changed);
         assert!(at > 0 && at < data.len(), "{at}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_read_goes_alone_until_its_check_confirms_it() {
+        let data = content(100_000);
+        // Reads outstanding now, the most at once, and at each check.
+        let outstanding = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let at_checks = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let inner = backend(data.clone(), usize::MAX, usize::MAX);
+        let (o, m) = (outstanding.clone(), most.clone());
+        let (o2, seen) = (outstanding.clone(), at_checks.clone());
+        let requests = Requests {
+            read: move |at, len| -> Request<Vec<u8>> {
+                let (o, m, answer) = (o.clone(), m.clone(), (inner.read)(at, len));
+                Box::pin(async move {
+                    // Counted from the first poll: when a backend would send it.
+                    m.fetch_max(o.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                    // Later bytes take longer: reads overlap.
+                    tokio::time::sleep(Duration::from_millis(1 + at / 4096)).await;
+                    let answer = answer.await;
+                    o.fetch_sub(1, Ordering::SeqCst);
+                    answer
+                })
+            },
+            check: move || -> Request<()> {
+                let (o, seen) = (o2.clone(), seen.clone());
+                Box::pin(async move {
+                    seen.lock().unwrap().push(o.load(Ordering::SeqCst));
+                    Ok(())
+                })
+            },
+            timed_out: || OriginError::timeout("late"),
+        };
+        let got = pipelined("f", 0, 100_000, SHAPE, requests)
+            .collect()
+            .await
+            .unwrap();
+        assert!(got == data[..]);
+        let at_checks = at_checks.lock().unwrap();
+        assert_eq!(at_checks[0], 0, "the first check queues behind no read");
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            SHAPE.in_flight,
+            "then the window opens"
+        );
     }
 
     #[tokio::test]
