@@ -1,8 +1,10 @@
 //! NFS side by side, in one run, against one nfs-ganesha export on loopback:
 //! MusicFS (NFS plugin, NFSv3) against libnfs's `nfs-cat` reading the same
-//! files. For each: the time to the first 4 KiB of an uncached 50 MB file, the
-//! sequential throughput of another, and a re-read of it (MusicFS: the same
-//! mount; nfs-cat: again, from the server's page cache). A third row reads a
+//! kind of files. For each: the time to the first 4 KiB of an uncached 50 MB
+//! file, the sequential throughput of another, and a re-read of it (MusicFS:
+//! the same mount; nfs-cat: again, from the server's page cache), over
+//! `NFS_BENCH_ROUNDS` rounds (default 5; a 50 MB read takes a tenth of a
+//! second here, so one round is mostly noise). A third row reads a
 //! file through the plugin's `.so` alone, with no cache and no FUSE: what the
 //! NFS client costs, apart from the host.
 //!
@@ -55,6 +57,13 @@ fn nfs_cat(server: &NfsServer, file: &str) -> (Duration, f64) {
     (first.unwrap(), mbps)
 }
 
+/// Writes back every dirty page, so that no measurement pays for earlier
+/// writes.
+fn settle_disk() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+}
+
 /// A sequential read of `file` through the plugin loaded as a `.so`, no
 /// cache and no FUSE: (time to its first 4 KiB, MB/s).
 fn plugin_alone(server: &NfsServer, file: &str) -> (Duration, f64) {
@@ -84,20 +93,47 @@ fn plugin_alone(server: &NfsServer, file: &str) -> (Duration, f64) {
     })
 }
 
+/// Median and range of `figures`, formatted with `unit`.
+fn spread(figures: &[f64], unit: &str) -> (f64, String) {
+    let mut sorted = figures.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let digits = if unit == "ms" { 1 } else { 0 };
+    let text = format!(
+        "{median:.digits$} {unit} ({:.digits$}-{:.digits$})",
+        sorted[0],
+        sorted[sorted.len() - 1]
+    );
+    (median, text)
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
 fn main() {
     let work =
         tempfile::tempdir_in(std::env::var_os("BENCH_DIR").unwrap_or_else(|| "/var/tmp".into()))
             .unwrap();
     let work = work.path();
+    let rounds: u64 = std::env::var("NFS_BENCH_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5);
     let server = NfsServer::start();
-    for (name, seed) in [
-        ("ttfb", 5),
-        ("stream", 6),
-        ("cat-ttfb", 7),
-        ("cat-stream", 8),
-        ("alone", 9),
-    ] {
-        noise_file(&server.library.join(format!("big/{name}.flac")), BIG, seed);
+    // A file per measurement, so that each cold read is cold everywhere but
+    // in the server's page cache (as for both tools).
+    let tools = ["musicfs", "cat", "alone"];
+    for round in 0..rounds {
+        for (t, tool) in tools.iter().enumerate() {
+            for kind in ["ttfb", "stream"] {
+                let seed = round * 8 + t as u64 * 2 + (kind == "stream") as u64;
+                let file = server
+                    .library
+                    .join(format!("big/{tool}-{kind}-{round}.flac"));
+                noise_file(&file, BIG, seed);
+            }
+        }
     }
 
     let mut origin = server.origin("nas", 3);
@@ -107,53 +143,93 @@ fn main() {
         &origins_config(vec![origin]),
         "musicfs_nfs",
     );
+    let last = format!(
+        "Unknown Artist/Unknown Album/musicfs-stream-{}.flac",
+        rounds - 1
+    );
     let mount = Mounted::start(
         &work.join("musicfs"),
         &work.join("musicfs-cache"),
         &args,
-        Some("Unknown Artist/Unknown Album/stream.flac"),
+        Some(&last),
     );
-    let shown = |name: &str| mount.path(&format!("Unknown Artist/Unknown Album/{name}.flac"));
-    let ttfb = first_byte(&shown("ttfb"), BIG / 2);
-    let cold = read_speed(&shown("stream"));
-    let warm = read_speed(&shown("stream"));
+    let shown = |name: String| mount.path(&format!("Unknown Artist/Unknown Album/{name}.flac"));
+    let mut figures: [Vec<f64>; 8] = Default::default();
+    let [ttfb, cold, warm, cat_ttfb, cat_cold, cat_warm, alone_ttfb, alone_cold] = &mut figures;
+    // Rounds interleave the tools, so that a slow moment of the machine
+    // falls on all of them; each measurement starts with nothing waiting to
+    // be written back (the files just made, the other tools' caches).
+    for round in 0..rounds {
+        settle_disk();
+        ttfb.push(millis(first_byte(
+            &shown(format!("musicfs-ttfb-{round}")),
+            BIG / 2,
+        )));
+        settle_disk();
+        let stream = shown(format!("musicfs-stream-{round}"));
+        cold.push(read_speed(&stream));
+        warm.push(read_speed(&stream));
+
+        settle_disk();
+        cat_ttfb.push(millis(
+            nfs_cat(&server, &format!("big/cat-ttfb-{round}.flac")).0,
+        ));
+        settle_disk();
+        let stream = format!("big/cat-stream-{round}.flac");
+        cat_cold.push(nfs_cat(&server, &stream).1);
+        cat_warm.push(nfs_cat(&server, &stream).1);
+
+        settle_disk();
+        alone_ttfb.push(millis(
+            plugin_alone(&server, &format!("big/alone-ttfb-{round}.flac")).0,
+        ));
+        settle_disk();
+        alone_cold.push(plugin_alone(&server, &format!("big/alone-stream-{round}.flac")).1);
+    }
     drop(mount);
 
-    let (cat_ttfb, _) = nfs_cat(&server, "big/cat-ttfb.flac");
-    let (_, cat_cold) = nfs_cat(&server, "big/cat-stream.flac");
-    let (_, cat_warm) = nfs_cat(&server, "big/cat-stream.flac");
-    let (alone_ttfb, alone_cold) = plugin_alone(&server, "big/alone.flac");
-
-    println!("50 MB files on one nfs-ganesha export on loopback (NFSv3)\n");
     println!(
-        "{:<9} {:>16} {:>12} {:>12}",
-        "tool", "first 4 KiB", "cold MB/s", "again MB/s"
+        "50 MB files on one nfs-ganesha export on loopback (NFSv3), {rounds} rounds: median (range)\n"
     );
     println!(
-        "{:<9} {:>13.2} ms {:>12.0} {:>12.0}   (first 4 KiB: in the middle, on a mounted file)",
+        "{:<9} {:>22} {:>22} {:>22}",
+        "tool", "first 4 KiB", "cold", "again"
+    );
+    let row = |tool: &str, t: &[f64], c: &[f64], w: Option<&[f64]>, note: &str| {
+        let again = w.map_or("-".to_owned(), |w| spread(w, "MB/s").1);
+        println!(
+            "{tool:<9} {:>22} {:>22} {:>22}   ({note})",
+            spread(t, "ms").1,
+            spread(c, "MB/s").1,
+            again
+        );
+    };
+    row(
         "MusicFS",
-        ttfb.as_secs_f64() * 1e3,
+        ttfb,
         cold,
-        warm
+        Some(warm),
+        "first 4 KiB: in the middle, on a mounted file",
     );
-    println!(
-        "{:<9} {:>13.2} ms {:>12.0} {:>12.0}   (first 4 KiB: at the start, mount included)",
+    row(
         "nfs-cat",
-        cat_ttfb.as_secs_f64() * 1e3,
+        cat_ttfb,
         cat_cold,
-        cat_warm
+        Some(cat_warm),
+        "first 4 KiB: at the start, mount included",
     );
-    println!(
-        "{:<9} {:>13.2} ms {:>12.0} {:>12}   (the plugin's .so alone, no cache, no FUSE)",
+    row(
         "plugin",
-        alone_ttfb.as_secs_f64() * 1e3,
+        alone_ttfb,
         alone_cold,
-        "-"
+        None,
+        "the plugin's .so alone, no cache, no FUSE; mount included",
     );
+    let median = |f: &[f64]| spread(f, "").0;
     println!(
-        "\nMusicFS / nfs-cat: cold {:.2}x, again {:.2}x; plugin alone / nfs-cat: cold {:.2}x",
-        cold / cat_cold,
-        warm / cat_warm,
-        alone_cold / cat_cold
+        "\nmedians, MusicFS / nfs-cat: cold {:.2}x, again {:.2}x; plugin alone / nfs-cat: cold {:.2}x",
+        median(cold) / median(cat_cold),
+        median(warm) / median(cat_warm),
+        median(alone_cold) / median(cat_cold)
     );
 }
