@@ -59,6 +59,29 @@ pub struct Shape {
 
 type ReadAnswer = (u64, u32, OriginResult<Vec<u8>>);
 
+/// `request` run as a task of its own, cancelled when the answer is dropped.
+///
+/// A request left in flight must go on being polled while the stream is not
+/// (its reader paused, the plugin's credit full): a backend that queues its
+/// senders fairly (a lock on the connection's writer, say) hands its turn to
+/// the first in the queue, and one that is never polled would hold every
+/// other stream on that connection until it is dropped.
+fn running<T: Send + 'static>(request: Request<T>) -> Request<T> {
+    struct AbortOnDrop<T>(tokio::task::JoinHandle<OriginResult<T>>);
+    impl<T> Drop for AbortOnDrop<T> {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let mut task = AbortOnDrop(tokio::spawn(request));
+    Box::pin(async move {
+        match (&mut task.0).await {
+            Ok(answer) => answer,
+            Err(e) => Err(OriginError::other(format!("a request failed: {e}"))),
+        }
+    })
+}
+
 /// The most the first read of a stream asks.
 const FIRST_READ: u64 = 128 << 10;
 
@@ -90,7 +113,7 @@ where
     T: Fn() -> OriginError,
 {
     fn send_read(&mut self, offset: u64, len: u32, front: bool) {
-        let request = (self.requests.read)(offset, len);
+        let request = running((self.requests.read)(offset, len));
         let answer = Box::pin(async move { (offset, len, request.await) });
         if front {
             self.reads.push_front(answer);
@@ -104,7 +127,7 @@ where
         // queued behind their answers.
         if self.check.is_none() && !self.held.is_empty() {
             self.checking = self.held.len();
-            self.check = Some((self.requests.check)());
+            self.check = Some(running((self.requests.check)()));
         }
         let piece = self.shape.piece.max(1) as u64;
         // The first read alone until it is confirmed: its check would wait for
@@ -154,6 +177,14 @@ where
             self.fill();
             let Ok(answer) = tokio::time::timeout(self.shape.deadline, self.next_answer()).await
             else {
+                tracing::warn!(
+                    path = self.path,
+                    reads = self.reads.len(),
+                    held = self.held.len(),
+                    checking = self.check.is_some(),
+                    next = self.next,
+                    "no answer within the deadline"
+                );
                 return Some(Err((self.requests.timed_out)()));
             };
             match answer {
@@ -354,6 +385,43 @@ mod tests {
             SHAPE.in_flight,
             "then the window opens"
         );
+    }
+
+    /// Two streams on one connection whose writer is a fair lock (as a
+    /// client's socket writer is): the first, polled once and then paused,
+    /// must not keep the second waiting behind its queued request.
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_stream_does_not_hold_up_the_others_on_its_connection() {
+        let data = content(100_000);
+        let writer = Arc::new(tokio::sync::Mutex::new(()));
+        let on_connection = |data: Arc<Vec<u8>>| {
+            let inner = backend(data, usize::MAX, usize::MAX);
+            let writer = writer.clone();
+            Requests {
+                read: move |at, len| -> Request<Vec<u8>> {
+                    let (writer, answer) = (writer.clone(), (inner.read)(at, len));
+                    Box::pin(async move {
+                        drop(writer.lock().await);
+                        answer.await
+                    })
+                },
+                check: move || -> Request<()> { Box::pin(async { Ok(()) }) },
+                timed_out: || OriginError::timeout("late"),
+            }
+        };
+        let busy = writer.clone().lock_owned().await;
+        let mut paused = pipelined("a", 0, 100_000, SHAPE, on_connection(data.clone()));
+        // Polled once: its first read queues for the writer; then never again.
+        let polled = tokio::time::timeout(Duration::ZERO, paused.next()).await;
+        assert!(polled.is_err(), "the writer was busy");
+        drop(busy);
+        let other = pipelined("b", 0, 100_000, SHAPE, on_connection(data.clone())).collect();
+        let got = tokio::time::timeout(Duration::from_secs(3600), other)
+            .await
+            .expect("the other stream waited behind the paused one")
+            .unwrap();
+        assert!(got == data[..]);
+        drop(paused);
     }
 
     #[tokio::test]

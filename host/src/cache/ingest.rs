@@ -123,6 +123,13 @@ impl ContentCache {
                     () = origin.taken_down() => false,
                 };
                 if !resumed {
+                    tracing::debug!(
+                        path = version.path,
+                        head,
+                        base,
+                        ?bounds,
+                        "stream ended: paused, and nobody wanted more"
+                    );
                     break Ok(());
                 }
                 continue;
