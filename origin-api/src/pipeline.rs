@@ -16,6 +16,10 @@
 //! everything in flight (on one connection answers queue, and their arrival
 //! takes the CPU the first piece needs to be handed on).
 //!
+//! Each request runs as a task of its own on the current tokio runtime (a
+//! plugin's calls have one), so one left in flight goes on while the stream
+//! is paused.
+//!
 //! A read answered with fewer bytes than asked is asked again for the rest
 //! at once; one answered with nothing (the file ended early) is `Changed`.
 //! Each wait for the next answer has a deadline, so a stream on a slow but

@@ -111,6 +111,18 @@ impl<'a> ReadStream<'a> {
         }
     }
 
+    /// The stream `open` makes once it has opened the file (checked its
+    /// version, say), or its error as the only item.
+    pub fn opened_by(open: impl Future<Output = OriginResult<ReadStream<'a>>> + Send + 'a) -> Self {
+        use futures_util::StreamExt;
+        Self::of_pieces(
+            futures_util::stream::once(open).flat_map(|opened| match opened {
+                Ok(stream) => stream.inner,
+                Err(e) => futures_util::stream::iter([Err(e)]).boxed(),
+            }),
+        )
+    }
+
     /// A stream of one piece: the answer of `read` (an empty answer is an empty
     /// stream).
     pub fn once(read: impl Future<Output = OriginResult<Vec<u8>>> + Send + 'a) -> Self {

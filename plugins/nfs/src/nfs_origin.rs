@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use futures_util::stream::StreamExt;
 use nfs_rs::{Attr, DirectoryCookie};
 use origin_api::pipeline::{pipelined, Request, Requests, Shape};
 use origin_api::poller::{ListAll, Listing};
@@ -306,12 +305,7 @@ impl Origin for NfsOrigin {
             };
             Ok(pipelined(path, offset, end, shape, requests))
         };
-        ReadStream::new(
-            futures_util::stream::once(opened).flat_map(|opened| match opened {
-                Ok(stream) => stream.boxed(),
-                Err(e) => futures_util::stream::iter([Err(e)]).boxed(),
-            }),
-        )
+        ReadStream::opened_by(opened)
     }
 
     /// Mounts (when no mount is live), then the NULL procedure and a GETATTR

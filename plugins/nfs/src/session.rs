@@ -179,14 +179,8 @@ impl Session {
     pub(crate) fn failed(&self, live: &Live, error: &nfs_rs::NfsError, what: &str) -> OriginError {
         match fault(error) {
             Fault::Gone => {
-                let mut current = lock(&self.live);
-                if current
-                    .as_ref()
-                    .is_some_and(|l| l.generation == live.generation)
-                {
-                    tracing::debug!("nfs mount dropped: {error}");
-                    *current = None;
-                }
+                tracing::debug!("nfs mount lost: {error}");
+                self.drop_live(live);
             }
             Fault::Stale => lock(&self.handles).clear(),
             Fault::File => {}
@@ -205,13 +199,7 @@ impl Session {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => Err((self.failed(live, &e, what), fault(&e))),
             Err(_) => {
-                let mut current = lock(&self.live);
-                if current
-                    .as_ref()
-                    .is_some_and(|l| l.generation == live.generation)
-                {
-                    *current = None;
-                }
+                self.drop_live(live);
                 Err((
                     OriginError::timeout(format!(
                         "unreachable: no answer about {what} within {} s",
@@ -321,72 +309,83 @@ impl Session {
     /// target's attributes, or `None` if it is dangling or cannot be followed.
     pub(crate) async fn follow(&self, path: &str) -> OriginResult<Option<(String, Attr)>> {
         lock(&self.handles).remove(&self.settings.inside(path));
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let live = self.live().await?;
-            let walked = match self.walk(&live, path).await {
-                Ok(Walked::Found { fh, resolved }) => self
-                    .within(&live, shown(path), live.mount.getattr(fh.clone()))
-                    .await
-                    .map(|attr| {
+        let followed = self
+            .retrying(path, |live| async move {
+                match self.walk(&live, path).await? {
+                    Walked::Found { fh, resolved } => {
+                        let attr = self
+                            .within(&live, shown(path), live.mount.getattr(fh.clone()))
+                            .await?;
                         self.remember(path, fh);
-                        Some((resolved, attr))
-                    }),
-                Ok(Walked::Unfollowable(why)) => {
-                    tracing::debug!(path, "leaving out a link: {why}");
-                    Ok(None)
+                        Ok(Some((resolved, attr)))
+                    }
+                    Walked::Unfollowable(why) => {
+                        tracing::debug!(path, "leaving out a link: {why}");
+                        Ok(None)
+                    }
                 }
-                Err(e) => Err(e),
-            };
-            match walked {
-                Err((_, Fault::Stale)) if tries < 2 => lock(&self.handles).clear(),
-                Err((e, _)) if e.kind() == ErrorKind::NotFound => {
-                    tracing::debug!(path, "leaving out a dangling link");
-                    return Ok(None);
-                }
-                Err((e, _)) => return Err(e),
-                Ok(found) => return Ok(found),
+            })
+            .await;
+        match followed {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                tracing::debug!(path, "leaving out a dangling link");
+                Ok(None)
             }
+            other => other,
         }
     }
 
-    /// `call` on the handle of `path` (with the live mount). A stale handle
-    /// is looked up again from the export's root, and if that is stale too,
-    /// from a new mount.
+    /// `call` on the handle of `path` (with the live mount), retried as
+    /// [`Self::retrying`] says.
     pub(crate) async fn on_path<T, F, Fut>(&self, path: &str, call: F) -> OriginResult<T>
     where
         F: Fn(Live, Bytes) -> Fut,
+        Fut: std::future::Future<Output = Result<T, (OriginError, Fault)>>,
+    {
+        self.retrying(path, |live| {
+            let call = &call;
+            async move {
+                let fh = self.resolve_once(&live, path).await?;
+                call(live, fh).await
+            }
+        })
+        .await
+    }
+
+    /// `attempt` with the live mount. A stale handle is looked up again from
+    /// the export's root, and if that is stale too, from a new mount (whose
+    /// root handle is new too).
+    async fn retrying<T, F, Fut>(&self, path: &str, attempt: F) -> OriginResult<T>
+    where
+        F: Fn(Live) -> Fut,
         Fut: std::future::Future<Output = Result<T, (OriginError, Fault)>>,
     {
         let mut tries = 0;
         loop {
             tries += 1;
             let live = self.live().await?;
-            let outcome = match self.resolve_once(&live, path).await {
-                Ok(fh) => call(live.clone(), fh).await,
-                Err(e) => Err(e),
-            };
-            match outcome {
-                // Looked up again from the export's root, then from a new mount
-                // (whose root handle is new too).
+            match attempt(live.clone()).await {
                 Err((_, Fault::Stale)) if tries < 3 => {
                     tracing::debug!(path, "stale file handle: looking the path up again");
                     lock(&self.handles).clear();
                     if tries == 2 {
-                        let mut current = lock(&self.live);
-                        if current
-                            .as_ref()
-                            .is_some_and(|l| l.generation == live.generation)
-                        {
-                            *current = None;
-                        }
+                        self.drop_live(&live);
                     }
-                    continue;
                 }
                 Err((e, _)) => return Err(e),
                 Ok(answer) => return Ok(answer),
             }
+        }
+    }
+
+    /// Forgets `live` if it is still the live mount: the next call makes another.
+    fn drop_live(&self, live: &Live) {
+        let mut current = lock(&self.live);
+        if current
+            .as_ref()
+            .is_some_and(|l| l.generation == live.generation)
+        {
+            *current = None;
         }
     }
 }

@@ -10,7 +10,6 @@
 
 use std::sync::Arc;
 
-use futures_util::stream::{self, StreamExt};
 use origin_api::pipeline::{pipelined, Request, Requests, Shape};
 use origin_api::{OriginError, OriginResult, ReadStream};
 use russh_sftp::protocol::{FileAttributes, OpenFlags};
@@ -140,8 +139,5 @@ pub(crate) fn read_stream<'a>(
         };
         Ok(pipelined(&path_owned, offset, end, shape, requests))
     };
-    ReadStream::new(stream::once(opened).flat_map(|opened| match opened {
-        Ok(stream) => stream.boxed(),
-        Err(e) => stream::iter([Err(e)]).boxed(),
-    }))
+    ReadStream::opened_by(opened)
 }
