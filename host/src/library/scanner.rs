@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 
 use super::index::{self, FileRecord, FileRole};
 use super::media::{is_audio, is_cover};
-use super::tag_reader::{read_tags, RangeReader, Tags};
+use super::tag_reader::{RangeReader, Tags};
 use crate::cache::content_cache::{ContentCache, Purpose};
 use crate::cache::source::Source;
 use crate::origins::registry::{RegisteredOrigin, Registry};
@@ -300,7 +300,7 @@ pub async fn read_tags_of(
                             io
                         })
                 });
-                let tags = read_tags(&mut reader);
+                let tags = reader.tags();
                 progress
                     .bytes_read
                     .fetch_add(reader.fetched, Ordering::Relaxed);
