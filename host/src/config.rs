@@ -429,6 +429,7 @@ s3 = 3
             .map(|o| (o.id.as_str(), o.priority))
             .collect();
         assert_eq!(ids, [("laptop", 1), ("nas", 2)]);
+        assert_eq!(config.origins[1].kind, "nfs");
         assert_eq!(config.retry.delays_ms, [100, 500, 2000]);
     }
 
