@@ -40,6 +40,16 @@ pub trait Fixture: Send + Sync {
     /// Removes the file at `path`.
     async fn remove(&self, path: &str) -> io::Result<()>;
 
+    /// Renames the file at `from` over `to` (for [`Options::replace_by_rename`]).
+    /// Default: unsupported.
+    async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let _ = (from, to);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this fixture cannot rename",
+        ))
+    }
+
     /// Makes what was written so far visible through the origin. The suite calls
     /// it after each batch of writes, so a backend that is built rather than
     /// written to (an archive, a read-only image) can be rebuilt once a batch,
@@ -77,6 +87,13 @@ pub struct Options {
     /// How long to listen for stray events after the watch handle is dropped.
     /// Default 2 s.
     pub quiet_period: Duration,
+    /// The check of a file replaced while it is streamed writes the new
+    /// version beside it and renames it over (a new file), rather than
+    /// rewriting it in place. For servers that report an open file's
+    /// metadata as of its opening (Samba keeps its write time while any
+    /// client holds it open), on which an in-place rewrite of the same size
+    /// cannot be told from the file until the stream ends. Default false.
+    pub replace_by_rename: bool,
 }
 
 impl Default for Options {
@@ -84,6 +101,7 @@ impl Default for Options {
         Options {
             watch_timeout: Duration::from_secs(10),
             quiet_period: Duration::from_secs(2),
+            replace_by_rename: false,
         }
     }
 }
@@ -212,9 +230,14 @@ pub async fn run(
         check_versions(origin, fixture).await,
     );
     record("streams: pieces are the range", check_streams(origin).await);
+    let replaced = if options.replace_by_rename {
+        "streams: a file replaced (renamed over) during a stream is never mixed"
+    } else {
+        "streams: a file replaced during a stream is never mixed"
+    };
     record(
-        "streams: a file replaced during a stream is never mixed",
-        check_stream_replaced(origin, fixture).await,
+        replaced,
+        check_stream_replaced(origin, fixture, options.replace_by_rename).await,
     );
     if sparse {
         record("offsets beyond 4 GiB", check_large_offsets(origin).await);
@@ -549,7 +572,11 @@ async fn check_streams(origin: &dyn Origin) -> Check {
 /// A file replaced by other bytes of the same size while a stream of it runs:
 /// every piece after the replacement is still of the old bytes, or the stream
 /// ends with `Changed`; never new bytes.
-async fn check_stream_replaced(origin: &dyn Origin, fixture: &dyn Fixture) -> Check {
+async fn check_stream_replaced(
+    origin: &dyn Origin,
+    fixture: &dyn Fixture,
+    by_rename: bool,
+) -> Check {
     const PATH: &str = "replaced-while-streamed.bin";
     const LEN: usize = 12 << 20;
     let first = pattern(LEN);
@@ -571,7 +598,13 @@ async fn check_stream_replaced(origin: &dyn Origin, fixture: &dyn Fixture) -> Ch
         other => return Err(format!("the first piece: {other:?}")),
     };
     next_tick(fixture).await;
-    fixture.write(PATH, &second).await.map_err(fail)?;
+    if by_rename {
+        const BESIDE: &str = "replaced-while-streamed.new";
+        fixture.write(BESIDE, &second).await.map_err(fail)?;
+        fixture.rename(BESIDE, PATH).await.map_err(fail)?;
+    } else {
+        fixture.write(PATH, &second).await.map_err(fail)?;
+    }
     fixture.commit().await.map_err(fail)?;
     let outcome = loop {
         match stream.next().await {

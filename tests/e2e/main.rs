@@ -19,6 +19,7 @@ mod nfs;
 mod nfs_fixture;
 mod s3;
 mod sftp;
+mod smb;
 mod ssh_fixture;
 mod versions;
 mod watch_cleanup;

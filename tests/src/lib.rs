@@ -86,6 +86,10 @@ impl Fixture for LocalFixture {
     async fn remove(&self, path: &str) -> std::io::Result<()> {
         std::fs::remove_file(self.root.join(path))
     }
+
+    async fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
+        std::fs::rename(self.root.join(from), self.root.join(to))
+    }
 }
 
 /// Settings for a local origin serving `path`.
@@ -217,4 +221,5 @@ pub mod mounted;
 pub mod nfs_server;
 pub mod origin_kinds;
 pub mod s3_server;
+pub mod smb_server;
 pub mod ssh_server;

@@ -58,6 +58,15 @@ pub(crate) fn connect_error(error: &Error, host: &str, share: &str) -> OriginErr
                 "authentication failed: {host} refused the user name or password"
             ))
         }
+        // After a password the server accepted: Samba refuses so a client
+        // that did not negotiate encryption where it is required.
+        Error::Protocol {
+            status: NtStatus::ACCESS_DENIED,
+            command: Command::SessionSetup,
+        } => OriginError::permission_denied(format!(
+            "refused at sign-in: {host} denied access (it requires encryption this client \
+             could not negotiate with it, or it refuses this account)"
+        )),
         _ => origin_error(error, share),
     }
 }

@@ -49,8 +49,13 @@ fn modified(time: smb2::pack::FileTime) -> std::time::SystemTime {
     time.to_system_time().unwrap_or(std::time::UNIX_EPOCH)
 }
 
-fn version(id: Option<u64>, size: u64, written: smb2::pack::FileTime) -> String {
-    format!("{}:{size}:{}", id.unwrap_or(0), written.0)
+fn version(
+    id: Option<u64>,
+    size: u64,
+    written: smb2::pack::FileTime,
+    changed: smb2::pack::FileTime,
+) -> String {
+    format!("{}:{size}:{}:{}", id.unwrap_or(0), written.0, changed.0)
 }
 
 fn metadata_of(info: &FileInfo, identity: Option<&FileIdentity>) -> Metadata {
@@ -62,6 +67,7 @@ fn metadata_of(info: &FileInfo, identity: Option<&FileIdentity>) -> Metadata {
             identity.map(|i| i.index_number),
             info.size,
             info.modified,
+            info.changed,
         )),
         ..Metadata::file(info.size, modified(info.modified))
     }
@@ -72,7 +78,12 @@ fn entry_metadata(entry: &DirectoryEntry) -> Metadata {
         return Metadata::directory(modified(entry.modified));
     }
     Metadata {
-        version: Some(version(entry.index_number, entry.size, entry.modified)),
+        version: Some(version(
+            entry.index_number,
+            entry.size,
+            entry.modified,
+            entry.changed,
+        )),
         ..Metadata::file(entry.size, modified(entry.modified))
     }
 }
@@ -274,7 +285,7 @@ impl Origin for SmbOrigin {
                 .expect("a file has a version");
             if expected.is_some_and(|v| v != version) {
                 return Err(OriginError::changed(format!(
-                    "{path}: not the version asked for"
+                    "{path}: not the version asked for ({version} here, {expected:?} asked)"
                 )));
             }
             let mut opened_on = None;
