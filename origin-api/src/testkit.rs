@@ -40,8 +40,8 @@ pub trait Fixture: Send + Sync {
     /// Removes the file at `path`.
     async fn remove(&self, path: &str) -> io::Result<()>;
 
-    /// Renames the file at `from` over `to` (for [`Options::replace_by_rename`]).
-    /// Default: unsupported.
+    /// Renames the file at `from` over `to` (needed when
+    /// [`Fixture::in_place_rewrites_visible`] is false). Default: unsupported.
     async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         let _ = (from, to);
         Err(io::Error::new(
@@ -66,6 +66,15 @@ pub trait Fixture: Send + Sync {
     fn mtime_granularity(&self) -> Duration {
         Duration::ZERO
     }
+
+    /// Whether the origin can see a file rewritten in place (same size) while
+    /// it is open for a stream. Samba cannot: it reports an open file's write
+    /// time as of its opening while any client holds it open. When false, the
+    /// check of a file replaced during a stream writes the new version beside
+    /// it and renames it over (a new file) instead. Default: true.
+    fn in_place_rewrites_visible(&self) -> bool {
+        true
+    }
 }
 
 /// Lets the origin's mtime tick over before a file is written again.
@@ -87,13 +96,6 @@ pub struct Options {
     /// How long to listen for stray events after the watch handle is dropped.
     /// Default 2 s.
     pub quiet_period: Duration,
-    /// The check of a file replaced while it is streamed writes the new
-    /// version beside it and renames it over (a new file), rather than
-    /// rewriting it in place. For servers that report an open file's
-    /// metadata as of its opening (Samba keeps its write time while any
-    /// client holds it open), on which an in-place rewrite of the same size
-    /// cannot be told from the file until the stream ends. Default false.
-    pub replace_by_rename: bool,
 }
 
 impl Default for Options {
@@ -101,7 +103,6 @@ impl Default for Options {
         Options {
             watch_timeout: Duration::from_secs(10),
             quiet_period: Duration::from_secs(2),
-            replace_by_rename: false,
         }
     }
 }
@@ -230,14 +231,15 @@ pub async fn run(
         check_versions(origin, fixture).await,
     );
     record("streams: pieces are the range", check_streams(origin).await);
-    let replaced = if options.replace_by_rename {
+    let by_rename = !fixture.in_place_rewrites_visible();
+    let replaced = if by_rename {
         "streams: a file replaced (renamed over) during a stream is never mixed"
     } else {
         "streams: a file replaced during a stream is never mixed"
     };
     record(
         replaced,
-        check_stream_replaced(origin, fixture, options.replace_by_rename).await,
+        check_stream_replaced(origin, fixture, by_rename).await,
     );
     if sparse {
         record("offsets beyond 4 GiB", check_large_offsets(origin).await);

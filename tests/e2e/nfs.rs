@@ -25,7 +25,6 @@ async fn conformance(version: u8) {
     let options = Options {
         watch_timeout: Duration::from_secs(4),
         quiet_period: Duration::from_secs(3),
-        ..Options::default()
     };
     let report = testkit::run(&*origin, &fixture, sparse, &options).await;
     println!("{report}");

@@ -26,7 +26,6 @@ async fn s3_plugin_passes_the_conformance_suite() {
     let options = Options {
         watch_timeout: Duration::from_secs(4),
         quiet_period: Duration::from_secs(3),
-        ..Options::default()
     };
     let report = testkit::run(&*origin, &fixture, sparse, &options).await;
     println!("{report}");
