@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use musicfs_tests::audio_library::{ffmpeg, files_below};
 use musicfs_tests::mounted::Mounted;
-use musicfs_tests::origin_kinds::{LocalFolder, NfsExport, OriginFixture, S3Bucket, SftpServer};
+use musicfs_tests::origin_kinds::{
+    LocalFolder, NfsExport, OriginFixture, S3Bucket, SftpServer, SmbShare,
+};
 use musicfs_tests::s3_server::origins_config;
 
 /// Real tracks, made once per test binary: short tones (cached whole by a read)
@@ -255,3 +257,4 @@ behaviour_suite!(local, super::LocalFolder);
 behaviour_suite!(s3, super::S3Bucket);
 behaviour_suite!(sftp, super::SftpServer);
 behaviour_suite!(nfs, super::NfsExport);
+behaviour_suite!(smb, super::SmbShare);

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::nfs_server::NfsServer;
 use crate::s3_server::S3Server;
+use crate::smb_server::SmbServer;
 use crate::ssh_server::SshServer;
 
 /// One origin of some kind, for one test.
@@ -208,6 +209,33 @@ impl FolderServer for NfsServer {
 
     fn origin_entry(&self, id: &str) -> toml::Table {
         self.origin(id, 3)
+    }
+
+    fn stop(&mut self) {
+        self.pause();
+    }
+
+    fn start_again(&mut self) {
+        self.resume();
+    }
+}
+
+/// A folder shared over SMB by a real Samba `smbd`.
+pub type SmbShare = Served<SmbServer>;
+
+impl FolderServer for SmbServer {
+    const PLUGIN: &'static str = "musicfs_smb";
+
+    fn start_empty() -> Self {
+        SmbServer::start()
+    }
+
+    fn folder(&self) -> PathBuf {
+        self.library.clone()
+    }
+
+    fn origin_entry(&self, id: &str) -> toml::Table {
+        self.origin(id)
     }
 
     fn stop(&mut self) {
