@@ -111,3 +111,148 @@ async fn health_names_what_is_wrong() {
     let said = health_of(strict.settings()).await;
     assert!(said.reason.starts_with("refused at sign-in"), "{said:?}");
 }
+
+/// A library on the share, mounted through `musicfs mount` at trace level:
+/// identical reads, 8 readers at once, a wrong password named in `status`,
+/// a file added on the share shown, smbd dying mid-read (the read fails, the
+/// cached tracks play), and back with no remount; the password never logged.
+#[test]
+fn a_share_mounts_reads_in_parallel_and_survives_smbd_dying_mid_read() {
+    use musicfs_tests::audio_library::{self, copy_tree, TRACKS};
+    use musicfs_tests::bench_support::noise_file;
+    use musicfs_tests::mounted::Mounted;
+    use musicfs_tests::s3_server::{mount_args_for, origins_config};
+    use musicfs_tests::smb_server::PASSWORD;
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+    use std::sync::mpsc;
+
+    const BIG: u64 = 64 << 20;
+    const WRONG: &str = "wrong-password-not-for-logs-5e1f";
+    let mut server = SmbServer::start();
+    copy_tree(audio_library::shared(), &server.library);
+    noise_file(&server.library.join("big/big.flac"), BIG, 31);
+    let big_source = std::fs::read(server.library.join("big/big.flac")).unwrap();
+    let big = "Unknown Artist/Unknown Album/big.flac";
+
+    let nas = server.origin("nas");
+    let mut wrong = server.origin("wrong-password");
+    wrong.insert("password".into(), WRONG.into());
+    let mut config = origins_config(vec![nas, wrong]);
+    let mut health = toml::Table::new();
+    health.insert("check_interval_secs".into(), 1i64.into());
+    health.insert("timeout_ms".into(), 3000i64.into());
+    config.insert("health".into(), health.into());
+    let work = tempfile::tempdir().unwrap();
+    let args = mount_args_for(work.path(), &config, "musicfs_smb");
+    let mount = Mounted::start_logging(
+        work.path(),
+        &work.path().join("cache"),
+        &args,
+        Some(big),
+        "trace",
+    );
+
+    for track in TRACKS {
+        let through = std::fs::read(mount.path(track.shown_as)).unwrap();
+        let source = std::fs::read(server.library.join(track.source)).unwrap();
+        assert!(through == source, "{} differs", track.shown_as);
+    }
+
+    // 8 readers of 8 uncached stretches at once, on one SMB session.
+    let stretch = BIG / 16;
+    std::thread::scope(|s| {
+        for i in 0..8u64 {
+            let (path, source) = (mount.path(big), &big_source);
+            s.spawn(move || {
+                let file = std::fs::File::open(path).unwrap();
+                let at = (2 * i + 1) * stretch;
+                let mut buf = vec![0u8; 1 << 20];
+                file.read_exact_at(&mut buf, at).unwrap();
+                assert!(buf[..] == source[at as usize..at as usize + buf.len()]);
+            });
+        }
+    });
+
+    let status = || {
+        let out = std::process::Command::new(musicfs_tests::musicfs_binary())
+            .args(["status", "--mount"])
+            .arg(&mount.mountpoint)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let line = |status: &str, id: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{id} not in {status}"))
+            .to_owned()
+    };
+    mount.wait_until(Duration::from_secs(30), |_| {
+        line(&status(), "wrong-password").contains("authentication failed")
+    });
+    assert!(line(&status(), "nas").contains("healthy"), "{}", status());
+
+    // A file put on the share shows through the mount.
+    noise_file(&server.library.join("Added/new.flac"), 1 << 16, 32);
+    mount.wait_until(Duration::from_secs(30), |m| {
+        m.path("Unknown Artist/Unknown Album/new.flac").exists()
+    });
+
+    // smbd dies while a sequential read of the uncached start is going on:
+    // the read fails (EIO) rather than hang; the cached tracks still play.
+    let (started_tx, started_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel();
+    let reader_path = mount.path(big);
+    let reader = std::thread::spawn(move || {
+        let mut file = std::fs::File::open(reader_path).unwrap();
+        let mut buf = vec![0u8; 128 << 10];
+        let mut total = 0u64;
+        let outcome = loop {
+            match file.read(&mut buf) {
+                Ok(0) => break Ok(total),
+                Ok(n) => total += n as u64,
+                Err(e) => break Err(e),
+            }
+            if total >= 1 << 20 {
+                let _ = started_tx.send(());
+            }
+        };
+        let _ = done_tx.send(outcome);
+    });
+    started_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    server.pause();
+    // A hang detector, not a speed bound: the host's deadline ends it first.
+    let outcome = done_rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the read hung after smbd died");
+    reader.join().unwrap();
+    match outcome {
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}"),
+        // Read ahead of the kill by the stream: only if every byte came.
+        Ok(total) => assert_eq!(total, BIG),
+    }
+    for track in TRACKS {
+        assert!(
+            std::fs::read(mount.path(track.shown_as)).is_ok(),
+            "{} offline",
+            track.shown_as
+        );
+    }
+
+    // smbd is back: the origin comes back with no remount.
+    server.resume();
+    let at = BIG as usize - (4 << 20);
+    mount.wait_until(Duration::from_secs(30), |m| {
+        let mut buf = vec![0u8; 4096];
+        let file = std::fs::File::open(m.path(big)).unwrap();
+        file.read_exact_at(&mut buf, at as u64).is_ok() && buf[..] == big_source[at..at + 4096]
+    });
+
+    let log = mount.stop();
+    assert!(log.contains("TRACE"), "the daemon logged at trace level");
+    for secret in [PASSWORD, WRONG] {
+        assert!(!log.contains(secret), "{secret} reached the log");
+    }
+}

@@ -285,7 +285,7 @@ impl Origin for SmbOrigin {
                 .expect("a file has a version");
             if expected.is_some_and(|v| v != version) {
                 return Err(OriginError::changed(format!(
-                    "{path}: not the version asked for ({version} here, {expected:?} asked)"
+                    "{path}: not the version asked for"
                 )));
             }
             let mut opened_on = None;
