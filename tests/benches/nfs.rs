@@ -15,7 +15,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use musicfs_tests::bench_support::{first_byte, noise_file, read_speed};
+use musicfs_tests::bench_support::{first_byte, noise_file, read_speed, spread};
 use musicfs_tests::mounted::Mounted;
 use musicfs_tests::nfs_server::NfsServer;
 use musicfs_tests::plugin_library;
@@ -91,20 +91,6 @@ fn plugin_alone(server: &NfsServer, file: &str) -> (Duration, f64) {
         let mbps = total as f64 / 1e6 / started.elapsed().as_secs_f64();
         (first.unwrap(), mbps)
     })
-}
-
-/// Median and range of `figures`, formatted with `unit`.
-fn spread(figures: &[f64], unit: &str) -> (f64, String) {
-    let mut sorted = figures.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
-    let digits = if unit == "ms" { 1 } else { 0 };
-    let text = format!(
-        "{median:.digits$} {unit} ({:.digits$}-{:.digits$})",
-        sorted[0],
-        sorted[sorted.len() - 1]
-    );
-    (median, text)
 }
 
 fn millis(d: Duration) -> f64 {

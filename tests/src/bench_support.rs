@@ -95,6 +95,20 @@ pub fn read_speed(path: &Path) -> f64 {
     total as f64 / 1e6 / started.elapsed().as_secs_f64()
 }
 
+/// Median and range of `figures`, formatted with `unit`.
+pub fn spread(figures: &[f64], unit: &str) -> (f64, String) {
+    let mut sorted = figures.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let digits = if unit == "ms" { 1 } else { 0 };
+    let text = format!(
+        "{median:.digits$} {unit} ({:.digits$}-{:.digits$})",
+        sorted[0],
+        sorted[sorted.len() - 1]
+    );
+    (median, text)
+}
+
 /// Time to the first 4 KiB of a file at `offset` (open included).
 pub fn first_byte(path: &Path, offset: u64) -> Duration {
     let started = Instant::now();
