@@ -15,10 +15,9 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use musicfs_tests::bench_support::{first_byte, noise_file, read_speed, spread};
+use musicfs_tests::bench_support::{first_byte, noise_file, plugin_alone, read_speed, spread};
 use musicfs_tests::mounted::Mounted;
 use musicfs_tests::nfs_server::NfsServer;
-use musicfs_tests::plugin_library;
 use musicfs_tests::s3_server::{mount_args_for, origins_config};
 
 const BIG: u64 = 50 << 20;
@@ -62,35 +61,6 @@ fn nfs_cat(server: &NfsServer, file: &str) -> (Duration, f64) {
 fn settle_disk() {
     // SAFETY: sync(2) takes no arguments and cannot fail.
     unsafe { libc::sync() };
-}
-
-/// A sequential read of `file` through the plugin loaded as a `.so`, no
-/// cache and no FUSE: (time to its first 4 KiB, MB/s).
-fn plugin_alone(server: &NfsServer, file: &str) -> (Duration, f64) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let plugin = origin_api::host::load_plugin(&plugin_library("musicfs_nfs")).unwrap();
-        let origin = plugin
-            .open(origin_api::Settings::new("alone", server.settings(3)))
-            .await
-            .unwrap();
-        let started = Instant::now();
-        let mut stream = origin.read_stream(file, 0, BIG, None);
-        let (mut total, mut first) = (0u64, None);
-        while let Some(piece) = stream.next().await {
-            total += piece.unwrap().len() as u64;
-            if first.is_none() && total >= 4096 {
-                first = Some(started.elapsed());
-            }
-        }
-        assert_eq!(total, BIG, "the plugin read {total} bytes");
-        let mbps = total as f64 / 1e6 / started.elapsed().as_secs_f64();
-        (first.unwrap(), mbps)
-    })
 }
 
 fn millis(d: Duration) -> f64 {
@@ -167,10 +137,24 @@ fn main() {
 
         settle_disk();
         alone_ttfb.push(millis(
-            plugin_alone(&server, &format!("big/alone-ttfb-{round}.flac")).0,
+            plugin_alone(
+                "musicfs_nfs",
+                server.settings(3),
+                &format!("big/alone-ttfb-{round}.flac"),
+                BIG,
+            )
+            .0,
         ));
         settle_disk();
-        alone_cold.push(plugin_alone(&server, &format!("big/alone-stream-{round}.flac")).1);
+        alone_cold.push(
+            plugin_alone(
+                "musicfs_nfs",
+                server.settings(3),
+                &format!("big/alone-stream-{round}.flac"),
+                BIG,
+            )
+            .1,
+        );
     }
     drop(mount);
 

@@ -13,7 +13,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use musicfs_tests::bench_support::{first_byte, noise_file, read_speed, spread, PeerMount};
+use musicfs_tests::bench_support::{
+    first_byte, noise_file, plugin_alone, read_speed, spread, PeerMount,
+};
 use musicfs_tests::mounted::Mounted;
 use musicfs_tests::s3_server::{mount_args_for, origins_config};
 use musicfs_tests::smb_server::{SmbServer, PASSWORD, SHARE, USER};
@@ -70,7 +72,7 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(3);
     let server = SmbServer::start();
-    let tools = ["musicfs", "smbclient", "rclone"];
+    let tools = ["musicfs", "smbclient", "rclone", "alone"];
     for round in 0..rounds {
         for (t, tool) in tools.iter().enumerate() {
             for kind in ["ttfb", "stream"] {
@@ -120,8 +122,9 @@ fn main() {
     let rclone = PeerMount::rclone_remote(&format!(":smb:{SHARE}"), &flags, work);
 
     let shown = mount.path("Unknown Artist/Unknown Album");
-    let mut figures: [Vec<f64>; 7] = Default::default();
-    let [ttfb, cold, again, client_cold, rc_ttfb, rc_cold, rc_again] = &mut figures;
+    let mut figures: [Vec<f64>; 9] = Default::default();
+    let [ttfb, cold, again, client_cold, rc_ttfb, rc_cold, rc_again, alone_ttfb, alone_cold] =
+        &mut figures;
     // Rounds interleave the tools, so that a slow moment of the machine
     // falls on all of them.
     for round in 0..rounds {
@@ -146,6 +149,11 @@ fn main() {
         rc_ttfb.push(f);
         rc_cold.push(c);
         rc_again.push(a);
+        settle_disk();
+        let file = format!("big/alone-stream-{round}.flac");
+        let (first, mbps) = plugin_alone("musicfs_smb", server.settings(), &file, BIG);
+        alone_ttfb.push(millis(first));
+        alone_cold.push(mbps);
     }
     drop(rclone);
     drop(mount);
@@ -163,6 +171,7 @@ fn main() {
     row("MusicFS", Some(ttfb), cold, Some(again));
     row("smbclient", None, client_cold, None);
     row("rclone", Some(rc_ttfb), rc_cold, Some(rc_again));
+    row("plugin", Some(alone_ttfb), alone_cold, None);
     let m = |v: &[f64]| spread(v, "").0;
     println!(
         "\nmedians, MusicFS / smbclient: cold {:.2}x; MusicFS / rclone: cold {:.2}x, again {:.2}x, first 4 KiB {:.2}x (below 1 is faster)",
@@ -171,5 +180,9 @@ fn main() {
         m(again) / m(rc_again),
         m(ttfb) / m(rc_ttfb),
     );
-    println!("(smbclient signs in for each file, as nfs-cat mounts; rclone and MusicFS are mounted once.)");
+    println!(
+        "plugin: the .so alone, no cache, no FUSE (first 4 KiB at the start, sign-in included), {:.2}x smbclient",
+        m(alone_cold) / m(client_cold)
+    );
+    println!("(smbclient signs in for each file; rclone and MusicFS are mounted once.)");
 }

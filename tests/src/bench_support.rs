@@ -109,6 +109,36 @@ pub fn spread(figures: &[f64], unit: &str) -> (f64, String) {
     (median, text)
 }
 
+/// A sequential read of the `len` bytes of `file` through `plugin` loaded as
+/// a `.so` and opened with `settings`, with no cache and no FUSE: (time to
+/// its first 4 KiB, open included; MB/s).
+pub fn plugin_alone(plugin: &str, settings: toml::Table, file: &str, len: u64) -> (Duration, f64) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let plugin = origin_api::host::load_plugin(&crate::plugin_library(plugin)).unwrap();
+        let origin = plugin
+            .open(origin_api::Settings::new("alone", settings))
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let mut stream = origin.read_stream(file, 0, len, None);
+        let (mut total, mut first) = (0u64, None);
+        while let Some(piece) = stream.next().await {
+            total += piece.unwrap().len() as u64;
+            if first.is_none() && total >= 4096 {
+                first = Some(started.elapsed());
+            }
+        }
+        assert_eq!(total, len, "the plugin read {total} bytes");
+        let mbps = total as f64 / 1e6 / started.elapsed().as_secs_f64();
+        (first.unwrap(), mbps)
+    })
+}
+
 /// Time to the first 4 KiB of a file at `offset` (open included).
 pub fn first_byte(path: &Path, offset: u64) -> Duration {
     let started = Instant::now();
