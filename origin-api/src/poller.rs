@@ -8,6 +8,12 @@
 //!
 //! Unreachable is never removed: a listing that fails reports nothing, and a
 //! folder that could not be listed keeps its files (they are not reported gone).
+//!
+//! A backend that can say *that* something changed but not reliably *what*
+//! (SMB's CHANGE_NOTIFY: its buffer overflows, servers differ on recursive
+//! watches) starts the poller with [`start_nudged`] and [`Nudge`]s it: the next
+//! listing then comes at once (after [`SETTLE`], so that a copy of an album is
+//! one listing, not twenty), and the listing still says what changed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -122,6 +128,31 @@ pub fn changes(before: &Listing, now: &Listing) -> Vec<ChangeEvent> {
 /// what changed to `sink`, until the returned handle is stopped or dropped (or
 /// the sink is closed).
 pub async fn start(source: Arc<dyn ListAll>, every: Duration, sink: EventSink) -> WatchHandle {
+    start_nudged(source, every, sink).await.0
+}
+
+/// How long a nudged poller waits for more nudges before it lists.
+pub const SETTLE: Duration = Duration::from_millis(250);
+
+/// Asks a poller started by [`start_nudged`] to list now. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct Nudge(Arc<tokio::sync::Notify>);
+
+impl Nudge {
+    /// The next listing comes within [`SETTLE`], not at the next interval.
+    pub fn poll_now(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// [`start`], and a [`Nudge`] that makes the poller list at once.
+pub async fn start_nudged(
+    source: Arc<dyn ListAll>,
+    every: Duration,
+    sink: EventSink,
+) -> (WatchHandle, Nudge) {
+    let nudge = Nudge::default();
+    let nudged = nudge.0.clone();
     let mut last = match source.list_all().await {
         Ok(baseline) => Some(baseline),
         Err(e) => {
@@ -133,7 +164,10 @@ pub async fn start(source: Arc<dyn ListAll>, every: Duration, sink: EventSink) -
     };
     let task = tokio::spawn(async move {
         loop {
-            tokio::time::sleep(every).await;
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = nudged.notified() => tokio::time::sleep(SETTLE).await,
+            }
             match source.list_all().await {
                 Ok(now) => {
                     let events = last.as_ref().map(|before| changes(before, &now));
@@ -149,12 +183,52 @@ pub async fn start(source: Arc<dyn ListAll>, every: Duration, sink: EventSink) -
             }
         }
     });
-    WatchHandle::on_stop(move || task.abort())
+    (WatchHandle::on_stop(move || task.abort()), nudge)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tree whose one file is replaced by a test, listed on demand.
+    struct Tree(std::sync::Mutex<Listing>);
+
+    #[async_trait]
+    impl ListAll for Tree {
+        async fn list_all(&self) -> OriginResult<Listing> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_nudge_lists_at_once_and_the_interval_still_runs() {
+        let tree = Arc::new(Tree(std::sync::Mutex::new(Listing::default())));
+        let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+        let sink = EventSink::new(move |e| {
+            let _ = events_tx.send(e);
+        });
+        let every = Duration::from_secs(3600);
+        let (handle, nudge) = start_nudged(tree.clone(), every, sink).await;
+        let put = |name: &str| {
+            let mut files = tree.0.lock().unwrap();
+            files.files.insert(name.to_owned(), seen("v", 1));
+        };
+        put("a");
+        let begun = tokio::time::Instant::now();
+        nudge.poll_now();
+        let event = events.recv().await.unwrap();
+        assert_eq!(
+            (event.kind, event.path.as_str()),
+            (ChangeKind::Created, "a")
+        );
+        assert_eq!(begun.elapsed(), SETTLE);
+        // Unnudged, the interval finds the next change.
+        put("b");
+        let event = events.recv().await.unwrap();
+        assert_eq!(event.path, "b");
+        assert_eq!(begun.elapsed(), SETTLE + every);
+        handle.stop();
+    }
 
     fn seen(version: &str, size: u64) -> Seen {
         Seen {

@@ -256,3 +256,60 @@ fn a_share_mounts_reads_in_parallel_and_survives_smbd_dying_mid_read() {
         assert!(!log.contains(secret), "{secret} reached the log");
     }
 }
+
+/// With the poll interval an hour, changes are still reported, because
+/// CHANGE_NOTIFY nudges the poller: a file another client puts in a new
+/// folder through the server, one it deletes below, and one put in the top
+/// folder on the server's own disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_notification_reports_changes_between_polls() {
+    use origin_api::{ChangeKind, EventSink};
+    let server = SmbServer::start();
+    std::fs::create_dir_all(server.library.join("Artist/Album")).unwrap();
+    std::fs::write(server.library.join("Artist/Album/old.flac"), b"old").unwrap();
+    let mut settings = server.settings();
+    settings.insert("poll_interval_secs".into(), 3600i64.into());
+    let plugin = load_plugin(&plugin_library("musicfs_smb")).unwrap();
+    let origin = plugin.open(Settings::new("nas", settings)).await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let sink = EventSink::new(move |e| {
+        let _ = tx.send(e);
+    });
+    let handle = origin.watch(sink).await.unwrap();
+    let local = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(local.path(), b"new").unwrap();
+    let server_ = &server;
+    let put = format!("mkdir Added; put {} Added/new.flac", local.path().display());
+    tokio::task::block_in_place(|| server_.other_client(&put));
+    let event = next_event(&mut rx).await;
+    assert_eq!(
+        (event.kind, event.path.as_str()),
+        (ChangeKind::Created, "Added/new.flac")
+    );
+    tokio::task::block_in_place(|| server_.other_client("del Artist/Album/old.flac"));
+    let event = next_event(&mut rx).await;
+    assert_eq!(
+        (event.kind, event.path.as_str()),
+        (ChangeKind::Removed, "Artist/Album/old.flac")
+    );
+    let on_disk = server.library.join("top.flac");
+    std::fs::write(on_disk.with_extension("part"), b"top").unwrap();
+    std::fs::rename(on_disk.with_extension("part"), &on_disk).unwrap();
+    let event = next_event(&mut rx).await;
+    assert_eq!(
+        (event.kind, event.path.as_str()),
+        (ChangeKind::Created, "top.flac")
+    );
+    drop(handle);
+}
+
+/// The next change event. A hang detector, not a speed bound: without
+/// notification the next poll is an hour away.
+async fn next_event(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<origin_api::ChangeEvent>,
+) -> origin_api::ChangeEvent {
+    tokio::time::timeout(Duration::from_secs(15), rx.recv())
+        .await
+        .expect("no event: change notification did not nudge the poller")
+        .unwrap()
+}

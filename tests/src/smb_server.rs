@@ -139,7 +139,11 @@ impl SmbServer {
                  server smb encrypt = {encrypt}\n\
                  [{SHARE}]\n\
                  path = {library}\n\
-                 read only = yes\n",
+                 read only = yes\n\
+                 [{SHARE}-rw]\n\
+                 path = {library}\n\
+                 read only = no\n\
+                 admin users = {USER}\n",
                 private = at("private"),
                 lock = at("lock"),
                 state = at("state"),
@@ -250,6 +254,25 @@ impl SmbServer {
         table.insert("id".into(), id.into());
         table.insert("type".into(), "smb".into());
         table
+    }
+
+    /// Runs `smbclient` commands on the writable share of the same folder,
+    /// as another client of the server would (what it changes, the server
+    /// notifies).
+    pub fn other_client(&self, commands: &str) {
+        let out = Command::new("smbclient")
+            .arg(format!("//127.0.0.1/{SHARE}-rw"))
+            .args(["-p", &self.port.to_string()])
+            .args(["-U", &format!("{USER}%{PASSWORD}")])
+            .args(["-c", commands])
+            .output()
+            .expect("smbclient runs (apt-get install smbclient)");
+        assert!(
+            out.status.success(),
+            "smbclient {commands}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// What smbd printed so far.

@@ -10,9 +10,10 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use origin_api::pipeline::{pipelined, Request, Requests, Shape};
-use origin_api::poller::{ListAll, Listing};
+use origin_api::poller::{ListAll, Listing, Nudge};
 use origin_api::{
     async_trait, DirEntry, EntryKind, EventSink, Health, ListPage, Metadata, Origin, OriginError,
     OriginResult, ReadStream, WatchHandle,
@@ -366,9 +367,58 @@ impl Origin for SmbOrigin {
         }
     }
 
+    /// The shared listing poller, nudged by CHANGE_NOTIFY (see
+    /// [`notify_changes`]).
     async fn watch(&self, sink: EventSink) -> OriginResult<WatchHandle> {
         let every = self.session.settings().poll_interval;
-        Ok(origin_api::poller::start(Arc::new(self.clone()), every, sink).await)
+        let (polling, nudge) =
+            origin_api::poller::start_nudged(Arc::new(self.clone()), every, sink).await;
+        let notifier = tokio::spawn(notify_changes(self.session.clone(), nudge, every));
+        Ok(WatchHandle::on_stop(move || {
+            notifier.abort();
+            drop(polling);
+        }))
+    }
+}
+
+/// How long to wait before arming CHANGE_NOTIFY again after it failed or
+/// ended (the poller covers the gap).
+const REARM_AFTER: Duration = Duration::from_secs(10);
+
+/// Nudges the poller whenever the server says something below the library
+/// folder changed: a recursive CHANGE_NOTIFY on it, armed again after the
+/// connection is lost. What changed comes from the listing, which is exact
+/// where notifications are not (a server's buffer overflows). Samba reports
+/// every change made through SMB, but of changes made on its own disk only
+/// those in the watched folder itself (inotify is not recursive): those below
+/// it are found by the next poll. A server without CHANGE_NOTIFY leaves the
+/// poller alone.
+async fn notify_changes(session: Arc<Session>, nudge: Nudge, every: Duration) {
+    let root = session.settings().inside("");
+    loop {
+        let inside = root.clone();
+        let armed = session
+            .on_live("the root", |mut live| async move {
+                live.tree.watch(&mut live.conn, &inside, true).await
+            })
+            .await;
+        match armed {
+            Ok(mut watcher) => {
+                // Whatever changed while it was not armed.
+                nudge.poll_now();
+                loop {
+                    match watcher.next_events().await {
+                        Ok(_) => nudge.poll_now(),
+                        Err(e) => {
+                            tracing::debug!("change notification ended: {e}");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::debug!("change notification not armed: {e}"),
+        }
+        tokio::time::sleep(REARM_AFTER.min(every)).await;
     }
 }
 
