@@ -25,7 +25,7 @@ use crate::session::{shown, Live, Session};
 use crate::smb_settings::SmbSettings;
 
 /// READs in flight per read.
-const IN_FLIGHT: usize = 8;
+const IN_FLIGHT: usize = 16;
 /// Entries per page when the poller walks the tree.
 const WALK_PAGE: u32 = 1000;
 
@@ -270,25 +270,30 @@ impl Origin for SmbOrigin {
         let inside = self.inside(path);
         let opened = async move {
             let what = shown(path);
-            let stat_inside = inside.clone();
-            let (info, identity) = session
-                .on_live(what, |mut live| async move {
-                    live.tree
-                        .stat_with_identity(&mut live.conn, &stat_inside)
-                        .await
-                })
-                .await?;
-            if info.is_directory || info.is_link() {
-                return Err(OriginError::not_found(format!("{path}: not a file")));
-            }
-            let version = metadata_of(&info, identity.as_ref())
-                .version
-                .expect("a file has a version");
-            if expected.is_some_and(|v| v != version) {
-                return Err(OriginError::changed(format!(
-                    "{path}: not the version asked for"
-                )));
-            }
+            // With the version asked for known, the file is opened at once and
+            // the version is left to the check after the first read (a round
+            // trip less before the first byte): a piece is handed on only once
+            // that check has found the version, so a file that is another one
+            // by now ends the stream with `Changed` all the same.
+            let version = match expected {
+                Some(expected) => expected.to_owned(),
+                None => {
+                    let stat_inside = inside.clone();
+                    let (info, identity) = session
+                        .on_live(what, |mut live| async move {
+                            live.tree
+                                .stat_with_identity(&mut live.conn, &stat_inside)
+                                .await
+                        })
+                        .await?;
+                    if info.is_directory || info.is_link() {
+                        return Err(OriginError::not_found(format!("{path}: not a file")));
+                    }
+                    metadata_of(&info, identity.as_ref())
+                        .version
+                        .expect("a file has a version")
+                }
+            };
             let mut opened_on = None;
             let open_inside = inside.clone();
             let reader = session
@@ -301,9 +306,12 @@ impl Origin for SmbOrigin {
                     }
                 })
                 .await?;
+            if reader.info().is_directory {
+                return Err(OriginError::not_found(format!("{path}: not a file")));
+            }
             let live = opened_on.expect("on_live ran the call");
+            let end = offset.saturating_add(len).min(reader.size());
             let reader = Arc::new(reader);
-            let end = offset.saturating_add(len).min(info.size);
             let shape = Shape {
                 piece: live.max_read,
                 in_flight: IN_FLIGHT,
