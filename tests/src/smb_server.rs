@@ -159,7 +159,8 @@ impl SmbServer {
             .arg(&config)
             .args(["-s", "-a", USER])
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("smbpasswd runs (apt-get install samba)");
         use std::io::Write;
@@ -170,7 +171,15 @@ impl SmbServer {
             .unwrap()
             .write_all(secret.as_bytes())
             .unwrap();
-        assert!(smbpasswd.wait().unwrap().success(), "smbpasswd failed");
+        // It chatters on stderr about converting the new database: shown
+        // only if it fails.
+        let out = smbpasswd.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "smbpasswd failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut server = SmbServer {
             port,
             library,
