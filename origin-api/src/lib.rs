@@ -39,6 +39,7 @@ mod plugin_runtime;
 #[cfg_attr(docsrs, doc(cfg(feature = "poller")))]
 pub mod poller;
 pub mod read_stream;
+pub mod reconnect;
 mod settings;
 pub mod stamp;
 mod stream_export;

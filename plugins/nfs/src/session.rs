@@ -1,7 +1,8 @@
 //! The mount: one nfs-rs client (one TCP connection, RPCs multiplexed by XID)
 //! made on first use with the deadline, and made again after it is lost.
 //! With none live, one attempt runs at a time; a failed attempt answers for
-//! [`RETRY_AFTER`], so calls fail fast while the server is away.
+//! [`RETRY_AFTER`], so calls fail fast while the server is away
+//! (`origin_api::reconnect`).
 //!
 //! File handles are cached by path, across mounts: NFS handles outlive a
 //! connection and a server restart. A stale handle (a server that moved the
@@ -9,12 +10,12 @@
 //! the path looked up again from the export's root.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use nfs_rs::{Attr, Mount};
+use origin_api::reconnect::Reconnect;
 use origin_api::{ErrorKind, OriginError, OriginResult};
 
 use crate::errors::{fault, mount_error, origin_error, Fault};
@@ -56,11 +57,8 @@ fn shown(path: &str) -> &str {
 
 pub(crate) struct Session {
     settings: Arc<NfsSettings>,
-    live: Mutex<Option<Live>>,
+    live: Reconnect<Live>,
     handles: Mutex<HashMap<String, Bytes>>,
-    generation: AtomicU64,
-    last_failure: Mutex<Option<(Instant, OriginError)>>,
-    connecting: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -106,11 +104,8 @@ impl Session {
     pub(crate) fn new(settings: Arc<NfsSettings>) -> Session {
         Session {
             settings,
-            live: Mutex::new(None),
+            live: Reconnect::new(RETRY_AFTER),
             handles: Mutex::new(HashMap::new()),
-            generation: AtomicU64::new(0),
-            last_failure: Mutex::new(None),
-            connecting: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -120,37 +115,18 @@ impl Session {
 
     /// The live mount, made if there is none.
     pub(crate) async fn live(&self) -> OriginResult<Live> {
-        if let Some(live) = lock(&self.live).clone() {
-            return Ok(live);
-        }
-        self.recent_failure()?;
-        let _one_at_a_time = self.connecting.lock().await;
-        if let Some(live) = lock(&self.live).clone() {
-            return Ok(live);
-        }
-        self.recent_failure()?;
-        match self.mount().await {
-            Ok(live) => {
-                *lock(&self.live) = Some(live.clone());
-                *lock(&self.last_failure) = None;
-                Ok(live)
-            }
-            Err(e) => {
-                tracing::debug!("cannot mount {}: {e}", self.settings.host);
-                *lock(&self.last_failure) = Some((Instant::now(), e.clone()));
-                Err(e)
-            }
-        }
+        self.live
+            .get(|generation| async move {
+                let made = self.mount(generation).await;
+                if let Err(e) = &made {
+                    tracing::debug!("cannot mount {}: {e}", self.settings.host);
+                }
+                made
+            })
+            .await
     }
 
-    fn recent_failure(&self) -> OriginResult<()> {
-        match &*lock(&self.last_failure) {
-            Some((at, e)) if at.elapsed() < RETRY_AFTER => Err(e.clone()),
-            _ => Ok(()),
-        }
-    }
-
-    async fn mount(&self) -> OriginResult<Live> {
+    async fn mount(&self, generation: u64) -> OriginResult<Live> {
         let url = mount_url(&self.settings);
         let secs = self.deadline().as_secs();
         let (host, export) = (&self.settings.host, &self.settings.export);
@@ -170,7 +146,7 @@ impl Session {
             max_read: mount.get_max_read_size().clamp(4096, READ_SIZE),
             mount,
             root,
-            generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
+            generation,
         })
     }
 
@@ -380,12 +356,6 @@ impl Session {
 
     /// Forgets `live` if it is still the live mount: the next call makes another.
     fn drop_live(&self, live: &Live) {
-        let mut current = lock(&self.live);
-        if current
-            .as_ref()
-            .is_some_and(|l| l.generation == live.generation)
-        {
-            *current = None;
-        }
+        self.live.forget(live.generation);
     }
 }

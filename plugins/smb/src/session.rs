@@ -5,15 +5,16 @@
 //!
 //! With none live, one attempt runs at a time; a failed attempt answers for
 //! [`RETRY_AFTER`], so calls fail fast (or fail over) while the server is
-//! away, and the origin comes back by itself when it returns. smb2's own
+//! away, and the origin comes back by itself when it returns
+//! (`origin_api::reconnect`). smb2's own
 //! reconnect is off: a call that meets a dead connection fails at once
 //! rather than waiting inside the library for a revival.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use origin_api::reconnect::Reconnect;
 use origin_api::{OriginError, OriginResult};
 use smb2::client::connection::Connection;
 use smb2::{ClientConfig, SmbClient, Tree};
@@ -39,14 +40,7 @@ pub(crate) struct Live {
 
 pub(crate) struct Session {
     settings: Arc<SmbSettings>,
-    live: Mutex<Option<Live>>,
-    generation: AtomicU64,
-    last_failure: Mutex<Option<(Instant, OriginError)>>,
-    connecting: tokio::sync::Mutex<()>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
+    live: Reconnect<Live>,
 }
 
 pub(crate) fn shown(path: &str) -> &str {
@@ -61,10 +55,7 @@ impl Session {
     pub(crate) fn new(settings: Arc<SmbSettings>) -> Session {
         Session {
             settings,
-            live: Mutex::new(None),
-            generation: AtomicU64::new(0),
-            last_failure: Mutex::new(None),
-            connecting: tokio::sync::Mutex::new(()),
+            live: Reconnect::new(RETRY_AFTER),
         }
     }
 
@@ -78,37 +69,18 @@ impl Session {
 
     /// The live connection, made if there is none.
     pub(crate) async fn live(&self) -> OriginResult<Live> {
-        if let Some(live) = lock(&self.live).clone() {
-            return Ok(live);
-        }
-        self.recent_failure()?;
-        let _one_at_a_time = self.connecting.lock().await;
-        if let Some(live) = lock(&self.live).clone() {
-            return Ok(live);
-        }
-        self.recent_failure()?;
-        match self.connect().await {
-            Ok(live) => {
-                *lock(&self.live) = Some(live.clone());
-                *lock(&self.last_failure) = None;
-                Ok(live)
-            }
-            Err(e) => {
-                tracing::debug!("cannot connect to {}: {e}", self.settings.host);
-                *lock(&self.last_failure) = Some((Instant::now(), e.clone()));
-                Err(e)
-            }
-        }
+        self.live
+            .get(|generation| async move {
+                let made = self.connect(generation).await;
+                if let Err(e) = &made {
+                    tracing::debug!("cannot connect to {}: {e}", self.settings.host);
+                }
+                made
+            })
+            .await
     }
 
-    fn recent_failure(&self) -> OriginResult<()> {
-        match &*lock(&self.last_failure) {
-            Some((at, e)) if at.elapsed() < RETRY_AFTER => Err(e.clone()),
-            _ => Ok(()),
-        }
-    }
-
-    async fn connect(&self) -> OriginResult<Live> {
+    async fn connect(&self, generation: u64) -> OriginResult<Live> {
         let s = &self.settings;
         let config = ClientConfig {
             addr: s.address(),
@@ -159,7 +131,7 @@ impl Session {
             conn,
             tree: Arc::new(tree),
             max_read,
-            generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
+            generation,
         })
     }
 
@@ -199,13 +171,7 @@ impl Session {
 
     /// Forgets `live` if it is still the live connection.
     pub(crate) fn drop_live(&self, live: &Live) {
-        let mut current = lock(&self.live);
-        if current
-            .as_ref()
-            .is_some_and(|l| l.generation == live.generation)
-        {
-            *current = None;
-        }
+        self.live.forget(live.generation);
     }
 }
 

@@ -255,9 +255,9 @@ impl Origin for SmbOrigin {
             .await
     }
 
-    /// A stat (the version asked for), the file opened, then READs of the
-    /// server's size, 8 in flight through the one handle, each handed on once
-    /// a stat sent after it came has found the same version (see
+    /// The file opened (after a stat, when no version is asked for), then
+    /// READs of [`IN_FLIGHT`] at once through the one handle, each handed on
+    /// once a stat sent after it came has found the version (see
     /// `origin_api::pipeline`).
     fn read_stream<'a>(
         &'a self,
