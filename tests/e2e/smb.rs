@@ -123,9 +123,7 @@ fn a_share_mounts_reads_in_parallel_and_survives_smbd_dying_mid_read() {
     use musicfs_tests::mounted::Mounted;
     use musicfs_tests::s3_server::{mount_args_for, origins_config};
     use musicfs_tests::smb_server::PASSWORD;
-    use std::io::Read;
     use std::os::unix::fs::FileExt;
-    use std::sync::mpsc;
 
     const BIG: u64 = 64 << 20;
     const WRONG: &str = "wrong-password-not-for-logs-5e1f";
@@ -202,37 +200,7 @@ fn a_share_mounts_reads_in_parallel_and_survives_smbd_dying_mid_read() {
 
     // smbd dies while a sequential read of the uncached start is going on:
     // the read fails (EIO) rather than hang; the cached tracks still play.
-    let (started_tx, started_rx) = mpsc::channel();
-    let (done_tx, done_rx) = mpsc::channel();
-    let reader_path = mount.path(big);
-    let reader = std::thread::spawn(move || {
-        let mut file = std::fs::File::open(reader_path).unwrap();
-        let mut buf = vec![0u8; 128 << 10];
-        let mut total = 0u64;
-        let outcome = loop {
-            match file.read(&mut buf) {
-                Ok(0) => break Ok(total),
-                Ok(n) => total += n as u64,
-                Err(e) => break Err(e),
-            }
-            if total >= 1 << 20 {
-                let _ = started_tx.send(());
-            }
-        };
-        let _ = done_tx.send(outcome);
-    });
-    started_rx.recv_timeout(Duration::from_secs(60)).unwrap();
-    server.pause();
-    // A hang detector, not a speed bound: the host's deadline ends it first.
-    let outcome = done_rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("the read hung after smbd died");
-    reader.join().unwrap();
-    match outcome {
-        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}"),
-        // Read ahead of the kill by the stream: only if every byte came.
-        Ok(total) => assert_eq!(total, BIG),
-    }
+    mount.read_ends_when_interrupted(big, BIG, || server.pause());
     for track in TRACKS {
         assert!(
             std::fs::read(mount.path(track.shown_as)).is_ok(),

@@ -75,6 +75,45 @@ impl Mounted {
         mounted
     }
 
+    /// Reads the `len` bytes of `rel` sequentially and calls `interrupt` (the
+    /// server killed, say) once the first MiB has come: the read must then
+    /// fail with `EIO` rather than hang, unless every byte had come already
+    /// (read ahead of the interruption by the stream).
+    pub fn read_ends_when_interrupted(&self, rel: &str, len: u64, interrupt: impl FnOnce()) {
+        use std::io::Read;
+        use std::sync::mpsc;
+        let (started_tx, started_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel();
+        let reader_path = self.path(rel);
+        let reader = std::thread::spawn(move || {
+            let mut file = std::fs::File::open(reader_path).unwrap();
+            let mut buf = vec![0u8; 128 << 10];
+            let mut total = 0u64;
+            let outcome = loop {
+                match file.read(&mut buf) {
+                    Ok(0) => break Ok(total),
+                    Ok(n) => total += n as u64,
+                    Err(e) => break Err(e),
+                }
+                if total >= 1 << 20 {
+                    let _ = started_tx.send(());
+                }
+            };
+            let _ = done_tx.send(outcome);
+        });
+        started_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        interrupt();
+        // A hang detector, not a speed bound: the host's deadline ends it first.
+        let outcome = done_rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the read hung after the interruption");
+        reader.join().unwrap();
+        match outcome {
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}"),
+            Ok(total) => assert_eq!(total, len),
+        }
+    }
+
     /// Waits for `condition`, panicking with the daemon's log after `limit`.
     pub fn wait_until(&self, limit: Duration, condition: impl Fn(&Mounted) -> bool) {
         let started = Instant::now();
