@@ -94,18 +94,26 @@ pub struct OriginConfig {
     pub settings: toml::Table,
 }
 
+/// The kernel's read-ahead for the mount by default, in KiB: measured in
+/// `benches/mount.rs` (re-reads) and the remote benches (cold reads).
+pub const DEFAULT_READ_AHEAD_KB: u32 = 4096;
+
 /// `[cache]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     /// The content cache's size limit, in GB.
     pub content_cache_gb: f64,
+    /// The kernel's read-ahead for the mount, in KiB (set when running as
+    /// root; see `fs::read_ahead`). 0 keeps the kernel's own.
+    pub read_ahead_kb: u32,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             content_cache_gb: 10.0,
+            read_ahead_kb: DEFAULT_READ_AHEAD_KB,
         }
     }
 }

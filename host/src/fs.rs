@@ -5,9 +5,11 @@
 //! - [`errno`] maps origin errors to errnos, in one place.
 //! - [`mount`] is `musicfs mount`: the daemon plus a FUSE session until stopped.
 //! - [`mountpoint`] checks a mountpoint before mounting.
+//! - [`read_ahead`] raises the kernel's read-ahead for the mount.
 
 pub mod errno;
 pub mod fuse;
 pub mod mount;
 pub mod mountpoint;
+pub mod read_ahead;
 pub mod reader;

@@ -25,14 +25,27 @@ const FIFTY: u64 = 50 << 20;
 const TRACKS: usize = 20_000;
 
 fn mount(work: &Path, name: &str, cache: &Path, source: &Path, ready: &str) -> Mounted {
+    mount_reading_ahead(work, name, cache, source, ready, None)
+}
+
+/// A mount whose kernel read-ahead is `read_ahead_kb` (None: the default).
+fn mount_reading_ahead(
+    work: &Path,
+    name: &str,
+    cache: &Path,
+    source: &Path,
+    ready: &str,
+    read_ahead_kb: Option<u32>,
+) -> Mounted {
     let dir = work.join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    Mounted::start(
-        &dir,
-        cache,
-        &["--origin".into(), format!("local:{}", source.display())],
-        Some(ready),
-    )
+    let mut args = vec!["--origin".into(), format!("local:{}", source.display())];
+    if let Some(kib) = read_ahead_kb {
+        let config = dir.join("musicfs.toml");
+        std::fs::write(&config, format!("[cache]\nread_ahead_kb = {kib}\n")).unwrap();
+        args.extend(["--config".into(), config.display().to_string()]);
+    }
+    Mounted::start(&dir, cache, &args, Some(ready))
 }
 
 fn main() {
@@ -77,9 +90,16 @@ fn files_section(work: &Path) {
     let second = mount(work, "m2", &cache, &files, big_shown);
     let warm = read_speed(&second.path(big_shown));
     second.stop();
+    // The same, with the kernel's own 128 KiB read-ahead (`read_ahead_kb = 0`).
+    let third = mount_reading_ahead(work, "m2s", &cache, &files, big_shown, Some(0));
+    let warm_small = read_speed(&third.path(big_shown));
+    let hot_small = read_speed(&third.path(big_shown));
+    third.stop();
     row("MusicFS cold (empty cache)", cold);
     row("MusicFS warm (chunk cache, fresh mount)", warm);
     row("MusicFS hot (kernel page cache)", hot);
+    row("MusicFS warm, kernel read-ahead 128 KiB", warm_small);
+    row("MusicFS hot, kernel read-ahead 128 KiB", hot_small);
 
     let rclone = PeerMount::rclone(&files, work);
     let rclone_cold = read_speed(&rclone.mountpoint.join("big.flac"));

@@ -135,6 +135,9 @@ pub const XATTRS: [&str; 3] = [
 impl Filesystem for MusicFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_readahead(1 << 20);
+        // The kernel's default of 12 background requests would cap the
+        // read-ahead windows `fs::read_ahead` opens: 64, as mountpoint-s3 sets.
+        let _ = config.set_max_background(64);
         // Listings carry attributes: a music server's walk of the tree costs one
         // request per directory, not one lookup per file.
         let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS);

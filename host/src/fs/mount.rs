@@ -72,6 +72,14 @@ pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
     // Each FUSE mount has a device number of its own: what is at the mountpoint
     // when we stop is ours only if it still has this one.
     let ours = device_at(mountpoint);
+    if let (Some(dev), kib @ 1..) = (ours, daemon.config.cache.read_ahead_kb) {
+        match crate::fs::read_ahead::set(dev, kib) {
+            Ok(now) => tracing::debug!(kib = now, "kernel read-ahead raised"),
+            Err(e) => {
+                tracing::info!("kernel read-ahead left at its default ({e}); raising it needs root")
+            }
+        }
+    }
     tracing::info!(mountpoint = %mountpoint.display(), files = daemon.view.snapshot().file_count(), "mounted");
     eprintln!(
         "musicfs: mounted on {} (Ctrl-C to unmount)",
