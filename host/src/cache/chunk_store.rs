@@ -435,14 +435,16 @@ impl ChunkStore {
     /// chunk is forgotten).
     pub fn get(&self, id: &ChunkId) -> Option<Vec<u8>> {
         let (entry, file) = self.locate(id)?;
-        let mut bytes = vec![0u8; entry.len as usize];
-        if let Err(e) = file.read_exact_at(&mut bytes, entry.offset) {
-            if e.kind() != ErrorKind::UnexpectedEof {
-                tracing::warn!(chunk = ?id, "cannot read chunk: {e}");
+        let bytes = match read_new_at(&file, entry.len as usize, entry.offset) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                if e.kind() != ErrorKind::UnexpectedEof {
+                    tracing::warn!(chunk = ?id, "cannot read chunk: {e}");
+                }
+                self.index().forget(id);
+                return None;
             }
-            self.index().forget(id);
-            return None;
-        }
+        };
         if ChunkId::of(&bytes) != *id {
             tracing::warn!(chunk = ?id, "chunk is corrupt; dropping it, it will be fetched again");
             self.index().forget(id);
@@ -515,8 +517,7 @@ impl ChunkStore {
             let keep: Vec<(ChunkId, Vec<u8>)> = tags
                 .into_iter()
                 .filter_map(|(id, e)| {
-                    let mut bytes = vec![0u8; e.len as usize];
-                    file.read_exact_at(&mut bytes, e.offset).ok()?;
+                    let bytes = read_new_at(&file, e.len as usize, e.offset).ok()?;
                     (ChunkId::of(&bytes) == id).then_some((id, bytes))
                 })
                 .collect();
@@ -552,6 +553,40 @@ impl ChunkStore {
             let _ = self.put(id, bytes, true);
         }
     }
+}
+
+/// `len` bytes of `file` at `at`, read into a new buffer that is not zeroed
+/// first: zeroing it cost a sixth of a read from the chunk cache.
+fn read_new_at(file: &File, len: usize, at: u64) -> std::io::Result<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    let mut bytes = Vec::with_capacity(len);
+    while bytes.len() < len {
+        let filled = bytes.len();
+        let offset = libc::off_t::try_from(at + filled as u64).map_err(std::io::Error::other)?;
+        let spare = &mut bytes.spare_capacity_mut()[..len - filled];
+        // SAFETY: the kernel writes at most `spare.len()` bytes, all within the
+        // vector's spare capacity.
+        let read = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                spare.len(),
+                offset,
+            )
+        };
+        match read {
+            // SAFETY: the kernel has initialised the next `n` bytes.
+            n if n > 0 => unsafe { bytes.set_len(filled + n as usize) },
+            0 => return Err(ErrorKind::UnexpectedEof.into()),
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(bytes)
 }
 
 /// Writes `header` then `body` at `at` in one `pwritev`: the record is not
@@ -600,6 +635,22 @@ mod tests {
             .collect();
         found.sort();
         found
+    }
+
+    #[test]
+    fn a_read_into_a_new_buffer_is_exact_and_a_short_file_is_eof() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        assert_eq!(
+            read_new_at(&file, 70_000, 1234).unwrap(),
+            data[1234..71_234]
+        );
+        assert_eq!(read_new_at(&file, 0, 5).unwrap(), Vec::<u8>::new());
+        let err = read_new_at(&file, 10, 199_995).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
     }
 
     #[test]
