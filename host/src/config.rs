@@ -95,9 +95,9 @@ pub struct OriginConfig {
 }
 
 /// The kernel's read-ahead for the mount by default, in KiB. Measured with
-/// `benches/mount.rs` and `benches/smb.rs`: chunk-cache reads gain 1.5x over
+/// `benches/mount.rs` and `benches/smb.rs`: chunk-cache reads gain 1.4x over
 /// the kernel's 128 KiB at 1024 and little more at 4096, where cold SMB reads
-/// lose a fifth (more requests wait at once on a busy 2-core host).
+/// lose a fifth.
 pub const DEFAULT_READ_AHEAD_KB: u32 = 1024;
 
 /// `[cache]`.

@@ -92,7 +92,10 @@ fn main() {
     let mut config = origins_config(vec![origin]);
     if let Ok(kib) = std::env::var("BENCH_READ_AHEAD_KB") {
         let mut cache = toml::Table::new();
-        cache.insert("read_ahead_kb".into(), kib.parse::<i64>().unwrap().into());
+        cache.insert(
+            "read_ahead_kb".into(),
+            kib.parse::<i64>().expect("BENCH_READ_AHEAD_KB: KiB").into(),
+        );
         config.insert("cache".into(), cache.into());
     }
     let args = mount_args_for(&work.join("musicfs"), &config, "musicfs_smb");

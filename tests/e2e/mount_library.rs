@@ -72,15 +72,12 @@ fn the_tree_follows_the_layout_and_every_file_reads_back_identical() {
     // As root, the kernel reads ahead by whole windows, not FUSE's 128 KiB.
     if unsafe { libc::geteuid() } == 0 {
         let dev = std::fs::metadata(&mount.mountpoint).unwrap().dev();
-        let setting = format!(
-            "/sys/class/bdi/{}:{}/read_ahead_kb",
-            libc::major(dev),
-            libc::minor(dev)
-        );
+        let setting = musicfs::fs::read_ahead::setting_of(dev);
         assert_eq!(
             std::fs::read_to_string(&setting).unwrap().trim(),
             musicfs::config::DEFAULT_READ_AHEAD_KB.to_string(),
-            "{setting}\n{}",
+            "{}\n{}",
+            setting.display(),
             mount.log()
         );
     }

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 /// Where the read-ahead of the file system with device number `dev` is set.
-fn setting_of(dev: u64) -> PathBuf {
+pub fn setting_of(dev: u64) -> PathBuf {
     let (major, minor) = (libc::major(dev), libc::minor(dev));
     Path::new("/sys/class/bdi").join(format!("{major}:{minor}/read_ahead_kb"))
 }
