@@ -6,7 +6,8 @@
 //! `NFS_BENCH_ROUNDS` rounds (default 5; a 50 MB read takes a tenth of a
 //! second here, so one round is mostly noise). A third row reads a
 //! file through the plugin's `.so` alone, with no cache and no FUSE: what the
-//! NFS client costs, apart from the host.
+//! NFS client costs, apart from the host. `BENCH_READ_AHEAD_KB` sets MusicFS's
+//! `[cache] read_ahead_kb`.
 //!
 //! Run: `cargo build --workspace --release && cargo bench -p musicfs-tests --bench nfs`
 //! (needs nfs-ganesha, rpcbind and libnfs-utils).
@@ -15,7 +16,9 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use musicfs_tests::bench_support::{first_byte, noise_file, plugin_alone, read_speed, spread};
+use musicfs_tests::bench_support::{
+    first_byte, noise_file, plugin_alone, read_ahead_from_env, read_speed, spread,
+};
 use musicfs_tests::mounted::Mounted;
 use musicfs_tests::nfs_server::NfsServer;
 use musicfs_tests::s3_server::{mount_args_for, origins_config};
@@ -94,11 +97,9 @@ fn main() {
 
     let mut origin = server.origin("nas", 3);
     origin.insert("poll_interval_secs".into(), 3600i64.into());
-    let args = mount_args_for(
-        &work.join("musicfs"),
-        &origins_config(vec![origin]),
-        "musicfs_nfs",
-    );
+    let mut config = origins_config(vec![origin]);
+    read_ahead_from_env(&mut config);
+    let args = mount_args_for(&work.join("musicfs"), &config, "musicfs_nfs");
     let last = format!(
         "Unknown Artist/Unknown Album/musicfs-stream-{}.flac",
         rounds - 1

@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use musicfs_tests::bench_support::{
-    first_byte, noise_file, plugin_alone, read_speed, spread, PeerMount,
+    first_byte, noise_file, plugin_alone, read_ahead_from_env, read_speed, spread, PeerMount,
 };
 use musicfs_tests::mounted::Mounted;
 use musicfs_tests::s3_server::{mount_args_for, origins_config};
@@ -90,14 +90,7 @@ fn main() {
     let mut origin = server.origin("nas");
     origin.insert("poll_interval_secs".into(), 3600i64.into());
     let mut config = origins_config(vec![origin]);
-    if let Ok(kib) = std::env::var("BENCH_READ_AHEAD_KB") {
-        let mut cache = toml::Table::new();
-        cache.insert(
-            "read_ahead_kb".into(),
-            kib.parse::<i64>().expect("BENCH_READ_AHEAD_KB: KiB").into(),
-        );
-        config.insert("cache".into(), cache.into());
-    }
+    read_ahead_from_env(&mut config);
     let args = mount_args_for(&work.join("musicfs"), &config, "musicfs_smb");
     let last = format!(
         "Unknown Artist/Unknown Album/musicfs-stream-{}.flac",

@@ -5,6 +5,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Sets `[cache] read_ahead_kb` in a mount's `config` from `BENCH_READ_AHEAD_KB`
+/// when it is set, so that a benchmark can compare kernel read-ahead sizes.
+pub fn read_ahead_from_env(config: &mut toml::Table) {
+    if let Ok(kib) = std::env::var("BENCH_READ_AHEAD_KB") {
+        let mut cache = toml::Table::new();
+        cache.insert(
+            "read_ahead_kb".into(),
+            kib.parse::<i64>().expect("BENCH_READ_AHEAD_KB: KiB").into(),
+        );
+        config.insert("cache".into(), cache.into());
+    }
+}
+
 /// Writes `len` bytes to `path`: the head of a FLAC with no tags (the scan
 /// reads one block of it, as of a real track), then incompressible noise.
 /// Noise alone was a bench of lofty: in about two files in five it sees an
