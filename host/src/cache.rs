@@ -17,6 +17,8 @@
 //! - [`content_cache`] is the read path that ties them to the origins, and
 //!   [`ingest`] takes a fetch's stream in: chunked and stored as it arrives,
 //!   paced by its readers.
+//! - [`whole_copies`] holds a fully cached file as one plain file, for the
+//!   kernel to read by itself (FUSE passthrough).
 //! - [`source`] is what the cache fetches from: an origin through the registry,
 //!   or, in a test, anything that serves bytes.
 
@@ -28,3 +30,4 @@ pub mod in_flight;
 pub mod ingest;
 pub mod manifest;
 pub mod source;
+pub mod whole_copies;

@@ -244,6 +244,14 @@ impl Daemon {
             .as_ref()
         {
             notify_kernel(notifier, &changes);
+            // A lookup answered from the old tree while this went out would
+            // leave its answer in the kernel for the whole TTL: tell it again
+            // once such answers are surely in.
+            let notifier = notifier.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(RENOTIFY_AFTER);
+                notify_kernel(&notifier, &changes);
+            });
         }
     }
 
@@ -284,6 +292,8 @@ impl Daemon {
     }
 }
 
+/// When the kernel is told a tree's changes a second time.
+const RENOTIFY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// The longest wait between two scans retrying what an incomplete one missed.
 const MAX_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 

@@ -5,11 +5,13 @@
 //! - [`errno`] maps origin errors to errnos, in one place.
 //! - [`mount`] is `musicfs mount`: the daemon plus a FUSE session until stopped.
 //! - [`mountpoint`] checks a mountpoint before mounting.
+//! - [`passthrough`] lets the kernel read a fully cached file by itself.
 //! - [`read_ahead`] raises the kernel's read-ahead for the mount.
 
 pub mod errno;
 pub mod fuse;
 pub mod mount;
 pub mod mountpoint;
+pub mod passthrough;
 pub mod read_ahead;
 pub mod reader;

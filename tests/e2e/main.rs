@@ -17,6 +17,7 @@ mod local_origin;
 mod mount_library;
 mod nfs;
 mod nfs_fixture;
+mod passthrough;
 mod s3;
 mod sftp;
 mod smb;

@@ -1,5 +1,6 @@
 //! Changes in a local origin show through the mount within 2 s: a new file, a
-//! retagged file, a deleted file, a new album folder.
+//! retagged file, a deleted file, a new album folder, also where the kernel
+//! had been told the name was not there.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -63,7 +64,9 @@ fn changes_in_a_local_origin_show_through_the_mount() {
     assert!(listing("Solo/Numbers").contains(&"01 - One.flac".to_owned()));
     let old_content = std::fs::read(mount.path(TRACKS[0].shown_as)).unwrap();
 
-    // A new file.
+    // A new file, looked for first: the kernel keeps that it was not there
+    // (a negative entry) until the mount says otherwise.
+    assert!(!mount.path("Solo/Numbers/07 - Seven.flac").exists());
     let tags = [
         ("title", "Seven"),
         ("artist", "Solo"),
@@ -80,6 +83,9 @@ fn changes_in_a_local_origin_show_through_the_mount() {
         listing("Solo/Numbers").contains(&"07 - Seven.flac".to_owned())
     });
     println!("new file visible after {took:?}");
+    within_two_seconds("a new file looked up by name", &mount, || {
+        mount.path("Solo/Numbers/07 - Seven.flac").exists()
+    });
     assert_eq!(
         std::fs::read(mount.path("Solo/Numbers/07 - Seven.flac")).unwrap(),
         std::fs::read(source.path().join("a/seven.flac")).unwrap()
@@ -105,7 +111,8 @@ fn changes_in_a_local_origin_show_through_the_mount() {
     });
     assert!(!mount.path("Solo/Numbers/07 - Seven.flac").exists());
 
-    // A new album folder, copied in whole.
+    // A new album folder, copied in whole (its artist looked for first).
+    assert!(!mount.path("Newcomer/Debut/01 - Fresh.flac").exists());
     let staging = tempfile::tempdir().unwrap();
     let tags = [
         ("title", "Fresh"),

@@ -63,6 +63,7 @@ fn flac_head() -> Vec<u8> {
 /// `tracks` tagged FLACs under `dir` (20 per album, 200 per artist): one made by
 /// ffmpeg, copied with its tag digits patched, so making 20,000 takes seconds.
 pub fn tagged_library(dir: &Path, tracks: usize) {
+    assert!(tracks <= 100_000, "titles have five digits");
     std::fs::create_dir_all(dir).unwrap();
     let template = dir.join("template.flac");
     let tags = [

@@ -43,6 +43,7 @@ use super::hot_chunks::HotChunks;
 use super::in_flight::{Claim, FetchGuard, FetchWaiter, InFlight};
 use super::manifest::{FileVersion, Manifest, Span};
 use super::source::Source;
+use super::whole_copies::WholeCopies;
 use crate::store::{Store, MANIFESTS, TAG_CHUNKS};
 
 /// The largest single fetch from an origin.
@@ -122,8 +123,10 @@ impl VersionState {
 /// Figures for `musicfs status`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CacheStats {
-    /// Bytes stored.
+    /// Bytes stored: chunks and whole copies.
     pub bytes: u64,
+    /// Of those, bytes in whole copies (see [`super::whole_copies`]).
+    pub whole_copy_bytes: u64,
     /// The limit.
     pub limit: u64,
     /// Chunks stored.
@@ -139,6 +142,7 @@ pub struct ContentCache {
     pub(super) store: Arc<Store>,
     pub(super) chunks: ChunkStore,
     pub(super) hot: HotChunks,
+    whole: WholeCopies,
     versions: Mutex<HashMap<String, Arc<VersionState>>>,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -162,6 +166,7 @@ impl ContentCache {
             .map_err(std::io::Error::other)?;
         Ok(ContentCache {
             chunks: ChunkStore::open(&cache_dir.join("chunks"), limit, &tags)?,
+            whole: WholeCopies::open(&cache_dir.join("whole"))?,
             store,
             hot: HotChunks::new(HOT_BYTES),
             versions: Mutex::new(HashMap::new()),
@@ -172,8 +177,10 @@ impl ContentCache {
 
     /// Size, limit and count.
     pub fn stats(&self) -> CacheStats {
+        let whole_copy_bytes = self.whole.total_bytes();
         CacheStats {
-            bytes: self.chunks.total_bytes(),
+            bytes: self.chunks.total_bytes() + whole_copy_bytes,
+            whole_copy_bytes,
             limit: self.chunks.limit(),
             chunks: self.chunks.chunk_count(),
             hits: self.hits.load(Ordering::Relaxed),
@@ -213,10 +220,77 @@ impl ContentCache {
     /// Bytes of `version` that are cached on disk (for the `user.musicfs.cached`
     /// attribute): chunks written, and still there with their length.
     pub fn cached_bytes(&self, version: &FileVersion) -> u64 {
+        if self.whole.has(version) {
+            return version.size;
+        }
         let state = self.state(version);
         let mut on_disk = state.on_disk();
         on_disk.retain_chunks(|id, len| self.chunks.holds(id, len));
         on_disk.cached_bytes(version.size)
+    }
+
+    /// `version`'s whole copy, opened for reading, if it has one (see
+    /// [`super::whole_copies`]).
+    pub fn whole_copy(&self, version: &FileVersion) -> Option<std::fs::File> {
+        self.whole.open_copy(version)
+    }
+
+    /// Whether `version` has a whole copy.
+    pub fn has_whole_copy(&self, version: &FileVersion) -> bool {
+        self.whole.has(version)
+    }
+
+    /// Whether every byte of `version` is in chunks on disk, as far as its
+    /// manifest knows (the chunks are checked when read).
+    pub fn fully_cached(&self, version: &FileVersion) -> bool {
+        let plan = self.state(version).on_disk().plan(0, version.size);
+        plan.iter().all(|span| matches!(span, Span::Cached { .. }))
+    }
+
+    /// Makes `version`'s whole copy from its chunks, each verified as it is
+    /// read. True if it was made; false if it has one already, one is being
+    /// made, it would not fit in the limit, or a chunk turned out to be gone.
+    pub fn make_whole_copy(&self, version: &FileVersion) -> std::io::Result<bool> {
+        if self.whole.has(version) {
+            return Ok(false);
+        }
+        let limit = self.chunks.limit();
+        // Copies go before chunks: make room among the copies, or make none.
+        let room = limit.saturating_sub(self.chunks.total_bytes());
+        if version.size > room {
+            return Ok(false);
+        }
+        self.whole.trim(room - version.size);
+        let Some(mut making) = self.whole.start(version)? else {
+            return Ok(false);
+        };
+        let state = self.state(version);
+        let plan = state.on_disk().plan(0, version.size);
+        for span in plan {
+            let Span::Cached { id, skip, len } = span else {
+                return Ok(false);
+            };
+            let bytes = match self.hot.get(&id) {
+                Some(bytes) => bytes,
+                None => match self.chunks.get(&id) {
+                    Some(bytes) => Arc::new(bytes),
+                    None => return Ok(false),
+                },
+            };
+            let Some(piece) = bytes.get(skip as usize..(skip + len) as usize) else {
+                return Ok(false);
+            };
+            making.write(piece)?;
+        }
+        making.finish(version.size)?;
+        Ok(true)
+    }
+
+    /// Removes whole copies while chunks and copies together pass the limit.
+    pub fn trim_whole_copies(&self) {
+        let limit = self.chunks.limit();
+        self.whole
+            .trim(limit.saturating_sub(self.chunks.total_bytes()));
     }
 
     fn chunk_bytes(&self, id: &ChunkId) -> Option<Arc<Vec<u8>>> {
@@ -618,6 +692,40 @@ impl AheadStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_whole_copy_is_made_from_a_fully_cached_version_and_fits_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("index.redb")).unwrap());
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let version = FileVersion {
+            origin: "o".into(),
+            path: "f.flac".into(),
+            size: bytes.len() as u64,
+            mtime_ns: 1,
+            version: None,
+        };
+        let cache = ContentCache::open(dir.path(), 700_000, store.clone()).unwrap();
+        cache.seed(&version, 0, bytes[..100_000].to_vec()).await;
+        assert!(!cache.fully_cached(&version));
+        assert!(!cache.make_whole_copy(&version).unwrap(), "not all cached");
+        cache.seed(&version, 0, bytes.clone()).await;
+        assert!(cache.fully_cached(&version));
+        assert!(cache.make_whole_copy(&version).unwrap());
+        assert!(!cache.make_whole_copy(&version).unwrap(), "made once");
+        let mut copy = Vec::new();
+        std::io::Read::read_to_end(&mut cache.whole_copy(&version).unwrap(), &mut copy).unwrap();
+        assert_eq!(copy, bytes);
+        assert_eq!(cache.stats().whole_copy_bytes, bytes.len() as u64);
+        drop(cache);
+
+        // Chunks and copies together stay under the limit: no room, no copy.
+        let tight = tempfile::tempdir().unwrap();
+        let cache = ContentCache::open(tight.path(), 500_000, store).unwrap();
+        cache.seed(&version, 0, bytes.clone()).await;
+        assert!(!cache.make_whole_copy(&version).unwrap());
+        assert!(cache.whole_copy(&version).is_none());
+    }
 
     #[tokio::test]
     async fn read_ahead_starts_at_the_first_byte_nobody_has_or_fetches() {

@@ -11,29 +11,35 @@
 //! EROFS itself.
 //!
 //! Reads are [`super::reader`]'s: this file turns the kernel's requests into its
-//! calls and its answers into replies.
+//! calls and its answers into replies. A fully cached file may instead be
+//! opened on its whole copy for the kernel to read by itself
+//! ([`super::passthrough`]).
 
 use std::ffi::OsStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 
 use crate::cache::content_cache::ContentCache;
-use crate::control::events::EventBus;
+use crate::control::events::{Event, EventBus};
+use crate::fs::passthrough::OpenModes;
 use crate::fs::reader::{Answer, Reader};
-use crate::library::tree::{Node, NodeKind, Tree};
+use crate::library::tree::{Node, NodeKind, Replica, Tree};
 use crate::library::view::LibraryView;
 use crate::origins::failover::ReadPolicy;
 use crate::origins::registry::Registry;
 
-/// How long the kernel may cache names and attributes; changes are pushed with the
-/// notifier, so this only bounds how stale a missed change can be.
-const TTL: Duration = Duration::from_secs(10);
+/// How long the kernel may cache names (found or not) and attributes. Every
+/// change to the tree is pushed to the kernel with the notifier, twice (see
+/// `Daemon::refresh_tree`), so this only bounds how stale a change can stay if
+/// both were lost; long, so a music server's walks and its probes for
+/// `cover.jpg` are answered by the kernel without asking us.
+const TTL: Duration = Duration::from_secs(3600);
 
 /// The mounted file system.
 pub struct MusicFs {
@@ -41,6 +47,11 @@ pub struct MusicFs {
     /// For statfs and the cached attribute; reads go through `reader`.
     cache: Arc<ContentCache>,
     reader: Reader,
+    events: EventBus,
+    runtime: tokio::runtime::Handle,
+    /// Whether the kernel agreed to passthrough (and we may register files).
+    passthrough: bool,
+    modes: OpenModes<BackingId>,
     uid: u32,
     gid: u32,
 }
@@ -61,12 +72,16 @@ impl MusicFs {
             reader: Reader::new(
                 cache.clone(),
                 registry,
-                events,
-                runtime,
+                events.clone(),
+                runtime.clone(),
                 origins_started,
                 policy,
             ),
             cache,
+            events,
+            runtime,
+            passthrough: false,
+            modes: OpenModes::default(),
             // SAFETY: getuid/getgid cannot fail.
             uid: unsafe { libc::getuid() },
             gid: unsafe { libc::getgid() },
@@ -95,6 +110,70 @@ impl MusicFs {
             blksize: 128 * 1024,
             flags: 0,
         }
+    }
+
+    /// The backing file to pass an open of `ino` through to, if it gets one
+    /// (see [`super::passthrough`]); an open served by the daemon starts
+    /// making the whole copy the next open will use, if the file is cached.
+    fn backing_for(
+        &self,
+        ino: u64,
+        replicas: &[Replica],
+        reply: &ReplyOpen,
+    ) -> Option<Arc<BackingId>> {
+        let mut opened_on = None;
+        let backing = self.modes.open(ino, || {
+            let (file, replica) = replicas
+                .iter()
+                .find_map(|r| Some((self.cache.whole_copy(r)?, r)))?;
+            match reply.open_backing(&file) {
+                Ok(id) => {
+                    opened_on = Some(replica);
+                    Some(id)
+                }
+                Err(e) => {
+                    tracing::warn!(path = %replica.path, "cannot pass a file through to its copy: {e}");
+                    None
+                }
+            }
+        });
+        match (&backing, opened_on) {
+            (Some(_), Some(replica)) => {
+                if self.events.is_listened() {
+                    self.events.publish(Event::FileAccessed {
+                        path: self.view.snapshot().path_of(ino),
+                        origin: replica.origin.clone(),
+                        offset: 0,
+                        size: u32::try_from(replica.size).unwrap_or(u32::MAX),
+                    });
+                }
+            }
+            (Some(_), None) => {}
+            (None, _) => self.make_copy_if_cached(replicas),
+        }
+        backing
+    }
+
+    /// Starts making the whole copy of the first fully cached replica, unless
+    /// one has a copy.
+    fn make_copy_if_cached(&self, replicas: &[Replica]) {
+        if replicas.iter().any(|r| self.cache.has_whole_copy(r)) {
+            return;
+        }
+        let Some(replica) = replicas
+            .iter()
+            .find(|r| self.cache.fully_cached(r))
+            .cloned()
+        else {
+            return;
+        };
+        let cache = self.cache.clone();
+        self.runtime
+            .spawn_blocking(move || match cache.make_whole_copy(&replica) {
+                Ok(true) => tracing::debug!(path = %replica.path, "whole copy made"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(path = %replica.path, "cannot make a whole copy: {e}"),
+            });
     }
 }
 
@@ -144,6 +223,16 @@ impl Filesystem for MusicFs {
         // Directories need no per-open state: with this, the kernel stops asking
         // (see `opendir`), saving two requests per folder of a walk.
         let _ = config.add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
+        // Registering backing files needs CAP_SYS_ADMIN: as anyone else, do
+        // not ask for passthrough at all and keep every open as it was.
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } == 0
+            && config.set_max_stack_depth(1).is_ok()
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+        {
+            self.passthrough = true;
+        }
+        tracing::debug!(passthrough = self.passthrough, "FUSE session started");
         Ok(())
     }
 
@@ -157,6 +246,13 @@ impl Filesystem for MusicFs {
         let tree = self.view.snapshot();
         match name.to_str().and_then(|name| tree.lookup(parent.0, name)) {
             Some(node) => reply.entry(&TTL, &self.attr(node), Generation(0)),
+            // A negative entry (node 0) the kernel keeps: a name that appears
+            // later is invalidated like any other change.
+            None if tree.get(parent.0).is_some() => {
+                let mut absent = self.attr(tree.get(parent.0).expect("just found"));
+                absent.ino = INodeNo(0);
+                reply.entry(&TTL, &absent, Generation(0))
+            }
             None => reply.error(Errno::ENOENT),
         }
     }
@@ -228,6 +324,15 @@ impl Filesystem for MusicFs {
         match self.view.snapshot().get(ino.0).map(|n| &n.kind) {
             Some(NodeKind::File { replicas, .. }) => {
                 let fh = self.reader.open(replicas);
+                if self.passthrough {
+                    if let Some(backing) = self.backing_for(ino.0, replicas, &reply) {
+                        return reply.opened_passthrough(
+                            FileHandle(fh),
+                            FopenFlags::empty(),
+                            &backing,
+                        );
+                    }
+                }
                 // Content of a version never changes (a new version is a new tree
                 // entry), so the kernel may keep its page cache across opens.
                 reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
@@ -276,7 +381,7 @@ impl Filesystem for MusicFs {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
@@ -284,6 +389,9 @@ impl Filesystem for MusicFs {
         reply: ReplyEmpty,
     ) {
         self.reader.release(fh.0);
+        if self.passthrough {
+            self.modes.release(ino.0);
+        }
         reply.ok();
     }
 
