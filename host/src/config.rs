@@ -109,6 +109,9 @@ pub struct CacheConfig {
     /// The kernel's read-ahead for the mount, in KiB (set when running as
     /// root; see `fs::read_ahead`). 0 keeps the kernel's own.
     pub read_ahead_kb: u32,
+    /// Whether fully cached files are read by the kernel from whole copies
+    /// (as root; see `fs::passthrough`).
+    pub passthrough: bool,
 }
 
 impl Default for CacheConfig {
@@ -116,6 +119,7 @@ impl Default for CacheConfig {
         CacheConfig {
             content_cache_gb: 10.0,
             read_ahead_kb: DEFAULT_READ_AHEAD_KB,
+            passthrough: true,
         }
     }
 }

@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -50,9 +50,15 @@ pub struct Making<'a> {
     copies: &'a WholeCopies,
     name: String,
     part: PathBuf,
-    file: File,
+    file: BufWriter<File>,
     written: u64,
 }
+
+/// Bytes a copy is written in at once. The page cache holds a file in folios
+/// as large as the writes that made it: in the mount bench, a copy written
+/// chunk by chunk (64 KiB) read back at 0.52x of the raw file, one written
+/// 4 MiB at a time at 1.2x.
+const WRITE_SIZE: usize = 4 << 20;
 
 impl WholeCopies {
     /// The copies in `dir` (made if missing); `.part` files left by a crash
@@ -163,7 +169,7 @@ impl WholeCopies {
                 copies: self,
                 name,
                 part,
-                file,
+                file: BufWriter::with_capacity(WRITE_SIZE, file),
                 written: 0,
             })),
             Err(e) => {
@@ -212,7 +218,7 @@ impl Making<'_> {
     }
 
     /// Syncs the copy and puts it in place, if it has `size` bytes.
-    pub fn finish(self, size: u64) -> std::io::Result<()> {
+    pub fn finish(mut self, size: u64) -> std::io::Result<()> {
         if self.written != size {
             return Err(std::io::Error::other(format!(
                 "a whole copy came to {} bytes, not {size}",
@@ -221,7 +227,8 @@ impl Making<'_> {
         }
         // Synced before the rename: after a crash, a copy under its final name
         // is whole, never a file of the right length with blocks never written.
-        self.file.sync_data()?;
+        self.file.flush()?;
+        self.file.get_ref().sync_data()?;
         std::fs::rename(&self.part, self.copies.dir.join(&self.name))?;
         let mut copies = self.copies.lock();
         copies.clock += 1;

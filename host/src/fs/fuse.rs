@@ -51,6 +51,8 @@ pub struct MusicFs {
     runtime: tokio::runtime::Handle,
     /// Whether the kernel agreed to passthrough (and we may register files).
     passthrough: bool,
+    /// Whether the configuration asks for it (`[cache] passthrough`).
+    passthrough_wanted: bool,
     modes: OpenModes<BackingId>,
     uid: u32,
     gid: u32,
@@ -81,11 +83,19 @@ impl MusicFs {
             events,
             runtime,
             passthrough: false,
+            passthrough_wanted: true,
             modes: OpenModes::default(),
             // SAFETY: getuid/getgid cannot fail.
             uid: unsafe { libc::getuid() },
             gid: unsafe { libc::getgid() },
         }
+    }
+
+    /// Whether to ask the kernel for passthrough (`[cache] passthrough`; it
+    /// is asked by default).
+    pub fn with_passthrough(mut self, wanted: bool) -> Self {
+        self.passthrough_wanted = wanted;
+        self
     }
 
     fn attr(&self, node: &Node) -> FileAttr {
@@ -113,8 +123,7 @@ impl MusicFs {
     }
 
     /// The backing file to pass an open of `ino` through to, if it gets one
-    /// (see [`super::passthrough`]); an open served by the daemon starts
-    /// making the whole copy the next open will use, if the file is cached.
+    /// (see [`super::passthrough`]).
     fn backing_for(
         &self,
         ino: u64,
@@ -137,19 +146,13 @@ impl MusicFs {
                 }
             }
         });
-        match (&backing, opened_on) {
-            (Some(_), Some(replica)) => {
-                if self.events.is_listened() {
-                    self.events.publish(Event::FileAccessed {
-                        path: self.view.snapshot().path_of(ino),
-                        origin: replica.origin.clone(),
-                        offset: 0,
-                        size: u32::try_from(replica.size).unwrap_or(u32::MAX),
-                    });
-                }
-            }
-            (Some(_), None) => {}
-            (None, _) => self.make_copy_if_cached(replicas),
+        if let Some(replica) = opened_on.filter(|_| self.events.is_listened()) {
+            self.events.publish(Event::FileAccessed {
+                path: self.view.snapshot().path_of(ino),
+                origin: replica.origin.clone(),
+                offset: 0,
+                size: u32::try_from(replica.size).unwrap_or(u32::MAX),
+            });
         }
         backing
     }
@@ -226,7 +229,8 @@ impl Filesystem for MusicFs {
         // Registering backing files needs CAP_SYS_ADMIN: as anyone else, do
         // not ask for passthrough at all and keep every open as it was.
         // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } == 0
+        if self.passthrough_wanted
+            && unsafe { libc::geteuid() } == 0
             && config.set_max_stack_depth(1).is_ok()
             && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
         {
@@ -388,9 +392,14 @@ impl Filesystem for MusicFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.reader.release(fh.0);
+        let replicas = self.reader.release(fh.0);
         if self.passthrough {
             self.modes.release(ino.0);
+            // The end of a play that left the file whole in the cache: the
+            // next open reads a copy.
+            if let Some(replicas) = replicas {
+                self.make_copy_if_cached(&replicas);
+            }
         }
         reply.ok();
     }

@@ -58,7 +58,8 @@ pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
                 .collect(),
             deadline: daemon.config.health.read_deadline(),
         },
-    );
+    )
+    .with_passthrough(daemon.config.cache.passthrough);
     let mut fuse_config = fuser::Config::default();
     fuse_config.mount_options = vec![
         MountOption::RO,

@@ -2,14 +2,15 @@
 //! copy (`cache::whole_copies`), and the kernel reads that file by itself,
 //! at the speed of a local file, without a READ reaching the daemon.
 //!
-//! - **When.** Only as root (registering a backing file needs CAP_SYS_ADMIN)
-//!   and on a kernel that offers it (6.9 and later). Otherwise every open is
-//!   served by the daemon as before, with the kernel's page cache kept
-//!   (`FOPEN_KEEP_CACHE`, which passthrough opens cannot have).
-//! - **Copies.** An open of a fully cached file with no copy yet is served by
-//!   the daemon and starts making the copy in the background; the next open
-//!   uses it. A copy holds one version, so an open stays on the version it
-//!   opened, as every open does.
+//! - **When.** Only as root (registering a backing file needs CAP_SYS_ADMIN),
+//!   on a kernel that offers it (6.9 and later), and unless `[cache]
+//!   passthrough = false`. Otherwise every open is served by the daemon as
+//!   before, with the kernel's page cache kept (`FOPEN_KEEP_CACHE`, which
+//!   passthrough opens cannot have).
+//! - **Copies.** When an open served by the daemon is released and its file
+//!   is fully cached, its copy is made in the background (the end of a first
+//!   play); the next open uses it. A copy holds one version, so an open stays
+//!   on the version it opened, as every open does.
 //! - **One mode an inode.** The kernel refuses (ETXTBSY) a passthrough open of
 //!   an inode that has opens through the daemon, and the other way round, and
 //!   wants every passthrough open of an inode on the same backing file. So an

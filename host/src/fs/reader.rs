@@ -164,12 +164,13 @@ impl Reader {
         fh
     }
 
-    /// Forgets an open file.
-    pub fn release(&self, fh: u64) {
+    /// Forgets an open file; returns the replicas it had opened.
+    pub fn release(&self, fh: u64) -> Option<Arc<[Replica]>> {
         self.open_files
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&fh);
+            .remove(&fh)
+            .map(|file| file.replicas)
     }
 
     /// Serves `size` bytes at `offset` of open file `fh` (or, for a handle it
