@@ -16,6 +16,7 @@ use crate::library::layout::Layout;
 use crate::library::scanner::{self, ScanProgress, ScanReport};
 use crate::library::tree::{self, InodeBook, Tree};
 use crate::library::tree_diff::invalidations;
+use crate::library::tree_snapshot;
 use crate::library::view::LibraryView;
 use crate::origins::registry::Registry;
 use crate::paths::{default_cache_dir, expand_tilde};
@@ -72,6 +73,8 @@ pub struct Daemon {
     /// The store's generation when the last scan began: a store rebuilt since
     /// holds less than the tree shows, which stays until a scan refills it.
     scanned_generation: std::sync::atomic::AtomicU64,
+    /// The store's tracks stamp the tree shown was built from.
+    tree_version: std::sync::atomic::AtomicU64,
 }
 
 /// Reads the config file (if any) and adds the `--origin` flags.
@@ -119,6 +122,7 @@ impl Daemon {
     /// Opens the store and cache and shows the last index at once. Plugins are not
     /// loaded yet: call [`Daemon::start_origins`].
     pub fn open(options: &DaemonOptions, config: Config) -> Result<Daemon, String> {
+        let started = std::time::Instant::now();
         let cache_dir = options.cache_dir(&config);
         std::fs::create_dir_all(&cache_dir)
             .map_err(|e| format!("cache folder {}: {e}", cache_dir.display()))?;
@@ -129,11 +133,33 @@ impl Daemon {
             ContentCache::open(&cache_dir, limit, store.clone())
                 .map_err(|e| format!("content cache: {e}"))?,
         );
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "start-up: store and cache open"
+        );
         let store_generation = store.generation();
         let layout =
             Layout::parse(&config.library.layout).map_err(|e| format!("[library] layout: {e}"))?;
+        let tree_version = store.tracks_stamp();
         let mut book = InodeBook::load(&store).map_err(|e| e.to_string())?;
-        let tree = build_tree(&store, &config, &layout, &mut book)?;
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "start-up: inodes loaded"
+        );
+        let snapshot = cache_dir.join("tree.snapshot");
+        let stamp = tree_snapshot::stamp(tree_version, &tree_settings(&config));
+        let tree = match tree_snapshot::load(&snapshot, &stamp) {
+            Some(tree) => tree,
+            None => {
+                let tree = build_tree(&store, &config, &layout, &mut book)?;
+                save_snapshot(&snapshot, &tree, &stamp);
+                tree
+            }
+        };
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "start-up: tree shown"
+        );
         let events = EventBus::default();
         let registry = Arc::new(Registry::new(events.clone()));
         let manager = Arc::new(PluginManager::new(
@@ -161,6 +187,7 @@ impl Daemon {
             incomplete: std::sync::atomic::AtomicBool::new(false),
             misses: std::sync::atomic::AtomicU64::new(0),
             scanned_generation: std::sync::atomic::AtomicU64::new(store_generation),
+            tree_version: std::sync::atomic::AtomicU64::new(tree_version),
         })
     }
 
@@ -224,14 +251,38 @@ impl Daemon {
         if self.store_rebuilt_since_scan() {
             return tracing::info!("the index is being rebuilt: the tree stays as it is");
         }
+        // Read before building: a change made while the tree is built is seen
+        // by the next refresh.
+        let version = self.store.tracks_stamp();
+        if self
+            .tree_version
+            .swap(version, std::sync::atomic::Ordering::Relaxed)
+            == version
+        {
+            // What a rebuild would show is shown: the changes are applied.
+            let files = self.view.snapshot().file_count();
+            self.events
+                .publish(crate::control::events::Event::LibraryUpdated { files });
+            return tracing::debug!("the index did not change: the tree stays as it is");
+        }
         let tree = {
             let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
             build_tree(&self.store, &self.config, &self.layout, &mut book)
         };
         let tree = match tree {
             Ok(tree) => tree,
-            Err(e) => return tracing::error!("cannot rebuild the tree: {e}"),
+            Err(e) => {
+                // Not built: the next refresh tries again.
+                self.tree_version
+                    .store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
+                return tracing::error!("cannot rebuild the tree: {e}");
+            }
         };
+        save_snapshot(
+            &self.cache_dir.join("tree.snapshot"),
+            &tree,
+            &tree_snapshot::stamp(version, &tree_settings(&self.config)),
+        );
         let changes = invalidations(&self.view.snapshot(), &tree);
         let files = tree.file_count();
         self.view.replace(tree);
@@ -361,6 +412,27 @@ pub fn log_report(report: &ScanReport) {
 }
 
 /// Builds the tree from the index, for the configured origins only.
+/// What the tree's layout depends on besides the index: the origins' ids
+/// and priorities, and the layout.
+fn tree_settings(config: &Config) -> String {
+    let mut settings: Vec<String> = config
+        .origins
+        .iter()
+        .map(|o| format!("{}={}", o.id, o.priority))
+        .collect();
+    settings.sort();
+    settings.push(config.library.layout.clone());
+    settings.join("\0")
+}
+
+/// Keeps `tree` for the next start (see [`tree_snapshot`]); a failure costs
+/// that start a build.
+fn save_snapshot(path: &std::path::Path, tree: &Tree, stamp: &[u8; 32]) {
+    if let Err(e) = tree_snapshot::save(path, tree, stamp) {
+        tracing::warn!(path = %path.display(), "cannot keep the tree for the next start: {e}");
+    }
+}
+
 fn build_tree(
     store: &Store,
     config: &Config,
@@ -372,11 +444,17 @@ fn build_tree(
         .iter()
         .map(|o| (o.id.clone(), o.priority))
         .collect();
+    let started = std::time::Instant::now();
     let records: Vec<_> = index::load_all(store)
         .map_err(|e| e.to_string())?
         .into_values()
         .filter(|r| ranks.contains_key(&r.origin))
         .collect();
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        records = records.len(),
+        "tree: index read"
+    );
     let rank = |origin: &str| {
         (
             ranks.get(origin).copied().unwrap_or(i64::MAX),
@@ -384,6 +462,7 @@ fn build_tree(
         )
     };
     let tree = tree::build(&records, &rank, layout, book);
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "tree: built");
     book.save(store).map_err(|e| e.to_string())?;
     Ok(tree)
 }

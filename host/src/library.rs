@@ -7,6 +7,8 @@
 //! - [`layout`] turns tags into a path (a template) and makes every name safe.
 //! - [`tree`] builds the virtual tree: replicas grouped, collisions resolved, covers
 //!   placed, inode numbers and directory mtimes kept stable across restarts.
+//! - [`tree_snapshot`] keeps the tree last shown on disk, so a restart shows it
+//!   without building it again.
 //! - [`view`] is the tree the mount shows now, swapped whole after each change.
 //! - [`change_feed`] applies what origins' watches report.
 //! - [`sample`] writes the sample library served when no origin is given.
@@ -20,4 +22,5 @@ pub mod scanner;
 pub mod tag_reader;
 pub mod tree;
 pub mod tree_diff;
+pub mod tree_snapshot;
 pub mod view;

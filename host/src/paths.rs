@@ -1,4 +1,4 @@
-//! Default locations, and `~` in configured paths.
+//! Default locations, `~` in configured paths, and room on the disk.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +19,27 @@ pub fn default_cache_dir() -> PathBuf {
         Some(home) => PathBuf::from(home).join(".cache/musicfs"),
         None => PathBuf::from(".musicfs-cache"),
     }
+}
+
+/// Free space that a file kept only to save work leaves at least, besides as
+/// much again as its own size.
+const SPARE_SPACE: u64 = 64 << 20;
+
+/// Whether the disk holding `dir` can take a file of `len` bytes that is kept
+/// only to save work (a whole copy, a tree snapshot) and still leave as much
+/// again free, and 64 MiB: the chunk cache and the index come first, and such
+/// a file must never be what makes their next write fail.
+pub fn room_to_spare(dir: &Path, len: u64) -> bool {
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated path and a zeroed struct to fill.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
+        return false;
+    }
+    let free = (stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64);
+    free >= len.saturating_add(len.max(SPARE_SPACE))
 }
 
 #[cfg(test)]

@@ -26,6 +26,36 @@ pub const DIR_SIGS: TableDefinition<&str, u64> = TableDefinition::new("dir_sigs"
 /// Counters: `next_inode`.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Chunk manifests by file version key: packed extents.
+/// [`META`] key: this index's random id (see [`Store::tracks_stamp`]).
+const INDEX_ID: &str = "index_id";
+/// [`META`] key: how many writes changed [`TRACKS`].
+const TRACKS_REVISION: &str = "tracks_revision";
+
+/// Counts a change to [`TRACKS`] in the write transaction `txn` that made it.
+pub fn bump_tracks_revision(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    let mut meta = txn.open_table(META)?;
+    let revision = meta.get(TRACKS_REVISION)?.map_or(0, |v| v.value());
+    meta.insert(TRACKS_REVISION, revision + 1)?;
+    Ok(())
+}
+
+/// A number not given before: the time, the process and a counter, hashed.
+fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = blake3::Hasher::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    hasher.update(&now.to_le_bytes());
+    hasher.update(&std::process::id().to_le_bytes());
+    hasher.update(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    u64::from_le_bytes(
+        hasher.finalize().as_bytes()[..8]
+            .try_into()
+            .expect("8 bytes"),
+    )
+}
+
 pub const MANIFESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("manifests");
 /// Chunks that hold tag heads or tails (evicted last).
 pub const TAG_CHUNKS: TableDefinition<&[u8], ()> = TableDefinition::new("tag_chunks");
@@ -150,6 +180,32 @@ impl Store {
     /// (at open or since): a change means the library must be scanned again.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Where the records of [`TRACKS`] are at: a number that changes with every
+    /// write that changes them ([`bump_tracks_revision`]), across restarts
+    /// too, and that an index rebuilt empty never shares with the one it
+    /// replaced (each index has a random id). On a failure, a number never
+    /// given before, so that whoever compares it does the work again.
+    pub fn tracks_stamp(&self) -> u64 {
+        let read = self.read(|txn| {
+            let meta = txn.open_table(META)?;
+            let id = meta.get(INDEX_ID)?.map(|v| v.value());
+            let revision = meta.get(TRACKS_REVISION)?.map_or(0, |v| v.value());
+            Ok(id.map(|id| (id, revision)))
+        });
+        let (id, revision) = match read {
+            Ok(Some(pair)) => pair,
+            _ => (random_u64(), 0),
+        };
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&id.to_le_bytes());
+        hasher.update(&revision.to_le_bytes());
+        u64::from_le_bytes(
+            hasher.finalize().as_bytes()[..8]
+                .try_into()
+                .expect("8 bytes"),
+        )
     }
 
     /// Runs `work` on the database, containing redb's panics, and repairs what a
@@ -317,22 +373,38 @@ impl Store {
     }
 }
 
+/// The memory redb may keep of the index's pages. Its default (1 GiB) held
+/// the whole index after a start-up read it: at 100,000 tracks that was most
+/// of the daemon's memory. Start-up reads each table once, in order, so a
+/// small cache costs it nothing.
+const INDEX_CACHE: usize = 16 << 20;
+
 /// Opens the database at `path`, checks its integrity if `check` (redb repairs
 /// what it can; what it cannot is damage) and makes every table, with redb's
 /// panics contained; on failure, what it says about the file.
 fn open_checked(path: &Path, check: bool) -> Result<Database, (Fault, String)> {
     let opened = std::panic::catch_unwind(|| -> Result<Database, redb::Error> {
-        let mut db = Database::create(path)?;
+        let started = std::time::Instant::now();
+        let mut db = Database::builder()
+            .set_cache_size(INDEX_CACHE)
+            .create(path)?;
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "index opened");
         if check && !db.check_integrity()? {
             tracing::warn!(path = %path.display(), "the index was damaged; redb repaired it");
         }
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "index checked");
         let txn = db.begin_write()?;
         // Create every table so that readers never meet a missing one.
         txn.open_table(TRACKS)?;
         txn.open_table(INODES)?;
         txn.open_table(DIR_MTIMES)?;
         txn.open_table(DIR_SIGS)?;
-        txn.open_table(META)?;
+        {
+            let mut meta = txn.open_table(META)?;
+            if meta.get(INDEX_ID)?.is_none() {
+                meta.insert(INDEX_ID, random_u64())?;
+            }
+        }
         txn.open_table(MANIFESTS)?;
         txn.open_table(TAG_CHUNKS)?;
         txn.commit()?;

@@ -20,7 +20,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use musicfs_tests::bench_support::{
-    find_stat, first_byte, noise_file, peak_rss_mb, read_speed, tagged_library, PeerMount,
+    find_stat, first_byte, noise_file, peak_rss_mb, read_speed, tagged_library, tagged_track_shown,
+    PeerMount,
 };
 use musicfs_tests::mounted::Mounted;
 
@@ -206,24 +207,9 @@ fn tree_section(work: &Path) {
     let (raw_n, raw_t) = find_stat(&library);
     let lib_cache = work.join("library-cache");
     let started = Instant::now();
-    let first = mount(
-        work,
-        "m3",
-        &lib_cache,
-        &library,
-        "ARTIST-000/ALBUM-0000/01 - TITLE-00000.flac",
-    );
+    let first = mount(work, "m3", &lib_cache, &library, &tagged_track_shown(0));
     first.wait_until(Duration::from_secs(600), |m| {
-        let last = tracks - 1;
-        m.path(
-            format!(
-                "ARTIST-{:03}/ALBUM-{:04}/01 - TITLE-{last:05}.flac",
-                last / 200,
-                last / 20
-            )
-            .as_str(),
-        )
-        .exists()
+        m.path(&tagged_track_shown(tracks - 1)).exists()
     });
     let scan = started.elapsed();
     let (m_n, m_t) = find_stat(&first.mountpoint);

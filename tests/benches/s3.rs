@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use musicfs_tests::bench_support::{
     first_byte, noise_file, peak_rss_mb, read_speed, reset_peak_rss, rss_mb, tagged_library,
-    PeerMount,
+    tagged_track_shown, PeerMount,
 };
 use musicfs_tests::mounted::Mounted;
 use musicfs_tests::s3_server::{
@@ -118,11 +118,7 @@ fn main() {
     origin.insert("poll_interval_secs".into(), 3600i64.into());
     let args = mount_args(&work.join("musicfs"), &origins_config(vec![origin]));
     let before_mount = server.request_counts();
-    let last = format!(
-        "ARTIST-000/ALBUM-{:04}/01 - TITLE-{:05}.flac",
-        (TRACKS - 1) / 20,
-        TRACKS - 1
-    );
+    let last = tagged_track_shown(TRACKS - 1);
     let mount = Mounted::start(
         &work.join("musicfs"),
         &work.join("musicfs-cache"),

@@ -60,36 +60,59 @@ fn flac_head() -> Vec<u8> {
     head
 }
 
+/// The most tracks [`tagged_library`] makes (its tags have room for so many).
+pub const MAX_TAGGED_TRACKS: usize = 10_000_000;
+
+/// Where track `i` of a [`tagged_library`] shows in a mount.
+pub fn tagged_track_shown(i: usize) -> String {
+    format!(
+        "ARTIST-{:05}/ALBUM-{:06}/01 - TITLE-{i:07}.flac",
+        i / 200,
+        i / 20
+    )
+}
+
 /// `tracks` tagged FLACs under `dir` (20 per album, 200 per artist): one made by
-/// ffmpeg, copied with its tag digits patched, so making 20,000 takes seconds.
+/// ffmpeg, copied with its tag digits patched, so making 20,000 takes seconds
+/// (and a million, minutes and about 2 GB).
 pub fn tagged_library(dir: &Path, tracks: usize) {
-    assert!(tracks <= 100_000, "titles have five digits");
+    assert!(
+        tracks <= MAX_TAGGED_TRACKS,
+        "at most {MAX_TAGGED_TRACKS} tracks"
+    );
     std::fs::create_dir_all(dir).unwrap();
     let template = dir.join("template.flac");
+    let (title, artist, album) = ("TITLE-0000000", "ARTIST-00000", "ALBUM-000000");
     let tags = [
-        ("title", "TITLE-00000"),
-        ("artist", "ARTIST-000"),
-        ("album", "ALBUM-0000"),
+        ("title", title),
+        ("artist", artist),
+        ("album", album),
         ("track", "01"),
     ];
     crate::audio_library::ffmpeg("sine=frequency=440:duration=0.05", &tags, &[], &template);
     let bytes = std::fs::read(&template).unwrap();
     std::fs::remove_file(&template).unwrap();
-    let at = |pat: &[u8]| bytes.windows(pat.len()).position(|w| w == pat).unwrap();
-    let (t, a, l) = (
-        at(b"TITLE-00000") + 6,
-        at(b"ARTIST-000") + 7,
-        at(b"ALBUM-0000") + 6,
-    );
+    // Where each tag's digits are, and how many.
+    let digits = |tag: &str| {
+        let at = bytes
+            .windows(tag.len())
+            .position(|w| w == tag.as_bytes())
+            .unwrap();
+        let dash = tag.find('-').unwrap() + 1;
+        (at + dash, tag.len() - dash)
+    };
+    let (t, a, l) = (digits(title), digits(artist), digits(album));
+    let mut b = bytes.clone();
     for i in 0..tracks {
         let (artist, album) = (i / 200, i / 20);
-        let folder = dir.join(format!("artist{artist:03}/album{album:04}"));
-        std::fs::create_dir_all(&folder).unwrap();
-        let mut b = bytes.clone();
-        b[t..t + 5].copy_from_slice(format!("{i:05}").as_bytes());
-        b[a..a + 3].copy_from_slice(format!("{artist:03}").as_bytes());
-        b[l..l + 4].copy_from_slice(format!("{album:04}").as_bytes());
-        std::fs::write(folder.join(format!("{:02}.flac", i % 20 + 1)), b).unwrap();
+        let folder = dir.join(format!("artist{artist:05}/album{album:06}"));
+        if i % 20 == 0 {
+            std::fs::create_dir_all(&folder).unwrap();
+        }
+        for ((at, width), value) in [(t, i), (a, artist), (l, album)] {
+            b[at..at + width].copy_from_slice(format!("{value:0width$}").as_bytes());
+        }
+        std::fs::write(folder.join(format!("{:02}.flac", i % 20 + 1)), &b).unwrap();
     }
 }
 

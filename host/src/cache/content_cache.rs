@@ -257,7 +257,7 @@ impl ContentCache {
         let limit = self.chunks.limit();
         // Copies go before chunks: make room among the copies, or make none.
         let room = limit.saturating_sub(self.chunks.total_bytes());
-        if version.size > room {
+        if version.size > room || !self.whole.room_for(version.size) {
             return Ok(false);
         }
         self.whole.trim(room - version.size);

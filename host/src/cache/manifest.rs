@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use super::chunker::{ChunkId, Piece, MAX_CHUNK};
 
 /// Identifies one version of one file on one origin: the manifest's key.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct FileVersion {
     /// The origin's id.
     pub origin: String,

@@ -12,7 +12,8 @@
 //!   mtime, version), so a new version of a file never gets an old one's copy.
 //! - **Counted** in the cache's size. Copies can be made again from chunks, so
 //!   they go first: least recently opened first, whenever chunks and copies
-//!   together pass the limit, and none is made that would not fit.
+//!   together pass the limit, and none is made that would not fit, in the
+//!   limit or on the disk (where it leaves as much again free, and 64 MiB).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -113,9 +114,29 @@ impl WholeCopies {
         self.lock().total
     }
 
-    /// Whether `version` has a copy.
+    /// Whether `version` has a copy of the right length (one of another
+    /// length is removed).
     pub fn has(&self, version: &FileVersion) -> bool {
-        self.lock().by_name.contains_key(&Self::name_of(version))
+        let name = Self::name_of(version);
+        if !self.lock().by_name.contains_key(&name) {
+            return false;
+        }
+        let path = self.dir.join(&name);
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == version.size) {
+            return true;
+        }
+        self.remove_damaged(&name, version);
+        false
+    }
+
+    fn remove_damaged(&self, name: &str, version: &FileVersion) {
+        tracing::warn!(path = %version.path, "a whole copy was damaged or gone; removing it");
+        let mut copies = self.lock();
+        if let Some(copy) = copies.by_name.remove(name) {
+            copies.total -= copy.len;
+        }
+        drop(copies);
+        let _ = std::fs::remove_file(self.dir.join(name));
     }
 
     /// `version`'s copy, opened for reading, if it has one of the right size.
@@ -142,15 +163,17 @@ impl WholeCopies {
                 Some(file)
             }
             None => {
-                tracing::warn!(path = %version.path, "a whole copy was damaged or gone; removing it");
-                if let Some(copy) = copies.by_name.remove(&name) {
-                    copies.total -= copy.len;
-                }
                 drop(copies);
-                let _ = std::fs::remove_file(&path);
+                self.remove_damaged(&name, version);
                 None
             }
         }
+    }
+
+    /// Whether the disk can take a copy of `len` bytes (see
+    /// [`crate::paths::room_to_spare`]).
+    pub fn room_for(&self, len: u64) -> bool {
+        crate::paths::room_to_spare(&self.dir, len)
     }
 
     /// Claims the making of `version`'s copy: `None` if it has one, or one is

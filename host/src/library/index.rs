@@ -6,7 +6,7 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::tag_reader::Tags;
-use crate::store::{Store, StoreError, TRACKS};
+use crate::store::{bump_tracks_revision, Store, StoreError, TRACKS};
 
 /// What a file is to the library.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,7 +118,12 @@ pub fn apply_change(
     kept: &[String],
     upserts: &[FileRecord],
 ) -> Result<(), StoreError> {
+    // A scan writes every record it found: writing only those that differ
+    // keeps an unchanged library from rewriting (and growing) the index, and
+    // lets the tree be rebuilt only when something changed.
+    let upserted: std::collections::HashSet<String> = upserts.iter().map(FileRecord::key).collect();
     store.write(true, |txn| {
+        let mut changed = false;
         let mut table = txn.open_table(TRACKS)?;
         for path in removed {
             let exact = record_key(origin, path);
@@ -139,13 +144,27 @@ pub fn apply_change(
                     !kept.iter().any(|dir| at_or_below(path, dir))
                 })
                 .collect();
+            // Those written again below are not changes if they come back the same.
             for key in stale {
-                table.remove(key.as_str())?;
+                if !upserted.contains(&key) {
+                    table.remove(key.as_str())?;
+                    changed = true;
+                }
             }
         }
         for record in upserts {
             let value = serde_json::to_vec(record).expect("records serialise");
-            table.insert(record.key().as_str(), value.as_slice())?;
+            let key = record.key();
+            let same = table
+                .get(key.as_str())?
+                .is_some_and(|old| old.value() == value.as_slice());
+            if !same {
+                table.insert(key.as_str(), value.as_slice())?;
+                changed = true;
+            }
+        }
+        if changed {
+            bump_tracks_revision(txn)?;
         }
         Ok(())
     })

@@ -12,6 +12,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde::{Deserialize, Serialize};
+
 use super::index::{FileRecord, FileRole};
 use super::layout::{safe_name, with_suffix, Layout};
 use crate::store::{Store, StoreError, DIR_MTIMES, DIR_SIGS, INODES, META};
@@ -24,7 +26,7 @@ pub const ROOT: u64 = 1;
 pub use crate::cache::manifest::FileVersion as Replica;
 
 /// A directory or a file.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum NodeKind {
     /// A directory and its children by name.
     Dir { children: BTreeMap<String, u64> },
@@ -33,7 +35,7 @@ pub enum NodeKind {
 }
 
 /// One node of the tree.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Node {
     pub ino: u64,
     pub parent: u64,
@@ -43,7 +45,7 @@ pub struct Node {
 }
 
 /// The whole tree.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Tree {
     nodes: HashMap<u64, Node>,
     files: usize,

@@ -2,7 +2,9 @@
 //! flipped, the audio pack cut short at two thirds (a torn tail), the tag pack
 //! deleted. With the origin, every read is right and the chunks come back;
 //! without it, a read is right or fails, never wrong, and `user.musicfs.cached`
-//! says `yes` only for what then reads whole.
+//! says `yes` only for what then reads whole. Whole copies (made as root for
+//! passthrough) are cut short too: a copy of the wrong length is dropped when
+//! met, and the chunks behind it answer.
 
 use std::path::Path;
 
@@ -42,6 +44,18 @@ fn damage_every_chunk(cache: &Path) -> usize {
                 .filter(|r| r.pack == pack && r.data_at + r.len > cut)
                 .count();
         }
+    }
+    // Cut short, a whole copy would be served wrong by the kernel; its
+    // length is checked at each open.
+    for copy in std::fs::read_dir(cache.join("whole")).into_iter().flatten() {
+        let copy = copy.unwrap().path();
+        let len = std::fs::metadata(&copy).unwrap().len();
+        std::fs::File::options()
+            .write(true)
+            .open(&copy)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
     }
     damaged
 }

@@ -36,11 +36,11 @@ fn kill_a_mount_at(work: &Path, at: &Path) -> DeadMount {
     );
     inner.kill();
     let dead = DeadMount(at.to_owned());
-    // The kernel may answer from attributes it cached (for the TTL) before it
-    // says the connection is gone.
+    // The kernel answers a stat from attributes it cached (for the TTL); a
+    // listing always asks the daemon, and fails once the connection is gone.
     let started = std::time::Instant::now();
     loop {
-        match std::fs::metadata(at) {
+        match std::fs::read_dir(at) {
             Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => break,
             other => assert!(
                 started.elapsed() < std::time::Duration::from_secs(60),
