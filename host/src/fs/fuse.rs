@@ -41,6 +41,11 @@ use crate::origins::registry::Registry;
 /// `cover.jpg` are answered by the kernel without asking us.
 const TTL: Duration = Duration::from_secs(3600);
 
+/// Files smaller than this get no whole copy: a music server reading every
+/// small file's tags (or a cover) once would otherwise write and sync a copy
+/// of each, and the daemon serves them from memory quickly enough.
+const SMALLEST_COPY: u64 = 1 << 20;
+
 /// The mounted file system.
 pub struct MusicFs {
     view: LibraryView,
@@ -158,9 +163,11 @@ impl MusicFs {
     }
 
     /// Starts making the whole copy of the first fully cached replica, unless
-    /// one has a copy.
+    /// one has a copy or the file is small.
     fn make_copy_if_cached(&self, replicas: &[Replica]) {
-        if replicas.iter().any(|r| self.cache.has_whole_copy(r)) {
+        if replicas.first().is_none_or(|r| r.size < SMALLEST_COPY)
+            || replicas.iter().any(|r| self.cache.has_whole_copy(r))
+        {
             return;
         }
         let Some(replica) = replicas

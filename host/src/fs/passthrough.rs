@@ -8,8 +8,8 @@
 //!   before, with the kernel's page cache kept (`FOPEN_KEEP_CACHE`, which
 //!   passthrough opens cannot have).
 //! - **Copies.** When an open served by the daemon is released and its file
-//!   is fully cached, its copy is made in the background (the end of a first
-//!   play); the next open uses it. A copy holds one version, so an open stays
+//!   is fully cached and at least 1 MiB, its copy is made in the background
+//!   (the end of a first play); the next open uses it. A copy holds one version, so an open stays
 //!   on the version it opened, as every open does.
 //! - **One mode an inode.** The kernel refuses (ETXTBSY) a passthrough open of
 //!   an inode that has opens through the daemon, and the other way round, and
