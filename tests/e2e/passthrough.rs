@@ -66,6 +66,13 @@ fn a_fully_cached_file_is_read_by_the_kernel_from_its_whole_copy() {
     let events = Events::follow(&mount.mountpoint);
     let first = read_as_one_open(&mount, &events);
     assert!(first.contains("\"origin\":\"local\""), "{first}");
+    // Two opens at once share the inode's backing file; each is an event.
+    let whole = ["\"offset\":0,", &format!("\"size\":{SIZE}")];
+    let before = events.count_with(&whole);
+    let held = std::fs::File::open(mount.path(SHOWN)).unwrap();
+    read_as_one_open(&mount, &events);
+    events.wait_for_count(&whole, before + 2);
+    drop(held);
     assert_eq!(
         xattr(&mount.path(SHOWN), "user.musicfs.cached").as_deref(),
         Some("yes")

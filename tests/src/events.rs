@@ -76,6 +76,29 @@ impl Events {
         }
     }
 
+    /// How many lines so far contain every one of `parts`.
+    pub fn count_with(&self, parts: &[&str]) -> usize {
+        let lines = self.lines.lock().unwrap();
+        lines
+            .iter()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .count()
+    }
+
+    /// Waits up to 5 s for `n` lines containing every one of `parts`.
+    pub fn wait_for_count(&self, parts: &[&str], n: usize) {
+        let started = Instant::now();
+        while self.count_with(parts) < n {
+            if started.elapsed() > Duration::from_secs(5) {
+                panic!(
+                    "fewer than {n} events with {parts:?}; saw {:#?}",
+                    self.lines.lock().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The latest line so far containing every one of `parts`.
     pub fn last_with(&self, parts: &[&str]) -> Option<String> {
         self.lines

@@ -46,6 +46,13 @@ const TTL: Duration = Duration::from_secs(3600);
 /// of each, and the daemon serves them from memory quickly enough.
 const SMALLEST_COPY: u64 = 1 << 20;
 
+/// A whole copy registered with the kernel, and the replica it holds.
+struct Backing {
+    id: BackingId,
+    origin: String,
+    size: u64,
+}
+
 /// The mounted file system.
 pub struct MusicFs {
     view: LibraryView,
@@ -58,7 +65,7 @@ pub struct MusicFs {
     passthrough: bool,
     /// Whether the configuration asks for it (`[cache] passthrough`).
     passthrough_wanted: bool,
-    modes: OpenModes<BackingId>,
+    modes: OpenModes<Backing>,
     uid: u32,
     gid: u32,
 }
@@ -134,32 +141,32 @@ impl MusicFs {
         ino: u64,
         replicas: &[Replica],
         reply: &ReplyOpen,
-    ) -> Option<Arc<BackingId>> {
-        let mut opened_on = None;
+    ) -> Option<Arc<Backing>> {
         let backing = self.modes.open(ino, || {
             let (file, replica) = replicas
                 .iter()
                 .find_map(|r| Some((self.cache.whole_copy(r)?, r)))?;
             match reply.open_backing(&file) {
-                Ok(id) => {
-                    opened_on = Some(replica);
-                    Some(id)
-                }
+                Ok(id) => Some(Backing {
+                    id,
+                    origin: replica.origin.clone(),
+                    size: replica.size,
+                }),
                 Err(e) => {
                     tracing::warn!(path = %replica.path, "cannot pass a file through to its copy: {e}");
                     None
                 }
             }
-        });
-        if let Some(replica) = opened_on.filter(|_| self.events.is_listened()) {
+        })?;
+        if self.events.is_listened() {
             self.events.publish(Event::FileAccessed {
                 path: self.view.snapshot().path_of(ino),
-                origin: replica.origin.clone(),
+                origin: backing.origin.clone(),
                 offset: 0,
-                size: u32::try_from(replica.size).unwrap_or(u32::MAX),
+                size: u32::try_from(backing.size).unwrap_or(u32::MAX),
             });
         }
-        backing
+        Some(backing)
     }
 
     /// Starts making the whole copy of the first fully cached replica, unless
@@ -340,7 +347,7 @@ impl Filesystem for MusicFs {
                         return reply.opened_passthrough(
                             FileHandle(fh),
                             FopenFlags::empty(),
-                            &backing,
+                            &backing.id,
                         );
                     }
                 }
