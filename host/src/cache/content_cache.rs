@@ -243,17 +243,33 @@ impl ContentCache {
     /// Whether every byte of `version` is in chunks on disk, as far as its
     /// manifest knows (the chunks are checked when read).
     pub fn fully_cached(&self, version: &FileVersion) -> bool {
+        self.whole_plan(version).is_some()
+    }
+
+    /// The chunks that make `version` from its first byte to its last, if its
+    /// manifest has them all on disk: (chunk, bytes to skip, bytes to take).
+    fn whole_plan(&self, version: &FileVersion) -> Option<Vec<(ChunkId, u32, u32)>> {
         let plan = self.state(version).on_disk().plan(0, version.size);
-        plan.iter().all(|span| matches!(span, Span::Cached { .. }))
+        plan.into_iter()
+            .map(|span| match span {
+                Span::Cached { id, skip, len } => Some((id, skip, len)),
+                Span::Missing { .. } => None,
+            })
+            .collect()
     }
 
     /// Makes `version`'s whole copy from its chunks, each verified as it is
     /// read. True if it was made; false if it has one already, one is being
-    /// made, it would not fit in the limit, or a chunk turned out to be gone.
+    /// made, it is not all cached, it would not fit in the limit, or a chunk
+    /// turned out to be gone.
     pub fn make_whole_copy(&self, version: &FileVersion) -> std::io::Result<bool> {
         if self.whole.has(version) {
             return Ok(false);
         }
+        // Looked at before any copy is trimmed to make room for this one.
+        let Some(plan) = self.whole_plan(version) else {
+            return Ok(false);
+        };
         let limit = self.chunks.limit();
         // Copies go before chunks: make room among the copies, or make none.
         let room = limit.saturating_sub(self.chunks.total_bytes());
@@ -264,12 +280,7 @@ impl ContentCache {
         let Some(mut making) = self.whole.start(version)? else {
             return Ok(false);
         };
-        let state = self.state(version);
-        let plan = state.on_disk().plan(0, version.size);
-        for span in plan {
-            let Span::Cached { id, skip, len } = span else {
-                return Ok(false);
-            };
+        for (id, skip, len) in plan {
             let bytes = match self.hot.get(&id) {
                 Some(bytes) => bytes,
                 None => match self.chunks.get(&id) {
@@ -284,13 +295,6 @@ impl ContentCache {
         }
         making.finish(version.size)?;
         Ok(true)
-    }
-
-    /// Removes whole copies while chunks and copies together pass the limit.
-    pub fn trim_whole_copies(&self) {
-        let limit = self.chunks.limit();
-        self.whole
-            .trim(limit.saturating_sub(self.chunks.total_bytes()));
     }
 
     fn chunk_bytes(&self, id: &ChunkId) -> Option<Arc<Vec<u8>>> {

@@ -172,25 +172,24 @@ impl MusicFs {
     /// Starts making the whole copy of the first fully cached replica, unless
     /// one has a copy or the file is small.
     fn make_copy_if_cached(&self, replicas: &[Replica]) {
-        if replicas.first().is_none_or(|r| r.size < SMALLEST_COPY)
-            || replicas.iter().any(|r| self.cache.has_whole_copy(r))
-        {
+        if replicas.first().is_none_or(|r| r.size < SMALLEST_COPY) {
             return;
         }
-        let Some(replica) = replicas
-            .iter()
-            .find(|r| self.cache.fully_cached(r))
-            .cloned()
-        else {
-            return;
-        };
-        let cache = self.cache.clone();
-        self.runtime
-            .spawn_blocking(move || match cache.make_whole_copy(&replica) {
+        // The looking (a stat, perhaps a manifest read) is off the FUSE thread.
+        let (cache, replicas) = (self.cache.clone(), replicas.to_vec());
+        self.runtime.spawn_blocking(move || {
+            if replicas.iter().any(|r| cache.has_whole_copy(r)) {
+                return;
+            }
+            let Some(replica) = replicas.iter().find(|r| cache.fully_cached(r)) else {
+                return;
+            };
+            match cache.make_whole_copy(replica) {
                 Ok(true) => tracing::debug!(path = %replica.path, "whole copy made"),
                 Ok(false) => {}
                 Err(e) => tracing::warn!(path = %replica.path, "cannot make a whole copy: {e}"),
-            });
+            }
+        });
     }
 }
 
