@@ -12,9 +12,11 @@ use crate::config::{Config, OriginConfig};
 use crate::control::events::EventBus;
 use crate::library::change_feed::notify_kernel;
 use crate::library::index;
+use crate::library::inode_book::InodeBook;
 use crate::library::layout::Layout;
 use crate::library::scanner::{self, ScanProgress, ScanReport};
-use crate::library::tree::{self, InodeBook, Tree};
+use crate::library::tree::Tree;
+use crate::library::tree_build;
 use crate::library::tree_diff::invalidations;
 use crate::library::tree_snapshot;
 use crate::library::view::LibraryView;
@@ -248,6 +250,11 @@ impl Daemon {
     /// Rebuilds the tree from the index, shows it, and tells the kernel what changed.
     /// While the store was rebuilt empty and not yet rescanned, the tree shown stays.
     pub fn refresh_tree(&self) {
+        self.rebuild_tree();
+        release_freed_memory();
+    }
+
+    fn rebuild_tree(&self) {
         if self.store_rebuilt_since_scan() {
             return tracing::info!("the index is being rebuilt: the tree stays as it is");
         }
@@ -425,6 +432,17 @@ fn tree_settings(config: &Config) -> String {
     settings.join("\0")
 }
 
+/// Hands memory freed after a scan or a rebuild back to the system. glibc's
+/// allocator keeps it otherwise: at 100,000 tracks a restart's rescan left the
+/// daemon at about 200 MB, of which 120 MB was freed and idle.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free pages; it touches no live memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Keeps `tree` for the next start (see [`tree_snapshot`]); a failure costs
 /// that start a build.
 fn save_snapshot(path: &std::path::Path, tree: &Tree, stamp: &[u8; 32]) {
@@ -461,7 +479,7 @@ fn build_tree(
             origin.to_owned(),
         )
     };
-    let tree = tree::build(&records, &rank, layout, book);
+    let tree = tree_build::build(&records, &rank, layout, book);
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "tree: built");
     book.save(store).map_err(|e| e.to_string())?;
     Ok(tree)

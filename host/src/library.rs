@@ -5,8 +5,9 @@
 //!   content cache ([`tag_reader`]), touching only the bytes the tag parser asks for.
 //! - [`index`] persists what the scan found, so a restart mounts at once, offline.
 //! - [`layout`] turns tags into a path (a template) and makes every name safe.
-//! - [`tree`] builds the virtual tree: replicas grouped, collisions resolved, covers
-//!   placed, inode numbers and directory mtimes kept stable across restarts.
+//! - [`tree`] is the virtual tree, laid out flat; [`tree_build`] builds it:
+//!   replicas grouped, collisions resolved, covers placed, with [`inode_book`]
+//!   keeping inode numbers and directory mtimes stable across restarts.
 //! - [`tree_snapshot`] keeps the tree last shown on disk, so a restart shows it
 //!   without building it again.
 //! - [`view`] is the tree the mount shows now, swapped whole after each change.
@@ -15,12 +16,14 @@
 
 pub mod change_feed;
 pub mod index;
+pub mod inode_book;
 pub mod layout;
 pub mod media;
 pub mod sample;
 pub mod scanner;
 pub mod tag_reader;
 pub mod tree;
+pub mod tree_build;
 pub mod tree_diff;
 pub mod tree_snapshot;
 pub mod view;

@@ -110,19 +110,20 @@ impl MusicFs {
         self
     }
 
-    fn attr(&self, node: &Node) -> FileAttr {
-        let (kind, size, perm, nlink) = match &node.kind {
-            NodeKind::Dir { .. } => (FileType::Directory, 0, 0o555, 2),
-            NodeKind::File { size, .. } => (FileType::RegularFile, *size, 0o444, 1),
+    fn attr(&self, node: Node<'_>) -> FileAttr {
+        let (kind, size, perm, nlink) = match node.file() {
+            None => (FileType::Directory, 0, 0o555, 2),
+            Some(file) => (FileType::RegularFile, file.size(), 0o444, 1),
         };
+        let mtime = node.mtime();
         FileAttr {
-            ino: INodeNo(node.ino),
+            ino: INodeNo(node.ino()),
             size,
             blocks: size.div_ceil(512),
-            atime: node.mtime,
-            mtime: node.mtime,
-            ctime: node.mtime,
-            crtime: node.mtime,
+            atime: mtime,
+            mtime,
+            ctime: mtime,
+            crtime: mtime,
             kind,
             perm,
             nlink,
@@ -195,18 +196,15 @@ impl MusicFs {
 
 /// A directory's entries, `.` and `..` first, in a stable order (the offsets the
 /// kernel passes back index into it).
-fn listing(tree: &Tree, ino: u64) -> Result<Vec<(&Node, &str)>, Errno> {
+fn listing(tree: &Tree, ino: u64) -> Result<Vec<(Node<'_>, &str)>, Errno> {
     let node = tree.get(ino).ok_or(Errno::ENOENT)?;
-    let NodeKind::Dir { children } = &node.kind else {
+    let NodeKind::Dir(children) = node.kind() else {
         return Err(Errno::ENOTDIR);
     };
-    let parent = tree.get(node.parent).unwrap_or(node);
-    let mut entries = vec![(node, "."), (parent, "..")];
-    entries.extend(
-        children
-            .iter()
-            .filter_map(|(name, child)| Some((tree.get(*child)?, name.as_str()))),
-    );
+    let parent = tree.get(node.parent()).unwrap_or(node);
+    let mut entries = Vec::with_capacity(children.len() + 2);
+    entries.extend([(node, "."), (parent, "..")]);
+    entries.extend(children.iter().map(|child| (child, child.name())));
     Ok(entries)
 }
 
@@ -265,12 +263,14 @@ impl Filesystem for MusicFs {
             Some(node) => reply.entry(&TTL, &self.attr(node), Generation(0)),
             // A negative entry (node 0) the kernel keeps: a name that appears
             // later is invalidated like any other change.
-            None if tree.get(parent.0).is_some() => {
-                let mut absent = self.attr(tree.get(parent.0).expect("just found"));
-                absent.ino = INodeNo(0);
-                reply.entry(&TTL, &absent, Generation(0))
-            }
-            None => reply.error(Errno::ENOENT),
+            None => match tree.get(parent.0) {
+                Some(folder) => {
+                    let mut absent = self.attr(folder);
+                    absent.ino = INodeNo(0);
+                    reply.entry(&TTL, &absent, Generation(0))
+                }
+                None => reply.error(Errno::ENOENT),
+            },
         }
     }
 
@@ -293,11 +293,11 @@ impl Filesystem for MusicFs {
         match listing(&tree, ino.0) {
             Ok(entries) => {
                 for (i, (entry, name)) in entries.into_iter().enumerate().skip(offset as usize) {
-                    let kind = match entry.kind {
-                        NodeKind::Dir { .. } => FileType::Directory,
-                        NodeKind::File { .. } => FileType::RegularFile,
+                    let kind = match entry.is_dir() {
+                        true => FileType::Directory,
+                        false => FileType::RegularFile,
                     };
-                    if reply.add(INodeNo(entry.ino), i as u64 + 1, kind, name) {
+                    if reply.add(INodeNo(entry.ino()), i as u64 + 1, kind, name) {
                         break;
                     }
                 }
@@ -321,7 +321,7 @@ impl Filesystem for MusicFs {
                 for (i, (entry, name)) in entries.into_iter().enumerate().skip(offset as usize) {
                     let attr = self.attr(entry);
                     if reply.add(
-                        INodeNo(entry.ino),
+                        INodeNo(entry.ino()),
                         i as u64 + 1,
                         name,
                         &TTL,
@@ -338,11 +338,12 @@ impl Filesystem for MusicFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.view.snapshot().get(ino.0).map(|n| &n.kind) {
-            Some(NodeKind::File { replicas, .. }) => {
-                let fh = self.reader.open(replicas);
+        match self.view.snapshot().get(ino.0).map(|n| n.kind()) {
+            Some(NodeKind::File(file)) => {
+                let replicas = file.replicas();
+                let fh = self.reader.open(&replicas);
                 if self.passthrough {
-                    if let Some(backing) = self.backing_for(ino.0, replicas, &reply) {
+                    if let Some(backing) = self.backing_for(ino.0, &replicas, &reply) {
                         return reply.opened_passthrough(
                             FileHandle(fh),
                             FopenFlags::empty(),
@@ -354,7 +355,7 @@ impl Filesystem for MusicFs {
                 // entry), so the kernel may keep its page cache across opens.
                 reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
             }
-            Some(NodeKind::Dir { .. }) => reply.error(Errno::EISDIR),
+            Some(NodeKind::Dir(_)) => reply.error(Errno::EISDIR),
             None => reply.error(Errno::ENOENT),
         }
     }
@@ -371,17 +372,14 @@ impl Filesystem for MusicFs {
         reply: ReplyData,
     ) {
         let tree: Arc<Tree> = self.view.snapshot();
-        let unopened = match tree.get(ino.0).map(|n| &n.kind) {
-            Some(NodeKind::File { replicas, .. }) => Some(replicas.as_slice()),
-            _ => None,
-        };
+        let unopened = || Some(tree.get(ino.0)?.file()?.replicas());
         let path = || tree.path_of(ino.0);
         let answer: Answer = Box::new(move |result| match result {
             Ok(bytes) => reply.data(&bytes),
             Err(errno) => reply.error(Errno::from_i32(errno)),
         });
         self.reader
-            .read(fh.0, unopened, &path, offset, size, answer);
+            .read(fh.0, &unopened, &path, offset, size, answer);
     }
 
     fn flush(
@@ -438,26 +436,23 @@ impl Filesystem for MusicFs {
         let Some(node) = tree.get(ino.0) else {
             return reply.error(Errno::ENOENT);
         };
-        let NodeKind::File {
-            replicas,
-            size: file_size,
-        } = &node.kind
-        else {
+        let Some(file) = node.file() else {
             return reply.error(Errno::ENODATA);
         };
-        let first = &replicas[0];
+        let file_size = file.size();
         let value = match name.to_str() {
-            Some("user.musicfs.origin") => first.origin.clone(),
-            Some("user.musicfs.path") => first.path.clone(),
+            Some("user.musicfs.origin") => file.first_origin().to_owned(),
+            Some("user.musicfs.path") => file.source_path().to_owned(),
             Some("user.musicfs.cached") => {
-                let cached = replicas
+                let cached = file
+                    .replicas()
                     .iter()
                     .map(|r| self.cache.cached_bytes(r))
                     .max()
                     .unwrap_or(0);
                 match cached {
                     0 => "no".to_owned(),
-                    c if c >= *file_size => "yes".to_owned(),
+                    c if c >= file_size => "yes".to_owned(),
                     c => format!("partial ({c} of {file_size} bytes)"),
                 }
             }
@@ -468,9 +463,9 @@ impl Filesystem for MusicFs {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let tree = self.view.snapshot();
-        let names: &[&str] = match tree.get(ino.0).map(|n| &n.kind) {
-            Some(NodeKind::File { .. }) => &XATTRS,
-            Some(NodeKind::Dir { .. }) => &[],
+        let names: &[&str] = match tree.get(ino.0).map(|n| n.is_dir()) {
+            Some(false) => &XATTRS,
+            Some(true) => &[],
             None => return reply.error(Errno::ENOENT),
         };
         let mut value = Vec::new();

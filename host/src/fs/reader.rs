@@ -174,13 +174,13 @@ impl Reader {
     }
 
     /// Serves `size` bytes at `offset` of open file `fh` (or, for a handle it
-    /// does not know, of a file with `unopened` replicas), named `path()` in
+    /// does not know, of a file with the replicas `unopened()` gives), named `path()` in
     /// events. A read whose bytes are cached is answered before this returns;
     /// any other from a task.
     pub fn read(
         &self,
         fh: u64,
-        unopened: Option<&[Replica]>,
+        unopened: &dyn Fn() -> Option<Vec<Replica>>,
         path: &dyn Fn() -> String,
         offset: u64,
         size: u32,
@@ -192,10 +192,9 @@ impl Reader {
             .unwrap_or_else(|p| p.into_inner())
             .get(&fh)
             .map(|f| f.replicas.clone());
-        let replicas: Arc<[Replica]> = match (opened, unopened) {
-            (Some(opened), _) => opened,
-            (None, Some(replicas)) => replicas.into(),
-            (None, None) => return answer(Err(libc::ENOENT)),
+        let replicas: Arc<[Replica]> = match opened.or_else(|| unopened().map(Into::into)) {
+            Some(replicas) => replicas,
+            None => return answer(Err(libc::ENOENT)),
         };
         let replicas = &replicas[..];
         let pattern = self.pattern(fh, offset, size);

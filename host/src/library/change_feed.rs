@@ -19,7 +19,9 @@ use tokio::sync::mpsc;
 use crate::control::events::Event;
 use crate::daemon::Daemon;
 use crate::library::index::{self, FileRecord};
-use crate::library::scanner::{library_file, read_tags_of, reusable, scan_subtree, ScanProgress};
+use crate::library::scanner::{
+    library_file, read_tags_of, scan_subtree, sort_out, Found, ScanProgress,
+};
 use crate::library::tree_diff::Invalidation;
 
 /// How soon a watch that could not be started is tried again.
@@ -133,6 +135,7 @@ async fn apply(
     };
     let progress = Arc::new(ScanProgress::default());
     let (mut removed, mut upserts, mut to_read) = (Vec::new(), Vec::new(), Vec::new());
+    let mut unchanged = Vec::new();
     // Folders below a changed one that could not be listed: their records stay.
     let mut kept = Vec::new();
     for (path, kind) in changes {
@@ -152,6 +155,7 @@ async fn apply(
                         if !subtree.unlisted.is_empty() {
                             daemon.mark_incomplete();
                         }
+                        unchanged.extend(subtree.unchanged);
                         upserts.extend(subtree.records);
                         kept.extend(subtree.unlisted.into_iter().map(|(dir, _)| dir));
                     }
@@ -166,9 +170,10 @@ async fn apply(
             }
             Ok(meta) => {
                 if let Some(record) = library_file(origin_id, path, &meta) {
-                    match reusable(known, &record) {
-                        Some(same) => upserts.push(same),
-                        None => to_read.push(record),
+                    match sort_out(known, record) {
+                        Found::Unchanged(same) => unchanged.push(same),
+                        Found::Ready(ready) => upserts.push(ready),
+                        Found::ToRead(record) => to_read.push(record),
                     }
                 }
             }
@@ -186,7 +191,14 @@ async fn apply(
     if upserts.iter().any(FileRecord::tags_pending) {
         daemon.mark_incomplete();
     }
-    if let Err(e) = index::apply_change(&daemon.store, origin_id, &removed, &kept, &upserts) {
+    if let Err(e) = index::apply_change(
+        &daemon.store,
+        origin_id,
+        &removed,
+        &kept,
+        &unchanged,
+        &upserts,
+    ) {
         // Lost from the index, not from the origin: the next scan picks them up.
         tracing::warn!("cannot record changes, a scan will: {e}");
         daemon.mark_incomplete();

@@ -96,32 +96,48 @@ pub fn load_all(store: &Store) -> Result<BTreeMap<String, FileRecord>, StoreErro
     })
 }
 
-/// Replaces the records of `origin` with `records`, except at or below the
-/// folders in `unlisted`: those could not be listed, so what the index holds for
-/// them stays (unreachable is not deleted).
+/// Replaces the records of `origin` with `unchanged` (as the index holds them)
+/// and `records`, except at or below the folders in `unlisted`: those could
+/// not be listed, so what the index holds for them stays (unreachable is not
+/// deleted).
 pub fn replace_origin(
     store: &Store,
     origin: &str,
+    unchanged: &[&FileRecord],
     records: &[FileRecord],
     unlisted: &[String],
 ) -> Result<(), StoreError> {
-    apply_change(store, origin, &[String::new()], unlisted, records)
+    apply_change(
+        store,
+        origin,
+        &[String::new()],
+        unlisted,
+        unchanged,
+        records,
+    )
 }
 
 /// Applies a change on `origin`: drops the records at or below each of `removed`
 /// (a file path, a folder path, or `""` for the whole origin) but not those at or
-/// below a folder in `kept`, then writes `upserts`.
+/// below a folder in `kept` or in `unchanged` (records found as the index holds
+/// them, left as they are), then writes `upserts`.
 pub fn apply_change(
     store: &Store,
     origin: &str,
     removed: &[String],
     kept: &[String],
+    unchanged: &[&FileRecord],
     upserts: &[FileRecord],
 ) -> Result<(), StoreError> {
-    // A scan writes every record it found: writing only those that differ
-    // keeps an unchanged library from rewriting (and growing) the index, and
-    // lets the tree be rebuilt only when something changed.
-    let upserted: std::collections::HashSet<String> = upserts.iter().map(FileRecord::key).collect();
+    // A scan finds every record: writing only those that differ keeps an
+    // unchanged library from rewriting (and growing) the index, and lets the
+    // tree be rebuilt only when something changed.
+    let upserted: std::collections::HashSet<String> = unchanged
+        .iter()
+        .copied()
+        .chain(upserts)
+        .map(FileRecord::key)
+        .collect();
     store.write(true, |txn| {
         let mut changed = false;
         let mut table = txn.open_table(TRACKS)?;
@@ -214,12 +230,14 @@ mod tests {
             "o",
             &[],
             &[],
-            &[before, vec![record("p", "nas/5.flac")]].concat(),
+            &[],
+            &[before.clone(), vec![record("p", "nas/5.flac")]].concat(),
         )
         .unwrap();
         replace_origin(
             &store,
             "o",
+            &[&before[0]],
             &[record("o", "here/new.flac")],
             &["nas".into()],
         )
@@ -232,6 +250,7 @@ mod tests {
         assert_eq!(
             paths,
             [
+                "o:here/1.flac",
                 "o:here/new.flac",
                 "o:nas/2.flac",
                 "o:nas/deep/3.flac",

@@ -3,9 +3,9 @@
 //! changed. Inode numbers are stable per path, so a node in both trees has the same
 //! inode.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use super::tree::{NodeKind, Tree, ROOT};
+use super::tree::{Node, NodeKind, Tree, ROOT};
 
 /// One thing to invalidate in the kernel's caches.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -16,12 +16,12 @@ pub enum Invalidation {
     Entry { parent: u64, name: String },
 }
 
-/// The entries of folder `ino` in `tree`; none if it is not a folder there.
-fn children(tree: &Tree, ino: u64) -> &BTreeMap<String, u64> {
-    static NONE: BTreeMap<String, u64> = BTreeMap::new();
-    match tree.get(ino).map(|n| &n.kind) {
-        Some(NodeKind::Dir { children }) => children,
-        _ => &NONE,
+/// The entries of folder `ino` in `tree`, in name order; none if it is not a
+/// folder there.
+fn children(tree: &Tree, ino: u64) -> Vec<Node<'_>> {
+    match tree.get(ino).map(|n| n.kind()) {
+        Some(NodeKind::Dir(children)) => children.iter().collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -37,43 +37,52 @@ pub fn invalidations(old: &Tree, new: &Tree) -> Vec<Invalidation> {
             continue;
         }
         let (before, after) = (children(old, ino), children(new, ino));
-        if before != after {
-            out.insert(Invalidation::Inode(ino));
-        }
-        for (name, child) in before {
-            if after.get(name) != Some(child) {
-                out.insert(Invalidation::Entry {
-                    parent: ino,
-                    name: name.clone(),
-                });
-            }
-        }
-        for (name, child) in after {
-            if before.get(name) != Some(child) {
-                out.insert(Invalidation::Entry {
-                    parent: ino,
-                    name: name.clone(),
-                });
-            }
-            match (
-                old.get(*child).map(|n| &n.kind),
-                new.get(*child).map(|n| &n.kind),
-            ) {
-                (_, Some(NodeKind::Dir { .. })) => stack.push(*child),
-                (
-                    Some(NodeKind::File {
-                        size: a,
-                        replicas: ra,
-                    }),
-                    Some(NodeKind::File {
-                        size: b,
-                        replicas: rb,
-                    }),
-                ) if a != b || ra != rb => {
-                    out.insert(Invalidation::Inode(*child));
+        let entry = |name: &str| Invalidation::Entry {
+            parent: ino,
+            name: name.to_owned(),
+        };
+        let mut listing_changed = false;
+        // Both listings are in name order: merge them.
+        let (mut b, mut a) = (before.iter().peekable(), after.iter().peekable());
+        loop {
+            let order = match (b.peek(), a.peek()) {
+                (None, None) => break,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(x), Some(y)) => x.name().cmp(y.name()),
+            };
+            match order {
+                std::cmp::Ordering::Less => {
+                    let gone = b.next().expect("peeked");
+                    out.insert(entry(gone.name()));
+                    listing_changed = true;
                 }
-                _ => {}
+                std::cmp::Ordering::Greater => {
+                    let came = a.next().expect("peeked");
+                    out.insert(entry(came.name()));
+                    listing_changed = true;
+                    if came.is_dir() {
+                        stack.push(came.ino());
+                    }
+                }
+                std::cmp::Ordering::Equal => {
+                    let (was, is) = (b.next().expect("peeked"), a.next().expect("peeked"));
+                    if was.ino() != is.ino() {
+                        out.insert(entry(is.name()));
+                        listing_changed = true;
+                    }
+                    match (was.file(), is.file()) {
+                        (_, None) => stack.push(is.ino()),
+                        (Some(x), Some(y)) if !x.same_as(&y) => {
+                            out.insert(Invalidation::Inode(is.ino()));
+                        }
+                        _ => {}
+                    }
+                }
             }
+        }
+        if listing_changed {
+            out.insert(Invalidation::Inode(ino));
         }
     }
     out.into_iter().collect()
@@ -83,9 +92,10 @@ pub fn invalidations(old: &Tree, new: &Tree) -> Vec<Invalidation> {
 mod tests {
     use super::*;
     use crate::library::index::{FileRecord, FileRole};
+    use crate::library::inode_book::InodeBook;
     use crate::library::layout::Layout;
     use crate::library::tag_reader::Tags;
-    use crate::library::tree::{build, InodeBook};
+    use crate::library::tree_build::build;
     use crate::store::Store;
 
     fn record(path: &str, title: &str, size: u64) -> FileRecord {
@@ -137,10 +147,10 @@ mod tests {
             &mut book,
         );
         let album = old
-            .lookup(old.lookup(1, "A").unwrap().ino, "B")
+            .lookup(old.lookup(1, "A").unwrap().ino(), "B")
             .unwrap()
-            .ino;
-        let x = old.lookup(album, "X.flac").unwrap().ino;
+            .ino();
+        let x = old.lookup(album, "X.flac").unwrap().ino();
         let changes = invalidations(&old, &new);
         assert!(changes.contains(&Invalidation::Inode(album)), "{changes:?}");
         assert!(changes.contains(&Invalidation::Entry {

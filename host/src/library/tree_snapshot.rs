@@ -9,7 +9,8 @@
 //!   lay it out (origin ids and priorities, the layout). A snapshot with
 //!   another stamp is not used: the tree is built from the index as before.
 //! - **Checked.** The payload carries its BLAKE3 hash; a torn or damaged
-//!   snapshot is a miss, never a wrong tree, and is written anew.
+//!   snapshot is a miss, never a wrong tree, and is written anew; so is one
+//!   whose tree breaks the layout's invariants (`Tree::check`).
 //! - **Written** after every build, to a temporary file renamed into place: a
 //!   crash leaves the old snapshot or the new one. Not synced: a snapshot lost
 //!   with the page cache costs one build. Not written where it would take
@@ -20,7 +21,7 @@ use std::path::Path;
 use super::tree::Tree;
 
 /// The file format, first in the file; another number is a miss.
-const FORMAT: &[u8; 8] = b"MFTREE01";
+const FORMAT: &[u8; 8] = b"MFTREE02";
 
 /// What a snapshot's stamp is made of.
 pub fn stamp(tracks_stamp: u64, settings: &str) -> [u8; 32] {
@@ -62,16 +63,19 @@ pub fn load(path: &Path, stamp: &[u8; 32]) -> Option<Tree> {
         tracing::warn!(path = %path.display(), "the tree snapshot is damaged; building the tree from the index");
         return None;
     }
-    postcard::from_bytes(payload).ok()
+    // Whole, yet from a build that laid trees out otherwise: a miss too.
+    let tree: Tree = postcard::from_bytes(payload).ok()?;
+    tree.check().then_some(tree)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::library::index::{FileRecord, FileRole};
+    use crate::library::inode_book::InodeBook;
     use crate::library::layout::Layout;
     use crate::library::tag_reader::Tags;
-    use crate::library::tree::{build, InodeBook};
+    use crate::library::tree_build::build;
     use crate::store::Store;
 
     fn tree(store: &Store) -> Tree {
@@ -112,13 +116,13 @@ mod tests {
 
         let loaded = load(&path, &stamp).expect("same stamp");
         let album = loaded
-            .lookup(loaded.lookup(1, "A").unwrap().ino, "B")
+            .lookup(loaded.lookup(1, "A").unwrap().ino(), "B")
             .unwrap();
-        let file = loaded.lookup(album.ino, "X.flac").unwrap();
-        assert_eq!(loaded.path_of(file.ino), "/A/B/X.flac");
+        let file = loaded.lookup(album.ino(), "X.flac").unwrap();
+        assert_eq!(loaded.path_of(file.ino()), "/A/B/X.flac");
         assert_eq!(loaded.node_count(), shown.node_count());
         assert_eq!(loaded.file_count(), 1);
-        assert_eq!(file.mtime, shown.get(file.ino).unwrap().mtime);
+        assert_eq!(file.mtime(), shown.get(file.ino()).unwrap().mtime());
 
         assert!(
             load(&path, &super::stamp(8, "o=1")).is_none(),

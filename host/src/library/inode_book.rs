@@ -1,0 +1,125 @@
+//! Inode numbers and folder mtimes, kept per virtual path in the store: the
+//! same path gets the same inode number across rebuilds and restarts (a music
+//! server keys its database on them), and a folder keeps its mtime while its
+//! listing is the same (so a scanner rescans only what changed).
+
+use std::collections::HashMap;
+
+use super::tree::ROOT;
+use crate::store::{Store, StoreError, DIR_MTIMES, DIR_SIGS, INODES, META};
+
+/// A folder's path, listing signature and mtime, as stored.
+type DirStamp<'a> = (&'a str, u64, u64);
+
+/// Inode numbers and directory mtimes, as stored, plus what this build changed.
+pub struct InodeBook {
+    inodes: HashMap<String, u64>,
+    next: u64,
+    mtimes: HashMap<String, u64>,
+    sigs: HashMap<String, u64>,
+    new_inodes: Vec<(String, u64)>,
+    new_dirs: Vec<(String, u64, u64)>,
+    /// The store generation the stored book belongs to: a store rebuilt since
+    /// holds none of it, and gets the whole book at the next save.
+    saved_generation: u64,
+}
+
+impl InodeBook {
+    /// Loads the book from the store.
+    pub fn load(store: &Store) -> Result<InodeBook, StoreError> {
+        let inodes: HashMap<String, u64> = store.all_u64(INODES)?.into_iter().collect();
+        let next = store
+            .all_u64(META)?
+            .into_iter()
+            .find(|(k, _)| k == "next_inode")
+            .map(|(_, v)| v)
+            .unwrap_or(ROOT + 1);
+        Ok(InodeBook {
+            next: next.max(inodes.values().max().map_or(ROOT + 1, |m| m + 1)),
+            inodes,
+            mtimes: store.all_u64(DIR_MTIMES)?.into_iter().collect(),
+            sigs: store.all_u64(DIR_SIGS)?.into_iter().collect(),
+            new_inodes: Vec::new(),
+            new_dirs: Vec::new(),
+            saved_generation: store.generation(),
+        })
+    }
+
+    /// The inode number of `path` (`/` is the root), a new one if it has none.
+    pub(super) fn ino(&mut self, path: &str) -> u64 {
+        if path == "/" {
+            return ROOT;
+        }
+        if let Some(ino) = self.inodes.get(path) {
+            return *ino;
+        }
+        let ino = self.next;
+        self.next += 1;
+        self.inodes.insert(path.to_owned(), ino);
+        self.new_inodes.push((path.to_owned(), ino));
+        ino
+    }
+
+    /// The mtime of folder `path` with listing signature `sig`: kept while the
+    /// signature is the same, `now` from a change on.
+    pub(super) fn dir_mtime(&mut self, path: &str, sig: u64, now: u64) -> u64 {
+        match (self.sigs.get(path), self.mtimes.get(path)) {
+            (Some(old), Some(mtime)) if *old == sig => *mtime,
+            _ => {
+                self.sigs.insert(path.to_owned(), sig);
+                self.mtimes.insert(path.to_owned(), now);
+                self.new_dirs.push((path.to_owned(), sig, now));
+                now
+            }
+        }
+    }
+
+    /// Writes what changed (everything, if the store was rebuilt since the last
+    /// save). What a failed write did not store is written next time.
+    pub fn save(&mut self, store: &Store) -> Result<(), StoreError> {
+        let generation = store.generation();
+        let whole = generation != self.saved_generation;
+        if !whole && self.new_inodes.is_empty() && self.new_dirs.is_empty() {
+            return Ok(());
+        }
+        let (inodes, dirs): (Vec<(&str, u64)>, Vec<DirStamp>) = if whole {
+            (
+                self.inodes.iter().map(|(p, i)| (p.as_str(), *i)).collect(),
+                self.sigs
+                    .iter()
+                    .filter_map(|(p, sig)| Some((p.as_str(), *sig, *self.mtimes.get(p)?)))
+                    .collect(),
+            )
+        } else {
+            (
+                self.new_inodes
+                    .iter()
+                    .map(|(p, i)| (p.as_str(), *i))
+                    .collect(),
+                self.new_dirs
+                    .iter()
+                    .map(|(p, sig, mtime)| (p.as_str(), *sig, *mtime))
+                    .collect(),
+            )
+        };
+        let next = self.next;
+        store.write(true, |txn| {
+            let mut table = txn.open_table(INODES)?;
+            for (path, ino) in &inodes {
+                table.insert(*path, ino)?;
+            }
+            let mut mtimes = txn.open_table(DIR_MTIMES)?;
+            let mut sigs = txn.open_table(DIR_SIGS)?;
+            for (path, sig, mtime) in &dirs {
+                mtimes.insert(*path, mtime)?;
+                sigs.insert(*path, sig)?;
+            }
+            txn.open_table(META)?.insert("next_inode", next)?;
+            Ok(())
+        })?;
+        self.new_inodes.clear();
+        self.new_dirs.clear();
+        self.saved_generation = generation;
+        Ok(())
+    }
+}
