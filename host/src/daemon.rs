@@ -59,7 +59,9 @@ pub struct Daemon {
     pub manager: Arc<PluginManager>,
     pub view: LibraryView,
     layout: Layout,
-    book: Mutex<InodeBook>,
+    /// Loaded at the first build: a start that shows the tree from its
+    /// snapshot does not wait for it (see [`Daemon::with_book`]).
+    book: Mutex<Option<InodeBook>>,
     /// Set once mounted: tells the kernel what to forget when the tree changes.
     notifier: Mutex<Option<fuser::Notifier>>,
     /// Becomes true once the plugins are loaded and origins opened.
@@ -128,8 +130,9 @@ impl Daemon {
         let cache_dir = options.cache_dir(&config);
         std::fs::create_dir_all(&cache_dir)
             .map_err(|e| format!("cache folder {}: {e}", cache_dir.display()))?;
-        let store =
-            Arc::new(Store::open(&cache_dir.join("index.redb")).map_err(|e| e.to_string())?);
+        let store = Arc::new(
+            Store::open_unchecked(&cache_dir.join("index.redb")).map_err(|e| e.to_string())?,
+        );
         let limit = (config.cache.content_cache_gb * 1e9) as u64;
         let cache = Arc::new(
             ContentCache::open(&cache_dir, limit, store.clone())
@@ -143,17 +146,15 @@ impl Daemon {
         let layout =
             Layout::parse(&config.library.layout).map_err(|e| format!("[library] layout: {e}"))?;
         let tree_version = store.tracks_stamp();
-        let mut book = InodeBook::load(&store).map_err(|e| e.to_string())?;
-        tracing::debug!(
-            ms = started.elapsed().as_millis() as u64,
-            "start-up: inodes loaded"
-        );
+        let mut book = None;
         let snapshot = cache_dir.join("tree.snapshot");
         let stamp = tree_snapshot::stamp(tree_version, &tree_settings(&config));
         let tree = match tree_snapshot::load(&snapshot, &stamp) {
             Some(tree) => tree,
             None => {
-                let tree = build_tree(&store, &config, &layout, &mut book)?;
+                let mut loaded = InodeBook::load(&store).map_err(|e| e.to_string())?;
+                let tree = build_tree(&store, &config, &layout, &mut loaded)?;
+                book = Some(loaded);
                 save_snapshot(&snapshot, &tree, &stamp);
                 tree
             }
@@ -193,8 +194,33 @@ impl Daemon {
         })
     }
 
+    /// Runs `work` on the inode book, loading it first if no build has yet
+    /// (it then takes in what the tree shown holds, see [`InodeBook::adopt`]).
+    fn with_book<T>(
+        &self,
+        work: impl FnOnce(&mut InodeBook) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let mut slot = self.book.lock().unwrap_or_else(|p| p.into_inner());
+        let book = match &mut *slot {
+            Some(book) => book,
+            empty => {
+                let mut book = InodeBook::load(&self.store).map_err(|e| e.to_string())?;
+                book.adopt(&self.view.snapshot());
+                empty.insert(book)
+            }
+        };
+        work(book)
+    }
+
     /// Loads the plugins and opens the configured origins.
     pub async fn start_origins(&self) {
+        // The index's integrity check reads the whole file: it runs now that
+        // the tree is shown, holding the store (not the mount) meanwhile.
+        let store = self.store.clone();
+        let checker = std::thread::Builder::new().name("index-check".into());
+        if let Err(e) = checker.spawn(move || store.check_integrity()) {
+            tracing::warn!("cannot check the index: {e}");
+        }
         self.manager.sync().await;
         self.manager.report_waiting().await;
         self.origins_started.send_replace(true);
@@ -272,10 +298,7 @@ impl Daemon {
                 .publish(crate::control::events::Event::LibraryUpdated { files });
             return tracing::debug!("the index did not change: the tree stays as it is");
         }
-        let tree = {
-            let mut book = self.book.lock().unwrap_or_else(|p| p.into_inner());
-            build_tree(&self.store, &self.config, &self.layout, &mut book)
-        };
+        let tree = self.with_book(|book| build_tree(&self.store, &self.config, &self.layout, book));
         let tree = match tree {
             Ok(tree) => tree,
             Err(e) => {

@@ -185,11 +185,15 @@ fn legacy_chunk_files(root: &Path) -> Vec<(ChunkId, PathBuf)> {
 }
 
 impl ChunkStore {
-    /// Opens the store at `root`, keeping at most `limit` bytes; `tags` are the
-    /// chunks known to hold tags. Returns at once: the index of what is already
+    /// Opens the store at `root`, keeping at most `limit` bytes; `tags` gives the
+    /// chunks known to hold tags (on the indexer's thread). Returns at once: the index of what is already
     /// on disk is rebuilt on a background thread, and a read of a chunk it has
     /// not found yet waits for it.
-    pub fn open(root: &Path, limit: u64, tags: &HashSet<ChunkId>) -> std::io::Result<ChunkStore> {
+    pub fn open(
+        root: &Path,
+        limit: u64,
+        tags: impl FnOnce() -> HashSet<ChunkId> + Send + 'static,
+    ) -> std::io::Result<ChunkStore> {
         std::fs::create_dir_all(root)?;
         let index = Arc::new(Mutex::new(Index {
             clock: FOUND_CLOCK_BASE,
@@ -212,10 +216,10 @@ impl ChunkStore {
             index: store.index.clone(),
             indexed: store.indexed.clone(),
         };
-        let tags = tags.clone();
         std::thread::Builder::new()
             .name("chunk-index".into())
             .spawn(move || {
+                let tags = tags();
                 indexer.index_found(&found, &tags);
                 indexer.import_legacy(&tags);
                 let (done, ready) = &*indexer.indexed;
@@ -656,7 +660,7 @@ mod tests {
     #[test]
     fn corrupt_chunks_are_dropped_not_served() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ChunkStore::open(dir.path(), 1 << 30, &HashSet::new()).unwrap();
+        let store = ChunkStore::open(dir.path(), 1 << 30, HashSet::new).unwrap();
         let id = ChunkId::of(b"some audio");
         assert!(store.put(&id, b"some audio", false).unwrap());
         assert!(
@@ -678,7 +682,7 @@ mod tests {
     #[test]
     fn eviction_takes_old_audio_before_tags() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ChunkStore::open(dir.path(), 10_000, &HashSet::new()).unwrap();
+        let store = ChunkStore::open(dir.path(), 10_000, HashSet::new).unwrap();
         store.wait_indexed();
         let chunk = |n: u8| vec![n; 2_000];
         let ids: Vec<_> = (0..6).map(|n| ChunkId::of(&chunk(n))).collect();
@@ -700,7 +704,7 @@ mod tests {
     #[test]
     fn a_tag_chunk_in_an_evicted_audio_pack_is_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ChunkStore::open(dir.path(), 1 << 30, &HashSet::new()).unwrap();
+        let store = ChunkStore::open(dir.path(), 1 << 30, HashSet::new).unwrap();
         store.wait_indexed();
         let id = ChunkId::of(b"tags");
         store.put(&id, b"tags", false).unwrap();
@@ -720,7 +724,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (ChunkId::of(b"x"), ChunkId::of(b"yy"));
         {
-            let store = ChunkStore::open(dir.path(), 1 << 20, &HashSet::new()).unwrap();
+            let store = ChunkStore::open(dir.path(), 1 << 20, HashSet::new).unwrap();
             store.put(&a, b"x", false).unwrap();
             store.put(&b, b"yy", false).unwrap();
         }
@@ -733,7 +737,7 @@ mod tests {
             .unwrap()
             .set_len(len - 1)
             .unwrap();
-        let store = ChunkStore::open(dir.path(), 1 << 20, &HashSet::new()).unwrap();
+        let store = ChunkStore::open(dir.path(), 1 << 20, HashSet::new).unwrap();
         assert_eq!(store.get(&a).unwrap(), b"x", "a read waits for the index");
         assert!(!store.contains(&b));
         assert_eq!(store.total_bytes(), 1);
@@ -751,7 +755,7 @@ mod tests {
         std::fs::create_dir_all(&old).unwrap();
         std::fs::write(old.join(&hex), b"old chunk").unwrap();
         std::fs::write(old.join(".tmp-1-1"), b"half").unwrap();
-        let store = ChunkStore::open(dir.path(), 1 << 20, &HashSet::new()).unwrap();
+        let store = ChunkStore::open(dir.path(), 1 << 20, HashSet::new).unwrap();
         store.wait_indexed();
         assert_eq!(store.get(&id).unwrap(), b"old chunk");
         assert!(

@@ -187,8 +187,10 @@ pub struct ContentCache {
 impl ContentCache {
     /// Opens the cache in `cache_dir`, holding at most `limit` bytes of chunks.
     pub fn open(cache_dir: &Path, limit: u64, store: Arc<Store>) -> std::io::Result<ContentCache> {
-        let tags: HashSet<ChunkId> = store
-            .read(|txn| {
+        // Read by the chunk indexer's thread: a start does not wait for it.
+        let index = store.clone();
+        let tags = move || {
+            let read = index.read(|txn| {
                 let table = txn.open_table(TAG_CHUNKS)?;
                 let mut ids = HashSet::new();
                 for row in table.iter()? {
@@ -198,10 +200,16 @@ impl ContentCache {
                     }
                 }
                 Ok(ids)
+            });
+            read.unwrap_or_else(|e| {
+                tracing::warn!(
+                    "cannot read which chunks hold tags (they are evicted like audio): {e}"
+                );
+                HashSet::new()
             })
-            .map_err(std::io::Error::other)?;
+        };
         Ok(ContentCache {
-            chunks: ChunkStore::open(&cache_dir.join("chunks"), limit, &tags)?,
+            chunks: ChunkStore::open(&cache_dir.join("chunks"), limit, tags)?,
             whole: WholeCopies::open(&cache_dir.join("whole"))?,
             store,
             hot: HotChunks::new(HOT_BYTES),

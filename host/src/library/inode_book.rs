@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::tree::ROOT;
+use super::tree::{NodeKind, Tree, ROOT};
 use crate::store::{Store, StoreError, DIR_MTIMES, DIR_SIGS, INODES, META};
 
 /// A folder's path, listing signature and mtime, as stored.
@@ -74,6 +74,41 @@ impl InodeBook {
         }
     }
 
+    /// Takes in the inode numbers and folder mtimes `tree` shows where the
+    /// book has others or none: the kernel and music servers know those, and
+    /// a book loaded after the tree was shown (from a snapshot) may come from
+    /// a store rebuilt empty since.
+    pub fn adopt(&mut self, tree: &Tree) {
+        let mut stack = vec![(ROOT, String::new())];
+        while let Some((ino, path)) = stack.pop() {
+            let Some(node) = tree.get(ino) else {
+                continue;
+            };
+            let key = if path.is_empty() { "/" } else { path.as_str() };
+            if ino != ROOT && self.inodes.get(key) != Some(&ino) {
+                self.inodes.insert(key.to_owned(), ino);
+                self.new_inodes.push((key.to_owned(), ino));
+            }
+            self.next = self.next.max(ino + 1);
+            let NodeKind::Dir(children) = node.kind() else {
+                continue;
+            };
+            let sig = listing_sig(children.iter().map(|c| c.name()));
+            if self.sigs.get(key) != Some(&sig) {
+                let mtime = node
+                    .mtime()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                self.sigs.insert(key.to_owned(), sig);
+                self.mtimes.insert(key.to_owned(), mtime);
+                self.new_dirs.push((key.to_owned(), sig, mtime));
+            }
+            for child in children.iter() {
+                stack.push((child.ino(), format!("{path}/{}", child.name())));
+            }
+        }
+    }
+
     /// Writes what changed (everything, if the store was rebuilt since the last
     /// save). What a failed write did not store is written next time.
     pub fn save(&mut self, store: &Store) -> Result<(), StoreError> {
@@ -121,5 +156,97 @@ impl InodeBook {
         self.new_dirs.clear();
         self.saved_generation = generation;
         Ok(())
+    }
+}
+
+/// The signature of a folder's listing, from its names in order: the same
+/// names, the same signature, and the folder keeps its mtime.
+pub fn listing_sig<'a>(names: impl Iterator<Item = &'a str>) -> u64 {
+    let mut hasher = blake3::Hasher::new();
+    for name in names {
+        hasher.update(name.as_bytes());
+        hasher.update(b"\0");
+    }
+    u64::from_le_bytes(
+        hasher.finalize().as_bytes()[..8]
+            .try_into()
+            .expect("8 bytes"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::library::index::{FileRecord, FileRole};
+    use crate::library::layout::Layout;
+    use crate::library::tag_reader::Tags;
+    use crate::library::tree_build::build;
+
+    fn record(path: &str, title: &str) -> FileRecord {
+        FileRecord {
+            origin: "o".into(),
+            path: path.into(),
+            size: 10,
+            mtime_ns: 1,
+            version: None,
+            role: FileRole::Audio,
+            tags: Tags {
+                title: Some(title.into()),
+                artist: Some("A".into()),
+                album: Some("B".into()),
+                ..Tags::default()
+            },
+            problem: None,
+            pending_reads: 0,
+            unseen: false,
+        }
+    }
+
+    #[test]
+    fn a_book_from_an_emptied_store_takes_the_numbers_and_mtimes_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(&dir.path().join("first.redb")).unwrap();
+        let records = [record("x.flac", "X"), record("y.flac", "Y")];
+        let rank = |o: &str| (1, o.to_owned());
+        let shown = build(
+            &records,
+            &rank,
+            &Layout::default(),
+            &mut InodeBook::load(&first).unwrap(),
+        );
+
+        // The tree came from a snapshot; the store was rebuilt empty since.
+        let emptied = Store::open(&dir.path().join("emptied.redb")).unwrap();
+        let mut book = InodeBook::load(&emptied).unwrap();
+        book.adopt(&shown);
+        let again = build(&records, &rank, &Layout::default(), &mut book);
+        assert_eq!(again.node_count(), shown.node_count());
+        for ino in [ROOT, 2, 3, 4, 5] {
+            let (a, b) = (shown.get(ino).unwrap(), again.get(ino).unwrap());
+            assert_eq!(again.path_of(ino), shown.path_of(ino));
+            assert_eq!(a.mtime(), b.mtime(), "{}", shown.path_of(ino));
+        }
+        let fresh = build(
+            &[record("z.flac", "Z")],
+            &rank,
+            &Layout::default(),
+            &mut book,
+        );
+        let z = fresh
+            .lookup(
+                fresh
+                    .lookup(fresh.lookup(ROOT, "A").unwrap().ino(), "B")
+                    .unwrap()
+                    .ino(),
+                "Z.flac",
+            )
+            .unwrap();
+        assert!(z.ino() > 5, "a new path gets a number past those adopted");
+        book.save(&emptied).unwrap();
+        assert_eq!(
+            InodeBook::load(&emptied).unwrap().inodes.len(),
+            book.inodes.len(),
+            "what was adopted is saved"
+        );
     }
 }

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::index::{FileRecord, FileRole};
-use super::inode_book::InodeBook;
+use super::inode_book::{listing_sig, InodeBook};
 use super::layout::{safe_name, with_suffix, Layout};
 use super::tree::{Body, Span, StoredFile, StoredNode, StoredReplica, Tree, ROOT};
 
@@ -260,16 +260,7 @@ impl<'a> Drafts<'a> {
             let name = tree.push_text(&draft.name);
             let (body, mtime_ns) = match &draft.body {
                 DraftBody::Dir { path, children } => {
-                    let mut hasher = blake3::Hasher::new();
-                    for child in children {
-                        hasher.update(self.nodes[*child].name.as_bytes());
-                        hasher.update(b"\0");
-                    }
-                    let sig = u64::from_le_bytes(
-                        hasher.finalize().as_bytes()[..8]
-                            .try_into()
-                            .expect("8 bytes"),
-                    );
+                    let sig = listing_sig(children.iter().map(|c| self.nodes[*c].name.as_str()));
                     let key = if path.is_empty() { "/" } else { path };
                     let mtime_ns = book.dir_mtime(key, sig, now);
                     let start = tree.children.len() as u32;
