@@ -8,8 +8,8 @@
 //! - [`tree`] is the virtual tree, laid out flat; [`tree_build`] builds it:
 //!   replicas grouped, collisions resolved, covers placed, with [`inode_book`]
 //!   keeping inode numbers and directory mtimes stable across restarts.
-//! - [`tree_snapshot`] keeps the tree last shown on disk, so a restart shows it
-//!   without building it again.
+//! - [`tree_snapshot`] keeps the tree last shown on disk ([`tree_codec`] lays
+//!   out its bytes), so a restart shows it without building it again.
 //! - [`view`] is the tree the mount shows now, swapped whole after each change.
 //! - [`change_feed`] applies what origins' watches report.
 //! - [`sample`] writes the sample library served when no origin is given.
@@ -24,6 +24,7 @@ pub mod scanner;
 pub mod tag_reader;
 pub mod tree;
 pub mod tree_build;
+pub mod tree_codec;
 pub mod tree_diff;
 pub mod tree_snapshot;
 pub mod view;

@@ -117,8 +117,9 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// The open store. It is a cache of what the origins hold, so damage never stops
-/// the mount: a file that fails its integrity check at open, or that makes redb
-/// fail as corrupted (or panic) later, is moved aside and replaced by an empty
+/// the mount: a file that fails its integrity check (at open, or later with
+/// [`Store::open_unchecked`]), or that makes redb fail as corrupted (or panic),
+/// is moved aside and replaced by an empty
 /// one, and [`Store::generation`] tells the daemon to rescan. After an I/O
 /// error (a full disk) redb refuses every call until reopened: a call reopens it
 /// (at most once a second), so the index recovers by itself once there is space.

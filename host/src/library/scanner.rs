@@ -92,8 +92,15 @@ pub async fn scan(
             BTreeMap::new()
         }
     };
-    for origin in registry.all() {
-        match scan_subtree(&origin, cache, &known, progress, "").await {
+    let origins = registry.all();
+    // Every origin at once: one that answers slowly (a bucket far away) does
+    // not hold up the tag reads of the others.
+    let walks = origins
+        .iter()
+        .map(|origin| scan_subtree(origin, cache, &known, progress, ""));
+    let walked = futures_util::future::join_all(walks).await;
+    for (origin, walk) in origins.iter().zip(walked) {
+        match walk {
             Ok(subtree) => {
                 report.files += subtree.unchanged.len() + subtree.records.len();
                 for r in subtree.unchanged.iter().copied().chain(&subtree.records) {

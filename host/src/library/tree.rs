@@ -22,8 +22,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
 /// The root directory's inode.
 pub const ROOT: u64 = 1;
 
@@ -32,7 +30,7 @@ pub const ROOT: u64 = 1;
 pub use crate::cache::manifest::FileVersion as Replica;
 
 /// A stretch of [`Tree::text`] or of one of the index lists.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct Span {
     pub start: u32,
     pub len: u32,
@@ -50,7 +48,7 @@ impl Span {
     }
 }
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug)]
 pub(super) enum Body {
     /// A folder: its children, a span of [`Tree::children`].
     Dir(Span),
@@ -58,7 +56,7 @@ pub(super) enum Body {
     File(u32),
 }
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug)]
 pub(super) struct StoredNode {
     pub ino: u64,
     pub mtime_ns: u64,
@@ -68,7 +66,7 @@ pub(super) struct StoredNode {
     pub body: Body,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug)]
 pub(super) struct StoredFile {
     pub size: u64,
     /// The path on every replica's origin.
@@ -77,7 +75,7 @@ pub(super) struct StoredFile {
     pub replicas: Span,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug)]
 pub(super) struct StoredReplica {
     pub mtime_ns: u64,
     /// Its place in [`Tree::origins`].
@@ -86,7 +84,7 @@ pub(super) struct StoredReplica {
 }
 
 /// The whole tree.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default)]
 pub struct Tree {
     pub(super) nodes: Vec<StoredNode>,
     pub(super) children: Vec<u32>,
