@@ -186,6 +186,37 @@ pub fn apply_change(
     })
 }
 
+/// Records for tests elsewhere in the library.
+#[cfg(test)]
+impl FileRecord {
+    /// An audio file of `size` bytes on `origin` at `path`, read with these
+    /// tags (artist, album, title).
+    pub fn tagged(
+        origin: &str,
+        path: &str,
+        size: u64,
+        (artist, album, title): (&str, &str, &str),
+    ) -> FileRecord {
+        FileRecord {
+            origin: origin.into(),
+            path: path.into(),
+            size,
+            mtime_ns: 1,
+            version: None,
+            role: FileRole::Audio,
+            tags: crate::library::tag_reader::Tags {
+                title: Some(title.into()),
+                artist: Some(artist.into()),
+                album: Some(album.into()),
+                ..Default::default()
+            },
+            problem: None,
+            pending_reads: 0,
+            unseen: false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -177,29 +177,12 @@ pub fn listing_sig<'a>(names: impl Iterator<Item = &'a str>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::library::index::{FileRecord, FileRole};
+    use crate::library::index::FileRecord;
     use crate::library::layout::Layout;
-    use crate::library::tag_reader::Tags;
     use crate::library::tree_build::build;
 
     fn record(path: &str, title: &str) -> FileRecord {
-        FileRecord {
-            origin: "o".into(),
-            path: path.into(),
-            size: 10,
-            mtime_ns: 1,
-            version: None,
-            role: FileRole::Audio,
-            tags: Tags {
-                title: Some(title.into()),
-                artist: Some("A".into()),
-                album: Some("B".into()),
-                ..Tags::default()
-            },
-            problem: None,
-            pending_reads: 0,
-            unseen: false,
-        }
+        FileRecord::tagged("o", path, 10, ("A", "B", title))
     }
 
     #[test]

@@ -325,27 +325,14 @@ impl Tree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::library::tag_reader::Tags;
     use crate::library::tree::NodeKind;
     use crate::store::Store;
 
     fn record(origin: &str, path: &str, artist: &str, album: &str, title: &str) -> FileRecord {
         FileRecord {
-            origin: origin.into(),
-            path: path.into(),
-            size: 10,
             mtime_ns: 5,
             version: Some(format!("v-{path}")),
-            role: FileRole::Audio,
-            tags: Tags {
-                title: Some(title.into()),
-                artist: Some(artist.into()),
-                album: Some(album.into()),
-                ..Tags::default()
-            },
-            problem: None,
-            pending_reads: 0,
-            unseen: false,
+            ..FileRecord::tagged(origin, path, 10, (artist, album, title))
         }
     }
 

@@ -91,31 +91,14 @@ pub fn invalidations(old: &Tree, new: &Tree) -> Vec<Invalidation> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::library::index::{FileRecord, FileRole};
+    use crate::library::index::FileRecord;
     use crate::library::inode_book::InodeBook;
     use crate::library::layout::Layout;
-    use crate::library::tag_reader::Tags;
     use crate::library::tree_build::build;
     use crate::store::Store;
 
     fn record(path: &str, title: &str, size: u64) -> FileRecord {
-        FileRecord {
-            origin: "o".into(),
-            path: path.into(),
-            size,
-            mtime_ns: 1,
-            version: None,
-            role: FileRole::Audio,
-            tags: Tags {
-                title: Some(title.into()),
-                artist: Some("A".into()),
-                album: Some("B".into()),
-                ..Tags::default()
-            },
-            problem: None,
-            pending_reads: 0,
-            unseen: false,
-        }
+        FileRecord::tagged("o", path, size, ("A", "B", title))
     }
 
     #[test]

@@ -91,30 +91,16 @@ pub fn load(path: &Path, stamp: &[u8; 32]) -> Option<Tree> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::library::index::{FileRecord, FileRole};
+    use crate::library::index::FileRecord;
     use crate::library::inode_book::InodeBook;
     use crate::library::layout::Layout;
-    use crate::library::tag_reader::Tags;
     use crate::library::tree_build::build;
     use crate::store::Store;
 
     fn tree(store: &Store) -> Tree {
         let record = FileRecord {
-            origin: "o".into(),
-            path: "a/x.flac".into(),
-            size: 10,
-            mtime_ns: 1,
             version: Some("v1".into()),
-            role: FileRole::Audio,
-            tags: Tags {
-                title: Some("X".into()),
-                artist: Some("A".into()),
-                album: Some("B".into()),
-                ..Tags::default()
-            },
-            problem: None,
-            pending_reads: 0,
-            unseen: false,
+            ..FileRecord::tagged("o", "a/x.flac", 10, ("A", "B", "X"))
         };
         let mut book = InodeBook::load(store).unwrap();
         build(
