@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use musicfs::daemon::{load_config, Daemon, DaemonOptions};
 use musicfs::library::scanner::ScanProgress;
-use musicfs::plugins::folder;
+use musicfs::plugins::folder::{self, Verdict};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -27,9 +27,10 @@ struct Cli {
 /// Where the library comes from (shared by `mount` and `scan`).
 #[derive(clap::Args)]
 struct Sources {
-    /// The plugins folder.
-    #[arg(long, default_value = "plugins")]
-    plugins: PathBuf,
+    /// The plugins folder [default: $MUSICFS_PLUGINS, else
+    /// ~/.local/share/musicfs/plugins if it exists, else the executable's folder].
+    #[arg(long)]
+    plugins: Option<PathBuf>,
     /// A config file (TOML).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -44,7 +45,7 @@ struct Sources {
 impl Sources {
     fn options(self) -> DaemonOptions {
         DaemonOptions {
-            plugins_dir: self.plugins,
+            plugins_dir: self.plugins.unwrap_or_else(folder::default_dir),
             config: self.config,
             cache_dir: self.cache_dir,
             origins: self.origins,
@@ -83,11 +84,12 @@ enum Command {
         #[command(flatten)]
         sources: Sources,
     },
-    /// Lists every file in the plugins folder with its verdict: loaded, or why not.
+    /// Lists every file in the plugins folder with its verdict: loaded, rejected
+    /// and why, or skipped (not named like a shared library).
     Plugins {
-        /// The plugins folder.
-        #[arg(long, default_value = "plugins")]
-        plugins: PathBuf,
+        /// The plugins folder [default: as for mount].
+        #[arg(long)]
+        plugins: Option<PathBuf>,
     },
 }
 
@@ -100,7 +102,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Plugins { plugins } => list_plugins(&plugins),
+        Command::Plugins { plugins } => list_plugins(&plugins.unwrap_or_else(folder::default_dir)),
         Command::Mount {
             sources,
             mountpoint,
@@ -204,7 +206,7 @@ fn list_plugins(dir: &std::path::Path) -> ExitCode {
     let mut loaded = 0;
     for (file, verdict) in &verdicts {
         match verdict {
-            Ok(plugin) => {
+            Verdict::Loaded(plugin) => {
                 loaded += 1;
                 let info = plugin.info();
                 println!(
@@ -217,7 +219,12 @@ fn list_plugins(dir: &std::path::Path) -> ExitCode {
                     plugin.rustc_version(),
                 );
             }
-            Err(reason) => println!("{}: rejected: {reason}", file.display()),
+            Verdict::Rejected(reason) => println!("{}: rejected: {reason}", file.display()),
+            Verdict::Skipped => println!(
+                "{}: skipped: not named like a shared library (*{})",
+                file.display(),
+                std::env::consts::DLL_SUFFIX
+            ),
         }
     }
     if loaded == 0 {

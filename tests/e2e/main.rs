@@ -18,6 +18,7 @@ mod mount_library;
 mod nfs;
 mod nfs_fixture;
 mod passthrough;
+mod plugin_folder;
 mod s3;
 mod sftp;
 mod smb;

@@ -11,9 +11,40 @@ use std::path::{Path, PathBuf};
 
 use origin_api::host::{load_plugin, LoadError, LoadedPlugin};
 
-/// The files of `dir` that may be plugins: regular files whose names do not start
-/// with `.` (editors and copy tools write hidden temporary files), sorted.
-pub fn candidate_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// Where plugins are looked for when no `--plugins` is given:
+/// `$MUSICFS_PLUGINS`; else `$XDG_DATA_HOME/musicfs/plugins` (by default
+/// `~/.local/share/musicfs/plugins`) if that folder exists; else the folder
+/// of the running executable, so that `./target/release/musicfs` finds the
+/// plugins built beside it.
+pub fn default_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("MUSICFS_PLUGINS").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let data_home = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".local/share")));
+    if let Some(dir) = data_home
+        .map(|data| data.join("musicfs/plugins"))
+        .filter(|dir| dir.is_dir())
+    {
+        return dir;
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Whether a file named `name` may be a plugin: named like a shared library
+/// (`*.so`), and not hidden (editors and copy tools write hidden temporary
+/// files).
+fn is_candidate(name: &str) -> bool {
+    !name.starts_with('.') && name.ends_with(std::env::consts::DLL_SUFFIX)
+}
+
+/// The regular files of `dir`, not hidden, sorted.
+fn visible_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -26,13 +57,42 @@ pub fn candidate_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The verdict on every candidate file of `dir`, loading each in place (for
+/// The files of `dir` that may be plugins (see `is_candidate`), sorted. Any
+/// other file is left alone, quietly: a folder shared with other files (the
+/// executable's own, a build folder) is not an error.
+pub fn candidate_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = visible_files(dir)?;
+    files.retain(|f| {
+        f.file_name()
+            .is_some_and(|n| is_candidate(&n.to_string_lossy()))
+    });
+    Ok(files)
+}
+
+/// What `musicfs plugins` says of a file.
+pub enum Verdict {
+    Loaded(LoadedPlugin),
+    Rejected(LoadError),
+    /// Not named like a shared library: never loaded.
+    Skipped,
+}
+
+/// The verdict on every file of `dir`, loading each candidate in place (for
 /// `musicfs plugins`, which exits right after).
-pub fn inspect(dir: &Path) -> std::io::Result<Vec<(PathBuf, Result<LoadedPlugin, LoadError>)>> {
-    Ok(candidate_files(dir)?
+pub fn inspect(dir: &Path) -> std::io::Result<Vec<(PathBuf, Verdict)>> {
+    Ok(visible_files(dir)?
         .into_iter()
         .map(|file| {
-            let verdict = load_plugin(&file);
+            let candidate = file
+                .file_name()
+                .is_some_and(|n| is_candidate(&n.to_string_lossy()));
+            let verdict = match candidate {
+                false => Verdict::Skipped,
+                true => match load_plugin(&file) {
+                    Ok(plugin) => Verdict::Loaded(plugin),
+                    Err(e) => Verdict::Rejected(e),
+                },
+            };
             (file, verdict)
         })
         .collect())
