@@ -288,7 +288,19 @@ impl Store {
                 match fault_of(&e) {
                     Fault::Damaged | Fault::Poisoned => Some(e.to_string()),
                     _ => {
+                        // redb drops its allocator state after a failed check:
+                        // the handle must be reopened, or the next write takes
+                        // a sound file for a damaged one.
                         tracing::warn!(path = %self.path.display(), "cannot check the index now: {e}");
+                        handle.epoch += 1;
+                        handle.db = None;
+                        match open_checked(&self.path, false) {
+                            Ok(fresh) => handle.db = Some(fresh),
+                            Err((Fault::Damaged, why)) => return self.rebuild(&mut handle, &why),
+                            Err((_, why)) => {
+                                tracing::warn!(path = %self.path.display(), "cannot reopen the index yet: {why}")
+                            }
+                        }
                         None
                     }
                 }

@@ -148,6 +148,9 @@ impl Parsed {
     pub fn finish(mut self, mut bytes: Vec<u8>, offset: usize) -> Option<Tree> {
         bytes.truncate(offset + self.text.end);
         bytes.drain(..offset + self.text.start);
+        // The rest of the file would stay held as capacity (90 MB at 1,000,000
+        // tracks); giving it back shrinks a large buffer in place.
+        bytes.shrink_to_fit();
         self.tree.text = String::from_utf8(bytes).ok()?;
         Some(self.tree)
     }
