@@ -163,8 +163,8 @@ impl Store {
     }
 
     /// Opens the store like [`Store::open`] but leaves out the integrity check,
-    /// which reads the whole file (0.1 s at 100,000 tracks, and growing with
-    /// the library): [`Store::check_integrity`] runs it once what a start
+    /// which reads the whole file (0.2–0.9 s at 100,000 tracks, and growing
+    /// with the library): [`Store::check_integrity`] runs it once what a start
     /// must do quickly is done. Damage met before then is handled as always
     /// (a corrupted read or a panic moves the file aside).
     pub fn open_unchecked(path: &Path) -> Result<Store, StoreError> {
@@ -268,50 +268,39 @@ impl Store {
 
     /// Runs redb's integrity check of the whole file now, holding the store
     /// meanwhile. What redb repairs is logged; damage it cannot repair, or a
-    /// panic, moves the file aside for an empty store (see [`Store::generation`]).
+    /// panic, moves the file aside for an empty store (see [`Store::generation`]);
+    /// a check that fails otherwise (an I/O error) reopens the handle, since
+    /// redb drops its allocator state after any failed check.
     pub fn check_integrity(&self) {
         let started = std::time::Instant::now();
-        let mut handle = self.handle.write().unwrap_or_else(|p| p.into_inner());
-        let Some(db) = handle.db.as_mut() else {
-            return;
+        let (epoch, checked) = {
+            let mut handle = self.handle.write().unwrap_or_else(|p| p.into_inner());
+            let Some(db) = handle.db.as_mut() else {
+                return;
+            };
+            let checked =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.check_integrity()));
+            (handle.epoch, checked)
         };
-        let checked =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.check_integrity()));
-        let why = match checked {
-            Ok(Ok(true)) => None,
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "index checked");
+        let repair = match checked {
+            Ok(Ok(true)) => return,
             Ok(Ok(false)) => {
-                tracing::warn!(path = %self.path.display(), "the index was damaged; redb repaired it");
-                None
+                return tracing::warn!(path = %self.path.display(), "the index was damaged; redb repaired it");
             }
             Ok(Err(e)) => {
                 let e = redb::Error::from(e);
                 match fault_of(&e) {
-                    Fault::Damaged | Fault::Poisoned => Some(e.to_string()),
+                    Fault::Damaged | Fault::Poisoned => Repair::Rebuild(e.to_string()),
                     _ => {
-                        // redb drops its allocator state after a failed check:
-                        // the handle must be reopened, or the next write takes
-                        // a sound file for a damaged one.
                         tracing::warn!(path = %self.path.display(), "cannot check the index now: {e}");
-                        handle.epoch += 1;
-                        handle.db = None;
-                        match open_checked(&self.path, false) {
-                            Ok(fresh) => handle.db = Some(fresh),
-                            Err((Fault::Damaged, why)) => return self.rebuild(&mut handle, &why),
-                            Err((_, why)) => {
-                                tracing::warn!(path = %self.path.display(), "cannot reopen the index yet: {why}")
-                            }
-                        }
-                        None
+                        Repair::Reopen { check: false }
                     }
                 }
             }
-            Err(panic) => Some(panic_text(panic.as_ref())),
+            Err(panic) => Repair::Rebuild(panic_text(panic.as_ref())),
         };
-        if let Some(why) = why {
-            handle.epoch += 1;
-            self.rebuild(&mut handle, &why);
-        }
-        tracing::debug!(ms = started.elapsed().as_millis() as u64, "index checked");
+        self.repair(epoch, repair);
     }
 
     /// Repairs the handle of `epoch`, unless another thread has since.

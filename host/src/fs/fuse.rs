@@ -196,16 +196,16 @@ impl MusicFs {
 
 /// A directory's entries, `.` and `..` first, in a stable order (the offsets the
 /// kernel passes back index into it).
-fn listing(tree: &Tree, ino: u64) -> Result<Vec<(Node<'_>, &str)>, Errno> {
+/// Walked, not collected: the kernel asks for a big folder a bufferful at a
+/// time, each from an offset.
+fn listing(tree: &Tree, ino: u64) -> Result<impl Iterator<Item = (Node<'_>, &str)>, Errno> {
     let node = tree.get(ino).ok_or(Errno::ENOENT)?;
     let NodeKind::Dir(children) = node.kind() else {
         return Err(Errno::ENOTDIR);
     };
     let parent = tree.get(node.parent()).unwrap_or(node);
-    let mut entries = Vec::with_capacity(children.len() + 2);
-    entries.extend([(node, "."), (parent, "..")]);
-    entries.extend(children.iter().map(|child| (child, child.name())));
-    Ok(entries)
+    let children = children.iter().map(|child| (child, child.name()));
+    Ok([(node, "."), (parent, "..")].into_iter().chain(children))
 }
 
 fn xattr_reply(value: &[u8], size: u32, reply: ReplyXattr) {
@@ -292,7 +292,7 @@ impl Filesystem for MusicFs {
         let tree = self.view.snapshot();
         match listing(&tree, ino.0) {
             Ok(entries) => {
-                for (i, (entry, name)) in entries.into_iter().enumerate().skip(offset as usize) {
+                for (i, (entry, name)) in entries.enumerate().skip(offset as usize) {
                     let kind = match entry.is_dir() {
                         true => FileType::Directory,
                         false => FileType::RegularFile,
@@ -304,7 +304,7 @@ impl Filesystem for MusicFs {
                 reply.ok();
             }
             Err(errno) => reply.error(errno),
-        }
+        };
     }
 
     fn readdirplus(
@@ -318,7 +318,7 @@ impl Filesystem for MusicFs {
         let tree = self.view.snapshot();
         match listing(&tree, ino.0) {
             Ok(entries) => {
-                for (i, (entry, name)) in entries.into_iter().enumerate().skip(offset as usize) {
+                for (i, (entry, name)) in entries.enumerate().skip(offset as usize) {
                     let attr = self.attr(entry);
                     if reply.add(
                         INodeNo(entry.ino()),
@@ -334,7 +334,7 @@ impl Filesystem for MusicFs {
                 reply.ok();
             }
             Err(errno) => reply.error(errno),
-        }
+        };
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
