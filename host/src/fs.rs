@@ -4,6 +4,7 @@
 //!   [`reader`], which knows nothing of FUSE.
 //! - [`errno`] maps origin errors to errnos, in one place.
 //! - [`mount`] is `musicfs mount`: the daemon plus a FUSE session until stopped.
+//! - [`mount_helper`] is the form `mount -t fuse.musicfs` runs (fstab).
 //! - [`mountpoint`] checks a mountpoint before mounting.
 //! - [`passthrough`] lets the kernel read a fully cached file by itself.
 //! - [`read_ahead`] raises the kernel's read-ahead for the mount.
@@ -11,6 +12,7 @@
 pub mod errno;
 pub mod fuse;
 pub mod mount;
+pub mod mount_helper;
 pub mod mountpoint;
 pub mod passthrough;
 pub mod read_ahead;

@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use musicfs::daemon::{load_config, Daemon, DaemonOptions};
+use musicfs::fs::mount::MountSettings;
+use musicfs::fs::mount_helper::{self, Ready, Side};
 use musicfs::library::scanner::ScanProgress;
 use musicfs::plugins::folder::{self, Verdict};
 use tracing_subscriber::EnvFilter;
@@ -17,7 +19,13 @@ use tracing_subscriber::EnvFilter;
 #[command(
     name = "musicfs",
     version,
-    about = "Mount a music library that lives in many places"
+    about = "Mount a music library that lives in many places",
+    after_help = "Also run by mount(8) as `musicfs CONFIG MOUNTPOINT -o OPTIONS` for \
+                  `mount -t fuse.musicfs CONFIG MOUNTPOINT` and the fstab line \
+                  `CONFIG MOUNTPOINT fuse.musicfs defaults,_netdev 0 0`: it mounts, \
+                  then goes on in the background (log: CACHE_DIR/musicfs.log). \
+                  Options: allow_other, allow_root, default_permissions, cache_dir=DIR, \
+                  plugins=DIR, foreground."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -53,6 +61,15 @@ impl Sources {
     }
 }
 
+/// Who may read the mount.
+#[derive(clap::Args)]
+struct Access {
+    /// Other users may read the mount (needs root, or user_allow_other in
+    /// /etc/fuse.conf): for a music server running as its own user.
+    #[arg(long)]
+    allow_other: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Mounts the library read-only at MOUNTPOINT and serves it until unmounted or
@@ -60,6 +77,8 @@ enum Command {
     Mount {
         #[command(flatten)]
         sources: Sources,
+        #[command(flatten)]
+        access: Access,
         /// Where to mount.
         mountpoint: PathBuf,
     },
@@ -100,13 +119,32 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let command = Cli::command();
+    let mut subcommands: Vec<&str> = command.get_subcommands().map(|c| c.get_name()).collect();
+    subcommands.push("help");
+    if mount_helper::is_helper_form(&args, &subcommands) {
+        return helper_mount(&args);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Plugins { plugins } => list_plugins(&plugins.unwrap_or_else(folder::default_dir)),
         Command::Mount {
             sources,
+            access,
             mountpoint,
-        } => exit(musicfs::fs::mount::run(sources.options(), &mountpoint)),
+        } => {
+            let settings = MountSettings {
+                allow_other: access.allow_other,
+                ..MountSettings::default()
+            };
+            exit(musicfs::fs::mount::run(
+                sources.options(),
+                &mountpoint,
+                &settings,
+                &mut Ready::none(),
+            ))
+        }
         Command::Scan { sources } => exit(scan(sources.options())),
         Command::Status { mount, json } => exit(status(mount.as_deref(), json)),
         Command::Events { mount } => exit(
@@ -115,6 +153,53 @@ fn main() -> ExitCode {
             }),
         ),
     }
+}
+
+/// `musicfs CONFIG MOUNTPOINT -o OPTIONS`, as mount(8) runs it (see
+/// `fs::mount_helper`): mounts, then serves in the background.
+fn helper_mount(args: &[std::ffi::OsString]) -> ExitCode {
+    let absolute = |path: &std::path::Path| std::path::absolute(path).unwrap_or(path.to_owned());
+    let mount = match mount_helper::parse(args) {
+        Ok(mount) => mount,
+        Err(e) => return exit(Err(e)),
+    };
+    let options = DaemonOptions {
+        plugins_dir: mount
+            .plugins
+            .as_deref()
+            .map(absolute)
+            .unwrap_or_else(folder::default_dir),
+        config: Some(absolute(&mount.config)),
+        cache_dir: mount.cache_dir.as_deref().map(absolute),
+        origins: Vec::new(),
+    };
+    let config = match load_config(&options) {
+        Ok(config) => config,
+        Err(e) => return exit(Err(e)),
+    };
+    let mountpoint = absolute(&mount.mountpoint);
+    let log = absolute(&options.cache_dir(&config)).join("musicfs.log");
+    let options = DaemonOptions {
+        cache_dir: Some(absolute(&options.cache_dir(&config))),
+        ..options
+    };
+    let mut ready = if mount.foreground {
+        Ready::none()
+    } else {
+        match mount_helper::fork_to_background(&log) {
+            Ok(Side::Daemon(ready)) => ready,
+            Ok(Side::Caller(outcome)) => return exit(outcome),
+            Err(e) => return exit(Err(e)),
+        }
+    };
+    let settings = MountSettings {
+        allow_other: mount.allow_other,
+        allow_root: mount.allow_root,
+        default_permissions: mount.default_permissions,
+    };
+    let result = musicfs::fs::mount::run(options, &mountpoint, &settings, &mut ready);
+    ready.report(&result);
+    exit(result)
 }
 
 fn exit(result: Result<(), String>) -> ExitCode {
@@ -232,4 +317,32 @@ fn list_plugins(dir: &std::path::Path) -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The systemd units' command lines are ones this binary takes.
+    #[test]
+    fn the_systemd_units_run_a_mount_this_binary_takes() {
+        for unit in [
+            include_str!("../systemd/musicfs.service"),
+            include_str!("../systemd/musicfs-user.service"),
+        ] {
+            let line = unit
+                .lines()
+                .find_map(|l| l.strip_prefix("ExecStart="))
+                .expect("an ExecStart line");
+            let words = line
+                .replace("%h", "/home/u")
+                .replace("%E", "/home/u/.config");
+            let cli = Cli::try_parse_from(words.split_whitespace())
+                .unwrap_or_else(|e| panic!("{line}: {e}"));
+            let Command::Mount { sources, .. } = cli.command else {
+                panic!("{line}: not a mount");
+            };
+            assert!(sources.config.is_some(), "{line}: no --config");
+        }
+    }
 }

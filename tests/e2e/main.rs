@@ -13,6 +13,7 @@ mod events;
 mod faults;
 mod federation;
 mod hot_plug;
+mod like_a_disk;
 mod local_origin;
 mod mount_library;
 mod nfs;

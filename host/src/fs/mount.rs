@@ -10,6 +10,7 @@ use crate::config::origin_flags::parse_origin_flag;
 use crate::control::socket::ControlServer;
 use crate::daemon::{load_config, log_report, Daemon, DaemonOptions};
 use crate::fs::fuse::MusicFs;
+use crate::fs::mount_helper::Ready;
 use crate::fs::mountpoint::check_mountpoint;
 use crate::library::sample;
 use crate::origins::failover::ReadPolicy;
@@ -17,8 +18,25 @@ use crate::origins::failover::ReadPolicy;
 /// FUSE threads: reads from the cache are served on them.
 const FUSE_THREADS: usize = 4;
 
-/// Mounts and serves until Ctrl-C, SIGTERM or an external unmount.
-pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
+/// How the mount is made, beyond what the daemon needs.
+#[derive(Debug, Clone, Default)]
+pub struct MountSettings {
+    /// Other users may read the mount (FUSE `allow_other`).
+    pub allow_other: bool,
+    /// Root may read it (FUSE `allow_root`).
+    pub allow_root: bool,
+    /// The kernel checks file modes (FUSE `default_permissions`).
+    pub default_permissions: bool,
+}
+
+/// Mounts and serves until Ctrl-C, SIGTERM or an external unmount. `ready`
+/// hears once the mount is up.
+pub fn run(
+    options: DaemonOptions,
+    mountpoint: &Path,
+    settings: &MountSettings,
+    ready: &mut Ready,
+) -> Result<(), String> {
     let mut config = load_config(&options)?;
     if config.origins.is_empty() {
         let sample = options.cache_dir(&config).join("sample-library");
@@ -64,9 +82,31 @@ pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
     fuse_config.mount_options = vec![
         MountOption::RO,
         MountOption::FSName("musicfs".into()),
-        MountOption::Subtype("musicfs".into()),
+        // fuser mounts by itself as root, with type `fuse` and no subtype:
+        // the kernel takes it as an option then, and shows `fuse.musicfs`
+        // (what `findmnt -t` and fstab's type name). Otherwise fusermount3 does.
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            MountOption::CUSTOM("subtype=musicfs".into())
+        } else {
+            MountOption::Subtype("musicfs".into())
+        },
         MountOption::NoExec,
+        MountOption::NoDev,
+        MountOption::NoSuid,
     ];
+    fuse_config.acl = if settings.allow_other {
+        fuser::SessionACL::All
+    } else if settings.allow_root {
+        fuser::SessionACL::RootAndOwner
+    } else {
+        fuser::SessionACL::Owner
+    };
+    if settings.default_permissions {
+        fuse_config
+            .mount_options
+            .push(MountOption::DefaultPermissions);
+    }
     fuse_config.n_threads = Some(FUSE_THREADS);
     let session = fuser::spawn_mount(fs, mountpoint, &fuse_config)
         .map_err(|e| format!("cannot mount {}: {e}", mountpoint.display()))?;
@@ -82,6 +122,7 @@ pub fn run(options: DaemonOptions, mountpoint: &Path) -> Result<(), String> {
         }
     }
     tracing::info!(mountpoint = %mountpoint.display(), files = daemon.view.snapshot().file_count(), "mounted");
+    ready.report(&Ok(()));
     eprintln!(
         "musicfs: mounted on {} (Ctrl-C to unmount)",
         mountpoint.display()
