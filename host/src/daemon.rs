@@ -253,7 +253,13 @@ impl Daemon {
         }
         self.refresh_tree();
         self.store.flush().map_err(|e| e.to_string())?;
+        metrics::counter!(crate::control::metrics::SCANS).increment(1);
         Ok(report)
+    }
+
+    /// Whether a scan is running now.
+    pub fn is_scanning(&self) -> bool {
+        self.scanning.try_lock().is_err()
     }
 
     /// Says the index misses something a scan would find (a change that could not

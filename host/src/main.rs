@@ -25,7 +25,7 @@ use tracing_subscriber::EnvFilter;
                   `CONFIG MOUNTPOINT fuse.musicfs defaults,_netdev 0 0`: it mounts, \
                   then goes on in the background (log: CACHE_DIR/musicfs.log). \
                   Options: allow_other, allow_root, default_permissions, cache_dir=DIR, \
-                  plugins=DIR, foreground."
+                  plugins=DIR, metrics=ADDR, foreground."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -68,6 +68,10 @@ struct Access {
     /// /etc/fuse.conf): for a music server running as its own user.
     #[arg(long)]
     allow_other: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464);
+    /// METRICS.md lists them.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -136,6 +140,7 @@ fn main() -> ExitCode {
         } => {
             let settings = MountSettings {
                 allow_other: access.allow_other,
+                metrics: access.metrics,
                 ..MountSettings::default()
             };
             exit(musicfs::fs::mount::run(
@@ -196,6 +201,7 @@ fn helper_mount(args: &[std::ffi::OsString]) -> ExitCode {
         allow_other: mount.allow_other,
         allow_root: mount.allow_root,
         default_permissions: mount.default_permissions,
+        metrics: mount.metrics,
     };
     let result = musicfs::fs::mount::run(options, &mountpoint, &settings, &mut ready);
     ready.report(&result);

@@ -15,6 +15,7 @@ mod federation;
 mod hot_plug;
 mod like_a_disk;
 mod local_origin;
+mod metrics;
 mod mount_library;
 mod nfs;
 mod nfs_fixture;

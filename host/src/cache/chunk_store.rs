@@ -492,7 +492,7 @@ impl ChunkStore {
     fn evict(&self) {
         let target = self.limit / 10 * 9;
         loop {
-            let (victim, file, tags) =
+            let (victim, file, tags, size) =
                 {
                     let index = self.index();
                     if index.total <= target {
@@ -515,7 +515,7 @@ impl ChunkStore {
                             .map(|(id, e)| (*id, *e))
                             .collect()
                     };
-                    (*n, pack.file.clone(), tags)
+                    (*n, pack.file.clone(), tags, pack.size)
                 };
             // Read outside the lock: the tag chunks to keep, verified.
             let keep: Vec<(ChunkId, Vec<u8>)> = tags
@@ -526,6 +526,8 @@ impl ChunkStore {
                 })
                 .collect();
             self.drop_pack(victim, &keep);
+            metrics::counter!(crate::control::metrics::CACHE_EVICTIONS).increment(1);
+            metrics::counter!(crate::control::metrics::CACHE_EVICTED_BYTES).increment(size);
         }
     }
 

@@ -252,12 +252,14 @@ impl Filesystem for MusicFs {
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        count("opendir");
         // ENOSYS here, with FUSE_NO_OPENDIR_SUPPORT granted, means "opening a
         // directory always succeeds": no OPENDIR or RELEASEDIR is sent again.
         reply.error(Errno::ENOSYS);
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        count("lookup");
         let tree = self.view.snapshot();
         match name.to_str().and_then(|name| tree.lookup(parent.0, name)) {
             Some(node) => reply.entry(&TTL, &self.attr(node), Generation(0)),
@@ -275,6 +277,7 @@ impl Filesystem for MusicFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        count("getattr");
         match self.view.snapshot().get(ino.0) {
             Some(node) => reply.attr(&TTL, &self.attr(node)),
             None => reply.error(Errno::ENOENT),
@@ -289,6 +292,7 @@ impl Filesystem for MusicFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        count("readdir");
         let tree = self.view.snapshot();
         match listing(&tree, ino.0) {
             Ok(entries) => {
@@ -315,6 +319,7 @@ impl Filesystem for MusicFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        count("readdirplus");
         let tree = self.view.snapshot();
         match listing(&tree, ino.0) {
             Ok(entries) => {
@@ -338,6 +343,7 @@ impl Filesystem for MusicFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        count("open");
         match self.view.snapshot().get(ino.0).map(|n| n.kind()) {
             Some(NodeKind::File(file)) => {
                 let replicas = file.replicas();
@@ -371,6 +377,7 @@ impl Filesystem for MusicFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        count("read");
         let tree: Arc<Tree> = self.view.snapshot();
         let unopened = || Some(tree.get(ino.0)?.file()?.replicas());
         let path = || tree.path_of(ino.0);
@@ -403,6 +410,7 @@ impl Filesystem for MusicFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        count("release");
         let replicas = self.reader.release(fh.0);
         if self.passthrough {
             self.modes.release(ino.0);
@@ -416,6 +424,7 @@ impl Filesystem for MusicFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        count("statfs");
         let tree = self.view.snapshot();
         let stats = self.cache.stats();
         let block = 4096u64;
@@ -432,6 +441,7 @@ impl Filesystem for MusicFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        count("getxattr");
         let tree = self.view.snapshot();
         let Some(node) = tree.get(ino.0) else {
             return reply.error(Errno::ENOENT);
@@ -462,6 +472,7 @@ impl Filesystem for MusicFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        count("listxattr");
         let tree = self.view.snapshot();
         let names: &[&str] = match tree.get(ino.0).map(|n| n.is_dir()) {
             Some(false) => &XATTRS,
@@ -475,4 +486,9 @@ impl Filesystem for MusicFs {
         }
         xattr_reply(&value, size, reply);
     }
+}
+
+/// Counts one FUSE request of `op` (see `control::metrics`).
+fn count(op: &'static str) {
+    metrics::counter!(crate::control::metrics::FUSE_REQUESTS, "op" => op).increment(1);
 }

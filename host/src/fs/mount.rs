@@ -27,6 +27,8 @@ pub struct MountSettings {
     pub allow_root: bool,
     /// The kernel checks file modes (FUSE `default_permissions`).
     pub default_permissions: bool,
+    /// Where to serve Prometheus metrics (see `control::metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Mounts and serves until Ctrl-C, SIGTERM or an external unmount. `ready`
@@ -58,6 +60,10 @@ pub fn run(
         .thread_name("musicfs")
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    if let Some(addr) = settings.metrics {
+        let _in_runtime = runtime.enter();
+        crate::control::metrics::serve(addr)?;
+    }
     let daemon = Arc::new(Daemon::open(&options, config)?);
     let fs = MusicFs::new(
         daemon.view.clone(),
@@ -153,6 +159,9 @@ pub fn run(
             .watch_folder()
             .map_err(|e| tracing::warn!("cannot watch the plugins folder: {e}"))
             .ok();
+        let sampler = settings
+            .metrics
+            .map(|_| crate::control::metrics::start_sampler(daemon.clone()));
         let rescans = daemon.rescan_on_new_origins();
         let retries = daemon.retry_incomplete_scans(Duration::from_secs(
             daemon.config.health.check_interval_secs.max(1),
@@ -172,6 +181,9 @@ pub fn run(
         changes.abort();
         checks.abort();
         first_scan.abort();
+        if let Some(sampler) = sampler {
+            sampler.abort();
+        }
     });
 
     let mut how = "unmounted";

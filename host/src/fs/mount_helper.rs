@@ -5,7 +5,7 @@
 //!
 //! Options mean what they mean to other FUSE file systems where MusicFS has the
 //! same thing (`allow_other`, `allow_root`, `default_permissions`), or name a
-//! `musicfs mount` flag (`cache_dir=`, `plugins=`). The generic
+//! `musicfs mount` flag (`cache_dir=`, `plugins=`, `metrics=`). The generic
 //! options `mount` adds on its own (`rw`, `dev`, `suid`, `exec`, …) are accepted
 //! and change nothing: the mount is always read-only, without devices, setuid or
 //! exec. Any other option is refused by name, so that a typo in fstab fails the
@@ -33,6 +33,8 @@ pub struct HelperMount {
     pub cache_dir: Option<PathBuf>,
     /// `plugins=`.
     pub plugins: Option<PathBuf>,
+    /// `metrics=ADDR`.
+    pub metrics: Option<std::net::SocketAddr>,
     /// `foreground`: stay attached (for debugging a fstab line).
     pub foreground: bool,
 }
@@ -136,13 +138,20 @@ fn apply(mount: &mut HelperMount, option: &str) -> Result<(), String> {
         "foreground" => mount.foreground = true,
         "cache_dir" => mount.cache_dir = Some(path(value)?),
         "plugins" => mount.plugins = Some(path(value)?),
+        "metrics" => {
+            let addr = path(value)?;
+            let addr = addr.to_string_lossy();
+            mount.metrics = Some(addr.parse().map_err(|e| {
+                format!("option metrics={addr}: {e} (an address such as 127.0.0.1:9464)")
+            })?)
+        }
         // systemd's and mount's own notes for themselves.
         _ if key.starts_with("x-") || key.starts_with("comment=") => {}
         _ if GENERIC.contains(&key) && value.is_none() => {}
         _ => {
             return Err(format!(
                 "unknown mount option `{option}` (MusicFS takes allow_other, allow_root, \
-                 default_permissions, cache_dir=, plugins=, foreground)"
+                 default_permissions, cache_dir=, plugins=, metrics=, foreground)"
             ))
         }
     }
@@ -265,6 +274,10 @@ mod tests {
                 ..HelperMount::default()
             }
         );
+        let watched = parse(&args("c.toml m -o metrics=127.0.0.1:9464")).unwrap();
+        assert_eq!(watched.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+        let err = parse(&args("c.toml m -o metrics=localhost")).unwrap_err();
+        assert!(err.contains("metrics=localhost"), "{err}");
         let bare = parse(&args("c.toml m")).unwrap();
         assert_eq!((bare.config, bare.allow_other), ("c.toml".into(), false));
     }

@@ -16,7 +16,10 @@ use origin_api::{
     OriginResult, ReadStream, WatchHandle,
 };
 
+use ::metrics::{counter, histogram};
+
 use crate::control::events::{Event, EventBus};
+use crate::control::metrics;
 use crate::origins::call_gate::{CallGate, CallGuard};
 use crate::origins::health::{HealthSnapshot, OriginHealth, Transition};
 
@@ -136,6 +139,7 @@ impl RegisteredOrigin {
                 self.deadline.as_millis()
             ))),
         };
+        record_call(&self.id, op, started.elapsed(), result.as_ref().err());
         let transition = match &result {
             Ok(_) if !success_counts => None,
             Ok(_) => self.health.record_success(started.elapsed()),
@@ -163,7 +167,12 @@ impl RegisteredOrigin {
 
     /// A ranged `read`, with the deadline.
     pub async fn read(&self, path: &str, offset: u64, len: u32) -> OriginResult<Vec<u8>> {
-        self.call("read", self.origin.read(path, offset, len)).await
+        let read = self.call("read", self.origin.read(path, offset, len)).await;
+        if let Ok(bytes) = &read {
+            counter!(metrics::ORIGIN_READ_BYTES, "origin" => self.id.clone())
+                .increment(bytes.len() as u64);
+        }
+        read
     }
 
     /// A ranged read of the version `expected` (the origin's token for the file
@@ -184,11 +193,11 @@ impl RegisteredOrigin {
                 self.origin.read_version(path, offset, len, expected),
             )
             .await;
-        if read
-            .as_ref()
-            .is_err_and(|e| e.kind() == origin_api::ErrorKind::Changed)
-        {
-            self.report_changed(path);
+        match &read {
+            Ok(bytes) => counter!(metrics::ORIGIN_READ_BYTES, "origin" => self.id.clone())
+                .increment(bytes.len() as u64),
+            Err(e) if e.kind() == origin_api::ErrorKind::Changed => self.report_changed(path),
+            Err(_) => {}
         }
         read
     }
@@ -226,7 +235,11 @@ impl RegisteredOrigin {
             Some(going),
             move |going| async move {
                 let mut going = going?;
+                let started = going.started.take();
                 let failed = |e: OriginError| {
+                    if let Some(started) = started {
+                        record_call(&self.id, "read_stream", started.elapsed(), Some(&e));
+                    }
                     self.publish(self.health.record_failure(e.kind(), &e.to_string()));
                     if e.kind() == origin_api::ErrorKind::Changed {
                         self.report_changed(path);
@@ -247,9 +260,12 @@ impl RegisteredOrigin {
                     ))),
                     Ok(Some(Err(e))) => failed(e),
                     Ok(Some(Ok(piece))) => {
-                        if let Some(started) = going.started.take() {
+                        if let Some(started) = started {
+                            record_call(&self.id, "read_stream", started.elapsed(), None);
                             self.publish(self.health.record_success(started.elapsed()));
                         }
+                        counter!(metrics::ORIGIN_READ_BYTES, "origin" => self.id.clone())
+                            .increment(piece.len() as u64);
                         Some((Ok(piece), Some(going)))
                     }
                     Ok(None) => None,
@@ -323,6 +339,20 @@ impl RegisteredOrigin {
             tracing::warn!(origin = %self.id, left, "calls still running after {limit:?}; dropping the origin anyway");
         }
     }
+}
+
+/// Counts one call and its time (see `control::metrics`).
+fn record_call(origin: &str, op: &str, took: Duration, error: Option<&OriginError>) {
+    let outcome = match error.map(OriginError::kind) {
+        None => "ok",
+        Some(origin_api::ErrorKind::Timeout) => "timeout",
+        Some(_) => "error",
+    };
+    let (origin, op) = (origin.to_owned(), op.to_owned());
+    counter!(metrics::ORIGIN_REQUESTS, "origin" => origin.clone(), "op" => op.clone(), "outcome" => outcome)
+        .increment(1);
+    histogram!(metrics::ORIGIN_REQUEST_SECONDS, "origin" => origin, "op" => op)
+        .record(took.as_secs_f64());
 }
 
 /// All live origins, by id.

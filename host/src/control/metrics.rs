@@ -1,0 +1,152 @@
+//! `musicfs mount --metrics ADDR`: Prometheus text at `http://ADDR/metrics`.
+//!
+//! Events are recorded where they happen through the `metrics` facade (origin
+//! calls in `origins::registry`, FUSE requests in `fs::fuse`, evictions in
+//! `cache::chunk_store`, scans in `library::scanner` and the daemon); the
+//! state that already has a home (health, cache size, hit counts, tracks) is
+//! copied into gauges once a second by [`start_sampler`] rather than kept twice.
+//! Without `--metrics` no recorder is installed and every macro is a no-op.
+//!
+//! Every name is here, once; `METRICS.md` documents them and a test checks the
+//! two against a scrape.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, Unit};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use origin_api::HealthStatus;
+
+use crate::daemon::Daemon;
+
+/// 1 if the origin is healthy, 0.5 if degraded, 0 if unhealthy (label `origin`).
+pub const ORIGIN_HEALTHY: &str = "musicfs_origin_healthy";
+/// Failed calls in a row (label `origin`).
+pub const ORIGIN_CONSECUTIVE_FAILURES: &str = "musicfs_origin_consecutive_failures";
+/// Calls to an origin (labels `origin`, `op`, `outcome`).
+pub const ORIGIN_REQUESTS: &str = "musicfs_origin_requests_total";
+/// How long a call took, or a stream took to its first piece (labels `origin`, `op`).
+pub const ORIGIN_REQUEST_SECONDS: &str = "musicfs_origin_request_duration_seconds";
+/// Bytes an origin delivered for reads (label `origin`).
+pub const ORIGIN_READ_BYTES: &str = "musicfs_origin_read_bytes_total";
+/// Bytes in the cache (chunks and whole copies).
+pub const CACHE_BYTES: &str = "musicfs_cache_bytes";
+/// The cache's limit.
+pub const CACHE_LIMIT_BYTES: &str = "musicfs_cache_limit_bytes";
+/// Reads served wholly from the cache.
+pub const CACHE_HITS: &str = "musicfs_cache_hits_total";
+/// Reads that had to fetch from an origin.
+pub const CACHE_MISSES: &str = "musicfs_cache_misses_total";
+/// Chunk packs evicted to keep under the limit.
+pub const CACHE_EVICTIONS: &str = "musicfs_cache_evictions_total";
+/// Bytes those packs held.
+pub const CACHE_EVICTED_BYTES: &str = "musicfs_cache_evicted_bytes_total";
+/// FUSE requests answered (label `op`).
+pub const FUSE_REQUESTS: &str = "musicfs_fuse_requests_total";
+/// 1 while a scan runs.
+pub const SCAN_RUNNING: &str = "musicfs_scan_running";
+/// Scans finished.
+pub const SCANS: &str = "musicfs_scans_total";
+/// Files scans found (one per file per scan).
+pub const SCAN_FILES: &str = "musicfs_scan_files_total";
+/// Files whose tags scans read (not reused from the index).
+pub const SCAN_TAGS_READ: &str = "musicfs_scan_tags_read_total";
+/// Tracks the library shows.
+pub const LIBRARY_TRACKS: &str = "musicfs_library_tracks";
+
+/// How often the gauges are brought up to date.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// Latency buckets, in seconds: from a local disk's answer to a slow WAN's.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Installs the recorder and serves `/metrics` on `addr`. Call inside the
+/// runtime; fails if the address cannot be bound.
+pub fn serve(addr: SocketAddr) -> Result<(), String> {
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets(LATENCY_BUCKETS)
+        .map_err(|e| format!("metrics: {e}"))?
+        // An origin taken down stops being sampled: its gauges go with it.
+        .idle_timeout(metrics_util::MetricKindMask::GAUGE, Some(SAMPLE_EVERY * 10))
+        .install()
+        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    describe();
+    Ok(())
+}
+
+fn describe() {
+    describe_gauge!(
+        ORIGIN_HEALTHY,
+        "1 if the origin is healthy, 0.5 if degraded, 0 if unhealthy"
+    );
+    describe_gauge!(ORIGIN_CONSECUTIVE_FAILURES, "Failed calls in a row");
+    describe_counter!(
+        ORIGIN_REQUESTS,
+        "Calls to an origin, by operation and outcome"
+    );
+    describe_histogram!(
+        ORIGIN_REQUEST_SECONDS,
+        Unit::Seconds,
+        "How long an origin call took (a stream: until its first piece)"
+    );
+    describe_counter!(
+        ORIGIN_READ_BYTES,
+        Unit::Bytes,
+        "Bytes an origin delivered for reads"
+    );
+    describe_gauge!(CACHE_BYTES, Unit::Bytes, "Bytes in the cache");
+    describe_gauge!(CACHE_LIMIT_BYTES, Unit::Bytes, "The cache's size limit");
+    describe_counter!(CACHE_HITS, "Reads served wholly from the cache");
+    describe_counter!(CACHE_MISSES, "Reads that had to fetch from an origin");
+    describe_counter!(
+        CACHE_EVICTIONS,
+        "Chunk packs evicted to keep under the limit"
+    );
+    describe_counter!(
+        CACHE_EVICTED_BYTES,
+        Unit::Bytes,
+        "Bytes the evicted packs held"
+    );
+    describe_counter!(FUSE_REQUESTS, "FUSE requests answered, by operation");
+    describe_gauge!(SCAN_RUNNING, "1 while a scan runs");
+    describe_counter!(SCANS, "Scans finished");
+    describe_counter!(SCAN_FILES, "Files scans found");
+    describe_counter!(SCAN_TAGS_READ, "Files whose tags scans read");
+    describe_gauge!(LIBRARY_TRACKS, "Tracks the library shows");
+}
+
+/// Copies the daemon's state into the gauges every [`SAMPLE_EVERY`].
+pub fn start_sampler(daemon: Arc<Daemon>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(SAMPLE_EVERY);
+        loop {
+            ticks.tick().await;
+            sample(&daemon);
+        }
+    })
+}
+
+fn sample(daemon: &Daemon) {
+    for origin in daemon.registry.all() {
+        let health = origin.health_snapshot();
+        let healthy = match health.status {
+            HealthStatus::Healthy => 1.0,
+            HealthStatus::Degraded => 0.5,
+            HealthStatus::Unhealthy => 0.0,
+        };
+        gauge!(ORIGIN_HEALTHY, "origin" => origin.id.clone()).set(healthy);
+        gauge!(ORIGIN_CONSECUTIVE_FAILURES, "origin" => origin.id.clone())
+            .set(health.consecutive_failures);
+    }
+    let stats = daemon.cache.stats();
+    gauge!(CACHE_BYTES).set(stats.bytes as f64);
+    gauge!(CACHE_LIMIT_BYTES).set(stats.limit as f64);
+    counter!(CACHE_HITS).absolute(stats.hits);
+    counter!(CACHE_MISSES).absolute(stats.misses);
+    gauge!(LIBRARY_TRACKS).set(daemon.view.snapshot().file_count() as f64);
+    gauge!(SCAN_RUNNING).set(if daemon.is_scanning() { 1.0 } else { 0.0 });
+}
