@@ -5,6 +5,7 @@
 //! free-form, the host's own keys are checked by hand and located by searching the
 //! table's span for `key =`.
 
+pub mod hooks;
 pub mod origin_flags;
 
 use std::collections::{BTreeMap, HashSet};
@@ -61,6 +62,8 @@ pub struct Config {
     pub retry: RetryConfig,
     /// `[library]`.
     pub library: LibraryConfig,
+    /// `[[hooks]]`, in file order.
+    pub hooks: Vec<hooks::HookConfig>,
 }
 
 /// `[library]`.
@@ -203,6 +206,8 @@ struct RawConfig {
     retry: RetryConfig,
     #[serde(default)]
     library: LibraryConfig,
+    #[serde(default)]
+    hooks: Vec<Spanned<toml::Table>>,
 }
 
 impl Config {
@@ -235,7 +240,15 @@ impl Config {
             }
             origins.push(origin);
         }
+        let mut hooks = Vec::new();
+        for table in raw.hooks {
+            let span = table.span();
+            let hook = hooks::parse_hook(table.into_inner())
+                .map_err(|(key, message)| located.error(span, &key, message))?;
+            hooks.push(hook);
+        }
         Ok(Config {
+            hooks,
             mount_point: raw.mount_point,
             cache_dir: raw.cache_dir,
             origins,
@@ -448,6 +461,19 @@ s3 = 3
     }
 
     #[test]
+    fn the_readme_hooks_example_parses() {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme
+            .find("### Telling the music server")
+            .expect("a hooks section")..];
+        let start = section.find("```toml\n").expect("a toml example") + "```toml\n".len();
+        let example = &section[start..start + section[start..].find("```").unwrap()];
+        let config = parse(example).unwrap_or_else(|e| panic!("README hooks example: {e}"));
+        let kinds: Vec<_> = config.hooks.iter().map(|h| h.target.kind()).collect();
+        assert_eq!(kinds, ["mpd", "subsonic", "jellyfin", "plex", "command"]);
+    }
+
+    #[test]
     fn a_typo_at_top_level_names_line_and_key() {
         let err = parse("mount_point = \"/m\"\n\ncahce_dir = \"/c\"\n").unwrap_err();
         assert_eq!(err.line, Some(3));
@@ -464,6 +490,21 @@ s3 = 3
         let err = parse("[health]\ncheck_interval_secs = 30\ntimeout_ms = \"soon\"\n").unwrap_err();
         assert_eq!(err.line, Some(3));
         assert_eq!(err.key.as_deref(), Some("timeout_ms"));
+    }
+
+    #[test]
+    fn hook_errors_name_line_and_key() {
+        let err = parse(
+            "[[hooks]]\ntype = \"mpd\"\naddress = \"x\"\n\n[[hooks]]\ntype = \"plex\"\nurl = \"http://p\"\ntoekn = \"t\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            (err.line, err.key.as_deref()),
+            (Some(8), Some("toekn")),
+            "{err}"
+        );
+        let config = parse("[[hooks]]\ntype = \"mpd\"\naddress = \"x\"\n").unwrap();
+        assert_eq!(config.hooks[0].target.kind(), "mpd");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::library::layout::Layout;
 use crate::library::scanner::{self, ScanProgress, ScanReport};
 use crate::library::tree::Tree;
 use crate::library::tree_build;
-use crate::library::tree_diff::invalidations;
+use crate::library::tree_diff::{changed_folders, invalidations};
 use crate::library::tree_snapshot;
 use crate::library::view::LibraryView;
 use crate::origins::registry::Registry;
@@ -64,6 +64,8 @@ pub struct Daemon {
     book: Mutex<Option<InodeBook>>,
     /// Set once mounted: tells the kernel what to forget when the tree changes.
     notifier: Mutex<Option<fuser::Notifier>>,
+    /// Set once mounted: tells music servers what changed.
+    hooks: Mutex<Option<crate::hooks::Hooks>>,
     /// Becomes true once the plugins are loaded and origins opened.
     origins_started: tokio::sync::watch::Sender<bool>,
     /// Serialises scans.
@@ -186,6 +188,7 @@ impl Daemon {
             book: Mutex::new(book),
             origins_started: tokio::sync::watch::Sender::new(false),
             notifier: Mutex::new(None),
+            hooks: Mutex::new(None),
             scanning: tokio::sync::Mutex::new(()),
             incomplete: std::sync::atomic::AtomicBool::new(false),
             misses: std::sync::atomic::AtomicU64::new(0),
@@ -320,6 +323,15 @@ impl Daemon {
             &tree_snapshot::stamp(version, &tree_settings(&self.config)),
         );
         let changes = invalidations(&self.view.snapshot(), &tree);
+        let hooked = self
+            .hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        let folders = match hooked {
+            true => changed_folders(&tree, &changes),
+            false => Vec::new(),
+        };
         let files = tree.file_count();
         self.view.replace(tree);
         self.events
@@ -340,6 +352,34 @@ impl Daemon {
                 notify_kernel(&notifier, &changes);
             });
         }
+        // After the kernel was told: a server that looks now sees the change.
+        if let Some(hooks) = self
+            .hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            hooks.changed(&folders);
+        }
+    }
+
+    /// Starts the config's hooks for a mount at `mountpoint` (inside the runtime).
+    pub fn start_hooks(&self, mountpoint: &std::path::Path) {
+        if self.config.hooks.is_empty() {
+            return;
+        }
+        *self.hooks.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(crate::hooks::Hooks::start(&self.config.hooks, mountpoint));
+    }
+
+    /// The hooks' status, in config order.
+    pub fn hook_statuses(&self) -> Vec<crate::hooks::HookStatus> {
+        self.hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|h| h.statuses())
+            .unwrap_or_default()
     }
 
     /// Lets the daemon invalidate the kernel's caches of the mount.

@@ -5,13 +5,15 @@
 //! The read path, from the kernel down: [`fs`] (FUSE) → [`cache`] (chunks and
 //! manifests) → [`origins`] (routing, failover, deadlines) → the plugin's origin,
 //! loaded by [`plugins`]. What the tree shows comes from [`library`]; [`control`]
-//! answers `musicfs status` and `musicfs events`.
+//! answers `musicfs status` and `musicfs events`; [`hooks`] tell music
+//! servers what changed.
 
 pub mod cache;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod fs;
+pub mod hooks;
 pub mod library;
 pub mod origins;
 pub mod paths;

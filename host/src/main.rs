@@ -39,7 +39,8 @@ struct Sources {
     /// ~/.local/share/musicfs/plugins if it exists, else the executable's folder].
     #[arg(long)]
     plugins: Option<PathBuf>,
-    /// A config file (TOML).
+    /// A config file (TOML): origins, cache, health, library layout, and
+    /// [[hooks]] that tell music servers what changed (see the README).
     #[arg(long)]
     config: Option<PathBuf>,
     /// The cache folder (default: the config's, else ~/.cache/musicfs).

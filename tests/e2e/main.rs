@@ -12,6 +12,7 @@ mod conformance;
 mod events;
 mod faults;
 mod federation;
+mod hooks;
 mod hot_plug;
 mod like_a_disk;
 mod local_origin;

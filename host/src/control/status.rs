@@ -38,6 +38,9 @@ pub struct Status {
     /// Configured origins that are not live, and why not as far as known.
     pub waiting: Vec<String>,
     pub cache: CacheStatus,
+    /// The `[[hooks]]`, with their last outcomes.
+    #[serde(default)]
+    pub hooks: Vec<crate::hooks::HookStatus>,
 }
 
 /// The status of `daemon`, mounted at `mountpoint`.
@@ -85,6 +88,7 @@ pub fn status_of(daemon: &Daemon, mountpoint: &str) -> Status {
             chunks: stats.chunks,
             hit_ratio: (reads > 0).then(|| stats.hits as f64 / reads as f64),
         },
+        hooks: daemon.hook_statuses(),
     }
 }
 
@@ -122,5 +126,16 @@ pub fn render(status: &Status) -> String {
         c.hit_ratio
             .map_or("-".to_owned(), |r| format!("{:.0}%", r * 100.0))
     ));
+    for h in &status.hooks {
+        let last = if h.last.is_empty() {
+            "not run yet"
+        } else {
+            &h.last
+        };
+        out.push_str(&format!(
+            "hook {} ({}): {last}; {} runs, {} failed attempts\n",
+            h.name, h.kind, h.runs, h.failures
+        ));
+    }
     out
 }

@@ -148,6 +148,7 @@ pub fn run(
             })
             .ok();
         daemon.set_notifier(session.notifier());
+        daemon.start_hooks(mountpoint);
         daemon.start_origins().await;
         let changes = crate::library::change_feed::start(&daemon);
         let checks = crate::origins::health_monitor::start(

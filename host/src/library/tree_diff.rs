@@ -88,6 +88,52 @@ pub fn invalidations(old: &Tree, new: &Tree) -> Vec<Invalidation> {
     out.into_iter().collect()
 }
 
+/// The folders a music server should look at again after `changes` took the
+/// kernel to `new`, as paths relative to the root (`""` is the root), each a
+/// folder of `new`, none inside another: a folder that appeared (not its
+/// parent, so that a new artist is not a rescan of everything); the folder of
+/// a file that appeared, changed or went; the parent of a folder that went.
+pub fn changed_folders(new: &Tree, changes: &[Invalidation]) -> Vec<String> {
+    let mut folders = BTreeSet::new();
+    for change in changes {
+        let folder = match change {
+            Invalidation::Inode(ino) => match new.get(*ino) {
+                // A listing that changed: its entries say how.
+                Some(node) if node.is_dir() => continue,
+                Some(node) => node.parent(),
+                None => continue,
+            },
+            Invalidation::Entry { parent, name } => match new.lookup(*parent, name) {
+                Some(node) if node.is_dir() => node.ino(),
+                _ => *parent,
+            },
+        };
+        if new.get(folder).is_some_and(|n| n.is_dir()) {
+            folders.insert(new.path_of(folder).trim_start_matches('/').to_owned());
+        }
+    }
+    outermost(folders)
+}
+
+/// `folders` (relative paths, `""` the root) without those inside another
+/// of them, in path order.
+pub fn outermost(folders: impl IntoIterator<Item = String>) -> Vec<String> {
+    let folders: BTreeSet<String> = folders.into_iter().collect();
+    if folders.contains("") {
+        return vec![String::new()];
+    }
+    let inside_another = |folder: &str| {
+        folder
+            .match_indices('/')
+            .any(|(at, _)| folders.contains(&folder[..at]))
+    };
+    folders
+        .iter()
+        .filter(|f| !inside_another(f))
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +198,55 @@ mod tests {
             !changes.contains(&Invalidation::Inode(1)),
             "the root's listing did not change"
         );
+    }
+
+    #[test]
+    fn the_folders_to_look_at_again_are_the_new_ones_and_those_whose_files_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("index.redb")).unwrap();
+        let mut book = InodeBook::load(&store).unwrap();
+        let rank = |o: &str| (1, o.to_owned());
+        let layout = Layout::default();
+        let track = |path: &str, artist: &str, album: &str, title: &str, size: u64| {
+            FileRecord::tagged("o", path, size, (artist, album, title))
+        };
+        let old = build(
+            &[
+                track("1.flac", "A", "B", "One", 10),
+                track("2.flac", "A", "B", "Two", 10),
+                track("3.flac", "C", "D", "Three", 10),
+                track("4.flac", "E", "F", "Four", 10),
+            ],
+            &rank,
+            &layout,
+            &mut book,
+        );
+        // A new album under A, a new artist G with an album, a track of C/D
+        // rewritten, one of E/F gone.
+        let mut tracks = vec![
+            track("1.flac", "A", "B", "One", 10),
+            track("2.flac", "A", "B", "Two", 10),
+            track("5.flac", "A", "New", "Five", 10),
+            track("3.flac", "C", "D", "Three", 11),
+            track("6.flac", "G", "H", "Six", 10),
+            track("7.flac", "G", "H", "Seven", 10),
+            track("8.flac", "E", "F", "Eight", 10),
+        ];
+        let new = build(&tracks, &rank, &layout, &mut book);
+        let folders = changed_folders(&new, &invalidations(&old, &new));
+        assert_eq!(folders, ["A/New", "C/D", "E/F", "G"]);
+
+        // E gone altogether: only the root's listing says so.
+        tracks.pop();
+        let newer = build(&tracks, &rank, &layout, &mut book);
+        assert_eq!(changed_folders(&newer, &invalidations(&new, &newer)), [""]);
+        assert!(changed_folders(&newer, &invalidations(&newer, &newer)).is_empty());
+    }
+
+    #[test]
+    fn outermost_keeps_no_folder_inside_another() {
+        let folders = ["A/x", "A B", "A", "C/D/E", "C/D", "CD"].map(String::from);
+        assert_eq!(outermost(folders), ["A", "A B", "C/D", "CD"]);
+        assert_eq!(outermost(["A".to_owned(), String::new()]), [""]);
     }
 }
