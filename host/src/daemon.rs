@@ -20,8 +20,11 @@ use crate::library::tree_build;
 use crate::library::tree_diff::{changed_folders, invalidations};
 use crate::library::tree_snapshot;
 use crate::library::view::LibraryView;
+use crate::origins::failover::ReadPolicy;
 use crate::origins::registry::Registry;
 use crate::paths::{default_cache_dir, expand_tilde};
+use crate::pins::keeper::Keeper;
+use crate::pins::Pins;
 use crate::plugins::manager::PluginManager;
 use crate::store::Store;
 
@@ -58,6 +61,9 @@ pub struct Daemon {
     pub events: EventBus,
     pub manager: Arc<PluginManager>,
     pub view: LibraryView,
+    /// What is pinned, and the task keeping it cached.
+    pub pins: Arc<Pins>,
+    pub keeper: Arc<Keeper>,
     layout: Layout,
     /// Loaded at the first build: a start that shows the tree from its
     /// snapshot does not wait for it (see [`Daemon::with_book`]).
@@ -175,8 +181,19 @@ impl Daemon {
             registry.clone(),
             events.clone(),
         ));
+        let view = LibraryView::new(tree);
+        let pins = Arc::new(Pins::load(store.clone(), &cache_dir));
+        let keeper = Arc::new(Keeper::new(
+            pins.clone(),
+            cache.clone(),
+            registry.clone(),
+            view.clone(),
+            read_policy(&config),
+        ));
         Ok(Daemon {
-            view: LibraryView::new(tree),
+            view,
+            pins,
+            keeper,
             config,
             cache_dir,
             store,
@@ -334,6 +351,8 @@ impl Daemon {
         };
         let files = tree.file_count();
         self.view.replace(tree);
+        // A pinned folder may have new tracks, a pinned track a new version.
+        self.keeper.wake();
         self.events
             .publish(crate::control::events::Event::LibraryUpdated { files });
         if let Some(notifier) = self
@@ -484,6 +503,19 @@ pub fn log_report(report: &ScanReport) {
             files = report.tags_pending,
             "tags not read because the origin failed; they will be read again"
         );
+    }
+}
+
+/// How reads go: `[retry]` delays and the read deadline.
+pub fn read_policy(config: &Config) -> ReadPolicy {
+    ReadPolicy {
+        retry_delays: config
+            .retry
+            .delays_ms
+            .iter()
+            .map(|ms| std::time::Duration::from_millis(*ms))
+            .collect(),
+        deadline: config.health.read_deadline(),
     }
 }
 

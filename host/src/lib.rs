@@ -6,7 +6,7 @@
 //! manifests) → [`origins`] (routing, failover, deadlines) → the plugin's origin,
 //! loaded by [`plugins`]. What the tree shows comes from [`library`]; [`control`]
 //! answers `musicfs status` and `musicfs events`; [`hooks`] tell music
-//! servers what changed.
+//! servers what changed; [`pins`] keep chosen albums offline.
 
 pub mod cache;
 pub mod config;
@@ -17,5 +17,6 @@ pub mod hooks;
 pub mod library;
 pub mod origins;
 pub mod paths;
+pub mod pins;
 pub mod plugins;
 pub mod store;

@@ -12,6 +12,7 @@ use musicfs::daemon::{load_config, Daemon, DaemonOptions};
 use musicfs::fs::mount::MountSettings;
 use musicfs::fs::mount_helper::{self, Ready, Side};
 use musicfs::library::scanner::ScanProgress;
+use musicfs::pins;
 use musicfs::plugins::folder::{self, Verdict};
 use tracing_subscriber::EnvFilter;
 
@@ -103,6 +104,35 @@ enum Command {
         #[arg(long)]
         mount: Option<PathBuf>,
     },
+    /// Keeps tracks, albums, artists or a playlist's entries cached, whatever
+    /// the cache's limit, fetching what is not cached yet with a progress
+    /// bar. A pinned folder keeps what is added to it later pinned too.
+    Pin {
+        /// The mount (default: the one holding the first PATH).
+        #[arg(long)]
+        mount: Option<PathBuf>,
+        /// Files or folders inside the mount, or M3U/M3U8 playlists.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Lets pinned paths be evicted again (give the path that was pinned).
+    Unpin {
+        /// The mount (default: the one holding the first PATH).
+        #[arg(long)]
+        mount: Option<PathBuf>,
+        /// Pinned files or folders inside the mount, or M3U/M3U8 playlists.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Lists the pins of a running mount with their size and how much is cached.
+    Pins {
+        /// The mount to ask (default: the only running one).
+        #[arg(long)]
+        mount: Option<PathBuf>,
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Builds or refreshes the library index without mounting.
     Scan {
         #[command(flatten)]
@@ -153,6 +183,9 @@ fn main() -> ExitCode {
         }
         Command::Scan { sources } => exit(scan(sources.options())),
         Command::Status { mount, json } => exit(status(mount.as_deref(), json)),
+        Command::Pin { mount, paths } => exit(pins::client::pin(mount.as_deref(), &paths)),
+        Command::Unpin { mount, paths } => exit(pins::client::unpin(mount.as_deref(), &paths)),
+        Command::Pins { mount, json } => exit(pins::client::list(mount.as_deref(), json)),
         Command::Events { mount } => exit(
             musicfs::control::socket::find_socket(mount.as_deref()).and_then(|socket| {
                 musicfs::control::socket::request(&socket, "events", &mut std::io::stdout())

@@ -65,6 +65,11 @@ fn hash_u64(parts: &[&[u8]]) -> u64 {
 pub const MANIFESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("manifests");
 /// Chunks that hold tag heads or tails (evicted last).
 pub const TAG_CHUNKS: TableDefinition<&[u8], ()> = TableDefinition::new("tag_chunks");
+/// Chunks of pinned files (never evicted), as last worked out by `pins`.
+pub const PINNED_CHUNKS: TableDefinition<&[u8], ()> = TableDefinition::new("pinned_chunks");
+/// Pinned paths of the library (`Artist/Album`), with when they were pinned
+/// (seconds since the epoch).
+pub const PINS: TableDefinition<&str, u64> = TableDefinition::new("pins");
 
 /// A store error, with what was being done.
 #[derive(Debug, thiserror::Error)]

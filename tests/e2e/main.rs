@@ -21,6 +21,7 @@ mod mount_library;
 mod nfs;
 mod nfs_fixture;
 mod passthrough;
+mod pins;
 mod plugin_folder;
 mod s3;
 mod sftp;

@@ -222,6 +222,7 @@ fn metrics_parse_and_say_what_the_mount_did() {
         scrape.value("musicfs_cache_limit_bytes", ""),
         Some(1_000_000.0)
     );
+    assert_eq!(scrape.value("musicfs_cache_pinned_bytes", ""), Some(0.0));
     let cached = scrape.value("musicfs_cache_bytes", "").unwrap();
     assert!(cached > 0.0 && cached <= 1_000_000.0, "{cached}");
     assert!(

@@ -14,11 +14,18 @@
 //!   a cut pack, tampering) is forgotten and reported missing; the read path
 //!   then fetches it again and appends it anew. Its old bytes stay in the pack
 //!   until the pack goes.
-//! - **Size limit.** When the total passes the limit, whole packs are evicted,
-//!   least recently used first, audio packs before tag packs, down to 90% of
-//!   the limit. Packs are cut at a sixteenth of the limit (at most 64 MiB), so
-//!   eviction stays fine-grained. Tag chunks found in an audio pack that goes
-//!   (marked as tags after they were written) are copied to a tag pack first.
+//! - **Size limit.** When the bytes not pinned pass the limit, whole packs are
+//!   evicted, least recently used first, audio packs before tag packs before
+//!   pin packs, down to 90% of the limit. Packs are cut at a sixteenth of the
+//!   limit (at most 64 MiB), so eviction stays fine-grained. Tag chunks found
+//!   in an audio pack that goes (marked as tags after they were written) are
+//!   copied to a tag pack first.
+//! - **Pins.** Chunks of pinned files ([`ChunkStore::set_pinned`], or stored
+//!   as [`Keep::Pinned`]) are never evicted and do not count against the
+//!   limit. They are appended to pin packs (`<n>.pin.pack`); one found in
+//!   another pack that goes is copied to a pin pack first. A pack holding
+//!   nothing but pinned chunks is never chosen, so eviction always frees
+//!   something or stops.
 //! - **A full disk.** An append that fails is cut back off the pack: nothing is
 //!   recorded for a chunk that is not all there.
 //! - **Older caches** (`chunks/ab/cd/<hex>`, a file per chunk) are read into
@@ -40,6 +47,41 @@ const PACK_MAX: u64 = 64 << 20;
 /// The clock starts here; chunks found on disk at open are numbered below it.
 const FOUND_CLOCK_BASE: u64 = 1 << 40;
 
+/// What a chunk is kept for, which decides when it may go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Keep {
+    /// Audio: evicted first.
+    Audio,
+    /// A tag head or tail: evicted after audio.
+    Tag,
+    /// Part of a pinned file: never evicted, not counted against the limit.
+    Pinned,
+}
+
+impl Keep {
+    /// The pack file's suffix.
+    fn suffix(self) -> &'static str {
+        match self {
+            Keep::Audio => ".pack",
+            Keep::Tag => ".tag.pack",
+            Keep::Pinned => ".pin.pack",
+        }
+    }
+
+    /// Its slot in [`Index::writing`].
+    fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+/// The chunks that the store must know of when it opens: those holding tags,
+/// and those of pinned files.
+#[derive(Debug, Default)]
+pub struct KeptChunks {
+    pub tags: HashSet<ChunkId>,
+    pub pinned: HashSet<ChunkId>,
+}
+
 #[derive(Clone, Copy)]
 struct Entry {
     pack: u32,
@@ -48,24 +90,36 @@ struct Entry {
     len: u32,
     last_use: u64,
     tag: bool,
+    pinned: bool,
 }
 
 struct Pack {
     file: Arc<File>,
     /// Bytes in the file (records appended so far).
     size: u64,
-    tag: bool,
+    class: Keep,
     last_use: u64,
+    /// Bytes of the chunks indexed here (not duplicates, not forgotten ones).
+    live: u64,
+    /// Of those, bytes of pinned chunks.
+    pinned: u64,
 }
 
 #[derive(Default)]
 struct Index {
     entries: HashMap<ChunkId, Entry>,
     packs: BTreeMap<u32, Pack>,
-    /// The packs being appended to: audio, tags.
-    writing: [Option<u32>; 2],
+    /// The packs being appended to, by [`Keep::slot`].
+    writing: [Option<u32>; 3],
     next_pack: u32,
     total: u64,
+    /// Of [`Self::total`], bytes of pinned chunks.
+    pinned_total: u64,
+    /// The chunks of pinned files, stored or not.
+    pinned_ids: HashSet<ChunkId>,
+    /// Whether [`ChunkStore::set_pinned`] has spoken (the set read at open is
+    /// then out of date).
+    pinned_given: bool,
     clock: u64,
 }
 
@@ -75,9 +129,64 @@ impl Index {
         self.clock
     }
 
+    /// Bytes that count against the limit.
+    fn evictable(&self) -> u64 {
+        self.total - self.pinned_total
+    }
+
+    fn add(&mut self, id: ChunkId, entry: Entry) {
+        let len = entry.len as u64;
+        self.total += len;
+        if entry.pinned {
+            self.pinned_total += len;
+        }
+        if let Some(pack) = self.packs.get_mut(&entry.pack) {
+            pack.live += len;
+            if entry.pinned {
+                pack.pinned += len;
+            }
+        }
+        self.entries.insert(id, entry);
+    }
+
     fn forget(&mut self, id: &ChunkId) {
-        if let Some(entry) = self.entries.remove(id) {
-            self.total -= entry.len as u64;
+        let Some(entry) = self.entries.remove(id) else {
+            return;
+        };
+        let len = entry.len as u64;
+        self.total -= len;
+        if entry.pinned {
+            self.pinned_total -= len;
+        }
+        if let Some(pack) = self.packs.get_mut(&entry.pack) {
+            pack.live -= len;
+            if entry.pinned {
+                pack.pinned -= len;
+            }
+        }
+    }
+
+    /// Marks a stored chunk pinned or not, keeping the counts.
+    fn set_pin(&mut self, id: &ChunkId, pinned: bool) {
+        let Some(entry) = self.entries.get_mut(id) else {
+            return;
+        };
+        if entry.pinned == pinned {
+            return;
+        }
+        entry.pinned = pinned;
+        let (len, pack) = (entry.len as u64, entry.pack);
+        let pack = self.packs.get_mut(&pack);
+        if pinned {
+            self.pinned_total += len;
+            if let Some(pack) = pack {
+                pack.pinned += len;
+            }
+        } else {
+            self.pinned_total -= len;
+            if let Some(pack) = pack {
+                pack.pinned -= len;
+            }
         }
     }
 }
@@ -90,29 +199,25 @@ pub struct ChunkStore {
     indexed: Arc<(Mutex<bool>, Condvar)>,
 }
 
-fn pack_path(root: &Path, n: u32, tag: bool) -> PathBuf {
-    root.join(if tag {
-        format!("{n:08}.tag.pack")
-    } else {
-        format!("{n:08}.pack")
-    })
+fn pack_path(root: &Path, n: u32, class: Keep) -> PathBuf {
+    root.join(format!("{n:08}{}", class.suffix()))
 }
 
-/// The pack files under `root`: (number, is a tag pack).
-fn pack_files(root: &Path) -> std::io::Result<Vec<(u32, bool)>> {
+/// The pack files under `root`: (number, what it holds).
+fn pack_files(root: &Path) -> std::io::Result<Vec<(u32, Keep)>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(root)? {
         let name = entry?.file_name();
         let Some(name) = name.to_str() else { continue };
-        let (number, tag) = if let Some(n) = name.strip_suffix(".tag.pack") {
-            (n, true)
-        } else if let Some(n) = name.strip_suffix(".pack") {
-            (n, false)
-        } else {
+        // The longer suffixes first: every one ends in `.pack`.
+        let Some((number, class)) = [Keep::Tag, Keep::Pinned, Keep::Audio]
+            .into_iter()
+            .find_map(|class| Some((name.strip_suffix(class.suffix())?, class)))
+        else {
             continue;
         };
         if let Ok(n) = number.parse() {
-            found.push((n, tag));
+            found.push((n, class));
         }
     }
     found.sort();
@@ -185,14 +290,15 @@ fn legacy_chunk_files(root: &Path) -> Vec<(ChunkId, PathBuf)> {
 }
 
 impl ChunkStore {
-    /// Opens the store at `root`, keeping at most `limit` bytes; `tags` gives the
-    /// chunks known to hold tags (on the indexer's thread). Returns at once: the index of what is already
-    /// on disk is rebuilt on a background thread, and a read of a chunk it has
-    /// not found yet waits for it.
+    /// Opens the store at `root`, keeping at most `limit` bytes besides the
+    /// pinned ones; `kept` gives the chunks known to hold tags and those of
+    /// pinned files (on the indexer's thread). Returns at once: the index of
+    /// what is already on disk is rebuilt on a background thread, and a read of
+    /// a chunk it has not found yet waits for it.
     pub fn open(
         root: &Path,
         limit: u64,
-        tags: impl FnOnce() -> HashSet<ChunkId> + Send + 'static,
+        kept: impl FnOnce() -> KeptChunks + Send + 'static,
     ) -> std::io::Result<ChunkStore> {
         std::fs::create_dir_all(root)?;
         let index = Arc::new(Mutex::new(Index {
@@ -219,7 +325,13 @@ impl ChunkStore {
         std::thread::Builder::new()
             .name("chunk-index".into())
             .spawn(move || {
-                let tags = tags();
+                let KeptChunks { tags, pinned } = kept();
+                {
+                    let mut index = indexer.index();
+                    if !index.pinned_given {
+                        index.pinned_ids = pinned;
+                    }
+                }
                 indexer.index_found(&found, &tags);
                 indexer.import_legacy(&tags);
                 let (done, ready) = &*indexer.indexed;
@@ -230,9 +342,9 @@ impl ChunkStore {
         Ok(store)
     }
 
-    fn index_found(&self, found: &[(u32, bool)], tags: &HashSet<ChunkId>) {
-        for (n, (pack, tag_pack)) in found.iter().enumerate() {
-            let path = pack_path(&self.root, *pack, *tag_pack);
+    fn index_found(&self, found: &[(u32, Keep)], tags: &HashSet<ChunkId>) {
+        for (n, (pack, class)) in found.iter().enumerate() {
+            let path = pack_path(&self.root, *pack, *class);
             let opened = OpenOptions::new().read(true).write(true).open(&path);
             let scanned = opened.and_then(|file| scan_pack(&file).map(|s| (file, s)));
             let (file, (records, size)) = match scanned {
@@ -250,26 +362,25 @@ impl ChunkStore {
                 Pack {
                     file: Arc::new(file),
                     size,
-                    tag: *tag_pack,
+                    class: *class,
                     last_use,
+                    live: 0,
+                    pinned: 0,
                 },
             );
             for (id, offset, len) in records {
                 if index.entries.contains_key(&id) {
                     continue;
                 }
-                index.total += len as u64;
-                let tag = *tag_pack || tags.contains(&id);
-                index.entries.insert(
-                    id,
-                    Entry {
-                        pack: *pack,
-                        offset,
-                        len,
-                        last_use,
-                        tag,
-                    },
-                );
+                let entry = Entry {
+                    pack: *pack,
+                    offset,
+                    len,
+                    last_use,
+                    tag: *class == Keep::Tag || tags.contains(&id),
+                    pinned: index.pinned_ids.contains(&id),
+                };
+                index.add(id, entry);
             }
         }
     }
@@ -283,7 +394,12 @@ impl ChunkStore {
         let mut moved = 0;
         for (id, path) in &files {
             if let Ok(bytes) = std::fs::read(path) {
-                if ChunkId::of(&bytes) == *id && self.put(id, &bytes, tags.contains(id)).is_ok() {
+                let keep = if tags.contains(id) {
+                    Keep::Tag
+                } else {
+                    Keep::Audio
+                };
+                if ChunkId::of(&bytes) == *id && self.put(id, &bytes, keep).is_ok() {
                     moved += 1;
                 }
             }
@@ -343,19 +459,26 @@ impl ChunkStore {
         })
     }
 
-    /// Stores `bytes` (whose name is `id`) unless already there. Returns whether
-    /// new bytes were written.
-    pub fn put(&self, id: &ChunkId, bytes: &[u8], tag: bool) -> std::io::Result<bool> {
+    /// Stores `bytes` (whose name is `id`) unless already there, kept for
+    /// `keep` (a chunk of a pinned file is pinned whatever `keep` says).
+    /// Returns whether new bytes were written.
+    pub fn put(&self, id: &ChunkId, bytes: &[u8], keep: Keep) -> std::io::Result<bool> {
         let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
         let over = {
             let mut index = self.index();
             let clock = index.tick();
+            if keep == Keep::Pinned {
+                index.pinned_ids.insert(*id);
+            }
+            let pinned = index.pinned_ids.contains(id);
             if let Some(entry) = index.entries.get_mut(id) {
                 entry.last_use = clock;
-                entry.tag |= tag;
+                entry.tag |= keep == Keep::Tag;
+                index.set_pin(id, pinned);
                 return Ok(false);
             }
-            let pack = self.pack_to_append(&mut index, tag)?;
+            let class = if pinned { Keep::Pinned } else { keep };
+            let pack = self.pack_to_append(&mut index, class)?;
             let Some(target) = index.packs.get_mut(&pack) else {
                 return Err(std::io::Error::other("the pack being written is gone"));
             };
@@ -372,18 +495,16 @@ impl ChunkStore {
             }
             target.size += HEADER + bytes.len() as u64;
             target.last_use = clock;
-            index.entries.insert(
-                *id,
-                Entry {
-                    pack,
-                    offset: at + HEADER,
-                    len,
-                    last_use: clock,
-                    tag,
-                },
-            );
-            index.total += len as u64;
-            index.total > self.limit
+            let entry = Entry {
+                pack,
+                offset: at + HEADER,
+                len,
+                last_use: clock,
+                tag: keep == Keep::Tag,
+                pinned,
+            };
+            index.add(*id, entry);
+            index.evictable() > self.limit
         };
         if over {
             self.evict();
@@ -393,8 +514,8 @@ impl ChunkStore {
 
     /// The pack to append a chunk to, starting a new one when the current one
     /// is full.
-    fn pack_to_append(&self, index: &mut Index, tag: bool) -> std::io::Result<u32> {
-        let slot = tag as usize;
+    fn pack_to_append(&self, index: &mut Index, class: Keep) -> std::io::Result<u32> {
+        let slot = class.slot();
         let cut_at = (self.limit / 16).clamp(1, PACK_MAX);
         if let Some(n) = index.writing[slot] {
             if index.packs.get(&n).is_some_and(|p| p.size < cut_at) {
@@ -403,7 +524,7 @@ impl ChunkStore {
         }
         let n = index.next_pack;
         index.next_pack += 1;
-        let path = pack_path(&self.root, n, tag);
+        let path = pack_path(&self.root, n, class);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -427,8 +548,10 @@ impl ChunkStore {
             Pack {
                 file: Arc::new(file),
                 size: 0,
-                tag,
+                class,
                 last_use: clock,
+                live: 0,
+                pinned: 0,
             },
         );
         index.writing[slot] = Some(n);
@@ -472,9 +595,44 @@ impl ChunkStore {
         }
     }
 
+    /// Makes `ids` the chunks of pinned files: those stored are kept from
+    /// eviction and no longer count against the limit, and those stored
+    /// later will be; every other chunk stops being pinned (and may go, if
+    /// the rest is now over the limit).
+    pub fn set_pinned(&self, ids: HashSet<ChunkId>) {
+        let over = {
+            let mut index = self.index();
+            let changed: Vec<(ChunkId, bool)> = index
+                .entries
+                .iter()
+                .filter(|(id, e)| e.pinned != ids.contains(id))
+                .map(|(id, e)| (*id, !e.pinned))
+                .collect();
+            for (id, pinned) in changed {
+                index.set_pin(&id, pinned);
+            }
+            index.pinned_ids = ids;
+            index.pinned_given = true;
+            index.evictable() > self.limit
+        };
+        if over {
+            self.evict();
+        }
+    }
+
     /// Bytes stored.
     pub fn total_bytes(&self) -> u64 {
         self.index().total
+    }
+
+    /// Of those, bytes of pinned chunks.
+    pub fn pinned_bytes(&self) -> u64 {
+        self.index().pinned_total
+    }
+
+    /// Bytes that count against the limit: those not pinned.
+    pub fn evictable_bytes(&self) -> u64 {
+        self.index().evictable()
     }
 
     /// Chunks stored.
@@ -487,42 +645,43 @@ impl ChunkStore {
         self.limit
     }
 
-    /// Evicts whole packs, least recently used first, audio before tags, down
-    /// to 90% of the limit; the tag chunks of an audio pack are kept.
+    /// Evicts whole packs, least recently used first, audio before tags
+    /// before pins, until the bytes not pinned are down to 90% of the limit.
+    /// The tag chunks of an audio pack and the pinned chunks of any pack are
+    /// kept (stored anew). Only packs with something that may go are chosen.
     fn evict(&self) {
         let target = self.limit / 10 * 9;
         loop {
-            let (victim, file, tags, size) =
-                {
-                    let index = self.index();
-                    if index.total <= target {
-                        return;
-                    }
-                    // Least recently used first, audio before tags, and the packs
-                    // being appended to only when nothing else is left.
-                    let Some((n, pack)) = index.packs.iter().min_by_key(|(n, p)| {
-                        (index.writing.contains(&Some(**n)), p.tag, p.last_use)
-                    }) else {
-                        return;
-                    };
-                    let tags: Vec<(ChunkId, Entry)> = if pack.tag {
-                        Vec::new()
-                    } else {
-                        index
-                            .entries
-                            .iter()
-                            .filter(|(_, e)| e.pack == *n && e.tag)
-                            .map(|(id, e)| (*id, *e))
-                            .collect()
-                    };
-                    (*n, pack.file.clone(), tags, pack.size)
+            let (victim, file, keep, size) = {
+                let index = self.index();
+                if index.evictable() <= target {
+                    return;
+                }
+                // The packs being appended to only when nothing else is left.
+                let Some((n, pack)) = index
+                    .packs
+                    .iter()
+                    .filter(|(_, p)| p.live > p.pinned || p.live == 0)
+                    .min_by_key(|(n, p)| (index.writing.contains(&Some(**n)), p.class, p.last_use))
+                else {
+                    return;
                 };
-            // Read outside the lock: the tag chunks to keep, verified.
-            let keep: Vec<(ChunkId, Vec<u8>)> = tags
+                let keep: Vec<(ChunkId, Entry)> = index
+                    .entries
+                    .iter()
+                    .filter(|(_, e)| {
+                        e.pack == *n && (e.pinned || (e.tag && pack.class != Keep::Tag))
+                    })
+                    .map(|(id, e)| (*id, *e))
+                    .collect();
+                (*n, pack.file.clone(), keep, pack.size)
+            };
+            // Read outside the lock: the chunks to keep, verified.
+            let keep: Vec<(ChunkId, Vec<u8>, Entry)> = keep
                 .into_iter()
                 .filter_map(|(id, e)| {
                     let bytes = read_new_at(&file, e.len as usize, e.offset).ok()?;
-                    (ChunkId::of(&bytes) == id).then_some((id, bytes))
+                    (ChunkId::of(&bytes) == id).then_some((id, bytes, e))
                 })
                 .collect();
             self.drop_pack(victim, &keep);
@@ -532,7 +691,7 @@ impl ChunkStore {
     }
 
     /// Deletes pack `n` and forgets its chunks, then stores `keep` anew.
-    fn drop_pack(&self, n: u32, keep: &[(ChunkId, Vec<u8>)]) {
+    fn drop_pack(&self, n: u32, keep: &[(ChunkId, Vec<u8>, Entry)]) {
         {
             let mut index = self.index();
             let Some(pack) = index.packs.remove(&n) else {
@@ -552,11 +711,19 @@ impl ChunkStore {
                     *slot = None;
                 }
             }
-            let _ = std::fs::remove_file(pack_path(&self.root, n, pack.tag));
+            let _ = std::fs::remove_file(pack_path(&self.root, n, pack.class));
             tracing::debug!(pack = n, chunks = gone.len(), "chunk cache over its limit");
         }
-        for (id, bytes) in keep {
-            let _ = self.put(id, bytes, true);
+        for (id, bytes, entry) in keep {
+            let class = if entry.pinned {
+                Keep::Pinned
+            } else {
+                Keep::Tag
+            };
+            let _ = self.put(id, bytes, class);
+            if entry.tag {
+                self.mark_tag(id);
+            }
         }
     }
 }
@@ -662,11 +829,11 @@ mod tests {
     #[test]
     fn corrupt_chunks_are_dropped_not_served() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ChunkStore::open(dir.path(), 1 << 30, HashSet::new).unwrap();
+        let store = ChunkStore::open(dir.path(), 1 << 30, KeptChunks::default).unwrap();
         let id = ChunkId::of(b"some audio");
-        assert!(store.put(&id, b"some audio", false).unwrap());
+        assert!(store.put(&id, b"some audio", Keep::Audio).unwrap());
         assert!(
-            !store.put(&id, b"some audio", false).unwrap(),
+            !store.put(&id, b"some audio", Keep::Audio).unwrap(),
             "stored once"
         );
         assert_eq!(store.get(&id).unwrap(), b"some audio");
@@ -677,23 +844,26 @@ mod tests {
         std::fs::write(pack, bytes).unwrap();
         assert_eq!(store.get(&id), None);
         assert!(!store.contains(&id));
-        assert!(store.put(&id, b"some audio", false).unwrap(), "stored anew");
+        assert!(
+            store.put(&id, b"some audio", Keep::Audio).unwrap(),
+            "stored anew"
+        );
         assert_eq!(store.get(&id).unwrap(), b"some audio");
     }
 
     #[test]
     fn eviction_takes_old_audio_before_tags() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ChunkStore::open(dir.path(), 10_000, HashSet::new).unwrap();
+        let store = ChunkStore::open(dir.path(), 10_000, KeptChunks::default).unwrap();
         store.wait_indexed();
         let chunk = |n: u8| vec![n; 2_000];
         let ids: Vec<_> = (0..6).map(|n| ChunkId::of(&chunk(n))).collect();
-        store.put(&ids[0], &chunk(0), true).unwrap(); // a tag, oldest
+        store.put(&ids[0], &chunk(0), Keep::Tag).unwrap(); // a tag, oldest
         for (n, id) in ids.iter().enumerate().take(5).skip(1) {
-            store.put(id, &chunk(n as u8), false).unwrap();
+            store.put(id, &chunk(n as u8), Keep::Audio).unwrap();
         }
         store.get(&ids[1]); // recently used
-        store.put(&ids[5], &chunk(5), false).unwrap(); // 12 000 > 10 000
+        store.put(&ids[5], &chunk(5), Keep::Audio).unwrap(); // 12 000 > 10 000
         assert!(store.total_bytes() <= 9_000);
         assert!(store.contains(&ids[0]), "the tag chunk stays");
         assert!(store.contains(&ids[5]), "the newest stays");
@@ -706,14 +876,15 @@ mod tests {
     #[test]
     fn a_tag_chunk_in_an_evicted_audio_pack_is_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ChunkStore::open(dir.path(), 1 << 30, HashSet::new).unwrap();
+        let store = ChunkStore::open(dir.path(), 1 << 30, KeptChunks::default).unwrap();
         store.wait_indexed();
         let id = ChunkId::of(b"tags");
-        store.put(&id, b"tags", false).unwrap();
+        store.put(&id, b"tags", Keep::Audio).unwrap();
         store.mark_tag(&id);
         let pack = store.locate(&id).unwrap().0.pack;
-        store.index().writing = [None, None];
-        let keep = vec![(id, b"tags".to_vec())];
+        store.index().writing = [None, None, None];
+        let entry = store.locate(&id).unwrap().0;
+        let keep = vec![(id, b"tags".to_vec(), entry)];
         store.drop_pack(pack, &keep);
         assert_eq!(store.get(&id).unwrap(), b"tags");
         assert!(packs(dir.path())[0]
@@ -722,13 +893,91 @@ mod tests {
     }
 
     #[test]
+    fn pinned_chunks_stay_whatever_the_limit_and_the_limit_holds_for_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path(), 10_000, KeptChunks::default).unwrap();
+        store.wait_indexed();
+        let chunk = |n: u8| vec![n; 2_000];
+        let id = |n: u8| ChunkId::of(&chunk(n));
+        // 20,000 bytes pinned, twice the limit.
+        for n in 0..10 {
+            store.put(&id(n), &chunk(n), Keep::Pinned).unwrap();
+        }
+        for n in 10..20 {
+            store.put(&id(n), &chunk(n), Keep::Audio).unwrap();
+        }
+        assert_eq!(store.pinned_bytes(), 20_000);
+        assert!(
+            (0..10).all(|n| store.contains(&id(n))),
+            "every pinned chunk stays"
+        );
+        assert!(
+            store.evictable_bytes() <= 10_000,
+            "{}",
+            store.evictable_bytes()
+        );
+        assert!(store.contains(&id(19)), "the newest audio stays");
+        assert!(!store.contains(&id(10)), "the oldest audio went");
+        assert!(packs(dir.path())
+            .iter()
+            .any(|p| p.to_string_lossy().ends_with(".pin.pack")));
+
+        // Unpinned, they count again, and the oldest go.
+        store.set_pinned(HashSet::new());
+        assert_eq!(store.pinned_bytes(), 0);
+        assert!(store.total_bytes() <= 10_000, "{}", store.total_bytes());
+        assert!(!store.contains(&id(0)));
+        assert!(store.contains(&id(19)));
+    }
+
+    #[test]
+    fn a_chunk_pinned_after_it_was_stored_moves_to_a_pin_pack_when_its_pack_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path(), 10_000, KeptChunks::default).unwrap();
+        store.wait_indexed();
+        let chunk = |n: u8| vec![n; 2_000];
+        let id = |n: u8| ChunkId::of(&chunk(n));
+        store.put(&id(0), &chunk(0), Keep::Audio).unwrap();
+        store.set_pinned(HashSet::from([id(0), id(42)]));
+        // A chunk named in the pinned set is pinned when it is stored.
+        store.put(&id(42), &chunk(42), Keep::Audio).unwrap();
+        assert_eq!(store.pinned_bytes(), 4_000);
+        for n in 1..30 {
+            store.put(&id(n), &chunk(n), Keep::Audio).unwrap();
+        }
+        assert_eq!(store.get(&id(0)).unwrap(), chunk(0));
+        assert_eq!(store.get(&id(42)).unwrap(), chunk(42));
+        assert!(!store.contains(&id(1)));
+        assert_eq!(store.pinned_bytes(), 4_000);
+    }
+
+    #[test]
+    fn the_pinned_set_given_at_open_marks_what_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (ChunkId::of(&[1; 3_000]), ChunkId::of(&[2; 3_000]));
+        {
+            let store = ChunkStore::open(dir.path(), 1 << 20, KeptChunks::default).unwrap();
+            store.put(&a, &[1; 3_000], Keep::Audio).unwrap();
+            store.put(&b, &[2; 3_000], Keep::Audio).unwrap();
+        }
+        let kept = move || KeptChunks {
+            tags: HashSet::new(),
+            pinned: HashSet::from([a]),
+        };
+        let store = ChunkStore::open(dir.path(), 4_000, kept).unwrap();
+        store.wait_indexed();
+        assert_eq!(store.pinned_bytes(), 3_000);
+        assert_eq!(store.evictable_bytes(), 3_000);
+    }
+
+    #[test]
     fn reopening_finds_the_chunks_and_cuts_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (ChunkId::of(b"x"), ChunkId::of(b"yy"));
         {
-            let store = ChunkStore::open(dir.path(), 1 << 20, HashSet::new).unwrap();
-            store.put(&a, b"x", false).unwrap();
-            store.put(&b, b"yy", false).unwrap();
+            let store = ChunkStore::open(dir.path(), 1 << 20, KeptChunks::default).unwrap();
+            store.put(&a, b"x", Keep::Audio).unwrap();
+            store.put(&b, b"yy", Keep::Audio).unwrap();
         }
         // A crash in the middle of the second record.
         let pack = &packs(dir.path())[0];
@@ -739,12 +988,12 @@ mod tests {
             .unwrap()
             .set_len(len - 1)
             .unwrap();
-        let store = ChunkStore::open(dir.path(), 1 << 20, HashSet::new).unwrap();
+        let store = ChunkStore::open(dir.path(), 1 << 20, KeptChunks::default).unwrap();
         assert_eq!(store.get(&a).unwrap(), b"x", "a read waits for the index");
         assert!(!store.contains(&b));
         assert_eq!(store.total_bytes(), 1);
         assert_eq!(std::fs::metadata(pack).unwrap().len(), HEADER + 1);
-        store.put(&b, b"yy", false).unwrap();
+        store.put(&b, b"yy", Keep::Audio).unwrap();
         assert_eq!(store.get(&b).unwrap(), b"yy");
     }
 
@@ -757,7 +1006,7 @@ mod tests {
         std::fs::create_dir_all(&old).unwrap();
         std::fs::write(old.join(&hex), b"old chunk").unwrap();
         std::fs::write(old.join(".tmp-1-1"), b"half").unwrap();
-        let store = ChunkStore::open(dir.path(), 1 << 20, HashSet::new).unwrap();
+        let store = ChunkStore::open(dir.path(), 1 << 20, KeptChunks::default).unwrap();
         store.wait_indexed();
         assert_eq!(store.get(&id).unwrap(), b"old chunk");
         assert!(

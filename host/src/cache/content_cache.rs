@@ -37,14 +37,14 @@ use origin_api::{OriginError, OriginResult};
 use redb::ReadableTable;
 use tokio::sync::watch;
 
-use super::chunk_store::ChunkStore;
+use super::chunk_store::{ChunkStore, Keep, KeptChunks};
 use super::chunker::{chunk, ChunkId};
 use super::hot_chunks::HotChunks;
 use super::in_flight::{Claim, FetchGuard, FetchWaiter, InFlight};
 use super::manifest::{FileVersion, Manifest, Span};
 use super::source::Source;
 use super::whole_copies::WholeCopies;
-use crate::store::{Store, MANIFESTS, TAG_CHUNKS};
+use crate::store::{Store, MANIFESTS, PINNED_CHUNKS, TAG_CHUNKS};
 
 /// The largest single fetch from an origin.
 pub const MAX_WINDOW: u32 = 32 << 20;
@@ -71,6 +71,8 @@ pub enum Purpose {
     ReadAhead,
     /// A tag head or tail read by the scanner.
     Tag,
+    /// Audio data fetched to keep a pinned file offline (see `crate::pins`).
+    Pin,
 }
 
 pub(super) struct VersionState {
@@ -138,6 +140,8 @@ pub struct CacheStats {
     pub bytes: u64,
     /// Of those, bytes in whole copies (see [`super::whole_copies`]).
     pub whole_copy_bytes: u64,
+    /// Of those, bytes of pinned files' chunks (beyond the limit).
+    pub pinned_bytes: u64,
     /// The limit.
     pub limit: u64,
     /// Chunks stored.
@@ -189,27 +193,42 @@ impl ContentCache {
     pub fn open(cache_dir: &Path, limit: u64, store: Arc<Store>) -> std::io::Result<ContentCache> {
         // Read by the chunk indexer's thread: a start does not wait for it.
         let index = store.clone();
-        let tags = move || {
-            let read = index.read(|txn| {
-                let table = txn.open_table(TAG_CHUNKS)?;
-                let mut ids = HashSet::new();
-                for row in table.iter()? {
-                    let (key, _) = row?;
-                    if let Ok(bytes) = <[u8; 32]>::try_from(key.value()) {
-                        ids.insert(ChunkId(bytes));
+        let kept = move || {
+            let ids_in = |table| {
+                index.read(|txn| {
+                    let table = match txn.open_table(table) {
+                        Ok(table) => table,
+                        // Made by the first write to it.
+                        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashSet::new()),
+                        Err(e) => return Err(e.into()),
+                    };
+                    let mut ids = HashSet::new();
+                    for row in table.iter()? {
+                        let (key, _) = row?;
+                        if let Ok(bytes) = <[u8; 32]>::try_from(key.value()) {
+                            ids.insert(ChunkId(bytes));
+                        }
                     }
-                }
-                Ok(ids)
-            });
-            read.unwrap_or_else(|e| {
+                    Ok(ids)
+                })
+            };
+            let tags = ids_in(TAG_CHUNKS).unwrap_or_else(|e| {
                 tracing::warn!(
                     "cannot read which chunks hold tags (they are evicted like audio): {e}"
                 );
                 HashSet::new()
-            })
+            });
+            // Until the pins are worked out again at start (`crate::pins`).
+            let pinned = ids_in(PINNED_CHUNKS).unwrap_or_else(|e| {
+                tracing::warn!(
+                    "cannot read which chunks are pinned (until the pins are read): {e}"
+                );
+                HashSet::new()
+            });
+            KeptChunks { tags, pinned }
         };
         Ok(ContentCache {
-            chunks: ChunkStore::open(&cache_dir.join("chunks"), limit, tags)?,
+            chunks: ChunkStore::open(&cache_dir.join("chunks"), limit, kept)?,
             whole: WholeCopies::open(&cache_dir.join("whole"))?,
             store,
             hot: HotChunks::new(HOT_BYTES),
@@ -225,6 +244,7 @@ impl ContentCache {
         CacheStats {
             bytes: self.chunks.total_bytes() + whole_copy_bytes,
             whole_copy_bytes,
+            pinned_bytes: self.chunks.pinned_bytes(),
             limit: self.chunks.limit(),
             chunks: self.chunks.chunk_count(),
             hits: self.hits.load(Ordering::Relaxed),
@@ -273,6 +293,43 @@ impl ContentCache {
         on_disk.cached_bytes(version.size)
     }
 
+    /// The chunks `version`'s manifest names now (cached on disk or held in
+    /// memory until the disk takes them).
+    pub fn chunks_of(&self, version: &FileVersion) -> Vec<ChunkId> {
+        let state = self.state(version);
+        let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
+        manifest.chunk_ids().collect()
+    }
+
+    /// Drops from `version`'s manifest the chunks that are no longer on disk
+    /// (evicted, or cut off) though they may still be served from memory, so
+    /// that a read for [`Purpose::Pin`] fetches them again.
+    pub fn forget_lost_chunks(&self, version: &FileVersion) {
+        let state = self.state(version);
+        let mut manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
+        let volatile = state.volatile.lock().unwrap_or_else(|p| p.into_inner());
+        manifest.retain_chunks(|id, len| volatile.contains(id) || self.chunks.holds(id, len));
+    }
+
+    /// Makes `ids` the chunks of pinned files (see
+    /// [`ChunkStore::set_pinned`]), and records them for the next start.
+    pub fn set_pinned(&self, ids: HashSet<ChunkId>) {
+        let recorded = self.store.write(false, |txn| {
+            let mut table = txn.open_table(PINNED_CHUNKS)?;
+            table.retain(|_, _| false)?;
+            for id in &ids {
+                table.insert(id.0.as_slice(), ())?;
+            }
+            Ok(())
+        });
+        if let Err(e) = recorded {
+            tracing::warn!(
+                "cannot record which chunks are pinned (worked out again at start): {e}"
+            );
+        }
+        self.chunks.set_pinned(ids);
+    }
+
     /// `version`'s whole copy, opened for reading, if it has one (see
     /// [`super::whole_copies`]).
     pub fn whole_copy(&self, version: &FileVersion) -> Option<std::fs::File> {
@@ -316,7 +373,8 @@ impl ContentCache {
         };
         let limit = self.chunks.limit();
         // Copies go before chunks: make room among the copies, or make none.
-        let room = limit.saturating_sub(self.chunks.total_bytes());
+        // Pinned chunks are beyond the limit.
+        let room = limit.saturating_sub(self.chunks.evictable_bytes());
         if version.size > room || !self.whole.room_for(version.size) {
             return Ok(false);
         }
@@ -429,7 +487,7 @@ impl ContentCache {
             .filter(|id| {
                 self.hot
                     .get(id)
-                    .is_some_and(|bytes| self.chunks.put(id, &bytes, false).is_ok())
+                    .is_some_and(|bytes| self.chunks.put(id, &bytes, Keep::Audio).is_ok())
             })
             .collect();
         if stored.is_empty() {
@@ -521,7 +579,7 @@ impl ContentCache {
                         Purpose::Tag => gap_start
                             .saturating_add((gap_end - gap_start).max(window as u64))
                             .min(version.size),
-                        Purpose::Audio | Purpose::ReadAhead => version.size,
+                        Purpose::Audio | Purpose::ReadAhead | Purpose::Pin => version.size,
                     };
                     let stream_end = manifest.missing_until(gap_start, limit.max(gap_end));
                     state.in_flight.claim(gap_start, stream_end, gap_end)

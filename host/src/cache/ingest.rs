@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 
 use origin_api::{OriginError, OriginResult};
 
+use super::chunk_store::Keep;
 use super::chunker::{cut, name, ChunkId, Piece, MAX_CHUNK};
 use super::content_cache::{ContentCache, Purpose, VersionState, SLOW_FETCH};
 use super::in_flight::{FetchGuard, Progress};
@@ -210,15 +211,19 @@ impl ContentCache {
     /// Writes the chunks `pieces` of `bytes` to the chunk store and keeps them
     /// hot; a chunk the disk refused is kept in memory only.
     fn write_chunks(&self, bytes: &[u8], pieces: &[Piece], purpose: Purpose) -> Written {
-        let tag = purpose == Purpose::Tag;
+        let keep = match purpose {
+            Purpose::Tag => Keep::Tag,
+            Purpose::Pin => Keep::Pinned,
+            Purpose::Audio | Purpose::ReadAhead => Keep::Audio,
+        };
         let mut written = Written {
             unwritten: Vec::new(),
             tag_chunks: Vec::new(),
         };
         for piece in pieces {
             let data = &bytes[piece.offset..piece.offset + piece.len];
-            match self.chunks.put(&piece.id, data, tag) {
-                Ok(_) if tag => written.tag_chunks.push(piece.id),
+            match self.chunks.put(&piece.id, data, keep) {
+                Ok(_) if keep == Keep::Tag => written.tag_chunks.push(piece.id),
                 Ok(_) => {}
                 Err(e) => {
                     if written.unwritten.is_empty() {

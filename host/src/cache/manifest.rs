@@ -119,6 +119,11 @@ impl Manifest {
         }
     }
 
+    /// The chunks it names.
+    pub fn chunk_ids(&self) -> impl Iterator<Item = ChunkId> + '_ {
+        self.extents.values().map(|e| e.id)
+    }
+
     /// Forgets every extent naming `id` (its chunk is gone).
     pub fn remove_chunk(&mut self, id: &ChunkId) {
         self.extents.retain(|_, e| e.id != *id);

@@ -34,6 +34,8 @@ pub const ORIGIN_READ_BYTES: &str = "musicfs_origin_read_bytes_total";
 pub const CACHE_BYTES: &str = "musicfs_cache_bytes";
 /// The cache's limit.
 pub const CACHE_LIMIT_BYTES: &str = "musicfs_cache_limit_bytes";
+/// Bytes of pinned files in the cache (beyond the limit).
+pub const CACHE_PINNED_BYTES: &str = "musicfs_cache_pinned_bytes";
 /// Reads served wholly from the cache.
 pub const CACHE_HITS: &str = "musicfs_cache_hits_total";
 /// Reads that had to fetch from an origin.
@@ -100,6 +102,11 @@ fn describe() {
     );
     describe_gauge!(CACHE_BYTES, Unit::Bytes, "Bytes in the cache");
     describe_gauge!(CACHE_LIMIT_BYTES, Unit::Bytes, "The cache's size limit");
+    describe_gauge!(
+        CACHE_PINNED_BYTES,
+        Unit::Bytes,
+        "Bytes of pinned files in the cache, kept beyond the limit"
+    );
     describe_counter!(CACHE_HITS, "Reads served wholly from the cache");
     describe_counter!(CACHE_MISSES, "Reads that had to fetch from an origin");
     describe_counter!(
@@ -145,6 +152,7 @@ fn sample(daemon: &Daemon) {
     let stats = daemon.cache.stats();
     gauge!(CACHE_BYTES).set(stats.bytes as f64);
     gauge!(CACHE_LIMIT_BYTES).set(stats.limit as f64);
+    gauge!(CACHE_PINNED_BYTES).set(stats.pinned_bytes as f64);
     counter!(CACHE_HITS).absolute(stats.hits);
     counter!(CACHE_MISSES).absolute(stats.misses);
     gauge!(LIBRARY_TRACKS).set(daemon.view.snapshot().file_count() as f64);

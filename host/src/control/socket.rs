@@ -9,11 +9,14 @@
 //! `.mount` file beside it holding the mountpoint's path, so a client finds the
 //! socket of a given mount, or of the only running one.
 //!
-//! Protocol: the client sends one line naming a request; `status` answers one JSON
-//! object; `events` streams every event of the bus as one JSON object per line
-//! until the client hangs up.
+//! Protocol: the client sends one line naming a request, and its argument
+//! after a space; `status` answers one JSON object; `events` streams every
+//! event of the bus as one JSON object per line until the client hangs up;
+//! any other request goes to the mount's [`Requests`] (`pin`, `unpin`, `pins`:
+//! see `crate::pins::requests`), which answer in JSON lines too.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -94,6 +97,22 @@ fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Renders the mount's status as JSON, on request.
 pub type StatusSource = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
 
+/// Where the line ends up: the client's end of the socket.
+pub type Out<'a> = &'a mut (dyn tokio::io::AsyncWrite + Unpin + Send);
+
+/// Requests beyond `status` and `events`, answered by their owners.
+#[async_trait::async_trait]
+pub trait Requests: Send + Sync {
+    /// Answers request `name` with `argument` (the rest of its line), writing
+    /// JSON lines to `out`. False if it does not know `name`.
+    async fn answer(&self, name: &str, argument: &str, out: Out<'_>) -> bool;
+}
+
+/// Writes `value` as one JSON line; false if the client is gone.
+pub async fn send_line(out: Out<'_>, value: &serde_json::Value) -> bool {
+    out.write_all(format!("{value}\n").as_bytes()).await.is_ok()
+}
+
 /// Serves the control socket of one mount until dropped (which removes it).
 pub struct ControlServer {
     /// The socket and the marker, each with the (device, inode) it was made as:
@@ -126,6 +145,7 @@ impl ControlServer {
         mountpoint: &Path,
         events: EventBus,
         status: StatusSource,
+        requests: std::sync::Arc<dyn Requests>,
     ) -> std::io::Result<ControlServer> {
         let dir = runtime_dir();
         if let Some(parent) = dir.parent() {
@@ -146,7 +166,12 @@ impl ControlServer {
         write_new(&marker, canonical.as_os_str().as_encoded_bytes())?;
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, events.clone(), status.clone()));
+                tokio::spawn(serve(
+                    stream,
+                    events.clone(),
+                    status.clone(),
+                    requests.clone(),
+                ));
             }
         });
         Ok(ControlServer {
@@ -165,7 +190,12 @@ impl Drop for ControlServer {
     }
 }
 
-async fn serve(stream: tokio::net::UnixStream, events: EventBus, status: StatusSource) {
+async fn serve(
+    stream: tokio::net::UnixStream,
+    events: EventBus,
+    status: StatusSource,
+    requests: std::sync::Arc<dyn Requests>,
+) {
     let (read, mut write) = stream.into_split();
     let mut request = String::new();
     if tokio::io::BufReader::new(read)
@@ -175,7 +205,9 @@ async fn serve(stream: tokio::net::UnixStream, events: EventBus, status: StatusS
     {
         return;
     }
-    match request.trim() {
+    let request = request.trim();
+    let (name, argument) = request.split_once(' ').unwrap_or((request, ""));
+    match name {
         "status" => {
             let _ = write.write_all(format!("{}\n", status()).as_bytes()).await;
         }
@@ -199,15 +231,22 @@ async fn serve(stream: tokio::net::UnixStream, events: EventBus, status: StatusS
             }
         }
         other => {
-            let _ = write
-                .write_all(format!("{{\"error\":\"unknown request {other:?}\"}}\n").as_bytes())
-                .await;
+            if !requests.answer(other, argument, &mut write).await {
+                let error = serde_json::json!({ "error": format!("unknown request {other:?}") });
+                send_line(&mut write, &error).await;
+            }
         }
     }
 }
 
 /// The control socket of the mount at `mountpoint`, or of the only running mount.
 pub fn find_socket(mountpoint: Option<&Path>) -> Result<PathBuf, String> {
+    find_mount(mountpoint).map(|(socket, _)| socket)
+}
+
+/// The control socket and mountpoint of the mount at `mountpoint`, or of the
+/// only running mount.
+pub fn find_mount(mountpoint: Option<&Path>) -> Result<(PathBuf, PathBuf), String> {
     let dir = runtime_dir();
     match check_private(&dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -218,8 +257,9 @@ pub fn find_socket(mountpoint: Option<&Path>) -> Result<PathBuf, String> {
     }
     if let Some(mountpoint) = mountpoint {
         let socket = dir.join(format!("{}.sock", socket_stem(mountpoint)));
+        let canonical = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_owned());
         return if UnixStream::connect(&socket).is_ok() {
-            Ok(socket)
+            Ok((socket, canonical))
         } else {
             Err(format!(
                 "no running musicfs mount at {}",
@@ -227,8 +267,37 @@ pub fn find_socket(mountpoint: Option<&Path>) -> Result<PathBuf, String> {
             ))
         };
     }
+    let mut mounts = running_mounts(&dir);
+    match mounts.len() {
+        0 => Err("no running musicfs mount".into()),
+        1 => Ok(mounts.remove(0)),
+        _ => Err(format!(
+            "several musicfs mounts are running ({}); choose one with --mount",
+            mounts
+                .iter()
+                .map(|(_, m)| m.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// The running mount that `path` (canonical) lies in, if any: (socket,
+/// mountpoint).
+pub fn mount_holding(path: &Path) -> Option<(PathBuf, PathBuf)> {
+    let dir = runtime_dir();
+    check_private(&dir).ok()?;
+    running_mounts(&dir)
+        .into_iter()
+        .filter(|(_, mountpoint)| path.starts_with(mountpoint))
+        // The innermost, should one mount lie inside another.
+        .max_by_key(|(_, mountpoint)| mountpoint.as_os_str().len())
+}
+
+/// The running mounts whose sockets are in `dir`: (socket, mountpoint).
+fn running_mounts(dir: &Path) -> Vec<(PathBuf, PathBuf)> {
     let mut mounts = Vec::new();
-    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "mount") {
             let socket = path.with_extension("sock");
@@ -238,27 +307,29 @@ pub fn find_socket(mountpoint: Option<&Path>) -> Result<PathBuf, String> {
                 let _ = std::fs::remove_file(&path);
                 continue;
             }
-            let mounted_at = std::fs::read_to_string(&path).unwrap_or_default();
-            mounts.push((socket, mounted_at));
+            let mounted_at = std::fs::read(&path).unwrap_or_default();
+            let mounted_at = std::ffi::OsStr::from_bytes(&mounted_at);
+            mounts.push((socket, PathBuf::from(mounted_at)));
         }
     }
-    match mounts.len() {
-        0 => Err("no running musicfs mount".into()),
-        1 => Ok(mounts.remove(0).0),
-        _ => Err(format!(
-            "several musicfs mounts are running ({}); choose one with --mount",
-            mounts
-                .iter()
-                .map(|(_, m)| m.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-    }
+    mounts
 }
 
 /// Sends `request` and copies every line of the answer to `out` until the server
 /// closes the connection or `out` fails.
 pub fn request(socket: &Path, request: &str, out: &mut dyn Write) -> Result<(), String> {
+    request_each(socket, request, |line| {
+        Ok(writeln!(out, "{line}").and_then(|_| out.flush()).is_ok())
+    })
+}
+
+/// Sends `request` and hands every line of the answer to `each` until the
+/// server closes the connection or `each` returns false (or an error).
+pub fn request_each(
+    socket: &Path,
+    request: &str,
+    mut each: impl FnMut(&str) -> Result<bool, String>,
+) -> Result<(), String> {
     let mut stream =
         UnixStream::connect(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
     stream
@@ -266,7 +337,7 @@ pub fn request(socket: &Path, request: &str, out: &mut dyn Write) -> Result<(), 
         .map_err(|e| e.to_string())?;
     for line in BufReader::new(stream).lines() {
         let line = line.map_err(|e| e.to_string())?;
-        if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+        if !each(&line)? {
             return Ok(());
         }
     }

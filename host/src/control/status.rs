@@ -25,6 +25,9 @@ pub struct OriginStatus {
 pub struct CacheStatus {
     pub bytes: u64,
     pub limit: u64,
+    /// Of `bytes`, those of pinned files: kept whatever the limit says.
+    #[serde(default)]
+    pub pinned_bytes: u64,
     pub chunks: usize,
     /// Reads served from the cache over all reads, when any read was made.
     pub hit_ratio: Option<f64>,
@@ -85,6 +88,7 @@ pub fn status_of(daemon: &Daemon, mountpoint: &str) -> Status {
         cache: CacheStatus {
             bytes: stats.bytes,
             limit: stats.limit,
+            pinned_bytes: stats.pinned_bytes,
             chunks: stats.chunks,
             hit_ratio: (reads > 0).then(|| stats.hits as f64 / reads as f64),
         },
@@ -119,9 +123,10 @@ pub fn render(status: &Status) -> String {
     }
     let c = &status.cache;
     out.push_str(&format!(
-        "\ncache: {:.1} MB of {:.1} MB, {} chunks, hit ratio {}\n",
-        c.bytes as f64 / 1e6,
+        "\ncache: {:.1} MB of {:.1} MB, and {:.1} MB pinned beyond it, {} chunks, hit ratio {}\n",
+        (c.bytes - c.pinned_bytes.min(c.bytes)) as f64 / 1e6,
         c.limit as f64 / 1e6,
+        c.pinned_bytes as f64 / 1e6,
         c.chunks,
         c.hit_ratio
             .map_or("-".to_owned(), |r| format!("{:.0}%", r * 100.0))

@@ -33,6 +33,7 @@ use crate::library::tree::{Node, NodeKind, Replica, Tree};
 use crate::library::view::LibraryView;
 use crate::origins::failover::ReadPolicy;
 use crate::origins::registry::Registry;
+use crate::pins::{normal, Pins};
 
 /// How long the kernel may cache names (found or not) and attributes. Every
 /// change to the tree is pushed to the kernel with the notifier, twice (see
@@ -66,6 +67,8 @@ pub struct MusicFs {
     /// Whether the configuration asks for it (`[cache] passthrough`).
     passthrough_wanted: bool,
     modes: OpenModes<Backing>,
+    /// For the pinned attribute.
+    pins: Option<Arc<Pins>>,
     uid: u32,
     gid: u32,
 }
@@ -97,6 +100,7 @@ impl MusicFs {
             passthrough: false,
             passthrough_wanted: true,
             modes: OpenModes::default(),
+            pins: None,
             // SAFETY: getuid/getgid cannot fail.
             uid: unsafe { libc::getuid() },
             gid: unsafe { libc::getgid() },
@@ -108,6 +112,26 @@ impl MusicFs {
     pub fn with_passthrough(mut self, wanted: bool) -> Self {
         self.passthrough_wanted = wanted;
         self
+    }
+
+    /// Answers `user.musicfs.pinned` from `pins`.
+    pub fn with_pins(mut self, pins: Arc<Pins>) -> Self {
+        self.pins = Some(pins);
+        self
+    }
+
+    /// `yes` if a pin covers `ino` (itself or a folder above it), else `no`.
+    fn pinned(&self, tree: &Tree, ino: u64) -> &'static str {
+        let path = tree.path_of(ino);
+        let pinned = self
+            .pins
+            .as_ref()
+            .and_then(|pins| pins.covering(&normal(&path)));
+        if pinned.is_some() {
+            "yes"
+        } else {
+            "no"
+        }
     }
 
     fn attr(&self, node: Node<'_>) -> FileAttr {
@@ -219,11 +243,15 @@ fn xattr_reply(value: &[u8], size: u32, reply: ReplyXattr) {
 }
 
 /// The extended attributes every file carries.
-pub const XATTRS: [&str; 3] = [
+pub const XATTRS: [&str; 4] = [
     "user.musicfs.origin",
     "user.musicfs.path",
     "user.musicfs.cached",
+    "user.musicfs.pinned",
 ];
+
+/// The extended attributes every folder carries.
+pub const FOLDER_XATTRS: [&str; 1] = ["user.musicfs.pinned"];
 
 impl Filesystem for MusicFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
@@ -446,6 +474,9 @@ impl Filesystem for MusicFs {
         let Some(node) = tree.get(ino.0) else {
             return reply.error(Errno::ENOENT);
         };
+        if name.to_str() == Some("user.musicfs.pinned") {
+            return xattr_reply(self.pinned(&tree, ino.0).as_bytes(), size, reply);
+        }
         let Some(file) = node.file() else {
             return reply.error(Errno::ENODATA);
         };
@@ -476,7 +507,7 @@ impl Filesystem for MusicFs {
         let tree = self.view.snapshot();
         let names: &[&str] = match tree.get(ino.0).map(|n| n.is_dir()) {
             Some(false) => &XATTRS,
-            Some(true) => &[],
+            Some(true) => &FOLDER_XATTRS,
             None => return reply.error(Errno::ENOENT),
         };
         let mut value = Vec::new();

@@ -13,7 +13,6 @@ use crate::fs::fuse::MusicFs;
 use crate::fs::mount_helper::Ready;
 use crate::fs::mountpoint::check_mountpoint;
 use crate::library::sample;
-use crate::origins::failover::ReadPolicy;
 
 /// FUSE threads: reads from the cache are served on them.
 const FUSE_THREADS: usize = 4;
@@ -72,18 +71,10 @@ pub fn run(
         daemon.events.clone(),
         runtime.handle().clone(),
         daemon.origins_started(),
-        ReadPolicy {
-            retry_delays: daemon
-                .config
-                .retry
-                .delays_ms
-                .iter()
-                .map(|ms| Duration::from_millis(*ms))
-                .collect(),
-            deadline: daemon.config.health.read_deadline(),
-        },
+        crate::daemon::read_policy(&daemon.config),
     )
-    .with_passthrough(daemon.config.cache.passthrough);
+    .with_passthrough(daemon.config.cache.passthrough)
+    .with_pins(daemon.pins.clone());
     let mut fuse_config = fuser::Config::default();
     fuse_config.mount_options = vec![
         MountOption::RO,
@@ -142,7 +133,14 @@ pub fn run(
                     .unwrap_or_default()
             })
         };
-        let _control = ControlServer::start(mountpoint, daemon.events.clone(), status)
+        let requests = Arc::new(crate::pins::requests::PinRequests {
+            pins: daemon.pins.clone(),
+            keeper: daemon.keeper.clone(),
+            view: daemon.view.clone(),
+            cache: daemon.cache.clone(),
+            cache_dir: daemon.cache_dir.clone(),
+        });
+        let _control = ControlServer::start(mountpoint, daemon.events.clone(), status, requests)
             .map_err(|e| {
                 tracing::warn!("no control socket (musicfs events will not reach this mount): {e}")
             })
@@ -150,6 +148,7 @@ pub fn run(
         daemon.set_notifier(session.notifier());
         daemon.start_hooks(mountpoint);
         daemon.start_origins().await;
+        let keeper = daemon.keeper.start();
         let changes = crate::library::change_feed::start(&daemon);
         let checks = crate::origins::health_monitor::start(
             daemon.registry.clone(),
@@ -179,6 +178,7 @@ pub fn run(
         wait_for_stop(&session).await;
         rescans.abort();
         retries.abort();
+        keeper.abort();
         changes.abort();
         checks.abort();
         first_scan.abort();

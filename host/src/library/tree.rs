@@ -157,6 +157,44 @@ impl Tree {
         format!("/{}", parts.join("/"))
     }
 
+    /// The node at `path`, relative to the root (`Artist/Album`; `""` is the
+    /// root).
+    pub fn resolve(&self, path: &str) -> Option<Node<'_>> {
+        let mut node = self.get(ROOT)?;
+        for name in path.split('/').filter(|n| !n.is_empty()) {
+            node = self.lookup(node.ino(), name)?;
+        }
+        Some(node)
+    }
+
+    /// Every file at or below `node`, with its path relative to the root, in
+    /// path order.
+    pub fn files_below<'t>(&'t self, node: Node<'t>) -> Vec<(String, File<'t>)> {
+        let mut out = Vec::new();
+        let start = self.path_of(node.ino()).trim_start_matches('/').to_owned();
+        let mut stack = vec![(node, start)];
+        while let Some((node, path)) = stack.pop() {
+            match node.kind() {
+                NodeKind::File(file) => out.push((path, file)),
+                NodeKind::Dir(children) => {
+                    // Bounded like `path_of`: no tree can make it loop.
+                    if out.len() + stack.len() > self.nodes.len() {
+                        break;
+                    }
+                    for child in children.iter() {
+                        let child_path = match path.is_empty() {
+                            true => child.name().to_owned(),
+                            false => format!("{path}/{}", child.name()),
+                        };
+                        stack.push((child, child_path));
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// The number of files.
     pub fn file_count(&self) -> usize {
         self.files.len()
