@@ -144,16 +144,7 @@ struct Runner {
 impl Runner {
     async fn run(self, mut rx: mpsc::UnboundedReceiver<Vec<String>>) {
         let client = http::client();
-        while let Some(first) = rx.recv().await {
-            let mut pending: BTreeSet<String> = first.into_iter().collect();
-            // Quiet for the debounce time: a copy of a whole album is one run.
-            loop {
-                match tokio::time::timeout(self.config.debounce, rx.recv()).await {
-                    Ok(Some(more)) => pending.extend(more),
-                    Ok(None) => return,
-                    Err(_) => break,
-                }
-            }
+        while let Some(mut pending) = next_batch(&mut rx, self.config.debounce).await {
             let mut attempt = 0;
             loop {
                 let folders = outermost(pending.iter().cloned());
@@ -242,6 +233,23 @@ impl Runner {
     }
 }
 
+/// The next batch of folders: waits for a change, then takes in more until
+/// `quiet` passes with none (a copy of a whole album is one run). `None` once
+/// the daemon is gone.
+async fn next_batch(
+    rx: &mut mpsc::UnboundedReceiver<Vec<String>>,
+    quiet: Duration,
+) -> Option<BTreeSet<String>> {
+    let mut pending: BTreeSet<String> = rx.recv().await?.into_iter().collect();
+    loop {
+        match tokio::time::timeout(quiet, rx.recv()).await {
+            Ok(Some(more)) => pending.extend(more),
+            // Quiet, or nothing more will come: this batch is whole.
+            Ok(None) | Err(_) => return Some(pending),
+        }
+    }
+}
+
 /// The wait after failed attempt `attempt` (from 0): 1 s, doubling, capped.
 fn backoff(attempt: u32) -> Duration {
     Duration::from_secs(1u64 << attempt.min(6)).min(LONGEST_BACKOFF)
@@ -250,6 +258,34 @@ fn backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_ends_after_the_debounce_time_with_no_change() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let started = tokio::time::Instant::now();
+        let sender = tokio::spawn(async move {
+            tx.send(vec!["A/1".to_owned()]).unwrap();
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            tx.send(vec!["B".to_owned(), "A/1".to_owned()]).unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            tx.send(vec!["C".to_owned()]).unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            tx.send(vec!["D".to_owned()]).unwrap();
+        });
+        let quiet = Duration::from_secs(2);
+        let first = next_batch(&mut rx, quiet).await.unwrap();
+        assert_eq!(first.into_iter().collect::<Vec<_>>(), ["A/1", "B"]);
+        assert_eq!(started.elapsed(), Duration::from_millis(3500));
+        let second = next_batch(&mut rx, quiet).await.unwrap();
+        assert_eq!(second.into_iter().collect::<Vec<_>>(), ["C"]);
+        assert_eq!(started.elapsed(), Duration::from_millis(8500));
+        // The daemon gone: what came last still makes a batch, then no more.
+        sender.await.unwrap();
+        let last = next_batch(&mut rx, quiet).await.unwrap();
+        assert_eq!(last.into_iter().collect::<Vec<_>>(), ["D"]);
+        assert_eq!(started.elapsed(), Duration::from_millis(16_500));
+        assert_eq!(next_batch(&mut rx, quiet).await, None);
+    }
 
     #[test]
     fn backoff_doubles_up_to_a_minute() {

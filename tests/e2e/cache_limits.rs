@@ -1,8 +1,8 @@
 //! The content cache stores identical content once and stays within its limit.
 
 use musicfs_tests::audio_library::{self, TRACKS};
-use musicfs_tests::chunk_bytes;
 use musicfs_tests::mounted::Mounted;
+use musicfs_tests::{chunk_bytes, local_config};
 
 #[test]
 fn the_same_track_on_two_origins_is_stored_once() {
@@ -42,27 +42,15 @@ fn the_same_track_on_two_origins_is_stored_once() {
 fn the_cache_stays_within_its_limit() {
     let source = tempfile::tempdir().unwrap();
     // Four 600 KB tracks of noise, more than the 1 MB limit together.
-    for i in 0..4 {
-        let title = format!("Noise {i}");
-        let tags = [
-            ("title", title.as_str()),
-            ("artist", "Hiss"),
-            ("album", "Limits"),
-        ];
-        let out = source.path().join(format!("{i}.flac"));
-        audio_library::ffmpeg(&format!("anoisesrc=duration=4:seed={i}"), &tags, &[], &out);
-    }
+    audio_library::noise_album(source.path(), "Limits", 4, 4);
     let work = tempfile::tempdir().unwrap();
     let cache = work.path().join("cache");
-    let config = work.path().join("musicfs.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[origins]]\nid = \"noise\"\ntype = \"local\"\npath = \"{}\"\n\n[cache]\ncontent_cache_gb = 0.001\n",
-            source.path().display()
-        ),
-    )
-    .unwrap();
+    let config = local_config(
+        work.path(),
+        "noise",
+        source.path(),
+        "[cache]\ncontent_cache_gb = 0.001\n",
+    );
     let args = ["--config".to_owned(), config.display().to_string()];
     let mount = Mounted::start(work.path(), &cache, &args, Some("Hiss/Limits/Noise 3.flac"));
     let mut total = 0;

@@ -13,6 +13,7 @@ use musicfs_tests::audio_library::{self, copy_tree, ffmpeg, TRACKS};
 use musicfs_tests::http_recorder::{HttpRecorder, Request};
 use musicfs_tests::mounted::Mounted;
 use musicfs_tests::mpd_server::MpdServer;
+use musicfs_tests::{local_config, status_of};
 
 /// Generous: a hang detector, not a speed bound.
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -42,20 +43,6 @@ fn new_album(dir: &Path, aside: &Path, artist: &str, album: &str) {
     }
 }
 
-fn status(mountpoint: &Path) -> Status {
-    let out = Command::new(musicfs_tests::musicfs_binary())
-        .args(["status", "--json", "--mount"])
-        .arg(mountpoint)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn mpd_learns_of_a_new_album_without_a_rescan() {
     let source = tempfile::tempdir().unwrap();
@@ -64,19 +51,17 @@ fn mpd_learns_of_a_new_album_without_a_rescan() {
     let mountpoint = work.path().join("mnt");
     std::fs::create_dir_all(&mountpoint).unwrap();
     let mpd_dir = work.path().join("mpd");
-    let config = work.path().join("musicfs.toml");
     // MPD starts after the mount (its music_directory must be mounted): the
     // hook's first runs, for the first scan, may find no one and give up.
     let mpd_port = musicfs_tests::s3_server::free_port();
-    std::fs::write(
-        &config,
-        format!(
-            "[[origins]]\nid = \"disk\"\ntype = \"local\"\npath = \"{}\"\n\n\
-             [[hooks]]\ntype = \"mpd\"\naddress = \"127.0.0.1:{mpd_port}\"\ndebounce_ms = 300\n",
-            source.path().display()
+    let config = local_config(
+        work.path(),
+        "disk",
+        source.path(),
+        &format!(
+            "[[hooks]]\ntype = \"mpd\"\naddress = \"127.0.0.1:{mpd_port}\"\ndebounce_ms = 300\n"
         ),
-    )
-    .unwrap();
+    );
     let mount = Mounted::start(
         work.path(),
         &work.path().join("cache"),
@@ -107,10 +92,11 @@ fn mpd_learns_of_a_new_album_without_a_rescan() {
         }
         all
     });
-    // It was the hook: MPD was told of the new artist's folder alone.
+    // It was the hook: with auto_update off, only an update command brings
+    // new files into MPD's database.
     let log = mpd.log();
     assert!(log.contains("Fresh/First Light/01 - Opening.flac"), "{log}");
-    let hook = &status(&mountpoint).hooks[0];
+    let hook = &status_of(&mountpoint).hooks[0];
     assert_eq!((hook.name.as_str(), hook.kind.as_str()), ("mpd", "mpd"));
     assert!(hook.runs >= 1, "{hook:?}");
     assert!(
@@ -162,16 +148,8 @@ fn subsonic_jellyfin_plex_and_a_command_are_told_by_their_own_apis() {
     let mountpoint = work.path().join("mnt");
     let told = work.path().join("told.txt");
     let url = server.url();
-    let config = work.path().join("musicfs.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[[origins]]
-id = "disk"
-type = "local"
-path = "{source}"
-
-[[hooks]]
+    let hooks = format!(
+        r#"[[hooks]]
 type = "subsonic"
 name = "navidrome"
 url = "{url}/navidrome/"
@@ -198,11 +176,9 @@ type = "command"
 command = ["sh", "-c", "printf '%s\n' \"$@\" >> '{told}'", "hook"]
 debounce_ms = 300
 "#,
-            source = source.path().display(),
-            told = told.display(),
-        ),
-    )
-    .unwrap();
+        told = told.display(),
+    );
+    let config = local_config(work.path(), "disk", source.path(), &hooks);
     let mount = Mounted::start_logging(
         work.path(),
         &work.path().join("cache"),
@@ -213,15 +189,19 @@ debounce_ms = 300
     // The first scan is a change too: wait until it has been told, then
     // look at the new album alone.
     let settled = |s: &Status| s.hooks.iter().all(|h| h.runs >= 1);
-    mount.wait_until(PATIENCE, |_| settled(&status(&mountpoint)));
+    mount.wait_until(PATIENCE, |_| settled(&status_of(&mountpoint)));
     server.clear();
     let _ = std::fs::remove_file(&told);
-    let before: Vec<u64> = status(&mountpoint).hooks.iter().map(|h| h.runs).collect();
+    let before: Vec<u64> = status_of(&mountpoint)
+        .hooks
+        .iter()
+        .map(|h| h.runs)
+        .collect();
 
     new_album(source.path(), work.path(), "Solo", "Encore");
     let album = "Solo/Encore";
     mount.wait_until(PATIENCE, |_| {
-        let now = status(&mountpoint);
+        let now = status_of(&mountpoint);
         now.hooks.iter().zip(&before).all(|(h, b)| h.runs > *b)
             && server
                 .requests()
@@ -278,7 +258,7 @@ debounce_ms = 300
             Some("plex-token-3")
         );
     }
-    let now = status(&mountpoint);
+    let now = status_of(&mountpoint);
     let plex_status = now.hooks.iter().find(|h| h.kind == "plex").unwrap();
     assert!(plex_status.failures >= 1, "{plex_status:?}");
     assert!(plex_status.last.starts_with("ok"), "{plex_status:?}");

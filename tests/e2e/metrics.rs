@@ -112,26 +112,14 @@ fn metrics_parse_and_say_what_the_mount_did() {
     // Four tracks of noise, 600 KB each, over a 1 MB cache: reading them all
     // evicts.
     let source = tempfile::tempdir().unwrap();
-    for i in 0..4 {
-        let title = format!("Noise {i}");
-        let tags = [
-            ("title", title.as_str()),
-            ("artist", "Hiss"),
-            ("album", "Gauges"),
-        ];
-        let out = source.path().join(format!("{i}.flac"));
-        audio_library::ffmpeg(&format!("anoisesrc=duration=4:seed={i}"), &tags, &[], &out);
-    }
+    audio_library::noise_album(source.path(), "Gauges", 4, 4);
     let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("musicfs.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[origins]]\nid = \"noise\"\ntype = \"local\"\npath = \"{}\"\n\n[cache]\ncontent_cache_gb = 0.001\n",
-            source.path().display()
-        ),
-    )
-    .unwrap();
+    let config = musicfs_tests::local_config(
+        work.path(),
+        "noise",
+        source.path(),
+        "[cache]\ncontent_cache_gb = 0.001\n",
+    );
     let port = free_port();
     let args = [
         "--config".to_owned(),

@@ -9,11 +9,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use musicfs::control::status::Status;
 use musicfs_tests::audio_library::ffmpeg;
 use musicfs_tests::mounted::Mounted;
 use musicfs_tests::origin_kinds::{LocalFolder, OriginFixture};
-use musicfs_tests::{musicfs_binary, xattr};
+use musicfs_tests::{musicfs_binary, status_of, xattr};
 
 /// Generous: a hang detector, not a speed bound.
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -52,17 +51,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-fn status(mount: &Mounted) -> Status {
-    let out = musicfs(&[
-        "status",
-        "--json",
-        "--mount",
-        &mount.mountpoint.display().to_string(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// The file read past the kernel's page cache (O_DIRECT): the daemon serves it.
@@ -152,7 +140,7 @@ fn a_pinned_album_larger_than_the_cache_plays_with_its_origin_gone() {
             bytes
         );
     }
-    let now = status(&mount);
+    let now = status_of(&mount.mountpoint);
     assert!(now.cache.pinned_bytes >= album, "{:?}", now.cache);
     assert!(
         now.cache.bytes - now.cache.pinned_bytes <= now.cache.limit,
@@ -234,7 +222,9 @@ fn a_pinned_album_larger_than_the_cache_plays_with_its_origin_gone() {
         xattr(&album_dir, "user.musicfs.pinned").as_deref(),
         Some("no")
     );
-    mount.wait_until(PATIENCE, |m| status(m).cache.pinned_bytes < album);
+    mount.wait_until(PATIENCE, |m| {
+        status_of(&m.mountpoint).cache.pinned_bytes < album
+    });
     let out = musicfs(&["pins", "--mount", &mnt]);
     assert!(!text(&out).contains("Hiss/Kept"), "{}", text(&out));
     assert!(text(&out).contains(&shown("Other", 2)), "{}", text(&out));

@@ -175,6 +175,22 @@ pub fn ffmpeg(source: &str, tags: &[(&str, &str)], extra: &[&str], out: &Path) {
     assert!(status.success(), "ffmpeg failed to make {}", out.display());
 }
 
+/// Writes `count` tracks of `seconds` of noise (about 150 KB of FLAC a
+/// second, none alike) into `dir` as `0.flac`, `1.flac`, …, tagged `Noise N`
+/// by `Hiss` on `album`: shown as `Hiss/<album>/Noise N.flac`.
+pub fn noise_album(dir: &Path, album: &str, count: usize, seconds: u32) {
+    for i in 0..count {
+        let title = format!("Noise {i}");
+        let tags = [
+            ("title", title.as_str()),
+            ("artist", "Hiss"),
+            ("album", album),
+        ];
+        let source = format!("anoisesrc=duration={seconds}:seed={i}");
+        ffmpeg(&source, &tags, &[], &dir.join(format!("{i}.flac")));
+    }
+}
+
 /// Writes every track into `dir` with ffmpeg: one second of a tone, a different
 /// tone per track (so no two files are equal), with the track's tags.
 pub fn generate(dir: &Path) {

@@ -203,6 +203,33 @@ pub fn scan_with(
     (out.status.success(), printed)
 }
 
+/// Writes `work/musicfs.toml`: one local origin `id` serving `source`, then
+/// `extra` (TOML); returns its path.
+pub fn local_config(work: &Path, id: &str, source: &Path, extra: &str) -> PathBuf {
+    let file = work.join("musicfs.toml");
+    let text = format!(
+        "[[origins]]\nid = \"{id}\"\ntype = \"local\"\npath = \"{}\"\n\n{extra}",
+        source.display()
+    );
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// The status of the mount at `mountpoint` (`musicfs status --json`).
+pub fn status_of(mountpoint: &Path) -> musicfs::control::status::Status {
+    let out = std::process::Command::new(musicfs_binary())
+        .args(["status", "--json", "--mount"])
+        .arg(mountpoint)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// [`scan_with`] the built `musicfs`.
 pub fn scan(plugins: &Path, cache: &Path, origin: &str) -> (bool, String) {
     scan_with(

@@ -171,17 +171,20 @@ impl Keeper {
         let mut failed = BTreeMap::new();
         for file in &files {
             if let Err(e) = self.keep(file).await {
-                tracing::warn!(path = %file.path, "cannot fetch a pinned file (tried again later): {e}");
+                tracing::debug!(path = %file.path, "cannot fetch a pinned file: {e}");
                 failed.insert(file.path.clone(), e);
             }
         }
         self.hand_over(&files);
-        if !files.is_empty() {
-            tracing::info!(
-                files = files.len(),
-                failed = failed.len(),
-                "pinned files kept"
+        // One line a pass: a pinned library with its origin down would
+        // otherwise log every file every minute.
+        if let Some((path, why)) = failed.iter().next() {
+            tracing::warn!(
+                files = failed.len(),
+                "pinned files not fetched (tried again when an origin comes up, or in a minute), e.g. {path}: {why}"
             );
+        } else if !files.is_empty() {
+            tracing::info!(files = files.len(), "pinned files kept");
         }
         let left_out = !failed.is_empty();
         self.passes.send_modify(|p| {
