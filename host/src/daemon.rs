@@ -189,6 +189,7 @@ impl Daemon {
             registry.clone(),
             view.clone(),
             read_policy(&config),
+            events.clone(),
         ));
         Ok(Daemon {
             view,
@@ -345,9 +346,10 @@ impl Daemon {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_some();
-        let folders = match hooked {
-            true => changed_folders(&tree, &changes),
-            false => Vec::new(),
+        let folders = if hooked {
+            changed_folders(&tree, &changes)
+        } else {
+            Vec::new()
         };
         let files = tree.file_count();
         self.view.replace(tree);
@@ -387,8 +389,10 @@ impl Daemon {
         if self.config.hooks.is_empty() {
             return;
         }
+        // Servers are told absolute paths, whatever the command line said.
+        let mountpoint = std::path::absolute(mountpoint).unwrap_or_else(|_| mountpoint.to_owned());
         *self.hooks.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(crate::hooks::Hooks::start(&self.config.hooks, mountpoint));
+            Some(crate::hooks::Hooks::start(&self.config.hooks, &mountpoint));
     }
 
     /// The hooks' status, in config order.

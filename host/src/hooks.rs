@@ -118,6 +118,20 @@ pub struct Changed<'a> {
 }
 
 impl Changed<'_> {
+    /// The folders, relative, below `prefix` (where the mount is in the
+    /// server's own tree).
+    pub fn below(&self, prefix: Option<&str>) -> Vec<String> {
+        let prefix = prefix.map(|p| p.trim_matches('/')).unwrap_or("");
+        self.folders
+            .iter()
+            .map(|f| match (prefix.is_empty(), f.is_empty()) {
+                (true, _) => f.clone(),
+                (false, true) => prefix.to_owned(),
+                (false, false) => format!("{prefix}/{f}"),
+            })
+            .collect()
+    }
+
     /// The folders below `root` (where a server sees the mount).
     pub fn absolute(&self, root: Option<&Path>) -> Vec<PathBuf> {
         let root = root.unwrap_or(self.mountpoint);
@@ -191,8 +205,13 @@ impl Runner {
 
     async fn once(&self, client: &reqwest::Client, changed: &Changed<'_>) -> Result<(), String> {
         match &self.config.target {
-            HookTarget::Mpd { address, password } => {
-                mpd::update(address, password.as_ref(), changed.folders).await
+            HookTarget::Mpd {
+                address,
+                password,
+                prefix,
+            } => {
+                let folders = changed.below(prefix.as_deref());
+                mpd::update(address, password.as_ref(), &folders).await
             }
             HookTarget::Subsonic {
                 url,
@@ -308,5 +327,7 @@ mod tests {
             changed.absolute(Some(Path::new("/media"))),
             [PathBuf::from("/media"), PathBuf::from("/media/A/B")]
         );
+        assert_eq!(changed.below(None), ["", "A/B"]);
+        assert_eq!(changed.below(Some("/MusicFS/")), ["MusicFS", "MusicFS/A/B"]);
     }
 }

@@ -30,16 +30,22 @@ const SPARE_SPACE: u64 = 64 << 20;
 /// again free, and 64 MiB: the chunk cache and the index come first, and such
 /// a file must never be what makes their next write fail.
 pub fn room_to_spare(dir: &Path, len: u64) -> bool {
-    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
+    disk_space(dir).is_some_and(|(free, _)| free >= len.saturating_add(len.max(SPARE_SPACE)))
+}
+
+/// The bytes free for us on the disk holding `dir`, and its size.
+pub fn disk_space(dir: &Path) -> Option<(u64, u64)> {
+    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
     // SAFETY: a valid NUL-terminated path and a zeroed struct to fill.
     let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
-        return false;
+        return None;
     }
-    let free = (stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64);
-    free >= len.saturating_add(len.max(SPARE_SPACE))
+    let block = stats.f_frsize as u64;
+    Some((
+        (stats.f_bavail as u64).saturating_mul(block),
+        (stats.f_blocks as u64).saturating_mul(block),
+    ))
 }
 
 #[cfg(test)]

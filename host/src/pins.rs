@@ -17,9 +17,9 @@
 //! - **Fetching** is [`keeper`]'s: one background task that brings every
 //!   pinned file whole into the cache, through the same failover as a read,
 //!   and again whenever the tree changes or an origin comes back.
-//! - **Room.** A pin that would not fit on the cache's disk (what it still
-//!   needs against what is free, less a margin) is refused up front, with the
-//!   sizes ([`requests`]).
+//! - **Room.** A pin that would not fit on the cache's disk (what every pin
+//!   still needs against what is free, less a margin) is refused up front,
+//!   with the sizes ([`requests`]).
 //!
 //! [`requests`] answers the control socket, [`client`] is the command line's
 //! side of it, and [`playlist`] reads the M3U lists that `musicfs pin` takes.
@@ -31,7 +31,7 @@ pub mod requests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use redb::ReadableTable;
 
@@ -42,6 +42,9 @@ pub struct Pins {
     store: Arc<Store>,
     backup: PathBuf,
     paths: RwLock<BTreeMap<String, u64>>,
+    /// Held across a change and its saving: two changes at once could
+    /// otherwise save in the other order, the older last.
+    changing: Mutex<()>,
 }
 
 /// `path` in the form pins are kept in: relative, no `.`, empty parts or
@@ -89,6 +92,7 @@ impl Pins {
             store,
             backup,
             paths: RwLock::new(stored),
+            changing: Mutex::new(()),
         };
         if pins.list().is_empty() {
             let saved: Option<BTreeMap<String, u64>> = std::fs::read(&pins.backup)
@@ -100,8 +104,11 @@ impl Pins {
                     "the index held no pins: restored from {}",
                     pins.backup.display()
                 );
-                *pins.paths.write().unwrap_or_else(|p| p.into_inner()) = saved;
-                if let Err(e) = pins.save() {
+                let restored = pins.change(|paths| {
+                    *paths = saved;
+                    Ok(())
+                });
+                if let Err(e) = restored {
                     tracing::warn!("cannot keep the restored pins: {e}");
                 }
             }
@@ -125,23 +132,19 @@ impl Pins {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let added: Vec<String> = {
-            let mut pins = self.paths.write().unwrap_or_else(|p| p.into_inner());
-            paths
+        self.change(|pins| {
+            Ok(paths
                 .iter()
                 .filter(|p| pins.insert((*p).clone(), now).is_none())
                 .cloned()
-                .collect()
-        };
-        self.save()?;
-        Ok(added)
+                .collect())
+        })
     }
 
     /// Unpins `paths` (normal). A path that is not a pin itself is an error
     /// that names the pin covering it, if one does; nothing is changed then.
     pub fn remove(&self, paths: &[String]) -> Result<(), String> {
-        {
-            let mut pins = self.paths.write().unwrap_or_else(|p| p.into_inner());
+        self.change(|pins| {
             for path in paths {
                 if pins.contains_key(path) {
                     continue;
@@ -158,28 +161,41 @@ impl Pins {
             for path in paths {
                 pins.remove(path);
             }
-        }
-        self.save()
+            Ok(())
+        })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, u64>> {
         self.paths.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes the pins to the index and to the backup file.
-    fn save(&self) -> Result<(), String> {
-        let pins = self.read().clone();
+    /// Applies `edit` to a copy of the pins, saves the copy, and only then
+    /// makes it the pins: a change that cannot be saved is not made.
+    fn change<T>(
+        &self,
+        edit: impl FnOnce(&mut BTreeMap<String, u64>) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let _one_at_a_time = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = self.read().clone();
+        let out = edit(&mut next)?;
+        self.save(&next)?;
+        *self.paths.write().unwrap_or_else(|p| p.into_inner()) = next;
+        Ok(out)
+    }
+
+    /// Writes `pins` to the index and to the backup file.
+    fn save(&self, pins: &BTreeMap<String, u64>) -> Result<(), String> {
         self.store
             .write(true, |txn| {
                 let mut table = txn.open_table(PINS)?;
                 table.retain(|_, _| false)?;
-                for (path, at) in &pins {
+                for (path, at) in pins {
                     table.insert(path.as_str(), *at)?;
                 }
                 Ok(())
             })
             .map_err(|e| format!("cannot keep the pins in the index: {e}"))?;
-        let json = serde_json::to_vec_pretty(&pins).map_err(|e| e.to_string())?;
+        let json = serde_json::to_vec_pretty(pins).map_err(|e| e.to_string())?;
         let temporary = self.backup.with_extension("json.new");
         std::fs::write(&temporary, json)
             .and_then(|()| std::fs::File::open(&temporary)?.sync_all())

@@ -240,13 +240,20 @@ fn a_pin_that_does_not_fit_on_the_disk_is_refused_with_the_sizes() {
     let work = tempfile::tempdir().unwrap();
     let origin = LocalFolder::start(work.path(), "disk");
     let made = work.path().join("made");
-    origin.put("big/1.flac", &noise_track(&made, "Big", 1, 8));
-    // A 96 MB disk for the cache (the plugin is copied there too): less than
-    // the room a pin must leave.
+    // A small album (1.2 MB) and a big one (4 x 75 s, about 45 MB).
+    origin.put("small/1.flac", &noise_track(&made, "Small", 1, 8));
+    for n in 1..=4 {
+        origin.put(&format!("big/{n}.flac"), &noise_track(&made, "Big", n, 75));
+    }
+    // The cache's disk: room for the plugin (copied there) and 40 MB.
+    let plugin = std::fs::metadata(musicfs_tests::local_plugin())
+        .unwrap()
+        .len();
     let cache = work.path().join("cache");
     std::fs::create_dir_all(&cache).unwrap();
+    let size = format!("size={}", plugin + (40 << 20));
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=96m", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", &size, "tmpfs"])
         .arg(&cache)
         .status()
         .unwrap();
@@ -262,16 +269,19 @@ fn a_pin_that_does_not_fit_on_the_disk_is_refused_with_the_sizes() {
         "--origin".to_owned(),
         format!("local:{}", work.path().join("disk").display()),
     ];
-    let mount = Mounted::start(work.path(), &cache, &args, Some(&shown("Big", 1)));
+    let mount = Mounted::start(work.path(), &cache, &args, Some(&shown("Big", 4)));
+    let out = musicfs(&["pin", &mount.path("Hiss/Small").display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out));
     let out = musicfs(&["pin", &mount.path("Hiss/Big").display().to_string()]);
     assert!(!out.status.success(), "{}", text(&out));
     let said = text(&out);
-    assert!(said.contains("cannot pin Hiss/Big: it needs"), "{said}");
-    assert!(said.contains("MB free"), "{said}");
-    assert_eq!(
-        pins_json(&mount),
-        serde_json::json!([]),
-        "nothing was pinned"
+    assert!(
+        said.contains("cannot pin Hiss/Big: the pins need"),
+        "{said}"
     );
+    assert!(said.contains("MB free"), "{said}");
+    let pins = pins_json(&mount);
+    assert_eq!(pins.as_array().unwrap().len(), 1, "{pins}");
+    assert_eq!(pins[0]["path"], "Hiss/Small");
     drop(mount);
 }

@@ -328,8 +328,9 @@ impl ChunkStore {
                 let KeptChunks { tags, pinned } = kept();
                 {
                     let mut index = indexer.index();
+                    // Merged: chunks stored pinned since open are in it already.
                     if !index.pinned_given {
-                        index.pinned_ids = pinned;
+                        index.pinned_ids.extend(pinned);
                     }
                 }
                 indexer.index_found(&found, &tags);
@@ -371,6 +372,12 @@ impl ChunkStore {
             for (id, offset, len) in records {
                 if index.entries.contains_key(&id) {
                     continue;
+                }
+                // Until the pins are worked out again, a chunk in a pin pack
+                // counts as pinned: a pass cut short by a stop or a crash had
+                // stored it for a pin, perhaps before the set was recorded.
+                if *class == Keep::Pinned && !index.pinned_given {
+                    index.pinned_ids.insert(id);
                 }
                 let entry = Entry {
                     pack: *pack,
@@ -599,8 +606,9 @@ impl ChunkStore {
     /// eviction and no longer count against the limit, and those stored
     /// later will be; every other chunk stops being pinned (and may go, if
     /// the rest is now over the limit).
-    pub fn set_pinned(&self, ids: HashSet<ChunkId>) {
-        let over = {
+    /// Returns the set it replaces.
+    pub fn set_pinned(&self, ids: HashSet<ChunkId>) -> HashSet<ChunkId> {
+        let (over, before) = {
             let mut index = self.index();
             let changed: Vec<(ChunkId, bool)> = index
                 .entries
@@ -611,12 +619,22 @@ impl ChunkStore {
             for (id, pinned) in changed {
                 index.set_pin(&id, pinned);
             }
-            index.pinned_ids = ids;
+            let before = std::mem::replace(&mut index.pinned_ids, ids);
             index.pinned_given = true;
-            index.evictable() > self.limit
+            (index.evictable() > self.limit, before)
         };
         if over {
             self.evict();
+        }
+        before
+    }
+
+    /// Adds `ids` to the chunks of pinned files (those of one more file).
+    pub fn add_pinned(&self, ids: &[ChunkId]) {
+        let mut index = self.index();
+        for id in ids {
+            index.pinned_ids.insert(*id);
+            index.set_pin(id, true);
         }
     }
 
@@ -653,7 +671,7 @@ impl ChunkStore {
         let target = self.limit / 10 * 9;
         loop {
             let (victim, file, keep, size) = {
-                let index = self.index();
+                let mut index = self.index();
                 if index.evictable() <= target {
                     return;
                 }
@@ -666,36 +684,58 @@ impl ChunkStore {
                 else {
                     return;
                 };
+                let (n, class) = (*n, pack.class);
                 let keep: Vec<(ChunkId, Entry)> = index
                     .entries
                     .iter()
-                    .filter(|(_, e)| {
-                        e.pack == *n && (e.pinned || (e.tag && pack.class != Keep::Tag))
-                    })
+                    .filter(|(_, e)| e.pack == n && must_keep(e, class))
                     .map(|(id, e)| (*id, *e))
                     .collect();
-                (*n, pack.file.clone(), keep, pack.size)
+                let picked = (n, pack.file.clone(), keep, pack.size);
+                // Nothing more is appended to a pack that is going.
+                for slot in index.writing.iter_mut() {
+                    if *slot == Some(n) {
+                        *slot = None;
+                    }
+                }
+                picked
             };
-            // Read outside the lock: the chunks to keep, verified.
-            let keep: Vec<(ChunkId, Vec<u8>, Entry)> = keep
-                .into_iter()
-                .filter_map(|(id, e)| {
-                    let bytes = read_new_at(&file, e.len as usize, e.offset).ok()?;
-                    (ChunkId::of(&bytes) == id).then_some((id, bytes, e))
-                })
-                .collect();
-            self.drop_pack(victim, &keep);
-            metrics::counter!(crate::control::metrics::CACHE_EVICTIONS).increment(1);
-            metrics::counter!(crate::control::metrics::CACHE_EVICTED_BYTES).increment(size);
+            // Read outside the lock: the chunks to keep, verified; a rotten
+            // one is forgotten (and fetched again when next read).
+            let mut kept = Vec::with_capacity(keep.len());
+            for (id, e) in keep {
+                match read_new_at(&file, e.len as usize, e.offset) {
+                    Ok(bytes) if ChunkId::of(&bytes) == id => kept.push((id, bytes, e)),
+                    _ => self.index().forget(&id),
+                }
+            }
+            if self.drop_pack(victim, &kept) {
+                metrics::counter!(crate::control::metrics::CACHE_EVICTIONS).increment(1);
+                metrics::counter!(crate::control::metrics::CACHE_EVICTED_BYTES).increment(size);
+            }
         }
     }
 
     /// Deletes pack `n` and forgets its chunks, then stores `keep` anew.
-    fn drop_pack(&self, n: u32, keep: &[(ChunkId, Vec<u8>, Entry)]) {
+    /// False if it did nothing: the pack was gone, or one of its chunks
+    /// became one to keep after `keep` was read (pinned meanwhile), and the
+    /// caller looks again.
+    fn drop_pack(&self, n: u32, keep: &[(ChunkId, Vec<u8>, Entry)]) -> bool {
         {
             let mut index = self.index();
+            let Some(class) = index.packs.get(&n).map(|p| p.class) else {
+                return false;
+            };
+            let kept: HashSet<&ChunkId> = keep.iter().map(|(id, ..)| id).collect();
+            let missed = index
+                .entries
+                .iter()
+                .any(|(id, e)| e.pack == n && must_keep(e, class) && !kept.contains(id));
+            if missed {
+                return false;
+            }
             let Some(pack) = index.packs.remove(&n) else {
-                return;
+                return false;
             };
             let gone: Vec<ChunkId> = index
                 .entries
@@ -715,17 +755,18 @@ impl ChunkStore {
             tracing::debug!(pack = n, chunks = gone.len(), "chunk cache over its limit");
         }
         for (id, bytes, entry) in keep {
-            let class = if entry.pinned {
-                Keep::Pinned
-            } else {
-                Keep::Tag
-            };
+            // Whether it is pinned, the pinned set says now.
+            let class = if entry.tag { Keep::Tag } else { Keep::Audio };
             let _ = self.put(id, bytes, class);
-            if entry.tag {
-                self.mark_tag(id);
-            }
         }
+        true
     }
+}
+
+/// Whether a chunk of a pack of `class` that goes must be stored anew: a
+/// pinned one, or a tag outside a tag pack.
+fn must_keep(entry: &Entry, class: Keep) -> bool {
+    entry.pinned || (entry.tag && class != Keep::Tag)
 }
 
 /// `len` bytes of `file` at `at`, read into a new buffer that is not zeroed
@@ -949,6 +990,48 @@ mod tests {
         assert_eq!(store.get(&id(42)).unwrap(), chunk(42));
         assert!(!store.contains(&id(1)));
         assert_eq!(store.pinned_bytes(), 4_000);
+    }
+
+    /// Regression: eviction read what to keep of a pack, let go of the lock,
+    /// and then dropped the pack with a chunk pinned meanwhile.
+    #[test]
+    fn a_pack_whose_chunk_was_pinned_after_it_was_picked_is_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path(), 1 << 30, KeptChunks::default).unwrap();
+        store.wait_indexed();
+        let id = ChunkId::of(b"audio");
+        store.put(&id, b"audio", Keep::Audio).unwrap();
+        let pack = store.locate(&id).unwrap().0.pack;
+        // Picked with nothing to keep; pinned before it is dropped.
+        store.set_pinned(HashSet::from([id]));
+        assert!(!store.drop_pack(pack, &[]));
+        assert_eq!(store.get(&id).unwrap(), b"audio");
+        assert_eq!(store.pinned_bytes(), 5);
+    }
+
+    /// Regression: a pass stopped before it recorded the pinned set left its
+    /// chunks unpinned at the next start, and the first eviction took them.
+    #[test]
+    fn chunks_in_a_pin_pack_stay_pinned_until_the_pins_are_worked_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunk = |n: u8| vec![n; 2_000];
+        let id = |n: u8| ChunkId::of(&chunk(n));
+        {
+            let store = ChunkStore::open(dir.path(), 1 << 20, KeptChunks::default).unwrap();
+            for n in 0..5 {
+                store.put(&id(n), &chunk(n), Keep::Pinned).unwrap();
+            }
+        }
+        // Nothing recorded as pinned, and a limit they do not fit in.
+        let store = ChunkStore::open(dir.path(), 4_000, KeptChunks::default).unwrap();
+        store.wait_indexed();
+        assert_eq!(store.pinned_bytes(), 10_000);
+        assert!((0..5).all(|n| store.contains(&id(n))));
+        // Worked out: only two are pinned; the rest go to fit the limit.
+        store.set_pinned(HashSet::from([id(0), id(1)]));
+        assert_eq!(store.pinned_bytes(), 4_000);
+        assert!(store.contains(&id(0)) && store.contains(&id(1)));
+        assert!(store.evictable_bytes() <= 4_000);
     }
 
     #[test]

@@ -287,6 +287,12 @@ impl ContentCache {
         if self.whole.has(version) {
             return version.size;
         }
+        self.cached_chunk_bytes(version)
+    }
+
+    /// Bytes of `version` in chunks on disk, whole copies aside (a pin keeps
+    /// chunks; a whole copy may be trimmed any time).
+    pub fn cached_chunk_bytes(&self, version: &FileVersion) -> u64 {
         let state = self.state(version);
         let mut on_disk = state.on_disk();
         on_disk.retain_chunks(|id, len| self.chunks.holds(id, len));
@@ -312,12 +318,30 @@ impl ContentCache {
     }
 
     /// Makes `ids` the chunks of pinned files (see
-    /// [`ChunkStore::set_pinned`]), and records them for the next start.
+    /// [`ChunkStore::set_pinned`]), and records the change for the next start.
     pub fn set_pinned(&self, ids: HashSet<ChunkId>) {
+        let before = self.chunks.set_pinned(ids.clone());
+        let gone: Vec<&ChunkId> = before.difference(&ids).collect();
+        let new: Vec<&ChunkId> = ids.difference(&before).collect();
+        self.record_pinned(&new, &gone);
+    }
+
+    /// Adds `ids` to the chunks of pinned files, and records them.
+    pub fn add_pinned(&self, ids: &[ChunkId]) {
+        self.chunks.add_pinned(ids);
+        self.record_pinned(&ids.iter().collect::<Vec<_>>(), &[]);
+    }
+
+    fn record_pinned(&self, new: &[&ChunkId], gone: &[&ChunkId]) {
+        if new.is_empty() && gone.is_empty() {
+            return;
+        }
         let recorded = self.store.write(false, |txn| {
             let mut table = txn.open_table(PINNED_CHUNKS)?;
-            table.retain(|_, _| false)?;
-            for id in &ids {
+            for id in gone {
+                table.remove(id.0.as_slice())?;
+            }
+            for id in new {
                 table.insert(id.0.as_slice(), ())?;
             }
             Ok(())
@@ -327,7 +351,6 @@ impl ContentCache {
                 "cannot record which chunks are pinned (worked out again at start): {e}"
             );
         }
-        self.chunks.set_pinned(ids);
     }
 
     /// `version`'s whole copy, opened for reading, if it has one (see
@@ -798,6 +821,34 @@ impl AheadStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a pin took a whole copy for its chunks, and the copy can
+    /// be trimmed at any time.
+    #[tokio::test]
+    async fn chunk_bytes_do_not_count_a_whole_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("index.redb")).unwrap());
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 13 % 251) as u8).collect();
+        let version = FileVersion {
+            origin: "o".into(),
+            path: "f.flac".into(),
+            size: bytes.len() as u64,
+            mtime_ns: 1,
+            version: None,
+        };
+        let cache = ContentCache::open(dir.path(), 10_000_000, store).unwrap();
+        cache.seed(&version, 0, bytes.clone()).await;
+        assert!(cache.make_whole_copy(&version).unwrap());
+        // The chunks go (their packs cut short).
+        for pack in std::fs::read_dir(dir.path().join("chunks")).unwrap() {
+            let pack = std::fs::OpenOptions::new()
+                .write(true)
+                .open(pack.unwrap().path());
+            pack.unwrap().set_len(0).unwrap();
+        }
+        assert_eq!(cache.cached_bytes(&version), bytes.len() as u64);
+        assert_eq!(cache.cached_chunk_bytes(&version), 0);
+    }
 
     #[tokio::test]
     async fn a_whole_copy_is_made_from_a_fully_cached_version_and_fits_the_limit() {

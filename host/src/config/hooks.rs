@@ -60,6 +60,9 @@ pub enum HookTarget {
         address: String,
         /// MPD's `password`, if it has one.
         password: Option<Secret>,
+        /// Where the mount is inside MPD's `music_directory`, if it is a
+        /// folder of it (`"MusicFS"`): put before every folder sent.
+        prefix: Option<String>,
     },
     /// Subsonic API servers (Navidrome, Airsonic, gonic): `startScan`.
     Subsonic {
@@ -103,6 +106,9 @@ impl HookTarget {
     }
 }
 
+/// The keys that hold [`Secret`]s.
+const SECRET_KEYS: [&str; 3] = ["password", "token", "api_key"];
+
 /// Reads one `[[hooks]]` table; `Err((key, message))` names the bad key.
 pub(super) fn parse_hook(mut table: toml::Table) -> Result<HookConfig, (String, String)> {
     let mut take_u64 = |key: &str, default: u64| match table.remove(key) {
@@ -122,6 +128,19 @@ pub(super) fn parse_hook(mut table: toml::Table) -> Result<HookConfig, (String, 
     };
     if !table.contains_key("type") {
         return Err(("type".into(), "missing in a [[hooks]] table".into()));
+    }
+    // Checked here, so that no error of the parser quotes a secret's value.
+    for key in SECRET_KEYS {
+        match table.get(key) {
+            None | Some(toml::Value::String(_)) => {}
+            Some(_) => return Err((key.into(), "must be a string (in quotes)".into())),
+        }
+        if let Some(toml::Value::String(secret)) = table.get(key) {
+            if secret.chars().any(char::is_control) {
+                let why = "must not hold control characters (a line break, say)";
+                return Err((key.into(), why.into()));
+            }
+        }
     }
     let target: HookTarget = toml::Value::Table(table).try_into().map_err(|e| {
         let message = e.message().trim().to_owned();
@@ -163,7 +182,8 @@ mod tests {
             mpd.target,
             HookTarget::Mpd {
                 address: "127.0.0.1:6600".into(),
-                password: None
+                password: None,
+                prefix: None,
             }
         );
         let plex = hook(
@@ -192,6 +212,18 @@ mod tests {
         assert_eq!(key, "command");
         let (key, _) = hook("type = \"mpd\"\naddress = \"x\"\nretries = -1\n").unwrap_err();
         assert_eq!(key, "retries");
+    }
+
+    #[test]
+    fn a_secret_of_the_wrong_type_or_with_a_line_break_is_refused_without_quoting_it() {
+        let (key, message) =
+            hook("type = \"plex\"\nurl = \"http://h\"\ntoken = 73519\n").unwrap_err();
+        assert_eq!(key, "token");
+        assert!(!message.contains("73519"), "{message}");
+        let (key, message) =
+            hook("type = \"mpd\"\naddress = \"x\"\npassword = \"pw\\nkill\"\n").unwrap_err();
+        assert_eq!(key, "password");
+        assert!(!message.contains("kill"), "{message}");
     }
 
     #[test]

@@ -23,13 +23,27 @@ use crate::config::hooks::Secret;
 /// The Subsonic API version asked for (token authentication came in 1.13).
 const SUBSONIC_API: &str = "1.16.1";
 
-/// The client every HTTP hook of a mount shares.
+/// The client of one hook. It follows no redirect: a redirect would carry
+/// the query (Subsonic's token) and headers such as `X-Plex-Token` to
+/// wherever it points.
 pub fn client() -> Client {
     Client::builder()
         .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("musicfs/", env!("CARGO_PKG_VERSION")))
         .build()
-        .unwrap_or_default()
+        .unwrap_or_else(|e| {
+            tracing::warn!("hooks: the HTTP client's settings failed ({e}); using the defaults");
+            Client::new()
+        })
+}
+
+/// A header value that holds a secret: marked so that nothing prints it.
+fn secret_header(value: String) -> Result<reqwest::header::HeaderValue, String> {
+    let mut value = reqwest::header::HeaderValue::try_from(value)
+        .map_err(|_| "a secret holds characters a header cannot".to_owned())?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// `base` with `segments` appended to its path.
@@ -112,7 +126,7 @@ pub async fn jellyfin(
         )
         .header(
             reqwest::header::AUTHORIZATION,
-            format!("MediaBrowser Token=\"{}\"", api_key.expose()),
+            secret_header(format!("MediaBrowser Token=\"{}\"", api_key.expose()))?,
         )
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body);
@@ -127,10 +141,11 @@ pub async fn plex(
     section: Option<u32>,
     folders: &[PathBuf],
 ) -> Result<(), String> {
+    let token = secret_header(token.expose().to_owned())?;
     let get = |endpoint: Url| {
         client
             .request(Method::GET, endpoint)
-            .header("X-Plex-Token", token.expose())
+            .header("X-Plex-Token", token.clone())
             .header(reqwest::header::ACCEPT, "application/json")
     };
     let Some(section) = section else {

@@ -1,33 +1,41 @@
 //! Keeping pinned files whole in the cache: one background task that, on
-//! every wake (a pin added or removed, the tree changed, an origin came up)
-//! and a minute after a pass that could not fetch everything,
+//! every wake (a pin added or removed, the tree changed, an origin registered
+//! or turned healthy), a minute after a pass that could not fetch everything,
+//! and every hour,
 //!
 //! 1. lists the pinned files of the tree shown;
 //! 2. hands the chunks their manifests name to the chunk store as the pinned
 //!    set, so what is cached already is kept from now on;
-//! 3. reads every file that is not whole yet through the cache, 1 MiB at a
-//!    time with the read path's failover and deadline, as [`Purpose::Pin`]
-//!    (its chunks are stored pinned as they arrive, and the stream runs up to
-//!    32 MiB ahead of the keeper);
-//! 4. hands the chunks over again, now with the new ones, and reports the
-//!    pass (which files failed, and why).
+//! 3. reads every file whose chunks are not all on disk through the cache,
+//!    1 MiB at a time with the read path's failover and deadline, as
+//!    [`Purpose::Pin`] (its chunks are stored pinned as they arrive, and the
+//!    stream runs ahead of the keeper by the read path's window), and adds
+//!    the file's chunks to the pinned set once it is whole (some may have come
+//!    through a player's stream, as audio);
+//! 4. hands the chunks over again and checks every file once more, then
+//!    reports the pass (which files are not whole, and why).
 //!
 //! Passes are serial, and the pinned set is only ever worked out here, between
 //! fetches: a set worked out while a fetch was storing chunks could miss some.
+//! Whole copies do not count: they may be trimmed at any time; chunks are what
+//! a pin keeps. The looking (manifests, the chunk index, the store) is
+//! blocking work, done with `block_in_place` so the runtime's other tasks move.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::{broadcast, watch, Notify};
+use tokio::task::block_in_place;
 
 use crate::cache::chunker::ChunkId;
 use crate::cache::content_cache::{ContentCache, Purpose, MAX_WINDOW};
 use crate::cache::source::Source;
+use crate::control::events::{Event, EventBus};
 use crate::library::tree::{Replica, Tree};
 use crate::library::view::LibraryView;
 use crate::origins::failover::{with_failover, ReadPolicy};
-use crate::origins::registry::Registry;
+use crate::origins::registry::{RegisteredOrigin, Registry};
 use crate::origins::router;
 use crate::pins::Pins;
 
@@ -36,6 +44,9 @@ const STEP: u32 = 1 << 20;
 /// How long after a pass that left files unfetched the next one starts, if
 /// nothing wakes the keeper before.
 const RETRY_AFTER: Duration = Duration::from_secs(60);
+/// How often a pass looks again anyway (a pinned chunk found rotten and
+/// dropped, say, is fetched again by then).
+const RECHECK_EVERY: Duration = Duration::from_secs(3600);
 
 /// A file some pin covers.
 #[derive(Clone, Debug)]
@@ -73,13 +84,19 @@ pub fn pinned_files(tree: &Tree, pins: &Pins) -> Vec<PinnedFile> {
     files.into_values().collect()
 }
 
-/// Bytes of `file` cached on disk, on its best-cached replica.
+/// Bytes of `file` in chunks on disk, on its best-cached replica (whole
+/// copies aside: they may be trimmed any time).
 pub fn cached_bytes(cache: &ContentCache, file: &PinnedFile) -> u64 {
     file.replicas
         .iter()
-        .map(|r| cache.cached_bytes(r))
+        .map(|r| cache.cached_chunk_bytes(r))
         .max()
         .unwrap_or(0)
+}
+
+/// Whether every byte of `file` is in chunks on disk.
+pub fn is_whole(cache: &ContentCache, file: &PinnedFile) -> bool {
+    cached_bytes(cache, file) >= file.size
 }
 
 /// What the last passes did.
@@ -100,6 +117,7 @@ pub struct Keeper {
     registry: Arc<Registry>,
     view: LibraryView,
     policy: ReadPolicy,
+    events: EventBus,
     wake: Notify,
     passes: watch::Sender<Passes>,
     /// The set last handed to the chunk store (not handed again unchanged).
@@ -113,6 +131,7 @@ impl Keeper {
         registry: Arc<Registry>,
         view: LibraryView,
         policy: ReadPolicy,
+        events: EventBus,
     ) -> Keeper {
         Keeper {
             pins,
@@ -120,6 +139,7 @@ impl Keeper {
             registry,
             view,
             policy,
+            events,
             wake: Notify::new(),
             passes: watch::Sender::new(Passes::default()),
             handed: Mutex::new(None),
@@ -141,18 +161,26 @@ impl Keeper {
         let keeper = self.clone();
         tokio::spawn(async move {
             let mut origins = keeper.registry.changes();
+            let mut events = keeper.events.subscribe();
             loop {
                 let left_out = keeper.pass().await;
-                let retry = async {
-                    match left_out {
-                        true => tokio::time::sleep(RETRY_AFTER).await,
-                        false => std::future::pending().await,
+                let next = tokio::time::sleep(if left_out { RETRY_AFTER } else { RECHECK_EVERY });
+                tokio::pin!(next);
+                loop {
+                    tokio::select! {
+                        _ = keeper.wake.notified() => break,
+                        _ = origins.changed() => break,
+                        _ = &mut next => break,
+                        event = events.recv() => match event {
+                            Ok(Event::OriginHealthChanged { to, .. }) if to == "Healthy" => break,
+                            // Missed events: one of them may have been that.
+                            Err(broadcast::error::RecvError::Lagged(_)) => break,
+                            Err(broadcast::error::RecvError::Closed) => {
+                                events = keeper.events.subscribe();
+                            }
+                            Ok(_) => {}
+                        },
                     }
-                };
-                tokio::select! {
-                    _ = keeper.wake.notified() => {}
-                    _ = origins.changed() => {}
-                    _ = retry => {}
                 }
             }
         })
@@ -165,9 +193,11 @@ impl Keeper {
             p.started += 1;
             number = p.started;
         });
-        let tree = self.view.snapshot();
-        let files = pinned_files(&tree, &self.pins);
-        self.hand_over(&files);
+        let files = block_in_place(|| {
+            let files = pinned_files(&self.view.snapshot(), &self.pins);
+            self.hand_over(&files);
+            files
+        });
         let mut failed = BTreeMap::new();
         for file in &files {
             if let Err(e) = self.keep(file).await {
@@ -175,7 +205,17 @@ impl Keeper {
                 failed.insert(file.path.clone(), e);
             }
         }
-        self.hand_over(&files);
+        block_in_place(|| {
+            self.hand_over(&files);
+            for file in &files {
+                if !failed.contains_key(&file.path) && !is_whole(&self.cache, file) {
+                    failed.insert(
+                        file.path.clone(),
+                        "fetched, but not all of it stayed on disk".into(),
+                    );
+                }
+            }
+        });
         // One line a pass: a pinned library with its origin down would
         // otherwise log every file every minute.
         if let Some((path, why)) = failed.iter().next() {
@@ -208,23 +248,39 @@ impl Keeper {
         }
     }
 
-    /// Brings `file` whole onto the cache's disk, if it is not there yet.
+    /// Brings `file` whole onto the cache's disk, if it is not there yet,
+    /// and adds its chunks to the pinned set.
     async fn keep(&self, file: &PinnedFile) -> Result<(), String> {
         // Twice: chunks may go from the disk while a fetch runs (a pinned
         // chunk never does, but one stored before the pin, unpinned, may).
         for _ in 0..2 {
-            if cached_bytes(&self.cache, file) >= file.size {
+            let whole = block_in_place(|| {
+                let whole = is_whole(&self.cache, file);
+                if whole {
+                    let ids: Vec<ChunkId> = file
+                        .replicas
+                        .iter()
+                        .flat_map(|r| self.cache.chunks_of(r))
+                        .collect();
+                    self.cache.add_pinned(&ids);
+                } else {
+                    // Bytes still in memory but gone from the disk count as
+                    // missing.
+                    for replica in &file.replicas {
+                        self.cache.forget_lost_chunks(replica);
+                    }
+                }
+                whole
+            });
+            if whole {
                 return Ok(());
-            }
-            // Bytes still in memory but gone from the disk count as missing.
-            for replica in &file.replicas {
-                self.cache.forget_lost_chunks(replica);
             }
             self.fetch(file).await.map_err(|e| e.to_string())?;
         }
-        match cached_bytes(&self.cache, file) >= file.size {
-            true => Ok(()),
-            false => Err("fetched, but not all of it stayed on the cache's disk".into()),
+        if block_in_place(|| is_whole(&self.cache, file)) {
+            Ok(())
+        } else {
+            Err("fetched, but not all of it stayed on the cache's disk".into())
         }
     }
 
@@ -237,23 +293,22 @@ impl Keeper {
                 let route = router::route(&file.replicas, &self.registry);
                 (route.candidates, route.any_usable)
             };
-            let attempt =
-                |(replica, origin): (Replica, Arc<crate::origins::registry::RegisteredOrigin>)| {
-                    let cache = self.cache.clone();
-                    async move {
-                        let source: Arc<dyn Source> = origin;
-                        cache
-                            .read(
-                                &replica,
-                                Some(&source),
-                                offset,
-                                len,
-                                MAX_WINDOW,
-                                Purpose::Pin,
-                            )
-                            .await
-                    }
-                };
+            let attempt = |(replica, origin): (Replica, Arc<RegisteredOrigin>)| {
+                let cache = self.cache.clone();
+                async move {
+                    let source: Arc<dyn Source> = origin;
+                    cache
+                        .read(
+                            &replica,
+                            Some(&source),
+                            offset,
+                            len,
+                            MAX_WINDOW,
+                            Purpose::Pin,
+                        )
+                        .await
+                }
+            };
             with_failover(
                 route,
                 attempt,

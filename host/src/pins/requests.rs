@@ -1,8 +1,8 @@
 //! The control socket's `pin`, `unpin` and `pins` requests.
 //!
 //! - `pin ["Artist/Album", …]` (paths relative to the mount): checks that each
-//!   is in the library and that what is not cached yet fits on the cache's
-//!   disk, pins them, wakes the keeper, and then reports progress as JSON lines
+//!   is in the library and that what these and the other pins still need
+//!   fits on the cache's disk, pins them, wakes the keeper, and then reports progress as JSON lines
 //!   (`files_total`, `files_done`, `bytes_total`, `bytes_done`) until every
 //!   file is cached (`"done": true`) or a pass of the keeper begun after the
 //!   pin could not fetch the rest (`"done": true, "failed": [[path, why]…]`).
@@ -19,16 +19,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use tokio::task::block_in_place;
 
 use crate::cache::content_cache::ContentCache;
 use crate::control::socket::{send_line, Out, Requests};
 use crate::library::view::LibraryView;
-use crate::pins::keeper::{cached_bytes, files_at, Keeper, PinnedFile};
+use crate::paths::disk_space;
+use crate::pins::keeper::{cached_bytes, files_at, pinned_files, Keeper, PinnedFile};
 use crate::pins::{normal, Pins};
 
 /// How often a `pin` request reports progress.
 const REPORT_EVERY: Duration = Duration::from_millis(500);
-/// Free space a pin must leave on the cache's disk, at least.
+/// Free space a pin must leave on the cache's disk: this, or a tenth of a
+/// smaller disk.
 const MARGIN: u64 = 256 << 20;
 
 /// The pin requests of one mount.
@@ -75,17 +78,6 @@ fn shown(path: &str) -> &str {
     }
 }
 
-/// Bytes in the cache's disk free for us.
-fn free_bytes(dir: &std::path::Path) -> Option<u64> {
-    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
-    // SAFETY: a valid NUL-terminated path and a zeroed struct to fill.
-    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
-        return None;
-    }
-    Some((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
-}
-
 fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
@@ -103,50 +95,31 @@ impl PinRequests {
             }
         }
         let files: Vec<PinnedFile> = files.into_values().collect();
-        let cached: Vec<u64> = files
-            .iter()
-            .map(|f| cached_bytes(&self.cache, f).min(f.size))
-            .collect();
         let total: u64 = files.iter().map(|f| f.size).sum();
-        let needed = total - cached.iter().sum::<u64>();
-        if let Some(free) = free_bytes(&self.cache_dir) {
-            if needed.saturating_add(MARGIN) > free {
-                return Err(format!(
-                    "cannot pin {}: it needs {} more in the cache, and {} has {} free (at least {} must stay free)",
-                    paths.iter().map(|p| shown(p)).collect::<Vec<_>>().join(", "),
-                    megabytes(needed),
-                    self.cache_dir.display(),
-                    megabytes(free),
-                    megabytes(MARGIN),
-                ));
-            }
-        }
-        self.pins.add(&paths)?;
+        block_in_place(|| self.check_room(&paths, &files))?;
+        block_in_place(|| self.pins.add(&paths))?;
         // Every pass begun from now on works with the new pins.
         let mut passes = self.keeper.passes();
         let begun_before = passes.borrow_and_update().started;
         self.keeper.wake();
         // Progress, over the files of this request only.
-        let mut done: Vec<bool> = files
-            .iter()
-            .zip(&cached)
-            .map(|(f, c)| *c >= f.size)
-            .collect();
+        let mut done = vec![false; files.len()];
         let mut ticks = tokio::time::interval(REPORT_EVERY);
         loop {
             // Looked at before the files: a pass that ended since has stored
             // all it could by then.
             let last = passes.borrow_and_update().clone();
             let mut bytes_done = 0;
-            for (at, file) in files.iter().enumerate() {
-                if !done[at] {
-                    done[at] = cached_bytes(&self.cache, file) >= file.size;
+            block_in_place(|| {
+                for (at, file) in files.iter().enumerate() {
+                    let cached = match done[at] {
+                        true => file.size,
+                        false => cached_bytes(&self.cache, file).min(file.size),
+                    };
+                    done[at] = cached >= file.size;
+                    bytes_done += cached;
                 }
-                bytes_done += match done[at] {
-                    true => file.size,
-                    false => cached_bytes(&self.cache, file).min(file.size),
-                };
-            }
+            });
             let files_done = done.iter().filter(|d| **d).count();
             let mut report = json!({
                 "files_total": files.len(),
@@ -185,13 +158,20 @@ impl PinRequests {
 
     async fn unpin(&self, argument: &str, out: Out<'_>) -> Result<(), String> {
         let paths = paths_of(argument)?;
-        self.pins.remove(&paths)?;
+        block_in_place(|| self.pins.remove(&paths))?;
         self.keeper.wake();
         send_line(out, &json!({ "ok": true })).await;
         Ok(())
     }
 
     async fn list(&self, out: Out<'_>) -> Result<(), String> {
+        let list = block_in_place(|| self.describe_pins());
+        send_line(out, &json!(list)).await;
+        Ok(())
+    }
+
+    /// Every pin with its files' count, size and bytes on disk.
+    fn describe_pins(&self) -> Vec<serde_json::Value> {
         let tree = self.view.snapshot();
         let mut list = Vec::new();
         for (path, pinned_at) in self.pins.list() {
@@ -212,7 +192,36 @@ impl PinRequests {
                 "in_library": in_library,
             }));
         }
-        send_line(out, &json!(list)).await;
-        Ok(())
+        list
+    }
+
+    /// Refuses a pin of `files` (for `paths`) that would not fit on the
+    /// cache's disk, counting what every other pin still needs too.
+    fn check_room(&self, paths: &[String], files: &[PinnedFile]) -> Result<(), String> {
+        let Some((free, size)) = disk_space(&self.cache_dir) else {
+            return Ok(());
+        };
+        let mut wanted: BTreeMap<&str, &PinnedFile> =
+            files.iter().map(|f| (f.path.as_str(), f)).collect();
+        let pinned = pinned_files(&self.view.snapshot(), &self.pins);
+        for file in &pinned {
+            wanted.entry(file.path.as_str()).or_insert(file);
+        }
+        let needed: u64 = wanted
+            .values()
+            .map(|f| f.size - cached_bytes(&self.cache, f).min(f.size))
+            .sum();
+        let margin = MARGIN.min(size / 10);
+        if needed.saturating_add(margin) <= free {
+            return Ok(());
+        }
+        Err(format!(
+            "cannot pin {}: the pins need {} more in the cache, and {} has {} free (at least {} must stay free)",
+            paths.iter().map(|p| shown(p)).collect::<Vec<_>>().join(", "),
+            megabytes(needed),
+            self.cache_dir.display(),
+            megabytes(free),
+            megabytes(margin),
+        ))
     }
 }
