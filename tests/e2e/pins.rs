@@ -184,13 +184,15 @@ fn a_pinned_album_larger_than_the_cache_plays_with_its_origin_gone() {
         Some("yes")
     );
 
-    // A playlist pins its entries, each on its own.
+    // A playlist pins its entries, each on its own: one absolute, one
+    // relative to the mount's root (as MPD writes them).
     let playlist = work.path().join("Mix.m3u8");
     std::fs::write(
         &playlist,
         format!(
-            "#EXTM3U\n#EXTINF:8,Hiss - Part 2\n{}\n",
-            mount.path(&shown("Other", 2)).display()
+            "#EXTM3U\n#EXTINF:8,Hiss - Part 2\n{}\n{}\n",
+            mount.path(&shown("Other", 2)).display(),
+            shown("Other", 1),
         ),
     )
     .unwrap();
@@ -202,7 +204,14 @@ fn a_pinned_album_larger_than_the_cache_plays_with_its_origin_gone() {
         .iter()
         .map(|p| p["path"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(paths, ["Hiss/Kept", shown("Other", 2).as_str()]);
+    assert_eq!(
+        paths,
+        [
+            "Hiss/Kept",
+            shown("Other", 1).as_str(),
+            shown("Other", 2).as_str()
+        ]
+    );
 
     // Unpinning a track of the pinned album names the album; unpinning the
     // album lets it go.

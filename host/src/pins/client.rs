@@ -16,34 +16,41 @@ use crate::pins::playlist;
 
 /// The control socket to ask, and `paths` relative to its mount.
 fn resolve(mount: Option<&Path>, paths: &[PathBuf]) -> Result<(PathBuf, Vec<String>), String> {
-    let mut expanded = Vec::new();
-    for path in paths {
-        if playlist::is_playlist(path) {
-            let entries = playlist::entries(path)?;
-            if entries.is_empty() {
-                return Err(format!("{}: the playlist has no entries", path.display()));
-            }
-            expanded.extend(entries);
-        } else {
-            expanded.push(path.clone());
-        }
-    }
-    let canonical = expanded
-        .iter()
-        .map(|p| std::fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display())))
-        .collect::<Result<Vec<PathBuf>, String>>()?;
-    let (socket, mountpoint) = match (mount, canonical.first()) {
-        (Some(mount), _) => find_mount(Some(mount))?,
-        (None, Some(first)) => match mount_holding(first) {
+    let first = paths.first().ok_or("no path given")?;
+    // The mount: named, else the one holding the first path (or playlist),
+    // else the only one running.
+    let (socket, mountpoint) = match mount {
+        Some(mount) => find_mount(Some(mount))?,
+        None => match std::fs::canonicalize(first)
+            .ok()
+            .and_then(|p| mount_holding(&p))
+        {
             Some(found) => found,
             None => find_mount(None)?,
         },
-        (None, None) => return Err("no path given".into()),
     };
-    let relative = canonical
+    let mut expanded = Vec::new();
+    for path in paths {
+        if !playlist::is_playlist(path) {
+            expanded.push(path.clone());
+            continue;
+        }
+        let entries = playlist::entries(path)?;
+        if entries.is_empty() {
+            return Err(format!("{}: the playlist has no entries", path.display()));
+        }
+        let folder = path.parent().unwrap_or(Path::new("."));
+        expanded.extend(
+            entries
+                .iter()
+                .map(|entry| playlist::resolve(entry, folder, &mountpoint)),
+        );
+    }
+    let relative = expanded
         .iter()
-        .zip(&expanded)
-        .map(|(path, given)| {
+        .map(|given| {
+            let path =
+                std::fs::canonicalize(given).map_err(|e| format!("{}: {e}", given.display()))?;
             let inside = path.strip_prefix(&mountpoint).map_err(|_| {
                 format!(
                     "{} is not inside the mount at {}",
