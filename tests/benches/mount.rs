@@ -7,7 +7,8 @@
 //!   `passthrough = false` the chunk cache on a fresh mount, the kernel's page
 //!   cache after it, and the chunk cache with the kernel's 128 KiB read-ahead;
 //!   rclone `--vfs-cache-mode full` cold and warm; page-cache rows are the best
-//!   of three;
+//!   of three; and `musicfs pin` of the album holding it (and the 50 MB file)
+//!   into an empty cache;
 //! - time to first byte (first 4 KiB) of an uncached 50 MB file;
 //! - `find` + `stat` of a 20,000-track tree (tagged FLACs; `BENCH_TRACKS` sets
 //!   another count, in thousands of albums of ten), raw, MusicFS, rclone;
@@ -165,6 +166,28 @@ fn files_section(work: &Path) {
     row("MusicFS warm (fresh mount, chunk cache)", warm_chunks);
     row("MusicFS hot (kernel page cache, best of 3)", hot);
     row("MusicFS warm, chunk cache, read-ahead 128 KiB", warm_small);
+
+    // `musicfs pin` of the album (both files) into an empty cache: the files
+    // fetched whole onto the cache's disk.
+    let pinning = mount(work, "m5", &work.join("pin-cache"), &files, big_shown);
+    let album = pinning.path("Unknown Artist/Unknown Album");
+    let started = Instant::now();
+    let out = std::process::Command::new(musicfs_tests::musicfs_binary())
+        .arg("pin")
+        .arg(&album)
+        .output()
+        .unwrap();
+    let pin_seconds = started.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pinning.stop();
+    row(
+        "musicfs pin of the album, 562 MB (empty cache)",
+        (BIG + FIFTY) as f64 / 1e6 / pin_seconds,
+    );
 
     let rclone = PeerMount::rclone(&files, work);
     let rclone_cold = read_speed(&rclone.mountpoint.join("big.flac"));
