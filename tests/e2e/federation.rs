@@ -4,13 +4,12 @@
 //! other reads nor `ls`. Priority 1 is the test-only faulty plugin serving a folder,
 //! with faults the test switches on and off; priority 2 is the local plugin.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use musicfs_tests::audio_library::{self, copy_tree};
 use musicfs_tests::events::Events;
 use musicfs_tests::mounted::Mounted;
+use musicfs_tests::status_json;
 
 /// The origin that served the last read of `shown` (its head may have come from
 /// the cache of another replica; the end of the file had to be fetched).
@@ -21,20 +20,6 @@ fn served_by(events: &Events, shown: &str) -> String {
     let line = events.last_with(&["FileAccessed", &path]).unwrap();
     let at = line.find("\"origin\":\"").unwrap() + 10;
     line[at..].split('"').next().unwrap().to_owned()
-}
-
-fn status_json(mountpoint: &Path) -> String {
-    let out = Command::new(musicfs_tests::musicfs_binary())
-        .args(["status", "--json", "--mount"])
-        .arg(mountpoint)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

@@ -215,8 +215,8 @@ pub fn local_config(work: &Path, id: &str, source: &Path, extra: &str) -> PathBu
     file
 }
 
-/// The status of the mount at `mountpoint` (`musicfs status --json`).
-pub fn status_of(mountpoint: &Path) -> musicfs::control::status::Status {
+/// The status of the mount at `mountpoint` as `musicfs status --json` prints it.
+pub fn status_json(mountpoint: &Path) -> String {
     let out = std::process::Command::new(musicfs_binary())
         .args(["status", "--json", "--mount"])
         .arg(mountpoint)
@@ -227,7 +227,12 @@ pub fn status_of(mountpoint: &Path) -> musicfs::control::status::Status {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The status of the mount at `mountpoint`.
+pub fn status_of(mountpoint: &Path) -> musicfs::control::status::Status {
+    serde_json::from_str(&status_json(mountpoint)).unwrap()
 }
 
 /// [`scan_with`] the built `musicfs`.

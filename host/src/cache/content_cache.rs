@@ -822,6 +822,17 @@ impl AheadStream {
 mod tests {
     use super::*;
 
+    /// A version of a file `f.flac` of `size` bytes.
+    fn file_of(size: usize) -> FileVersion {
+        FileVersion {
+            origin: "o".into(),
+            path: "f.flac".into(),
+            size: size as u64,
+            mtime_ns: 1,
+            version: None,
+        }
+    }
+
     /// Regression: a pin took a whole copy for its chunks, and the copy can
     /// be trimmed at any time.
     #[tokio::test]
@@ -829,13 +840,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("index.redb")).unwrap());
         let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 13 % 251) as u8).collect();
-        let version = FileVersion {
-            origin: "o".into(),
-            path: "f.flac".into(),
-            size: bytes.len() as u64,
-            mtime_ns: 1,
-            version: None,
-        };
+        let version = file_of(bytes.len());
         let cache = ContentCache::open(dir.path(), 10_000_000, store).unwrap();
         cache.seed(&version, 0, bytes.clone()).await;
         assert!(cache.make_whole_copy(&version).unwrap());
@@ -855,13 +860,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("index.redb")).unwrap());
         let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let version = FileVersion {
-            origin: "o".into(),
-            path: "f.flac".into(),
-            size: bytes.len() as u64,
-            mtime_ns: 1,
-            version: None,
-        };
+        let version = file_of(bytes.len());
         let cache = ContentCache::open(dir.path(), 700_000, store.clone()).unwrap();
         cache.seed(&version, 0, bytes[..100_000].to_vec()).await;
         assert!(!cache.fully_cached(&version));
