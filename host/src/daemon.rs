@@ -190,6 +190,7 @@ impl Daemon {
             view.clone(),
             read_policy(&config),
             events.clone(),
+            cache_dir.clone(),
         ));
         Ok(Daemon {
             view,

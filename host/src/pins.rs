@@ -18,8 +18,10 @@
 //!   pinned file whole into the cache, through the same failover as a read,
 //!   and again whenever the tree changes or an origin comes back.
 //! - **Room.** A pin that would not fit on the cache's disk (what every pin
-//!   still needs against what is free, less a margin) is refused up front,
-//!   with the sizes ([`requests`]).
+//!   still needs against what is free, less a [`margin`]) is refused up
+//!   front, with the sizes ([`requests`]); the keeper fetches no file that
+//!   would leave less than the margin free (a track added to a pinned folder
+//!   later), and names it in its report.
 //!
 //! [`requests`] answers the control socket, [`client`] is the command line's
 //! side of it, and [`playlist`] reads the M3U lists that `musicfs pin` takes.
@@ -45,6 +47,13 @@ pub struct Pins {
     /// Held across a change and its saving: two changes at once could
     /// otherwise save in the other order, the older last.
     changing: Mutex<()>,
+}
+
+/// The free space pins must leave on the cache's disk of `disk_size` bytes:
+/// 256 MiB, or a tenth of a smaller disk (the index and the rest of the
+/// cache need room to write too).
+pub fn margin(disk_size: u64) -> u64 {
+    (256u64 << 20).min(disk_size / 10)
 }
 
 /// `path` in the form pins are kept in: relative, no `.`, empty parts or

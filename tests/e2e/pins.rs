@@ -292,5 +292,22 @@ fn a_pin_that_does_not_fit_on_the_disk_is_refused_with_the_sizes() {
     let pins = pins_json(&mount);
     assert_eq!(pins.as_array().unwrap().len(), 1, "{pins}");
     assert_eq!(pins[0]["path"], "Hiss/Small");
+
+    // A long track added to the pinned album later is not fetched: it would
+    // leave too little free. It is named, and the rest stays.
+    origin.put("small/2.flac", &noise_track(&made, "Small", 2, 300));
+    mount.wait_until(PATIENCE, |m| {
+        m.log().contains("no room on the cache's disk")
+    });
+    let pins = pins_json(&mount);
+    assert_eq!(pins[0]["files"], 2, "{pins}");
+    assert!(
+        pins[0]["cached_bytes"].as_u64() < pins[0]["bytes"].as_u64(),
+        "{pins}"
+    );
+    assert_eq!(
+        xattr(&mount.path(&shown("Small", 1)), "user.musicfs.cached").as_deref(),
+        Some("yes")
+    );
     drop(mount);
 }

@@ -22,6 +22,7 @@
 //! blocking work, done with `block_in_place` so the runtime's other tasks move.
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,7 +38,8 @@ use crate::library::view::LibraryView;
 use crate::origins::failover::{with_failover, ReadPolicy};
 use crate::origins::registry::{RegisteredOrigin, Registry};
 use crate::origins::router;
-use crate::pins::Pins;
+use crate::paths::disk_space;
+use crate::pins::{margin, Pins};
 
 /// How much one read of a pass asks for (its stream runs ahead by more).
 const STEP: u32 = 1 << 20;
@@ -118,6 +120,8 @@ pub struct Keeper {
     view: LibraryView,
     policy: ReadPolicy,
     events: EventBus,
+    /// Where the cache is, for the free space on its disk.
+    cache_dir: PathBuf,
     wake: Notify,
     passes: watch::Sender<Passes>,
     /// The set last handed to the chunk store (not handed again unchanged).
@@ -132,8 +136,10 @@ impl Keeper {
         view: LibraryView,
         policy: ReadPolicy,
         events: EventBus,
+        cache_dir: PathBuf,
     ) -> Keeper {
         Keeper {
+            cache_dir,
             pins,
             cache,
             registry,
@@ -275,6 +281,7 @@ impl Keeper {
             if whole {
                 return Ok(());
             }
+            self.check_room(file)?;
             self.fetch(file).await.map_err(|e| e.to_string())?;
         }
         if block_in_place(|| is_whole(&self.cache, file)) {
@@ -282,6 +289,23 @@ impl Keeper {
         } else {
             Err("fetched, but not all of it stayed on the cache's disk".into())
         }
+    }
+
+    /// Refuses to fetch `file` if what it still needs would leave less than
+    /// the margin free on the cache's disk.
+    fn check_room(&self, file: &PinnedFile) -> Result<(), String> {
+        let Some((free, size)) = disk_space(&self.cache_dir) else {
+            return Ok(());
+        };
+        let needed = file.size - cached_bytes(&self.cache, file).min(file.size);
+        if needed.saturating_add(margin(size)) <= free {
+            return Ok(());
+        }
+        Err(format!(
+            "no room on the cache's disk: it needs {} more bytes and {free} are free, of which {} must stay free",
+            needed,
+            margin(size)
+        ))
     }
 
     /// Reads `file` whole through the cache, from the best replica that answers.

@@ -26,13 +26,10 @@ use crate::control::socket::{send_line, Out, Requests};
 use crate::library::view::LibraryView;
 use crate::paths::disk_space;
 use crate::pins::keeper::{cached_bytes, files_at, pinned_files, Keeper, PinnedFile};
-use crate::pins::{normal, Pins};
+use crate::pins::{margin, normal, Pins};
 
 /// How often a `pin` request reports progress.
 const REPORT_EVERY: Duration = Duration::from_millis(500);
-/// Free space a pin must leave on the cache's disk: this, or a tenth of a
-/// smaller disk.
-const MARGIN: u64 = 256 << 20;
 
 /// The pin requests of one mount.
 pub struct PinRequests {
@@ -211,7 +208,7 @@ impl PinRequests {
             .values()
             .map(|f| f.size - cached_bytes(&self.cache, f).min(f.size))
             .sum();
-        let margin = MARGIN.min(size / 10);
+        let margin = margin(size);
         if needed.saturating_add(margin) <= free {
             return Ok(());
         }
