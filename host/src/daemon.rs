@@ -347,11 +347,7 @@ impl Daemon {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_some();
-        let folders = if hooked {
-            changed_folders(&tree, &changes)
-        } else {
-            Vec::new()
-        };
+        let folders = hooked.then(|| changed_folders(&tree, &changes));
         let files = tree.file_count();
         self.view.replace(tree);
         // A pinned folder may have new tracks, a pinned track a new version.
@@ -381,7 +377,7 @@ impl Daemon {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
         {
-            hooks.changed(&folders);
+            hooks.changed(&folders.unwrap_or_default());
         }
     }
 

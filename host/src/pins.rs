@@ -65,11 +65,23 @@ pub fn normal(path: &str) -> String {
         .join("/")
 }
 
-/// Whether a pin on `pin` covers `path` (both normal).
-pub fn covers(pin: &str, path: &str) -> bool {
-    pin.is_empty()
-        || path == pin
-        || (path.len() > pin.len() && path.starts_with(pin) && path.as_bytes()[pin.len()] == b'/')
+/// A normal `path` as people read it (`/` for the root).
+pub fn shown(path: &str) -> &str {
+    if path.is_empty() {
+        "/"
+    } else {
+        path
+    }
+}
+
+/// The pin of `pins` covering `path` (normal): looked up for `path` and each
+/// folder above it, so a getxattr costs the path's depth, not the pin count.
+fn covering_in<'p>(pins: &'p BTreeMap<String, u64>, path: &str) -> Option<&'p str> {
+    let above = path.rmatch_indices('/').map(|(at, _)| &path[..at]);
+    std::iter::once(path)
+        .chain(above)
+        .chain(std::iter::once(""))
+        .find_map(|candidate| pins.get_key_value(candidate).map(|(pin, _)| pin.as_str()))
 }
 
 impl Pins {
@@ -132,7 +144,7 @@ impl Pins {
 
     /// The pin covering `path` (normal), if any: itself or a folder above it.
     pub fn covering(&self, path: &str) -> Option<String> {
-        self.read().keys().find(|pin| covers(pin, path)).cloned()
+        covering_in(&self.read(), path).map(str::to_owned)
     }
 
     /// Pins `paths` (normal); those pinned already keep their time. Returns
@@ -158,13 +170,13 @@ impl Pins {
                 if pins.contains_key(path) {
                     continue;
                 }
-                let shown = if path.is_empty() { "/" } else { path };
-                return Err(match pins.keys().find(|pin| covers(pin, path)) {
+                return Err(match covering_in(pins, path) {
                     Some(pin) => format!(
-                        "{shown} is not pinned itself: it is pinned through {}; unpin that",
-                        if pin.is_empty() { "/" } else { pin }
+                        "{} is not pinned itself: it is pinned through {}; unpin that",
+                        shown(path),
+                        shown(pin)
                     ),
-                    None => format!("{shown} is not pinned"),
+                    None => format!("{} is not pinned", shown(path)),
                 });
             }
             for path in paths {
@@ -219,6 +231,10 @@ mod tests {
 
     #[test]
     fn a_pin_covers_itself_and_what_is_below_it_only() {
+        let covers = |pin: &str, path: &str| {
+            let pins = BTreeMap::from([(pin.to_owned(), 0)]);
+            covering_in(&pins, path) == Some(pin)
+        };
         assert!(covers("A/B", "A/B"));
         assert!(covers("A/B", "A/B/01 - x.flac"));
         assert!(!covers("A/B", "A/Bc/01.flac"));

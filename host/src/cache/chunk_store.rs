@@ -726,23 +726,19 @@ impl ChunkStore {
             let Some(class) = index.packs.get(&n).map(|p| p.class) else {
                 return false;
             };
+            // One walk of the index: the pack's chunks, and whether one to
+            // keep was not read.
             let kept: HashSet<&ChunkId> = keep.iter().map(|(id, ..)| id).collect();
-            let missed = index
-                .entries
-                .iter()
-                .any(|(id, e)| e.pack == n && must_keep(e, class) && !kept.contains(id));
-            if missed {
-                return false;
+            let mut gone = Vec::new();
+            for (id, e) in index.entries.iter().filter(|(_, e)| e.pack == n) {
+                if must_keep(e, class) && !kept.contains(id) {
+                    return false;
+                }
+                gone.push(*id);
             }
             let Some(pack) = index.packs.remove(&n) else {
                 return false;
             };
-            let gone: Vec<ChunkId> = index
-                .entries
-                .iter()
-                .filter(|(_, e)| e.pack == n)
-                .map(|(id, _)| *id)
-                .collect();
             for id in &gone {
                 index.forget(id);
             }

@@ -12,8 +12,7 @@
 //!    stream runs ahead of the keeper by the read path's window), and adds
 //!    the file's chunks to the pinned set once it is whole (some may have come
 //!    through a player's stream, as audio);
-//! 4. hands the chunks over again and checks every file once more, then
-//!    reports the pass (which files are not whole, and why).
+//! 4. reports the pass (which files are not whole, and why).
 //!
 //! Passes are serial, and the pinned set is only ever worked out here, between
 //! fetches: a set worked out while a fetch was storing chunks could miss some.
@@ -211,17 +210,6 @@ impl Keeper {
                 failed.insert(file.path.clone(), e);
             }
         }
-        block_in_place(|| {
-            self.hand_over(&files);
-            for file in &files {
-                if !failed.contains_key(&file.path) && !is_whole(&self.cache, file) {
-                    failed.insert(
-                        file.path.clone(),
-                        "fetched, but not all of it stayed on disk".into(),
-                    );
-                }
-            }
-        });
         // One line a pass: a pinned library with its origin down would
         // otherwise log every file every minute.
         if let Some((path, why)) = failed.iter().next() {
@@ -255,11 +243,27 @@ impl Keeper {
     }
 
     /// Brings `file` whole onto the cache's disk, if it is not there yet,
-    /// and adds its chunks to the pinned set.
+    /// and adds the chunks it fetched for it to the pinned set. A file whole
+    /// already had its chunks handed over at the start of the pass.
     async fn keep(&self, file: &PinnedFile) -> Result<(), String> {
+        if block_in_place(|| is_whole(&self.cache, file)) {
+            return Ok(());
+        }
         // Twice: chunks may go from the disk while a fetch runs (a pinned
         // chunk never does, but one stored before the pin, unpinned, may).
         for _ in 0..2 {
+            // Bytes still in memory but gone from the disk count as missing.
+            block_in_place(|| {
+                for replica in &file.replicas {
+                    self.cache.forget_lost_chunks(replica);
+                }
+            });
+            self.check_room(file)?;
+            // What a fetch stores is pinned beyond the set handed over (even
+            // if it fails halfway): the next pass hands the set over anew.
+            *self.handed.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            self.fetch(file).await.map_err(|e| e.to_string())?;
+            // Some chunks may have come through a player's stream, as audio.
             let whole = block_in_place(|| {
                 let whole = is_whole(&self.cache, file);
                 if whole {
@@ -269,26 +273,14 @@ impl Keeper {
                         .flat_map(|r| self.cache.chunks_of(r))
                         .collect();
                     self.cache.add_pinned(&ids);
-                } else {
-                    // Bytes still in memory but gone from the disk count as
-                    // missing.
-                    for replica in &file.replicas {
-                        self.cache.forget_lost_chunks(replica);
-                    }
                 }
                 whole
             });
             if whole {
                 return Ok(());
             }
-            self.check_room(file)?;
-            self.fetch(file).await.map_err(|e| e.to_string())?;
         }
-        if block_in_place(|| is_whole(&self.cache, file)) {
-            Ok(())
-        } else {
-            Err("fetched, but not all of it stayed on the cache's disk".into())
-        }
+        Err("fetched, but not all of it stayed on the cache's disk".into())
     }
 
     /// Refuses to fetch `file` if what it still needs would leave less than

@@ -26,7 +26,7 @@ use crate::control::socket::{send_line, Out, Requests};
 use crate::library::view::LibraryView;
 use crate::paths::disk_space;
 use crate::pins::keeper::{cached_bytes, files_at, pinned_files, Keeper, PinnedFile};
-use crate::pins::{margin, normal, Pins};
+use crate::pins::{margin, normal, shown, Pins};
 
 /// How often a `pin` request reports progress.
 const REPORT_EVERY: Duration = Duration::from_millis(500);
@@ -64,15 +64,6 @@ fn paths_of(argument: &str) -> Result<Vec<String>, String> {
         return Err("no path given".into());
     }
     Ok(paths.iter().map(|p| normal(p)).collect())
-}
-
-/// `path` as people read it.
-fn shown(path: &str) -> &str {
-    if path.is_empty() {
-        "/"
-    } else {
-        path
-    }
 }
 
 fn megabytes(bytes: u64) -> String {
