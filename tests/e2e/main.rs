@@ -15,6 +15,7 @@ mod federation;
 mod hooks;
 mod hot_plug;
 mod like_a_disk;
+mod link;
 mod local_origin;
 mod metrics;
 mod mount_library;

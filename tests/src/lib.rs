@@ -250,6 +250,7 @@ pub mod bench_support;
 pub mod chunk_packs;
 pub mod events;
 pub mod http_recorder;
+pub mod link;
 pub mod mounted;
 pub mod mpd_server;
 pub mod nfs_server;
