@@ -3,8 +3,17 @@
 //!
 //! Every interval the whole tree is listed and compared with the last listing; a
 //! file that appeared is created, one whose size, mtime or version changed is
-//! modified, one that is no longer listed is removed. The listing taken when the
-//! watch starts is the baseline, so a change right after `watch` returns is seen.
+//! modified, one that is no longer listed is removed.
+//!
+//! Starting returns at once. The first listing, the baseline, is taken in the
+//! background: a library of 100,000 files 50 ms away takes longer to list than
+//! any one call's deadline, and a watch that had to list before returning never
+//! started there. Changes are reported from the baseline on: a change that lands
+//! while the baseline is being taken is in the baseline or reported by the next
+//! poll when the baseline listed its path before it, and a host that scans while
+//! the watch starts sees it in its own listing otherwise. Folders are listed
+//! [`WALK_IN_FLIGHT`] at a time, so a poll costs the round trips of the tree's
+//! depth, not one or more per folder.
 //!
 //! Unreachable is never removed: a listing that fails reports nothing, and a
 //! folder that could not be listed keeps its files (they are not reported gone).
@@ -63,39 +72,67 @@ pub trait ListAll: Send + Sync + 'static {
     async fn list_all(&self) -> OriginResult<Listing>;
 }
 
+/// Folders (or pages of one) asked for at once by [`walk`]: over a link 50 ms
+/// away a walk one folder at a time costs a round trip or three per folder; with
+/// this many in flight it costs about the round trips of the tree's depth, and
+/// the requests stay small enough for any server to take at once.
+pub const WALK_IN_FLIGHT: usize = 32;
+
 /// The whole tree of `origin`, walked with its own paged `list`, `page` entries
-/// at a time (what most backends want; a store that lists every key in one
-/// request should implement [`ListAll`] with that instead).
+/// at a time, [`WALK_IN_FLIGHT`] requests in flight (what most backends want; a
+/// store that lists every key in one request should implement [`ListAll`] with
+/// that instead).
 pub async fn walk(origin: &dyn Origin, page: u32) -> OriginResult<Listing> {
+    walk_in_flight(origin, page, WALK_IN_FLIGHT).await
+}
+
+/// [`walk`] with at most `in_flight` listing requests at once (at least one).
+pub async fn walk_in_flight(
+    origin: &dyn Origin,
+    page: u32,
+    in_flight: usize,
+) -> OriginResult<Listing> {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
     let mut listing = Listing::default();
-    let mut dirs = vec![String::new()];
-    while let Some(dir) = dirs.pop() {
-        let mut cursor: Option<String> = None;
-        loop {
-            let found = match origin.list(&dir, cursor.as_deref(), page).await {
-                Ok(found) => found,
-                Err(e) if dir.is_empty() && cursor.is_none() => return Err(e),
-                Err(_) => {
-                    listing.unlisted.push(dir.clone());
-                    break;
-                }
+    // Pages still to ask for: a folder and the cursor of its next page.
+    let mut waiting: Vec<(String, Option<String>)> = vec![(String::new(), None)];
+    let mut asked = FuturesUnordered::new();
+    loop {
+        while asked.len() < in_flight.max(1) {
+            let Some((dir, cursor)) = waiting.pop() else {
+                break;
             };
-            for entry in found.entries {
-                let path = crate::path::join(&dir, &entry.name);
-                match entry.metadata.kind {
-                    EntryKind::Directory => dirs.push(path),
-                    EntryKind::File => {
-                        listing.files.insert(path, Seen::from(&entry.metadata));
-                    }
-                    _ => {}
-                }
+            asked.push(async move {
+                let found = origin.list(&dir, cursor.as_deref(), page).await;
+                (dir, cursor, found)
+            });
+        }
+        let Some((dir, cursor, found)) = asked.next().await else {
+            break;
+        };
+        let found = match found {
+            Ok(found) => found,
+            Err(e) if dir.is_empty() && cursor.is_none() => return Err(e),
+            Err(_) => {
+                listing.unlisted.push(dir);
+                continue;
             }
-            match found.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => break,
+        };
+        for entry in found.entries {
+            let path = crate::path::join(&dir, &entry.name);
+            match entry.metadata.kind {
+                EntryKind::Directory => waiting.push((path, None)),
+                EntryKind::File => {
+                    listing.files.insert(path, Seen::from(&entry.metadata));
+                }
+                _ => {}
             }
         }
+        if let Some(next) = found.next_cursor {
+            waiting.push((dir, Some(next)));
+        }
     }
+    listing.unlisted.sort();
     Ok(listing)
 }
 
@@ -124,9 +161,10 @@ pub fn changes(before: &Listing, now: &Listing) -> Vec<ChangeEvent> {
     created_or_modified.chain(removed).collect()
 }
 
-/// Takes the baseline listing now, then polls `source` every `every` and sends
-/// what changed to `sink`, until the returned handle is stopped or dropped (or
-/// the sink is closed).
+/// Polls `source` every `every` and sends what changed to `sink`, until the
+/// returned handle is stopped or dropped (or the sink is closed). Returns at
+/// once: the baseline listing is taken in the background (see the module's
+/// notes on what that means for a change made meanwhile).
 pub async fn start(source: Arc<dyn ListAll>, every: Duration, sink: EventSink) -> WatchHandle {
     start_nudged(source, every, sink).await.0
 }
@@ -153,20 +191,17 @@ pub async fn start_nudged(
 ) -> (WatchHandle, Nudge) {
     let nudge = Nudge::default();
     let nudged = nudge.0.clone();
-    let mut last = match source.list_all().await {
-        Ok(baseline) => Some(baseline),
-        Err(e) => {
-            tracing::warn!(
-                "the first listing for watching failed, the next one is the baseline: {e}"
-            );
-            None
-        }
-    };
     let task = tokio::spawn(async move {
+        // The baseline: until one listing succeeds, the next one is tried at
+        // the next interval (or nudge), and it becomes the baseline.
+        let mut last: Option<Listing> = None;
+        let mut first = true;
         loop {
-            tokio::select! {
-                () = tokio::time::sleep(every) => {}
-                () = nudged.notified() => tokio::time::sleep(SETTLE).await,
+            if !first {
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    () = nudged.notified() => tokio::time::sleep(SETTLE).await,
+                }
             }
             match source.list_all().await {
                 Ok(now) => {
@@ -179,8 +214,12 @@ pub async fn start_nudged(
                     last = Some(now);
                 }
                 // Unreachable: nothing is reported, the last listing stays.
+                Err(e) if first => tracing::warn!(
+                    "the first listing for watching failed, the next one is the baseline: {e}"
+                ),
                 Err(e) => tracing::warn!("polling for changes failed: {e}"),
             }
+            first = false;
         }
     });
     (WatchHandle::on_stop(move || task.abort()), nudge)
@@ -190,30 +229,62 @@ pub async fn start_nudged(
 mod tests {
     use super::*;
 
-    /// A tree whose one file is replaced by a test, listed on demand.
-    struct Tree(std::sync::Mutex<Listing>);
+    /// A tree a test changes, listed on demand, each listing taking `delay` (of
+    /// paused time).
+    struct Tree {
+        files: std::sync::Mutex<Listing>,
+        delay: Duration,
+        listings: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Tree {
+        fn new(delay: Duration) -> Arc<Tree> {
+            Arc::new(Tree {
+                files: Default::default(),
+                delay,
+                listings: Default::default(),
+            })
+        }
+
+        fn put(&self, name: &str) {
+            let mut files = self.files.lock().unwrap();
+            files.files.insert(name.to_owned(), seen("v", 1));
+        }
+
+        fn listings(&self) -> usize {
+            self.listings.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
 
     #[async_trait]
     impl ListAll for Tree {
         async fn list_all(&self) -> OriginResult<Listing> {
-            Ok(self.0.lock().unwrap().clone())
+            let listing = self.files.lock().unwrap().clone();
+            tokio::time::sleep(self.delay).await;
+            self.listings
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(listing)
         }
+    }
+
+    fn collecting_sink() -> (EventSink, tokio::sync::mpsc::UnboundedReceiver<ChangeEvent>) {
+        let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let sink = EventSink::new(move |e| {
+            let _ = events_tx.send(e);
+        });
+        (sink, events)
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_nudge_lists_at_once_and_the_interval_still_runs() {
-        let tree = Arc::new(Tree(std::sync::Mutex::new(Listing::default())));
-        let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-        let sink = EventSink::new(move |e| {
-            let _ = events_tx.send(e);
-        });
+        let tree = Tree::new(Duration::ZERO);
+        let (sink, mut events) = collecting_sink();
         let every = Duration::from_secs(3600);
         let (handle, nudge) = start_nudged(tree.clone(), every, sink).await;
-        let put = |name: &str| {
-            let mut files = tree.0.lock().unwrap();
-            files.files.insert(name.to_owned(), seen("v", 1));
-        };
-        put("a");
+        while tree.listings() == 0 {
+            tokio::task::yield_now().await;
+        }
+        tree.put("a");
         let begun = tokio::time::Instant::now();
         nudge.poll_now();
         let event = events.recv().await.unwrap();
@@ -223,11 +294,140 @@ mod tests {
         );
         assert_eq!(begun.elapsed(), SETTLE);
         // Unnudged, the interval finds the next change.
-        put("b");
+        tree.put("b");
         let event = events.recv().await.unwrap();
         assert_eq!(event.path, "b");
         assert_eq!(begun.elapsed(), SETTLE + every);
         handle.stop();
+    }
+
+    /// A tree that takes ten minutes to list (100,000 files far away): starting
+    /// the watch does not wait for it, and what changes after the baseline is
+    /// reported by the next poll.
+    #[tokio::test(start_paused = true)]
+    async fn starting_returns_before_a_slow_baseline() {
+        let listing = Duration::from_secs(600);
+        let tree = Tree::new(listing);
+        tree.put("old");
+        let (sink, mut events) = collecting_sink();
+        let every = Duration::from_secs(60);
+        let begun = tokio::time::Instant::now();
+        let handle = start(tree.clone(), every, sink).await;
+        assert_eq!(
+            begun.elapsed(),
+            Duration::ZERO,
+            "start waited for a listing"
+        );
+        while tree.listings() == 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        tree.put("new");
+        let event = events.recv().await.unwrap();
+        assert_eq!(
+            (event.kind, event.path.as_str()),
+            (ChangeKind::Created, "new")
+        );
+        assert_eq!(
+            tree.listings(),
+            2,
+            "reported by the poll after the baseline"
+        );
+        handle.stop();
+    }
+
+    /// An origin of `fanout` folders of `fanout` folders of one file each, whose
+    /// listings take 50 ms (of paused time); counts the most listings at once.
+    struct Wide {
+        fanout: usize,
+        now: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Origin for Wide {
+        async fn stat(&self, _: &str) -> OriginResult<Metadata> {
+            unreachable!("a walk only lists")
+        }
+        async fn list(
+            &self,
+            dir: &str,
+            cursor: Option<&str>,
+            limit: u32,
+        ) -> OriginResult<crate::ListPage> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.now.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            self.calls.fetch_add(1, SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            self.now.fetch_sub(1, SeqCst);
+            let depth = if dir.is_empty() {
+                0
+            } else {
+                dir.split('/').count()
+            };
+            let names: Vec<(String, EntryKind)> = match depth {
+                0 | 1 => (0..self.fanout)
+                    .map(|i| (format!("d{i}"), EntryKind::Directory))
+                    .collect(),
+                _ => vec![("f.flac".to_owned(), EntryKind::File)],
+            };
+            // Pages of `limit` entries, the cursor being the index of the next.
+            let from: usize = cursor.map_or(0, |c| c.parse().unwrap());
+            let to = (from + limit as usize).min(names.len());
+            let entries = names[from..to]
+                .iter()
+                .map(|(name, kind)| crate::DirEntry {
+                    name: name.clone(),
+                    metadata: Metadata {
+                        kind: *kind,
+                        ..Metadata::file(1, SystemTime::UNIX_EPOCH)
+                    },
+                })
+                .collect();
+            Ok(crate::ListPage {
+                entries,
+                next_cursor: (to < names.len()).then(|| to.to_string()),
+            })
+        }
+        async fn read(&self, _: &str, _: u64, _: u32) -> OriginResult<Vec<u8>> {
+            unreachable!("a walk only lists")
+        }
+        async fn health(&self) -> crate::Health {
+            crate::Health::healthy()
+        }
+        async fn watch(&self, _: EventSink) -> OriginResult<WatchHandle> {
+            unreachable!("a walk only lists")
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_walk_keeps_its_requests_in_flight_together() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let origin = Wide {
+            fanout: 20,
+            now: Default::default(),
+            most: Default::default(),
+            calls: Default::default(),
+        };
+        let begun = tokio::time::Instant::now();
+        let listing = walk_in_flight(&origin, 7, 16).await.unwrap();
+        assert_eq!(listing.files.len(), 400);
+        assert!(listing.files.contains_key("d19/d3/f.flac"));
+        // 1 root folder + 20 + 400, the first 21 in pages of 7: 3 + 20 * 3 + 400.
+        assert_eq!(origin.calls.load(SeqCst), 463);
+        assert_eq!(
+            origin.most.load(SeqCst),
+            16,
+            "never more than asked, and that many"
+        );
+        // 463 listings of 50 ms, 16 at a time: about 29 round trips plus the
+        // depth, not 463.
+        assert!(
+            begun.elapsed() <= Duration::from_millis(50 * 36),
+            "{:?}",
+            begun.elapsed()
+        );
     }
 
     fn seen(version: &str, size: u64) -> Seen {
