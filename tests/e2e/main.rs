@@ -10,6 +10,7 @@ mod cache_limits;
 mod call_boundary;
 mod conformance;
 mod events;
+mod far_away;
 mod faults;
 mod federation;
 mod hooks;

@@ -314,24 +314,20 @@ impl Link {
 
     /// `program` to be run inside the namespace.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", &self.netns]).arg(program);
-        command
+        self.site().command(program)
+    }
+
+    /// Where servers behind this link run.
+    pub fn site(&self) -> Site {
+        Site {
+            addr: self.server_addr(),
+            netns: Some(self.netns.clone()),
+        }
     }
 
     /// A TCP listener inside the namespace, on its address and `port` (0: any).
     pub fn listen(&self, port: u16) -> std::net::TcpListener {
-        let netns = format!("/run/netns/{}", self.netns);
-        let addr = (self.server_addr(), port);
-        std::thread::spawn(move || {
-            let ns = File::open(&netns).expect("the link's namespace");
-            // SAFETY: setns on this thread only, with a namespace file we opened.
-            let joined = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(joined, 0, "setns: {}", std::io::Error::last_os_error());
-            std::net::TcpListener::bind(addr).expect("a listener in the namespace")
-        })
-        .join()
-        .expect("the thread that binds in the namespace")
+        self.site().listen(port)
     }
 
     /// Shapes the link like `profile` from now on.
@@ -384,6 +380,65 @@ impl Drop for Link {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.netns])
             .output();
+    }
+}
+
+/// Where a test server runs: on loopback here, or behind a [`Link`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Site {
+    /// The address it listens on and clients connect to.
+    pub addr: Ipv4Addr,
+    /// The network namespace it runs in, if not this one.
+    netns: Option<String>,
+}
+
+impl Site {
+    /// Loopback, in this namespace.
+    pub fn loopback() -> Site {
+        Site {
+            addr: Ipv4Addr::LOCALHOST,
+            netns: None,
+        }
+    }
+
+    /// Whether this is behind a link.
+    pub fn is_remote(&self) -> bool {
+        self.netns.is_some()
+    }
+
+    /// `program`, to be run where the server runs.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        match &self.netns {
+            None => Command::new(program),
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(program);
+                command
+            }
+        }
+    }
+
+    /// A TCP port free on this site's address now.
+    pub fn free_port(&self) -> u16 {
+        self.listen(0).local_addr().unwrap().port()
+    }
+
+    /// A TCP listener on this site's address and `port` (0: any).
+    pub fn listen(&self, port: u16) -> std::net::TcpListener {
+        let addr = (self.addr, port);
+        let Some(netns) = &self.netns else {
+            return std::net::TcpListener::bind(addr).expect("a listener on loopback");
+        };
+        let netns = format!("/run/netns/{netns}");
+        std::thread::spawn(move || {
+            let ns = File::open(&netns).expect("the link's namespace");
+            // SAFETY: setns on this thread only, with a namespace file we opened.
+            let joined = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(joined, 0, "setns: {}", std::io::Error::last_os_error());
+            std::net::TcpListener::bind(addr).expect("a listener in the namespace")
+        })
+        .join()
+        .expect("the thread that binds in the namespace")
     }
 }
 

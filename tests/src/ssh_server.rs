@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::s3_server::free_port;
+use crate::link::Site;
 
 /// A running `sshd`.
 pub struct SshServer {
+    /// Where it runs.
+    pub site: Site,
     pub port: u16,
     /// The folder the tests put the library in (readable by the login).
     pub library: PathBuf,
@@ -21,7 +23,7 @@ pub struct SshServer {
     pub client_key_with_passphrase: PathBuf,
     /// A key the server does not accept.
     pub stranger_key: PathBuf,
-    /// A `known_hosts` file holding the server's host key for `[127.0.0.1]:port`.
+    /// A `known_hosts` file holding the server's host key for `[address]:port`.
     pub known_hosts: PathBuf,
     /// The host key's public half, as `ssh-keygen` wrote it.
     pub host_key_pub: String,
@@ -45,6 +47,11 @@ fn keygen(path: &Path, passphrase: &str) {
 impl SshServer {
     /// Starts a server on a free loopback port.
     pub fn start() -> SshServer {
+        Self::start_at(Site::loopback())
+    }
+
+    /// Starts a server at `site` (loopback, or behind an emulated link).
+    pub fn start_at(site: Site) -> SshServer {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let library = root.join("library");
@@ -63,17 +70,18 @@ impl SshServer {
             std::fs::read_to_string(root.join("client_key_with_passphrase.pub")).unwrap(),
         ];
         std::fs::write(&authorized, accepted.concat()).unwrap();
-        let port = free_port();
+        let port = site.free_port();
+        let addr = site.addr;
         let host_key_pub = std::fs::read_to_string(root.join("host_key.pub")).unwrap();
         let known_hosts = root.join("known_hosts");
         let mut fields = host_key_pub.split_whitespace();
         let (kind, key) = (fields.next().unwrap(), fields.next().unwrap());
-        std::fs::write(&known_hosts, format!("[127.0.0.1]:{port} {kind} {key}\n")).unwrap();
+        std::fs::write(&known_hosts, format!("[{addr}]:{port} {kind} {key}\n")).unwrap();
         let config = root.join("sshd_config");
         std::fs::write(
             &config,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\n\
+                "Port {port}\nListenAddress {addr}\nHostKey {}\nPidFile {}\n\
                  AuthorizedKeysFile {}\nStrictModes no\nUsePAM no\n\
                  PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nSubsystem sftp internal-sftp\n",
@@ -86,6 +94,7 @@ impl SshServer {
         // sshd refuses to start without its privilege separation folder.
         std::fs::create_dir_all("/run/sshd").unwrap();
         let mut server = SshServer {
+            site,
             port,
             library,
             client_key,
@@ -105,7 +114,9 @@ impl SshServer {
     /// keys and files.
     pub fn resume(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("sshd.log")).unwrap();
-        let child = Command::new("/usr/sbin/sshd")
+        let child = self
+            .site
+            .command("/usr/sbin/sshd")
             .args(["-D", "-e", "-f"])
             .arg(&self.config)
             .stdout(Stdio::null())
@@ -114,7 +125,7 @@ impl SshServer {
             .expect("sshd runs (apt-get install openssh-server)");
         self.child = Some(child);
         let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while TcpStream::connect((self.site.addr, self.port)).is_err() {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "sshd did not start: {}",
@@ -143,7 +154,7 @@ impl SshServer {
     /// logging in with the test key, polling once a second.
     pub fn settings(&self) -> toml::Table {
         let mut table = toml::Table::new();
-        table.insert("host".into(), "127.0.0.1".into());
+        table.insert("host".into(), self.site.addr.to_string().into());
         table.insert("port".into(), i64::from(self.port).into());
         table.insert("path".into(), self.library.display().to_string().into());
         let key = self.client_key.display().to_string();

@@ -3,7 +3,7 @@
 //!
 //! A file whose size and mtime match the index keeps its recorded tags without a
 //! single read, so a rescan of an unchanged library only lists. Tags are read by
-//! lofty on a blocking thread through [`RangeReader`], eight files at a time; the
+//! lofty on blocking threads through [`RangeReader`], while the walk goes on; the
 //! bytes it asks for are fetched with ranged reads and stored as tag chunks, so a
 //! music server scanning the mount later is answered from the cache.
 //!
@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use origin_api::{EntryKind, ErrorKind, OriginError, OriginResult};
 
@@ -31,8 +31,6 @@ use crate::store::Store;
 
 /// Listing page size.
 const PAGE: u32 = 1000;
-/// Files whose tags are read at once.
-const PARALLEL_TAG_READS: usize = 8;
 /// Failed tag reads in a row after which a file is taken to be bad, not its
 /// origin down: with the retry scans' backoff, 7.5 minutes at the default check
 /// interval.
@@ -158,6 +156,13 @@ pub struct Subtree<'k> {
 /// records of unchanged files and reading the tags of the others. Fails only when
 /// `dir` itself cannot be listed; a folder below it that cannot be listed is
 /// reported in [`Subtree::unlisted`].
+///
+/// One pipeline: up to [`LISTS_IN_FLIGHT`] listing requests and
+/// [`InFlight::tag_reads`] tag reads at once, a file's tags read as soon as its
+/// folder is listed. Far away, a walk one folder at a time and tag reads after
+/// it cost a round trip or more per folder and per file in a row; here they cost
+/// about the round trips of the tree's depth and of the files divided by the
+/// reads in flight.
 pub async fn scan_subtree<'k>(
     origin: &Arc<RegisteredOrigin>,
     cache: &Arc<ContentCache>,
@@ -165,46 +170,106 @@ pub async fn scan_subtree<'k>(
     progress: &Arc<ScanProgress>,
     dir: &str,
 ) -> OriginResult<Subtree<'k>> {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    let in_flight = InFlight::for_origin(origin);
     let mut subtree = Subtree::default();
-    let mut to_read = Vec::new();
-    let mut dirs = vec![dir.to_owned()];
-    while let Some(current) = dirs.pop() {
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = match origin.list(&current, cursor.as_deref(), PAGE).await {
-                Ok(page) => page,
-                Err(e) if current == dir && cursor.is_none() => return Err(e),
-                Err(e) => {
-                    tracing::warn!(origin = %origin.id, dir = %current, "cannot list; keeping what the index holds below it: {e}");
-                    subtree.unlisted.push((current.clone(), e.to_string()));
-                    break;
-                }
+    // Files whose tags are still to be read, and the reads under way.
+    let mut to_read: Vec<FileRecord> = Vec::new();
+    let mut reads = tokio::task::JoinSet::new();
+    // Pages still to ask for (a folder and its next page's cursor), and those asked.
+    let mut waiting: Vec<(String, Option<String>)> = vec![(dir.to_owned(), None)];
+    let mut asked = FuturesUnordered::new();
+    loop {
+        while asked.len() < LISTS_IN_FLIGHT {
+            let Some((current, cursor)) = waiting.pop() else {
+                break;
             };
-            for entry in page.entries {
-                let path = origin_api::path::join(&current, &entry.name);
-                if entry.metadata.kind == EntryKind::Directory {
-                    dirs.push(path);
-                } else if let Some(record) = library_file(&origin.id, path, &entry.metadata) {
-                    progress.files.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!(crate::control::metrics::SCAN_FILES).increment(1);
-                    match sort_out(known, record) {
-                        Found::Unchanged(same) => subtree.unchanged.push(same),
-                        Found::Ready(ready) => subtree.records.push(ready),
-                        Found::ToRead(record) => to_read.push(record),
+            let origin = origin.clone();
+            asked.push(async move {
+                let page = origin.list(&current, cursor.as_deref(), PAGE).await;
+                (current, cursor, page)
+            });
+        }
+        while reads.len() < in_flight.tag_reads {
+            let Some(record) = to_read.pop() else { break };
+            spawn_tag_read(&mut reads, origin, cache, progress, known, record);
+        }
+        tokio::select! {
+            Some((current, cursor, page)) = asked.next(), if !asked.is_empty() => {
+                let page = match page {
+                    Ok(page) => page,
+                    Err(e) if current == dir && cursor.is_none() => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(origin = %origin.id, dir = %current, "cannot list; keeping what the index holds below it: {e}");
+                        subtree.unlisted.push((current, e.to_string()));
+                        continue;
+                    }
+                };
+                for entry in page.entries {
+                    let path = origin_api::path::join(&current, &entry.name);
+                    if entry.metadata.kind == EntryKind::Directory {
+                        waiting.push((path, None));
+                    } else if let Some(record) = library_file(&origin.id, path, &entry.metadata) {
+                        progress.files.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!(crate::control::metrics::SCAN_FILES).increment(1);
+                        match sort_out(known, record) {
+                            Found::Unchanged(same) => subtree.unchanged.push(same),
+                            Found::Ready(ready) => subtree.records.push(ready),
+                            Found::ToRead(record) => to_read.push(record),
+                        }
                     }
                 }
+                if let Some(next) = page.next_cursor {
+                    waiting.push((current, Some(next)));
+                }
             }
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => break,
+            Some(read) = reads.join_next(), if !reads.is_empty() => {
+                if let Ok(Some(record)) = read {
+                    subtree.records.push(record);
+                }
             }
+            else => break,
         }
     }
-    subtree
-        .records
-        .extend(read_tags_of(origin, cache, progress, known, to_read).await);
     subtree.records.sort_by(|a, b| a.path.cmp(&b.path));
+    subtree.unlisted.sort();
     Ok(subtree)
+}
+
+/// Listing requests one scan keeps in flight per origin.
+pub const LISTS_IN_FLIGHT: usize = 32;
+
+/// How many requests a scan keeps in flight on one origin.
+pub struct InFlight {
+    /// Tag reads at once.
+    pub tag_reads: usize,
+}
+
+impl InFlight {
+    /// Tag reads for an origin as near as a disk: the reads are CPU (lofty), so
+    /// a few more than the cores.
+    pub const NEAR_TAG_READS: usize = 8;
+    /// Tag reads for an origin far away: each waits a round trip or two for a
+    /// few KiB, so the link is full only with many at once (at 100 Mbit/s and
+    /// 50 ms, 64 reads of 16 KiB are about its bandwidth-delay product).
+    pub const FAR_TAG_READS: usize = 64;
+    /// The median call latency from which an origin counts as far away.
+    pub const FAR: Duration = Duration::from_millis(2);
+
+    /// For `origin`, from the latency of its calls so far (far away until known).
+    pub fn for_origin(origin: &RegisteredOrigin) -> InFlight {
+        let near = origin
+            .health_snapshot()
+            .p50
+            .is_some_and(|p50| p50 < Self::FAR);
+        InFlight {
+            tag_reads: if near {
+                Self::NEAR_TAG_READS
+            } else {
+                Self::FAR_TAG_READS
+            },
+        }
+    }
 }
 
 /// The record of a file the library shows (audio or cover), without tags yet;
@@ -266,7 +331,8 @@ pub fn sort_out(known: &BTreeMap<String, FileRecord>, record: FileRecord) -> Fou
     }
 }
 
-/// Reads the tags of `records`, a few at a time, through the content cache.
+/// Reads the tags of `records` through the content cache, as many at once as
+/// [`InFlight::for_origin`] says.
 ///
 /// A file lofty cannot parse is a bad file: it is recorded with its problem and
 /// shown under fallback names. A read the origin failed (it went away, timed out)
@@ -281,6 +347,7 @@ pub async fn read_tags_of(
     known: &BTreeMap<String, FileRecord>,
     records: Vec<FileRecord>,
 ) -> Vec<FileRecord> {
+    let in_flight = InFlight::for_origin(origin);
     let mut reads = tokio::task::JoinSet::new();
     let mut done = Vec::with_capacity(records.len());
     let mut collect = |read: Option<Result<Option<FileRecord>, _>>| {
@@ -288,81 +355,86 @@ pub async fn read_tags_of(
             done.push(record);
         }
     };
-    for mut record in records {
+    for record in records {
         // A few reads at a time, and only those few spawned: not a task
         // waiting for its turn for each new file of a whole library.
-        while reads.len() >= PARALLEL_TAG_READS {
+        while reads.len() >= in_flight.tag_reads {
             collect(reads.join_next().await);
         }
-        let previous = known
-            .get(&record.key())
-            .map(|r| (r.tags.clone(), r.pending_reads, r.unseen));
-        let (origin, cache, progress) = (origin.clone(), cache.clone(), progress.clone());
-        reads.spawn(async move {
-            let runtime = tokio::runtime::Handle::current();
-            let read = tokio::task::spawn_blocking(move || {
-                let version = crate::cache::manifest::FileVersion {
-                    origin: record.origin.clone(),
-                    path: record.path.clone(),
-                    size: record.size,
-                    mtime_ns: record.mtime_ns,
-                    version: record.version.clone(),
-                };
-                let mut outage: Option<OriginError> = None;
-                let source: Arc<dyn Source> = origin;
-                let mut reader = RangeReader::new(record.size, |offset, len| {
-                    runtime
-                        .block_on(cache.read(
-                            &version,
-                            Some(&source),
-                            offset,
-                            len,
-                            len,
-                            Purpose::Tag,
-                        ))
-                        .map_err(|e| {
-                            let io = std::io::Error::other(e.to_string());
-                            if !is_file_problem(e.kind()) {
-                                outage = Some(e);
-                            }
-                            io
-                        })
-                });
-                let tags = reader.tags();
-                progress
-                    .bytes_read
-                    .fetch_add(reader.fetched, Ordering::Relaxed);
-                progress.tags_read.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(crate::control::metrics::SCAN_TAGS_READ).increment(1);
-                match (outage, tags) {
-                    (Some(e), _) => {
-                        let (tags, failed, unseen) = previous.unwrap_or((Tags::default(), 0, true));
-                        record.tags = tags;
-                        let attempts = failed + 1;
-                        if attempts >= GIVE_UP {
-                            // The origin answers other reads by now: it is this file.
-                            record.problem =
-                                Some(format!("tags could not be read in {attempts} tries: {e}"));
-                        } else {
-                            record.pending_reads = attempts;
-                            record.unseen = unseen;
-                            record.problem =
-                                Some(format!("tags not read yet, the origin failed: {e}"));
-                        }
-                    }
-                    (None, Ok(tags)) => record.tags = tags,
-                    (None, Err(problem)) => record.problem = Some(problem),
-                }
-                record
-            })
-            .await;
-            read.ok()
-        });
+        spawn_tag_read(&mut reads, origin, cache, progress, known, record);
     }
     while !reads.is_empty() {
         collect(reads.join_next().await);
     }
     done
+}
+
+/// Starts reading the tags of `record` on `reads` (see [`read_tags_of`]); the
+/// task gives the record with its tags or its problem.
+fn spawn_tag_read(
+    reads: &mut tokio::task::JoinSet<Option<FileRecord>>,
+    origin: &Arc<RegisteredOrigin>,
+    cache: &Arc<ContentCache>,
+    progress: &Arc<ScanProgress>,
+    known: &BTreeMap<String, FileRecord>,
+    mut record: FileRecord,
+) {
+    let previous = known
+        .get(&record.key())
+        .map(|r| (r.tags.clone(), r.pending_reads, r.unseen));
+    let (origin, cache, progress) = (origin.clone(), cache.clone(), progress.clone());
+    reads.spawn(async move {
+        let runtime = tokio::runtime::Handle::current();
+        let read = tokio::task::spawn_blocking(move || {
+            let version = crate::cache::manifest::FileVersion {
+                origin: record.origin.clone(),
+                path: record.path.clone(),
+                size: record.size,
+                mtime_ns: record.mtime_ns,
+                version: record.version.clone(),
+            };
+            let mut outage: Option<OriginError> = None;
+            let source: Arc<dyn Source> = origin;
+            let mut reader = RangeReader::new(record.size, |offset, len| {
+                runtime
+                    .block_on(cache.read(&version, Some(&source), offset, len, len, Purpose::Tag))
+                    .map_err(|e| {
+                        let io = std::io::Error::other(e.to_string());
+                        if !is_file_problem(e.kind()) {
+                            outage = Some(e);
+                        }
+                        io
+                    })
+            });
+            let tags = reader.tags();
+            progress
+                .bytes_read
+                .fetch_add(reader.fetched, Ordering::Relaxed);
+            progress.tags_read.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(crate::control::metrics::SCAN_TAGS_READ).increment(1);
+            match (outage, tags) {
+                (Some(e), _) => {
+                    let (tags, failed, unseen) = previous.unwrap_or((Tags::default(), 0, true));
+                    record.tags = tags;
+                    let attempts = failed + 1;
+                    if attempts >= GIVE_UP {
+                        // The origin answers other reads by now: it is this file.
+                        record.problem =
+                            Some(format!("tags could not be read in {attempts} tries: {e}"));
+                    } else {
+                        record.pending_reads = attempts;
+                        record.unseen = unseen;
+                        record.problem = Some(format!("tags not read yet, the origin failed: {e}"));
+                    }
+                }
+                (None, Ok(tags)) => record.tags = tags,
+                (None, Err(problem)) => record.problem = Some(problem),
+            }
+            record
+        })
+        .await;
+        read.ok()
+    });
 }
 
 /// Whether an error reading a file is that file's problem (it is gone, or not

@@ -5,7 +5,7 @@
 //! content cache, so what is read is stored as tag chunks). With audio properties
 //! turned off, lofty only touches the tag areas: the head (ID3v2, FLAC metadata
 //! blocks, MP4 atoms, Ogg comment pages) and, for ID3v1/APEv2, the tail. A 10 MB
-//! title costs 10 MB; a 600 MB file with a 4 KB tag costs one 256 KiB block.
+//! title costs 10 MB; a 600 MB file with a 4 KB tag costs one 16 KiB fetch.
 //!
 //! Not every file is that kind. Given a file it takes for MPEG with junk before
 //! the first frame (noise, a damaged track, a stray non-audio file named `.mp3`),
@@ -22,7 +22,16 @@ use lofty::prelude::{Accessor, ItemKey, TaggedFileExt};
 use lofty::probe::Probe;
 use serde::{Deserialize, Serialize};
 
-/// The size of one fetch.
+/// Fetches start at multiples of this.
+const GRAIN: u64 = 16 * 1024;
+/// The first fetch: most tag heads (a FLAC's metadata blocks before its
+/// pictures, which lofty skips; an ID3v2 tag without art) fit in it.
+const FIRST_FETCH: u64 = GRAIN;
+/// Each fetch after it is this many times the last, up to [`BLOCK`]: a large
+/// tag (an ID3v2 tag carrying its cover) costs a few round trips, not a
+/// round trip per 16 KiB.
+const GROWTH: u64 = 4;
+/// The largest fetch.
 const BLOCK: u64 = 256 * 1024;
 
 /// The most one file's tags may cost. Tag areas are small, but an ID3v2 tag
@@ -44,14 +53,19 @@ pub struct Tags {
 }
 
 /// A file of `size` bytes read block by block through `fetch(offset, len)`, at
-/// most [`TAG_BUDGET`] bytes of it.
+/// most [`TAG_BUDGET`] bytes of it. Far away, the bytes and round trips of a
+/// scan are those of its fetches: the first is small ([`FIRST_FETCH`]), each
+/// later one [`GROWTH`] times the one before, up to [`BLOCK`].
 pub struct RangeReader<F> {
     size: u64,
     pos: u64,
+    /// Fetched bytes by where they start; none overlap.
     blocks: BTreeMap<u64, Vec<u8>>,
     /// The block the last read came from: lofty reads byte by byte at times,
     /// and those reads should not each search `blocks`.
     hot: Option<(u64, Vec<u8>)>,
+    /// The size of the next fetch.
+    next_fetch: u64,
     fetch: F,
     /// Bytes fetched so far.
     pub fetched: u64,
@@ -66,6 +80,7 @@ impl<F: FnMut(u64, u32) -> io::Result<Vec<u8>>> RangeReader<F> {
             pos: 0,
             blocks: BTreeMap::new(),
             hot: None,
+            next_fetch: FIRST_FETCH,
             fetch,
             fetched: 0,
             over_budget: false,
@@ -86,14 +101,38 @@ impl<F: FnMut(u64, u32) -> io::Result<Vec<u8>>> RangeReader<F> {
         tags
     }
 
-    /// Makes the block at `start` the hot one.
-    fn load(&mut self, start: u64) -> io::Result<()> {
-        if self.hot.as_ref().is_some_and(|(s, _)| *s == start) {
+    /// Makes a block holding `pos` the hot one, fetching it if none does.
+    fn load(&mut self, pos: u64) -> io::Result<()> {
+        let holds = |start: u64, bytes: &[u8]| start <= pos && pos < start + bytes.len() as u64;
+        if self.hot.as_ref().is_some_and(|(s, b)| holds(*s, b)) {
             return Ok(());
         }
-        let bytes = match self.blocks.remove(&start) {
-            Some(bytes) => bytes,
-            None => self.fetch_block(start)?,
+        let held = self
+            .blocks
+            .range(..=pos)
+            .next_back()
+            .filter(|(s, b)| holds(**s, b))
+            .map(|(s, _)| *s);
+        let (start, bytes) = match held {
+            Some(start) => (start, self.blocks.remove(&start).expect("just found")),
+            None => {
+                let start = pos / GRAIN * GRAIN;
+                // Up to the next block held, never over it.
+                let end = self
+                    .blocks
+                    .range(start + 1..)
+                    .next()
+                    .map_or(self.size, |(s, _)| *s)
+                    .min(start + self.next_fetch)
+                    .min(self.size);
+                let start = start.max(
+                    self.blocks
+                        .range(..=pos)
+                        .next_back()
+                        .map_or(0, |(s, b)| s + b.len() as u64),
+                );
+                (start, self.fetch_range(start, end)?)
+            }
         };
         if let Some((s, old)) = self.hot.replace((start, bytes)) {
             self.blocks.insert(s, old);
@@ -101,8 +140,8 @@ impl<F: FnMut(u64, u32) -> io::Result<Vec<u8>>> RangeReader<F> {
         Ok(())
     }
 
-    fn fetch_block(&mut self, start: u64) -> io::Result<Vec<u8>> {
-        let len = BLOCK.min(self.size - start) as u32;
+    fn fetch_range(&mut self, start: u64, end: u64) -> io::Result<Vec<u8>> {
+        let len = (end - start) as u32;
         if self.fetched + u64::from(len) > TAG_BUDGET {
             self.over_budget = true;
             return Err(io::Error::other("over the tag budget"));
@@ -115,6 +154,7 @@ impl<F: FnMut(u64, u32) -> io::Result<Vec<u8>>> RangeReader<F> {
             ));
         }
         self.fetched += bytes.len() as u64;
+        self.next_fetch = (self.next_fetch * GROWTH).min(BLOCK);
         Ok(bytes)
     }
 }
@@ -124,10 +164,9 @@ impl<F: FnMut(u64, u32) -> io::Result<Vec<u8>>> Read for RangeReader<F> {
         if self.pos >= self.size || buf.is_empty() {
             return Ok(0);
         }
-        let start = self.pos / BLOCK * BLOCK;
+        self.load(self.pos)?;
+        let (start, block) = self.hot.as_ref().expect("just loaded");
         let skip = (self.pos - start) as usize;
-        self.load(start)?;
-        let block = &self.hot.as_ref().expect("just loaded").1;
         let n = (block.len() - skip).min(buf.len());
         buf[..n].copy_from_slice(&block[skip..skip + n]);
         self.pos += n as u64;
@@ -216,9 +255,39 @@ mod tests {
         reader.seek(SeekFrom::Start(5)).unwrap();
         reader.read_exact(&mut buf).unwrap();
         assert_eq!(buf, [5, 6, 7, 8]);
-        assert_eq!(reader.fetched, 7 + BLOCK);
+        // The tail was the first fetch, the head the second (four times larger).
+        assert_eq!(reader.fetched, 7 + GROWTH * FIRST_FETCH);
         drop(reader);
         assert_eq!(calls, [10 * BLOCK, 0]);
+    }
+
+    /// A small tag costs one small fetch; reading on, each fetch is larger, up
+    /// to a block, and nothing is fetched twice.
+    #[test]
+    fn fetches_start_small_and_grow() {
+        let size = 4 * BLOCK;
+        let mut calls = Vec::new();
+        let mut reader = RangeReader::new(size, |offset, len| {
+            calls.push((offset, u64::from(len)));
+            Ok((offset..offset + len as u64).map(|i| i as u8).collect())
+        });
+        let mut head = [0u8; 100];
+        reader.read_exact(&mut head).unwrap();
+        assert_eq!(reader.fetched, FIRST_FETCH);
+        let mut rest = vec![0u8; 2 * BLOCK as usize];
+        reader.seek(SeekFrom::Start(0)).unwrap();
+        reader.read_exact(&mut rest).unwrap();
+        assert!(rest.iter().enumerate().all(|(i, b)| *b == i as u8));
+        drop(reader);
+        assert_eq!(
+            calls,
+            [
+                (0, FIRST_FETCH),
+                (FIRST_FETCH, 4 * FIRST_FETCH),
+                (5 * FIRST_FETCH, BLOCK),
+                (5 * FIRST_FETCH + BLOCK, BLOCK),
+            ]
+        );
     }
 
     /// Regression: lofty took a file of noise that happens to start with an
