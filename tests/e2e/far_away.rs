@@ -71,3 +71,52 @@ fn watching_starts_on_a_library_slower_to_list_than_a_deadline() {
         "watching failed to start: {log}"
     );
 }
+
+/// 50 ms away, a seek to the middle of an unplayed 21.5 MB track and a 4 KiB
+/// read there move about the bytes asked for (at most 1 MiB crosses the link,
+/// where a stream to the file's end moved 8.8 MB); played on from there, the
+/// track arrives once, byte for byte.
+#[test]
+fn a_seek_far_away_moves_what_it_reads() {
+    use musicfs_tests::bench_support::noise_file;
+    use std::os::unix::fs::FileExt;
+
+    let link = Link::new(Profile::WAN);
+    let server = SshServer::start_at(link.site());
+    let size: u64 = 21_500_000;
+    noise_file(&server.library.join("big/track.flac"), size, 7);
+    let source = std::fs::read(server.library.join("big/track.flac")).unwrap();
+    let config = origins_config(vec![server.origin("seedbox")]);
+    let work = tempfile::tempdir().unwrap();
+    let args = mount_args_for(work.path(), &config, "musicfs_sftp");
+    let shown = "Unknown Artist/Unknown Album/track.flac";
+    let mount = Mounted::start(work.path(), &work.path().join("cache"), &args, Some(shown));
+    let file = std::fs::File::open(mount.path(shown)).unwrap();
+    let before = link.settled();
+
+    let middle = size / 2;
+    let mut buf = vec![0u8; 4096];
+    file.read_exact_at(&mut buf, middle).unwrap();
+    assert!(buf[..] == source[middle as usize..middle as usize + 4096]);
+    let seek = link.settled() - before;
+    assert!(
+        seek.to_clients.bytes <= 1 << 20,
+        "a 4 KiB read after a seek moved {} bytes over the link",
+        seek.to_clients.bytes
+    );
+
+    // Played on from the seek to the end: each byte crosses once.
+    let mut rest = vec![0u8; (size - middle) as usize];
+    file.read_exact_at(&mut rest, middle).unwrap();
+    assert!(rest[..] == source[middle as usize..]);
+    let played = link.settled() - before;
+    let overhead = played.to_clients.bytes as f64 / (size - middle) as f64;
+    assert!(
+        overhead < 1.08,
+        "{} bytes crossed for {} read: {overhead:.3}x",
+        played.to_clients.bytes,
+        size - middle
+    );
+    drop(file);
+    mount.stop();
+}

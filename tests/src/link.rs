@@ -362,6 +362,26 @@ impl Link {
         self.shape.cut.store(false, Ordering::Relaxed);
     }
 
+    /// Waits until nothing has crossed the link for half a second (the
+    /// streams a read started have ended or paused), then gives what crossed
+    /// it so far. Panics if it is never quiet for a minute.
+    pub fn settled(&self) -> Stats {
+        let mut last = self.stats();
+        let mut quiet_since = Instant::now();
+        let limit = Instant::now() + Duration::from_secs(60);
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = self.stats();
+            if now != last {
+                last = now;
+                quiet_since = Instant::now();
+            } else if quiet_since.elapsed() >= Duration::from_millis(500) {
+                return now;
+            }
+            assert!(Instant::now() < limit, "the link was never quiet");
+        }
+    }
+
     /// What crossed the link so far.
     pub fn stats(&self) -> Stats {
         Stats {

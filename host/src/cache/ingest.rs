@@ -15,10 +15,16 @@
 //!   stored, the last partial chunk too, and the reader is woken: it is
 //!   answered when its own bytes are here, not when the fetch ends.
 //! - **Pace.** The stream runs ahead of its readers only as far as they let it
-//!   (`want`: where the reader is plus its window). Past that it stops pulling;
-//!   across the plugin boundary the plugin stops polling once its credit is
-//!   full, and the backend is paused by its own flow control. A reader moving
-//!   on raises `want`, and the stream resumes.
+//!   (`want`: where the reader is plus its window), and it asks its origin for
+//!   no more than that: a claim runs to the next cached byte (often the file's
+//!   end), but it is fetched as a run of ranged requests, each to where the
+//!   readers want bytes when it is made (at least [`FIRST_REQUEST`]). Far away
+//!   that is what makes a seek cheap: a request to the file's end would let
+//!   the plugin's credit and the backend's pipeline bring megabytes nobody
+//!   asked for before the stream could pause. While one request runs, the next
+//!   is asked for once readers want [`NEXT_REQUEST`] past it, so its round
+//!   trips overlap the transfer and a sequential reader sees no gap between
+//!   them. A reader moving on raises `want`, and the stream resumes.
 //! - **Stages.** Cutting runs as bytes arrive; naming (BLAKE3) and writing the
 //!   chunks to their packs run on blocking threads, [`STORING_AT_ONCE`] batches at a
 //!   time, beside the arrival of the next: on a fast origin these are the
@@ -51,7 +57,7 @@ use origin_api::{OriginError, OriginResult};
 use super::chunk_store::Keep;
 use super::chunker::{cut, name, ChunkId, Piece, MAX_CHUNK};
 use super::content_cache::{ContentCache, Purpose, VersionState, SLOW_FETCH};
-use super::in_flight::{FetchGuard, Progress};
+use super::in_flight::{Bounds, FetchGuard, Progress};
 use super::manifest::FileVersion;
 use super::source::Source;
 use crate::store::{MANIFESTS, TAG_CHUNKS};
@@ -65,6 +71,17 @@ pub const STORING_AT_ONCE: usize = 2;
 pub const STREAM_IDLE: Duration = Duration::from_secs(5);
 /// How many stored bytes between writes of the manifest to the index.
 pub const RECORD_EVERY: u64 = 16 << 20;
+/// The least a paced stream asks its origin for at once: a seek's fetch.
+pub const FIRST_REQUEST: u64 = 256 << 10;
+/// How far readers must want past the open request before the next one is
+/// asked for (so that requests stay large while the window grows).
+pub const NEXT_REQUEST: u64 = 1 << 20;
+
+/// One ranged request to an origin: its stream and where it ends.
+struct Request<'a> {
+    stream: origin_api::ReadStream<'a>,
+    end: u64,
+}
 
 impl ContentCache {
     /// Streams the bytes `claim` covers from `origin`, storing them as they
@@ -79,14 +96,25 @@ impl ContentCache {
     ) -> OriginResult<()> {
         let paced = purpose != Purpose::Tag;
         let mut bounds = claim.bounds();
-        // Where the open stream was asked to stop.
-        let mut asked_end = bounds.end;
-        let mut stream = origin.read_stream(
-            &version.path,
-            claim.start,
-            bounds.end - claim.start,
-            version.version.as_deref(),
-        );
+        // How far a request from `head` asks: what the readers want (at
+        // least a seek's worth), or the whole claim for tags.
+        let target = |bounds: &Bounds, head: u64| {
+            if paced {
+                bounds
+                    .end
+                    .min(bounds.want.max(bounds.need).max(head + FIRST_REQUEST))
+            } else {
+                bounds.end
+            }
+        };
+        let open = |from: u64, to: u64| Request {
+            stream: origin.read_stream(&version.path, from, to - from, version.version.as_deref()),
+            end: to,
+        };
+        let mut current = open(claim.start, target(&bounds, claim.start));
+        // The request after it, asked for before it ends so that its round
+        // trips overlap the transfer of this one.
+        let mut next: Option<Request> = None;
         let mut buffer = Buffer::new(claim.start);
         let mut storing = Storing {
             cache: self.clone(),
@@ -135,34 +163,49 @@ impl ContentCache {
                 }
                 continue;
             }
-            // Cut short by a reader that seeked ahead, who fetches from the
-            // cut on: the open stream would bring its bytes too (a piece may
-            // cross the cut, the plugin reads ahead), so ask again for exactly
-            // what is left.
             bounds = claim.bounds();
             if head >= bounds.end {
                 break Ok(());
             }
-            if bounds.end < asked_end {
-                drop(stream);
-                asked_end = bounds.end;
-                stream = origin.read_stream(
-                    &version.path,
-                    head,
-                    bounds.end - head,
-                    version.version.as_deref(),
-                );
+            // Cut short by a reader that seeked ahead, who fetches from the
+            // cut on: the requests open would bring its bytes too, so ask
+            // again for exactly what is left.
+            if next.as_ref().is_some_and(|n| n.end > bounds.end) {
+                next = None;
             }
-            let piece = match stream.next_piece().await {
+            if bounds.end < current.end {
+                current = open(head, bounds.end);
+            }
+            // This request is done: the next one goes on from here.
+            if head >= current.end {
+                current = match next.take() {
+                    Some(request) => request,
+                    None => open(head, target(&bounds, head)),
+                };
+            }
+            // Readers want a good deal past this request: ask for it now.
+            if paced && next.is_none() && current.end < bounds.end {
+                let more = target(&bounds, current.end);
+                if more >= (current.end + NEXT_REQUEST).min(bounds.end) {
+                    next = Some(open(current.end, more));
+                }
+            }
+            let piece = match current.stream.next_piece().await {
                 Some(Ok(piece)) => piece,
                 Some(Err(e)) => break Err(e),
-                None if head < version.size.min(bounds.end) => {
+                None if head < version.size.min(current.end) => {
                     break Err(OriginError::other(format!(
                         "{}: origin `{}` returned no data at offset {head} of {}",
                         version.path, version.origin, version.size
                     )))
                 }
-                None => break Ok(()),
+                None => {
+                    // Past the file's end: nothing more to ask for.
+                    if head >= version.size {
+                        break Ok(());
+                    }
+                    continue;
+                }
             };
             if first {
                 first = false;
@@ -181,7 +224,7 @@ impl ContentCache {
                 storing.start(buffer.take(false)).await;
             }
         };
-        drop(stream);
+        drop((current, next));
         // What arrived is of the version asked for, even when the stream failed
         // after it: keep it.
         storing.start(buffer.take(true)).await;

@@ -52,8 +52,10 @@ use crate::origins::failover::{with_failover, ReadPolicy};
 use crate::origins::registry::{RegisteredOrigin, Registry};
 use crate::origins::router;
 
-/// The first fetch of an uncached range, and how far read-ahead grows.
-const FIRST_WINDOW: u32 = 1 << 20;
+/// The first fetch of an uncached range after an open or a seek: a quarter
+/// of a MiB, a few seconds of any audio. It doubles while the reader stays
+/// sequential; far away, a seek costs this and a round trip, not a window.
+const FIRST_WINDOW: u32 = 256 << 10;
 /// How far from where a sequential reader should read next a read may land and
 /// still count as sequential.
 const REORDER_SLACK: u64 = 1 << 20;
