@@ -84,6 +84,7 @@ fn main() {
     drop(mount);
 
     let sshfs = PeerMount::sshfs(
+        "127.0.0.1",
         server.port,
         &server.library,
         &server.client_key,

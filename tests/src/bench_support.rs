@@ -276,9 +276,10 @@ impl PeerMount {
     }
 
     /// `sshfs` (foreground, read-only) of `remote_path` on an sshd at
-    /// 127.0.0.1:`port`, logging in with `key`, host key checked against
+    /// `host`:`port`, logging in with `key`, host key checked against
     /// `known_hosts`; its defaults otherwise.
     pub fn sshfs(
+        host: &str,
         port: u16,
         remote_path: &Path,
         key: &Path,
@@ -289,7 +290,7 @@ impl PeerMount {
         std::fs::create_dir_all(&mountpoint).unwrap();
         let mut command = Command::new("sshfs");
         command
-            .arg(format!("127.0.0.1:{}", remote_path.display()))
+            .arg(format!("{host}:{}", remote_path.display()))
             .arg(&mountpoint)
             .args(["-f", "-o", "ro", "-p", &port.to_string()])
             .arg("-o")
