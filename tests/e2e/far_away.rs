@@ -120,3 +120,188 @@ fn a_seek_far_away_moves_what_it_reads() {
     drop(file);
     mount.stop();
 }
+
+/// Mounts the SFTP origin `seedbox` of `server`, health checked every second
+/// (so incomplete scans are retried soon), and waits for `ready`.
+fn mount_seedbox(server: &SshServer, work: &Path, ready: Option<&str>) -> Mounted {
+    let mut config = origins_config(vec![server.origin("seedbox")]);
+    let mut health = toml::Table::new();
+    health.insert("check_interval_secs".into(), 1i64.into());
+    config.insert("health".into(), health.into());
+    let args = mount_args_for(work, &config, "musicfs_sftp");
+    Mounted::start(work, &work.join("cache"), &args, ready)
+}
+
+/// Whether every one of the first `count` tracks of a [`tagged_library`] shows.
+fn all_tracks_shown(mount: &Mounted, count: usize) -> bool {
+    (0..count)
+        .rev()
+        .all(|i| mount.path(&tagged_track_shown(i)).exists())
+}
+
+/// The health `musicfs status` gives the origin `seedbox`.
+fn seedbox_health(mount: &Mounted) -> String {
+    let status = musicfs_tests::status_of(&mount.mountpoint);
+    status
+        .origins
+        .iter()
+        .find(|o| o.id == "seedbox")
+        .map(|o| o.health.clone())
+        .unwrap_or_default()
+}
+
+const BIG: &str = "Unknown Artist/Unknown Album/a.flac";
+
+/// 150 ms away at 20 Mbit/s, losing 1% of packets and then 5%: the origin
+/// opens and passes its health checks with no deadline missed, the library
+/// scans whole, and reads (sequential and after a seek) are byte for byte.
+#[test]
+fn a_far_link_losing_packets_opens_scans_and_reads_exactly() {
+    use musicfs_tests::bench_support::noise_file;
+    use std::os::unix::fs::FileExt;
+
+    let link = Link::new(Profile::FAR);
+    let server = SshServer::start_at(link.site());
+    tagged_library(&server.library, 60);
+    let size = 3_000_000u64;
+    noise_file(&server.library.join("big/a.flac"), size, 3);
+    let source = std::fs::read(server.library.join("big/a.flac")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let mount = mount_seedbox(&server, work.path(), Some(BIG));
+    mount.wait_until(Duration::from_secs(60), |m| all_tracks_shown(m, 60));
+    assert_eq!(seedbox_health(&mount), "healthy");
+
+    let through = std::fs::read(mount.path(BIG)).unwrap();
+    assert!(through == source, "a sequential read over 1% loss differs");
+
+    link.set_loss(0.05);
+    let drops_before = link.stats();
+    let file = std::fs::File::open(mount.path(BIG)).unwrap();
+    // Cached now: a fresh file to read over 5% loss.
+    noise_file(&server.library.join("big/b.flac"), size, 4);
+    let other = "Unknown Artist/Unknown Album/b.flac";
+    let source_b = std::fs::read(server.library.join("big/b.flac")).unwrap();
+    mount.wait_until(Duration::from_secs(60), |m| m.path(other).exists());
+    let b = std::fs::File::open(mount.path(other)).unwrap();
+    let mut middle = vec![0u8; 64 << 10];
+    b.read_exact_at(&mut middle, size / 2).unwrap();
+    assert!(middle[..] == source_b[size as usize / 2..size as usize / 2 + (64 << 10)]);
+    let through = std::fs::read(mount.path(other)).unwrap();
+    assert!(through == source_b, "a read over 5% loss differs");
+    drop(file);
+    let lost = link.stats() - drops_before;
+    assert!(
+        lost.to_clients.dropped + lost.to_servers.dropped > 0,
+        "no packet was lost: {lost:?}"
+    );
+    let log = mount.stop();
+    for missed in ["took longer than", "timed out"] {
+        assert!(
+            !log.contains(missed),
+            "a deadline was missed on a healthy far link: {log}"
+        );
+    }
+}
+
+/// The link is cut for 30 s in the middle of a read: the reader gets EIO
+/// within its deadline rather than hanging, no track leaves the tree while the
+/// origin is unreachable, and once the link is back the origin serves again
+/// with no remount, byte for byte.
+#[test]
+fn a_cut_mid_read_fails_the_reader_in_time_and_loses_nothing() {
+    use musicfs_tests::audio_library::files_below;
+    use musicfs_tests::bench_support::noise_file;
+
+    let link = Link::new(Profile::WAN);
+    let server = SshServer::start_at(link.site());
+    tagged_library(&server.library, 40);
+    let size = 21_500_000u64;
+    noise_file(&server.library.join("big/a.flac"), size, 5);
+    let source = std::fs::read(server.library.join("big/a.flac")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let mount = mount_seedbox(&server, work.path(), Some(BIG));
+    mount.wait_until(Duration::from_secs(60), |m| all_tracks_shown(m, 40));
+    let shown = files_below(&mount.mountpoint);
+
+    let cut_at = std::time::Instant::now();
+    mount.read_ends_when_interrupted(BIG, size, || link.cut());
+    mount.wait_until(Duration::from_secs(60), |m| seedbox_health(m) != "healthy");
+    assert_eq!(
+        files_below(&mount.mountpoint),
+        shown,
+        "unreachable is not deleted"
+    );
+    // The cut lasts its 30 s (a fault of that length, not a wait for a result).
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(cut_at.elapsed()));
+    assert_eq!(files_below(&mount.mountpoint), shown);
+    link.restore();
+    mount.wait_until(Duration::from_secs(60), |m| {
+        std::fs::read(m.path(BIG)).is_ok_and(|bytes| bytes == source)
+    });
+    assert_eq!(seedbox_health(&mount), "healthy");
+    assert_eq!(files_below(&mount.mountpoint), shown);
+}
+
+/// The link is cut for 30 s while the first scan lists and reads tags: the
+/// scan that was hit keeps what it could not reach, and the library is whole
+/// once the link is back, with no remount.
+#[test]
+fn a_cut_mid_scan_ends_with_the_whole_library() {
+    let link = Link::new(Profile::WAN);
+    let server = SshServer::start_at(link.site());
+    tagged_library(&server.library, 600);
+    clutter(&server.library, 200);
+    let work = tempfile::tempdir().unwrap();
+    let before = link.stats();
+    let mount = mount_seedbox(&server, work.path(), None);
+    // The scan is under way: listings and tag heads are crossing the link.
+    mount.wait_until(Duration::from_secs(60), |_| {
+        (link.stats() - before).to_clients.bytes > 300_000
+    });
+    link.cut();
+    let scanned_whole_before_the_cut = all_tracks_shown(&mount, 600);
+    std::thread::sleep(Duration::from_secs(30));
+    link.restore();
+    mount.wait_until(Duration::from_secs(120), |m| all_tracks_shown(m, 600));
+    assert!(
+        !scanned_whole_before_the_cut,
+        "the scan ended before the cut: the test tested nothing"
+    );
+    let log = mount.stop();
+    assert!(
+        ["cannot list", "cannot scan", "tags not read yet"]
+            .iter()
+            .any(|hit| log.contains(hit)),
+        "the cut did not reach the scan: {log}"
+    );
+}
+
+/// The rate collapses to 1 Mbit/s: reads of what a player asks for (a seek
+/// and 256 KiB, then 4 KiB further on) are still answered, byte for byte, in
+/// their deadline; when the rate is back the rest of the track plays.
+#[test]
+fn a_collapsed_rate_still_answers_readers_exactly() {
+    use musicfs_tests::bench_support::noise_file;
+    use std::os::unix::fs::FileExt;
+
+    let link = Link::new(Profile::WAN);
+    let server = SshServer::start_at(link.site());
+    let size = 8_000_000u64;
+    noise_file(&server.library.join("big/a.flac"), size, 6);
+    let source = std::fs::read(server.library.join("big/a.flac")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let mount = mount_seedbox(&server, work.path(), Some(BIG));
+    let file = std::fs::File::open(mount.path(BIG)).unwrap();
+    link.set_rate(1_000_000);
+    let mut buf = vec![0u8; 256 << 10];
+    file.read_exact_at(&mut buf, 1 << 20).unwrap();
+    assert!(buf[..] == source[1 << 20..(1 << 20) + (256 << 10)]);
+    let mut small = vec![0u8; 4096];
+    file.read_exact_at(&mut small, 6 << 20).unwrap();
+    assert!(small[..] == source[6 << 20..(6 << 20) + 4096]);
+    link.set_profile(Profile::WAN);
+    let through = std::fs::read(mount.path(BIG)).unwrap();
+    assert!(through == source);
+    let log = mount.stop();
+    assert!(!log.contains("took longer than"), "{log}");
+}

@@ -15,16 +15,19 @@
 //!   stored, the last partial chunk too, and the reader is woken: it is
 //!   answered when its own bytes are here, not when the fetch ends.
 //! - **Pace.** The stream runs ahead of its readers only as far as they let it
-//!   (`want`: where the reader is plus its window), and it asks its origin for
-//!   no more than that: a claim runs to the next cached byte (often the file's
-//!   end), but it is fetched as a run of ranged requests, each to where the
-//!   readers want bytes when it is made (at least [`FIRST_REQUEST`]). Far away
-//!   that is what makes a seek cheap: a request to the file's end would let
-//!   the plugin's credit and the backend's pipeline bring megabytes nobody
-//!   asked for before the stream could pause. While one request runs, the next
-//!   is asked for once readers want [`NEXT_REQUEST`] past it, so its round
-//!   trips overlap the transfer and a sequential reader sees no gap between
-//!   them. A reader moving on raises `want`, and the stream resumes.
+//!   (`want`: where the reader is plus its window). Past that it stops pulling;
+//!   across the plugin boundary the plugin stops polling once its credit is
+//!   full, and the backend is paused by its own flow control. A reader moving
+//!   on raises `want`, and the stream resumes.
+//! - **Requests.** A claim runs to the next cached byte (often the file's
+//!   end), but its first request to the origin asks only for what the readers
+//!   want then (at least [`FIRST_REQUEST`]). Far away that is what makes a
+//!   seek cheap: a request to the file's end lets the plugin's credit and the
+//!   backend's pipeline bring megabytes nobody asked for before the stream
+//!   can pause (9 MB on a link 50 ms away). Once readers want bytes past it,
+//!   the rest of the claim is asked for in a second request, made while the
+//!   first still runs so that its round trips overlap that transfer: a
+//!   sequential reader costs two requests, not one per window.
 //! - **Stages.** Cutting runs as bytes arrive; naming (BLAKE3) and writing the
 //!   chunks to their packs run on blocking threads, [`STORING_AT_ONCE`] batches at a
 //!   time, beside the arrival of the next: on a fast origin these are the
@@ -57,7 +60,7 @@ use origin_api::{OriginError, OriginResult};
 use super::chunk_store::Keep;
 use super::chunker::{cut, name, ChunkId, Piece, MAX_CHUNK};
 use super::content_cache::{ContentCache, Purpose, VersionState, SLOW_FETCH};
-use super::in_flight::{Bounds, FetchGuard, Progress};
+use super::in_flight::{FetchGuard, Progress};
 use super::manifest::FileVersion;
 use super::source::Source;
 use crate::store::{MANIFESTS, TAG_CHUNKS};
@@ -71,11 +74,9 @@ pub const STORING_AT_ONCE: usize = 2;
 pub const STREAM_IDLE: Duration = Duration::from_secs(5);
 /// How many stored bytes between writes of the manifest to the index.
 pub const RECORD_EVERY: u64 = 16 << 20;
-/// The least a paced stream asks its origin for at once: a seek's fetch.
+/// The least the first request of a paced stream asks its origin for: a
+/// seek's fetch.
 pub const FIRST_REQUEST: u64 = 256 << 10;
-/// How far readers must want past the open request before the next one is
-/// asked for (so that requests stay large while the window grows).
-pub const NEXT_REQUEST: u64 = 1 << 20;
 
 /// One ranged request to an origin: its stream and where it ends.
 struct Request<'a> {
@@ -96,24 +97,25 @@ impl ContentCache {
     ) -> OriginResult<()> {
         let paced = purpose != Purpose::Tag;
         let mut bounds = claim.bounds();
-        // How far a request from `head` asks: what the readers want (at
-        // least a seek's worth), or the whole claim for tags.
-        let target = |bounds: &Bounds, head: u64| {
-            if paced {
+        // The first request asks for what the readers want (at least a
+        // seek's worth); tags, for the whole claim.
+        let first_end = if paced {
+            bounds.end.min(
                 bounds
-                    .end
-                    .min(bounds.want.max(bounds.need).max(head + FIRST_REQUEST))
-            } else {
-                bounds.end
-            }
+                    .want
+                    .max(bounds.need)
+                    .max(claim.start + FIRST_REQUEST),
+            )
+        } else {
+            bounds.end
         };
         let open = |from: u64, to: u64| Request {
             stream: origin.read_stream(&version.path, from, to - from, version.version.as_deref()),
             end: to,
         };
-        let mut current = open(claim.start, target(&bounds, claim.start));
-        // The request after it, asked for before it ends so that its round
-        // trips overlap the transfer of this one.
+        let mut current = open(claim.start, first_end);
+        // The request after it (the rest of the claim), asked for before the
+        // first ends so that its round trips overlap that transfer.
         let mut next: Option<Request> = None;
         let mut buffer = Buffer::new(claim.start);
         let mut storing = Storing {
@@ -180,15 +182,15 @@ impl ContentCache {
             if head >= current.end {
                 current = match next.take() {
                     Some(request) => request,
-                    None => open(head, target(&bounds, head)),
+                    None => open(head, bounds.end),
                 };
             }
-            // Readers want a good deal past this request: ask for it now.
-            if paced && next.is_none() && current.end < bounds.end {
-                let more = target(&bounds, current.end);
-                if more >= (current.end + NEXT_REQUEST).min(bounds.end) {
-                    next = Some(open(current.end, more));
-                }
+            // Readers want bytes past this request: ask for the rest now.
+            if next.is_none()
+                && current.end < bounds.end
+                && bounds.want.max(bounds.need) > current.end
+            {
+                next = Some(open(current.end, bounds.end));
             }
             let piece = match current.stream.next_piece().await {
                 Some(Ok(piece)) => piece,
