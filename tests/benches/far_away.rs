@@ -17,6 +17,9 @@
 //!   the rescan of the unchanged library that follows), and a track added on the server until it
 //!   shows (polling every `BENCH_POLL_SECS`, default 10).
 //!
+//! `BENCH_PEERS=0` measures MusicFS alone (for a library the peers would take
+//! hours over).
+//!
 //! Run: `cargo build --workspace --release && cargo bench -p musicfs-tests --bench far_away`
 //! (as root: the link needs a network namespace; needs sshd, sshfs and rclone).
 
@@ -177,6 +180,12 @@ fn main() {
         mount = Some(m);
     });
     let m = mount.take().unwrap();
+    let warnings: Vec<String> = m
+        .log()
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .map(str::to_owned)
+        .collect();
     let root = m.mountpoint.clone();
     let musicfs = measure(
         "MusicFS",
@@ -218,6 +227,30 @@ fn main() {
         tracks % 20 + 1
     )))
     .unwrap();
+
+    if !warnings.is_empty() {
+        println!(
+            "MusicFS warned {} times while scanning; the first:",
+            warnings.len()
+        );
+        for w in warnings.iter().take(5) {
+            println!("  {w}");
+        }
+    }
+    let peers = std::env::var("BENCH_PEERS").map_or(true, |v| v != "0");
+    if !peers {
+        println!(
+            "MusicFS alone: a tagged library {}, first 4 KiB {}, seek {}, cold {}, list {}, restart {}, a track added {}",
+            musicfs.library.cell(),
+            musicfs.head.cell(),
+            musicfs.seek.cell(),
+            musicfs.cold.cell(),
+            musicfs.list.cell(),
+            relist.cell(),
+            watch.cell()
+        );
+        return;
+    }
 
     // sshfs, and 8 tag readers through it.
     let addr = server.site.addr.to_string();

@@ -305,3 +305,107 @@ fn a_collapsed_rate_still_answers_readers_exactly() {
     let log = mount.stop();
     assert!(!log.contains("took longer than"), "{log}");
 }
+
+/// Over `link`, the origin `origin` of plugin `plugin`, whose server keeps its
+/// files in `library`: the library (100 tagged tracks and a 21.5 MB one)
+/// scans whole; a seek to the middle of the unplayed large track and 4 KiB
+/// there move at most 1 MiB over the link, and `requests()` (what the server
+/// counts, if it does) grows by `seek_requests`; a track added on the server
+/// shows in the mount.
+fn scans_seeks_and_watches(
+    link: &Link,
+    plugin: &str,
+    origin: toml::Table,
+    library: &Path,
+    requests: impl Fn() -> Option<usize>,
+    seek_requests: usize,
+) {
+    use musicfs_tests::bench_support::noise_file;
+    use std::os::unix::fs::FileExt;
+
+    tagged_library(library, 100);
+    let size = 21_500_000u64;
+    noise_file(&library.join("big/a.flac"), size, 8);
+    let source = std::fs::read(library.join("big/a.flac")).unwrap();
+    let mut config = origins_config(vec![origin]);
+    let mut health = toml::Table::new();
+    health.insert("check_interval_secs".into(), 1i64.into());
+    config.insert("health".into(), health.into());
+    let work = tempfile::tempdir().unwrap();
+    let args = mount_args_for(work.path(), &config, plugin);
+    let mount = Mounted::start(work.path(), &work.path().join("cache"), &args, Some(BIG));
+    mount.wait_until(Duration::from_secs(60), |m| all_tracks_shown(m, 100));
+
+    let file = std::fs::File::open(mount.path(BIG)).unwrap();
+    let before = link.settled();
+    let asked = requests();
+    let mut buf = vec![0u8; 4096];
+    file.read_exact_at(&mut buf, size / 2).unwrap();
+    assert!(buf[..] == source[size as usize / 2..size as usize / 2 + 4096]);
+    let seek = link.settled() - before;
+    if let (Some(asked), Some(now)) = (asked, requests()) {
+        assert_eq!(now - asked, seek_requests, "requests of a seek");
+    }
+    assert!(
+        seek.to_clients.bytes <= 1 << 20,
+        "{plugin}: a 4 KiB read after a seek moved {} bytes",
+        seek.to_clients.bytes
+    );
+
+    add_tagged_track(library, 100);
+    mount.wait_until(Duration::from_secs(30), |m| {
+        m.path(&tagged_track_shown(100)).exists()
+    });
+    drop(file);
+    mount.stop();
+}
+
+/// A bucket 50 ms away (a real `s3s-fs` behind the link): scanned, a seek in
+/// one GET, watched by one flat listing a poll.
+#[test]
+fn a_bucket_far_away_scans_seeks_in_one_get_and_watches() {
+    use musicfs_tests::s3_server::S3Server;
+    let link = Link::new(Profile::WAN);
+    let logs = tempfile::tempdir().unwrap();
+    let server = S3Server::start_at(link.site(), Some(&logs.path().join("requests.log")));
+    scans_seeks_and_watches(
+        &link,
+        "musicfs_s3",
+        server.origin("bucket", "lib"),
+        &server.object_path("lib"),
+        || server.request_counts().get("GetObject").copied(),
+        1,
+    );
+}
+
+/// An NFSv4 export 50 ms away (nfs-ganesha behind the link).
+#[test]
+fn an_nfs_export_far_away_scans_seeks_and_watches() {
+    use musicfs_tests::nfs_server::NfsServer;
+    let link = Link::new(Profile::WAN);
+    let server = NfsServer::start_at(link.site());
+    scans_seeks_and_watches(
+        &link,
+        "musicfs_nfs",
+        server.origin("nas", 4),
+        &server.library,
+        || None,
+        0,
+    );
+}
+
+/// An SMB share 50 ms away (Samba's smbd behind the link).
+#[test]
+fn an_smb_share_far_away_scans_seeks_and_watches() {
+    use musicfs_tests::smb_server::SmbServer;
+    let link = Link::new(Profile::WAN);
+    let server = SmbServer::start_at(link.site(), musicfs_tests::smb_server::Encryption::IfAsked);
+    scans_seeks_and_watches(
+        &link,
+        "musicfs_smb",
+        server.origin("share"),
+        &server.library,
+        || None,
+        0,
+    );
+}

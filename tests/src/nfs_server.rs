@@ -10,10 +10,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::s3_server::free_port;
+use crate::link::Site;
 
 /// A running `ganesha.nfsd`.
 pub struct NfsServer {
+    /// Where it runs. Behind an emulated link it serves NFSv4 alone (v3 would
+    /// need a portmapper there too).
+    pub site: Site,
     /// The NFS port (v3 and v4).
     pub port: u16,
     /// The v3 MOUNT port.
@@ -28,7 +31,11 @@ pub struct NfsServer {
 }
 
 fn answers(port: u16) -> bool {
-    TcpStream::connect(("127.0.0.1", port)).is_ok()
+    answers_at(std::net::Ipv4Addr::LOCALHOST, port)
+}
+
+fn answers_at(addr: std::net::Ipv4Addr, port: u16) -> bool {
+    TcpStream::connect((addr, port)).is_ok()
 }
 
 /// Starts `rpcbind` unless a portmapper already answers. It is left running
@@ -59,7 +66,19 @@ fn portmapper() {
 impl NfsServer {
     /// Starts a server exporting an empty folder.
     pub fn start() -> NfsServer {
-        portmapper();
+        Self::start_at(Site::loopback())
+    }
+
+    /// Starts a server at `site` exporting an empty folder: over NFSv3 and v4
+    /// on loopback, over v4 alone behind a link.
+    pub fn start_at(site: Site) -> NfsServer {
+        let protocols = if site.is_remote() {
+            "4"
+        } else {
+            portmapper();
+            "3, 4"
+        };
+        let bind = site.addr;
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let library = root.join("library");
@@ -71,13 +90,13 @@ impl NfsServer {
         let (locked, privileged) = (root.join("locked"), root.join("privileged"));
         std::fs::create_dir_all(&locked).unwrap();
         std::fs::create_dir_all(&privileged).unwrap();
-        let (port, mount_port) = (free_port(), free_port());
+        let (port, mount_port) = (site.free_port(), site.free_port());
         let pseudo = "/music";
         let config = root.join("ganesha.conf");
         std::fs::write(
             &config,
             format!(
-                "NFS_CORE_PARAM {{\n  Protocols = 3, 4;\n  Bind_addr = 127.0.0.1;\n  \
+                "NFS_CORE_PARAM {{\n  Protocols = {protocols};\n  Bind_addr = {bind};\n  \
                  NFS_Port = {port};\n  MNT_Port = {mount_port};\n  Enable_NLM = false;\n  \
                  Enable_RQUOTA = false;\n  Enable_UDP = false;\n}}\n\
                  NFSV4 {{\n  Graceless = true;\n  RecoveryBackend = fs;\n  \
@@ -85,15 +104,15 @@ impl NfsServer {
                  NFS_KRB5 {{ Active_krb5 = false; }}\n\
                  EXPORT {{\n  Export_Id = 1;\n  Path = {};\n  Pseudo = {pseudo};\n  \
                  Access_Type = RO;\n  Squash = No_Root_Squash;\n  SecType = sys;\n  \
-                 Protocols = 3, 4;\n  Attr_Expiration_Time = 0;\n  \
+                 Protocols = {protocols};\n  Attr_Expiration_Time = 0;\n  \
                  FSAL {{ Name = VFS; }}\n}}\n\
                  EXPORT {{\n  Export_Id = 2;\n  Path = {locked};\n  Pseudo = /locked;\n  \
-                 Access_Type = None;\n  SecType = sys;\n  Protocols = 3, 4;\n  \
+                 Access_Type = None;\n  SecType = sys;\n  Protocols = {protocols};\n  \
                  CLIENT {{ Clients = 192.0.2.1; Access_Type = RO; }}\n  \
                  FSAL {{ Name = VFS; }}\n}}\n\
                  EXPORT {{\n  Export_Id = 3;\n  Path = {privileged};\n  Pseudo = /privileged;\n  \
                  Access_Type = RO;\n  Squash = No_Root_Squash;\n  SecType = sys;\n  \
-                 Protocols = 3, 4;\n  PrivilegedPort = true;\n  \
+                 Protocols = {protocols};\n  PrivilegedPort = true;\n  \
                  FSAL {{ Name = VFS; }}\n}}\n",
                 recovery.display(),
                 library.display(),
@@ -103,6 +122,7 @@ impl NfsServer {
         )
         .unwrap();
         let mut server = NfsServer {
+            site,
             port,
             mount_port,
             library,
@@ -123,7 +143,9 @@ impl NfsServer {
         static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _one_at_a_time = STARTING.lock().unwrap_or_else(|p| p.into_inner());
         let root = self.dir.path();
-        let child = Command::new("ganesha.nfsd")
+        let child = self
+            .site
+            .command("ganesha.nfsd")
             .arg("-F")
             .arg("-L")
             .arg(root.join("ganesha.log"))
@@ -138,7 +160,10 @@ impl NfsServer {
             .expect("ganesha.nfsd runs (apt-get install nfs-ganesha nfs-ganesha-vfs)");
         self.child = Some(child);
         let begun = Instant::now();
-        while !(answers(self.port) && answers(self.mount_port)) {
+        let addr = self.site.addr;
+        while !(answers_at(addr, self.port)
+            && (self.site.is_remote() || answers_at(addr, self.mount_port)))
+        {
             assert!(
                 begun.elapsed() < Duration::from_secs(60),
                 "ganesha did not start: {}",
@@ -160,7 +185,7 @@ impl NfsServer {
     /// polling once a second.
     pub fn settings(&self, version: u8) -> toml::Table {
         let mut table = toml::Table::new();
-        table.insert("host".into(), "127.0.0.1".into());
+        table.insert("host".into(), self.site.addr.to_string().into());
         let export = match version {
             3 => self.library.display().to_string(),
             _ => self.pseudo.to_owned(),

@@ -5,7 +5,9 @@
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
+
+use crate::link::Site;
 use std::time::{Duration, Instant};
 
 pub const ACCESS_KEY: &str = "musicfs-test-key";
@@ -14,6 +16,8 @@ pub const BUCKET: &str = "music";
 
 /// A running `s3s-fs`.
 pub struct S3Server {
+    /// Where it runs.
+    pub site: Site,
     pub root: PathBuf,
     pub port: u16,
     child: Option<Child>,
@@ -39,12 +43,19 @@ impl S3Server {
 
     /// [`S3Server::start`], logging every request to `request_log`.
     pub fn start_logging(request_log: Option<&Path>) -> S3Server {
+        Self::start_at(Site::loopback(), request_log)
+    }
+
+    /// A server at `site` (loopback, or behind an emulated link), logging
+    /// every request to `request_log` if given.
+    pub fn start_at(site: Site, request_log: Option<&Path>) -> S3Server {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("s3");
         std::fs::create_dir_all(root.join(BUCKET)).unwrap();
         let mut server = S3Server {
+            port: site.free_port(),
+            site,
             root,
-            port: free_port(),
             child: None,
             request_log: request_log.map(Path::to_owned),
             _dir: dir,
@@ -55,8 +66,11 @@ impl S3Server {
 
     /// Starts the server process again (after [`S3Server::pause`]), same port and data.
     pub fn resume(&mut self) {
-        let child = Command::new("s3s-fs")
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+        let child = self
+            .site
+            .command("s3s-fs")
+            .args(["--host", &self.site.addr.to_string()])
+            .args(["--port", &self.port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
             .arg(&self.root)
             .env(
@@ -73,7 +87,7 @@ impl S3Server {
             .expect("s3s-fs runs (cargo install s3s-fs@0.14.1 --features binary --locked)");
         self.child = Some(child);
         let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while TcpStream::connect((self.site.addr, self.port)).is_err() {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "s3s-fs did not start"
@@ -153,9 +167,9 @@ impl S3Server {
         }
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://ADDRESS:PORT`.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.site.addr, self.port)
     }
 
     /// The plugin settings for `prefix` in the bucket, with the right keys.

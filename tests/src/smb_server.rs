@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::s3_server::free_port;
+use crate::link::Site;
 
 /// The account the share is served to.
 pub const USER: &str = "musicfs-smb";
@@ -36,6 +36,8 @@ pub enum Encryption {
 
 /// A running `smbd`.
 pub struct SmbServer {
+    /// Where it runs.
+    pub site: Site,
     pub port: u16,
     /// The shared folder, written directly by the tests.
     pub library: PathBuf,
@@ -44,8 +46,8 @@ pub struct SmbServer {
     dir: tempfile::TempDir,
 }
 
-fn answers(port: u16) -> bool {
-    TcpStream::connect(("127.0.0.1", port)).is_ok()
+fn answers(site: &Site, port: u16) -> bool {
+    TcpStream::connect((site.addr, port)).is_ok()
 }
 
 /// Makes the tests' system account, once.
@@ -92,6 +94,12 @@ impl SmbServer {
 
     /// Starts a server sharing an empty folder, with `encryption`.
     pub fn start_with(encryption: Encryption) -> SmbServer {
+        Self::start_at(Site::loopback(), encryption)
+    }
+
+    /// Starts a server at `site` (loopback, or behind an emulated link)
+    /// sharing an empty folder, with `encryption`.
+    pub fn start_at(site: Site, encryption: Encryption) -> SmbServer {
         account();
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
@@ -104,7 +112,14 @@ impl SmbServer {
         ] {
             std::fs::create_dir_all(root.join(state)).unwrap();
         }
-        let port = free_port();
+        let port = site.free_port();
+        // Behind a link, every address of the namespace (Samba finds no
+        // interface in a point-to-point TUN device): the link's is its only one.
+        let interfaces = if site.is_remote() {
+            "bind interfaces only = no"
+        } else {
+            "interfaces = lo\nbind interfaces only = yes"
+        };
         let encrypt = match encryption {
             Encryption::Required => "required",
             Encryption::IfAsked => "if_required",
@@ -117,8 +132,7 @@ impl SmbServer {
             format!(
                 "[global]\n\
                  server role = standalone server\n\
-                 interfaces = lo\n\
-                 bind interfaces only = yes\n\
+                 {interfaces}\n\
                  smb ports = {port}\n\
                  disable netbios = yes\n\
                  private dir = {private}\n\
@@ -181,6 +195,7 @@ impl SmbServer {
             String::from_utf8_lossy(&out.stderr)
         );
         let mut server = SmbServer {
+            site,
             port,
             library,
             config,
@@ -195,7 +210,9 @@ impl SmbServer {
     /// files, same user.
     pub fn resume(&mut self) {
         let out = std::fs::File::create(self.dir.path().join("smbd.out")).unwrap();
-        let child = Command::new("smbd")
+        let child = self
+            .site
+            .command("smbd")
             .args(["--foreground", "--no-process-group", "--debug-stdout", "-s"])
             .arg(&self.config)
             .stdout(out.try_clone().unwrap())
@@ -204,7 +221,7 @@ impl SmbServer {
             .expect("smbd runs (apt-get install samba)");
         self.child = Some(child);
         let begun = Instant::now();
-        while !answers(self.port) {
+        while !answers(&self.site, self.port) {
             assert!(
                 begun.elapsed() < Duration::from_secs(60),
                 "smbd did not start: {}",
@@ -247,7 +264,7 @@ impl SmbServer {
     /// The plugin's settings for this server's share, polling once a second.
     pub fn settings(&self) -> toml::Table {
         let mut table = toml::Table::new();
-        table.insert("host".into(), "127.0.0.1".into());
+        table.insert("host".into(), self.site.addr.to_string().into());
         table.insert("port".into(), i64::from(self.port).into());
         table.insert("share".into(), SHARE.into());
         table.insert("user".into(), USER.into());
@@ -270,7 +287,7 @@ impl SmbServer {
     /// notifies).
     pub fn other_client(&self, commands: &str) {
         let out = Command::new("smbclient")
-            .arg(format!("//127.0.0.1/{SHARE}-rw"))
+            .arg(format!("//{}/{SHARE}-rw", self.site.addr))
             .args(["-p", &self.port.to_string()])
             .args(["-U", &format!("{USER}%{PASSWORD}")])
             .args(["-c", commands])
