@@ -454,3 +454,74 @@ async fn a_refused_login_is_not_retried_on_every_call() {
     }
     assert!(dialled() <= 2, "{} logins:\n{}", dialled(), server.log());
 }
+
+/// Regression: with more than 128 files open at once on one connection,
+/// OpenSSH's 129th handle (`00 00 00 80`) came back from russh-sftp's lossy
+/// `String` mangled, and the server answered `Failure` to every request on it,
+/// its close included (a scan 50 ms away, 128 tag reads at once, lost its
+/// origin for a health interval). 200 streams begun together on one
+/// connection (their opens sent before any close) all read, and leave
+/// nothing open on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_files_open_at_once_than_handles_all_read() {
+    let server = SshServer::start();
+    for i in 0..200 {
+        std::fs::write(
+            server.library.join(format!("{i}.flac")),
+            format!("track {i}"),
+        )
+        .unwrap();
+    }
+    let plugin = load_plugin(&plugin_library("musicfs_sftp")).unwrap();
+    let mut settings = server.settings();
+    settings.insert("connections".into(), 1i64.into());
+    let origin = std::sync::Arc::new(
+        plugin
+            .open(Settings::new("seedbox", settings))
+            .await
+            .unwrap(),
+    );
+    assert!(origin.health().await.is_healthy());
+    let baseline = server.open_files();
+    let mut reads = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let origin = origin.clone();
+        reads.spawn(async move {
+            let path = format!("{i}.flac");
+            let mut stream = origin.read_stream(&path, 0, 64, None);
+            let piece = stream.next().await.unwrap().unwrap();
+            assert_eq!(&piece[..], format!("track {i}").as_bytes());
+        });
+    }
+    while let Some(read) = reads.join_next().await {
+        read.unwrap();
+    }
+    let started = std::time::Instant::now();
+    while server.open_files() > baseline {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{} files left open on the server: {:?}",
+            server.open_files(),
+            open_below(&server.library)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The files below `dir` some process holds open.
+fn open_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for pid in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(fds) = std::fs::read_dir(pid.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path()) {
+                if target.starts_with(dir) {
+                    found.push(target);
+                }
+            }
+        }
+    }
+    found
+}

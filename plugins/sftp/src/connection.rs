@@ -10,13 +10,24 @@
 //! connection notes when it last heard from the server, so that a request
 //! that waited behind other data on a busy slow link does not condemn a live
 //! connection (see `errors`).
+//!
+//! At most [`MAX_OPEN_HANDLES`] files and folders are open at once on one
+//! connection ([`Connection::open_handle`]): russh-sftp keeps a handle as a
+//! `String` and decodes it lossily, while OpenSSH's handles are their number
+//! as four big-endian bytes, numbered from 0 and reused. With 129 open, the
+//! 129th is `00 00 00 80`, which comes back as `00 00 00 EF BF BD`: the server
+//! finds no such handle and answers `FAILURE` to every request on it, its
+//! `CLOSE` included, so it also stays open on the server for good. Kept to 128
+//! open, every handle is ASCII.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use origin_api::{OriginError, OriginResult};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use origin_api::{ErrorKind, OriginError, OriginResult};
 use russh::client::{self, Handle};
 use russh::keys::{load_secret_key, PrivateKeyWithHashAlg};
 use russh::{cipher, Preferred};
@@ -37,6 +48,11 @@ const MAX_READ: u32 = 261_120;
 /// russh-sftp's own timeout on every request, behind the deadlines set here:
 /// a read waits on its stream's progress instead (see `reading`).
 const BACKSTOP: u32 = 4;
+/// The most files and folders open at once on one connection (fewer if the
+/// server says so): OpenSSH numbers handles from 0, taking a new number only
+/// when every one it has is in use, so with at most 128 open each handle's
+/// four bytes are below 128, which russh-sftp's `String` handles keep intact.
+const MAX_OPEN_HANDLES: u64 = 128;
 
 /// AES-GCM first: with AES instructions (any x86-64 or ARMv8 server of the
 /// last decade) it costs the server, often a small NAS, least per byte; then
@@ -62,6 +78,10 @@ pub(crate) struct Connection {
     opened: Instant,
     /// When the server last answered anything, in ms since `opened`.
     heard_ms: AtomicU64,
+    /// One permit per handle the server may hold open: taken before an
+    /// `OPEN`/`OPENDIR` is sent, given back once its `CLOSE` is answered (or
+    /// the open refused); kept for good when the server may still hold it.
+    handles: Arc<Semaphore>,
 }
 
 impl Connection {
@@ -120,9 +140,10 @@ impl Connection {
         tokio::time::timeout_at(deadline, log_in(&mut ssh, settings))
             .await
             .map_err(|_| late("logging in"))??;
-        let (sftp, max_read) = tokio::time::timeout_at(deadline, open_sftp(&ssh, settings))
-            .await
-            .map_err(|_| late("starting SFTP"))??;
+        let (sftp, max_read, max_handles) =
+            tokio::time::timeout_at(deadline, open_sftp(&ssh, settings))
+                .await
+                .map_err(|_| late("starting SFTP"))??;
         Ok(Connection {
             ssh,
             max_read,
@@ -131,7 +152,51 @@ impl Connection {
             deadline: settings.request_timeout,
             opened: Instant::now(),
             heard_ms: AtomicU64::new(0),
+            handles: Arc::new(Semaphore::new(max_handles as usize)),
         })
+    }
+
+    /// Opens a file or folder with `opening` (an `OPEN` or `OPENDIR` about
+    /// `what`) once fewer than the most handles are open, all within the
+    /// deadline; the handle is closed when dropped.
+    pub(crate) async fn open_handle(
+        self: &Arc<Self>,
+        what: &str,
+        opening: impl Future<
+            Output = Result<russh_sftp::protocol::Handle, russh_sftp::client::error::Error>,
+        >,
+    ) -> OriginResult<RemoteHandle> {
+        let until = tokio::time::Instant::now() + self.deadline;
+        let permit =
+            match tokio::time::timeout_at(until, self.handles.clone().acquire_owned()).await {
+                Ok(permit) => permit.expect("the handle semaphore is never closed"),
+                Err(_) => return Err(self.timed_out(what)),
+            };
+        match tokio::time::timeout_at(until, opening).await {
+            Ok(Ok(handle)) => {
+                self.heard();
+                if handle.handle.contains(char::REPLACEMENT_CHARACTER) {
+                    // Not UTF-8: it cannot be sent back, not even to close it.
+                    permit.forget();
+                    return Err(OriginError::other(format!(
+                        "{what}: the server gave a handle that is not UTF-8, \
+                         which this SFTP client cannot send back"
+                    )));
+                }
+                Ok(RemoteHandle {
+                    connection: self.clone(),
+                    id: handle.handle,
+                    permit: Some(permit),
+                })
+            }
+            // Refused: nothing is open (the permit goes back when dropped).
+            Ok(Err(e)) => Err(self.failed(e, what)),
+            Err(_) => {
+                // The server may yet open it, with no one to close it.
+                permit.forget();
+                Err(self.timed_out(what))
+            }
+        }
     }
 
     /// Notes that the server answered.
@@ -206,17 +271,17 @@ impl Connection {
     }
 }
 
-/// A server-side handle (an open file or folder), closed when dropped.
+/// A server-side handle (an open file or folder) from
+/// [`Connection::open_handle`], closed when dropped.
 pub(crate) struct RemoteHandle {
     connection: Arc<Connection>,
     id: String,
+    /// Its place among the connection's open handles, given back once the
+    /// server has closed it.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl RemoteHandle {
-    pub(crate) fn new(connection: Arc<Connection>, id: String) -> RemoteHandle {
-        RemoteHandle { connection, id }
-    }
-
     pub(crate) fn id(&self) -> &str {
         &self.id
     }
@@ -226,9 +291,17 @@ impl Drop for RemoteHandle {
     fn drop(&mut self) {
         let connection = self.connection.clone();
         let id = std::mem::take(&mut self.id);
+        let permit = self.permit.take();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = connection.call("closing", connection.sftp.close(id)).await;
+                let closed = connection.call("closing", connection.sftp.close(id)).await;
+                // Answered, the handle is gone (a refusal too: the server
+                // holds no such handle); unanswered, it may still be open.
+                if closed.is_err_and(|e| e.kind() == ErrorKind::Timeout) {
+                    if let Some(permit) = permit {
+                        permit.forget();
+                    }
+                }
             });
         }
     }
@@ -340,11 +413,12 @@ async fn offer_key(
         .success())
 }
 
-/// Opens the `sftp` subsystem and learns the server's largest read.
+/// Opens the `sftp` subsystem and learns the server's largest read and the
+/// most handles to keep open at once.
 async fn open_sftp(
     ssh: &Handle<Checker>,
     settings: &SftpSettings,
-) -> OriginResult<(RawSftpSession, u32)> {
+) -> OriginResult<(RawSftpSession, u32, u64)> {
     let failed = |e: russh::Error| OriginError::unavailable(format!("unreachable: {e}"));
     let mut channel = ssh.channel_open_session().await.map_err(failed)?;
     channel
@@ -372,14 +446,18 @@ async fn open_sftp(
         .await
         .map_err(|e| OriginError::unavailable(format!("SFTP did not start: {e}")))?;
     let mut max_read = DEFAULT_READ;
+    let mut max_handles = MAX_OPEN_HANDLES;
     if version.extensions.contains_key("limits@openssh.com") {
         if let Ok(limits) = sftp.limits().await {
             // Zero means no limit of the server's own.
             if limits.max_read_len > 0 {
                 max_read = limits.max_read_len.min(MAX_READ as u64) as u32;
             }
+            if limits.max_open_handles > 0 {
+                max_handles = max_handles.min(limits.max_open_handles);
+            }
             sftp.set_limits(Limits::from(limits));
         }
     }
-    Ok((sftp, max_read))
+    Ok((sftp, max_read, max_handles))
 }

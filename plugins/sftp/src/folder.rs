@@ -15,7 +15,7 @@ use origin_api::{DirEntry, EntryKind, OriginError, OriginResult};
 use russh_sftp::client::error::Error;
 use russh_sftp::protocol::{FileAttributes, StatusCode};
 
-use crate::connection::{Connection, RemoteHandle};
+use crate::connection::Connection;
 use crate::errors::is_eof;
 use crate::sftp_origin::metadata_of;
 
@@ -26,10 +26,8 @@ pub(crate) async fn read(
     shown: String,
 ) -> OriginResult<Vec<DirEntry>> {
     let handle = connection
-        .call(&shown, connection.sftp.opendir(remote.as_str()))
-        .await?
-        .handle;
-    let handle = RemoteHandle::new(connection.clone(), handle);
+        .open_handle(&shown, connection.sftp.opendir(remote.as_str()))
+        .await?;
     let mut entries = Vec::new();
     loop {
         let batch =
