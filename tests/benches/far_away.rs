@@ -27,7 +27,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use musicfs_tests::bench_support::{
-    find_stat, noise_file, tagged_library, tagged_track_shown, PeerMount,
+    add_tagged_track, find_stat, noise_file, rclone_sftp_flags, tagged_library, tagged_track_shown,
+    tagged_track_source, PeerMount,
 };
 use musicfs_tests::link::{Link, Profile, Stats};
 use musicfs_tests::mounted::Mounted;
@@ -206,27 +207,11 @@ fn main() {
     let m = restarted.take().unwrap();
     let added = tagged_track_shown(tracks);
     let watch = row(&link, || {
-        let more = tempfile::tempdir().unwrap();
-        tagged_library(more.path(), tracks + 1);
-        let rel = format!(
-            "artist{:05}/album{:06}/{:02}.flac",
-            tracks / 200,
-            tracks / 20,
-            tracks % 20 + 1
-        );
-        let to = server.library.join(&rel);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(more.path().join(&rel), &to).unwrap();
+        add_tagged_track(&server.library, tracks);
         m.wait_until(Duration::from_secs(3600), |m| m.path(&added).exists());
     });
     drop(m);
-    std::fs::remove_file(server.library.join(format!(
-        "artist{:05}/album{:06}/{:02}.flac",
-        tracks / 200,
-        tracks / 20,
-        tracks % 20 + 1
-    )))
-    .unwrap();
+    std::fs::remove_file(server.library.join(tagged_track_source(tracks))).unwrap();
 
     if !warnings.is_empty() {
         println!(
@@ -235,6 +220,25 @@ fn main() {
         );
         for w in warnings.iter().take(5) {
             println!("  {w}");
+        }
+        if std::env::var_os("BENCH_DEBUG").is_some() {
+            let log = server.log();
+            std::fs::write("/tmp/sshd_bench.log", &log).unwrap();
+            for l in log
+                .lines()
+                .filter(|l| {
+                    !l.contains("open \"")
+                        && !l.contains("close \"")
+                        && !l.contains("opendir")
+                        && !l.contains("closedir")
+                        && !l.contains("Accepted")
+                        && !l.contains("session opened")
+                        && !l.contains("session closed")
+                })
+                .take(30)
+            {
+                println!("  sshd: {l}");
+            }
         }
     }
     let peers = std::env::var("BENCH_PEERS").map_or(true, |v| v != "0");
@@ -278,19 +282,7 @@ fn main() {
     drop(p);
 
     // rclone mount with a full cache, and 8 tag readers through it.
-    let flags: Vec<String> = [
-        "--sftp-host",
-        &addr,
-        "--sftp-port",
-        &server.port.to_string(),
-        "--sftp-key-file",
-        &server.client_key.display().to_string(),
-        "--sftp-known-hosts-file",
-        &server.known_hosts.display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let flags = rclone_sftp_flags(&server);
     let remote = format!(":sftp:{}", server.library.display());
     let library = row(&link, || {
         let p = PeerMount::rclone_remote(&remote, &flags, work);

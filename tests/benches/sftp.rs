@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use musicfs_tests::bench_support::{
-    first_byte, noise_file, peak_rss_mb, read_speed, reset_peak_rss, PeerMount,
+    first_byte, noise_file, peak_rss_mb, rclone_sftp_flags, read_speed, reset_peak_rss, PeerMount,
 };
 use musicfs_tests::mounted::Mounted;
 use musicfs_tests::s3_server::{mount_args_for, origins_config};
@@ -100,19 +100,7 @@ fn main() {
     );
     drop(sshfs);
 
-    let flags: Vec<String> = [
-        "--sftp-host",
-        "127.0.0.1",
-        "--sftp-port",
-        &server.port.to_string(),
-        "--sftp-key-file",
-        &server.client_key.display().to_string(),
-        "--sftp-known-hosts-file",
-        &server.known_hosts.display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let flags = rclone_sftp_flags(&server);
     let remote = format!(":sftp:{}", server.library.display());
     let rclone = PeerMount::rclone_remote(&remote, &flags, work);
     let rclone_figures = measure(

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use musicfs_tests::bench_support::{tagged_library, tagged_track_shown};
+use musicfs_tests::bench_support::{add_tagged_track, tagged_library, tagged_track_shown};
 use musicfs_tests::link::{Link, Profile};
 use musicfs_tests::mounted::Mounted;
 use musicfs_tests::s3_server::{mount_args_for, origins_config};
@@ -19,25 +19,6 @@ fn clutter(dir: &Path, count: usize) {
         std::fs::create_dir_all(&folder).unwrap();
         std::fs::write(folder.join("notes.txt"), b"not music").unwrap();
     }
-}
-
-/// The file a [`tagged_library`] of more tracks has as track `i`, copied into
-/// `library` (a track added on the server).
-fn add_tagged_track(library: &Path, i: usize) {
-    let more = tempfile::tempdir().unwrap();
-    tagged_library(more.path(), i + 1);
-    let rel = format!(
-        "artist{:05}/album{:06}/{:02}.flac",
-        i / 200,
-        i / 20,
-        i % 20 + 1
-    );
-    let to = library.join(&rel);
-    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-    // Written beside it and renamed, as an upload tool would.
-    let part = to.with_extension("part");
-    std::fs::copy(more.path().join(&rel), &part).unwrap();
-    std::fs::rename(part, to).unwrap();
 }
 
 /// A library that takes longer to list one folder at a time than a call's

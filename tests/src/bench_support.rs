@@ -72,6 +72,59 @@ pub fn tagged_track_shown(i: usize) -> String {
     )
 }
 
+/// Where track `i` of a [`tagged_library`] lies below its folder.
+pub fn tagged_track_source(i: usize) -> String {
+    format!(
+        "artist{:05}/album{:06}/{:02}.flac",
+        i / 200,
+        i / 20,
+        i % 20 + 1
+    )
+}
+
+/// One FLAC made by ffmpeg, with where its tags' digits are: every track of a
+/// [`tagged_library`] is a copy with the digits patched.
+struct TaggedTemplate {
+    bytes: Vec<u8>,
+    /// Where the title's, artist's and album's digits start, and how many.
+    digits: [(usize, usize); 3],
+}
+
+impl TaggedTemplate {
+    fn new() -> TaggedTemplate {
+        let dir = tempfile::tempdir().unwrap();
+        let template = dir.path().join("template.flac");
+        let (title, artist, album) = ("TITLE-0000000", "ARTIST-00000", "ALBUM-000000");
+        let tags = [
+            ("title", title),
+            ("artist", artist),
+            ("album", album),
+            ("track", "01"),
+        ];
+        crate::audio_library::ffmpeg("sine=frequency=440:duration=0.05", &tags, &[], &template);
+        let bytes = std::fs::read(&template).unwrap();
+        let digits = |tag: &str| {
+            let at = bytes
+                .windows(tag.len())
+                .position(|w| w == tag.as_bytes())
+                .unwrap();
+            let dash = tag.find('-').unwrap() + 1;
+            (at + dash, tag.len() - dash)
+        };
+        let digits = [digits(title), digits(artist), digits(album)];
+        TaggedTemplate { bytes, digits }
+    }
+
+    /// Writes track `i` into `out` (a buffer reused between tracks).
+    fn track(&self, i: usize, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(&self.bytes);
+        for ((at, width), value) in self.digits.into_iter().zip([i, i / 200, i / 20]) {
+            out[at..at + width].copy_from_slice(format!("{value:0width$}").as_bytes());
+        }
+    }
+}
+
 /// `tracks` tagged FLACs under `dir` (20 per album, 200 per artist): one made by
 /// ffmpeg, copied with its tag digits patched, so making 20,000 takes seconds
 /// (and a million, minutes and about 2 GB).
@@ -81,39 +134,46 @@ pub fn tagged_library(dir: &Path, tracks: usize) {
         "at most {MAX_TAGGED_TRACKS} tracks"
     );
     std::fs::create_dir_all(dir).unwrap();
-    let template = dir.join("template.flac");
-    let (title, artist, album) = ("TITLE-0000000", "ARTIST-00000", "ALBUM-000000");
-    let tags = [
-        ("title", title),
-        ("artist", artist),
-        ("album", album),
-        ("track", "01"),
-    ];
-    crate::audio_library::ffmpeg("sine=frequency=440:duration=0.05", &tags, &[], &template);
-    let bytes = std::fs::read(&template).unwrap();
-    std::fs::remove_file(&template).unwrap();
-    // Where each tag's digits are, and how many.
-    let digits = |tag: &str| {
-        let at = bytes
-            .windows(tag.len())
-            .position(|w| w == tag.as_bytes())
-            .unwrap();
-        let dash = tag.find('-').unwrap() + 1;
-        (at + dash, tag.len() - dash)
-    };
-    let (t, a, l) = (digits(title), digits(artist), digits(album));
-    let mut b = bytes.clone();
+    let template = TaggedTemplate::new();
+    let mut bytes = Vec::new();
     for i in 0..tracks {
-        let (artist, album) = (i / 200, i / 20);
-        let folder = dir.join(format!("artist{artist:05}/album{album:06}"));
+        let file = dir.join(tagged_track_source(i));
         if i % 20 == 0 {
-            std::fs::create_dir_all(&folder).unwrap();
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         }
-        for ((at, width), value) in [(t, i), (a, artist), (l, album)] {
-            b[at..at + width].copy_from_slice(format!("{value:0width$}").as_bytes());
-        }
-        std::fs::write(folder.join(format!("{:02}.flac", i % 20 + 1)), &b).unwrap();
+        template.track(i, &mut bytes);
+        std::fs::write(file, &bytes).unwrap();
     }
+}
+
+/// Adds track `i` of a [`tagged_library`] to the one in `dir`, written beside
+/// and renamed into place, as an upload tool would.
+pub fn add_tagged_track(dir: &Path, i: usize) {
+    let mut bytes = Vec::new();
+    TaggedTemplate::new().track(i, &mut bytes);
+    let file = dir.join(tagged_track_source(i));
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let part = file.with_extension("part");
+    std::fs::write(&part, &bytes).unwrap();
+    std::fs::rename(part, file).unwrap();
+}
+
+/// rclone's flags for an SFTP remote on `server`, logging in with its test key
+/// and checking its host key.
+pub fn rclone_sftp_flags(server: &crate::ssh_server::SshServer) -> Vec<String> {
+    [
+        "--sftp-host",
+        &server.site.addr.to_string(),
+        "--sftp-port",
+        &server.port.to_string(),
+        "--sftp-key-file",
+        &server.client_key.display().to_string(),
+        "--sftp-known-hosts-file",
+        &server.known_hosts.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 /// Reads a whole file; returns MB/s.
