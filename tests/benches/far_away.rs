@@ -221,25 +221,6 @@ fn main() {
         for w in warnings.iter().take(5) {
             println!("  {w}");
         }
-        if std::env::var_os("BENCH_DEBUG").is_some() {
-            let log = server.log();
-            std::fs::write("/tmp/sshd_bench.log", &log).unwrap();
-            for l in log
-                .lines()
-                .filter(|l| {
-                    !l.contains("open \"")
-                        && !l.contains("close \"")
-                        && !l.contains("opendir")
-                        && !l.contains("closedir")
-                        && !l.contains("Accepted")
-                        && !l.contains("session opened")
-                        && !l.contains("session closed")
-                })
-                .take(30)
-            {
-                println!("  sshd: {l}");
-            }
-        }
     }
     let peers = std::env::var("BENCH_PEERS").map_or(true, |v| v != "0");
     if !peers {
