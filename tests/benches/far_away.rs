@@ -1,13 +1,15 @@
 //! Far away, side by side in one run: an SFTP origin (a real OpenSSH `sshd`)
-//! behind an emulated link (`musicfs_tests::link`, `BENCH_LINK` = `lan`, `wan`
-//! (default) or `far`), served by MusicFS, `sshfs` and `rclone mount
-//! --vfs-cache-mode full` over the same link. The library: `BENCH_TRACKS`
-//! (default 2,000) small tagged FLACs and three 21.5 MB tracks.
+//! served by MusicFS, `sshfs` and `rclone mount --vfs-cache-mode full`, then an
+//! S3 bucket (a real `s3s-fs`) served by MusicFS and rclone, each behind an
+//! emulated link (`musicfs_tests::link`, `BENCH_LINK` = `lan`, `wan` (default)
+//! or `far`). `BENCH_KINDS` picks them (`sftp,s3`). The library: `BENCH_TRACKS`
+//! (default 2,000) small tagged FLACs and three 21.5 MB tracks. On S3 the
+//! server's GETs are counted too.
 //!
 //! Each row gives the time and the bytes that crossed the link from the server:
-//! - a tagged library: MusicFS from `mount` until every track shows (its scan);
-//!   the peers from `mount` until 8 parallel tag readers (lofty) have read every
-//!   track through them;
+//! - a tagged library: MusicFS from `mount` until every track shows (its scan,
+//!   the mount's start included); the peers, once mounted, until 8 parallel tag
+//!   readers (lofty) have read every track through them;
 //! - the first 4 KiB of an unplayed 21.5 MB track, then a seek to its middle
 //!   and 4 KiB there;
 //! - a cold sequential read of another 21.5 MB track (and its share of the
@@ -27,37 +29,51 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use musicfs_tests::bench_support::{
-    add_tagged_track, find_stat, noise_file, rclone_sftp_flags, tagged_library, tagged_track_shown,
-    tagged_track_source, PeerMount,
+    add_tagged_track, find_stat, noise_file, rclone_s3_flags, rclone_sftp_flags, tagged_library,
+    tagged_track_shown, tagged_track_source, PeerMount,
 };
 use musicfs_tests::link::{Link, Profile, Stats};
 use musicfs_tests::mounted::Mounted;
-use musicfs_tests::s3_server::{mount_args_for, origins_config};
+use musicfs_tests::s3_server::{mount_args_for, origins_config, S3Server, BUCKET};
 use musicfs_tests::ssh_server::SshServer;
 
 const BIG: u64 = 21_500_000;
 
-/// Time and bytes from the server of one row.
+/// Time and bytes from the server of one row, and the requests the server
+/// counted (S3's GETs).
 #[derive(Clone, Copy, Default)]
 struct Row {
     time: Duration,
     bytes: u64,
+    requests: Option<usize>,
 }
 
 impl Row {
     fn cell(&self) -> String {
+        let requests = self
+            .requests
+            .map_or(String::new(), |n| format!(", {n} GET"));
         format!(
-            "{:.2} s, {:.1} MB",
+            "{:.2} s, {:.1} MB{requests}",
             self.time.as_secs_f64(),
             self.bytes as f64 / 1e6
         )
     }
 }
 
+/// The server's count of requests, where it keeps one.
+type Requests<'a> = &'a dyn Fn() -> Option<usize>;
+
 /// Runs `work` and measures it: the time it took and what crossed the link
 /// until the link was quiet after it.
 fn row(link: &Link, work: impl FnOnce()) -> Row {
+    row_counting(link, &|| None, work)
+}
+
+/// [`row`], with the requests `requests` counted meanwhile.
+fn row_counting(link: &Link, requests: Requests, work: impl FnOnce()) -> Row {
     let before = link.settled();
+    let asked = requests();
     let started = Instant::now();
     work();
     let time = started.elapsed();
@@ -65,6 +81,7 @@ fn row(link: &Link, work: impl FnOnce()) -> Row {
     Row {
         time,
         bytes: moved.to_clients.bytes,
+        requests: asked.zip(requests()).map(|(before, now)| now - before),
     }
 }
 
@@ -114,13 +131,22 @@ struct Figures {
 
 /// Measures a tool whose view of the library is `root` (`big` holds the
 /// large tracks), after `ready` made the tagged library.
-fn measure(tool: &'static str, link: &Link, library: Row, big: &Path, root: &Path) -> Figures {
+fn measure(
+    tool: &'static str,
+    link: &Link,
+    library: Row,
+    big: &Path,
+    root: &Path,
+    requests: Requests,
+) -> Figures {
     use std::os::unix::fs::FileExt;
     let file = std::fs::File::open(big.join("a.flac")).unwrap();
     let mut buf = vec![0u8; 4096];
-    let head = row(link, || file.read_exact_at(&mut buf, 0).unwrap());
-    let seek = row(link, || file.read_exact_at(&mut buf, BIG / 2).unwrap());
-    let cold = row(link, || {
+    let head = row_counting(link, requests, || file.read_exact_at(&mut buf, 0).unwrap());
+    let seek = row_counting(link, requests, || {
+        file.read_exact_at(&mut buf, BIG / 2).unwrap()
+    });
+    let cold = row_counting(link, requests, || {
         std::io::copy(
             &mut std::fs::File::open(big.join("b.flac")).unwrap(),
             &mut std::io::sink(),
@@ -140,34 +166,38 @@ fn measure(tool: &'static str, link: &Link, library: Row, big: &Path, root: &Pat
     }
 }
 
-fn main() {
-    let profile_name = std::env::var("BENCH_LINK").unwrap_or_else(|_| "wan".into());
-    let profile = Profile::named(&profile_name).expect("BENCH_LINK is lan, wan or far");
-    let tracks: usize = std::env::var("BENCH_TRACKS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(2000);
-    let poll: i64 = std::env::var("BENCH_POLL_SECS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(10);
-    let work =
-        tempfile::tempdir_in(std::env::var_os("BENCH_DIR").unwrap_or_else(|| "/var/tmp".into()))
-            .unwrap();
-    let work = work.path();
-    let link = Link::new(profile);
-    let server = SshServer::start_at(link.site());
-    tagged_library(&server.library, tracks);
-    for (name, seed) in [("a", 1), ("b", 2), ("c", 3)] {
-        noise_file(&server.library.join(format!("big/{name}.flac")), BIG, seed);
-    }
+/// What the bench was asked for.
+struct Setup {
+    profile_name: String,
+    profile: Profile,
+    tracks: usize,
+    poll: i64,
+    peers: bool,
+}
 
-    // MusicFS.
-    let mut origin = server.origin("seedbox");
-    origin.insert("poll_interval_secs".into(), poll.into());
-    origin.insert("request_timeout_secs".into(), 30i64.into());
-    let mfs_work = work.join("musicfs");
-    let args = mount_args_for(&mfs_work, &origins_config(vec![origin]), "musicfs_sftp");
+/// MusicFS's rows, and those only it has.
+struct MusicFs {
+    figures: Figures,
+    relist: Row,
+    watch: Row,
+}
+
+/// Mounts `origin` (of plugin `plugin`) whose server keeps the library in
+/// `library`, and measures MusicFS: the rows every tool has, a restart, and a
+/// track added on the server.
+fn measure_musicfs(
+    setup: &Setup,
+    link: &Link,
+    work: &Path,
+    plugin: &str,
+    mut origin: toml::Table,
+    library: &Path,
+    requests: Requests,
+) -> MusicFs {
+    let tracks = setup.tracks;
+    origin.insert("poll_interval_secs".into(), setup.poll.into());
+    let mfs_work = work.join(format!("musicfs-{plugin}"));
+    let args = mount_args_for(&mfs_work, &origins_config(vec![origin]), plugin);
     let cache = mfs_work.join("cache");
     let all_shown = |m: &Mounted| {
         (0..tracks)
@@ -175,7 +205,7 @@ fn main() {
             .all(|i| m.path(&tagged_track_shown(i)).exists())
     };
     let mut mount = None;
-    let library = row(&link, || {
+    let library_row = row_counting(link, requests, || {
         let m = Mounted::start(&mfs_work, &cache, &args, None);
         m.wait_until(Duration::from_secs(3600), all_shown);
         mount = Some(m);
@@ -187,32 +217,6 @@ fn main() {
         .filter(|l| l.contains("WARN") || l.contains("ERROR"))
         .map(str::to_owned)
         .collect();
-    let root = m.mountpoint.clone();
-    let musicfs = measure(
-        "MusicFS",
-        &link,
-        library,
-        &root.join("Unknown Artist/Unknown Album"),
-        &root,
-    );
-    drop(m);
-    // A restart: the tree is shown before any origin call; the rescan of the
-    // unchanged library follows in the background.
-    let mut restarted = None;
-    let relist = row(&link, || {
-        let m = Mounted::start(&mfs_work, &cache, &args, Some(&tagged_track_shown(0)));
-        find_stat(&m.mountpoint);
-        restarted = Some(m);
-    });
-    let m = restarted.take().unwrap();
-    let added = tagged_track_shown(tracks);
-    let watch = row(&link, || {
-        add_tagged_track(&server.library, tracks);
-        m.wait_until(Duration::from_secs(3600), |m| m.path(&added).exists());
-    });
-    drop(m);
-    std::fs::remove_file(server.library.join(tagged_track_source(tracks))).unwrap();
-
     if !warnings.is_empty() {
         println!(
             "MusicFS warned {} times while scanning; the first:",
@@ -222,85 +226,103 @@ fn main() {
             println!("  {w}");
         }
     }
-    let peers = std::env::var("BENCH_PEERS").map_or(true, |v| v != "0");
-    if !peers {
+    let root = m.mountpoint.clone();
+    let figures = measure(
+        "MusicFS",
+        link,
+        library_row,
+        &root.join("Unknown Artist/Unknown Album"),
+        &root,
+        requests,
+    );
+    drop(m);
+    // A restart: the tree is shown before any origin call; the rescan of the
+    // unchanged library follows in the background.
+    let mut restarted = None;
+    let relist = row_counting(link, requests, || {
+        let m = Mounted::start(&mfs_work, &cache, &args, Some(&tagged_track_shown(0)));
+        find_stat(&m.mountpoint);
+        restarted = Some(m);
+    });
+    let m = restarted.take().unwrap();
+    let added = tagged_track_shown(tracks);
+    let watch = row(link, || {
+        add_tagged_track(library, tracks);
+        m.wait_until(Duration::from_secs(3600), |m| m.path(&added).exists());
+    });
+    drop(m);
+    std::fs::remove_file(library.join(tagged_track_source(tracks))).unwrap();
+    if !setup.peers {
+        let f = &figures;
         println!(
-            "MusicFS alone: a tagged library {}, first 4 KiB {}, seek {}, cold {}, list {}, restart {}, a track added {}",
-            musicfs.library.cell(),
-            musicfs.head.cell(),
-            musicfs.seek.cell(),
-            musicfs.cold.cell(),
-            musicfs.list.cell(),
+            "MusicFS alone ({plugin}): a tagged library {}, first 4 KiB {}, seek {}, cold {}, list {}, restart {}, a track added {}",
+            f.library.cell(),
+            f.head.cell(),
+            f.seek.cell(),
+            f.cold.cell(),
+            f.list.cell(),
             relist.cell(),
             watch.cell()
         );
-        return;
     }
+    MusicFs {
+        figures,
+        relist,
+        watch,
+    }
+}
 
-    // sshfs, and 8 tag readers through it.
-    let addr = server.site.addr.to_string();
-    let mut peer = None;
-    let library = row(&link, || {
-        let p = PeerMount::sshfs(
-            &addr,
-            server.port,
-            &server.library,
-            &server.client_key,
-            &server.known_hosts,
-            work,
-        );
+/// Measures a peer mounted by `mount` (whose view of the library is its
+/// mountpoint, the large tracks in `big/`), with 8 tag readers through it
+/// once it is mounted (rclone's S3 backend takes 90 s to mount behind the
+/// link, waiting on timeouts of its own: not what is compared here).
+fn measure_peer(
+    tool: &'static str,
+    link: &Link,
+    requests: Requests,
+    mount: impl FnOnce() -> PeerMount,
+) -> Figures {
+    let p = mount();
+    let library = row_counting(link, requests, || {
         read_all_tags(&p.mountpoint, 8);
-        peer = Some(p);
     });
-    let p = peer.take().unwrap();
-    let sshfs = measure(
-        "sshfs",
-        &link,
+    let figures = measure(
+        tool,
+        link,
         library,
         &p.mountpoint.join("big"),
         &p.mountpoint,
+        requests,
     );
     drop(p);
+    figures
+}
 
-    // rclone mount with a full cache, and 8 tag readers through it.
-    let flags = rclone_sftp_flags(&server);
-    let remote = format!(":sftp:{}", server.library.display());
-    let library = row(&link, || {
-        let p = PeerMount::rclone_remote(&remote, &flags, work);
-        read_all_tags(&p.mountpoint, 8);
-        peer = Some(p);
-    });
-    let p = peer.take().unwrap();
-    let rclone = measure(
-        "rclone",
-        &link,
-        library,
-        &p.mountpoint.join("big"),
-        &p.mountpoint,
-    );
-    drop(p);
-
+/// Prints the table of `what` for MusicFS and `peers`, and the ratios.
+fn report(setup: &Setup, what: &str, musicfs: &MusicFs, peers: &[Figures]) {
+    let profile = setup.profile;
     let link_mb_s = profile.bytes_per_sec() / 1e6;
     println!(
-        "SFTP over `{profile_name}` ({} Mbit/s, {} ms round trip, {}% loss): {tracks} tagged tracks and three of {} MB; time, and MB from the server\n",
+        "\n{what} over `{}` ({} Mbit/s, {} ms round trip, {}% loss): {} tagged tracks and three of {} MB; time, MB from the server\n",
+        setup.profile_name,
         profile.rate_bps / 1_000_000,
         profile.rtt.as_millis(),
         profile.loss * 100.0,
+        setup.tracks,
         BIG as f64 / 1e6
     );
-    println!(
-        "{:<40} {:>22} {:>22} {:>22}",
-        "work", "MusicFS", "sshfs", "rclone"
-    );
-    let all = [&musicfs, &sshfs, &rclone];
+    let all: Vec<&Figures> = std::iter::once(&musicfs.figures).chain(peers).collect();
+    let mut header = format!("{:<40}", "work");
+    for f in &all {
+        header += &format!(" {:>26}", f.tool);
+    }
+    println!("{header}");
     let line = |name: &str, cell: &dyn Fn(&Figures) -> String| {
-        println!(
-            "{:<40} {:>22} {:>22} {:>22}",
-            name,
-            cell(all[0]),
-            cell(all[1]),
-            cell(all[2])
-        );
+        let mut text = format!("{name:<40}");
+        for f in &all {
+            text += &format!(" {:>26}", cell(f));
+        }
+        println!("{text}");
     };
     line("a tagged library", &|f| f.library.cell());
     line("first 4 KiB of an unplayed track", &|f| f.head.cell());
@@ -312,27 +334,132 @@ fn main() {
     });
     line("list every file", &|f| f.list.cell());
     println!(
-        "{:<40} {:>22}",
+        "{:<40} {:>26}",
         "MusicFS restart: list every file",
-        relist.cell()
+        musicfs.relist.cell()
     );
     println!(
         "  (its MB: the rescan of the unchanged library that follows, until the link is quiet)"
     );
     println!(
-        "{:<40} {:>22}",
-        format!("a track added, until shown (poll {poll} s)"),
-        watch.cell()
+        "{:<40} {:>26}",
+        format!("a track added, until shown (poll {} s)", setup.poll),
+        musicfs.watch.cell()
     );
-    println!();
-    for peer in [&sshfs, &rclone] {
+    let m = &musicfs.figures;
+    for peer in peers {
         let ratio = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64();
         println!(
             "MusicFS against {}: tagged library {:.1}x faster, seek {:.2}x, cold read {:.2}x (above 1 is faster)",
             peer.tool,
-            ratio(musicfs.library.time, peer.library.time),
-            ratio(musicfs.seek.time, peer.seek.time),
-            ratio(musicfs.cold.time, peer.cold.time),
+            ratio(m.library.time, peer.library.time),
+            ratio(m.seek.time, peer.seek.time),
+            ratio(m.cold.time, peer.cold.time),
         );
+    }
+}
+
+/// `tracks` tagged tracks and the three large ones, into `library`.
+fn fill(library: &Path, tracks: usize) {
+    tagged_library(library, tracks);
+    for (name, seed) in [("a", 1), ("b", 2), ("c", 3)] {
+        noise_file(&library.join(format!("big/{name}.flac")), BIG, seed);
+    }
+}
+
+/// SFTP: MusicFS, sshfs, rclone.
+fn sftp(setup: &Setup, work: &Path) {
+    let link = Link::new(setup.profile);
+    let server = SshServer::start_at(link.site());
+    fill(&server.library, setup.tracks);
+    let mut origin = server.origin("seedbox");
+    origin.insert("request_timeout_secs".into(), 30i64.into());
+    let none: Requests = &|| None;
+    let musicfs = measure_musicfs(
+        setup,
+        &link,
+        work,
+        "musicfs_sftp",
+        origin,
+        &server.library,
+        none,
+    );
+    if !setup.peers {
+        return;
+    }
+    let addr = server.site.addr.to_string();
+    let sshfs = measure_peer("sshfs", &link, none, || {
+        PeerMount::sshfs(
+            &addr,
+            server.port,
+            &server.library,
+            &server.client_key,
+            &server.known_hosts,
+            work,
+        )
+    });
+    let flags = rclone_sftp_flags(&server);
+    let remote = format!(":sftp:{}", server.library.display());
+    let rclone = measure_peer("rclone", &link, none, || {
+        PeerMount::rclone_remote(&remote, &flags, work)
+    });
+    report(setup, "SFTP (OpenSSH sshd)", &musicfs, &[sshfs, rclone]);
+}
+
+/// S3: MusicFS, rclone; GETs counted by the server.
+fn s3(setup: &Setup, work: &Path) {
+    let link = Link::new(setup.profile);
+    let server = S3Server::start_at(link.site(), Some(&work.join("s3-requests.log")));
+    let library = server.object_path("lib");
+    fill(&library, setup.tracks);
+    let gets = || server.request_counts().get("GetObject").copied();
+    let musicfs = measure_musicfs(
+        setup,
+        &link,
+        work,
+        "musicfs_s3",
+        server.origin("bucket", "lib"),
+        &library,
+        &gets,
+    );
+    if !setup.peers {
+        return;
+    }
+    let flags = rclone_s3_flags(&server);
+    let remote = format!(":s3:{BUCKET}/lib");
+    let rclone = measure_peer("rclone", &link, &gets, || {
+        PeerMount::rclone_remote(&remote, &flags, work)
+    });
+    report(setup, "S3 (s3s-fs)", &musicfs, &[rclone]);
+}
+
+fn main() {
+    let profile_name = std::env::var("BENCH_LINK").unwrap_or_else(|_| "wan".into());
+    let profile = Profile::named(&profile_name).expect("BENCH_LINK is lan, wan or far");
+    let number = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(default)
+    };
+    let setup = Setup {
+        profile_name,
+        profile,
+        tracks: number("BENCH_TRACKS", 2000),
+        poll: number("BENCH_POLL_SECS", 10) as i64,
+        peers: std::env::var("BENCH_PEERS").map_or(true, |v| v != "0"),
+    };
+    let kinds = std::env::var("BENCH_KINDS").unwrap_or_else(|_| "sftp,s3".into());
+    let work =
+        tempfile::tempdir_in(std::env::var_os("BENCH_DIR").unwrap_or_else(|| "/var/tmp".into()))
+            .unwrap();
+    for kind in kinds.split(',') {
+        let dir = work.path().join(kind);
+        std::fs::create_dir_all(&dir).unwrap();
+        match kind {
+            "sftp" => sftp(&setup, &dir),
+            "s3" => s3(&setup, &dir),
+            other => panic!("BENCH_KINDS: {other} is not sftp or s3"),
+        }
     }
 }

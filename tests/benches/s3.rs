@@ -17,8 +17,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use musicfs_tests::bench_support::{
-    first_byte, noise_file, peak_rss_mb, read_speed, reset_peak_rss, rss_mb, tagged_library,
-    tagged_track_shown, PeerMount,
+    first_byte, noise_file, peak_rss_mb, rclone_s3_flags, read_speed, reset_peak_rss, rss_mb,
+    tagged_library, tagged_track_shown, PeerMount,
 };
 use musicfs_tests::mounted::Mounted;
 use musicfs_tests::s3_server::{
@@ -141,19 +141,7 @@ fn main() {
     }
     drop(mount);
 
-    let flags: Vec<String> = [
-        "--s3-provider",
-        "Other",
-        "--s3-endpoint",
-        &server.endpoint(),
-        "--s3-access-key-id",
-        ACCESS_KEY,
-        "--s3-secret-access-key",
-        SECRET_KEY,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let flags = rclone_s3_flags(&server);
     let rclone = PeerMount::rclone_remote(&format!(":s3:{BUCKET}"), &flags, work);
     let rclone_figures = measure(
         "rclone",

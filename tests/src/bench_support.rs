@@ -158,6 +158,24 @@ pub fn add_tagged_track(dir: &Path, i: usize) {
     std::fs::rename(part, file).unwrap();
 }
 
+/// rclone's flags for an S3 remote on `server`, with its test keys.
+pub fn rclone_s3_flags(server: &crate::s3_server::S3Server) -> Vec<String> {
+    use crate::s3_server::{ACCESS_KEY, SECRET_KEY};
+    [
+        "--s3-provider",
+        "Other",
+        "--s3-endpoint",
+        &server.endpoint(),
+        "--s3-access-key-id",
+        ACCESS_KEY,
+        "--s3-secret-access-key",
+        SECRET_KEY,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 /// rclone's flags for an SFTP remote on `server`, logging in with its test key
 /// and checking its host key.
 pub fn rclone_sftp_flags(server: &crate::ssh_server::SshServer) -> Vec<String> {
@@ -370,7 +388,9 @@ impl PeerMount {
         let started = Instant::now();
         while !musicfs::fs::mountpoint::is_mounted(&mountpoint) {
             assert!(
-                started.elapsed() < Duration::from_secs(30),
+                // rclone's S3 backend took 90 s to mount behind the
+                // emulated link (three 30 s timeouts of its own).
+                started.elapsed() < Duration::from_secs(120),
                 "{what} did not mount"
             );
             std::thread::sleep(Duration::from_millis(50));
