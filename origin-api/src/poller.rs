@@ -76,10 +76,11 @@ pub trait ListAll: Send + Sync + 'static {
 }
 
 /// Folders (or pages of one) asked for at once by [`walk`]: over a link 50 ms
-/// away a walk one folder at a time costs a round trip or three per folder; with
-/// this many in flight it costs about the round trips of the tree's depth, and
-/// the requests stay small enough for any server to take at once.
-pub const WALK_IN_FLIGHT: usize = 32;
+/// away a walk one folder at a time costs a round trip or three per folder
+/// (SFTP: open, read, read to the end); with this many in flight a poll of
+/// 100,000 tracks in 5,500 folders took about 7 s (27 s with 32), and the
+/// requests stay small enough for any server to take at once.
+pub const WALK_IN_FLIGHT: usize = 128;
 
 /// The whole tree of `origin`, walked with its own paged `list`, `page` entries
 /// at a time, [`WALK_IN_FLIGHT`] requests in flight (what most backends want; a

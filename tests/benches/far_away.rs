@@ -412,7 +412,15 @@ fn s3(setup: &Setup, work: &Path) {
     let server = S3Server::start_at(link.site(), Some(&work.join("s3-requests.log")));
     let library = server.object_path("lib");
     fill(&library, setup.tracks);
-    let gets = || server.request_counts().get("GetObject").copied();
+    let gets = || {
+        Some(
+            server
+                .request_counts()
+                .get("GetObject")
+                .copied()
+                .unwrap_or(0),
+        )
+    };
     let musicfs = measure_musicfs(
         setup,
         &link,

@@ -157,7 +157,7 @@ pub struct Subtree<'k> {
 /// `dir` itself cannot be listed; a folder below it that cannot be listed is
 /// reported in [`Subtree::unlisted`].
 ///
-/// One pipeline: up to [`LISTS_IN_FLIGHT`] listing requests and
+/// One pipeline: up to [`InFlight::lists`] listing requests and
 /// [`InFlight::tag_reads`] tag reads at once, a file's tags read as soon as its
 /// folder is listed. Far away, a walk one folder at a time and tag reads after
 /// it cost a round trip or more per folder and per file in a row; here they cost
@@ -180,7 +180,7 @@ pub async fn scan_subtree<'k>(
     let mut waiting: Vec<(String, Option<String>)> = vec![(dir.to_owned(), None)];
     let mut asked = FuturesUnordered::new();
     loop {
-        while asked.len() < LISTS_IN_FLIGHT {
+        while asked.len() < in_flight.lists {
             let Some((current, cursor)) = waiting.pop() else {
                 break;
             };
@@ -236,11 +236,10 @@ pub async fn scan_subtree<'k>(
     Ok(subtree)
 }
 
-/// Listing requests one scan keeps in flight per origin.
-pub const LISTS_IN_FLIGHT: usize = 32;
-
 /// How many requests a scan keeps in flight on one origin.
 pub struct InFlight {
+    /// Listing requests at once.
+    pub lists: usize,
     /// Tag reads at once.
     pub tag_reads: usize,
 }
@@ -254,6 +253,13 @@ impl InFlight {
     /// only with many at once. At 100 Mbit/s and 50 ms, 2,000 small tracks
     /// over SFTP took 6.3 s with 64 at once and 4.1 s with 128.
     pub const FAR_TAG_READS: usize = 128;
+    /// Listings at once on an origin as near as a disk.
+    pub const NEAR_LISTS: usize = 8;
+    /// Listings at once on an origin far away: a listing over SFTP is three
+    /// round trips (open, read, read to the end); the rescan of 100,000
+    /// unchanged tracks in 5,500 folders 50 ms away took 28 s with 32 at once,
+    /// 8.4 s with 128.
+    pub const FAR_LISTS: usize = 128;
     /// The median call latency from which an origin counts as far away.
     pub const FAR: Duration = Duration::from_millis(2);
 
@@ -263,12 +269,16 @@ impl InFlight {
             .health_snapshot()
             .p50
             .is_some_and(|p50| p50 < Self::FAR);
-        InFlight {
-            tag_reads: if near {
-                Self::NEAR_TAG_READS
-            } else {
-                Self::FAR_TAG_READS
-            },
+        if near {
+            InFlight {
+                lists: Self::NEAR_LISTS,
+                tag_reads: Self::NEAR_TAG_READS,
+            }
+        } else {
+            InFlight {
+                lists: Self::FAR_LISTS,
+                tag_reads: Self::FAR_TAG_READS,
+            }
         }
     }
 }
