@@ -236,8 +236,12 @@ pub async fn start_nudged(
             }
         }
     });
+    // Made before the wait: a caller that gives up waiting (its deadline)
+    // drops the handle, which stops the task, rather than leaving it polling
+    // for nobody.
+    let handle = WatchHandle::on_stop(move || task.abort());
     let _ = tokio::time::timeout(BASELINE_WAIT, baseline).await;
-    (WatchHandle::on_stop(move || task.abort()), nudge)
+    (handle, nudge)
 }
 
 #[cfg(test)]

@@ -236,6 +236,12 @@ pub async fn scan_subtree<'k>(
     Ok(subtree)
 }
 
+/// Tag reads at once in the whole process, whatever the origins and scans:
+/// each holds one of tokio's blocking threads (512 at most) while it waits
+/// for bytes whose storing needs blocking threads too. Four far origins at
+/// [`InFlight::FAR_TAG_READS`] each would take them all, and wait for ever.
+static TAG_READS_AT_ONCE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(256);
+
 /// How many requests a scan keeps in flight on one origin.
 pub struct InFlight {
     /// Listing requests at once.
@@ -395,6 +401,7 @@ fn spawn_tag_read(
         .map(|r| (r.tags.clone(), r.pending_reads, r.unseen));
     let (origin, cache, progress) = (origin.clone(), cache.clone(), progress.clone());
     reads.spawn(async move {
+        let _one_of_a_few = TAG_READS_AT_ONCE.acquire().await;
         let runtime = tokio::runtime::Handle::current();
         let read = tokio::task::spawn_blocking(move || {
             let version = crate::cache::manifest::FileVersion {

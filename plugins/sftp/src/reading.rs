@@ -32,8 +32,7 @@ const MAX_READS: usize = 64;
 ///
 /// When the version is known, the `FSTAT` is not sent: the pipeline's check
 /// after the first read confirms that version before any byte is handed on,
-/// and the range asked for bounds the reads (a file that ended sooner answers
-/// nothing, which is `Changed`). Far away that is a round trip less for every
+/// and the size in it (`size:mtime`) bounds the reads as a stat would. Far away that is a round trip less for every
 /// ranged read: a seek, and each file's tags in a scan.
 async fn open(
     connection: Arc<Connection>,
@@ -49,8 +48,13 @@ async fn open(
                 .open(remote, OpenFlags::READ, FileAttributes::empty()),
         )
         .await?;
-    if let Some(expected) = expected {
-        return Ok((file, expected, u64::MAX));
+    // The version is this plugin's `size:mtime` (`version_of`): its size
+    // bounds the reads as a stat would.
+    let known_size = expected
+        .as_deref()
+        .and_then(|v| v.split(':').next()?.parse::<u64>().ok());
+    if let (Some(expected), Some(size)) = (expected.clone(), known_size) {
+        return Ok((file, expected, size));
     }
     let attrs = connection
         .call(&path, connection.sftp.fstat(file.id()))
@@ -60,7 +64,13 @@ async fn open(
     if !meta.is_file() {
         return Err(OriginError::not_found(format!("{path}: not a file")));
     }
-    Ok((file, version_of(&attrs), meta.size))
+    let version = version_of(&attrs);
+    if expected.is_some_and(|v| v != version) {
+        return Err(OriginError::changed(format!(
+            "{path}: not the version asked for"
+        )));
+    }
+    Ok((file, version, meta.size))
 }
 
 /// The `len` bytes at `offset` of `remote`, streamed.
