@@ -118,21 +118,28 @@ impl<F: FnMut(u64, u32) -> io::Result<Vec<u8>>> RangeReader<F> {
         let (start, bytes) = match held {
             Some(start) => (start, self.blocks.remove(&start).expect("just found")),
             None => {
-                let start = pos / GRAIN * GRAIN;
-                // Up to the next block held, never over it.
-                let end = self
-                    .blocks
-                    .range(start + 1..)
-                    .next()
-                    .map_or(self.size, |(s, _)| *s)
-                    .min(start + self.next_fetch)
-                    .min(self.size);
-                let start = start.max(
+                let grain = pos / GRAIN * GRAIN;
+                // Every block held, the hot one too: the fetch goes from the
+                // end of the one before `pos` to the start of the next one,
+                // never over either.
+                let held = || {
                     self.blocks
-                        .range(..=pos)
-                        .next_back()
-                        .map_or(0, |(s, b)| s + b.len() as u64),
-                );
+                        .iter()
+                        .map(|(s, b)| (*s, *s + b.len() as u64))
+                        .chain(self.hot.as_ref().map(|(s, b)| (*s, *s + b.len() as u64)))
+                };
+                let start = held()
+                    .filter(|(s, _)| *s <= pos)
+                    .map(|(_, e)| e)
+                    .max()
+                    .map_or(grain, |e| grain.max(e));
+                let end = held()
+                    .filter(|(s, _)| *s > pos)
+                    .map(|(s, _)| s)
+                    .min()
+                    .unwrap_or(self.size)
+                    .min(grain + self.next_fetch)
+                    .min(self.size);
                 (start, self.fetch_range(start, end)?)
             }
         };
@@ -288,6 +295,33 @@ mod tests {
                 (FIRST_FETCH, BLOCK),
                 (FIRST_FETCH + BLOCK, BLOCK),
             ]
+        );
+    }
+
+    /// Regression (review): a read just before the block last read fetched
+    /// over it, since that block was looked for among the others only.
+    #[test]
+    fn a_fetch_stops_at_the_block_last_read() {
+        let size = 4 * BLOCK;
+        let mut calls = Vec::new();
+        let mut reader = RangeReader::new(size, |offset, len| {
+            calls.push((offset, u64::from(len)));
+            Ok((offset..offset + len as u64).map(|i| i as u8).collect())
+        });
+        let mut byte = [0u8; 1];
+        reader.seek(SeekFrom::Start(2 * BLOCK)).unwrap();
+        reader.read_exact(&mut byte).unwrap();
+        reader.seek(SeekFrom::Start(2 * BLOCK - 10)).unwrap();
+        let mut across = [0u8; 20];
+        reader.read_exact(&mut across).unwrap();
+        assert!(across
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == (2 * BLOCK - 10 + i as u64) as u8));
+        drop(reader);
+        assert_eq!(
+            calls,
+            [(2 * BLOCK, FIRST_FETCH), (2 * BLOCK - GRAIN, GRAIN)]
         );
     }
 

@@ -82,6 +82,10 @@ pub(crate) struct Connection {
     /// `OPEN`/`OPENDIR` is sent, given back once its `CLOSE` is answered (or
     /// the open refused); kept for good when the server may still hold it.
     handles: Arc<Semaphore>,
+    /// How many handles it may hold at most.
+    max_handles: u64,
+    /// Permits given up for good (see [`Connection::lose_permit`]).
+    lost_handles: AtomicU64,
 }
 
 impl Connection {
@@ -153,6 +157,8 @@ impl Connection {
             opened: Instant::now(),
             heard_ms: AtomicU64::new(0),
             handles: Arc::new(Semaphore::new(max_handles as usize)),
+            max_handles,
+            lost_handles: AtomicU64::new(0),
         })
     }
 
@@ -166,18 +172,26 @@ impl Connection {
             Output = Result<russh_sftp::protocol::Handle, russh_sftp::client::error::Error>,
         >,
     ) -> OriginResult<RemoteHandle> {
-        let until = tokio::time::Instant::now() + self.deadline;
+        // Waiting for a place among the open handles is this side's queue,
+        // not the server's silence: it never condemns the connection, and the
+        // OPEN then has its own full deadline.
         let permit =
-            match tokio::time::timeout_at(until, self.handles.clone().acquire_owned()).await {
+            match tokio::time::timeout(self.deadline, self.handles.clone().acquire_owned()).await {
                 Ok(permit) => permit.expect("the handle semaphore is never closed"),
-                Err(_) => return Err(self.timed_out(what)),
+                Err(_) => {
+                    return Err(OriginError::timeout(format!(
+                        "{what}: {} files already open on this connection for {} s",
+                        self.max_handles,
+                        self.deadline.as_secs()
+                    )))
+                }
             };
-        match tokio::time::timeout_at(until, opening).await {
+        match tokio::time::timeout(self.deadline, opening).await {
             Ok(Ok(handle)) => {
                 self.heard();
                 if handle.handle.contains(char::REPLACEMENT_CHARACTER) {
                     // Not UTF-8: it cannot be sent back, not even to close it.
-                    permit.forget();
+                    self.lose_permit(permit);
                     return Err(OriginError::other(format!(
                         "{what}: the server gave a handle that is not UTF-8, \
                          which this SFTP client cannot send back"
@@ -193,9 +207,22 @@ impl Connection {
             Ok(Err(e)) => Err(self.failed(e, what)),
             Err(_) => {
                 // The server may yet open it, with no one to close it.
-                permit.forget();
+                self.lose_permit(permit);
                 Err(self.timed_out(what))
             }
+        }
+    }
+
+    /// Gives up `permit` for good (a handle the server may still hold open);
+    /// once half of them are gone the connection is condemned, so that the
+    /// pool replaces it rather than let it shrink to nothing.
+    fn lose_permit(&self, permit: OwnedSemaphorePermit) {
+        permit.forget();
+        let lost = self.lost_handles.fetch_add(1, Ordering::Relaxed) + 1;
+        if lost * 2 >= self.max_handles {
+            self.condemn(&OriginError::other(format!(
+                "{lost} handles may still be open on the server after their deadline"
+            )));
         }
     }
 
@@ -292,18 +319,23 @@ impl Drop for RemoteHandle {
         let connection = self.connection.clone();
         let id = std::mem::take(&mut self.id);
         let permit = self.permit.take();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let closed = connection.call("closing", connection.sftp.close(id)).await;
-                // Answered, the handle is gone (a refusal too: the server
-                // holds no such handle); unanswered, it may still be open.
-                if closed.is_err_and(|e| e.kind() == ErrorKind::Timeout) {
-                    if let Some(permit) = permit {
-                        permit.forget();
-                    }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No close can be sent from here: the handle may stay open.
+            if let Some(permit) = permit {
+                connection.lose_permit(permit);
+            }
+            return;
+        };
+        runtime.spawn(async move {
+            let closed = connection.call("closing", connection.sftp.close(id)).await;
+            // Answered, the handle is gone (a refusal too: the server holds
+            // no such handle); unanswered, it may still be open.
+            if closed.is_err_and(|e| e.kind() == ErrorKind::Timeout) {
+                if let Some(permit) = permit {
+                    connection.lose_permit(permit);
                 }
-            });
-        }
+            }
+        });
     }
 }
 
