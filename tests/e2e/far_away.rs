@@ -133,6 +133,39 @@ fn seedbox_health(mount: &Mounted) -> String {
 
 const BIG: &str = "Unknown Artist/Unknown Album/a.flac";
 
+/// An SFTP library behind a link: `tracks` tagged tracks and a noise track of
+/// `size` bytes (`BIG`), mounted and scanned whole. Fields drop in order: the
+/// mount, then the server, then the link.
+struct Seedbox {
+    mount: Mounted,
+    _work: tempfile::TempDir,
+    server: SshServer,
+    link: Link,
+    /// The noise track's bytes.
+    source: Vec<u8>,
+}
+
+impl Seedbox {
+    fn new(profile: Profile, tracks: usize, size: u64, seed: u64) -> Seedbox {
+        let link = Link::new(profile);
+        let server = SshServer::start_at(link.site());
+        tagged_library(&server.library, tracks);
+        let big = server.library.join("big/a.flac");
+        musicfs_tests::bench_support::noise_file(&big, size, seed);
+        let source = std::fs::read(big).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let mount = mount_seedbox(&server, work.path(), Some(BIG));
+        mount.wait_until(Duration::from_secs(60), |m| all_tracks_shown(m, tracks));
+        Seedbox {
+            mount,
+            _work: work,
+            server,
+            link,
+            source,
+        }
+    }
+}
+
 /// 150 ms away at 20 Mbit/s, losing 1% of packets and then 5%: the origin
 /// opens and passes its health checks with no deadline missed, the library
 /// scans whole, and reads (sequential and after a seek) are byte for byte.
@@ -141,19 +174,14 @@ fn a_far_link_losing_packets_opens_scans_and_reads_exactly() {
     use musicfs_tests::bench_support::noise_file;
     use std::os::unix::fs::FileExt;
 
-    let link = Link::new(Profile::FAR);
-    let server = SshServer::start_at(link.site());
-    tagged_library(&server.library, 60);
     let size = 3_000_000u64;
-    noise_file(&server.library.join("big/a.flac"), size, 3);
-    let source = std::fs::read(server.library.join("big/a.flac")).unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let mount = mount_seedbox(&server, work.path(), Some(BIG));
-    mount.wait_until(Duration::from_secs(60), |m| all_tracks_shown(m, 60));
-    assert_eq!(seedbox_health(&mount), "healthy");
+    let seedbox = Seedbox::new(Profile::FAR, 60, size, 3);
+    let (mount, server, link) = (&seedbox.mount, &seedbox.server, &seedbox.link);
+    let source = &seedbox.source;
+    assert_eq!(seedbox_health(mount), "healthy");
 
     let through = std::fs::read(mount.path(BIG)).unwrap();
-    assert!(through == source, "a sequential read over 1% loss differs");
+    assert!(through == *source, "a sequential read over 1% loss differs");
 
     link.set_loss(0.05);
     let drops_before = link.stats();
@@ -175,7 +203,7 @@ fn a_far_link_losing_packets_opens_scans_and_reads_exactly() {
         lost.to_clients.dropped + lost.to_servers.dropped > 0,
         "no packet was lost: {lost:?}"
     );
-    let log = mount.stop();
+    let log = seedbox.mount.stop();
     for missed in ["took longer than", "timed out"] {
         assert!(
             !log.contains(missed),
@@ -191,17 +219,10 @@ fn a_far_link_losing_packets_opens_scans_and_reads_exactly() {
 #[test]
 fn a_cut_mid_read_fails_the_reader_in_time_and_loses_nothing() {
     use musicfs_tests::audio_library::files_below;
-    use musicfs_tests::bench_support::noise_file;
 
-    let link = Link::new(Profile::WAN);
-    let server = SshServer::start_at(link.site());
-    tagged_library(&server.library, 40);
     let size = 21_500_000u64;
-    noise_file(&server.library.join("big/a.flac"), size, 5);
-    let source = std::fs::read(server.library.join("big/a.flac")).unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let mount = mount_seedbox(&server, work.path(), Some(BIG));
-    mount.wait_until(Duration::from_secs(60), |m| all_tracks_shown(m, 40));
+    let seedbox = Seedbox::new(Profile::WAN, 40, size, 5);
+    let (mount, link, source) = (&seedbox.mount, &seedbox.link, &seedbox.source);
     let shown = files_below(&mount.mountpoint);
 
     let cut_at = std::time::Instant::now();
@@ -217,9 +238,9 @@ fn a_cut_mid_read_fails_the_reader_in_time_and_loses_nothing() {
     assert_eq!(files_below(&mount.mountpoint), shown);
     link.restore();
     mount.wait_until(Duration::from_secs(60), |m| {
-        std::fs::read(m.path(BIG)).is_ok_and(|bytes| bytes == source)
+        std::fs::read(m.path(BIG)).is_ok_and(|bytes| bytes == *source)
     });
-    assert_eq!(seedbox_health(&mount), "healthy");
+    assert_eq!(seedbox_health(mount), "healthy");
     assert_eq!(files_below(&mount.mountpoint), shown);
 }
 
