@@ -206,8 +206,9 @@ pub async fn start_nudged(
         // The baseline: until one listing succeeds, the next one is tried at
         // the next interval (or nudge), and it becomes the baseline.
         let mut last: Option<Listing> = None;
-        let mut first = true;
         loop {
+            // The first pass is the one that has not yet said so.
+            let first = baseline_taken.is_some();
             if !first {
                 tokio::select! {
                     () = tokio::time::sleep(every) => {}
@@ -230,7 +231,6 @@ pub async fn start_nudged(
                 ),
                 Err(e) => tracing::warn!("polling for changes failed: {e}"),
             }
-            first = false;
             if let Some(taken) = baseline_taken.take() {
                 let _ = taken.send(());
             }
