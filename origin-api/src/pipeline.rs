@@ -4,18 +4,28 @@
 //! hands their answers on in order.
 //!
 //! Never two versions in one stream: a piece is handed on only once a
-//! version check *sent after the piece arrived* has answered that the file
-//! is still the version the stream started with. Sending it after the answer
-//! makes this hold whatever order a server serves requests in. One check is
-//! in flight at a time and confirms every piece that arrived before it; the
-//! reads go on meanwhile, so a check costs a round trip of latency, not
-//! throughput.
+//! version check *served after the piece was read* has answered that the
+//! file is still the version the stream started with. How a check is known
+//! to come after its piece depends on the server ([`Shape::in_order`]):
 //!
-//! The first read is small and goes alone; the rest follow once it is
-//! confirmed, so that the first bytes wait for two round trips and not for
-//! everything in flight (on one connection answers queue, and their arrival
-//! takes the CPU the first piece needs to be handed on).
+//! - **In order** (SFTP: a server must process the requests on one file in
+//!   the order it receives them). Every read is sent with a check right
+//!   behind it, so a piece is confirmed as it arrives: one round trip from
+//!   asking to handing on, and nothing held back. Far away that is what makes
+//!   a seek one round trip, and a stream flow without pauses.
+//! - **Any order** (NFS, SMB: a server may serve requests at once, in any
+//!   order). A check is sent only after the pieces it confirms arrived. One
+//!   is in flight at a time and confirms every piece that arrived before it;
+//!   the reads go on meanwhile (pieces held for a check do not stop new reads
+//!   being sent), so a check costs a round trip of latency, not throughput.
 //!
+//! The first read is small and goes alone until it is confirmed, so that the
+//! first bytes wait for one round trip (in order) or two (any order) and not
+//! for what is in flight behind them: its check would queue behind their
+//! answers, and on SFTP the server packs answers into SSH packets of 32 KiB
+//! that can only be read whole, which a connection idle for a while (TCP
+//! starts again from ten packets) takes more than a round trip to bring.
+
 //! Each request runs as a task of its own on the current tokio runtime (a
 //! plugin's calls have one), so one left in flight goes on while the stream
 //! is paused.
@@ -59,6 +69,11 @@ pub struct Shape {
     pub in_flight: usize,
     /// How long to wait for the next answer.
     pub deadline: Duration,
+    /// Whether the server serves one file's requests in the order they were
+    /// sent, as SFTP requires of its servers. Each read is then sent with its
+    /// check right behind it: the read's future must send its request when
+    /// first polled (the pipeline polls it, then the check's, in one task).
+    pub in_order: bool,
 }
 
 type ReadAnswer = (u64, u32, OriginResult<Vec<u8>>);
@@ -86,8 +101,11 @@ fn running<T: Send + 'static>(request: Request<T>) -> Request<T> {
     })
 }
 
-/// The most the first read of a stream asks.
-const FIRST_READ: u64 = 128 << 10;
+/// The most the first read of a stream asks: within what a connection idle
+/// for a while brings in its first round trip (TCP starts again from ten
+/// packets, some 14 KB), and more than the kernel asks for a read after a
+/// seek (the 4 KiB page it needs).
+const FIRST_READ: u64 = 8 << 10;
 
 struct Pipeline<R, C, T> {
     requests: Requests<R, C, T>,
@@ -117,7 +135,21 @@ where
     T: Fn() -> OriginError,
 {
     fn send_read(&mut self, offset: u64, len: u32, front: bool) {
-        let request = running((self.requests.read)(offset, len));
+        let read = (self.requests.read)(offset, len);
+        let request = if self.shape.in_order {
+            // The read, then its check, sent in that order by one task: the
+            // server serves the check after the read, so a piece whose check
+            // found the version unchanged is of that version.
+            let check = (self.requests.check)();
+            running(Box::pin(async move {
+                let (data, unchanged) = futures_util::future::join(read, check).await;
+                let data = data?;
+                unchanged?;
+                Ok(data)
+            }))
+        } else {
+            running(read)
+        };
         let answer = Box::pin(async move { (offset, len, request.await) });
         if front {
             self.reads.push_front(answer);
@@ -134,15 +166,13 @@ where
             self.check = Some(running((self.requests.check)()));
         }
         let piece = self.shape.piece.max(1) as u64;
-        // The first read alone until it is confirmed: its check would wait for
-        // every byte read ahead of it, and its handing on for the CPU their
-        // arrival takes (a round trip now, against megabytes).
-        let window = if self.confirmed_any {
-            self.shape.in_flight.max(1)
-        } else {
-            1
-        };
-        while self.reads.len() + self.held.len() < window && self.next < self.end {
+        let in_flight = self.shape.in_flight.max(1);
+        // The first read alone until it is confirmed (see the module's essay).
+        let window = if self.confirmed_any { in_flight } else { 1 };
+        // Pieces held for a check do not count against the reads in flight
+        // (that would leave the link idle for every check's round trip), but
+        // are bounded by as many again.
+        while self.reads.len() < window && self.held.len() < in_flight && self.next < self.end {
             // The first read small, so that the first bytes wait for little.
             let size = if self.sent_any {
                 piece
@@ -209,7 +239,13 @@ where
                     if got < asked {
                         self.send_read(offset + got as u64, asked - got, true);
                     }
-                    self.held.push_back(data);
+                    if self.shape.in_order {
+                        // Confirmed by the check that went behind it.
+                        self.confirmed_any = true;
+                        self.ready.push_back(data);
+                    } else {
+                        self.held.push_back(data);
+                    }
                 }
                 Next::Checked(Err(e)) => return Some(Err(e)),
                 Next::Checked(Ok(())) => {
@@ -308,41 +344,106 @@ mod tests {
         piece: 4096,
         in_flight: 4,
         deadline: Duration::from_secs(60),
+        in_order: false,
+    };
+    const IN_ORDER: Shape = Shape {
+        in_order: true,
+        ..SHAPE
     };
 
     #[tokio::test]
     async fn short_answers_still_give_exactly_the_range() {
         let data = content(100_000);
-        let got = pipelined(
-            "f",
-            1234,
-            90_000,
-            SHAPE,
-            backend(data.clone(), 1000, usize::MAX),
-        )
-        .collect()
-        .await
-        .unwrap();
-        assert!(got == data[1234..90_000]);
+        for shape in [SHAPE, IN_ORDER] {
+            let got = pipelined(
+                "f",
+                1234,
+                90_000,
+                shape,
+                backend(data.clone(), 1000, usize::MAX),
+            )
+            .collect()
+            .await
+            .unwrap();
+            assert!(got == data[1234..90_000], "{shape:?}");
+        }
     }
 
     #[tokio::test]
     async fn a_change_ends_the_stream_after_confirmed_bytes_only() {
         let data = content(100_000);
-        let mut stream = pipelined("f", 0, 100_000, SHAPE, backend(data.clone(), 4096, 3));
-        let mut at = 0;
-        let outcome = loop {
-            match stream.next().await {
-                Some(Ok(piece)) => {
-                    assert!(piece[..] == data[at..at + piece.len()]);
-                    at += piece.len();
+        for shape in [SHAPE, IN_ORDER] {
+            let mut stream = pipelined("f", 0, 100_000, shape, backend(data.clone(), 4096, 3));
+            let mut at = 0;
+            let outcome = loop {
+                match stream.next().await {
+                    Some(Ok(piece)) => {
+                        assert!(piece[..] == data[at..at + piece.len()]);
+                        at += piece.len();
+                    }
+                    Some(Err(e)) => break e,
+                    None => panic!("the change was not seen"),
                 }
-                Some(Err(e)) => break e,
-                None => panic!("the change was not seen"),
+            };
+            assert_eq!(outcome.kind(), ErrorKind::Changed);
+            assert!(at > 0 && at < data.len(), "{at}");
+            if shape.in_order {
+                // Three checks found the version, each behind its own read.
+                assert_eq!(at, 3 * 4096);
             }
+        }
+    }
+
+    /// In order: every read goes with its check right behind it (in the
+    /// order the server is sent them), the first alone and then the window at
+    /// once, and a piece is handed on as soon as its read and check are
+    /// answered.
+    #[tokio::test(start_paused = true)]
+    async fn in_order_each_read_goes_with_its_check() {
+        let data = content(100_000);
+        let log = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let inner = backend(data.clone(), usize::MAX, usize::MAX);
+        let (l1, l2) = (log.clone(), log.clone());
+        let requests = Requests {
+            read: move |at, len| -> Request<Vec<u8>> {
+                let (log, answer) = (l1.clone(), (inner.read)(at, len));
+                Box::pin(async move {
+                    // Logged at the first poll: when a backend sends it.
+                    log.lock().unwrap().push(format!("read {at}"));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    log.lock().unwrap().push(format!("answer {at}"));
+                    answer.await
+                })
+            },
+            check: move || -> Request<()> {
+                let log = l2.clone();
+                Box::pin(async move {
+                    log.lock().unwrap().push("check".into());
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(())
+                })
+            },
+            timed_out: || OriginError::timeout("late"),
         };
-        assert_eq!(outcome.kind(), ErrorKind::Changed);
-        assert!(at > 0 && at < data.len(), "{at}");
+        let got = pipelined("f", 0, 100_000, IN_ORDER, requests)
+            .collect()
+            .await
+            .unwrap();
+        assert!(got == data[..]);
+        let log = log.lock().unwrap();
+        // The first piece came alone, one round trip after it was asked for;
+        // then the window was sent at once, each read with its check.
+        assert_eq!(log[..3], ["read 0", "check", "answer 0"], "{log:?}");
+        let window: Vec<&String> = log[3..3 + 2 * IN_ORDER.in_flight].iter().collect();
+        for (i, pair) in window.chunks(2).enumerate() {
+            assert_eq!(pair[0], &format!("read {}", 4096 + i * 4096), "{log:?}");
+            assert_eq!(pair[1], "check", "{log:?}");
+        }
+        assert_eq!(
+            log.iter().filter(|l| *l == "check").count(),
+            log.iter().filter(|l| l.starts_with("read")).count(),
+            "one check per read: {log:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -127,8 +127,10 @@ fn a_collapsed_rate_is_what_tcp_gets() {
     let size = 256 << 10;
     let (got, _, server) = download(&link, size);
     assert!(got == expected(size));
-    // Bytes a second, as the sender's kernel measured the last deliveries: at
-    // most the collapsed rate (125,000 B/s), not the profile's.
+    // Bytes a second, as the sender's kernel measured the last deliveries:
+    // about the collapsed rate (125,000 B/s), a hundredth of the profile's.
+    // One sample, so ACKs bunched on a busy machine may push it up a little
+    // (a full run once saw 134,437).
     let rate = server.tcpi_delivery_rate;
-    assert!(rate > 0 && rate <= 130_000, "delivery rate {rate} B/s");
+    assert!(rate > 0 && rate <= 156_250, "delivery rate {rate} B/s");
 }

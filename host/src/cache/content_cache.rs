@@ -67,6 +67,10 @@ const IDLE_VERSIONS: usize = 1024;
 pub enum Purpose {
     /// Audio data a reader asked for.
     Audio,
+    /// Audio data a reader asked for right after a seek: where it goes on
+    /// from there is unknown, so its stream's first request asks only for
+    /// what it wants (see `super::ingest`).
+    Seek,
     /// Audio data fetched ahead of a sequential reader.
     ReadAhead,
     /// A tag head or tail read by the scanner.
@@ -578,7 +582,7 @@ impl ContentCache {
                 }
                 Err(gaps) => gaps,
             };
-            if round == 0 && purpose == Purpose::Audio {
+            if round == 0 && matches!(purpose, Purpose::Audio | Purpose::Seek) {
                 self.misses.fetch_add(1, Ordering::Relaxed);
             }
             let origin = origin.ok_or_else(|| {
@@ -602,7 +606,9 @@ impl ContentCache {
                         Purpose::Tag => gap_start
                             .saturating_add((gap_end - gap_start).max(window as u64))
                             .min(version.size),
-                        Purpose::Audio | Purpose::ReadAhead | Purpose::Pin => version.size,
+                        Purpose::Audio | Purpose::Seek | Purpose::ReadAhead | Purpose::Pin => {
+                            version.size
+                        }
                     };
                     let stream_end = manifest.missing_until(gap_start, limit.max(gap_end));
                     state.in_flight.claim(gap_start, stream_end, gap_end)

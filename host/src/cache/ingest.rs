@@ -20,14 +20,17 @@
 //!   full, and the backend is paused by its own flow control. A reader moving
 //!   on raises `want`, and the stream resumes.
 //! - **Requests.** A claim runs to the next cached byte (often the file's
-//!   end), but its first request to the origin asks only for what the readers
-//!   want then (at least [`FIRST_REQUEST`]). Far away that is what makes a
-//!   seek cheap: a request to the file's end lets the plugin's credit and the
-//!   backend's pipeline bring megabytes nobody asked for before the stream
-//!   can pause (9 MB on a link 50 ms away). Once readers want bytes past it,
-//!   the rest of the claim is asked for in a second request, made while the
-//!   first still runs so that its round trips overlap that transfer: a
-//!   sequential reader costs two requests, not one per window.
+//!   end). A reader going on from where it opened, read-ahead, pins and tags
+//!   ask the origin for the whole claim in one request: one round trip and
+//!   one slow start, and on S3 one GET for a track played through. After a
+//!   seek the first request asks only for what the readers want then (at
+//!   least [`FIRST_REQUEST`]): far away that is what makes a seek cheap, since
+//!   a request to the file's end lets the plugin's credit and the backend's
+//!   pipeline bring megabytes nobody asked for before the stream can pause
+//!   (9 MB on a link 50 ms away). Once readers want bytes past it, the rest
+//!   of the claim is asked for in a second request, made while the first
+//!   still runs so that its round trips overlap that transfer: a reader that
+//!   plays on after a seek costs two requests, not one per window.
 //! - **Stages.** Cutting runs as bytes arrive; naming (BLAKE3) and writing the
 //!   chunks to their packs run on blocking threads, [`STORING_AT_ONCE`] batches at a
 //!   time, beside the arrival of the next: on a fast origin these are the
@@ -97,9 +100,9 @@ impl ContentCache {
     ) -> OriginResult<()> {
         let paced = purpose != Purpose::Tag;
         let mut bounds = claim.bounds();
-        // The first request asks for what the readers want (at least a
-        // seek's worth); tags, for the whole claim.
-        let first_end = if paced {
+        // After a seek the first request asks for what the readers want (at
+        // least a seek's worth); otherwise for the whole claim.
+        let first_end = if purpose == Purpose::Seek {
             bounds.end.min(
                 bounds
                     .want
@@ -259,7 +262,7 @@ impl ContentCache {
         let keep = match purpose {
             Purpose::Tag => Keep::Tag,
             Purpose::Pin => Keep::Pinned,
-            Purpose::Audio | Purpose::ReadAhead => Keep::Audio,
+            Purpose::Audio | Purpose::Seek | Purpose::ReadAhead => Keep::Audio,
         };
         let mut written = Written {
             unwritten: Vec::new(),

@@ -22,8 +22,12 @@
 //!   where it should read next count, since the kernel's own readahead arrives
 //!   out of order over several FUSE threads), up to 8 MiB, or 32 MiB for an
 //!   origin whose streams are slow to start (a remote store). A seek starts
-//!   again at 1 MiB, and a read far ahead of a running stream cuts that stream
+//!   again at 256 KiB, and a read far ahead of a running stream cuts that stream
 //!   short there and streams from its own offset.
+//! - **Requests.** A stream asks its origin for everything up to the next
+//!   cached byte in one request, paced by the window; after a seek its first
+//!   request asks only for the window (`Purpose::Seek`), so that a seek far
+//!   away moves what it reads and not the plugin's pipeline's worth.
 //! - **Read-ahead.** Every sequential read, cached or not, lets the stream ahead
 //!   of it run on by the window, or starts one at the first byte that nobody
 //!   has or is fetching; past the window the stream pauses, and after 5 s with
@@ -112,6 +116,9 @@ struct OpenFile {
 struct Pattern {
     window: u32,
     sequential: bool,
+    /// Far from where the reader was: its stream asks first for the window
+    /// only (`Purpose::Seek`).
+    seeked: bool,
     timed_out: Option<Arc<RecentTimeout>>,
 }
 
@@ -206,6 +213,11 @@ impl Reader {
         let replicas = &replicas[..];
         let pattern = self.pattern(fh, offset, size);
         let window = pattern.window;
+        let purpose = if pattern.seeked {
+            Purpose::Seek
+        } else {
+            Purpose::Audio
+        };
         for replica in replicas {
             if let Some(bytes) = self.cache.read_cached(replica, offset, size) {
                 if pattern.sequential {
@@ -261,7 +273,7 @@ impl Reader {
                 let cache = cache.clone();
                 async move {
                     let source: Arc<dyn Source> = origin;
-                    let read = cache.read(&replica, Some(&source), offset, size, window, Purpose::Audio).await;
+                    let read = cache.read(&replica, Some(&source), offset, size, window, purpose).await;
                     if let Err(e) = &read {
                         tracing::debug!(origin = %replica.origin, path = %replica.path, "read failed: {e}");
                     }
@@ -296,6 +308,7 @@ impl Reader {
             return Pattern {
                 window: FIRST_WINDOW,
                 sequential: false,
+                seeked: true,
                 timed_out: None,
             };
         };
@@ -316,6 +329,7 @@ impl Reader {
         Pattern {
             window: file.window,
             sequential,
+            seeked: !near,
             timed_out: Some(file.timed_out.clone()),
         }
     }

@@ -2,8 +2,10 @@
 //! file is opened once (its version looked up only when the host did not say
 //! which it expects), then [`IN_FLIGHT`] bytes of
 //! `READ`s of the server's largest read size are kept outstanding and handed
-//! on in order, each once an `FSTAT` sent after it came has found the same
-//! version (`origin_api::pipeline`). The range is read exactly: no request
+//! on in order, each once the `FSTAT` sent right behind it has found the same
+//! version (`origin_api::pipeline`: the server serves a file's requests in
+//! the order it receives them, so that check was served after the read).
+//! The range is read exactly: no request
 //! reaches past its end, or past the size the file had when opened.
 //!
 //! The file is opened in a task of its own, and its handle closed when the
@@ -101,6 +103,9 @@ pub(crate) fn read_stream<'a>(
             piece: connection.max_read,
             in_flight: depth,
             deadline: connection.deadline,
+            // A server serves one file's requests in the order it receives
+            // them (the SFTP drafts require it; OpenSSH's is one loop).
+            in_order: true,
         };
         let end = offset.saturating_add(len).min(size);
         // The READs and FSTATs of the open file.

@@ -316,6 +316,7 @@ impl Origin for SmbOrigin {
                 piece: live.max_read,
                 in_flight: IN_FLIGHT,
                 deadline: session.deadline(),
+                in_order: false,
             };
             let (owned, secs) = (path.to_owned(), session.deadline().as_secs());
             let requests = Requests {
