@@ -171,8 +171,9 @@ where
         let window = if self.confirmed_any { in_flight } else { 1 };
         // Pieces held for a check do not count against the reads in flight
         // (that would leave the link idle for every check's round trip), but
-        // are bounded by as many again.
-        while self.reads.len() < window && self.held.len() < in_flight && self.next < self.end {
+        // are bounded: a check waits behind the reads in flight and a round
+        // trip, so twice as many pieces arrive meanwhile.
+        while self.reads.len() < window && self.held.len() < 2 * in_flight && self.next < self.end {
             // The first read small, so that the first bytes wait for little.
             let size = if self.sent_any {
                 piece

@@ -1,8 +1,12 @@
 //! Far away, side by side in one run: an SFTP origin (a real OpenSSH `sshd`)
-//! served by MusicFS, `sshfs` and `rclone mount --vfs-cache-mode full`, then an
-//! S3 bucket (a real `s3s-fs`) served by MusicFS and rclone, each behind an
-//! emulated link (`musicfs_tests::link`, `BENCH_LINK` = `lan`, `wan` (default)
-//! or `far`). `BENCH_KINDS` picks them (`sftp,s3`). The library: `BENCH_TRACKS`
+//! served by MusicFS, `sshfs` and `rclone mount --vfs-cache-mode full`; an
+//! S3 bucket (a real `s3s-fs`) served by MusicFS and rclone; an NFS export (a
+//! real nfs-ganesha) served by MusicFS and read by libnfs's `nfs-cat` and
+//! `nfs-ls`; an SMB share (a real Samba `smbd`) served by MusicFS and read by
+//! `smbclient`: each behind an emulated link (`musicfs_tests::link`,
+//! `BENCH_LINK` = `lan`, `wan` (default) or `far`). `BENCH_KINDS` picks them
+//! (`sftp,s3,nfs,smb`). The kernel-free clients neither mount nor seek: their
+//! rows are the first 4 KiB, a whole read and a listing. The library: `BENCH_TRACKS`
 //! (default 2,000) small tagged FLACs and three 21.5 MB tracks. On S3 the
 //! server's GETs are counted too.
 //!
@@ -23,7 +27,8 @@
 //! hours over).
 //!
 //! Run: `cargo build --workspace --release && cargo bench -p musicfs-tests --bench far_away`
-//! (as root: the link needs a network namespace; needs sshd, sshfs and rclone).
+//! (as root: the link needs a network namespace; needs sshd, sshfs, rclone,
+//! nfs-ganesha, libnfs-utils, samba and smbclient).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -119,14 +124,20 @@ fn read_all_tags(root: &Path, parallel: usize) -> usize {
     tagged.into_inner()
 }
 
-/// The rows every tool has.
+/// The rows of one tool (`None` where it cannot do that work: the
+/// kernel-free NFS and SMB clients neither mount nor seek).
 struct Figures {
     tool: &'static str,
-    library: Row,
-    head: Row,
-    seek: Row,
+    library: Option<Row>,
+    head: Option<Row>,
+    seek: Option<Row>,
     cold: Row,
-    list: Row,
+    list: Option<Row>,
+}
+
+/// A cell of an optional row.
+fn cell(row: &Option<Row>) -> String {
+    row.as_ref().map_or("-".into(), Row::cell)
 }
 
 /// Measures a tool whose view of the library is `root` (`big` holds the
@@ -158,11 +169,11 @@ fn measure(
     });
     Figures {
         tool,
-        library,
-        head,
-        seek,
+        library: Some(library),
+        head: Some(head),
+        seek: Some(seek),
         cold,
-        list,
+        list: Some(list),
     }
 }
 
@@ -256,11 +267,11 @@ fn measure_musicfs(
         let f = &figures;
         println!(
             "MusicFS alone ({plugin}): a tagged library {}, first 4 KiB {}, seek {}, cold {}, list {}, restart {}, a track added {}",
-            f.library.cell(),
-            f.head.cell(),
-            f.seek.cell(),
+            cell(&f.library),
+            cell(&f.head),
+            cell(&f.seek),
             f.cold.cell(),
-            f.list.cell(),
+            cell(&f.list),
             relist.cell(),
             watch.cell()
         );
@@ -324,15 +335,15 @@ fn report(setup: &Setup, what: &str, musicfs: &MusicFs, peers: &[Figures]) {
         }
         println!("{text}");
     };
-    line("a tagged library", &|f| f.library.cell());
-    line("first 4 KiB of an unplayed track", &|f| f.head.cell());
-    line("then a seek to its middle + 4 KiB", &|f| f.seek.cell());
+    line("a tagged library", &|f| cell(&f.library));
+    line("first 4 KiB of an unplayed track", &|f| cell(&f.head));
+    line("then a seek to its middle + 4 KiB", &|f| cell(&f.seek));
     line("cold sequential read", &|f| f.cold.cell());
     line("  MB/s (share of the link)", &|f| {
         let rate = BIG as f64 / f.cold.time.as_secs_f64() / 1e6;
         format!("{rate:.1} ({:.2})", rate / link_mb_s)
     });
-    line("list every file", &|f| f.list.cell());
+    line("list every file", &|f| cell(&f.list));
     println!(
         "{:<40} {:>26}",
         "MusicFS restart: list every file",
@@ -348,13 +359,19 @@ fn report(setup: &Setup, what: &str, musicfs: &MusicFs, peers: &[Figures]) {
     );
     let m = &musicfs.figures;
     for peer in peers {
-        let ratio = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64();
+        // How many times faster MusicFS was, where both did the work.
+        let ratio = |a: &Option<Row>, b: &Option<Row>| match (a, b) {
+            (Some(a), Some(b)) => format!("{:.2}x", b.time.as_secs_f64() / a.time.as_secs_f64()),
+            _ => "-".into(),
+        };
         println!(
-            "MusicFS against {}: tagged library {:.1}x faster, seek {:.2}x, cold read {:.2}x (above 1 is faster)",
+            "MusicFS against {}: tagged library {}, first 4 KiB {}, seek {}, cold read {}, list {} (above 1 is faster)",
             peer.tool,
-            ratio(m.library.time, peer.library.time),
-            ratio(m.seek.time, peer.seek.time),
-            ratio(m.cold.time, peer.cold.time),
+            ratio(&m.library, &peer.library),
+            ratio(&m.head, &peer.head),
+            ratio(&m.seek, &peer.seek),
+            ratio(&Some(m.cold), &Some(peer.cold)),
+            ratio(&m.list, &peer.list),
         );
     }
 }
@@ -441,6 +458,154 @@ fn s3(setup: &Setup, work: &Path) {
     report(setup, "S3 (s3s-fs)", &musicfs, &[rclone]);
 }
 
+/// What a kernel-free client (`nfs-cat`, `smbclient`) can be measured
+/// doing: `head` runs a command that prints a.flac and is stopped after its
+/// first 4 KiB (the time to them, and what crossed meanwhile); `cold` one
+/// that reads b.flac whole; `list` one that lists every file.
+fn measure_client(
+    tool: &'static str,
+    link: &Link,
+    head: std::process::Command,
+    cold: std::process::Command,
+    list: std::process::Command,
+) -> Figures {
+    use std::io::Read;
+    use std::process::Stdio;
+    let run = |mut command: std::process::Command, first: Option<u64>| {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{tool} runs: {e}"));
+        let mut out = child.stdout.take().unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0u64;
+        loop {
+            let n = out.read(&mut buf).unwrap();
+            total += n as u64;
+            if n == 0 || first.is_some_and(|f| total >= f) {
+                break;
+            }
+        }
+        if first.is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+        } else {
+            let done = child.wait_with_output().unwrap();
+            assert!(
+                done.status.success(),
+                "{tool} failed: {}",
+                String::from_utf8_lossy(&done.stderr)
+            );
+        }
+        total
+    };
+    let head_row = row(link, || {
+        assert!(
+            run(head, Some(4096)) >= 4096,
+            "{tool} printed less than 4 KiB"
+        );
+    });
+    let cold_row = row(link, || {
+        run(cold, None);
+    });
+    let list_row = row(link, || {
+        run(list, None);
+    });
+    Figures {
+        tool,
+        library: None,
+        head: Some(head_row),
+        seek: None,
+        cold: cold_row,
+        list: Some(list_row),
+    }
+}
+
+/// NFS (nfs-ganesha, NFSv4: the namespace has no portmapper): MusicFS, and
+/// libnfs's `nfs-cat` and `nfs-ls`.
+fn nfs(setup: &Setup, work: &Path) {
+    use musicfs_tests::nfs_server::NfsServer;
+    let link = Link::new(setup.profile);
+    let server = NfsServer::start_at(link.site());
+    fill(&server.library, setup.tracks);
+    let mut origin = server.origin("nas", 4);
+    origin.insert("request_timeout_secs".into(), 30i64.into());
+    let none: Requests = &|| None;
+    let musicfs = measure_musicfs(
+        setup,
+        &link,
+        work,
+        "musicfs_nfs",
+        origin,
+        &server.library,
+        none,
+    );
+    if !setup.peers {
+        return;
+    }
+    let url = |path: &str| {
+        format!(
+            "nfs://{}{}{path}?version=4&nfsport={}",
+            server.site.addr, server.pseudo, server.port
+        )
+    };
+    let command = |tool: &str, args: &[String]| {
+        let mut command = std::process::Command::new(tool);
+        command.args(args);
+        command
+    };
+    let client = measure_client(
+        "nfs-cat, nfs-ls",
+        &link,
+        command("nfs-cat", &[url("/big/a.flac")]),
+        command("nfs-cat", &[url("/big/b.flac")]),
+        command("nfs-ls", &["-R".into(), url("/")]),
+    );
+    report(setup, "NFS (nfs-ganesha, NFSv4)", &musicfs, &[client]);
+}
+
+/// SMB (Samba's smbd): MusicFS, and `smbclient` (signing in for each
+/// command, as it does).
+fn smb(setup: &Setup, work: &Path) {
+    use musicfs_tests::smb_server::{Encryption, SmbServer, PASSWORD, SHARE, USER};
+    let link = Link::new(setup.profile);
+    let server = SmbServer::start_at(link.site(), Encryption::IfAsked);
+    fill(&server.library, setup.tracks);
+    let mut origin = server.origin("share");
+    origin.insert("request_timeout_secs".into(), 30i64.into());
+    let none: Requests = &|| None;
+    let musicfs = measure_musicfs(
+        setup,
+        &link,
+        work,
+        "musicfs_smb",
+        origin,
+        &server.library,
+        none,
+    );
+    if !setup.peers {
+        return;
+    }
+    let smbclient = |commands: &str| {
+        let mut command = std::process::Command::new("smbclient");
+        command
+            .arg(format!("//{}/{SHARE}", server.site.addr))
+            .args(["-p", &server.port.to_string()])
+            .args(["-U", &format!("{USER}%{PASSWORD}")])
+            .args(["-c", commands]);
+        command
+    };
+    let client = measure_client(
+        "smbclient",
+        &link,
+        smbclient("get big/a.flac -"),
+        smbclient("get big/b.flac -"),
+        smbclient("recurse; ls"),
+    );
+    report(setup, "SMB (Samba smbd)", &musicfs, &[client]);
+}
+
 fn main() {
     let profile_name = std::env::var("BENCH_LINK").unwrap_or_else(|_| "wan".into());
     let profile = Profile::named(&profile_name).expect("BENCH_LINK is lan, wan or far");
@@ -457,7 +622,7 @@ fn main() {
         poll: number("BENCH_POLL_SECS", 10) as i64,
         peers: std::env::var("BENCH_PEERS").map_or(true, |v| v != "0"),
     };
-    let kinds = std::env::var("BENCH_KINDS").unwrap_or_else(|_| "sftp,s3".into());
+    let kinds = std::env::var("BENCH_KINDS").unwrap_or_else(|_| "sftp,s3,nfs,smb".into());
     let work =
         tempfile::tempdir_in(std::env::var_os("BENCH_DIR").unwrap_or_else(|| "/var/tmp".into()))
             .unwrap();
@@ -467,7 +632,9 @@ fn main() {
         match kind {
             "sftp" => sftp(&setup, &dir),
             "s3" => s3(&setup, &dir),
-            other => panic!("BENCH_KINDS: {other} is not sftp or s3"),
+            "nfs" => nfs(&setup, &dir),
+            "smb" => smb(&setup, &dir),
+            other => panic!("BENCH_KINDS: {other} is not sftp, s3, nfs or smb"),
         }
     }
 }
