@@ -176,6 +176,16 @@ impl FfiOrigin for OriginAdapter {
         ))
     }
 
+    fn watch_stats(&self) -> ROption<crate::ffi::FfiPollStats> {
+        // Author code on the host's thread: a panic here answers nothing.
+        let origin = &self.origin;
+        catch_unwind(AssertUnwindSafe(|| origin.watch_stats()))
+            .ok()
+            .flatten()
+            .map(Into::into)
+            .into()
+    }
+
     fn watch(&self, sink: FfiEventSinkBox) -> FfiFuture<FfiResult<FfiWatchHandleBox>> {
         let origin = self.origin.clone();
         spawn_call("watch", async move {

@@ -244,6 +244,56 @@ pub trait FfiOrigin: Send + Sync {
         let _ = (path, offset, len, expected, credit);
         ROption::RNone
     }
+
+    /// Since 1.6: what the origin's watch has polled (`Origin::watch_stats`).
+    /// A plugin built earlier has no such method; this default answers `RNone`.
+    fn watch_stats(&self) -> ROption<FfiPollStats> {
+        ROption::RNone
+    }
+}
+
+/// Since 1.6: [`crate::PollStats`] across the boundary.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug)]
+pub struct FfiPollStats {
+    pub polls: u64,
+    pub failed: u64,
+    pub requests: u64,
+    pub bytes: u64,
+    pub last_requests: u64,
+    pub last_bytes: u64,
+    pub last_files: u64,
+    pub last_millis: u64,
+}
+
+impl From<crate::PollStats> for FfiPollStats {
+    fn from(s: crate::PollStats) -> Self {
+        FfiPollStats {
+            polls: s.polls,
+            failed: s.failed,
+            requests: s.requests,
+            bytes: s.bytes,
+            last_requests: s.last_requests,
+            last_bytes: s.last_bytes,
+            last_files: s.last_files,
+            last_millis: s.last_millis,
+        }
+    }
+}
+
+impl From<FfiPollStats> for crate::PollStats {
+    fn from(s: FfiPollStats) -> Self {
+        crate::PollStats {
+            polls: s.polls,
+            failed: s.failed,
+            requests: s.requests,
+            bytes: s.bytes,
+            last_requests: s.last_requests,
+            last_bytes: s.last_bytes,
+            last_files: s.last_files,
+            last_millis: s.last_millis,
+        }
+    }
 }
 
 pub type FfiOriginBox = FfiOrigin_TO<'static, RBox<()>>;

@@ -63,7 +63,7 @@ pub use settings::{split_host_port, Settings};
 pub use stamp::API_VERSION;
 /// The TOML crate `Settings` is built from, for building settings in tests.
 pub use toml;
-pub use watch::{ChangeEvent, ChangeKind, EventSink, WatchHandle};
+pub use watch::{ChangeEvent, ChangeKind, EventSink, PollStats, WatchHandle};
 
 /// What [`export_plugin!`] expands to needs; not part of the API.
 #[doc(hidden)]

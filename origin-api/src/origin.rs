@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::{EventSink, ListPage, Metadata, OriginResult, ReadStream, WatchHandle};
+use crate::{EventSink, ListPage, Metadata, OriginResult, PollStats, ReadStream, WatchHandle};
 
 /// One configured storage backend: a tree of files under a root.
 ///
@@ -73,4 +73,14 @@ pub trait Origin: Send + Sync + 'static {
     /// Starts sending changes below the root to `sink` until the returned handle is
     /// stopped or dropped.
     async fn watch(&self, sink: EventSink) -> OriginResult<WatchHandle>;
+
+    /// What this origin's watch has polled so far, if it watches by polling
+    /// its listing (`poller::PollFigures::stats`); `None` otherwise. Called
+    /// by the host for its metrics, often: read counters, do no I/O.
+    ///
+    /// Since 1.6. The default is `None`, and a plugin built earlier is
+    /// answered `None` for.
+    fn watch_stats(&self) -> Option<PollStats> {
+        None
+    }
 }

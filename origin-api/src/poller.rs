@@ -18,6 +18,10 @@
 //! [`WALK_IN_FLIGHT`] at a time, so a poll costs the round trips of the tree's
 //! depth, not one or more per folder.
 //!
+//! Each poll's listing requests, bytes listed, files and time are counted in
+//! the [`PollFigures`] given to [`start_counted`], which the origin reports
+//! through `Origin::watch_stats` for the host's metrics.
+//!
 //! Unreachable is never removed: a listing that fails reports nothing, and a
 //! folder that could not be listed keeps its files (they are not reported gone).
 //!
@@ -28,13 +32,14 @@
 //! one listing, not twenty), and the listing still says what changed.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
 use crate::{
-    ChangeEvent, ChangeKind, EntryKind, EventSink, Metadata, Origin, OriginResult, WatchHandle,
+    ChangeEvent, ChangeKind, EntryKind, EventSink, Metadata, Origin, OriginResult, PollStats,
+    WatchHandle,
 };
 
 /// What a listing says about one file: what tells that it changed.
@@ -66,6 +71,29 @@ pub struct Listing {
     pub files: BTreeMap<String, Seen>,
     /// Folders whose listing failed.
     pub unlisted: Vec<String>,
+}
+
+impl Listing {
+    /// Bytes of the paths and version tokens of its files: what a poll
+    /// carried of them, without the protocol's framing.
+    fn bytes(&self) -> u64 {
+        self.files
+            .iter()
+            .map(|(path, seen)| (path.len() + seen.version.as_ref().map_or(0, String::len)) as u64)
+            .sum()
+    }
+}
+
+tokio::task_local! {
+    /// The listing requests of the poll running in this task.
+    static REQUESTS: Arc<std::sync::atomic::AtomicU64>;
+}
+
+/// Counts one listing request toward the poll running in this task, if any
+/// (since 1.6): [`walk`] counts its own; a [`ListAll`] that lists otherwise
+/// (one flat listing, in pages) calls this once a request.
+pub fn count_request() {
+    let _ = REQUESTS.try_with(|n| n.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
 }
 
 /// Lists everything below the root, for [`start`].
@@ -114,6 +142,7 @@ pub async fn walk_in_flight(
         let Some((dir, cursor, found)) = asked.next().await else {
             break;
         };
+        count_request();
         let found = match found {
             Ok(found) => found,
             Err(e) if dir.is_empty() && cursor.is_none() => return Err(e),
@@ -192,11 +221,50 @@ impl Nudge {
     }
 }
 
+/// What a poller has done (see [`PollStats`]): cheap to clone, every clone
+/// the same counts. An origin keeps one, hands it to [`start_counted`], and
+/// answers `Origin::watch_stats` with [`PollFigures::stats`].
+#[derive(Clone, Debug, Default)]
+pub struct PollFigures(Arc<Mutex<PollStats>>);
+
+impl PollFigures {
+    /// The counts now.
+    pub fn stats(&self) -> PollStats {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn finished(&self, listing: Option<&Listing>, requests: u64, took: Duration) {
+        let mut stats = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        stats.polls += 1;
+        stats.requests += requests;
+        let Some(listing) = listing else {
+            stats.failed += 1;
+            return;
+        };
+        let bytes = listing.bytes();
+        stats.bytes += bytes;
+        stats.last_requests = requests;
+        stats.last_bytes = bytes;
+        stats.last_files = listing.files.len() as u64;
+        stats.last_millis = took.as_millis().try_into().unwrap_or(u64::MAX);
+    }
+}
+
 /// [`start`], and a [`Nudge`] that makes the poller list at once.
 pub async fn start_nudged(
     source: Arc<dyn ListAll>,
     every: Duration,
     sink: EventSink,
+) -> (WatchHandle, Nudge) {
+    start_counted(source, every, sink, PollFigures::default()).await
+}
+
+/// [`start_nudged`], counting each poll in `figures` (since 1.6).
+pub async fn start_counted(
+    source: Arc<dyn ListAll>,
+    every: Duration,
+    sink: EventSink,
+    figures: PollFigures,
 ) -> (WatchHandle, Nudge) {
     let nudge = Nudge::default();
     let nudged = nudge.0.clone();
@@ -215,7 +283,12 @@ pub async fn start_nudged(
                     () = nudged.notified() => tokio::time::sleep(SETTLE).await,
                 }
             }
-            match source.list_all().await {
+            let started = tokio::time::Instant::now();
+            let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let listed = REQUESTS.scope(requests.clone(), source.list_all()).await;
+            let requests = requests.load(std::sync::atomic::Ordering::Relaxed);
+            figures.finished(listed.as_ref().ok(), requests, started.elapsed());
+            match listed {
                 Ok(now) => {
                     let events = last.as_ref().map(|before| changes(before, &now));
                     for event in events.into_iter().flatten() {
@@ -430,11 +503,17 @@ mod tests {
             calls: Default::default(),
         };
         let begun = tokio::time::Instant::now();
-        let listing = walk_in_flight(&origin, 7, 16).await.unwrap();
+        let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let listing = REQUESTS
+            .scope(counted.clone(), walk_in_flight(&origin, 7, 16))
+            .await
+            .unwrap();
         assert_eq!(listing.files.len(), 400);
         assert!(listing.files.contains_key("d19/d3/f.flac"));
         // 1 root folder + 20 + 400, the first 21 in pages of 7: 3 + 20 * 3 + 400.
         assert_eq!(origin.calls.load(SeqCst), 463);
+        assert_eq!(counted.load(SeqCst), 463, "a poll counts every request");
+
         assert_eq!(
             origin.most.load(SeqCst),
             16,
@@ -447,6 +526,64 @@ mod tests {
             "{:?}",
             begun.elapsed()
         );
+    }
+
+    /// Each poll is counted: the baseline and the polls after it, with the
+    /// last one's requests, bytes and files, and a failed one apart.
+    #[tokio::test(start_paused = true)]
+    async fn every_poll_is_counted() {
+        struct Counted(Arc<Tree>, std::sync::atomic::AtomicBool);
+        #[async_trait]
+        impl ListAll for Counted {
+            async fn list_all(&self) -> OriginResult<Listing> {
+                // Three pages of a flat listing.
+                for _ in 0..3 {
+                    count_request();
+                }
+                if self.1.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Err(crate::OriginError::unavailable("gone"));
+                }
+                self.0.list_all().await
+            }
+        }
+        let tree = Tree::new(Duration::from_millis(40));
+        // Paths and versions ("v") of 10 bytes each.
+        tree.put("a.flac___");
+        tree.put("b.flac___");
+        let source = Arc::new(Counted(tree.clone(), Default::default()));
+        let figures = PollFigures::default();
+        let (sink, _events) = collecting_sink();
+        let (handle, _) = start_counted(
+            source.clone(),
+            Duration::from_secs(1),
+            sink,
+            figures.clone(),
+        )
+        .await;
+        assert_eq!(
+            figures.stats(),
+            PollStats {
+                polls: 1,
+                failed: 0,
+                requests: 3,
+                bytes: 20,
+                last_requests: 3,
+                last_bytes: 20,
+                last_files: 2,
+                last_millis: 40,
+            }
+        );
+        tree.put("c.flac___");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let stats = figures.stats();
+        assert_eq!((stats.polls, stats.requests, stats.bytes), (2, 6, 50));
+        assert_eq!((stats.last_bytes, stats.last_files), (30, 3));
+        source.1.store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let stats = figures.stats();
+        assert_eq!((stats.polls, stats.failed, stats.requests), (3, 1, 9));
+        assert_eq!(stats.last_files, 3, "the last poll that listed");
+        handle.stop();
     }
 
     fn seen(version: &str, size: u64) -> Seen {

@@ -110,6 +110,30 @@ impl fmt::Debug for EventSink {
     }
 }
 
+/// What an origin that watches by polling its listing has done so far (see
+/// `poller`), for the host's metrics. Since 1.6.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PollStats {
+    /// Polls finished (the baseline listing included), and of those failed.
+    pub polls: u64,
+    /// Polls whose listing failed.
+    pub failed: u64,
+    /// Listing requests made by every poll.
+    pub requests: u64,
+    /// Bytes of names and version tokens every poll listed: what the
+    /// listings carried, without the protocol's framing.
+    pub bytes: u64,
+    /// The last finished poll: its listing requests, bytes, files, and how
+    /// long it took in milliseconds.
+    pub last_requests: u64,
+    /// See [`Self::last_requests`].
+    pub last_bytes: u64,
+    /// See [`Self::last_requests`].
+    pub last_files: u64,
+    /// See [`Self::last_requests`].
+    pub last_millis: u64,
+}
+
 /// Keeps a watch running. Stopping or dropping it stops the watch.
 pub struct WatchHandle {
     on_stop: Option<Box<dyn FnOnce() + Send>>,

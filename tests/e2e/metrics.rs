@@ -114,11 +114,20 @@ fn metrics_parse_and_say_what_the_mount_did() {
     let source = tempfile::tempdir().unwrap();
     audio_library::noise_album(source.path(), "Gauges", 4, 4);
     let work = tempfile::tempdir().unwrap();
+    // And an origin that watches by polling: an SFTP server whose library
+    // has two folders (a poll lists three: the root and each folder).
+    let seedbox = musicfs_tests::ssh_server::SshServer::start();
+    for (dir, file) in [("a", "x.txt"), ("b", "y.txt")] {
+        std::fs::create_dir_all(seedbox.library.join(dir)).unwrap();
+        std::fs::write(seedbox.library.join(dir).join(file), b"notes").unwrap();
+    }
+    musicfs_tests::install_plugin(&work.path().join("plugins"), "musicfs_sftp");
+    let sftp = toml::to_string(&seedbox.origin("seedbox")).unwrap();
     let config = musicfs_tests::local_config(
         work.path(),
         "noise",
         source.path(),
-        "[cache]\ncontent_cache_gb = 0.001\n",
+        &format!("[[origins]]\n{sftp}\n[cache]\ncontent_cache_gb = 0.001\n"),
     );
     let port = free_port();
     let args = [
@@ -157,7 +166,11 @@ fn metrics_parse_and_say_what_the_mount_did() {
         let scrape = parse(&text);
         let done = scrape.value("musicfs_library_tracks", "") == Some(4.0)
             && scrape.value("musicfs_cache_hits_total", "").unwrap_or(0.0) >= 1.0
-            && scrape.value("musicfs_scans_total", "").unwrap_or(0.0) >= 1.0;
+            && scrape.value("musicfs_scans_total", "").unwrap_or(0.0) >= 1.0
+            && scrape
+                .value("musicfs_polls_total", "origin=seedbox")
+                .unwrap_or(0.0)
+                >= 2.0;
         *last.borrow_mut() = scrape;
         done
     });
@@ -177,6 +190,32 @@ fn metrics_parse_and_say_what_the_mount_did() {
         })
         .collect();
     assert_eq!(served, documented(), "METRICS.md and the scrape differ");
+
+    // Each poll of the seedbox: three listings, its two files' paths and
+    // versions.
+    let polled = "origin=seedbox";
+    let polls = scrape.value("musicfs_polls_total", polled).unwrap();
+    assert_eq!(
+        scrape.value("musicfs_poll_failures_total", polled),
+        Some(0.0)
+    );
+    assert_eq!(
+        scrape.value("musicfs_poll_last_requests", polled),
+        Some(3.0)
+    );
+    assert_eq!(
+        scrape.value("musicfs_poll_requests_total", polled),
+        Some(3.0 * polls)
+    );
+    let listed = scrape
+        .value("musicfs_poll_last_listed_bytes", polled)
+        .unwrap();
+    assert!(listed >= 14.0, "{listed} bytes of paths and versions");
+    assert_eq!(
+        scrape.value("musicfs_poll_listed_bytes_total", polled),
+        Some(listed * polls)
+    );
+    assert!(scrape.value("musicfs_poll_last_seconds", polled).is_some());
 
     let origin = "origin=noise";
     assert_eq!(scrape.value("musicfs_origin_healthy", origin), Some(1.0));

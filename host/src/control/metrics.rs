@@ -30,6 +30,21 @@ pub const ORIGIN_REQUESTS: &str = "musicfs_origin_requests_total";
 pub const ORIGIN_REQUEST_SECONDS: &str = "musicfs_origin_request_duration_seconds";
 /// Bytes an origin delivered for reads (label `origin`).
 pub const ORIGIN_READ_BYTES: &str = "musicfs_origin_read_bytes_total";
+/// Polls of an origin's listing finished, the first (baseline) included
+/// (label `origin`; origins that watch by polling).
+pub const POLLS: &str = "musicfs_polls_total";
+/// Of those, polls whose listing failed (label `origin`).
+pub const POLL_FAILURES: &str = "musicfs_poll_failures_total";
+/// Listing requests the polls made (label `origin`).
+pub const POLL_REQUESTS: &str = "musicfs_poll_requests_total";
+/// Bytes of paths and version tokens the polls listed (label `origin`).
+pub const POLL_LISTED_BYTES: &str = "musicfs_poll_listed_bytes_total";
+/// The last poll that listed: its requests (label `origin`).
+pub const POLL_LAST_REQUESTS: &str = "musicfs_poll_last_requests";
+/// The last poll that listed: its bytes of paths and versions (label `origin`).
+pub const POLL_LAST_LISTED_BYTES: &str = "musicfs_poll_last_listed_bytes";
+/// The last poll that listed: how long it took (label `origin`).
+pub const POLL_LAST_SECONDS: &str = "musicfs_poll_last_seconds";
 /// Bytes in the cache (chunks and whole copies).
 pub const CACHE_BYTES: &str = "musicfs_cache_bytes";
 /// The cache's limit.
@@ -100,6 +115,25 @@ fn describe() {
         Unit::Bytes,
         "Bytes an origin delivered for reads"
     );
+    describe_counter!(POLLS, "Polls of the origin's listing finished");
+    describe_counter!(POLL_FAILURES, "Polls whose listing failed");
+    describe_counter!(POLL_REQUESTS, "Listing requests the polls made");
+    describe_counter!(
+        POLL_LISTED_BYTES,
+        Unit::Bytes,
+        "Bytes of paths and version tokens the polls listed"
+    );
+    describe_gauge!(POLL_LAST_REQUESTS, "Listing requests of the last poll");
+    describe_gauge!(
+        POLL_LAST_LISTED_BYTES,
+        Unit::Bytes,
+        "Bytes of paths and version tokens the last poll listed"
+    );
+    describe_gauge!(
+        POLL_LAST_SECONDS,
+        Unit::Seconds,
+        "How long the last poll that listed took"
+    );
     describe_gauge!(CACHE_BYTES, Unit::Bytes, "Bytes in the cache");
     describe_gauge!(CACHE_LIMIT_BYTES, Unit::Bytes, "The cache's size limit");
     describe_gauge!(
@@ -148,6 +182,16 @@ fn sample(daemon: &Daemon) {
         gauge!(ORIGIN_HEALTHY, "origin" => origin.id.clone()).set(healthy);
         gauge!(ORIGIN_CONSECUTIVE_FAILURES, "origin" => origin.id.clone())
             .set(health.consecutive_failures);
+        if let Some(polls) = origin.watch_stats() {
+            let id = || ("origin", origin.id.clone());
+            counter!(POLLS, &[id()]).absolute(polls.polls);
+            counter!(POLL_FAILURES, &[id()]).absolute(polls.failed);
+            counter!(POLL_REQUESTS, &[id()]).absolute(polls.requests);
+            counter!(POLL_LISTED_BYTES, &[id()]).absolute(polls.bytes);
+            gauge!(POLL_LAST_REQUESTS, &[id()]).set(polls.last_requests as f64);
+            gauge!(POLL_LAST_LISTED_BYTES, &[id()]).set(polls.last_bytes as f64);
+            gauge!(POLL_LAST_SECONDS, &[id()]).set(polls.last_millis as f64 / 1000.0);
+        }
     }
     let stats = daemon.cache.stats();
     gauge!(CACHE_BYTES).set(stats.bytes as f64);

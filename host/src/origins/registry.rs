@@ -92,6 +92,12 @@ impl RegisteredOrigin {
         self.health.snapshot()
     }
 
+    /// What the origin's watch has polled, if it watches by polling (a read
+    /// of the plugin's counters: no I/O, no deadline needed).
+    pub fn watch_stats(&self) -> Option<origin_api::PollStats> {
+        self.origin.watch_stats()
+    }
+
     fn publish(&self, transition: Option<Transition>) {
         if let Some(t) = transition {
             match t.to {

@@ -93,6 +93,10 @@ impl Origin for PluginOrigin {
         }
     }
 
+    fn watch_stats(&self) -> Option<crate::PollStats> {
+        self.ffi.watch_stats().into_option().map(Into::into)
+    }
+
     async fn watch(&self, sink: EventSink) -> OriginResult<WatchHandle> {
         let ffi_sink = FfiEventSink_TO::from_value(HostEventSink(sink), TD_Opaque);
         let handle = self.ffi.watch(ffi_sink).await.into_result()?;

@@ -34,6 +34,8 @@ pub(crate) struct NfsOrigin {
     settings: Arc<NfsSettings>,
     session: Arc<Session>,
     pages: Arc<Pages>,
+    /// What the watch's polls did, for the host's metrics.
+    polls: origin_api::poller::PollFigures,
 }
 
 pub(crate) fn metadata_of(attr: &Attr) -> Metadata {
@@ -71,6 +73,7 @@ impl NfsOrigin {
             session: Arc::new(Session::new(settings.clone())),
             pages: Arc::default(),
             settings,
+            polls: Default::default(),
         }
     }
 }
@@ -321,7 +324,17 @@ impl Origin for NfsOrigin {
 
     async fn watch(&self, sink: EventSink) -> OriginResult<WatchHandle> {
         let every = self.settings.poll_interval;
-        Ok(origin_api::poller::start(Arc::new(self.clone()), every, sink).await)
+        let polling = origin_api::poller::start_counted(
+            Arc::new(self.clone()),
+            every,
+            sink,
+            self.polls.clone(),
+        );
+        Ok(polling.await.0)
+    }
+
+    fn watch_stats(&self) -> Option<origin_api::PollStats> {
+        Some(self.polls.stats())
     }
 }
 

@@ -8,12 +8,15 @@ use std::time::{Duration, UNIX_EPOCH};
 use futures_util::TryStreamExt;
 use object_store::aws::AmazonS3;
 use object_store::ObjectStore;
-use origin_api::poller::{ListAll, Listing, Seen};
+use origin_api::poller::{count_request, ListAll, Listing, PollFigures, Seen};
 use origin_api::{async_trait, EventSink, OriginResult, WatchHandle};
 
 use crate::errors::origin_error;
 use crate::s3_origin::object_path;
 use crate::s3_settings::S3Settings;
+
+/// Keys a ListObjectsV2 page holds at most (what the store asks for).
+const LIST_PAGE: usize = 1000;
 
 /// Every key under the prefix, with its ETag, size and last-modified time.
 struct Bucket {
@@ -32,6 +35,10 @@ impl ListAll for Bucket {
             .try_collect()
             .await
             .map_err(origin_error)?;
+        // ListObjectsV2 answers at most 1,000 keys a page.
+        for _ in 0..objects.len().div_ceil(LIST_PAGE).max(1) {
+            count_request();
+        }
         let files = objects
             .into_iter()
             .filter_map(|o| {
@@ -57,7 +64,11 @@ pub(crate) async fn start(
     store: Arc<AmazonS3>,
     settings: Arc<S3Settings>,
     sink: EventSink,
+    polls: PollFigures,
 ) -> WatchHandle {
     let every = settings.poll_interval;
-    origin_api::poller::start(Arc::new(Bucket { store, settings }), every, sink).await
+    let bucket = Arc::new(Bucket { store, settings });
+    origin_api::poller::start_counted(bucket, every, sink, polls)
+        .await
+        .0
 }

@@ -28,6 +28,8 @@ use crate::s3_settings::S3Settings;
 pub(crate) struct S3Origin {
     store: Arc<AmazonS3>,
     settings: Arc<S3Settings>,
+    /// What the watch's polls did, for the host's metrics.
+    polls: origin_api::poller::PollFigures,
 }
 
 impl S3Origin {
@@ -70,6 +72,7 @@ impl S3Origin {
         Ok(S3Origin {
             store: Arc::new(store),
             settings: Arc::new(settings),
+            polls: Default::default(),
         })
     }
 
@@ -221,7 +224,12 @@ impl Origin for S3Origin {
     }
 
     async fn watch(&self, sink: EventSink) -> OriginResult<WatchHandle> {
-        Ok(poller::start(self.store.clone(), self.settings.clone(), sink).await)
+        let polls = self.polls.clone();
+        Ok(poller::start(self.store.clone(), self.settings.clone(), sink, polls).await)
+    }
+
+    fn watch_stats(&self) -> Option<origin_api::PollStats> {
+        Some(self.polls.stats())
     }
 }
 

@@ -35,6 +35,8 @@ pub(crate) struct SftpOrigin {
     settings: Arc<SftpSettings>,
     pool: Arc<Pool>,
     snapshots: Arc<Snapshots<DirEntry>>,
+    /// What the watch's polls did, for the host's metrics.
+    polls: origin_api::poller::PollFigures,
 }
 
 impl SftpOrigin {
@@ -45,6 +47,7 @@ impl SftpOrigin {
             pool: Arc::new(Pool::new(settings.clone())),
             settings,
             snapshots: Arc::default(),
+            polls: Default::default(),
         }
     }
 
@@ -154,7 +157,17 @@ impl Origin for SftpOrigin {
 
     async fn watch(&self, sink: EventSink) -> OriginResult<WatchHandle> {
         let every = self.settings.poll_interval;
-        Ok(origin_api::poller::start(Arc::new(self.clone()), every, sink).await)
+        let polling = origin_api::poller::start_counted(
+            Arc::new(self.clone()),
+            every,
+            sink,
+            self.polls.clone(),
+        );
+        Ok(polling.await.0)
+    }
+
+    fn watch_stats(&self) -> Option<origin_api::PollStats> {
+        Some(self.polls.stats())
     }
 }
 

@@ -33,6 +33,8 @@ const WALK_PAGE: u32 = 1000;
 pub(crate) struct SmbOrigin {
     session: Arc<Session>,
     listings: Arc<Listings<Reading>>,
+    /// What the watch's polls did, for the host's metrics.
+    polls: origin_api::poller::PollFigures,
 }
 
 /// A listing in progress.
@@ -95,6 +97,7 @@ impl SmbOrigin {
         SmbOrigin {
             session: Arc::new(Session::new(Arc::new(settings))),
             listings: Arc::default(),
+            polls: Default::default(),
         }
     }
 
@@ -380,13 +383,22 @@ impl Origin for SmbOrigin {
     /// [`notify_changes`]).
     async fn watch(&self, sink: EventSink) -> OriginResult<WatchHandle> {
         let every = self.session.settings().poll_interval;
-        let (polling, nudge) =
-            origin_api::poller::start_nudged(Arc::new(self.clone()), every, sink).await;
+        let (polling, nudge) = origin_api::poller::start_counted(
+            Arc::new(self.clone()),
+            every,
+            sink,
+            self.polls.clone(),
+        )
+        .await;
         let notifier = tokio::spawn(notify_changes(self.session.clone(), nudge, every));
         Ok(WatchHandle::on_stop(move || {
             notifier.abort();
             drop(polling);
         }))
+    }
+
+    fn watch_stats(&self) -> Option<origin_api::PollStats> {
+        Some(self.polls.stats())
     }
 }
 
