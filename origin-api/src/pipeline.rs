@@ -26,6 +26,23 @@
 //! that can only be read whole, which a connection idle for a while (TCP
 //! starts again from ten packets) takes more than a round trip to bring.
 
+//! # How much is in flight
+//!
+//! [`Shape`] gives the most reads in flight and their size; how many are
+//! sent is measured, as TCP sizes its own window. The rate is the bytes of
+//! the last [`RATE_ANSWERS`] answers over the time they took to arrive (one
+//! pair of answers arriving together says nothing: on a link collapsed to
+//! 1 Mbit/s such pairs measured 40 MB/s), and the round trip the least time
+//! from sending a read to its answer; the pipeline keeps [`AHEAD`] of the
+//! rate, or four round trips of it if more, in flight, and at least two
+//! reads. A read asks at most
+//! [`SLOWEST_PIECE`] of the rate (at least 32 KiB). On a link of 100 Mbit/s
+//! 50 ms away that is some 2.5 MB in flight, full-size reads; on one that
+//! collapsed to 1 Mbit/s two reads of 32 KiB, so a seek there waits behind
+//! half a second of the stream before it, not the 30 s that 4 MiB in flight
+//! took (reads sent cannot be called back). A stream starts with two reads
+//! after its first and grows as answers come.
+//!
 //! Each request runs as a task of its own on the current tokio runtime (a
 //! plugin's calls have one), so one left in flight goes on while the stream
 //! is paused.
@@ -76,7 +93,14 @@ pub struct Shape {
     pub in_order: bool,
 }
 
-type ReadAnswer = (u64, u32, OriginResult<Vec<u8>>);
+/// A read's offset, length asked, when it was sent, and its bytes with when
+/// they arrived.
+type ReadAnswer = (
+    u64,
+    u32,
+    tokio::time::Instant,
+    OriginResult<(tokio::time::Instant, Vec<u8>)>,
+);
 
 /// `request` run as a task of its own, cancelled when the answer is dropped.
 ///
@@ -107,6 +131,18 @@ fn running<T: Send + 'static>(request: Request<T>) -> Request<T> {
 /// seek (the 4 KiB page it needs).
 const FIRST_READ: u64 = 8 << 10;
 
+/// How much of the measured rate is kept in flight at least (see the
+/// module's essay).
+const AHEAD: Duration = Duration::from_millis(100);
+/// How long one read's answer may take at the measured rate: its size.
+const SLOWEST_PIECE: Duration = Duration::from_millis(250);
+/// The least a read asks once the rate is known.
+const LEAST_PIECE: u64 = 32 << 10;
+/// The fewest reads in flight after the first.
+const FEWEST_READS: usize = 2;
+/// How many answers the rate is measured over.
+const RATE_ANSWERS: usize = 8;
+
 struct Pipeline<R, C, T> {
     requests: Requests<R, C, T>,
     shape: Shape,
@@ -120,6 +156,13 @@ struct Pipeline<R, C, T> {
     checking: usize,
     held: VecDeque<Vec<u8>>,
     ready: VecDeque<Vec<u8>>,
+    /// Bytes a second the answers arrive at (0 until one has).
+    rate: f64,
+    /// The shortest time from sending a read to its answer.
+    round_trip: Option<Duration>,
+    /// When the last answers arrived, and their bytes: the first is where
+    /// the rate's time starts.
+    arrivals: VecDeque<(tokio::time::Instant, usize)>,
 }
 
 enum Next {
@@ -150,7 +193,14 @@ where
         } else {
             running(read)
         };
-        let answer = Box::pin(async move { (offset, len, request.await) });
+        let sent = tokio::time::Instant::now();
+        // When the answer arrived, taken in the request's own task: this
+        // stream may not be polled then (its reader paused).
+        let request = running(Box::pin(async move {
+            let data = request.await?;
+            Ok((tokio::time::Instant::now(), data))
+        }));
+        let answer = Box::pin(async move { (offset, len, sent, request.await) });
         if front {
             self.reads.push_front(answer);
         } else {
@@ -165,10 +215,10 @@ where
             self.checking = self.held.len();
             self.check = Some(running((self.requests.check)()));
         }
-        let piece = self.shape.piece.max(1) as u64;
+        let (piece, depth) = self.measured_shape();
         let in_flight = self.shape.in_flight.max(1);
         // The first read alone until it is confirmed (see the module's essay).
-        let window = if self.confirmed_any { in_flight } else { 1 };
+        let window = if self.confirmed_any { depth } else { 1 };
         // Pieces held for a check do not count against the reads in flight
         // (that would leave the link idle for every check's round trip), but
         // are bounded: a check waits behind the reads in flight and a round
@@ -184,6 +234,46 @@ where
             let len = (self.end - self.next).min(size) as u32;
             self.send_read(self.next, len, false);
             self.next += len as u64;
+        }
+    }
+
+    /// The size of the next reads and how many to keep in flight, from the
+    /// rate and round trip measured so far (see the module's essay).
+    fn measured_shape(&self) -> (u64, usize) {
+        let most = self.shape.piece.max(1) as u64;
+        let in_flight = self.shape.in_flight.max(1);
+        let Some(round_trip) = self.round_trip.filter(|_| self.rate > 0.0) else {
+            return (most, FEWEST_READS.min(in_flight));
+        };
+        let piece =
+            ((self.rate * SLOWEST_PIECE.as_secs_f64()) as u64).clamp(LEAST_PIECE.min(most), most);
+        let ahead = self.rate * AHEAD.max(4 * round_trip).as_secs_f64();
+        let reads = (ahead / piece as f64).ceil() as usize + 1;
+        (piece, reads.clamp(FEWEST_READS.min(in_flight), in_flight))
+    }
+
+    /// Takes in an answer of `len` bytes to a read sent at `sent` that
+    /// arrived at `arrived`.
+    fn measure(&mut self, sent: tokio::time::Instant, arrived: tokio::time::Instant, len: usize) {
+        let took = arrived.saturating_duration_since(sent);
+        self.round_trip = Some(self.round_trip.map_or(took, |least| least.min(took)));
+        if self.arrivals.is_empty() {
+            // The first answer: its bytes over its round trip, a low guess.
+            self.arrivals.push_back((sent, 0));
+        }
+        let at = self
+            .arrivals
+            .back()
+            .map_or(arrived, |last| last.0.max(arrived));
+        self.arrivals.push_back((at, len));
+        if self.arrivals.len() > RATE_ANSWERS + 1 {
+            self.arrivals.pop_front();
+        }
+        let (since, _) = self.arrivals[0];
+        let spent = at.saturating_duration_since(since).as_secs_f64();
+        let bytes: usize = self.arrivals.iter().skip(1).map(|(_, len)| len).sum();
+        if spent > 0.0 && bytes > 0 {
+            self.rate = bytes as f64 / spent;
         }
     }
 
@@ -224,9 +314,12 @@ where
             };
             match answer {
                 Next::Idle => return None,
-                Next::Read((offset, asked, answer)) => {
+                Next::Read((offset, asked, sent, answer)) => {
                     let mut data = match answer {
-                        Ok(data) if !data.is_empty() => data,
+                        Ok((arrived, data)) if !data.is_empty() => {
+                            self.measure(sent, arrived, data.len());
+                            data
+                        }
                         Ok(_) => {
                             return Some(Err(OriginError::changed(format!(
                                 "{}: ended early while it was read",
@@ -286,6 +379,9 @@ where
         checking: 0,
         held: VecDeque::new(),
         ready: VecDeque::new(),
+        rate: 0.0,
+        round_trip: None,
+        arrivals: VecDeque::new(),
     };
     ReadStream::new(stream::unfold(Some(pipeline), |state| async move {
         let mut pipeline = state?;
@@ -486,10 +582,9 @@ mod tests {
         assert!(got == data[..]);
         let at_checks = at_checks.lock().unwrap();
         assert_eq!(at_checks[0], 0, "the first check queues behind no read");
-        assert_eq!(
-            most.load(Ordering::SeqCst),
-            SHAPE.in_flight,
-            "then the window opens"
+        assert!(
+            most.load(Ordering::SeqCst) >= FEWEST_READS,
+            "then more reads go at once"
         );
     }
 
@@ -528,6 +623,128 @@ mod tests {
             .unwrap();
         assert!(got == data[..]);
         drop(paused);
+    }
+
+    /// A server behind a link: requests reach it half a round trip after they
+    /// are sent, are served one after the other at `rate` bytes a second,
+    /// and their answers come back half a round trip later. Counts the bytes
+    /// asked and not yet answered, and the most at once.
+    struct Link {
+        rate: f64,
+        half: Duration,
+        free_at: std::sync::Mutex<tokio::time::Instant>,
+        outstanding: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    fn over(link: Arc<Link>, data: Arc<Vec<u8>>) -> FakeRequests {
+        let checks = link.clone();
+        Requests {
+            read: Box::new(move |at, len| {
+                let (link, data) = (link.clone(), data.clone());
+                Box::pin(async move {
+                    let len = len as usize;
+                    let now = tokio::time::Instant::now();
+                    let done = {
+                        let mut free = link.free_at.lock().unwrap();
+                        let start = (*free).max(now + link.half);
+                        *free = start + Duration::from_secs_f64(len as f64 / link.rate);
+                        *free + link.half
+                    };
+                    let now = link.outstanding.fetch_add(len, Ordering::SeqCst) + len;
+                    link.most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep_until(done).await;
+                    link.outstanding.fetch_sub(len, Ordering::SeqCst);
+                    let at = at as usize;
+                    Ok(data[at..(at + len).min(data.len())].to_vec())
+                })
+            }),
+            check: Box::new(move || {
+                let link = checks.clone();
+                Box::pin(async move {
+                    tokio::time::sleep(2 * link.half).await;
+                    Ok(())
+                })
+            }),
+            timed_out: Box::new(|| OriginError::timeout("late")),
+        }
+    }
+
+    fn link(rate: f64) -> Arc<Link> {
+        Arc::new(Link {
+            rate,
+            half: Duration::from_millis(25),
+            free_at: std::sync::Mutex::new(tokio::time::Instant::now()),
+            outstanding: AtomicUsize::new(0),
+            most: AtomicUsize::new(0),
+        })
+    }
+
+    /// At most 16 reads of 256 KiB, as SFTP far away: what is in flight
+    /// follows the measured rate and round trip.
+    const FAR: Shape = Shape {
+        piece: 256 << 10,
+        in_flight: 16,
+        deadline: Duration::from_secs(60),
+        in_order: true,
+    };
+
+    /// On a link collapsed to 1 Mbit/s, a stream keeps a few small reads in
+    /// flight (not 4 MiB, which such a link takes half a minute to bring,
+    /// and which a seek after it would wait behind), and reads at the rate.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_link_gets_little_in_flight() {
+        let data = content(2 << 20);
+        let link = link(125_000.0);
+        let begun = tokio::time::Instant::now();
+        let got = pipelined(
+            "f",
+            0,
+            data.len() as u64,
+            FAR,
+            over(link.clone(), data.clone()),
+        )
+        .collect()
+        .await
+        .unwrap();
+        assert!(got == data[..]);
+        let most = link.most.load(Ordering::SeqCst);
+        assert!(most <= 128 << 10, "{most} bytes in flight at 1 Mbit/s");
+        // Not slower for it: the link's time for the bytes, and a few trips.
+        let took = begun.elapsed().as_secs_f64();
+        let wire = data.len() as f64 / link.rate;
+        assert!(
+            took < wire * 1.1 + 0.5,
+            "{took:.2} s for {wire:.2} s of bytes"
+        );
+    }
+
+    /// On a link of 100 Mbit/s 50 ms away, what is in flight grows until the
+    /// link is kept full: 20 MB in about the link's own time.
+    #[tokio::test(start_paused = true)]
+    async fn a_fast_link_is_kept_full() {
+        let data = content(20 << 20);
+        let link = link(12_500_000.0);
+        let begun = tokio::time::Instant::now();
+        let got = pipelined(
+            "f",
+            0,
+            data.len() as u64,
+            FAR,
+            over(link.clone(), data.clone()),
+        )
+        .collect()
+        .await
+        .unwrap();
+        assert!(got == data[..]);
+        let most = link.most.load(Ordering::SeqCst);
+        assert!(most >= 1 << 20, "only {most} bytes in flight");
+        let took = begun.elapsed().as_secs_f64();
+        let wire = data.len() as f64 / link.rate;
+        assert!(
+            took < wire * 1.05 + 0.3,
+            "{took:.2} s for {wire:.2} s of bytes"
+        );
     }
 
     #[tokio::test]

@@ -276,12 +276,13 @@ fn a_cut_mid_scan_ends_with_the_whole_library() {
     );
 }
 
-/// The rate collapses to 1 Mbit/s: a player's read (256 KiB) is still
-/// answered, byte for byte, within its deadline; when the rate is back, a seek
-/// and the rest of the track play. (Not yet: a seek while the collapsed link
-/// is full of the stream before it can miss its deadline, since the plugin's
-/// pipeline keeps 4 MiB in flight whatever the rate: issue "Far away", read-ahead
-/// from the measured bandwidth-delay product.)
+/// The rate collapsing to 1 Mbit/s while a track plays: the player's read
+/// and a seek after it are answered, byte for byte, within their deadlines
+/// (a read past its deadline fails with EIO), though the stream before the
+/// seek still runs: it keeps in flight what it measured the link to carry,
+/// and the seek's requests wait behind that (with 4 MiB in flight, as
+/// before, they waited behind half a minute of it); when the rate is back,
+/// the rest of the track plays.
 #[test]
 fn a_collapsed_rate_still_answers_readers_exactly() {
     use musicfs_tests::bench_support::noise_file;
@@ -293,16 +294,25 @@ fn a_collapsed_rate_still_answers_readers_exactly() {
     noise_file(&server.library.join("big/a.flac"), size, 6);
     let source = std::fs::read(server.library.join("big/a.flac")).unwrap();
     let work = tempfile::tempdir().unwrap();
-    let mount = mount_seedbox(&server, work.path(), Some(BIG));
+    // One connection: the seek's requests queue behind the stream's on it,
+    // as they do on any connection the pool hands out while it is busy.
+    let mut origin = server.origin("seedbox");
+    origin.insert("connections".into(), 1i64.into());
+    let mut config = origins_config(vec![origin]);
+    let mut health = toml::Table::new();
+    health.insert("check_interval_secs".into(), 1i64.into());
+    config.insert("health".into(), health.into());
+    let args = mount_args_for(work.path(), &config, "musicfs_sftp");
+    let mount = Mounted::start(work.path(), &work.path().join("cache"), &args, Some(BIG));
     let file = std::fs::File::open(mount.path(BIG)).unwrap();
     link.set_rate(1_000_000);
     let mut buf = vec![0u8; 256 << 10];
     file.read_exact_at(&mut buf, 1 << 20).unwrap();
     assert!(buf[..] == source[1 << 20..(1 << 20) + (256 << 10)]);
-    link.set_profile(Profile::WAN);
     let mut small = vec![0u8; 4096];
     file.read_exact_at(&mut small, 6 << 20).unwrap();
     assert!(small[..] == source[6 << 20..(6 << 20) + 4096]);
+    link.set_profile(Profile::WAN);
     let through = std::fs::read(mount.path(BIG)).unwrap();
     assert!(through == source);
     let log = mount.stop();

@@ -611,7 +611,10 @@ impl ContentCache {
                         }
                     };
                     let stream_end = manifest.missing_until(gap_start, limit.max(gap_end));
-                    state.in_flight.claim(gap_start, stream_end, gap_end)
+                    // A reader going on sequentially never cuts the stream
+                    // ahead of it, however far the kernel's read-ahead runs.
+                    let cut = purpose != Purpose::Audio;
+                    state.in_flight.claim(gap_start, stream_end, gap_end, cut)
                 };
                 let mut waiter = match claim {
                     Claim::Wait(waiter) => waiter,

@@ -9,8 +9,10 @@
 //!   stored, not when the fetch ends); a failed fetch means: try another replica
 //!   now, do not hit the same origin again;
 //! - a reader whose missing range starts far ahead of a running fetch's next
-//!   byte (a seek) would wait for everything in between: it cuts the running
-//!   fetch short there and claims the rest for itself;
+//!   byte after a seek would wait for everything in between: it cuts the
+//!   running fetch short there and claims the rest for itself (a sequential
+//!   reader waits however far ahead the kernel's read-ahead runs: cutting
+//!   would only start a second request behind the first, from a cold start);
 //! - any other fetch claims its own range, cut short where the next running
 //!   fetch begins, so no byte is ever fetched twice at once.
 //!
@@ -116,17 +118,18 @@ impl InFlight {
 
     /// For bytes missing from `start`: wait for the running fetch that covers
     /// `start` (telling it this reader needs bytes up to `need`), or claim
-    /// `[start, want_end)` cut short at the next running fetch. A running fetch
-    /// whose next byte is more than [`CUT_DISTANCE`] before `start` is cut short
-    /// at `start` instead of waited for.
-    pub fn claim(self: &Arc<Self>, start: u64, want_end: u64, need: u64) -> Claim {
+    /// `[start, want_end)` cut short at the next running fetch. With `cut`
+    /// (a reader that seeked, a tag read), a running fetch whose next byte is
+    /// more than [`CUT_DISTANCE`] before `start` is cut short at `start`
+    /// instead of waited for.
+    pub fn claim(self: &Arc<Self>, start: u64, want_end: u64, need: u64, cut: bool) -> Claim {
         let mut fetches = self.fetches();
         if let Some(r) = fetches
             .running
             .iter_mut()
             .find(|r| r.start <= start && start < r.end)
         {
-            if start - r.start <= CUT_DISTANCE {
+            if !cut || start - r.start <= CUT_DISTANCE {
                 r.need = r.need.max(need);
                 r.want = r.want.max(need);
                 r.nudge.notify_one();
@@ -324,7 +327,7 @@ mod tests {
             panic!("nothing runs yet")
         };
         assert_eq!(ahead.bounds().end, 150);
-        let Claim::Fetch(reader) = in_flight.claim(20, 300, 40) else {
+        let Claim::Fetch(reader) = in_flight.claim(20, 300, 40, true) else {
             panic!("20 is not covered")
         };
         assert_eq!((reader.start, reader.bounds().end), (20, 100));
@@ -340,7 +343,7 @@ mod tests {
         guard.stored_until(400);
         assert_eq!(in_flight.first_uncovered(0, 1000), Some(0));
         assert_eq!(in_flight.first_uncovered(400, 1000), None);
-        let Claim::Fetch(other) = in_flight.claim(100, 400, 200) else {
+        let Claim::Fetch(other) = in_flight.claim(100, 400, 200, true) else {
             panic!("stored bytes are not claimed")
         };
         assert_eq!(other.bounds().end, 400);
@@ -350,15 +353,29 @@ mod tests {
     fn a_seek_far_ahead_of_a_fetch_cuts_it_short() {
         let in_flight = Arc::new(InFlight::default());
         let stream = in_flight.claim_uncovered(0, 100 << 20).unwrap();
-        let Claim::Wait(_) = in_flight.claim(CUT_DISTANCE, 100 << 20, CUT_DISTANCE + 10) else {
+        let Claim::Wait(_) = in_flight.claim(CUT_DISTANCE, 100 << 20, CUT_DISTANCE + 10, true)
+        else {
             panic!("near the fetch's next byte: wait")
         };
         assert_eq!(stream.bounds().need, CUT_DISTANCE + 10);
-        let Claim::Fetch(seek) = in_flight.claim(50 << 20, 100 << 20, (50 << 20) + 10) else {
+        let Claim::Fetch(seek) = in_flight.claim(50 << 20, 100 << 20, (50 << 20) + 10, true) else {
             panic!("far ahead: fetch it oneself")
         };
         assert_eq!(stream.bounds().end, 50 << 20, "the first fetch stops there");
         assert_eq!(seek.bounds().end, 100 << 20);
+    }
+
+    /// A sequential reader (the kernel's read-ahead far ahead of a stream
+    /// still slow-starting) waits for the stream instead of cutting it.
+    #[test]
+    fn a_sequential_reader_far_ahead_waits_for_the_fetch() {
+        let in_flight = Arc::new(InFlight::default());
+        let stream = in_flight.claim_uncovered(0, 100 << 20).unwrap();
+        let Claim::Wait(_) = in_flight.claim(10 << 20, 100 << 20, (10 << 20) + 10, false) else {
+            panic!("sequential: wait")
+        };
+        assert_eq!(stream.bounds().end, 100 << 20, "not cut");
+        assert_eq!(stream.bounds().need, (10 << 20) + 10);
     }
 
     #[test]
@@ -376,20 +393,20 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_learns_how_the_fetch_it_waited_for_ended() {
         let in_flight = Arc::new(InFlight::default());
-        let Claim::Fetch(guard) = in_flight.claim(0, 10, 10) else {
+        let Claim::Fetch(guard) = in_flight.claim(0, 10, 10, true) else {
             panic!()
         };
-        let Claim::Wait(mut waiter) = in_flight.claim(5, 10, 10) else {
+        let Claim::Wait(mut waiter) = in_flight.claim(5, 10, 10, true) else {
             panic!("5 is being fetched")
         };
         assert_eq!(waiter.outcome(), None);
         guard.finish(&Ok(()));
         assert_eq!(waiter.ended().await, Ok(()));
 
-        let Claim::Fetch(cancelled) = in_flight.claim(0, 10, 10) else {
+        let Claim::Fetch(cancelled) = in_flight.claim(0, 10, 10, true) else {
             panic!("the finished fetch released its range")
         };
-        let Claim::Wait(mut waiter) = in_flight.claim(0, 10, 10) else {
+        let Claim::Wait(mut waiter) = in_flight.claim(0, 10, 10, true) else {
             panic!()
         };
         drop(cancelled);
