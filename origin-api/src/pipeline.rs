@@ -35,13 +35,13 @@
 //! 1 Mbit/s such pairs measured 40 MB/s), and the round trip the least time
 //! from sending a read to its answer; the pipeline keeps [`AHEAD`] of the
 //! rate, or four round trips of it if more, in flight, and at least two
-//! reads. A read asks at most
-//! [`SLOWEST_PIECE`] of the rate (at least 32 KiB). On a link of 100 Mbit/s
-//! 50 ms away that is some 2.5 MB in flight, full-size reads; on one that
-//! collapsed to 1 Mbit/s two reads of 32 KiB, so a seek there waits behind
-//! half a second of the stream before it, not the 30 s that 4 MiB in flight
-//! took (reads sent cannot be called back). A stream starts with two reads
-//! after its first and grows as answers come.
+//! reads. On a link of 100 Mbit/s 50 ms away that is some 2.5 MB in
+//! flight; on one that collapsed to 1 Mbit/s two reads, so a seek there waits
+//! behind a few seconds of the stream before it, not the 30 s that 4 MiB in
+//! flight took (reads sent cannot be called back). A stream starts with two
+//! reads after its first and grows as answers come. Reads keep the size
+//! [`Shape`] gives: smaller ones while the rate was still being measured
+//! made NFS (1 MiB reads) a quarter slower.
 //!
 //! Each request runs as a task of its own on the current tokio runtime (a
 //! plugin's calls have one), so one left in flight goes on while the stream
@@ -134,10 +134,6 @@ const FIRST_READ: u64 = 8 << 10;
 /// How much of the measured rate is kept in flight at least (see the
 /// module's essay).
 const AHEAD: Duration = Duration::from_millis(100);
-/// How long one read's answer may take at the measured rate: its size.
-const SLOWEST_PIECE: Duration = Duration::from_millis(250);
-/// The least a read asks once the rate is known.
-const LEAST_PIECE: u64 = 32 << 10;
 /// The fewest reads in flight after the first.
 const FEWEST_READS: usize = 2;
 /// How many answers the rate is measured over.
@@ -240,16 +236,15 @@ where
     /// The size of the next reads and how many to keep in flight, from the
     /// rate and round trip measured so far (see the module's essay).
     fn measured_shape(&self) -> (u64, usize) {
-        let most = self.shape.piece.max(1) as u64;
+        let piece = self.shape.piece.max(1) as u64;
         let in_flight = self.shape.in_flight.max(1);
+        let least = FEWEST_READS.min(in_flight);
         let Some(round_trip) = self.round_trip.filter(|_| self.rate > 0.0) else {
-            return (most, FEWEST_READS.min(in_flight));
+            return (piece, least);
         };
-        let piece =
-            ((self.rate * SLOWEST_PIECE.as_secs_f64()) as u64).clamp(LEAST_PIECE.min(most), most);
         let ahead = self.rate * AHEAD.max(4 * round_trip).as_secs_f64();
         let reads = (ahead / piece as f64).ceil() as usize + 1;
-        (piece, reads.clamp(FEWEST_READS.min(in_flight), in_flight))
+        (piece, reads.clamp(least, in_flight))
     }
 
     /// Takes in an answer of `len` bytes to a read sent at `sent` that
@@ -689,30 +684,35 @@ mod tests {
         in_order: true,
     };
 
-    /// On a link collapsed to 1 Mbit/s, a stream keeps a few small reads in
-    /// flight (not 4 MiB, which such a link takes half a minute to bring,
-    /// and which a seek after it would wait behind), and reads at the rate.
+    /// Streams `len` bytes over a link of `rate` bytes a second: the most
+    /// bytes in flight at once, the time it took and the link's own time
+    /// for the bytes (both of paused time, in seconds).
+    async fn stream_over(rate: f64, len: usize) -> (usize, f64, f64) {
+        let data = content(len);
+        let link = link(rate);
+        let begun = tokio::time::Instant::now();
+        let requests = over(link.clone(), data.clone());
+        let got = pipelined("f", 0, len as u64, FAR, requests)
+            .collect()
+            .await
+            .unwrap();
+        assert!(got == data[..]);
+        let took = begun.elapsed().as_secs_f64();
+        (link.most.load(Ordering::SeqCst), took, len as f64 / rate)
+    }
+
+    /// On a link collapsed to 1 Mbit/s, a stream keeps two reads in flight
+    /// (not 4 MiB, which such a link takes half a minute to bring, and which
+    /// a seek after it would wait behind), and reads at the rate.
     #[tokio::test(start_paused = true)]
     async fn a_slow_link_gets_little_in_flight() {
-        let data = content(2 << 20);
-        let link = link(125_000.0);
-        let begun = tokio::time::Instant::now();
-        let got = pipelined(
-            "f",
-            0,
-            data.len() as u64,
-            FAR,
-            over(link.clone(), data.clone()),
-        )
-        .collect()
-        .await
-        .unwrap();
-        assert!(got == data[..]);
-        let most = link.most.load(Ordering::SeqCst);
-        assert!(most <= 128 << 10, "{most} bytes in flight at 1 Mbit/s");
+        let (most, took, wire) = stream_over(125_000.0, 2 << 20).await;
+        // Two reads of 256 KiB and the first: not 4 MiB.
+        assert!(
+            most <= 3 * (256 << 10),
+            "{most} bytes in flight at 1 Mbit/s"
+        );
         // Not slower for it: the link's time for the bytes, and a few trips.
-        let took = begun.elapsed().as_secs_f64();
-        let wire = data.len() as f64 / link.rate;
         assert!(
             took < wire * 1.1 + 0.5,
             "{took:.2} s for {wire:.2} s of bytes"
@@ -723,24 +723,8 @@ mod tests {
     /// link is kept full: 20 MB in about the link's own time.
     #[tokio::test(start_paused = true)]
     async fn a_fast_link_is_kept_full() {
-        let data = content(20 << 20);
-        let link = link(12_500_000.0);
-        let begun = tokio::time::Instant::now();
-        let got = pipelined(
-            "f",
-            0,
-            data.len() as u64,
-            FAR,
-            over(link.clone(), data.clone()),
-        )
-        .collect()
-        .await
-        .unwrap();
-        assert!(got == data[..]);
-        let most = link.most.load(Ordering::SeqCst);
+        let (most, took, wire) = stream_over(12_500_000.0, 20 << 20).await;
         assert!(most >= 1 << 20, "only {most} bytes in flight");
-        let took = begun.elapsed().as_secs_f64();
-        let wire = data.len() as f64 / link.rate;
         assert!(
             took < wire * 1.05 + 0.3,
             "{took:.2} s for {wire:.2} s of bytes"
