@@ -283,6 +283,20 @@ fn measure_musicfs(
     }
 }
 
+/// [`measure_musicfs`] of a server that counts no requests, with a
+/// request timeout of 30 s (the link's faults are not what is measured).
+fn measure_uncounted(
+    setup: &Setup,
+    link: &Link,
+    work: &Path,
+    plugin: &str,
+    mut origin: toml::Table,
+    library: &Path,
+) -> MusicFs {
+    origin.insert("request_timeout_secs".into(), 30i64.into());
+    measure_musicfs(setup, link, work, plugin, origin, library, &|| None)
+}
+
 /// Measures a peer mounted by `mount` (whose view of the library is its
 /// mountpoint, the large tracks in `big/`), with 8 tag readers through it
 /// once it is mounted (rclone's S3 backend takes 90 s to mount behind the
@@ -389,23 +403,19 @@ fn sftp(setup: &Setup, work: &Path) {
     let link = Link::new(setup.profile);
     let server = SshServer::start_at(link.site());
     fill(&server.library, setup.tracks);
-    let mut origin = server.origin("seedbox");
-    origin.insert("request_timeout_secs".into(), 30i64.into());
-    let none: Requests = &|| None;
-    let musicfs = measure_musicfs(
+    let musicfs = measure_uncounted(
         setup,
         &link,
         work,
         "musicfs_sftp",
-        origin,
+        server.origin("seedbox"),
         &server.library,
-        none,
     );
     if !setup.peers {
         return;
     }
     let addr = server.site.addr.to_string();
-    let sshfs = measure_peer("sshfs", &link, none, || {
+    let sshfs = measure_peer("sshfs", &link, &|| None, || {
         PeerMount::sshfs(
             &addr,
             server.port,
@@ -417,7 +427,7 @@ fn sftp(setup: &Setup, work: &Path) {
     });
     let flags = rclone_sftp_flags(&server);
     let remote = format!(":sftp:{}", server.library.display());
-    let rclone = measure_peer("rclone", &link, none, || {
+    let rclone = measure_peer("rclone", &link, &|| None, || {
         PeerMount::rclone_remote(&remote, &flags, work)
     });
     report(setup, "SFTP (OpenSSH sshd)", &musicfs, &[sshfs, rclone]);
@@ -529,17 +539,13 @@ fn nfs(setup: &Setup, work: &Path) {
     let link = Link::new(setup.profile);
     let server = NfsServer::start_at(link.site());
     fill(&server.library, setup.tracks);
-    let mut origin = server.origin("nas", 4);
-    origin.insert("request_timeout_secs".into(), 30i64.into());
-    let none: Requests = &|| None;
-    let musicfs = measure_musicfs(
+    let musicfs = measure_uncounted(
         setup,
         &link,
         work,
         "musicfs_nfs",
-        origin,
+        server.origin("nas", 4),
         &server.library,
-        none,
     );
     if !setup.peers {
         return;
@@ -572,17 +578,13 @@ fn smb(setup: &Setup, work: &Path) {
     let link = Link::new(setup.profile);
     let server = SmbServer::start_at(link.site(), Encryption::IfAsked);
     fill(&server.library, setup.tracks);
-    let mut origin = server.origin("share");
-    origin.insert("request_timeout_secs".into(), 30i64.into());
-    let none: Requests = &|| None;
-    let musicfs = measure_musicfs(
+    let musicfs = measure_uncounted(
         setup,
         &link,
         work,
         "musicfs_smb",
-        origin,
+        server.origin("share"),
         &server.library,
-        none,
     );
     if !setup.peers {
         return;
