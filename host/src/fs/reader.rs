@@ -22,8 +22,9 @@
 //!   where it should read next count, since the kernel's own readahead arrives
 //!   out of order over several FUSE threads), up to 8 MiB, or 32 MiB for an
 //!   origin whose streams are slow to start (a remote store). A seek starts
-//!   again at 256 KiB, and a read far ahead of a running stream cuts that stream
-//!   short there and streams from its own offset.
+//!   again at 256 KiB, and a seek far ahead of a running stream cuts that
+//!   stream short there and streams from its own offset (a sequential reader
+//!   waits for the stream, however far ahead the kernel's read-ahead asks).
 //! - **Requests.** A stream asks its origin for everything up to the next
 //!   cached byte in one request, paced by the window; after a seek its first
 //!   request asks only for the window (`Purpose::Seek`), so that a seek far
