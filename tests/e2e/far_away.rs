@@ -295,9 +295,12 @@ fn a_collapsed_rate_still_answers_readers_exactly() {
     let source = std::fs::read(server.library.join("big/a.flac")).unwrap();
     let work = tempfile::tempdir().unwrap();
     // One connection: the seek's requests queue behind the stream's on it,
-    // as they do on any connection the pool hands out while it is busy.
+    // as they do on any connection the pool hands out while it is busy. A
+    // read's deadline is 20 s: two reads of the stream before it take some
+    // 4 s to cross at 1 Mbit/s, 4 MiB (as before) over 30 s.
     let mut origin = server.origin("seedbox");
     origin.insert("connections".into(), 1i64.into());
+    origin.insert("request_timeout_secs".into(), 10i64.into());
     let mut config = origins_config(vec![origin]);
     let mut health = toml::Table::new();
     health.insert("check_interval_secs".into(), 1i64.into());
