@@ -25,7 +25,7 @@
 //! answers, and on SFTP the server packs answers into SSH packets of 32 KiB
 //! that can only be read whole, which a connection idle for a while (TCP
 //! starts again from ten packets) takes more than a round trip to bring.
-
+//!
 //! # How much is in flight
 //!
 //! [`Shape`] gives the most reads in flight and their size; how many are
@@ -82,7 +82,9 @@ pub struct Requests<R, C, T> {
 pub struct Shape {
     /// Bytes per read request.
     pub piece: u32,
-    /// Reads outstanding (or answered and awaiting their check).
+    /// The most reads outstanding; how many are is measured (see the
+    /// module's essay). Answered pieces awaiting their check are bounded by
+    /// twice this.
     pub in_flight: usize,
     /// How long to wait for the next answer.
     pub deadline: Duration,

@@ -1,12 +1,12 @@
 //! A ranged read as pipelined SFTP reads, as OpenSSH's own client does: the
 //! file is opened once (its version looked up only when the host did not say
-//! which it expects), then [`IN_FLIGHT`] bytes of
-//! `READ`s of the server's largest read size are kept outstanding and handed
-//! on in order, each once the `FSTAT` sent right behind it has found the same
-//! version (`origin_api::pipeline`: the server serves a file's requests in
-//! the order it receives them, so that check was served after the read).
-//! The range is read exactly: no request
-//! reaches past its end, or past the size the file had when opened.
+//! which it expects), then up to [`IN_FLIGHT`] bytes of `READ`s of the
+//! server's largest read size are kept outstanding (as many as the rate the
+//! pipeline measures needs) and handed on in order, each once the `FSTAT`
+//! sent right behind it has found the same version (`origin_api::pipeline`:
+//! the server serves a file's requests in the order it receives them, so
+//! that check was served after the read). The range is read exactly: no
+//! request reaches past its end, or past the size the file had when opened.
 //!
 //! The file is opened in a task of its own, and its handle closed when the
 //! stream ends or is dropped.
