@@ -513,7 +513,6 @@ mod tests {
         // 1 root folder + 20 + 400, the first 21 in pages of 7: 3 + 20 * 3 + 400.
         assert_eq!(origin.calls.load(SeqCst), 463);
         assert_eq!(counted.load(SeqCst), 463, "a poll counts every request");
-
         assert_eq!(
             origin.most.load(SeqCst),
             16,

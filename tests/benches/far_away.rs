@@ -439,15 +439,7 @@ fn s3(setup: &Setup, work: &Path) {
     let server = S3Server::start_at(link.site(), Some(&work.join("s3-requests.log")));
     let library = server.object_path("lib");
     fill(&library, setup.tracks);
-    let gets = || {
-        Some(
-            server
-                .request_counts()
-                .get("GetObject")
-                .copied()
-                .unwrap_or(0),
-        )
-    };
+    let gets = || Some(server.gets());
     let musicfs = measure_musicfs(
         setup,
         &link,

@@ -389,15 +389,7 @@ fn a_bucket_far_away_scans_seeks_in_one_get_and_watches() {
         "musicfs_s3",
         server.origin("bucket", "lib"),
         &server.object_path("lib"),
-        || {
-            Some(
-                server
-                    .request_counts()
-                    .get("GetObject")
-                    .copied()
-                    .unwrap_or(0),
-            )
-        },
+        || Some(server.gets()),
         1,
     );
 }

@@ -133,6 +133,11 @@ impl S3Server {
         counts
     }
 
+    /// How many GETs of objects the server has logged so far.
+    pub fn gets(&self) -> usize {
+        self.request_counts().get("GetObject").copied().unwrap_or(0)
+    }
+
     /// The byte ranges of the object bodies the server sent (`Content-Range` of
     /// every partial response), in the order it logged them.
     pub fn served_ranges(&self) -> Vec<(u64, u64)> {
