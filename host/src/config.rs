@@ -64,6 +64,30 @@ pub struct Config {
     pub library: LibraryConfig,
     /// `[[hooks]]`, in file order.
     pub hooks: Vec<hooks::HookConfig>,
+    /// `[plugins]`.
+    pub plugins: PluginsConfig,
+}
+
+/// `[plugins]`: how plugin processes run (see `plugins::process`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// The most address space one plugin process may take, in MiB (0: no
+    /// limit). Past it the plugin's allocations fail and its process is
+    /// started again; without it the kernel's OOM killer takes plugin
+    /// processes before the host.
+    pub memory_limit_mb: u64,
+    /// Confine plugin processes (no writes to files, no signals to others).
+    pub sandbox: bool,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            memory_limit_mb: 0,
+            sandbox: true,
+        }
+    }
 }
 
 /// `[library]`.
@@ -208,6 +232,8 @@ struct RawConfig {
     library: LibraryConfig,
     #[serde(default)]
     hooks: Vec<Spanned<toml::Table>>,
+    #[serde(default)]
+    plugins: PluginsConfig,
 }
 
 impl Config {
@@ -256,6 +282,7 @@ impl Config {
             health: raw.health,
             retry: raw.retry,
             library: raw.library,
+            plugins: raw.plugins,
         })
     }
 }

@@ -178,6 +178,7 @@ impl Daemon {
             &cache_dir,
             config.origins.clone(),
             config.health.clone(),
+            plugin_processes(&config),
             registry.clone(),
             events.clone(),
         ));
@@ -585,6 +586,15 @@ fn build_tree(
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "tree: built");
     book.save(store).map_err(|e| e.to_string())?;
     Ok(tree)
+}
+
+/// How the configured plugin processes run.
+pub fn plugin_processes(config: &Config) -> crate::plugins::process::ProcessOptions {
+    let mut options = crate::plugins::process::ProcessOptions::new(config.health.call_deadline());
+    options.memory_limit = (config.plugins.memory_limit_mb > 0)
+        .then(|| config.plugins.memory_limit_mb.saturating_mul(1 << 20));
+    options.sandbox = config.plugins.sandbox;
+    options
 }
 
 #[cfg(test)]

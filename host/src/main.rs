@@ -148,13 +148,20 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // A plugin process (see `plugins::process`): before anything else of the
+    // host's, its log included, which goes to the host over the socket.
+    if let [role, library] = args.as_slice() {
+        if role == musicfs::plugins::process::PLUGIN_HOST_COMMAND {
+            return musicfs::plugins::process::child::run(std::path::Path::new(library));
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .init();
-    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let command = Cli::command();
     let mut subcommands: Vec<&str> = command.get_subcommands().map(|c| c.get_name()).collect();
     subcommands.push("help");

@@ -138,6 +138,7 @@ async fn the_host_skips_bad_plugins_and_serves_with_the_rest() {
         state.path(),
         origins,
         HealthConfig::default(),
+        musicfs_tests::plugin_processes(),
         registry.clone(),
         events,
     );

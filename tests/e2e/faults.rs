@@ -10,6 +10,7 @@ mod hung_origin;
 mod killed_mid_work;
 mod many_readers;
 mod newer_mount;
+mod plugin_crash;
 mod stale_mount;
 mod symlink_loops;
 mod tag_outage;
@@ -30,6 +31,19 @@ pub(crate) fn track(out: &Path, artist: &str, album: &str, number: u32, title: &
         ("track", number.as_str()),
     ];
     ffmpeg("sine=frequency=440:duration=1", &tags, &[], out);
+}
+
+/// A ten-second tagged FLAC of noise at `out` (about 1.7 MB: noise does not
+/// compress), for reads that go past the chunks a scan caches.
+pub(crate) fn track_of_noise(out: &Path, artist: &str, album: &str, number: u32, title: &str) {
+    let number = number.to_string();
+    let tags = [
+        ("title", title),
+        ("artist", artist),
+        ("album", album),
+        ("track", number.as_str()),
+    ];
+    ffmpeg("anoisesrc=duration=10", &tags, &[], out);
 }
 
 /// Waits until the daemon has logged `n` finished scans.

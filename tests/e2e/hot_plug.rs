@@ -32,6 +32,7 @@ fn host(plugins: &Path, origins: Vec<OriginConfig>) -> Host {
         state.path(),
         origins,
         HealthConfig::default(),
+        musicfs_tests::plugin_processes(),
         registry.clone(),
         events,
     ));

@@ -50,6 +50,13 @@ pub fn local_plugin() -> PathBuf {
 }
 
 /// The built `musicfs` binary.
+/// How tests run plugin processes: with the built `musicfs` (the test binary
+/// is not one).
+pub fn plugin_processes() -> musicfs::plugins::process::ProcessOptions {
+    musicfs::plugins::process::ProcessOptions::new(std::time::Duration::from_secs(5))
+        .with_executable(musicfs_binary())
+}
+
 pub fn musicfs_binary() -> PathBuf {
     let path = build_dir().join("musicfs");
     assert!(

@@ -33,6 +33,20 @@ pub struct CacheStatus {
     pub hit_ratio: Option<f64>,
 }
 
+/// One running plugin's process.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PluginStatus {
+    pub kind: String,
+    /// Its file in the plugins folder.
+    pub file: String,
+    /// Its running process, if one runs (none while it restarts).
+    pub pid: Option<u32>,
+    /// Times its process was started again after it went away.
+    pub restarts: u64,
+    /// How its last process ended.
+    pub last_exit: Option<String>,
+}
+
 /// The whole status.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Status {
@@ -44,6 +58,9 @@ pub struct Status {
     /// The `[[hooks]]`, with their last outcomes.
     #[serde(default)]
     pub hooks: Vec<crate::hooks::HookStatus>,
+    /// The running plugins and their processes.
+    #[serde(default)]
+    pub plugins: Vec<PluginStatus>,
 }
 
 /// The status of `daemon`, mounted at `mountpoint`.
@@ -93,6 +110,18 @@ pub fn status_of(daemon: &Daemon, mountpoint: &str) -> Status {
             hit_ratio: (reads > 0).then(|| stats.hits as f64 / reads as f64),
         },
         hooks: daemon.hook_statuses(),
+        plugins: daemon
+            .manager
+            .processes()
+            .into_iter()
+            .map(|(kind, file, process)| PluginStatus {
+                kind,
+                file: file.display().to_string(),
+                pid: process.pid,
+                restarts: process.restarts,
+                last_exit: process.last_exit,
+            })
+            .collect(),
     }
 }
 
@@ -141,6 +170,25 @@ pub fn render(status: &Status) -> String {
             "hook {} ({}): {last}; {} runs, {} failed attempts\n",
             h.name, h.kind, h.runs, h.failures
         ));
+    }
+    if !status.plugins.is_empty() {
+        out.push('\n');
+    }
+    for p in &status.plugins {
+        let process = p
+            .pid
+            .map_or("restarting".to_owned(), |pid| format!("process {pid}"));
+        let file = std::path::Path::new(&p.file)
+            .file_name()
+            .map_or(p.file.clone(), |n| n.to_string_lossy().into_owned());
+        out.push_str(&format!(
+            "plugin {} ({file}): {process}, {} restarts",
+            p.kind, p.restarts
+        ));
+        if let Some(last) = &p.last_exit {
+            out.push_str(&format!("; last exit: {last}"));
+        }
+        out.push('\n');
     }
     out
 }

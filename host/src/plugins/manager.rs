@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
-use origin_api::host::LoadedPlugin;
 use origin_api::{HealthStatus, Settings};
 use tokio::sync::{mpsc, Mutex};
 
@@ -27,6 +26,7 @@ use crate::config::{HealthConfig, OriginConfig};
 use crate::control::events::{Event, EventBus};
 use crate::origins::registry::{RegisteredOrigin, Registry};
 use crate::plugins::folder::{candidate_files, clear_copies, content_hash, hashed_copy};
+use crate::plugins::process::{PluginProcess, ProcessOptions, ProcessReport};
 
 /// How long the plugins folder must be quiet before a sync.
 const FOLDER_QUIET: Duration = Duration::from_millis(300);
@@ -34,7 +34,7 @@ const FOLDER_QUIET: Duration = Duration::from_millis(300);
 /// A plugin that is running.
 struct Active {
     hash: String,
-    plugin: Arc<LoadedPlugin>,
+    plugin: Arc<PluginProcess>,
 }
 
 #[derive(Default)]
@@ -52,20 +52,26 @@ pub struct PluginManager {
     copies_dir: PathBuf,
     origins: Vec<OriginConfig>,
     health: HealthConfig,
+    process: ProcessOptions,
     registry: Arc<Registry>,
     events: EventBus,
     state: Mutex<State>,
     /// Why each configured origin that is not live is waiting.
     waiting: std::sync::Mutex<BTreeMap<String, String>>,
+    /// The running plugins, as of the last sync, for a status that must not
+    /// wait for a sync to end.
+    running_now: std::sync::Mutex<Vec<(PathBuf, Arc<PluginProcess>)>>,
 }
 
 impl PluginManager {
-    /// A manager for `plugins_dir`, keeping library copies in `state_dir/plugins`.
+    /// A manager for `plugins_dir`, keeping library copies in `state_dir/plugins`
+    /// and running each plugin in a process started as `process` says.
     pub fn new(
         plugins_dir: PathBuf,
         state_dir: &Path,
         origins: Vec<OriginConfig>,
         health: HealthConfig,
+        process: ProcessOptions,
         registry: Arc<Registry>,
         events: EventBus,
     ) -> Self {
@@ -76,10 +82,12 @@ impl PluginManager {
             copies_dir,
             origins,
             health,
+            process,
             registry,
             events,
             state: Mutex::new(State::default()),
             waiting: std::sync::Mutex::new(BTreeMap::new()),
+            running_now: std::sync::Mutex::default(),
         }
     }
 
@@ -108,6 +116,11 @@ impl PluginManager {
         for file in files {
             self.sync_file(&mut state, file).await;
         }
+        *self.running_now.lock().unwrap_or_else(|p| p.into_inner()) = state
+            .active
+            .iter()
+            .map(|(file, a)| (file.clone(), a.plugin.clone()))
+            .collect();
     }
 
     /// The kinds of the running plugins, with their source files.
@@ -117,6 +130,17 @@ impl PluginManager {
             .active
             .iter()
             .map(|(file, a)| (a.plugin.info().kind.clone(), file.clone()))
+            .collect()
+    }
+
+    /// Each running plugin's kind, source file and process, as of the last
+    /// sync (never waits for one).
+    pub fn processes(&self) -> Vec<(String, PathBuf, ProcessReport)> {
+        self.running_now
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(file, p)| (p.info().kind.clone(), file.clone(), p.report()))
             .collect()
     }
 
@@ -178,20 +202,20 @@ impl PluginManager {
         file: &Path,
         hash: &str,
         state: &State,
-    ) -> Result<Arc<LoadedPlugin>, String> {
+    ) -> Result<Arc<PluginProcess>, String> {
         let (source, hash_owned, copies) =
             (file.to_owned(), hash.to_owned(), self.copies_dir.clone());
-        let loaded = tokio::task::spawn_blocking(move || {
+        let copy = tokio::task::spawn_blocking(move || {
             // Read the headers before copying anything: a folder holding other
             // files (an executable, .rlibs) must not fill the cache with copies.
             origin_api::host::check_plugin_file(&source).map_err(|e| e.to_string())?;
-            let copy = hashed_copy(&source, &hash_owned, &copies)
-                .map_err(|e| format!("cannot copy: {e}"))?;
-            origin_api::host::load_plugin(&copy).map_err(|e| e.to_string())
+            hashed_copy(&source, &hash_owned, &copies).map_err(|e| format!("cannot copy: {e}"))
         })
         .await
         .map_err(|e| format!("loader task failed: {e}"))??;
-        let plugin = Arc::new(loaded);
+        // Loaded in a process of its own: its constructor, like every later
+        // call, cannot take the host down.
+        let plugin = PluginProcess::start(&copy, self.process.clone()).await?;
         let kind = plugin.info().kind.clone();
         let clash = state
             .active
@@ -210,7 +234,7 @@ impl PluginManager {
     /// or nothing is registered and the old version stays.
     async fn bring_up(
         &self,
-        plugin: &Arc<LoadedPlugin>,
+        plugin: &Arc<PluginProcess>,
         hash: &str,
         replacing: bool,
     ) -> Result<(), String> {
@@ -240,7 +264,7 @@ impl PluginManager {
 
     async fn open(
         &self,
-        plugin: &LoadedPlugin,
+        plugin: &Arc<PluginProcess>,
         hash: &str,
         config: &OriginConfig,
         replacing: bool,
@@ -401,7 +425,7 @@ async fn hash_in_background(file: &Path) -> std::io::Result<String> {
         .map_err(std::io::Error::other)?
 }
 
-/// Stops a plugin's runtime off the async workers (it blocks while tasks finish).
-async fn shutdown_in_background(plugin: Arc<LoadedPlugin>) {
-    let _ = tokio::task::spawn_blocking(move || plugin.shutdown()).await;
+/// Stops a plugin's process (its runtime first, as it finishes its tasks).
+async fn shutdown_in_background(plugin: Arc<PluginProcess>) {
+    plugin.shutdown().await;
 }

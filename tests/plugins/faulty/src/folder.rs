@@ -33,7 +33,11 @@ fn metadata(meta: &std::fs::Metadata) -> Metadata {
 impl FaultyFolder {
     /// Applies the fault the fault file asks for right now to a call of `op`:
     /// `fail`, `hang` and `slow` (50 ms more) hit every call; `fail-reads`,
-    /// `hang-reads` and `slow-reads` only reads.
+    /// `hang-reads` and `slow-reads` only reads. The faults no plugin can
+    /// catch, for the process boundary: `abort`, `segv` (the signal a wild
+    /// pointer gets), `oom` (allocates and touches memory until allocation
+    /// fails) and `block` (sleeps in a blocking call, holding a worker of its
+    /// runtime for ever), each also as `…-reads`.
     async fn fault(&self, op: &str) -> OriginResult<()> {
         let wanted = match &self.fault_file {
             Some(file) => std::fs::read_to_string(file).unwrap_or_default(),
@@ -52,6 +56,24 @@ impl FaultyFolder {
         }
         if fault == "hang" {
             tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+        }
+        match fault {
+            "abort" => std::process::abort(),
+            // SAFETY: raising a signal has no memory effects.
+            "segv" => unsafe {
+                raise_segv();
+            },
+            "oom" => {
+                let mut held: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    // `vec![1; n]` writes every byte: real pages, not a promise.
+                    held.push(vec![1u8; 64 << 20]);
+                }
+            }
+            "block" => loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            },
+            _ => {}
         }
         if fault == "slow" {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -103,4 +125,14 @@ impl Origin for FaultyFolder {
     async fn watch(&self, _sink: EventSink) -> OriginResult<WatchHandle> {
         Ok(WatchHandle::on_stop(|| {}))
     }
+}
+
+extern "C" {
+    fn raise(signal: i32) -> i32;
+}
+
+/// What a wild pointer ends in: SIGSEGV, with its default action (death).
+unsafe fn raise_segv() {
+    const SIGSEGV: i32 = 11;
+    raise(SIGSEGV);
 }
