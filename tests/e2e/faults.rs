@@ -12,6 +12,7 @@ mod many_readers;
 mod newer_mount;
 mod plugin_crash;
 mod stale_mount;
+mod stopped_while_starting;
 mod symlink_loops;
 mod tag_outage;
 

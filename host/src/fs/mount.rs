@@ -59,6 +59,13 @@ pub fn run(
         .thread_name("musicfs")
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    // From here on SIGTERM and SIGINT are noted, not fatal: one that comes
+    // while the daemon starts (before the mount, or while origins open) ends
+    // it in order, and no mount is left behind.
+    let mut stop = {
+        let _in_runtime = runtime.enter();
+        StopSignals::install().map_err(|e| format!("cannot handle signals: {e}"))?
+    };
     if let Some(addr) = settings.metrics {
         let _in_runtime = runtime.enter();
         crate::control::metrics::serve(addr)?;
@@ -105,6 +112,10 @@ pub fn run(
             .push(MountOption::DefaultPermissions);
     }
     fuse_config.n_threads = Some(FUSE_THREADS);
+    if stop.received() {
+        eprintln!("musicfs: stopped before mounting");
+        return Ok(());
+    }
     let session = fuser::spawn_mount(fs, mountpoint, &fuse_config)
         .map_err(|e| format!("cannot mount {}: {e}", mountpoint.display()))?;
     // Each FUSE mount has a device number of its own: what is at the mountpoint
@@ -147,44 +158,14 @@ pub fn run(
             .ok();
         daemon.set_notifier(session.notifier());
         daemon.start_hooks(mountpoint);
-        daemon.start_origins().await;
-        let keeper = daemon.keeper.start();
-        let changes = crate::library::change_feed::start(&daemon);
-        let checks = crate::origins::health_monitor::start(
-            daemon.registry.clone(),
-            Duration::from_secs(daemon.config.health.check_interval_secs),
-        );
-        let _folder = daemon
-            .manager
-            .watch_folder()
-            .map_err(|e| tracing::warn!("cannot watch the plugins folder: {e}"))
-            .ok();
-        let sampler = settings
-            .metrics
-            .map(|_| crate::control::metrics::start_sampler(daemon.clone()));
-        let rescans = daemon.rescan_on_new_origins();
-        let retries = daemon.retry_incomplete_scans(Duration::from_secs(
-            daemon.config.health.check_interval_secs.max(1),
-        ));
-        let first_scan = {
-            let daemon = daemon.clone();
-            tokio::spawn(async move {
-                match daemon.rescan(&Arc::default()).await {
-                    Ok(report) => log_report(&report),
-                    Err(e) => tracing::error!("scan failed: {e}"),
-                }
-            })
+        // Start-up, raced against a stop: a signal while the origins open
+        // ends it there, and the mount is taken down below.
+        let running = tokio::select! {
+            running = start_serving(&daemon, settings) => running,
+            () = stop.recv() => return,
         };
-        wait_for_stop(&session).await;
-        rescans.abort();
-        retries.abort();
-        keeper.abort();
-        changes.abort();
-        checks.abort();
-        first_scan.abort();
-        if let Some(sampler) = sampler {
-            sampler.abort();
-        }
+        wait_for_stop(&session, &mut stop).await;
+        drop(running);
     });
 
     let mut how = "unmounted";
@@ -236,25 +217,99 @@ fn detach(path: &Path) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Returns on Ctrl-C, SIGTERM, or when the session ends (someone ran fusermount -u).
-async fn wait_for_stop(session: &fuser::BackgroundSession) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let terminated = async {
-        match term.as_mut() {
-            Some(term) => {
-                term.recv().await;
-            }
-            None => std::future::pending().await,
+/// What serves the mount once it is up: origins, change watching, health
+/// checks, scans. Dropping it stops them.
+struct Serving {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _folder: Option<crate::plugins::manager::FolderWatch>,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
         }
+    }
+}
+
+async fn start_serving(daemon: &Arc<Daemon>, settings: &MountSettings) -> Serving {
+    daemon.start_origins().await;
+    let mut tasks = vec![
+        daemon.keeper.start(),
+        crate::library::change_feed::start(daemon),
+        crate::origins::health_monitor::start(
+            daemon.registry.clone(),
+            Duration::from_secs(daemon.config.health.check_interval_secs),
+        ),
+        daemon.rescan_on_new_origins(),
+        daemon.retry_incomplete_scans(Duration::from_secs(
+            daemon.config.health.check_interval_secs.max(1),
+        )),
+    ];
+    let folder = daemon
+        .manager
+        .watch_folder()
+        .map_err(|e| tracing::warn!("cannot watch the plugins folder: {e}"))
+        .ok();
+    if settings.metrics.is_some() {
+        tasks.push(crate::control::metrics::start_sampler(daemon.clone()));
+    }
+    let first_scan = {
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            match daemon.rescan(&Arc::default()).await {
+                Ok(report) => log_report(&report),
+                Err(e) => tracing::error!("scan failed: {e}"),
+            }
+        })
     };
+    tasks.push(first_scan);
+    Serving {
+        tasks,
+        _folder: folder,
+    }
+}
+
+/// SIGTERM and SIGINT, noted from the moment they are installed.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers (inside a runtime).
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Waits for either.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
+
+    /// Whether either came already.
+    fn received(&mut self) -> bool {
+        use futures_util::FutureExt;
+        self.recv().now_or_never().is_some()
+    }
+}
+
+/// Returns on Ctrl-C, SIGTERM, or when the session ends (someone ran fusermount -u).
+async fn wait_for_stop(session: &fuser::BackgroundSession, stop: &mut StopSignals) {
     let unmounted = async {
         while !session.guard.is_finished() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminated => {}
-        _ = unmounted => {}
+        () = stop.recv() => {}
+        () = unmounted => {}
     }
 }

@@ -387,6 +387,8 @@ async fn spawn(
     let child_fd = child_end.as_raw_fd();
     let mut command = tokio::process::Command::new(&options.executable);
     command
+        // `ps` shows `musicfs plugin-host LIBRARY`, not `/proc/self/exe …`.
+        .arg0("musicfs")
         .arg(PLUGIN_HOST_COMMAND)
         .arg(library)
         .env(LOG_LEVEL_ENV, log_level().to_string())
