@@ -79,6 +79,10 @@ pub struct PluginsConfig {
     pub memory_limit_mb: u64,
     /// Confine plugin processes (no writes to files, no signals to others).
     pub sandbox: bool,
+    /// Load plugins into the daemon instead of processes of their own: for
+    /// measuring what the boundary costs and for debugging a plugin under a
+    /// debugger. A plugin that crashes then ends the daemon and its mount.
+    pub in_process: bool,
 }
 
 impl Default for PluginsConfig {
@@ -86,6 +90,7 @@ impl Default for PluginsConfig {
         PluginsConfig {
             memory_limit_mb: 0,
             sandbox: true,
+            in_process: false,
         }
     }
 }

@@ -594,6 +594,7 @@ pub fn plugin_processes(config: &Config) -> crate::plugins::process::ProcessOpti
     options.memory_limit = (config.plugins.memory_limit_mb > 0)
         .then(|| config.plugins.memory_limit_mb.saturating_mul(1 << 20));
     options.sandbox = config.plugins.sandbox;
+    options.in_process = config.plugins.in_process;
     options
 }
 

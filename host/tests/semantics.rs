@@ -106,3 +106,66 @@ fn the_deadline_table_gives_the_defaults() {
     };
     assert_eq!(custom.read_deadline(), 2 * custom.call_deadline());
 }
+
+fn duration_named(text: &str) -> Duration {
+    let (number, unit) = text.split_once(' ').unwrap_or((text, ""));
+    let number: u64 = number
+        .parse()
+        .unwrap_or_else(|_| panic!("not a duration: {text}"));
+    match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        other => panic!("SEMANTICS.md names a unit this test does not know: {other}"),
+    }
+}
+
+#[test]
+fn the_plugin_process_timings_are_the_supervisors() {
+    use musicfs::plugins::process::supervisor::{
+        ProcessOptions, FIRST_BACKOFF, MAX_BACKOFF, PING_TIMEOUT, STABLE,
+    };
+    let rows = table("Plugins");
+    assert!(
+        rows.iter().any(|r| r[0].starts_with("aborts")),
+        "the first table is what a plugin can do"
+    );
+    // The second table of the section.
+    let start = SEMANTICS
+        .find("| process timing | value |")
+        .expect("the timings table");
+    let timings: Vec<(String, String)> = SEMANTICS[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+            (cells[0].to_owned(), cells[1].to_owned())
+        })
+        .collect();
+    let value = |name: &str| {
+        timings
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no timing {name:?}"))
+            .1
+            .clone()
+    };
+    assert_eq!(duration_named(&value("first restart after")), FIRST_BACKOFF);
+    assert_eq!(
+        duration_named(&value("restarts back off to at most")),
+        MAX_BACKOFF
+    );
+    assert_eq!(
+        duration_named(&value("back-off starts again after an uptime of")),
+        STABLE
+    );
+    assert_eq!(duration_named(&value("ping timeout")), PING_TIMEOUT);
+    assert_eq!(value("hang_after"), "twice the call deadline, at least 2 s");
+    for deadline_ms in [100, 1000, 2000, 5000] {
+        let deadline = Duration::from_millis(deadline_ms);
+        assert_eq!(
+            ProcessOptions::new(deadline).hang_after,
+            (deadline * 2).max(Duration::from_secs(2))
+        );
+    }
+}

@@ -37,6 +37,8 @@ pub struct Piece(Held);
 
 enum Held {
     Here(Vec<u8>),
+    /// Held by someone else (shared memory, say) until the piece is dropped.
+    Elsewhere(Box<dyn std::ops::Deref<Target = [u8]> + Send + Sync>),
     /// Made by another library: it must be freed by that library's allocator,
     /// so turning it into a `Vec` copies it.
     #[cfg(feature = "host")]
@@ -49,10 +51,18 @@ impl Piece {
         Piece(Held::Plugin(bytes))
     }
 
-    /// The bytes as a `Vec` (a copy only for a piece made by a plugin).
+    /// A piece whose bytes `holder` keeps where they are (a region of shared
+    /// memory, say) and releases when the piece is dropped; reading it copies
+    /// nothing. Since 1.7.
+    pub fn held_by(holder: impl std::ops::Deref<Target = [u8]> + Send + Sync + 'static) -> Self {
+        Piece(Held::Elsewhere(Box::new(holder)))
+    }
+
+    /// The bytes as a `Vec` (a copy only for a piece held elsewhere).
     pub fn into_vec(self) -> Vec<u8> {
         match self.0 {
             Held::Here(bytes) => bytes,
+            Held::Elsewhere(holder) => holder.to_vec(),
             #[cfg(feature = "host")]
             Held::Plugin(bytes) => bytes.into_vec(),
         }
@@ -71,6 +81,7 @@ impl std::ops::Deref for Piece {
     fn deref(&self) -> &[u8] {
         match &self.0 {
             Held::Here(bytes) => bytes,
+            Held::Elsewhere(holder) => holder,
             #[cfg(feature = "host")]
             Held::Plugin(bytes) => bytes,
         }

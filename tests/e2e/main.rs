@@ -26,6 +26,7 @@ mod passthrough;
 mod pins;
 mod plugin_folder;
 mod s3;
+mod sandbox;
 mod sftp;
 mod smb;
 mod ssh_fixture;

@@ -26,7 +26,8 @@ use crate::config::{HealthConfig, OriginConfig};
 use crate::control::events::{Event, EventBus};
 use crate::origins::registry::{RegisteredOrigin, Registry};
 use crate::plugins::folder::{candidate_files, clear_copies, content_hash, hashed_copy};
-use crate::plugins::process::{PluginProcess, ProcessOptions, ProcessReport};
+use crate::plugins::process::{ProcessOptions, ProcessReport};
+use crate::plugins::running::RunningPlugin;
 
 /// How long the plugins folder must be quiet before a sync.
 const FOLDER_QUIET: Duration = Duration::from_millis(300);
@@ -34,7 +35,7 @@ const FOLDER_QUIET: Duration = Duration::from_millis(300);
 /// A plugin that is running.
 struct Active {
     hash: String,
-    plugin: Arc<PluginProcess>,
+    plugin: Arc<RunningPlugin>,
 }
 
 #[derive(Default)]
@@ -60,7 +61,7 @@ pub struct PluginManager {
     waiting: std::sync::Mutex<BTreeMap<String, String>>,
     /// The running plugins, as of the last sync, for a status that must not
     /// wait for a sync to end.
-    running_now: std::sync::Mutex<Vec<(PathBuf, Arc<PluginProcess>)>>,
+    running_now: std::sync::Mutex<Vec<(PathBuf, Arc<RunningPlugin>)>>,
 }
 
 impl PluginManager {
@@ -202,7 +203,7 @@ impl PluginManager {
         file: &Path,
         hash: &str,
         state: &State,
-    ) -> Result<Arc<PluginProcess>, String> {
+    ) -> Result<Arc<RunningPlugin>, String> {
         let (source, hash_owned, copies) =
             (file.to_owned(), hash.to_owned(), self.copies_dir.clone());
         let copy = tokio::task::spawn_blocking(move || {
@@ -215,7 +216,7 @@ impl PluginManager {
         .map_err(|e| format!("loader task failed: {e}"))??;
         // Loaded in a process of its own: its constructor, like every later
         // call, cannot take the host down.
-        let plugin = PluginProcess::start(&copy, self.process.clone()).await?;
+        let plugin = Arc::new(RunningPlugin::start(&copy, &self.process).await?);
         let kind = plugin.info().kind.clone();
         let clash = state
             .active
@@ -234,7 +235,7 @@ impl PluginManager {
     /// or nothing is registered and the old version stays.
     async fn bring_up(
         &self,
-        plugin: &Arc<PluginProcess>,
+        plugin: &Arc<RunningPlugin>,
         hash: &str,
         replacing: bool,
     ) -> Result<(), String> {
@@ -264,7 +265,7 @@ impl PluginManager {
 
     async fn open(
         &self,
-        plugin: &Arc<PluginProcess>,
+        plugin: &Arc<RunningPlugin>,
         hash: &str,
         config: &OriginConfig,
         replacing: bool,
@@ -426,6 +427,6 @@ async fn hash_in_background(file: &Path) -> std::io::Result<String> {
 }
 
 /// Stops a plugin's process (its runtime first, as it finishes its tasks).
-async fn shutdown_in_background(plugin: Arc<PluginProcess>) {
+async fn shutdown_in_background(plugin: Arc<RunningPlugin>) {
     plugin.shutdown().await;
 }

@@ -13,6 +13,8 @@
 //!
 //! - [`wire`]: the frames. Bytes of reads travel as raw payload, written from
 //!   the plugin's buffer and read into the host's, once each way.
+//! - [`pieces`]: the bytes of reads in memory both processes map, so a piece
+//!   is copied once (into a slot, by the child) and read where it is.
 //! - [`child`]: the plugin process's side.
 //! - [`connection`]: the host's side of one process: calls waiting for
 //!   answers, streams with credit (the child sends at most [`STREAM_CREDIT`]
@@ -37,6 +39,7 @@
 
 pub mod child;
 pub mod connection;
+pub mod pieces;
 pub mod remote_origin;
 pub mod sandbox;
 pub mod supervisor;

@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::AbortHandle;
 use tracing_subscriber::layer::SubscriberExt;
 
+use super::pieces::{FreeSlots, Pool, SLOT};
 use super::wire::{self, ToChild, ToHost};
 
 /// The socket to the host.
@@ -152,6 +153,15 @@ pub fn run(library: &Path) -> ExitCode {
         calls: Mutex::default(),
         watches: Mutex::default(),
         credits: Mutex::default(),
+        pool: match Pool::open_handed() {
+            Ok(pool) => Some((pool, FreeSlots::all())),
+            Err(e) => {
+                tracing::warn!(
+                    "plugin process: no shared pool ({e}); pieces go through the socket"
+                );
+                None
+            }
+        },
     });
     runtime.spawn(send_watch_stats(served.clone()));
     runtime.block_on(async {
@@ -222,6 +232,8 @@ struct Served {
     calls: Mutex<HashMap<u64, AbortHandle>>,
     watches: Mutex<HashMap<u64, WatchHandle>>,
     credits: Mutex<HashMap<u64, Arc<Credit>>>,
+    /// The pool pieces go through, and its free slots.
+    pool: Option<(Pool, FreeSlots)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -247,6 +259,11 @@ impl Served {
         match frame {
             ToChild::Ping { seq } => self.out.send(ToHost::Pong { seq }),
             ToChild::Close { origin } => drop(lock(&self.origins).remove(&origin)),
+            ToChild::Release { slot } => {
+                if let Some((_, free)) = &self.pool {
+                    free.give_back(slot);
+                }
+            }
             ToChild::Credit { call, bytes } => {
                 if let Some(credit) = lock(&self.credits).get(&call) {
                     credit
@@ -362,8 +379,7 @@ impl Served {
                             Some(Ok(piece)) => {
                                 gate.outstanding
                                     .fetch_add(piece.len() as i64, Ordering::AcqRel);
-                                me.out
-                                    .send_with(ToHost::Piece { call }, Payload::Piece(piece));
+                                me.send_piece(call, piece);
                             }
                             Some(Err(e)) => break me.failed(call, &e),
                             None => break me.out.send(ToHost::End { call }),
@@ -410,6 +426,35 @@ impl Served {
                     }
                 })
             }
+        }
+    }
+
+    /// Sends a piece of stream `call`: through slots of the pool while there
+    /// are free ones, the rest through the socket.
+    fn send_piece(&self, call: u64, piece: Piece) {
+        let Some((pool, free)) = &self.pool else {
+            return self
+                .out
+                .send_with(ToHost::Piece { call }, Payload::Piece(piece));
+        };
+        let mut rest: &[u8] = &piece;
+        while !rest.is_empty() {
+            let Some(slot) = free.take() else {
+                let inline = if rest.len() == piece.len() {
+                    Payload::Piece(piece)
+                } else {
+                    Payload::Bytes(rest.to_vec())
+                };
+                return self.out.send_with(ToHost::Piece { call }, inline);
+            };
+            let (now, later) = rest.split_at(rest.len().min(SLOT));
+            pool.write(slot, now);
+            self.out.send(ToHost::Slot {
+                call,
+                slot,
+                len: now.len() as u32,
+            });
+            rest = later;
         }
     }
 

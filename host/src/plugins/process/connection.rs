@@ -18,6 +18,7 @@ use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
+use super::pieces::{HeldSlot, Pool};
 use super::wire::{self, ToChild, ToHost};
 
 /// How much of a stream the child may send ahead of what the host has taken.
@@ -28,7 +29,7 @@ type Answer = OriginResult<(ToHost, Vec<u8>)>;
 enum Waiter {
     Once(oneshot::Sender<Answer>),
     Stream {
-        pieces: mpsc::UnboundedSender<OriginResult<Option<Vec<u8>>>>,
+        pieces: mpsc::UnboundedSender<OriginResult<Option<Piece>>>,
     },
     Watch {
         sink: EventSink,
@@ -54,6 +55,10 @@ pub struct Connection {
     closed: Mutex<Option<String>>,
     liveness: Mutex<Liveness>,
     stats: Mutex<HashMap<u64, PollStats>>,
+    /// The pool the child puts pieces in, if it has one.
+    pool: Option<Arc<Pool>>,
+    /// Tells the child a slot is free again (held weakly by each piece).
+    give_back: Arc<dyn Fn(u32) + Send + Sync>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -63,10 +68,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Connection {
     /// A connection over `output`; frames arriving on the other half are fed
     /// to it by [`read_loop`].
-    pub fn new(generation: u64, kind: String, output: OwnedWriteHalf) -> Arc<Self> {
+    pub fn new(
+        generation: u64,
+        kind: String,
+        output: OwnedWriteHalf,
+        pool: Option<Pool>,
+    ) -> Arc<Self> {
         let (out, rx) = mpsc::unbounded_channel();
         tokio::spawn(write_frames(output, rx));
-        Arc::new(Connection {
+        Arc::new_cyclic(|me: &std::sync::Weak<Connection>| Connection {
             generation,
             kind,
             out: Mutex::new(Some(out)),
@@ -78,6 +88,15 @@ impl Connection {
                 abandoned_since: None,
             }),
             stats: Mutex::default(),
+            pool: pool.map(Arc::new),
+            give_back: {
+                let me = me.clone();
+                Arc::new(move |slot| {
+                    if let Some(conn) = me.upgrade() {
+                        conn.send(&ToChild::Release { slot });
+                    }
+                })
+            },
         })
     }
 
@@ -175,12 +194,12 @@ impl Connection {
                 }
                 let mut rx = rx?;
                 match rx.recv().await {
-                    Some(Ok(Some(bytes))) => {
+                    Some(Ok(Some(piece))) => {
                         guard.conn.send(&ToChild::Credit {
                             call: guard.call,
-                            bytes: bytes.len() as u32,
+                            bytes: piece.len() as u32,
                         });
-                        Some((Ok(Piece::from(bytes)), (Some(rx), guard, None)))
+                        Some((Ok(piece), (Some(rx), guard, None)))
                     }
                     Some(Ok(None)) => {
                         guard.disarm();
@@ -337,7 +356,34 @@ impl Connection {
             ToHost::Piece { call } => {
                 self.answered();
                 if let Some(Waiter::Stream { pieces }) = lock(&self.pending).get(&call) {
-                    let _ = pieces.send(Ok(Some(payload)));
+                    let _ = pieces.send(Ok(Some(Piece::from(payload))));
+                }
+            }
+            ToHost::Slot { call, slot, len } => {
+                self.answered();
+                let held = self.pool.as_ref().and_then(|pool| {
+                    HeldSlot::new(
+                        pool.clone(),
+                        slot,
+                        len as usize,
+                        Arc::downgrade(&self.give_back),
+                    )
+                });
+                let piece = match held {
+                    Some(held) => Ok(Some(Piece::held_by(held))),
+                    None => Err(OriginError::other(format!(
+                        "plugin process named slot {slot} ({len} bytes), which its pool has not"
+                    ))),
+                };
+                match lock(&self.pending).get(&call) {
+                    Some(Waiter::Stream { pieces }) => drop(pieces.send(piece)),
+                    // Not wanted any more: the slot goes back (the piece
+                    // drops here, or the child is told the same).
+                    _ => {
+                        if piece.is_err() {
+                            (self.give_back)(slot);
+                        }
+                    }
                 }
             }
             ToHost::End { call } => {

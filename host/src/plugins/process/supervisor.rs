@@ -24,12 +24,12 @@ pub const PLUGIN_HOST_COMMAND: &str = "plugin-host";
 
 /// The first pause before a restart; it doubles up to [`MAX_BACKOFF`] while
 /// the process keeps failing, and starts again once it stayed up [`STABLE`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-const STABLE: Duration = Duration::from_secs(60);
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+pub const STABLE: Duration = Duration::from_secs(60);
 /// How often the host pings, and how long a ping may go unanswered.
 const PING_EVERY: Duration = Duration::from_millis(500);
-const PING_TIMEOUT: Duration = Duration::from_secs(5);
+pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a process that is told to stop may take before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -48,6 +48,8 @@ pub struct ProcessOptions {
     pub memory_limit: Option<u64>,
     /// Confine the process (see `super::sandbox`).
     pub sandbox: bool,
+    /// Load plugins into the daemon instead (see `crate::plugins::running`).
+    pub in_process: bool,
 }
 
 impl ProcessOptions {
@@ -61,6 +63,7 @@ impl ProcessOptions {
             hang_after: (call_deadline * 2).max(Duration::from_secs(2)),
             memory_limit: None,
             sandbox: true,
+            in_process: false,
         }
     }
 
@@ -403,21 +406,38 @@ async fn spawn(
         command.env(super::sandbox::SANDBOX_ENV, "1");
     }
     let memory_limit = options.memory_limit;
-    // SAFETY: only async-signal-safe calls (dup2, fcntl, open, write, close,
-    // setrlimit, close_range) between fork and exec.
+    // The pool pieces come through; without it, they come through the socket.
+    let (pool, pool_fd) = match super::pieces::Pool::create() {
+        Ok((pool, fd)) => (Some(pool), Some(fd)),
+        Err(e) => {
+            tracing::warn!(plugin = %name, "no shared pool for reads ({e}); they go through the socket");
+            (None, None)
+        }
+    };
+    let pool_raw = pool_fd.as_ref().map(|fd| fd.as_raw_fd());
+    // SAFETY: only async-signal-safe calls (fcntl, dup2, close_range, open,
+    // write, close, setrlimit) between fork and exec.
     unsafe {
         command.pre_exec(move || {
-            if child_fd == SOCKET_FD {
-                if libc::fcntl(child_fd, libc::F_SETFD, 0) < 0 {
+            // Out of the way first: either could sit on 3 or 4.
+            let socket = libc::fcntl(child_fd, libc::F_DUPFD_CLOEXEC, 10);
+            let pool = pool_raw.map(|fd| libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10));
+            if socket < 0 || pool.is_some_and(|fd| fd < 0) {
+                return Err(std::io::Error::last_os_error());
+            }
+            // dup2 leaves the new descriptors open across exec.
+            if libc::dup2(socket, SOCKET_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if let Some(pool) = pool {
+                if libc::dup2(pool, super::pieces::POOL_FD) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-            } else if libc::dup2(child_fd, SOCKET_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
             }
             // Nothing else of the host's crosses exec (the FUSE device above all).
             libc::syscall(
                 libc::SYS_close_range,
-                SOCKET_FD as u32 + 1,
+                super::pieces::POOL_FD as u32 + 1,
                 u32::MAX,
                 libc::CLOSE_RANGE_CLOEXEC,
             );
@@ -444,6 +464,7 @@ async fn spawn(
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", options.executable.display()))?;
     drop(child_end);
+    drop(pool_fd);
     let last_words: Arc<Mutex<Option<String>>> = Arc::default();
     let stderr = {
         let (pipe, last_words, name) = (child.stderr.take(), last_words.clone(), name.to_owned());
@@ -517,7 +538,7 @@ async fn spawn(
         }
     };
     let (child, last_words, stderr) = running_parts;
-    let conn = Connection::new(generation, ready.0.kind.clone(), output);
+    let conn = Connection::new(generation, ready.0.kind.clone(), output, pool);
     let reader = tokio::spawn(read_loop(conn.clone(), input));
     Ok(Running {
         child,

@@ -76,6 +76,10 @@ pub enum ToChild {
         call: u64,
         bytes: u32,
     },
+    /// The host is done with a slot of the shared pool (see `super::pieces`).
+    Release {
+        slot: u32,
+    },
     Health {
         call: u64,
         origin: u64,
@@ -133,6 +137,12 @@ pub enum ToHost {
     /// One piece of a stream, as the payload.
     Piece {
         call: u64,
+    },
+    /// One piece of a stream, in a slot of the shared pool.
+    Slot {
+        call: u64,
+        slot: u32,
+        len: u32,
     },
     End {
         call: u64,

@@ -37,7 +37,9 @@ impl FaultyFolder {
     /// catch, for the process boundary: `abort`, `segv` (the signal a wild
     /// pointer gets), `oom` (allocates and touches memory until allocation
     /// fails) and `block` (sleeps in a blocking call, holding a worker of its
-    /// runtime for ever), each also as `…-reads`.
+    /// runtime for ever), each also as `…-reads`. And `escape`: the call tries
+    /// what a confined plugin may not do (create a file beside its folder,
+    /// signal its parent) and fails with what each attempt got.
     async fn fault(&self, op: &str) -> OriginResult<()> {
         let wanted = match &self.fault_file {
             Some(file) => std::fs::read_to_string(file).unwrap_or_default(),
@@ -58,6 +60,7 @@ impl FaultyFolder {
             tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
         }
         match fault {
+            "escape" => return Err(OriginError::other(self.escape())),
             "abort" => std::process::abort(),
             // SAFETY: raising a signal has no memory effects.
             "segv" => unsafe {
@@ -79,6 +82,24 @@ impl FaultyFolder {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(())
+    }
+}
+
+impl FaultyFolder {
+    /// Tries to write a file beside the served folder and to signal the
+    /// parent process; says how each went.
+    fn escape(&self) -> String {
+        let target = self.root.with_file_name("escaped-by-plugin");
+        let write = match std::fs::write(&target, b"out") {
+            Ok(()) => "written".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        // SAFETY: signal 0 checks permission and sends nothing.
+        let signal = match unsafe { kill(getppid(), 0) } {
+            0 => "sent".to_owned(),
+            _ => std::io::Error::last_os_error().to_string(),
+        };
+        format!("write: {write}; signal: {signal}")
     }
 }
 
@@ -129,6 +150,8 @@ impl Origin for FaultyFolder {
 
 extern "C" {
     fn raise(signal: i32) -> i32;
+    fn kill(pid: i32, signal: i32) -> i32;
+    fn getppid() -> i32;
 }
 
 /// What a wild pointer ends in: SIGSEGV, with its default action (death).
