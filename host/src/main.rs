@@ -328,27 +328,37 @@ fn scan(options: DaemonOptions) -> Result<(), String> {
 }
 
 fn list_plugins(dir: &std::path::Path) -> ExitCode {
-    let verdicts = match folder::inspect(dir) {
-        Ok(v) => v,
-        Err(e) => {
+    let inspected = tokio::runtime::Runtime::new().map(|runtime| {
+        let options =
+            musicfs::plugins::process::ProcessOptions::new(std::time::Duration::from_secs(5));
+        runtime.block_on(folder::inspect(dir, &options))
+    });
+    let verdicts = match inspected {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
             eprintln!("musicfs: cannot read plugins folder {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("musicfs: cannot start a runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     let mut loaded = 0;
     for (file, verdict) in &verdicts {
         match verdict {
-            Verdict::Loaded(plugin) => {
+            Verdict::Loaded {
+                info,
+                api_version,
+                rustc_version,
+            } => {
                 loaded += 1;
-                let info = plugin.info();
                 println!(
-                    "{}: loaded: kind {}, version {}, origin-api {}, {} ({})",
+                    "{}: loaded: kind {}, version {}, origin-api {api_version}, {} ({rustc_version})",
                     file.display(),
                     info.kind,
                     info.version,
-                    plugin.api_version(),
                     info.class.as_str(),
-                    plugin.rustc_version(),
                 );
             }
             Verdict::Rejected(reason) => println!("{}: rejected: {reason}", file.display()),

@@ -237,6 +237,19 @@ fn metrics_parse_and_say_what_the_mount_did() {
         .value("musicfs_origin_request_duration_seconds_count", streams)
         .unwrap();
     assert_eq!(Some(timed), ok, "every stream timed");
+    // Both plugins' processes run and were never started again.
+    for plugin in ["plugin=local", "plugin=sftp"] {
+        assert_eq!(
+            scrape.value("musicfs_plugin_up", plugin),
+            Some(1.0),
+            "{plugin}"
+        );
+        assert_eq!(
+            scrape.value("musicfs_plugin_restarts_total", plugin),
+            Some(0.0),
+            "{plugin}"
+        );
+    }
     assert!(scrape.value("musicfs_cache_misses_total", "").unwrap() >= 4.0);
     assert!(scrape.value("musicfs_cache_evictions_total", "").unwrap() >= 1.0);
     assert!(

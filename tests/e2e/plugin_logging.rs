@@ -1,5 +1,6 @@
 //! A plugin's `tracing` events, and its panics, reach the host's log with the
-//! plugin's name.
+//! plugin's name, whether it is loaded in this process or runs in a plugin
+//! process of its own.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -37,20 +38,27 @@ impl<S: tracing::Subscriber> Layer<S> for Capture {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plugin_events_and_panics_reach_the_host_log() {
-    let captured: Captured = Arc::default();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_subscriber::filter::LevelFilter::INFO)
-        .with(Capture(captured.clone()));
-    tracing::subscriber::set_global_default(subscriber).unwrap();
-
-    let plugin = load_plugin(&plugin_library("musicfs_test_faulty")).unwrap();
+/// The faulty plugin's origin `id`, whose reads panic: loaded here, or in a
+/// plugin process as the daemon runs it.
+async fn panicking_origin(id: &str, apart: bool) -> Arc<dyn origin_api::Origin> {
     let mut table = toml::Table::new();
     table.insert("panic_in".into(), "read".into());
-    let origin = plugin.open(Settings::new("logged", table)).await.unwrap();
-    assert!(origin.read("data.bin", 0, 1).await.is_err());
+    let library = plugin_library("musicfs_test_faulty");
+    if apart {
+        let process = musicfs::plugins::process::PluginProcess::start(
+            &library,
+            musicfs_tests::plugin_processes(),
+        )
+        .await
+        .unwrap();
+        return process.open(Settings::new(id, table)).await.unwrap();
+    }
+    // Kept loaded for the rest of the test binary.
+    let plugin = Box::leak(Box::new(load_plugin(&library).unwrap()));
+    plugin.open(Settings::new(id, table)).await.unwrap()
+}
 
+fn assert_logged(captured: &Captured, id: &str) {
     let events = captured.lock().unwrap().clone();
     let from_plugin: Vec<_> = events
         .iter()
@@ -62,7 +70,7 @@ async fn plugin_events_and_panics_reach_the_host_log() {
     assert!(
         from_plugin.iter().any(|e| e["level"] == "INFO"
             && e["message"].contains("faulty origin opening")
-            && e["message"].contains("origin=logged")),
+            && e["message"].contains(&format!("origin={id}"))),
         "{events:#?}"
     );
     assert!(
@@ -71,4 +79,21 @@ async fn plugin_events_and_panics_reach_the_host_log() {
             .any(|e| e["level"] == "ERROR" && e["message"].contains("injected panic in read")),
         "{events:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_events_and_panics_reach_the_host_log() {
+    let captured: Captured = Arc::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::LevelFilter::INFO)
+        .with(Capture(captured.clone()));
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    // Loaded into this process, and in a plugin process of its own.
+    for (id, apart) in [("logged", false), ("logged-apart", true)] {
+        captured.lock().unwrap().clear();
+        let origin = panicking_origin(id, apart).await;
+        assert!(origin.read("data.bin", 0, 1).await.is_err());
+        assert_logged(&captured, id);
+    }
 }

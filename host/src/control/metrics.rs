@@ -73,6 +73,11 @@ pub const SCAN_TAGS_READ: &str = "musicfs_scan_tags_read_total";
 pub const LIBRARY_TRACKS: &str = "musicfs_library_tracks";
 
 /// How often the gauges are brought up to date.
+/// Times a plugin's process was started again, by plugin kind.
+pub const PLUGIN_RESTARTS: &str = "musicfs_plugin_restarts_total";
+/// 1 while a plugin's process runs, 0 while it is being started again.
+pub const PLUGIN_UP: &str = "musicfs_plugin_up";
+
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Latency buckets, in seconds: from a local disk's answer to a slow WAN's.
@@ -158,6 +163,11 @@ fn describe() {
     describe_counter!(SCAN_FILES, "Files scans found");
     describe_counter!(SCAN_TAGS_READ, "Files whose tags scans read");
     describe_gauge!(LIBRARY_TRACKS, "Tracks the library shows");
+    describe_counter!(
+        PLUGIN_RESTARTS,
+        "Times a plugin's process was started again after it went away"
+    );
+    describe_gauge!(PLUGIN_UP, "1 while a plugin's process runs");
 }
 
 /// Copies the daemon's state into the gauges every [`SAMPLE_EVERY`].
@@ -201,4 +211,8 @@ fn sample(daemon: &Daemon) {
     counter!(CACHE_MISSES).absolute(stats.misses);
     gauge!(LIBRARY_TRACKS).set(daemon.view.snapshot().file_count() as f64);
     gauge!(SCAN_RUNNING).set(if daemon.is_scanning() { 1.0 } else { 0.0 });
+    for (kind, _, process) in daemon.manager.processes() {
+        counter!(PLUGIN_RESTARTS, "plugin" => kind.clone()).absolute(process.restarts);
+        gauge!(PLUGIN_UP, "plugin" => kind).set(if process.pid.is_some() { 1.0 } else { 0.0 });
+    }
 }

@@ -9,7 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
-use origin_api::host::{load_plugin, LoadError, LoadedPlugin};
+use crate::plugins::process::ProcessOptions;
+use crate::plugins::running::RunningPlugin;
 
 /// Where plugins are looked for when no `--plugins` is given:
 /// `$MUSICFS_PLUGINS`; else `$XDG_DATA_HOME/musicfs/plugins` (by default
@@ -71,31 +72,50 @@ pub fn candidate_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// What `musicfs plugins` says of a file.
 pub enum Verdict {
-    Loaded(LoadedPlugin),
-    Rejected(LoadError),
+    /// It loaded (in a plugin process, as the daemon would run it).
+    Loaded {
+        info: origin_api::PluginInfo,
+        api_version: String,
+        rustc_version: String,
+    },
+    /// Why it did not.
+    Rejected(String),
     /// Not named like a shared library: never loaded.
     Skipped,
 }
 
-/// The verdict on every file of `dir`, loading each candidate in place (for
-/// `musicfs plugins`, which exits right after).
-pub fn inspect(dir: &Path) -> std::io::Result<Vec<(PathBuf, Verdict)>> {
-    Ok(visible_files(dir)?
-        .into_iter()
-        .map(|file| {
-            let candidate = file
-                .file_name()
-                .is_some_and(|n| is_candidate(&n.to_string_lossy()));
-            let verdict = match candidate {
-                false => Verdict::Skipped,
-                true => match load_plugin(&file) {
-                    Ok(plugin) => Verdict::Loaded(plugin),
-                    Err(e) => Verdict::Rejected(e),
-                },
-            };
-            (file, verdict)
-        })
-        .collect())
+/// The verdict on every file of `dir`, each candidate loaded in a plugin
+/// process started as `options` say (so a plugin whose constructor crashes is
+/// rejected, not the end of `musicfs plugins`) and stopped again.
+pub async fn inspect(
+    dir: &Path,
+    options: &ProcessOptions,
+) -> std::io::Result<Vec<(PathBuf, Verdict)>> {
+    let mut verdicts = Vec::new();
+    for file in visible_files(dir)? {
+        let candidate = file
+            .file_name()
+            .is_some_and(|n| is_candidate(&n.to_string_lossy()));
+        let verdict = if !candidate {
+            Verdict::Skipped
+        } else {
+            match RunningPlugin::start(&file, options).await {
+                Ok(plugin) => {
+                    let (api_version, rustc_version) = plugin.versions();
+                    let info = plugin.info().clone();
+                    plugin.shutdown().await;
+                    Verdict::Loaded {
+                        info,
+                        api_version,
+                        rustc_version,
+                    }
+                }
+                Err(e) => Verdict::Rejected(e),
+            }
+        };
+        verdicts.push((file, verdict));
+    }
+    Ok(verdicts)
 }
 
 /// The BLAKE3 hash of a file, hex.

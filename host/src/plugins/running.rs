@@ -43,6 +43,14 @@ impl RunningPlugin {
         }
     }
 
+    /// The `origin-api` version it was built against, and the compiler.
+    pub fn versions(&self) -> (String, String) {
+        match self {
+            RunningPlugin::Apart(p) => (p.api_version().to_owned(), p.rustc_version().to_owned()),
+            RunningPlugin::Inside(p) => (p.api_version().to_owned(), p.rustc_version().to_owned()),
+        }
+    }
+
     /// Opens one origin of its kind.
     pub async fn open(&self, settings: Settings) -> OriginResult<Arc<dyn Origin>> {
         match self {
