@@ -29,7 +29,7 @@ use crate::plugins::manager::PluginManager;
 use crate::store::Store;
 
 /// What the command line says.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct DaemonOptions {
     /// The plugins folder.
     pub plugins_dir: PathBuf,

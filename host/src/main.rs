@@ -162,6 +162,13 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // The daemon `musicfs mount` runs under it (see `fs::keeper`).
+    if args
+        .first()
+        .is_some_and(|a| a == musicfs::fs::keeper::SERVE_COMMAND)
+    {
+        std::process::exit(musicfs::fs::keeper::serve_for_keeper());
+    }
     let command = Cli::command();
     let mut subcommands: Vec<&str> = command.get_subcommands().map(|c| c.get_name()).collect();
     subcommands.push("help");

@@ -90,6 +90,8 @@ enum Fault {
     NeedsReopen,
     /// A panic inside redb left a lock poisoned: reopen, and check the file.
     Poisoned,
+    /// Another process has the database open.
+    Locked,
     /// The call failed; the database is fine.
     Passing,
 }
@@ -100,6 +102,7 @@ fn fault_of(e: &redb::Error) -> Fault {
         | redb::Error::UpgradeRequired(_)
         | redb::Error::TableTypeMismatch { .. } => Fault::Damaged,
         redb::Error::LockPoisoned(_) => Fault::Poisoned,
+        redb::Error::DatabaseAlreadyOpen => Fault::Locked,
         redb::Error::PreviousIo | redb::Error::DatabaseClosed => Fault::NeedsReopen,
         redb::Error::Io(io)
             if matches!(
@@ -180,7 +183,7 @@ impl Store {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
-        let (db, rebuilt) = match open_checked(path, check) {
+        let (db, rebuilt) = match open_waiting_for_lock(path, check) {
             Ok(db) => (db, false),
             Err((Fault::Damaged, why)) => {
                 move_aside(path, &why)?;
@@ -256,7 +259,7 @@ impl Store {
                     Fault::Damaged => self.repair(epoch, Repair::Rebuild(e.to_string())),
                     Fault::NeedsReopen => self.repair(epoch, Repair::Reopen { check: false }),
                     Fault::Poisoned => self.repair(epoch, Repair::Reopen { check: true }),
-                    Fault::Passing => {}
+                    Fault::Locked | Fault::Passing => {}
                 }
                 Err(err(e))
             }
@@ -433,6 +436,24 @@ impl Store {
 /// scan held 323 MB with it and 296 MB with this. Start-up reads each table
 /// once, in order, and took as long either way.
 const INDEX_CACHE: usize = 16 << 20;
+
+/// How long an index another process holds is waited for: a daemon that was
+/// killed a moment ago may still be exiting (its keeper died first, say).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// [`open_checked`], waiting up to [`LOCK_WAIT`] while another process holds
+/// the index.
+fn open_waiting_for_lock(path: &Path, check: bool) -> Result<Database, (Fault, String)> {
+    let started = std::time::Instant::now();
+    loop {
+        match open_checked(path, check) {
+            Err((Fault::Locked, _)) if started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
 
 /// Opens the database at `path`, checks its integrity if `check` (redb repairs
 /// what it can; what it cannot is damage) and makes every table, with redb's

@@ -3,6 +3,7 @@
 //! module per fault; each began as a test that failed before its fix.
 
 mod changed_under_reader;
+mod daemon_restart;
 mod damaged_chunks;
 mod damaged_index;
 mod full_disk;

@@ -414,16 +414,45 @@ impl Drop for PeerMount {
     }
 }
 
-/// The peak resident memory of process `pid`, in MB.
-/// Starts `pid`'s peak resident set size over from what it holds now (Linux
-/// 4.0+, `clear_refs` 5), so [`peak_rss_mb`] then gives the peak of what follows.
-pub fn reset_peak_rss(pid: u32) {
-    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+/// `pid` and every process below it: a mount's keeper, its daemon and the
+/// daemon's plugin processes, or a peer tool and its helpers.
+pub fn process_tree(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    let mut at = 0;
+    while at < all.len() {
+        let parent = all[at];
+        at += 1;
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            all.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    all
 }
 
-/// Resident set size of `pid` now, in MB.
+/// Starts the peak resident set size of `pid` and the processes below it over
+/// from what each holds now (Linux 4.0+, `clear_refs` 5), so [`peak_rss_mb`]
+/// then gives the peak of what follows.
+pub fn reset_peak_rss(pid: u32) {
+    for pid in process_tree(pid) {
+        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    }
+}
+
+/// Resident set size of `pid` and the processes below it now, in MB.
 pub fn rss_mb(pid: u32) -> f64 {
-    status_mb(pid, "VmRSS:")
+    process_tree(pid)
+        .into_iter()
+        .map(|p| status_mb(p, "VmRSS:"))
+        .sum()
 }
 
 fn status_mb(pid: u32, field: &str) -> f64 {
@@ -436,6 +465,12 @@ fn status_mb(pid: u32, field: &str) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// The peak resident memory of `pid` and the processes below it, in MB: the
+/// sum of each one's peak (at most the peak of the sum; memory two of them
+/// share, such as a plugin process's read pool, counts in both).
 pub fn peak_rss_mb(pid: u32) -> f64 {
-    status_mb(pid, "VmHWM:")
+    process_tree(pid)
+        .into_iter()
+        .map(|p| status_mb(p, "VmHWM:"))
+        .sum()
 }

@@ -157,11 +157,24 @@ impl Mounted {
         self.mountpoint.join(rel)
     }
 
-    /// Sends SIGKILL and leaves the mountpoint stale, as a crash would.
+    /// Sends SIGKILL and leaves the mountpoint stale, as a crash would; waits
+    /// until the daemon under it (killed with it) is gone too.
     pub fn kill(mut self) {
         if let Some(mut child) = self.child.take() {
+            let below = crate::bench_support::process_tree(child.id());
             let _ = child.kill();
             let _ = child.wait();
+            for pid in below.into_iter().skip(1) {
+                // SAFETY: kill(2); the process is gone or one of this test's.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                while std::fs::metadata(format!("/proc/{pid}")).is_ok()
+                    && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .unwrap_or_default()
+                        .contains(") Z")
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
         }
         // Skip Drop's clean-up: the stale mount is the point.
         std::mem::forget(self);

@@ -1,10 +1,10 @@
-//! `musicfs mount`: the daemon plus a FUSE session, until unmounted or interrupted.
+//! `musicfs mount`: a keeper process that holds the mount (see `fs::keeper`),
+//! and the daemon that serves it: a FUSE session on the keeper's device, until
+//! unmounted or interrupted.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-use fuser::MountOption;
 
 use crate::config::origin_flags::parse_origin_flag;
 use crate::control::socket::ControlServer;
@@ -18,7 +18,7 @@ use crate::library::sample;
 const FUSE_THREADS: usize = 4;
 
 /// How the mount is made, beyond what the daemon needs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct MountSettings {
     /// Other users may read the mount (FUSE `allow_other`).
     pub allow_other: bool,
@@ -30,14 +30,41 @@ pub struct MountSettings {
     pub metrics: Option<std::net::SocketAddr>,
 }
 
-/// Mounts and serves until Ctrl-C, SIGTERM or an external unmount. `ready`
-/// hears once the mount is up.
+/// Mounts and serves until Ctrl-C, SIGTERM or an external unmount: the
+/// calling process keeps the mount and runs the daemon as a child, started
+/// again if it dies (see `fs::keeper`). `ready` hears once the mount is up.
 pub fn run(
     options: DaemonOptions,
     mountpoint: &Path,
     settings: &MountSettings,
     ready: &mut Ready,
 ) -> Result<(), String> {
+    // Errors in the config are the caller's, before anything is mounted.
+    load_config(&options)?;
+    check_mountpoint(mountpoint)?;
+    crate::fs::keeper::keep(options, mountpoint, settings, ready)
+}
+
+/// How a serving process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServeEnd {
+    /// Told to stop (SIGTERM, SIGINT): the keeper unmounts, or starts another.
+    Stopped,
+    /// The mount went away under it (unmounted from outside).
+    Unmounted,
+}
+
+/// The daemon, serving the mount the keeper holds: `device` is the mount's
+/// FUSE device, `handshake` the socket the keeper replays the kernel's INIT on
+/// (see `fs::device`). Ends the process when it stops, with the exit code
+/// that tells the keeper how; returns only an error that kept it from serving.
+pub fn serve(
+    options: DaemonOptions,
+    mountpoint: &Path,
+    settings: &MountSettings,
+    device: std::os::fd::OwnedFd,
+    handshake: std::os::fd::OwnedFd,
+) -> Result<std::convert::Infallible, String> {
     let mut config = load_config(&options)?;
     if config.origins.is_empty() {
         let sample = options.cache_dir(&config).join("sample-library");
@@ -52,7 +79,6 @@ pub fn run(
             1,
         )?);
     }
-    check_mountpoint(mountpoint)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -60,8 +86,8 @@ pub fn run(
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     // From here on SIGTERM and SIGINT are noted, not fatal: one that comes
-    // while the daemon starts (before the mount, or while origins open) ends
-    // it in order, and no mount is left behind.
+    // while the daemon starts (before it serves, or while origins open) ends
+    // it in order.
     let mut stop = {
         let _in_runtime = runtime.enter();
         StopSignals::install().map_err(|e| format!("cannot handle signals: {e}"))?
@@ -82,23 +108,8 @@ pub fn run(
     )
     .with_passthrough(daemon.config.cache.passthrough)
     .with_pins(daemon.pins.clone());
+    // The mount options are the keeper's; the session needs its ACL and threads.
     let mut fuse_config = fuser::Config::default();
-    fuse_config.mount_options = vec![
-        MountOption::RO,
-        MountOption::FSName("musicfs".into()),
-        // fuser mounts by itself as root, with type `fuse` and no subtype:
-        // the kernel takes it as an option then, and shows `fuse.musicfs`
-        // (what `findmnt -t` and fstab's type name). Otherwise fusermount3 does.
-        // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } == 0 {
-            MountOption::CUSTOM("subtype=musicfs".into())
-        } else {
-            MountOption::Subtype("musicfs".into())
-        },
-        MountOption::NoExec,
-        MountOption::NoDev,
-        MountOption::NoSuid,
-    ];
     fuse_config.acl = if settings.allow_other {
         fuser::SessionACL::All
     } else if settings.allow_root {
@@ -106,18 +117,22 @@ pub fn run(
     } else {
         fuser::SessionACL::Owner
     };
-    if settings.default_permissions {
-        fuse_config
-            .mount_options
-            .push(MountOption::DefaultPermissions);
-    }
     fuse_config.n_threads = Some(FUSE_THREADS);
     if stop.received() {
-        eprintln!("musicfs: stopped before mounting");
-        return Ok(());
+        std::process::exit(crate::fs::keeper::exit_code(ServeEnd::Stopped));
     }
-    let session = fuser::spawn_mount(fs, mountpoint, &fuse_config)
-        .map_err(|e| format!("cannot mount {}: {e}", mountpoint.display()))?;
+    let acl = fuse_config.acl;
+    let session = fuser::Session::from_fd(fs, handshake, acl, fuse_config)
+        .map_err(|e| format!("cannot start the FUSE session: {e}"))?;
+    {
+        use std::os::fd::{AsFd, AsRawFd};
+        crate::fs::device::take_over(session.as_fd().as_raw_fd(), &device)
+            .map_err(|e| format!("cannot take over the FUSE device: {e}"))?;
+    }
+    drop(device);
+    let session = session
+        .spawn()
+        .map_err(|e| format!("cannot start the FUSE session: {e}"))?;
     // Each FUSE mount has a device number of its own: what is at the mountpoint
     // when we stop is ours only if it still has this one.
     let ours = device_at(mountpoint);
@@ -130,11 +145,6 @@ pub fn run(
         }
     }
     tracing::info!(mountpoint = %mountpoint.display(), files = daemon.view.snapshot().file_count(), "mounted");
-    ready.report(&Ok(()));
-    eprintln!(
-        "musicfs: mounted on {} (Ctrl-C to unmount)",
-        mountpoint.display()
-    );
 
     runtime.block_on(async {
         let status: crate::control::socket::StatusSource = {
@@ -165,42 +175,32 @@ pub fn run(
             () = stop.recv() => return,
         };
         wait_for_stop(&session, &mut stop).await;
-        drop(running);
+        // Left running: see below.
+        std::mem::forget(running);
     });
 
-    let mut how = "unmounted";
     let still_ours = ours.is_some() && device_at(mountpoint) == ours;
-    if session.guard.is_finished() || !still_ours {
-        // Unmounted from outside (fusermount3 -u), and perhaps mounted again by
-        // someone else since: the session would unmount by path when dropped,
-        // taking down what is there now. Leave it be; exiting closes our end.
-        how = "was unmounted from outside";
-        std::mem::forget(session);
-    } else if let Err(e) = session.umount_and_join() {
-        // Files are still open in the mount (a player, a shell inside it).
-        // Detach it now; the kernel finishes when the last file closes, instead
-        // of leaving a dead mountpoint behind when this process exits.
-        tracing::warn!("unmount: {e}; detaching it lazily");
-        how = if device_at(mountpoint) == ours && detach(mountpoint) {
-            "detached (files were still open)"
-        } else {
-            "could not be unmounted; clear it with fusermount3 -u -z"
-        };
-    }
+    let end = if session.guard.is_finished() || !still_ours {
+        ServeEnd::Unmounted
+    } else {
+        ServeEnd::Stopped
+    };
     daemon.store.flush().map_err(|e| e.to_string())?;
-    eprintln!("musicfs: {} {how}", mountpoint.display());
-    Ok(())
+    // Exit now, dropping nothing: a read in flight would be answered EIO as
+    // its task or its reply were dropped. Left unanswered, the keeper has the
+    // kernel send it again to the next daemon (or the unmount ends it).
+    std::process::exit(crate::fs::keeper::exit_code(end))
 }
 
 /// The device number of the file system mounted at `path`, if it answers.
-fn device_at(path: &Path) -> Option<u64> {
+pub(crate) fn device_at(path: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).ok().map(|m| m.dev())
 }
 
 /// Detaches the mount at `path` lazily (MNT_DETACH): it goes from the namespace
 /// now and ends when its last open file closes.
-fn detach(path: &Path) -> bool {
+pub(crate) fn detach(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
         return false;

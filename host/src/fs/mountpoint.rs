@@ -7,7 +7,9 @@ pub fn check_mountpoint(path: &Path) -> Result<(), String> {
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => return Err(format!("mountpoint {} is not a directory", path.display())),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+        // A dead FUSE mount: ENOTCONN, or ECONNABORTED when its connection
+        // ended with requests the server had taken (its keeper was killed).
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)) => {
             return Err(format!(
                 "mountpoint {0} is left over from a musicfs that was killed (transport endpoint is not connected); clear it with: fusermount3 -u {0}",
                 path.display()

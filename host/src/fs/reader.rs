@@ -157,11 +157,17 @@ impl Reader {
             origins_started,
             policy,
             open_files: Mutex::new(HashMap::new()),
-            next_handle: AtomicU64::new(1),
+            next_handle: AtomicU64::new(first_handle()),
         }
     }
 
     /// Opens a file whose replicas are `replicas` now; returns its handle.
+    ///
+    /// Handles outlive the daemon that gave them: after a restart under the
+    /// same mount (`fs::keeper`) the kernel still reads with the old ones. So
+    /// each daemon numbers from where no earlier one can have reached (see
+    /// [`first_handle`]), and a handle it does not know is read as the file
+    /// its inode names.
     pub fn open(&self, replicas: &[Replica]) -> u64 {
         let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
         self.open_files
@@ -362,4 +368,14 @@ impl Reader {
             });
         }
     }
+}
+
+/// The first file handle of this daemon: the time in microseconds, times
+/// 2^20. An earlier daemon reached this only by opening more than 2^20 files
+/// a microsecond; the numbers wrap after about twelve days (2^40 µs).
+fn first_handle() -> u64 {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    ((micros & ((1 << 40) - 1)) << 20).max(1)
 }
