@@ -200,29 +200,35 @@ pub fn unmount_now(mountpoint: &Path) -> io::Result<()> {
     }
 }
 
-/// Reads the kernel's first request, which must be `INIT`.
-pub fn read_init(device: &OwnedFd) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; READ_BUFFER];
+/// One message read from `fd` (a request from the device, a packet from the
+/// handshake socket), into a buffer of `room` bytes.
+fn read_message(fd: &OwnedFd, room: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; room];
     loop {
         // SAFETY: reading into a live buffer of its length.
-        let n = unsafe { libc::read(device.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            buf.truncate(n as usize);
+            return Ok(buf);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
         }
-        buf.truncate(n as usize);
-        let opcode = buf
-            .get(4..8)
-            .map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")));
-        return match opcode {
-            Some(FUSE_INIT) => Ok(buf),
-            other => Err(io::Error::other(format!(
-                "the kernel's first request was not INIT ({other:?})"
-            ))),
-        };
+    }
+}
+
+/// Reads the kernel's first request, which must be `INIT`.
+pub fn read_init(device: &OwnedFd) -> io::Result<Vec<u8>> {
+    let request = read_message(device, READ_BUFFER)?;
+    let opcode = request
+        .get(4..8)
+        .map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")));
+    match opcode {
+        Some(FUSE_INIT) => Ok(request),
+        other => Err(io::Error::other(format!(
+            "the kernel's first request was not INIT ({other:?})"
+        ))),
     }
 }
 
@@ -283,26 +289,14 @@ impl Handshake {
 /// answer.
 pub fn replay_on(keeper: &OwnedFd, init: &[u8]) -> io::Result<Vec<u8>> {
     answer_init(keeper, init)?;
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        // SAFETY: reading into a live buffer of its length.
-        let n = unsafe { libc::read(keeper.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the server went away before it answered INIT",
-            ));
-        }
-        buf.truncate(n as usize);
-        return Ok(buf);
+    let answer = read_message(keeper, 64 << 10)?;
+    if answer.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the server went away before it answered INIT",
+        ));
     }
+    Ok(answer)
 }
 
 /// In the server: points the descriptor fuser's session reads (`session_fd`,

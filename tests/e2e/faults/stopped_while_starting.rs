@@ -23,6 +23,9 @@ fn mounted_at(path: &Path) -> bool {
         .any(|line| line.split(' ').nth(1) == Some(wanted.as_str()))
 }
 
+/// Whether a moment has come, from the daemon's log and its mountpoint.
+type HasCome = dyn Fn(&str, &Path) -> bool;
+
 #[test]
 fn sigterm_at_any_moment_of_start_up_leaves_no_mount_behind() {
     let work = tempfile::tempdir().unwrap();
@@ -38,7 +41,7 @@ fn sigterm_at_any_moment_of_start_up_leaves_no_mount_behind() {
         "[health]\ntimeout_ms = 3000\n",
     );
     // Each moment: a name, and what the log shows when it has come.
-    let moments: [(&str, &dyn Fn(&str, &Path) -> bool); 5] = [
+    let moments: [(&str, &HasCome); 5] = [
         ("at once", &|_, _| true),
         ("once mounted", &|_, mnt| mounted_at(mnt)),
         // The plugin logs this as it opens the origin; the health check that

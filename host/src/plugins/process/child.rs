@@ -512,14 +512,7 @@ fn install_log_forwarding(out: Out) {
         .ok()
         .and_then(|l| l.parse::<u8>().ok())
         .unwrap_or(2);
-    let filter = match level {
-        0 => tracing::level_filters::LevelFilter::OFF,
-        1 => tracing::level_filters::LevelFilter::ERROR,
-        2 => tracing::level_filters::LevelFilter::WARN,
-        3 => tracing::level_filters::LevelFilter::INFO,
-        4 => tracing::level_filters::LevelFilter::DEBUG,
-        _ => tracing::level_filters::LevelFilter::TRACE,
-    };
+    let filter = wire::filter_of(level);
     let subscriber = tracing_subscriber::registry()
         .with(Forward(out))
         .with(filter);
@@ -537,13 +530,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Forward {
         let meta = event.metadata();
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let level = match *meta.level() {
-            tracing::Level::ERROR => 1,
-            tracing::Level::WARN => 2,
-            tracing::Level::INFO => 3,
-            tracing::Level::DEBUG => 4,
-            tracing::Level::TRACE => 5,
-        };
+        let level = wire::level_number(meta.level());
         let mut message = fields.message;
         for (name, value) in fields.rest {
             message.push_str(&format!(" {name}={value}"));

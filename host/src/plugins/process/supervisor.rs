@@ -367,15 +367,7 @@ fn backtrace_chatter(line: &str) -> bool {
 
 /// The host's log level as the child understands it.
 fn log_level() -> u8 {
-    use tracing::level_filters::LevelFilter;
-    match LevelFilter::current() {
-        LevelFilter::OFF => 0,
-        LevelFilter::ERROR => 1,
-        LevelFilter::WARN => 2,
-        LevelFilter::INFO => 3,
-        LevelFilter::DEBUG => 4,
-        _ => 5,
-    }
+    wire::filter_number(tracing::level_filters::LevelFilter::current())
 }
 
 /// Starts a process for `library` and waits until its plugin is loaded.

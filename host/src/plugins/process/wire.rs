@@ -385,6 +385,35 @@ pub fn stats_from_wire(s: [u64; 8]) -> PollStats {
     }
 }
 
+/// A `tracing` level as the two processes exchange it (1 error … 5 trace).
+pub fn level_number(level: &tracing::Level) -> u8 {
+    match *level {
+        tracing::Level::ERROR => 1,
+        tracing::Level::WARN => 2,
+        tracing::Level::INFO => 3,
+        tracing::Level::DEBUG => 4,
+        tracing::Level::TRACE => 5,
+    }
+}
+
+/// A level filter as a number (0 off, else as [`level_number`]).
+pub fn filter_number(filter: tracing::level_filters::LevelFilter) -> u8 {
+    filter.into_level().as_ref().map_or(0, level_number)
+}
+
+/// The level filter a number names.
+pub fn filter_of(number: u8) -> tracing::level_filters::LevelFilter {
+    use tracing::level_filters::LevelFilter;
+    match number {
+        0 => LevelFilter::OFF,
+        1 => LevelFilter::ERROR,
+        2 => LevelFilter::WARN,
+        3 => LevelFilter::INFO,
+        4 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    }
+}
+
 // ---- frames ------------------------------------------------------------------
 
 /// Encodes `header`'s frame prefix and header; the payload (`payload_len`
@@ -453,6 +482,21 @@ mod tests {
             m.version = Some("v1".into());
             let back: Metadata = WireMeta::from(&m).into();
             assert_eq!(back, m);
+        }
+    }
+
+    #[test]
+    fn level_filters_round_trip_as_numbers() {
+        use tracing::level_filters::LevelFilter;
+        for filter in [
+            LevelFilter::OFF,
+            LevelFilter::ERROR,
+            LevelFilter::WARN,
+            LevelFilter::INFO,
+            LevelFilter::DEBUG,
+            LevelFilter::TRACE,
+        ] {
+            assert_eq!(filter_of(filter_number(filter)), filter);
         }
     }
 
