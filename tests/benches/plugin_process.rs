@@ -11,7 +11,8 @@
 //!   such streams at once.
 //!
 //! Then the same through the mount, the daemon's plugins in process
-//! (`[plugins] in_process = true`) against apart, alternating, each round on
+//! (`[plugins] in_process = true`) against apart, alternating over seven
+//! rounds (medians and ranges), each round on
 //! a fresh cache (`passthrough = false`, so warm reads come from the chunk
 //! cache as for a user who is not root): a cold read of a 256 MiB file, a warm
 //! read of it (a fresh mount on the cache the cold read filled), and the first
@@ -34,6 +35,8 @@ const STATS: u32 = 20_000;
 const LISTS: u32 = 200;
 const FIRSTS: u32 = 500;
 const ROUNDS: usize = 5;
+/// Rounds of the mount section, each side: one run is mostly noise there.
+const MOUNT_ROUNDS: usize = 7;
 
 async fn per_call<F: std::future::Future>(n: u32, mut call: impl FnMut() -> F) -> Duration {
     for _ in 0..n / 10 {
@@ -227,7 +230,7 @@ fn mount_section(work: &std::path::Path) {
     // (cold MB/s, warm MB/s, first byte ms) per round, in process and apart.
     let mut figures: [Vec<(f64, f64, f64)>; 2] = [Vec::new(), Vec::new()];
     let mut n = 0;
-    for _ in 0..3 {
+    for _ in 0..MOUNT_ROUNDS {
         for (side, in_process) in [(0, true), (1, false)] {
             n += 1;
             let cache = work.join(format!("cache-{n}"));
@@ -244,7 +247,7 @@ fn mount_section(work: &std::path::Path) {
     }
     let pick =
         |side: usize, f: fn(&(f64, f64, f64)) -> f64| median(figures[side].iter().map(f).collect());
-    println!("\nthrough the mount (median of 3 rounds; passthrough off)");
+    println!("\nthrough the mount (median of {MOUNT_ROUNDS} rounds, range; passthrough off)");
     println!("                         in process    plugin process   apart / in");
     for (name, f, unit) in [
         (
@@ -256,9 +259,19 @@ fn mount_section(work: &std::path::Path) {
         ("first 4 KiB, cold", |x: &(f64, f64, f64)| x.2, "ms  "),
     ] {
         let (inside, apart) = (pick(0, f), pick(1, f));
+        let range = |side: usize| {
+            let v: Vec<f64> = figures[side].iter().map(f).collect();
+            let (lo, hi) = (
+                v.iter().copied().fold(f64::MAX, f64::min),
+                v.iter().copied().fold(0.0, f64::max),
+            );
+            format!("{lo:.1}-{hi:.1}")
+        };
         println!(
-            "  {name:<20} {inside:>9.1} {unit}  {apart:>9.1} {unit}    {:5.2}x",
-            apart / inside
+            "  {name:<20} {inside:>9.1} {unit}  {apart:>9.1} {unit}    {:5.2}x   (in {}, apart {})",
+            apart / inside,
+            range(0),
+            range(1)
         );
     }
 }
