@@ -245,6 +245,7 @@ fn mount_section(work: &std::path::Path) {
             figures[side].push((cold, warm, ttfb.as_secs_f64() * 1e3));
         }
     }
+
     let pick =
         |side: usize, f: fn(&(f64, f64, f64)) -> f64| median(figures[side].iter().map(f).collect());
     println!("\nthrough the mount (median of {MOUNT_ROUNDS} rounds, range; passthrough off)");
@@ -274,4 +275,72 @@ fn mount_section(work: &std::path::Path) {
             range(1)
         );
     }
+    restart_section(work, &files);
+}
+
+/// The daemon under the keeper `keeper`.
+fn serving_pid(keeper: u32) -> Option<u32> {
+    musicfs_tests::bench_support::process_tree(keeper)
+        .into_iter()
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("serve-mount"))
+        })
+}
+
+fn restart_section(work: &std::path::Path, files: &std::path::Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let cache = work.join("cache-restart");
+    let mount = mount(work, 1000, &cache, files, false);
+    let keeper = mount.pid().unwrap();
+    let track = mount.path(FIFTY_SHOWN);
+    let touch = || {
+        std::fs::metadata(&track).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&track)
+            .unwrap();
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut [0u8; 4096], 0).unwrap();
+    };
+    touch();
+    mount.wait_until(Duration::from_secs(60), |m| {
+        m.log().contains("scan finished")
+    });
+    println!("\nreplacing the daemon under the mount (5 times each)");
+    for (name, signal) in [
+        ("SIGKILL to the daemon", libc::SIGKILL),
+        ("SIGHUP to the keeper", libc::SIGHUP),
+    ] {
+        let mut waits = Vec::new();
+        for _ in 0..5 {
+            let old = serving_pid(keeper).unwrap();
+            let started = Instant::now();
+            let target = if signal == libc::SIGHUP { keeper } else { old };
+            // SAFETY: kill(2) on a process of this bench.
+            unsafe { libc::kill(target as i32, signal) };
+            // Until a new daemon answers (after SIGHUP the old one may answer
+            // a request or two on its way out).
+            loop {
+                touch();
+                if serving_pid(keeper).is_some_and(|pid| pid != old) {
+                    touch();
+                    break;
+                }
+            }
+            waits.push(started.elapsed().as_secs_f64() * 1e3);
+            // The new daemon's start-up (its first scan) is over before the next.
+            mount.wait_until(Duration::from_secs(60), |m| {
+                m.log().matches("scan finished").count()
+                    > waits.len() + usize::from(signal == libc::SIGHUP) * 5
+            });
+        }
+        let lo = waits.iter().copied().fold(f64::MAX, f64::min);
+        let hi = waits.iter().copied().fold(0.0, f64::max);
+        println!(
+            "  {name:<24} requests waited {:6.0} ms (median; {lo:.0}-{hi:.0})",
+            median(waits.clone())
+        );
+    }
+    mount.stop();
 }
