@@ -1,11 +1,10 @@
-//! Talking to a running mount.
+//! Talking to a running mount (the events and metric names it passes on are
+//! in `telemetry`).
 //!
-//! - [`events`] is the event bus every part publishes to.
 //! - [`socket`] is the control socket behind `musicfs status` and `musicfs events`.
 //! - [`status`] renders what `musicfs status` shows.
 //! - [`metrics`] serves Prometheus metrics (`--metrics`).
 
-pub mod events;
 pub mod metrics;
 pub mod socket;
 pub mod status;

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use crate::cache::content_cache::ContentCache;
 use crate::config::origin_flags::parse_origin_flag;
 use crate::config::{Config, OriginConfig};
-use crate::control::events::EventBus;
 use crate::library::change_feed::notify_kernel;
 use crate::library::index;
 use crate::library::inode_book::InodeBook;
@@ -27,6 +26,7 @@ use crate::pins::keeper::Keeper;
 use crate::pins::Pins;
 use crate::plugins::manager::PluginManager;
 use crate::store::Store;
+use crate::telemetry::events::EventBus;
 
 /// What the command line says.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -276,7 +276,7 @@ impl Daemon {
         }
         self.refresh_tree();
         self.store.flush().map_err(|e| e.to_string())?;
-        metrics::counter!(crate::control::metrics::SCANS).increment(1);
+        metrics::counter!(crate::telemetry::metric_names::SCANS).increment(1);
         Ok(report)
     }
 
@@ -324,7 +324,7 @@ impl Daemon {
             // What a rebuild would show is shown: the changes are applied.
             let files = self.view.snapshot().file_count();
             self.events
-                .publish(crate::control::events::Event::LibraryUpdated { files });
+                .publish(crate::telemetry::events::Event::LibraryUpdated { files });
             return tracing::debug!("the index did not change: the tree stays as it is");
         }
         let tree = self.with_book(|book| build_tree(&self.store, &self.config, &self.layout, book));
@@ -354,7 +354,7 @@ impl Daemon {
         // A pinned folder may have new tracks, a pinned track a new version.
         self.keeper.wake();
         self.events
-            .publish(crate::control::events::Event::LibraryUpdated { files });
+            .publish(crate::telemetry::events::Event::LibraryUpdated { files });
         if let Some(notifier) = self
             .notifier
             .lock()

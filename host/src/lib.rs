@@ -6,7 +6,8 @@
 //! manifests) → [`origins`] (routing, failover, deadlines) → the plugin's origin,
 //! loaded by [`plugins`]. What the tree shows comes from [`library`]; [`control`]
 //! answers `musicfs status` and `musicfs events`; [`hooks`] tell music
-//! servers what changed; [`pins`] keep chosen albums offline.
+//! servers what changed; [`pins`] keep chosen albums offline; [`telemetry`]
+//! holds the event bus and metric names every part may import.
 
 pub mod cache;
 pub mod config;
@@ -20,3 +21,4 @@ pub mod paths;
 pub mod pins;
 pub mod plugins;
 pub mod store;
+pub mod telemetry;

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use musicfs::config::{HealthConfig, OriginConfig};
-use musicfs::control::events::{Event, EventBus};
 use musicfs::origins::registry::Registry;
 use musicfs::plugins::manager::PluginManager;
+use musicfs::telemetry::events::{Event, EventBus};
 use musicfs_tests::{local_plugin, musicfs_binary, plugin_library};
 
 /// A shared library that is not a MusicFS plugin: the C math library.

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use musicfs::config::{HealthConfig, OriginConfig};
-use musicfs::control::events::{Event, EventBus};
 use musicfs::origins::registry::Registry;
 use musicfs::plugins::manager::PluginManager;
+use musicfs::telemetry::events::{Event, EventBus};
 use musicfs_tests::{local_plugin, plugin_library, wait_for_event};
 use tokio::sync::broadcast;
 

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use musicfs::control::events::EventBus;
 use musicfs::origins::registry::{RegisteredOrigin, Registry};
+use musicfs::telemetry::events::EventBus;
 use musicfs_tests::{local_plugin, local_settings};
 use origin_api::host::load_plugin;
 use origin_api::ChangeKind;

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use musicfs::control::events::Event;
+use musicfs::telemetry::events::Event;
 use origin_api::testkit::Fixture;
 use tokio::sync::broadcast;
 

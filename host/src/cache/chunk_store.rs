@@ -710,8 +710,9 @@ impl ChunkStore {
                 }
             }
             if self.drop_pack(victim, &kept) {
-                metrics::counter!(crate::control::metrics::CACHE_EVICTIONS).increment(1);
-                metrics::counter!(crate::control::metrics::CACHE_EVICTED_BYTES).increment(size);
+                metrics::counter!(crate::telemetry::metric_names::CACHE_EVICTIONS).increment(1);
+                metrics::counter!(crate::telemetry::metric_names::CACHE_EVICTED_BYTES)
+                    .increment(size);
             }
         }
     }

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
-use crate::control::events::EventBus;
+use crate::telemetry::events::EventBus;
 
 /// The folder holding the control sockets of this user's mounts.
 pub fn runtime_dir() -> PathBuf {

@@ -26,7 +26,6 @@ use fuser::{
 };
 
 use crate::cache::content_cache::ContentCache;
-use crate::control::events::{Event, EventBus};
 use crate::fs::passthrough::OpenModes;
 use crate::fs::reader::{Answer, Reader};
 use crate::library::tree::{Node, NodeKind, Replica, Tree};
@@ -34,6 +33,7 @@ use crate::library::view::LibraryView;
 use crate::origins::failover::ReadPolicy;
 use crate::origins::registry::Registry;
 use crate::pins::{normal, Pins};
+use crate::telemetry::events::{Event, EventBus};
 
 /// How long the kernel may cache names (found or not) and attributes. Every
 /// change to the tree is pushed to the kernel with the notifier, twice (see
@@ -521,5 +521,5 @@ impl Filesystem for MusicFs {
 
 /// Counts one FUSE request of `op` (see `control::metrics`).
 fn count(op: &'static str) {
-    metrics::counter!(crate::control::metrics::FUSE_REQUESTS, "op" => op).increment(1);
+    metrics::counter!(crate::telemetry::metric_names::FUSE_REQUESTS, "op" => op).increment(1);
 }

@@ -50,12 +50,12 @@ use std::time::Duration;
 
 use crate::cache::content_cache::{ContentCache, Purpose, MAX_WINDOW};
 use crate::cache::source::Source;
-use crate::control::events::{Event, EventBus};
 use crate::fs::errno::read_errno;
 use crate::library::tree::Replica;
 use crate::origins::failover::{with_failover, ReadPolicy};
 use crate::origins::registry::{RegisteredOrigin, Registry};
 use crate::origins::router;
+use crate::telemetry::events::{Event, EventBus};
 
 /// The first fetch of an uncached range after an open; it doubles while the
 /// reader stays sequential.

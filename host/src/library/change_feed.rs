@@ -16,13 +16,13 @@ use std::time::Duration;
 use origin_api::{ChangeEvent, ChangeKind, EntryKind, ErrorKind};
 use tokio::sync::mpsc;
 
-use crate::control::events::Event;
 use crate::daemon::Daemon;
 use crate::library::index::{self, FileRecord};
 use crate::library::scanner::{
     library_file, read_tags_of, scan_subtree, sort_out, Found, ScanProgress,
 };
 use crate::library::tree_diff::Invalidation;
+use crate::telemetry::events::Event;
 
 /// How soon a watch that could not be started is tried again.
 const WATCH_RETRY: Duration = Duration::from_secs(5);

@@ -211,7 +211,7 @@ pub async fn scan_subtree<'k>(
                         waiting.push((path, None));
                     } else if let Some(record) = library_file(&origin.id, path, &entry.metadata) {
                         progress.files.fetch_add(1, Ordering::Relaxed);
-                        metrics::counter!(crate::control::metrics::SCAN_FILES).increment(1);
+                        metrics::counter!(crate::telemetry::metric_names::SCAN_FILES).increment(1);
                         match sort_out(known, record) {
                             Found::Unchanged(same) => subtree.unchanged.push(same),
                             Found::Ready(ready) => subtree.records.push(ready),
@@ -429,7 +429,7 @@ fn spawn_tag_read(
                 .bytes_read
                 .fetch_add(reader.fetched, Ordering::Relaxed);
             progress.tags_read.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!(crate::control::metrics::SCAN_TAGS_READ).increment(1);
+            metrics::counter!(crate::telemetry::metric_names::SCAN_TAGS_READ).increment(1);
             match (outage, tags) {
                 (Some(e), _) => {
                     let (tags, failed, unseen) = previous.unwrap_or((Tags::default(), 0, true));

@@ -16,12 +16,12 @@ use origin_api::{
     OriginResult, ReadStream, WatchHandle,
 };
 
-use ::metrics::{counter, histogram};
+use metrics::{counter, histogram};
 
-use crate::control::events::{Event, EventBus};
-use crate::control::metrics;
 use crate::origins::call_gate::{CallGate, CallGuard};
 use crate::origins::health::{HealthSnapshot, OriginHealth, Transition};
+use crate::telemetry::events::{Event, EventBus};
+use crate::telemetry::metric_names as names;
 
 /// How long unregistering waits for calls in flight.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(5);
@@ -175,7 +175,7 @@ impl RegisteredOrigin {
     pub async fn read(&self, path: &str, offset: u64, len: u32) -> OriginResult<Vec<u8>> {
         let read = self.call("read", self.origin.read(path, offset, len)).await;
         if let Ok(bytes) = &read {
-            counter!(metrics::ORIGIN_READ_BYTES, "origin" => self.id.clone())
+            counter!(names::ORIGIN_READ_BYTES, "origin" => self.id.clone())
                 .increment(bytes.len() as u64);
         }
         read
@@ -200,7 +200,7 @@ impl RegisteredOrigin {
             )
             .await;
         match &read {
-            Ok(bytes) => counter!(metrics::ORIGIN_READ_BYTES, "origin" => self.id.clone())
+            Ok(bytes) => counter!(names::ORIGIN_READ_BYTES, "origin" => self.id.clone())
                 .increment(bytes.len() as u64),
             Err(e) if e.kind() == origin_api::ErrorKind::Changed => self.report_changed(path),
             Err(_) => {}
@@ -270,7 +270,7 @@ impl RegisteredOrigin {
                             record_call(&self.id, "read_stream", started.elapsed(), None);
                             self.publish(self.health.record_success(started.elapsed()));
                         }
-                        counter!(metrics::ORIGIN_READ_BYTES, "origin" => self.id.clone())
+                        counter!(names::ORIGIN_READ_BYTES, "origin" => self.id.clone())
                             .increment(piece.len() as u64);
                         Some((Ok(piece), Some(going)))
                     }
@@ -355,9 +355,9 @@ fn record_call(origin: &str, op: &str, took: Duration, error: Option<&OriginErro
         Some(_) => "error",
     };
     let (origin, op) = (origin.to_owned(), op.to_owned());
-    counter!(metrics::ORIGIN_REQUESTS, "origin" => origin.clone(), "op" => op.clone(), "outcome" => outcome)
+    counter!(names::ORIGIN_REQUESTS, "origin" => origin.clone(), "op" => op.clone(), "outcome" => outcome)
         .increment(1);
-    histogram!(metrics::ORIGIN_REQUEST_SECONDS, "origin" => origin, "op" => op)
+    histogram!(names::ORIGIN_REQUEST_SECONDS, "origin" => origin, "op" => op)
         .record(took.as_secs_f64());
 }
 

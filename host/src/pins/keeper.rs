@@ -31,7 +31,6 @@ use tokio::task::block_in_place;
 use crate::cache::chunker::ChunkId;
 use crate::cache::content_cache::{ContentCache, Purpose, MAX_WINDOW};
 use crate::cache::source::Source;
-use crate::control::events::{Event, EventBus};
 use crate::library::tree::{Replica, Tree};
 use crate::library::view::LibraryView;
 use crate::origins::failover::{with_failover, ReadPolicy};
@@ -39,6 +38,7 @@ use crate::origins::registry::{RegisteredOrigin, Registry};
 use crate::origins::router;
 use crate::paths::disk_space;
 use crate::pins::{margin, Pins};
+use crate::telemetry::events::{Event, EventBus};
 
 /// How much one read of a pass asks for (its stream runs ahead by more).
 const STEP: u32 = 1 << 20;

@@ -23,11 +23,11 @@ use origin_api::{HealthStatus, Settings};
 use tokio::sync::{mpsc, Mutex};
 
 use crate::config::{HealthConfig, OriginConfig};
-use crate::control::events::{Event, EventBus};
 use crate::origins::registry::{RegisteredOrigin, Registry};
 use crate::plugins::folder::{candidate_files, clear_copies, content_hash, hashed_copy};
 use crate::plugins::process::{ProcessOptions, ProcessReport};
 use crate::plugins::running::RunningPlugin;
+use crate::telemetry::events::{Event, EventBus};
 
 /// How long the plugins folder must be quiet before a sync.
 const FOLDER_QUIET: Duration = Duration::from_millis(300);
