@@ -12,7 +12,7 @@ use musicfs::daemon::{load_config, Daemon, DaemonOptions};
 use musicfs::fs::mount::MountSettings;
 use musicfs::fs::mount_helper::{self, Ready, Side};
 use musicfs::library::scanner::ScanProgress;
-use musicfs::pins;
+
 use musicfs::plugins::folder::{self, Verdict};
 use tracing_subscriber::EnvFilter;
 
@@ -197,9 +197,16 @@ fn main() -> ExitCode {
         }
         Command::Scan { sources } => exit(scan(sources.options())),
         Command::Status { mount, json } => exit(status(mount.as_deref(), json)),
-        Command::Pin { mount, paths } => exit(pins::client::pin(mount.as_deref(), &paths)),
-        Command::Unpin { mount, paths } => exit(pins::client::unpin(mount.as_deref(), &paths)),
-        Command::Pins { mount, json } => exit(pins::client::list(mount.as_deref(), json)),
+        Command::Pin { mount, paths } => {
+            exit(musicfs::control::pin_client::pin(mount.as_deref(), &paths))
+        }
+        Command::Unpin { mount, paths } => exit(musicfs::control::pin_client::unpin(
+            mount.as_deref(),
+            &paths,
+        )),
+        Command::Pins { mount, json } => {
+            exit(musicfs::control::pin_client::list(mount.as_deref(), json))
+        }
         Command::Events { mount } => exit(
             musicfs::control::socket::find_socket(mount.as_deref()).and_then(|socket| {
                 musicfs::control::socket::request(&socket, "events", &mut std::io::stdout())

@@ -19,17 +19,16 @@
 //!   and again whenever the tree changes or an origin comes back.
 //! - **Room.** A pin that would not fit on the cache's disk (what every pin
 //!   still needs against what is free, less a [`margin`]) is refused up
-//!   front, with the sizes ([`requests`]); the keeper fetches no file that
+//!   front, with the sizes (`control::pin_requests`); the keeper fetches no file that
 //!   would leave less than the margin free (a track added to a pinned folder
 //!   later), and names it in its report.
 //!
-//! [`requests`] answers the control socket, [`client`] is the command line's
-//! side of it, and [`playlist`] reads the M3U lists that `musicfs pin` takes.
+//! `control::pin_requests` answers the control socket, `control::pin_client`
+//! is the command line's side of it, and [`playlist`] reads the M3U lists that
+//! `musicfs pin` takes.
 
-pub mod client;
 pub mod keeper;
 pub mod playlist;
-pub mod requests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

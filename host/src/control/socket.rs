@@ -13,7 +13,7 @@
 //! after a space; `status` answers one JSON object; `events` streams every
 //! event of the bus as one JSON object per line until the client hangs up;
 //! any other request goes to the mount's [`Requests`] (`pin`, `unpin`, `pins`:
-//! see `crate::pins::requests`), which answer in JSON lines too.
+//! see `crate::control::pin_requests`), which answer in JSON lines too.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::ffi::OsStrExt;

@@ -154,7 +154,7 @@ pub fn serve(
                     .unwrap_or_default()
             })
         };
-        let requests = Arc::new(crate::pins::requests::PinRequests {
+        let requests = Arc::new(crate::control::pin_requests::PinRequests {
             pins: daemon.pins.clone(),
             keeper: daemon.keeper.clone(),
             view: daemon.view.clone(),
