@@ -7,7 +7,8 @@
 //! loaded by [`plugins`]. What the tree shows comes from [`library`]; [`control`]
 //! answers `musicfs status` and `musicfs events`; [`hooks`] tell music
 //! servers what changed; [`pins`] keep chosen albums offline; [`telemetry`]
-//! holds the event bus and metric names every part may import.
+//! holds the event bus and metric names every part may import; [`values`] the
+//! value types (a file version) they share.
 
 pub mod cache;
 pub mod config;
@@ -22,3 +23,4 @@ pub mod pins;
 pub mod plugins;
 pub mod store;
 pub mod telemetry;
+pub mod values;

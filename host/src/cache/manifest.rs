@@ -9,37 +9,7 @@ use std::collections::BTreeMap;
 
 use super::chunker::{ChunkId, Piece, MAX_CHUNK};
 
-/// Identifies one version of one file on one origin: the manifest's key.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct FileVersion {
-    /// The origin's id.
-    pub origin: String,
-    /// The path on the origin.
-    pub path: String,
-    /// The file's size.
-    pub size: u64,
-    /// The file's mtime, ns since the epoch.
-    pub mtime_ns: u64,
-    /// The origin's version token for it (`Metadata::version`), if it gives one:
-    /// reads ask for this version, and a file rewritten with the same size and
-    /// mtime is another version.
-    pub version: Option<String>,
-}
-
-impl FileVersion {
-    /// The store key.
-    pub fn key(&self) -> String {
-        let mut key = format!(
-            "{}\0{}\0{}\0{}",
-            self.origin, self.path, self.size, self.mtime_ns
-        );
-        if let Some(version) = &self.version {
-            key.push('\0');
-            key.push_str(version);
-        }
-        key
-    }
-}
+pub use crate::values::FileVersion;
 
 /// One chunk placed in the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -25,9 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// The root directory's inode.
 pub const ROOT: u64 = 1;
 
-/// One copy of a file on one origin: exactly the file version whose manifest
-/// caches it.
-pub use crate::cache::manifest::FileVersion as Replica;
+pub use crate::values::Replica;
 
 /// A stretch of [`Tree::text`] or of one of the index lists.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use origin_api::HealthStatus;
 
-use crate::library::tree::Replica;
 use crate::origins::health::HealthSnapshot;
 use crate::origins::registry::{RegisteredOrigin, Registry};
+use crate::values::Replica;
 
 /// The replicas to try, best first, and whether any of them is healthy or degraded.
 pub struct Route {
