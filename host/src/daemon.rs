@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use crate::cache::content_cache::ContentCache;
 use crate::config::origin_flags::parse_origin_flag;
 use crate::config::{Config, OriginConfig};
-use crate::library::change_feed::notify_kernel;
+use crate::fs::invalidate::notify_kernel;
 use crate::library::index;
 use crate::library::inode_book::InodeBook;
 use crate::library::layout::Layout;

@@ -4,19 +4,22 @@
 //!
 //! The read path, from the kernel down: [`fs`] (FUSE) → [`cache`] (chunks and
 //! manifests) → [`origins`] (routing, failover, deadlines) → the plugin's origin,
-//! loaded by [`plugins`]. What the tree shows comes from [`library`]; [`control`]
+//! loaded by [`plugins`]. What the tree shows comes from [`library`]; the
+//! change path, from an origin's watch to the tree, is [`changes`]; [`control`]
 //! answers `musicfs status` and `musicfs events`; [`hooks`] tell music
 //! servers what changed; [`pins`] keep chosen albums offline; [`telemetry`]
 //! holds the event bus and metric names every part may import; [`values`] the
 //! value types (a file version) they share.
 
 pub mod cache;
+pub mod changes;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod fs;
 pub mod hooks;
 pub mod library;
+pub mod mount;
 pub mod origins;
 pub mod paths;
 pub mod pins;

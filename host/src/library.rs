@@ -11,10 +11,8 @@
 //! - [`tree_snapshot`] keeps the tree last shown on disk ([`tree_codec`] lays
 //!   out its bytes), so a restart shows it without building it again.
 //! - [`view`] is the tree the mount shows now, swapped whole after each change.
-//! - [`change_feed`] applies what origins' watches report.
 //! - [`sample`] writes the sample library served when no origin is given.
 
-pub mod change_feed;
 pub mod index;
 pub mod inode_book;
 pub mod layout;

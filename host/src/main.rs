@@ -9,9 +9,9 @@ use std::sync::Arc;
 use clap::{CommandFactory, Parser, Subcommand};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use musicfs::daemon::{load_config, Daemon, DaemonOptions};
-use musicfs::fs::mount::MountSettings;
-use musicfs::fs::mount_helper::{self, Ready, Side};
 use musicfs::library::scanner::ScanProgress;
+use musicfs::mount::helper::{self as mount_helper, Ready, Side};
+use musicfs::mount::MountSettings;
 
 use musicfs::plugins::folder::{self, Verdict};
 use tracing_subscriber::EnvFilter;
@@ -162,12 +162,12 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    // The daemon `musicfs mount` runs under it (see `fs::keeper`).
+    // The daemon `musicfs mount` runs under it (see `mount::keeper`).
     if args
         .first()
-        .is_some_and(|a| a == musicfs::fs::keeper::SERVE_COMMAND)
+        .is_some_and(|a| a == musicfs::mount::keeper::SERVE_COMMAND)
     {
-        std::process::exit(musicfs::fs::keeper::serve_for_keeper());
+        std::process::exit(musicfs::mount::keeper::serve_for_keeper());
     }
     let command = Cli::command();
     let mut subcommands: Vec<&str> = command.get_subcommands().map(|c| c.get_name()).collect();
@@ -188,7 +188,7 @@ fn main() -> ExitCode {
                 metrics: access.metrics,
                 ..MountSettings::default()
             };
-            exit(musicfs::fs::mount::run(
+            exit(musicfs::mount::run(
                 sources.options(),
                 &mountpoint,
                 &settings,
@@ -216,7 +216,7 @@ fn main() -> ExitCode {
 }
 
 /// `musicfs CONFIG MOUNTPOINT -o OPTIONS`, as mount(8) runs it (see
-/// `fs::mount_helper`): mounts, then serves in the background.
+/// `mount::helper`): mounts, then serves in the background.
 fn helper_mount(args: &[std::ffi::OsString]) -> ExitCode {
     let absolute = |path: &std::path::Path| std::path::absolute(path).unwrap_or(path.to_owned());
     let mount = match mount_helper::parse(args) {
@@ -258,7 +258,7 @@ fn helper_mount(args: &[std::ffi::OsString]) -> ExitCode {
         default_permissions: mount.default_permissions,
         metrics: mount.metrics,
     };
-    let result = musicfs::fs::mount::run(options, &mountpoint, &settings, &mut ready);
+    let result = musicfs::mount::run(options, &mountpoint, &settings, &mut ready);
     ready.report(&result);
     exit(result)
 }

@@ -350,7 +350,7 @@ fn interrupting_with_a_file_open_leaves_no_dead_mountpoint() {
     assert!(log.contains("detached (files were still open)"), "{log}");
     drop(open);
     assert!(
-        !musicfs::fs::mountpoint::is_mounted(&mountpoint),
+        !musicfs::mount::mountpoint::is_mounted(&mountpoint),
         "the mountpoint is left behind"
     );
     assert!(

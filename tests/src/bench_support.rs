@@ -386,7 +386,7 @@ impl PeerMount {
             .spawn()
             .unwrap_or_else(|e| panic!("{what} runs: {e}"));
         let started = Instant::now();
-        while !musicfs::fs::mountpoint::is_mounted(&mountpoint) {
+        while !musicfs::mount::mountpoint::is_mounted(&mountpoint) {
             assert!(
                 // rclone's S3 backend took 90 s to mount behind the
                 // emulated link (three 30 s timeouts of its own).

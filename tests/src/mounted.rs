@@ -69,7 +69,7 @@ impl Mounted {
             log: log_file,
         };
         mounted.wait_until(Duration::from_secs(30), |m| {
-            musicfs::fs::mountpoint::is_mounted(&m.mountpoint)
+            musicfs::mount::mountpoint::is_mounted(&m.mountpoint)
                 && ready.is_none_or(|r| m.mountpoint.join(r).exists())
         });
         mounted
@@ -220,7 +220,7 @@ impl Mounted {
             let _ = child.wait();
         }
         // Never leave a mount behind, whatever happened to the daemon.
-        if musicfs::fs::mountpoint::is_mounted(&self.mountpoint) {
+        if musicfs::mount::mountpoint::is_mounted(&self.mountpoint) {
             let _ = Command::new("fusermount3")
                 .arg("-u")
                 .arg(&self.mountpoint)

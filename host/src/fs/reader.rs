@@ -164,7 +164,7 @@ impl Reader {
     /// Opens a file whose replicas are `replicas` now; returns its handle.
     ///
     /// Handles outlive the daemon that gave them: after a restart under the
-    /// same mount (`fs::keeper`) the kernel still reads with the old ones. So
+    /// same mount (`mount::keeper`) the kernel still reads with the old ones. So
     /// each daemon numbers from where no earlier one can have reached (see
     /// [`first_handle`]), and a handle it does not know is read as the file
     /// its inode names.

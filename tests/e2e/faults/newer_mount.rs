@@ -40,7 +40,7 @@ fn a_stopping_daemon_leaves_a_newer_mount_at_its_path_alone() {
     let log = old.wait_for_exit(Duration::from_secs(30));
 
     assert!(
-        musicfs::fs::mountpoint::is_mounted(&new.mountpoint),
+        musicfs::mount::mountpoint::is_mounted(&new.mountpoint),
         "the old daemon unmounted the new mount; its log:\n{log}"
     );
     assert!(

@@ -1,6 +1,6 @@
 //! The keeper: the process that holds a mount while others serve it.
 //!
-//! `musicfs mount` mounts by itself (`fs::device`), keeps the FUSE device, and
+//! `musicfs mount` mounts by itself (`mount::device`), keeps the FUSE device, and
 //! runs the daemon as a child (`musicfs serve-mount`, the same executable) that
 //! serves the mount on a copy of the device. The kernel's connection lives as
 //! long as any process holds the device, so when the daemon dies the mount
@@ -27,9 +27,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::daemon::DaemonOptions;
-use crate::fs::device::{self, Handshake, MountRequest};
-use crate::fs::mount::{detach, MountSettings, ServeEnd};
-use crate::fs::mount_helper::Ready;
+use crate::mount::device::{self, Handshake, MountRequest};
+use crate::mount::helper::Ready;
+use crate::mount::serve::{detach, MountSettings, ServeEnd};
 
 /// The hidden subcommand a serving daemon runs.
 pub const SERVE_COMMAND: &str = "serve-mount";
@@ -78,7 +78,7 @@ pub fn serve_for_keeper() -> i32 {
         // SAFETY: fcntl on our own descriptors: not passed on to plugins.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
-    match crate::fs::mount::serve(
+    match crate::mount::serve::serve(
         args.options,
         &args.mountpoint,
         &args.settings,

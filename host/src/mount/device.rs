@@ -3,7 +3,7 @@
 //! fuser mounts and answers the kernel's first request (`INIT`) in one step,
 //! and a fuser session can only start with that request. A connection whose
 //! `INIT` was answered never sends another, so a second process could not
-//! serve the same mount. Here the keeper (see `fs::keeper`) mounts by itself
+//! serve the same mount. Here the keeper (see `mount::keeper`) mounts by itself
 //! ([`mount`]), reads the kernel's `INIT` ([`read_init`]) and keeps it; each
 //! process that serves the mount gets it replayed on a socket
 //! ([`Handshake`]): its fuser session answers it there, the keeper passes the

@@ -1,4 +1,4 @@
-//! `musicfs mount`: a keeper process that holds the mount (see `fs::keeper`),
+//! `musicfs mount`: a keeper process that holds the mount (see `mount::keeper`),
 //! and the daemon that serves it: a FUSE session on the keeper's device, until
 //! unmounted or interrupted.
 
@@ -10,9 +10,9 @@ use crate::config::origin_flags::parse_origin_flag;
 use crate::control::socket::ControlServer;
 use crate::daemon::{load_config, log_report, Daemon, DaemonOptions};
 use crate::fs::fuse::MusicFs;
-use crate::fs::mount_helper::Ready;
-use crate::fs::mountpoint::check_mountpoint;
 use crate::library::sample;
+use crate::mount::helper::Ready;
+use crate::mount::mountpoint::check_mountpoint;
 
 /// FUSE threads: reads from the cache are served on them.
 const FUSE_THREADS: usize = 4;
@@ -32,7 +32,7 @@ pub struct MountSettings {
 
 /// Mounts and serves until Ctrl-C, SIGTERM or an external unmount: the
 /// calling process keeps the mount and runs the daemon as a child, started
-/// again if it dies (see `fs::keeper`). `ready` hears once the mount is up.
+/// again if it dies (see `mount::keeper`). `ready` hears once the mount is up.
 pub fn run(
     options: DaemonOptions,
     mountpoint: &Path,
@@ -42,7 +42,7 @@ pub fn run(
     // Errors in the config are the caller's, before anything is mounted.
     load_config(&options)?;
     check_mountpoint(mountpoint)?;
-    crate::fs::keeper::keep(options, mountpoint, settings, ready)
+    crate::mount::keeper::keep(options, mountpoint, settings, ready)
 }
 
 /// How a serving process ended.
@@ -56,7 +56,7 @@ pub enum ServeEnd {
 
 /// The daemon, serving the mount the keeper holds: `device` is the mount's
 /// FUSE device, `handshake` the socket the keeper replays the kernel's INIT on
-/// (see `fs::device`). Ends the process when it stops, with the exit code
+/// (see `mount::device`). Ends the process when it stops, with the exit code
 /// that tells the keeper how; returns only an error that kept it from serving.
 pub fn serve(
     options: DaemonOptions,
@@ -119,14 +119,14 @@ pub fn serve(
     };
     fuse_config.n_threads = Some(FUSE_THREADS);
     if stop.received() {
-        std::process::exit(crate::fs::keeper::exit_code(ServeEnd::Stopped));
+        std::process::exit(crate::mount::keeper::exit_code(ServeEnd::Stopped));
     }
     let acl = fuse_config.acl;
     let session = fuser::Session::from_fd(fs, handshake, acl, fuse_config)
         .map_err(|e| format!("cannot start the FUSE session: {e}"))?;
     {
         use std::os::fd::{AsFd, AsRawFd};
-        crate::fs::device::take_over(session.as_fd().as_raw_fd(), &device)
+        crate::mount::device::take_over(session.as_fd().as_raw_fd(), &device)
             .map_err(|e| format!("cannot take over the FUSE device: {e}"))?;
     }
     drop(device);
@@ -189,7 +189,7 @@ pub fn serve(
     // Exit now, dropping nothing: a read in flight would be answered EIO as
     // its task or its reply were dropped. Left unanswered, the keeper has the
     // kernel send it again to the next daemon (or the unmount ends it).
-    std::process::exit(crate::fs::keeper::exit_code(end))
+    std::process::exit(crate::mount::keeper::exit_code(end))
 }
 
 /// The device number of the file system mounted at `path`, if it answers.
@@ -236,7 +236,7 @@ async fn start_serving(daemon: &Arc<Daemon>, settings: &MountSettings) -> Servin
     daemon.start_origins().await;
     let mut tasks = vec![
         daemon.keeper.start(),
-        crate::library::change_feed::start(daemon),
+        crate::changes::start(daemon),
         crate::origins::health_monitor::start(
             daemon.registry.clone(),
             Duration::from_secs(daemon.config.health.check_interval_secs),

@@ -1,4 +1,4 @@
-//! Change watching: every live origin's watch feeds the library.
+//! The change path: every live origin's watch feeds the library.
 //!
 //! When an origin comes up, a watch is started on it (the registry keeps the
 //! handle, so unregistering stops it). Events are gathered for [`SETTLE`], then
@@ -21,7 +21,6 @@ use crate::library::index::{self, FileRecord};
 use crate::library::scanner::{
     library_file, read_tags_of, scan_subtree, sort_out, Found, ScanProgress,
 };
-use crate::library::tree_diff::Invalidation;
 use crate::telemetry::events::Event;
 
 /// How soon a watch that could not be started is tried again.
@@ -202,23 +201,5 @@ async fn apply(
         // Lost from the index, not from the origin: the next scan picks them up.
         tracing::warn!("cannot record changes, a scan will: {e}");
         daemon.mark_incomplete();
-    }
-}
-
-/// Tells the kernel what to forget between two trees.
-pub fn notify_kernel(notifier: &fuser::Notifier, changes: &[Invalidation]) {
-    for change in changes {
-        let result = match change {
-            Invalidation::Inode(ino) => notifier.inval_inode(fuser::INodeNo(*ino), 0, 0),
-            Invalidation::Entry { parent, name } => {
-                notifier.inval_entry(fuser::INodeNo(*parent), std::ffi::OsStr::new(name))
-            }
-        };
-        // ENOENT: the kernel had nothing cached for it, which is fine.
-        if let Err(e) = result {
-            if e.raw_os_error() != Some(libc::ENOENT) {
-                tracing::debug!(?change, "kernel cache invalidation failed: {e}");
-            }
-        }
     }
 }
