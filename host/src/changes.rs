@@ -106,16 +106,17 @@ async fn apply_loop(daemon: Arc<Daemon>, mut rx: mpsc::UnboundedReceiver<(String
                 _ => break,
             }
         }
-        // What the index holds, read once per batch: records of files that did
-        // not change are reused from it.
-        let known = match index::load_all(&daemon.store) {
-            Ok(known) => known,
-            Err(e) => {
-                tracing::warn!("cannot apply changes: {e}");
-                continue;
-            }
-        };
         for (origin, changes) in batch {
+            // What the index holds at and below the changed paths: records of
+            // files that did not change are reused from it. Read by key range,
+            // so this costs what changed, not the library.
+            let known = match index::load_below(&daemon.store, &origin, changes.keys()) {
+                Ok(known) => known,
+                Err(e) => {
+                    tracing::warn!("cannot apply changes: {e}");
+                    continue;
+                }
+            };
             apply(&daemon, &known, &origin, changes).await;
         }
         daemon.refresh_tree();

@@ -96,6 +96,42 @@ pub fn load_all(store: &Store) -> Result<BTreeMap<String, FileRecord>, StoreErro
     })
 }
 
+/// The records of `origin` at or below each of `paths` (a file, or a folder
+/// and everything under it; `""` is the whole origin), by key: what a change
+/// batch needs, read by key range, so it costs what changed, not the library.
+pub fn load_below<'p>(
+    store: &Store,
+    origin: &str,
+    paths: impl IntoIterator<Item = &'p String>,
+) -> Result<BTreeMap<String, FileRecord>, StoreError> {
+    let paths: Vec<&String> = paths.into_iter().collect();
+    store.read(|txn| {
+        let table = txn.open_table(TRACKS)?;
+        let mut out = BTreeMap::new();
+        for path in &paths {
+            let start = record_key(origin, path);
+            for row in table.range(start.as_str()..)? {
+                let (key, value) = row?;
+                let key = key.value();
+                let Some(below) = key.strip_prefix(&start) else {
+                    break;
+                };
+                // `a/b` is followed by `a/b.flac` and `a/bc/…`: not below it.
+                if !(below.is_empty() || below.starts_with('/') || path.is_empty()) {
+                    continue;
+                }
+                match serde_json::from_slice::<FileRecord>(value.value()) {
+                    Ok(record) => {
+                        out.insert(key.to_owned(), record);
+                    }
+                    Err(e) => tracing::warn!("skipping a damaged index record: {e}"),
+                }
+            }
+        }
+        Ok(out)
+    })
+}
+
 /// Replaces the records of `origin` with `unchanged` (as the index holds them)
 /// and `records`, except at or below the folders in `unlisted`: those could
 /// not be listed, so what the index holds for them stays (unreachable is not
@@ -243,6 +279,44 @@ mod tests {
         assert!(at_or_below("a/b", "a/b"));
         assert!(!at_or_below("a/bc/d.flac", "a/b"));
         assert!(!at_or_below("a", "a/b"));
+    }
+
+    #[test]
+    fn records_below_paths_are_read_by_range_and_whole_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("index.redb")).unwrap();
+        let all: Vec<_> = [
+            ("o", "a/b.flac"),
+            ("o", "a/b/1.flac"),
+            ("o", "a/b/deep/2.flac"),
+            ("o", "a/bc/3.flac"),
+            ("o", "a/c.flac"),
+            ("p", "a/b/4.flac"),
+            ("o", "z.flac"),
+        ]
+        .iter()
+        .map(|(o, p)| record(o, p))
+        .collect();
+        apply_change(&store, "o", &[], &[], &[], &all).unwrap();
+        let paths = |wanted: &[&str]| -> Vec<String> {
+            let wanted: Vec<String> = wanted.iter().map(|p| p.to_string()).collect();
+            load_below(&store, "o", &wanted)
+                .unwrap()
+                .into_values()
+                .map(|r| r.path)
+                .collect()
+        };
+        assert_eq!(paths(&["a/b"]), ["a/b/1.flac", "a/b/deep/2.flac"]);
+        assert_eq!(paths(&["a/b.flac", "z.flac"]), ["a/b.flac", "z.flac"]);
+        assert_eq!(paths(&["gone"]), Vec::<String>::new());
+        // The whole origin, and only it.
+        let whole = paths(&[""]);
+        assert_eq!(whole.len(), 6);
+        // Each agrees with the whole index read at once.
+        let every = load_all(&store).unwrap();
+        for (key, record) in load_below(&store, "o", &["a".to_string()]).unwrap() {
+            assert_eq!(every.get(&key).map(|r| &r.path), Some(&record.path));
+        }
     }
 
     #[test]
