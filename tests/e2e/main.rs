@@ -25,6 +25,7 @@ mod nfs_fixture;
 mod passthrough;
 mod pins;
 mod plugin_folder;
+mod plugin_process;
 mod s3;
 mod sandbox;
 mod sftp;

@@ -302,9 +302,11 @@ pub fn replay_on(keeper: &OwnedFd, init: &[u8]) -> io::Result<Vec<u8>> {
 /// In the server: points the descriptor fuser's session reads (`session_fd`,
 /// the handshake socket) at the real device.
 pub fn take_over(session_fd: RawFd, device: &OwnedFd) -> io::Result<()> {
-    // SAFETY: dup2 onto a descriptor this process owns (the session's);
+    // SAFETY: dup3 onto a descriptor this process owns (the session's);
     // afterwards it names the device, which is what the session should read.
-    if unsafe { libc::dup2(device.as_raw_fd(), session_fd) } < 0 {
+    // Close-on-exec: no program the daemon starts (a hook, a plugin process)
+    // may hold the device open.
+    if unsafe { libc::dup3(device.as_raw_fd(), session_fd, libc::O_CLOEXEC) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

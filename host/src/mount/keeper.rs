@@ -5,9 +5,10 @@
 //! serves the mount on a copy of the device. The kernel's connection lives as
 //! long as any process holds the device, so when the daemon dies the mount
 //! does not: requests wait in the kernel instead of failing with ENOTCONN. The
-//! keeper then starts another daemon, which loads the same index and tree
-//! (same inode numbers), is handed the kernel's INIT to answer, and is asked
-//! to take the requests the dead one had read (`FUSE_NOTIFY_RESEND`). The same
+//! keeper has the kernel queue again the requests the dead one had read and
+//! not answered (`FUSE_NOTIFY_RESEND`, before anyone reads again, so none is
+//! read twice), then starts another daemon, which loads the same index and
+//! tree (same inode numbers) and is handed the kernel's INIT to answer. The same
 //! path upgrades: SIGHUP (`systemctl reload`) stops the daemon in order and
 //! starts the executable now on disk in its place.
 //!
@@ -191,6 +192,16 @@ async fn keep_serving(
     let mut answered: Option<Vec<u8>> = None;
     let mut failures = 0;
     loop {
+        if answered.is_some() {
+            // The last daemon is gone: the requests it read and never
+            // answered go back to the queue, for the new one to read. Sent
+            // before the new one reads anything, so no request is read twice.
+            if let Err(e) = device::resend(device) {
+                tracing::warn!(
+                    "cannot ask the kernel to send unanswered requests again ({e}); they fail"
+                );
+            }
+        }
         let (mut daemon, reply) = match start(executable, args, device, init).await {
             Ok(started) => started,
             Err(e) => {
@@ -224,12 +235,6 @@ async fn keep_serving(
                 if *first != reply {
                     tracing::warn!(
                         "the new daemon answered INIT otherwise than the first; it serves the terms the first agreed"
-                    );
-                }
-                // Requests the last daemon read and never answered.
-                if let Err(e) = device::resend(device) {
-                    tracing::warn!(
-                        "cannot ask the kernel to send unanswered requests again ({e}); they fail"
                     );
                 }
                 tracing::warn!("a new daemon serves the mount");

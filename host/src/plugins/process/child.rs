@@ -107,8 +107,12 @@ pub fn run(library: &Path) -> ExitCode {
         }
     };
     // SAFETY: the host passes its end of a socket pair as this descriptor, and
-    // nothing else in this process owns it.
-    let socket = unsafe { std::os::unix::net::UnixStream::from_raw_fd(SOCKET_FD) };
+    // nothing else in this process owns it. Close-on-exec: nothing a plugin
+    // runs may hold the host's socket.
+    let socket = unsafe {
+        libc::fcntl(SOCKET_FD, libc::F_SETFD, libc::FD_CLOEXEC);
+        std::os::unix::net::UnixStream::from_raw_fd(SOCKET_FD)
+    };
     let _in_runtime = runtime.enter();
     let socket = match socket
         .set_nonblocking(true)

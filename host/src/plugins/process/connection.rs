@@ -143,6 +143,7 @@ impl Connection {
             conn: self.clone(),
             call,
             armed: closed.is_none(),
+            counts: true,
         };
         async move {
             if let Some(e) = closed {
@@ -185,6 +186,7 @@ impl Connection {
             conn: self.clone(),
             call,
             armed: closed.is_none(),
+            counts: false,
         };
         futures_util::stream::unfold(
             (Some(rx), guard, closed),
@@ -244,6 +246,7 @@ impl Connection {
             conn: self.clone(),
             call,
             armed: true,
+            counts: false,
         };
         let answer = rx.await.unwrap_or_else(|_| {
             Err(self
@@ -440,6 +443,10 @@ struct CancelOnDrop {
     conn: Arc<Connection>,
     call: u64,
     armed: bool,
+    /// Whether dropping it unanswered says the process may be stuck: a call
+    /// given up (at its deadline, mostly). Not a stream, which readers drop
+    /// on purpose (a seek, a paused player), nor a watch.
+    counts: bool,
 }
 
 impl CancelOnDrop {
@@ -453,7 +460,9 @@ impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         if self.armed && lock(&self.conn.pending).remove(&self.call).is_some() {
             self.conn.send(&ToChild::Cancel { call: self.call });
-            self.conn.abandoned();
+            if self.counts {
+                self.conn.abandoned();
+            }
         }
     }
 }

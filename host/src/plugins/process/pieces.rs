@@ -71,7 +71,12 @@ impl Pool {
         if len < SLOT * SLOTS {
             return Err(io::Error::other(format!("a pool of {len} bytes")));
         }
-        Self::map(POOL_FD, SLOT * SLOTS, libc::PROT_READ | libc::PROT_WRITE)
+        let pool = Self::map(POOL_FD, SLOT * SLOTS, libc::PROT_READ | libc::PROT_WRITE);
+        // The mapping stays; the descriptor is not passed on to anything a
+        // plugin runs.
+        // SAFETY: our own descriptor, not used after this.
+        unsafe { libc::close(POOL_FD) };
+        pool
     }
 
     fn map(fd: RawFd, len: usize, protection: i32) -> io::Result<Pool> {

@@ -96,8 +96,11 @@ impl RemoteState {
     /// After a restart: starts every watch again in the new process, and tells
     /// each that anything may have changed meanwhile.
     async fn watch_again(&self, conn: &Arc<Connection>, origin: u64) {
+        // Watches that ran in the last process; one still starting (no
+        // remote yet) starts in this one by itself.
         let entries: Vec<(u64, EventSink)> = lock(&self.watches)
             .iter()
+            .filter(|(_, w)| w.remote.is_some())
             .map(|(id, w)| (*id, w.sink.clone()))
             .collect();
         for (id, sink) in entries {

@@ -260,8 +260,16 @@ impl PluginProcess {
                 let states: Vec<Arc<RemoteState>> =
                     lock(&me.origins).iter().filter_map(Weak::upgrade).collect();
                 for state in states {
-                    if let Err(e) = state.session(&me).await {
-                        tracing::warn!(plugin = %me.info.kind, origin = %state.origin_id(), "cannot open again after the restart: {e}");
+                    let opened =
+                        tokio::time::timeout(me.options.start_deadline, state.session(&me)).await;
+                    match opened {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => {
+                            tracing::warn!(plugin = %me.info.kind, origin = %state.origin_id(), "cannot open again after the restart: {e}")
+                        }
+                        Err(_) => {
+                            tracing::warn!(plugin = %me.info.kind, origin = %state.origin_id(), "opening again after the restart took longer than {} s; its next call tries again", me.options.start_deadline.as_secs())
+                        }
                     }
                 }
             });
@@ -368,6 +376,17 @@ fn backtrace_chatter(line: &str) -> bool {
 /// The host's log level as the child understands it.
 fn log_level() -> u8 {
     wire::filter_number(tracing::level_filters::LevelFilter::current())
+}
+
+/// Waits a moment for a process that is ending, then kills it.
+async fn end(child: &mut tokio::process::Child) -> std::io::Result<ExitStatus> {
+    match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            let _ = child.kill().await;
+            child.wait().await
+        }
+    }
 }
 
 /// Starts a process for `library` and waits until its plugin is loaded.
@@ -504,7 +523,7 @@ async fn spawn(
             _,
         )))) => (PluginInfo::from(info), api_version, rustc_version),
         Ok(Ok(Some((ToHost::LoadFailed { reason }, _)))) => {
-            let _ = running_parts.0.wait().await;
+            let _ = end(&mut running_parts.0).await;
             return Err(reason);
         }
         Ok(Ok(Some((other, _)))) => {
@@ -512,7 +531,7 @@ async fn spawn(
             return Err(format!("plugin process sent {other:?} before it was ready"));
         }
         Ok(Ok(None)) | Ok(Err(_)) => {
-            let status = running_parts.0.wait().await;
+            let status = end(&mut running_parts.0).await;
             let _ = tokio::time::timeout(Duration::from_secs(1), &mut running_parts.2).await;
             let last = lock(&running_parts.1).take();
             let how = status.map_or_else(|e| e.to_string(), describe);
