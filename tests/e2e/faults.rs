@@ -23,8 +23,8 @@ use std::time::Duration;
 use musicfs_tests::audio_library::ffmpeg;
 use musicfs_tests::mounted::Mounted;
 
-/// A one-second tagged FLAC at `out`.
-pub(crate) fn track(out: &Path, artist: &str, album: &str, number: u32, title: &str) {
+/// A tagged FLAC of ffmpeg's `source` at `out`.
+fn tagged(source: &str, out: &Path, artist: &str, album: &str, number: u32, title: &str) {
     let number = number.to_string();
     let tags = [
         ("title", title),
@@ -32,20 +32,25 @@ pub(crate) fn track(out: &Path, artist: &str, album: &str, number: u32, title: &
         ("album", album),
         ("track", number.as_str()),
     ];
-    ffmpeg("sine=frequency=440:duration=1", &tags, &[], out);
+    ffmpeg(source, &tags, &[], out);
+}
+
+/// A one-second tagged FLAC at `out`.
+pub(crate) fn track(out: &Path, artist: &str, album: &str, number: u32, title: &str) {
+    tagged(
+        "sine=frequency=440:duration=1",
+        out,
+        artist,
+        album,
+        number,
+        title,
+    );
 }
 
 /// A ten-second tagged FLAC of noise at `out` (about 1.7 MB: noise does not
 /// compress), for reads that go past the chunks a scan caches.
 pub(crate) fn track_of_noise(out: &Path, artist: &str, album: &str, number: u32, title: &str) {
-    let number = number.to_string();
-    let tags = [
-        ("title", title),
-        ("artist", artist),
-        ("album", album),
-        ("track", number.as_str()),
-    ];
-    ffmpeg("anoisesrc=duration=10", &tags, &[], out);
+    tagged("anoisesrc=duration=10", out, artist, album, number, title);
 }
 
 /// Waits until the daemon has logged `n` finished scans.
