@@ -372,7 +372,10 @@ impl Served {
                 self.spawn(call, move |me: Arc<Served>| async move {
                     let origin = match me.origin(origin) {
                         Ok(o) => o,
-                        Err(e) => return me.failed(call, &e),
+                        Err(e) => {
+                            lock(&me.credits).remove(&call);
+                            return me.failed(call, &e);
+                        }
                     };
                     let mut pieces = origin.read_stream(&path, offset, len, expected.as_deref());
                     loop {

@@ -147,11 +147,6 @@ impl PluginProcess {
         Ok(process)
     }
 
-    /// The library file it runs.
-    pub fn path(&self) -> &Path {
-        &self.library
-    }
-
     /// Kind, version, class.
     pub fn info(&self) -> &PluginInfo {
         &self.info
