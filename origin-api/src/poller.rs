@@ -24,6 +24,10 @@
 //!
 //! Unreachable is never removed: a listing that fails reports nothing, and a
 //! folder that could not be listed keeps its files (they are not reported gone).
+//! When the first listing fails (the origin was down as watching began), the
+//! one that finally succeeds becomes the baseline and the poller reports a
+//! change of the root (`Modified` of `""`): whatever was added while the
+//! origin was down is in that baseline, and no diff would ever name it.
 //!
 //! A backend that can say *that* something changed but not reliably *what*
 //! (SMB's CHANGE_NOTIFY: its buffer overflows, servers differ on recursive
@@ -274,6 +278,9 @@ pub async fn start_counted(
         // The baseline: until one listing succeeds, the next one is tried at
         // the next interval (or nudge), and it becomes the baseline.
         let mut last: Option<Listing> = None;
+        // Whether a listing failed before the baseline was taken: then what
+        // changed while nothing could list is in the baseline, unreported.
+        let mut unseen = false;
         loop {
             // The first pass is the one that has not yet said so.
             let first = baseline_taken.is_some();
@@ -290,8 +297,15 @@ pub async fn start_counted(
             figures.finished(listed.as_ref().ok(), requests, started.elapsed());
             match listed {
                 Ok(now) => {
-                    let events = last.as_ref().map(|before| changes(before, &now));
-                    for event in events.into_iter().flatten() {
+                    let events = match &last {
+                        Some(before) => changes(before, &now),
+                        // A late baseline: anything may have changed since
+                        // watching began, so the host is told to look at
+                        // everything (the root, "").
+                        None if unseen => vec![ChangeEvent::new(ChangeKind::Modified, "")],
+                        None => Vec::new(),
+                    };
+                    for event in events {
                         if !sink.send(event) {
                             return;
                         }
@@ -299,9 +313,12 @@ pub async fn start_counted(
                     last = Some(now);
                 }
                 // Unreachable: nothing is reported, the last listing stays.
-                Err(e) if first => tracing::warn!(
-                    "the first listing for watching failed, the next one is the baseline: {e}"
-                ),
+                Err(e) if last.is_none() => {
+                    unseen = true;
+                    tracing::warn!(
+                        "the first listing for watching failed, the next one is the baseline: {e}"
+                    )
+                }
                 Err(e) => tracing::warn!("polling for changes failed: {e}"),
             }
             if let Some(taken) = baseline_taken.take() {
@@ -424,6 +441,42 @@ mod tests {
             2,
             "reported by the poll after the baseline"
         );
+        handle.stop();
+    }
+
+    /// Regression (behaviour::sftp::offline): the origin is down as watching
+    /// begins and a file is added before it comes back. The baseline, taken
+    /// late, holds the file; the poller says to look at everything.
+    #[tokio::test(start_paused = true)]
+    async fn a_baseline_taken_after_failures_reports_the_root() {
+        struct Down(Arc<Tree>, std::sync::atomic::AtomicBool);
+        #[async_trait]
+        impl ListAll for Down {
+            async fn list_all(&self) -> OriginResult<Listing> {
+                if self.1.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Err(crate::OriginError::unavailable("down"));
+                }
+                self.0.list_all().await
+            }
+        }
+        let tree = Tree::new(Duration::ZERO);
+        let source = Arc::new(Down(tree.clone(), true.into()));
+        let (sink, mut events) = collecting_sink();
+        let every = Duration::from_secs(10);
+        let handle = start(source.clone(), every, sink).await;
+        tokio::time::sleep(every * 3).await;
+        tree.put("added while down");
+        source.1.store(false, std::sync::atomic::Ordering::SeqCst);
+        let event = events.recv().await.unwrap();
+        assert_eq!(
+            (event.kind, event.path.as_str()),
+            (ChangeKind::Modified, "")
+        );
+        // After that, diffs as usual, and nothing else was reported.
+        tree.put("later");
+        let event = events.recv().await.unwrap();
+        assert_eq!(event.path, "later");
+        assert!(events.try_recv().is_err());
         handle.stop();
     }
 
