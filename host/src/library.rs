@@ -15,6 +15,7 @@
 
 pub mod index;
 pub mod inode_book;
+mod layered;
 pub mod layout;
 pub mod media;
 pub mod sample;

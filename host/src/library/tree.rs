@@ -1,33 +1,39 @@
-//! The virtual tree the mount shows: built whole from the index
-//! ([`super::tree_build`]), never changed after, swapped whole when the
-//! library changes.
+//! The virtual tree the mount shows, one value per folder: built whole from
+//! the index ([`super::tree_build`]) at a scan or a start, changed one folder
+//! at a time by a change batch ([`super::tree_update`]), never changed in
+//! place (a change makes a new `Tree` that shares every folder it did not
+//! touch, so a reader's snapshot stays as it was).
 //!
-//! It is laid out flat, because it is the one structure that grows with the
-//! library and stays in memory: at 100,000 tracks a tree of per-node `String`s,
-//! maps and replica lists took about 580 bytes a track; this one takes under
-//! 200 (see the README's figures).
+//! Memory is the other constraint: this is the one structure that grows with
+//! the library and stays in memory.
 //!
-//! - Nodes sit in one vector ordered by inode number; a lookup by inode is a
-//!   binary search, a node refers to others by their place in it.
-//! - Every name, source path and version token is a span of one string.
-//! - A folder's children are a span of one index list, in name order (byte
-//!   order, as `str` compares), so a lookup by name is a binary search too.
-//! - A file's replicas are a span of one replica list, best origin first; they
-//!   share the file's source path and size (that is what makes them replicas),
-//!   so each keeps only its origin (a number into the origin list), mtime and
-//!   version.
+//! - A [`Folder`] holds its own listing, laid out flat: its entries in one
+//!   slice ordered by name (a lookup by name is a binary search), every name,
+//!   source path and version token a span of one string, its files' replicas
+//!   in one slice. A replica keeps only its origin (a number into the tree's
+//!   origin list), mtime and version: replicas share the file's source path
+//!   and size (that is what makes them replicas).
+//! - Folders are found by inode, and files' folders by the file's inode, in
+//!   two [`Layered`] maps: a sorted vector from the last whole build (16 bytes
+//!   a file) under the persistent map of what changed since.
+//! - A folder's own mtime lives in the folder; its name and inode are also its
+//!   entry in its parent's listing. A change to an album replaces that album's
+//!   folder, and its parent's only when the parent's listing changed.
 //!
-//! [`Tree::check`] verifies those invariants for a tree read back from disk.
+//! [`Tree::check`] verifies the invariants for a tree read back from disk.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::layered::Layered;
 
 /// The root directory's inode.
 pub const ROOT: u64 = 1;
 
 pub use crate::values::Replica;
 
-/// A stretch of [`Tree::text`] or of one of the index lists.
+/// A stretch of a folder's text or replica slice.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct Span {
     pub start: u32,
@@ -46,34 +52,28 @@ impl Span {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Body {
-    /// A folder: its children, a span of [`Tree::children`].
-    Dir(Span),
-    /// A file: its place in [`Tree::files`].
-    File(u32),
+    /// A folder: its listing is its own [`Folder`].
+    Dir,
+    /// A file: its size, its path on its origins, and its replicas (a span of
+    /// the folder's, best first, never empty).
+    File {
+        size: u64,
+        path: Span,
+        replicas: Span,
+    },
 }
 
-#[derive(Clone, Copy, Debug)]
-pub(super) struct StoredNode {
+/// One name in a folder's listing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Entry {
     pub ino: u64,
-    pub mtime_ns: u64,
-    /// The parent's place in [`Tree::nodes`] (the root is its own parent).
-    pub parent: u32,
     pub name: Span,
     pub body: Body,
 }
 
-#[derive(Clone, Copy, Debug)]
-pub(super) struct StoredFile {
-    pub size: u64,
-    /// The path on every replica's origin.
-    pub path: Span,
-    /// A span of [`Tree::replicas`], best first; never empty.
-    pub replicas: Span,
-}
-
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct StoredReplica {
     pub mtime_ns: u64,
     /// Its place in [`Tree::origins`].
@@ -81,22 +81,189 @@ pub(super) struct StoredReplica {
     pub version: Option<Span>,
 }
 
+/// One folder: its listing, its files, their text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Folder {
+    pub ino: u64,
+    /// The parent folder's inode (the root is its own parent).
+    pub parent: u64,
+    pub mtime_ns: u64,
+    pub name: Span,
+    /// In name order (byte order, as `str` compares).
+    pub entries: Box<[Entry]>,
+    /// Places in `entries`, in inode order.
+    pub by_ino: Box<[u32]>,
+    pub replicas: Box<[StoredReplica]>,
+    pub text: Box<str>,
+}
+
+/// A folder as built, before it is laid out.
+pub(super) struct FolderDraft<'a> {
+    pub ino: u64,
+    pub parent: u64,
+    pub mtime_ns: u64,
+    pub name: &'a str,
+    /// In name order, no name twice.
+    pub entries: Vec<EntryDraft<'a>>,
+}
+
+pub(super) struct EntryDraft<'a> {
+    pub name: &'a str,
+    pub ino: u64,
+    /// `None` for a folder.
+    pub file: Option<FileDraft<'a>>,
+}
+
+pub(super) struct FileDraft<'a> {
+    pub size: u64,
+    pub path: &'a str,
+    /// Best first: origin (a place in [`Tree::origins`]), mtime, version.
+    pub replicas: Vec<(u32, u64, Option<&'a str>)>,
+}
+
+impl Folder {
+    /// Lays `draft` out.
+    pub(super) fn lay_out(draft: &FolderDraft<'_>) -> Folder {
+        let mut text = String::new();
+        let mut push = |s: &str| {
+            let start = text.len() as u32;
+            text.push_str(s);
+            Span {
+                start,
+                len: s.len() as u32,
+            }
+        };
+        let name = push(draft.name);
+        let mut replicas = Vec::new();
+        let mut entries = Vec::with_capacity(draft.entries.len());
+        for entry in &draft.entries {
+            let name = push(entry.name);
+            let body = match &entry.file {
+                None => Body::Dir,
+                Some(file) => {
+                    let start = replicas.len() as u32;
+                    for (origin, mtime_ns, version) in &file.replicas {
+                        replicas.push(StoredReplica {
+                            mtime_ns: *mtime_ns,
+                            origin: *origin,
+                            version: version.map(&mut push),
+                        });
+                    }
+                    Body::File {
+                        size: file.size,
+                        path: push(file.path),
+                        replicas: Span {
+                            start,
+                            len: file.replicas.len() as u32,
+                        },
+                    }
+                }
+            };
+            entries.push(Entry {
+                ino: entry.ino,
+                name,
+                body,
+            });
+        }
+        let mut by_ino: Vec<u32> = (0..entries.len() as u32).collect();
+        by_ino.sort_unstable_by_key(|at| entries[*at as usize].ino);
+        Folder {
+            ino: draft.ino,
+            parent: draft.parent,
+            mtime_ns: draft.mtime_ns,
+            name,
+            entries: entries.into(),
+            by_ino: by_ino.into(),
+            replicas: replicas.into(),
+            text: text.into(),
+        }
+    }
+
+    pub(super) fn str(&self, span: Span) -> &str {
+        &self.text[span.range()]
+    }
+
+    fn entry_by_ino(&self, ino: u64) -> Option<&Entry> {
+        let at = self
+            .by_ino
+            .binary_search_by_key(&ino, |at| self.entries[*at as usize].ino)
+            .ok()?;
+        Some(&self.entries[self.by_ino[at] as usize])
+    }
+
+    fn entry_by_name(&self, name: &str) -> Option<&Entry> {
+        let at = self
+            .entries
+            .binary_search_by(|e| self.str(e.name).cmp(name))
+            .ok()?;
+        Some(&self.entries[at])
+    }
+
+    /// The inodes of its files.
+    pub(super) fn file_inos(&self) -> impl Iterator<Item = u64> + '_ {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e.body, Body::File { .. }))
+            .map(|e| e.ino)
+    }
+
+    /// Whether its invariants hold, `origins` long the tree's origin list.
+    fn check(&self, origins: usize) -> bool {
+        let text_ok = |s: Span| self.text.get(s.range()).is_some();
+        let sorted = self
+            .entries
+            .windows(2)
+            .all(|w| self.str(w[0].name) < self.str(w[1].name));
+        let by_ino_ok = self.by_ino.len() == self.entries.len()
+            && self
+                .by_ino
+                .iter()
+                .all(|at| (*at as usize) < self.entries.len())
+            && self
+                .by_ino
+                .windows(2)
+                .all(|w| self.entries[w[0] as usize].ino < self.entries[w[1] as usize].ino);
+        let entries_ok = self.entries.iter().all(|e| {
+            text_ok(e.name)
+                && match e.body {
+                    Body::Dir => true,
+                    Body::File { path, replicas, .. } => {
+                        text_ok(path) && replicas.len > 0 && replicas.fits(self.replicas.len())
+                    }
+                }
+        });
+        let replicas_ok = self
+            .replicas
+            .iter()
+            .all(|r| (r.origin as usize) < origins && r.version.is_none_or(text_ok));
+        text_ok(self.name) && sorted && by_ino_ok && entries_ok && replicas_ok
+    }
+}
+
 /// The whole tree.
 #[derive(Clone, Debug, Default)]
 pub struct Tree {
-    pub(super) nodes: Vec<StoredNode>,
-    pub(super) children: Vec<u32>,
-    pub(super) files: Vec<StoredFile>,
-    pub(super) replicas: Vec<StoredReplica>,
-    pub(super) origins: Vec<String>,
-    pub(super) text: String,
+    pub(super) folders: Layered<Arc<Folder>>,
+    /// The folder of every file, by the file's inode.
+    pub(super) file_folders: Layered<u64>,
+    pub(super) origins: Arc<Vec<String>>,
+    /// Files that hid a folder of the same name beside them (see
+    /// [`super::tree_build`]): a tree with any is only built whole, since a
+    /// change could bring back what is hidden.
+    pub(super) hidden: u32,
 }
 
 /// One node of a tree.
 #[derive(Clone, Copy)]
 pub struct Node<'t> {
     tree: &'t Tree,
-    at: u32,
+    at: At<'t>,
+}
+
+#[derive(Clone, Copy)]
+enum At<'t> {
+    Dir(&'t Folder),
+    File(&'t Folder, &'t Entry),
 }
 
 /// What a node is.
@@ -109,37 +276,119 @@ pub enum NodeKind<'t> {
 #[derive(Clone, Copy)]
 pub struct Children<'t> {
     tree: &'t Tree,
-    list: &'t [u32],
+    folder: &'t Folder,
 }
 
 /// A file of a tree.
 #[derive(Clone, Copy)]
 pub struct File<'t> {
     tree: &'t Tree,
-    file: &'t StoredFile,
+    folder: &'t Folder,
+    entry: &'t Entry,
 }
 
 impl Tree {
-    fn node(&self, at: u32) -> Node<'_> {
-        Node { tree: self, at }
+    /// A tree of `folders` (in inode order, the root first) naming `origins`.
+    pub(super) fn from_folders(folders: Vec<Folder>, origins: Vec<String>, hidden: u32) -> Tree {
+        let mut file_folders: Vec<(u64, u64)> = folders
+            .iter()
+            .flat_map(|f| f.file_inos().map(move |ino| (ino, f.ino)))
+            .collect();
+        file_folders.sort_unstable();
+        let folders = folders.into_iter().map(|f| (f.ino, Arc::new(f))).collect();
+        Tree {
+            folders: Layered::from_sorted(folders),
+            file_folders: Layered::from_sorted(file_folders),
+            origins: Arc::new(origins),
+            hidden,
+        }
     }
 
-    fn str(&self, span: Span) -> &str {
-        &self.text[span.range()]
+    /// Like [`Tree::from_folders`], for folders read from disk: `None` unless
+    /// they are in inode order, each once, and no file is in two.
+    pub(super) fn from_stored(folders: Vec<Folder>, origins: Vec<String>) -> Option<Tree> {
+        let in_order = folders.windows(2).all(|w| w[0].ino < w[1].ino);
+        let tree = in_order.then(|| Tree::from_folders(folders, origins, 0))?;
+        let files: Vec<(u64, &u64)> = tree.file_folders.iter().collect();
+        files.windows(2).all(|w| w[0].0 < w[1].0).then_some(tree)
+    }
+
+    /// The place of `origin` in the origin list, added if it is not there.
+    pub(super) fn origin_place(&mut self, origin: &str) -> u32 {
+        match self.origins.iter().position(|o| o == origin) {
+            Some(at) => at as u32,
+            None => {
+                Arc::make_mut(&mut self.origins).push(origin.to_owned());
+                self.origins.len() as u32 - 1
+            }
+        }
+    }
+
+    /// Puts `folder` in place of the folder with its inode, if any.
+    pub(super) fn put_folder(&mut self, folder: Folder) {
+        let ino = folder.ino;
+        if let Some(old) = self.folders.get(ino).cloned() {
+            let staying: std::collections::HashSet<u64> = folder.file_inos().collect();
+            for gone in old.file_inos().filter(|i| !staying.contains(i)) {
+                self.file_folders.remove(gone);
+            }
+        }
+        for file in folder.file_inos() {
+            if self.file_folders.get(file) != Some(&ino) {
+                self.file_folders.insert(file, ino);
+            }
+        }
+        self.folders.insert(ino, Arc::new(folder));
+    }
+
+    /// Takes the folder `ino` and its files out (not its subfolders).
+    pub(super) fn drop_folder(&mut self, ino: u64) {
+        if let Some(old) = self.folders.get(ino).cloned() {
+            for file in old.file_inos() {
+                self.file_folders.remove(file);
+            }
+            self.folders.remove(ino);
+        }
+    }
+
+    pub(super) fn folder(&self, ino: u64) -> Option<&Folder> {
+        self.folders.get(ino).map(|f| &**f)
+    }
+
+    /// Every folder, in inode order.
+    pub(super) fn all_folders(&self) -> impl Iterator<Item = &Folder> + '_ {
+        self.folders.iter().map(|(_, f)| &**f)
+    }
+
+    /// The node of `entry`, listed in `folder`.
+    fn entry_node<'t>(&'t self, folder: &'t Folder, entry: &'t Entry) -> Option<Node<'t>> {
+        let at = match entry.body {
+            Body::Dir => At::Dir(self.folder(entry.ino)?),
+            Body::File { .. } => At::File(folder, entry),
+        };
+        Some(Node { tree: self, at })
     }
 
     /// The node `ino`.
     pub fn get(&self, ino: u64) -> Option<Node<'_>> {
-        let at = self.nodes.binary_search_by_key(&ino, |n| n.ino).ok()?;
-        Some(self.node(at as u32))
+        if let Some(folder) = self.folder(ino) {
+            return Some(Node {
+                tree: self,
+                at: At::Dir(folder),
+            });
+        }
+        let folder = self.folder(*self.file_folders.get(ino)?)?;
+        let entry = folder.entry_by_ino(ino)?;
+        Some(Node {
+            tree: self,
+            at: At::File(folder, entry),
+        })
     }
 
     /// The child `name` of directory `parent`.
     pub fn lookup(&self, parent: u64, name: &str) -> Option<Node<'_>> {
-        match self.get(parent)?.kind() {
-            NodeKind::Dir(children) => children.get(name),
-            NodeKind::File(_) => None,
-        }
+        let folder = self.folder(parent)?;
+        self.entry_node(folder, folder.entry_by_name(name)?)
     }
 
     /// The virtual path of `ino` (`/Artist/Album/01 - Title.flac`).
@@ -147,9 +396,9 @@ impl Tree {
         let mut parts = Vec::new();
         let mut node = self.get(ino);
         // Bounded, so that no tree can loop it.
-        while let Some(at) = node.filter(|n| n.ino() != ROOT && parts.len() < self.nodes.len()) {
+        while let Some(at) = node.filter(|n| n.ino() != ROOT && parts.len() <= self.folders.len()) {
             parts.push(at.name());
-            node = Some(self.node(self.nodes[at.at as usize].parent));
+            node = self.get(at.parent());
         }
         parts.reverse();
         format!("/{}", parts.join("/"))
@@ -171,12 +420,14 @@ impl Tree {
         let mut out = Vec::new();
         let start = self.path_of(node.ino()).trim_start_matches('/').to_owned();
         let mut stack = vec![(node, start)];
+        let mut folders = 0;
         while let Some((node, path)) = stack.pop() {
             match node.kind() {
                 NodeKind::File(file) => out.push((path, file)),
                 NodeKind::Dir(children) => {
                     // Bounded like `path_of`: no tree can make it loop.
-                    if out.len() + stack.len() > self.nodes.len() {
+                    folders += 1;
+                    if folders > self.folders.len() {
                         break;
                     }
                     for child in children.iter() {
@@ -195,19 +446,21 @@ impl Tree {
 
     /// The number of files.
     pub fn file_count(&self) -> usize {
-        self.files.len()
+        self.file_folders.len()
     }
 
     /// The number of nodes.
     pub fn node_count(&self) -> usize {
-        self.nodes.len()
+        self.folders.len() + self.file_folders.len()
     }
 
     /// How many files each origin holds a replica of.
     pub fn files_per_origin(&self) -> HashMap<String, usize> {
         let mut counts = vec![0; self.origins.len()];
-        for replica in &self.replicas {
-            counts[replica.origin as usize] += 1;
+        for folder in self.all_folders() {
+            for replica in &folder.replicas {
+                counts[replica.origin as usize] += 1;
+            }
         }
         self.origins.iter().cloned().zip(counts).collect()
     }
@@ -215,77 +468,90 @@ impl Tree {
     /// Whether the tree keeps the invariants the module text gives (a tree
     /// read from disk is used only if it does; a bad one would panic later).
     pub fn check(&self) -> bool {
-        let nodes = self.nodes.len();
-        // In range and on character boundaries.
-        let str_ok = |s: Span| self.text.get(s.range()).is_some();
         let root_ok = self
-            .nodes
-            .first()
-            .is_some_and(|n| n.ino == ROOT && n.parent == 0);
-        let sorted = self.nodes.windows(2).all(|w| w[0].ino < w[1].ino);
-        let nodes_ok = self.nodes.iter().all(|n| {
-            (n.parent as usize) < nodes
-                && str_ok(n.name)
-                && match n.body {
-                    Body::Dir(span) => span.fits(self.children.len()),
-                    Body::File(file) => (file as usize) < self.files.len(),
-                }
+            .folder(ROOT)
+            .is_some_and(|r| r.parent == ROOT && r.name.len == 0);
+        let mut files = 0;
+        let mut subfolders = 0;
+        let folders_ok = self.folders.iter().all(|(ino, folder)| {
+            ino == folder.ino
+                && folder.check(self.origins.len())
+                && folder.entries.iter().all(|e| match e.body {
+                    Body::Dir => {
+                        subfolders += 1;
+                        self.folder(e.ino).is_some_and(|child| {
+                            child.parent == ino && child.str(child.name) == folder.str(e.name)
+                        })
+                    }
+                    Body::File { .. } => {
+                        files += 1;
+                        self.file_folders.get(e.ino) == Some(&ino)
+                    }
+                })
         });
-        let children_ok = self.children.iter().all(|c| (*c as usize) < nodes);
-        let files_ok = self
-            .files
-            .iter()
-            .all(|f| str_ok(f.path) && f.replicas.len > 0 && f.replicas.fits(self.replicas.len()));
-        let replicas_ok = self
-            .replicas
-            .iter()
-            .all(|r| (r.origin as usize) < self.origins.len() && r.version.is_none_or(str_ok));
-        root_ok && sorted && nodes_ok && children_ok && files_ok && replicas_ok
+        root_ok
+            && folders_ok
+            && files == self.file_folders.len()
+            && subfolders + 1 == self.folders.len()
     }
 }
 
 impl<'t> Node<'t> {
-    fn stored(&self) -> &'t StoredNode {
-        &self.tree.nodes[self.at as usize]
-    }
-
     /// Its inode number.
     pub fn ino(&self) -> u64 {
-        self.stored().ino
+        match self.at {
+            At::Dir(folder) => folder.ino,
+            At::File(_, entry) => entry.ino,
+        }
     }
 
     /// Its parent's inode number (the root's is its own).
     pub fn parent(&self) -> u64 {
-        self.tree.nodes[self.stored().parent as usize].ino
+        match self.at {
+            At::Dir(folder) => folder.parent,
+            At::File(folder, _) => folder.ino,
+        }
     }
 
     /// Its name in its folder (empty for the root).
     pub fn name(&self) -> &'t str {
-        self.tree.str(self.stored().name)
+        match self.at {
+            At::Dir(folder) => folder.str(folder.name),
+            At::File(folder, entry) => folder.str(entry.name),
+        }
     }
 
-    /// Its mtime: the file's, or when the folder's listing last changed.
+    /// Its mtime: the file's best replica's, or when the folder's listing last
+    /// changed.
     pub fn mtime(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_nanos(self.stored().mtime_ns)
+        let ns = match self.at {
+            At::Dir(folder) => folder.mtime_ns,
+            At::File(folder, entry) => match entry.body {
+                Body::File { replicas, .. } => folder.replicas[replicas.start as usize].mtime_ns,
+                Body::Dir => 0,
+            },
+        };
+        UNIX_EPOCH + Duration::from_nanos(ns)
     }
 
     /// What it is.
     pub fn kind(&self) -> NodeKind<'t> {
-        match self.stored().body {
-            Body::Dir(span) => NodeKind::Dir(Children {
+        match self.at {
+            At::Dir(folder) => NodeKind::Dir(Children {
                 tree: self.tree,
-                list: &self.tree.children[span.range()],
+                folder,
             }),
-            Body::File(file) => NodeKind::File(File {
+            At::File(folder, entry) => NodeKind::File(File {
                 tree: self.tree,
-                file: &self.tree.files[file as usize],
+                folder,
+                entry,
             }),
         }
     }
 
     /// Whether it is a folder.
     pub fn is_dir(&self) -> bool {
-        matches!(self.stored().body, Body::Dir(_))
+        matches!(self.at, At::Dir(_))
     }
 
     /// The file it is, if it is one.
@@ -300,48 +566,73 @@ impl<'t> Node<'t> {
 impl<'t> Children<'t> {
     /// The child named `name`.
     pub fn get(&self, name: &str) -> Option<Node<'t>> {
-        let at = self
-            .list
-            .binary_search_by(|c| self.tree.node(*c).name().cmp(name))
-            .ok()?;
-        Some(self.tree.node(self.list[at]))
+        self.tree
+            .entry_node(self.folder, self.folder.entry_by_name(name)?)
     }
 
     /// Every child, in name order.
     pub fn iter(&self) -> impl Iterator<Item = Node<'t>> + 't {
-        let tree = self.tree;
-        self.list.iter().map(move |c| tree.node(*c))
+        let (tree, folder) = (self.tree, self.folder);
+        folder
+            .entries
+            .iter()
+            .filter_map(move |e| tree.entry_node(folder, e))
     }
 
     /// How many children there are.
     pub fn len(&self) -> usize {
-        self.list.len()
+        self.folder.entries.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.folder.entries.is_empty()
     }
 }
 
 impl<'t> File<'t> {
+    fn parts(&self) -> (u64, Span, Span) {
+        match self.entry.body {
+            Body::File {
+                size,
+                path,
+                replicas,
+            } => (size, path, replicas),
+            Body::Dir => unreachable!("a File is made only of a file entry"),
+        }
+    }
+
     /// Its size.
     pub fn size(&self) -> u64 {
-        self.file.size
+        self.parts().0
     }
 
     /// Its path on its origins.
     pub fn source_path(&self) -> &'t str {
-        self.tree.str(self.file.path)
+        self.folder.str(self.parts().1)
     }
 
     fn stored_replicas(&self) -> &'t [StoredReplica] {
-        &self.tree.replicas[self.file.replicas.range()]
+        &self.folder.replicas[self.parts().2.range()]
     }
 
     /// The best replica's origin.
     pub fn first_origin(&self) -> &'t str {
         &self.tree.origins[self.stored_replicas()[0].origin as usize]
+    }
+
+    /// Its replicas as stored, best first: origin, mtime, version.
+    pub(super) fn replicas_stored(
+        &self,
+    ) -> impl Iterator<Item = (&'t str, u64, Option<&'t str>)> + 't {
+        let (tree, folder) = (self.tree, self.folder);
+        self.stored_replicas().iter().map(move |r| {
+            (
+                tree.origins[r.origin as usize].as_str(),
+                r.mtime_ns,
+                r.version.map(|v| folder.str(v)),
+            )
+        })
     }
 
     /// Where it lives, best replica first.
@@ -351,9 +642,9 @@ impl<'t> File<'t> {
             .map(|r| Replica {
                 origin: self.tree.origins[r.origin as usize].clone(),
                 path: self.source_path().to_owned(),
-                size: self.file.size,
+                size: self.size(),
                 mtime_ns: r.mtime_ns,
-                version: r.version.map(|v| self.tree.str(v).to_owned()),
+                version: r.version.map(|v| self.folder.str(v).to_owned()),
             })
             .collect()
     }
@@ -368,7 +659,8 @@ impl<'t> File<'t> {
             && a.iter().zip(b).all(|(x, y)| {
                 x.mtime_ns == y.mtime_ns
                     && self.tree.origins[x.origin as usize] == other.tree.origins[y.origin as usize]
-                    && x.version.map(|v| self.tree.str(v)) == y.version.map(|v| other.tree.str(v))
+                    && x.version.map(|v| self.folder.str(v))
+                        == y.version.map(|v| other.folder.str(v))
             })
     }
 }

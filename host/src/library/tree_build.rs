@@ -17,19 +17,19 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::index::{FileRecord, FileRole};
 use super::inode_book::{listing_sig, InodeBook};
 use super::layout::{safe_name, with_suffix, Layout};
-use super::tree::{Body, Span, StoredFile, StoredNode, StoredReplica, Tree, ROOT};
+use super::tree::{EntryDraft, FileDraft, Folder, FolderDraft, Tree, ROOT};
 
-fn now_ns() -> u64 {
+pub(super) fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-fn parent_dir(path: &str) -> &str {
+pub(super) fn parent_dir(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(dir, _)| dir)
 }
 
-fn file_name(path: &str) -> &str {
+pub(super) fn file_name(path: &str) -> &str {
     path.rsplit_once('/').map_or(path, |(_, name)| name)
 }
 
@@ -61,15 +61,26 @@ pub fn build(
     layout: &Layout,
     book: &mut InodeBook,
 ) -> Tree {
+    build_at(records, rank, layout, book, now_ns())
+}
+
+/// [`build`], folders whose listing changed getting mtime `now`.
+pub(super) fn build_at(
+    records: &[FileRecord],
+    rank: &dyn Fn(&str) -> (i64, String),
+    layout: &Layout,
+    book: &mut InodeBook,
+    now: u64,
+) -> Tree {
     let mut drafts = Drafts::default();
     for (segments, group) in place_files(records, rank, layout) {
         drafts.add(&segments, group, book);
     }
-    drafts.freeze(book, now_ns())
+    drafts.freeze(book, now)
 }
 
 /// Every file's virtual path (segments) and replicas, in path order.
-fn place_files<'a>(
+pub(super) fn place_files<'a>(
     records: &'a [FileRecord],
     rank: &dyn Fn(&str) -> (i64, String),
     layout: &Layout,
@@ -164,6 +175,8 @@ struct Drafts<'a> {
     nodes: Vec<Draft<'a>>,
     /// The open folders below the root, outermost first.
     open: Vec<usize>,
+    /// Paths left out because a file has the name of a folder on them.
+    hidden: u32,
 }
 
 impl Default for Drafts<'_> {
@@ -180,6 +193,7 @@ impl Default for Drafts<'_> {
         Drafts {
             nodes: vec![root],
             open: Vec::new(),
+            hidden: 0,
         }
     }
 }
@@ -236,89 +250,84 @@ impl<'a> Drafts<'a> {
             };
             match self.push(parent, segment, body, ino) {
                 Some(at) => self.open.push(at),
-                None => return, // a file has this folder's name
+                None => {
+                    // A file has this folder's name.
+                    self.hidden += 1;
+                    return;
+                }
             }
         }
         let parent = self.open.last().copied().unwrap_or(0);
         let ino = book.ino(&format!("{}/{name}", self.dir_path(parent)));
-        self.push(parent, name, DraftBody::File(replicas), ino);
+        if self
+            .push(parent, name, DraftBody::File(replicas), ino)
+            .is_none()
+        {
+            self.hidden += 1;
+        }
     }
 
     /// Lays the drafts out as a [`Tree`]; folders whose listing changed get
     /// mtime `now`.
     fn freeze(self, book: &mut InodeBook, now: u64) -> Tree {
-        let mut order: Vec<usize> = (0..self.nodes.len()).collect();
-        order.sort_unstable_by_key(|at| self.nodes[*at].ino);
-        let mut place = vec![0u32; self.nodes.len()];
-        for (i, at) in order.iter().enumerate() {
-            place[*at] = i as u32;
-        }
-        let mut tree = Tree::default();
-        let mut origins: HashMap<&str, u32> = HashMap::new();
-        for at in order {
-            let draft = &self.nodes[at];
-            let name = tree.push_text(&draft.name);
-            let (body, mtime_ns) = match &draft.body {
-                DraftBody::Dir { path, children } => {
-                    let sig = listing_sig(children.iter().map(|c| self.nodes[*c].name.as_str()));
-                    let key = if path.is_empty() { "/" } else { path };
-                    let mtime_ns = book.dir_mtime(key, sig, now);
-                    let start = tree.children.len() as u32;
-                    tree.children.extend(children.iter().map(|c| place[*c]));
-                    let span = Span {
-                        start,
-                        len: children.len() as u32,
-                    };
-                    (Body::Dir(span), mtime_ns)
-                }
-                DraftBody::File(group) => {
-                    let first = group[0];
-                    let start = tree.replicas.len() as u32;
-                    for record in group {
-                        let next = origins.len() as u32;
-                        let origin = *origins.entry(record.origin.as_str()).or_insert(next);
-                        if origin == next {
-                            tree.origins.push(record.origin.clone());
-                        }
-                        let version = record.version.as_deref().map(|v| tree.push_text(v));
-                        tree.replicas.push(StoredReplica {
-                            mtime_ns: record.mtime_ns,
-                            origin,
-                            version,
-                        });
-                    }
-                    let path = tree.push_text(&first.path);
-                    tree.files.push(StoredFile {
-                        size: first.size,
-                        path,
-                        replicas: Span {
-                            start,
-                            len: group.len() as u32,
-                        },
-                    });
-                    (Body::File(tree.files.len() as u32 - 1), first.mtime_ns)
-                }
+        let mut origins: Vec<String> = Vec::new();
+        let mut folders = Vec::new();
+        for draft in &self.nodes {
+            let DraftBody::Dir { path, children } = &draft.body else {
+                continue;
             };
-            tree.nodes.push(StoredNode {
+            let sig = listing_sig(children.iter().map(|c| self.nodes[*c].name.as_str()));
+            let key = if path.is_empty() { "/" } else { path };
+            let entries = children
+                .iter()
+                .map(|c| {
+                    let child = &self.nodes[*c];
+                    let file = match &child.body {
+                        DraftBody::Dir { .. } => None,
+                        DraftBody::File(group) => Some(file_draft(group, &mut |o| match origins
+                            .iter()
+                            .position(|known| known == o)
+                        {
+                            Some(at) => at as u32,
+                            None => {
+                                origins.push(o.to_owned());
+                                origins.len() as u32 - 1
+                            }
+                        })),
+                    };
+                    EntryDraft {
+                        name: &child.name,
+                        ino: child.ino,
+                        file,
+                    }
+                })
+                .collect();
+            folders.push(Folder::lay_out(&FolderDraft {
                 ino: draft.ino,
-                mtime_ns,
-                parent: place[draft.parent],
-                name,
-                body,
-            });
+                parent: self.nodes[draft.parent].ino,
+                mtime_ns: book.dir_mtime(key, sig, now),
+                name: &draft.name,
+                entries,
+            }));
         }
-        tree
+        folders.sort_unstable_by_key(|f| f.ino);
+        Tree::from_folders(folders, origins, self.hidden)
     }
 }
 
-impl Tree {
-    fn push_text(&mut self, s: &str) -> Span {
-        let start = self.text.len() as u32;
-        self.text.push_str(s);
-        Span {
-            start,
-            len: s.len() as u32,
-        }
+/// A file's draft from its replicas (best first), `origin` giving each
+/// origin's place in the tree's list.
+pub(super) fn file_draft<'a>(
+    group: &[&'a FileRecord],
+    origin: &mut dyn FnMut(&str) -> u32,
+) -> FileDraft<'a> {
+    FileDraft {
+        size: group[0].size,
+        path: &group[0].path,
+        replicas: group
+            .iter()
+            .map(|r| (origin(&r.origin), r.mtime_ns, r.version.as_deref()))
+            .collect(),
     }
 }
 
@@ -438,17 +447,27 @@ mod tests {
     fn a_tree_that_breaks_the_layout_fails_its_check() {
         let good = built(&[record("a", "x/1.flac", "A", "B", "C")]);
         assert!(good.check());
-        let mut bad = good.clone();
-        bad.children.push(u32::MAX);
-        assert!(!bad.check(), "a child out of range");
-        let mut bad = good.clone();
-        bad.nodes.swap(1, 2);
-        assert!(!bad.check(), "nodes out of inode order");
-        let mut bad = good.clone();
-        bad.files[0].replicas.len = 0;
-        assert!(!bad.check(), "a file without replicas");
-        let mut bad = good;
-        bad.text.truncate(1);
-        assert!(!bad.check(), "a name past the text");
+        let folders: Vec<Folder> = good.all_folders().cloned().collect();
+        let broken = |change: &dyn Fn(&mut Vec<Folder>)| {
+            let mut folders = folders.clone();
+            change(&mut folders);
+            Tree::from_folders(folders, good.origins.to_vec(), 0).check()
+        };
+        assert!(
+            !broken(&|f| f[0].entries[0].ino = u64::MAX),
+            "a child out of range"
+        );
+        assert!(!broken(&|f| f[1].parent = 99), "a folder not in its parent");
+        assert!(
+            !broken(&|f| f[2].replicas = Box::new([])),
+            "a file without replicas"
+        );
+        assert!(!broken(&|f| f[0].text = "".into()), "a name past the text");
+        assert!(
+            !broken(&|f| {
+                f.remove(1);
+            }),
+            "a listed folder missing"
+        );
     }
 }

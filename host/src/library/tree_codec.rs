@@ -1,21 +1,18 @@
-//! The tree's bytes on disk, for [`super::tree_snapshot`]: its vectors as
-//! fixed-width little-endian records, one after another, so that reading them
-//! back is a pass over each vector with no per-field decisions, and the
-//! text, last, is taken from the bytes read without a copy. At 1,000,000
-//! tracks a generic format (postcard, varints through serde) decoded the
-//! tree in 243–277 ms; this parses it in 106–201 ms, on this noisy VM, where
-//! most of either is memory touched for the first time.
+//! The tree's bytes on disk, for [`super::tree_snapshot`]: fixed-width
+//! little-endian records, so that reading them back is a pass with no
+//! per-field decisions.
 //!
-//! Layout: five `u32` counts (nodes, children, files, replicas, origins) and
-//! the text's length (`u64`), then the nodes (37 bytes each), the children
-//! (`u32`), the files (24 bytes), the replicas (21 bytes), the origins (a
-//! `u32` length and the bytes each) and the text. Decoding checks lengths
-//! only; [`Tree::check`] checks the rest.
+//! Layout: the folder count and the origin count (`u32` each), the origins
+//! (a `u32` length and the bytes each), then each folder in inode order: its
+//! inode, parent and mtime (`u64`), its name (a span), its entry, replica and
+//! text lengths (`u32`), the entries (41 bytes each), the entries' places in
+//! inode order (`u32`), the replicas (21 bytes each) and its text. Decoding
+//! checks lengths only; [`Tree::check`] checks the rest.
 
-use super::tree::{Body, Span, StoredFile, StoredNode, StoredReplica, Tree};
+use super::tree::{Body, Entry, Folder, Span, StoredReplica, Tree};
 
-const NODE: usize = 37;
-const FILE: usize = 24;
+const FOLDER: usize = 44;
+const ENTRY: usize = 41;
 const REPLICA: usize = 21;
 
 fn put_span(out: &mut Vec<u8>, span: Span) {
@@ -25,61 +22,53 @@ fn put_span(out: &mut Vec<u8>, span: Span) {
 
 /// The bytes of `tree`.
 pub fn encode(tree: &Tree) -> Vec<u8> {
-    let size = 28
-        + tree.nodes.len() * NODE
-        + tree.children.len() * 4
-        + tree.files.len() * FILE
-        + tree.replicas.len() * REPLICA
-        + tree.origins.iter().map(|o| 4 + o.len()).sum::<usize>()
-        + tree.text.len();
-    let mut out = Vec::with_capacity(size);
-    for count in [
-        tree.nodes.len(),
-        tree.children.len(),
-        tree.files.len(),
-        tree.replicas.len(),
-        tree.origins.len(),
-    ] {
-        out.extend_from_slice(&(count as u32).to_le_bytes());
-    }
-    out.extend_from_slice(&(tree.text.len() as u64).to_le_bytes());
-    for node in &tree.nodes {
-        out.extend_from_slice(&node.ino.to_le_bytes());
-        out.extend_from_slice(&node.mtime_ns.to_le_bytes());
-        out.extend_from_slice(&node.parent.to_le_bytes());
-        put_span(&mut out, node.name);
-        match node.body {
-            Body::Dir(children) => {
-                out.push(0);
-                put_span(&mut out, children);
-            }
-            Body::File(file) => {
-                out.push(1);
-                out.extend_from_slice(&file.to_le_bytes());
-                out.extend_from_slice(&0u32.to_le_bytes());
-            }
-        }
-    }
-    for child in &tree.children {
-        out.extend_from_slice(&child.to_le_bytes());
-    }
-    for file in &tree.files {
-        out.extend_from_slice(&file.size.to_le_bytes());
-        put_span(&mut out, file.path);
-        put_span(&mut out, file.replicas);
-    }
-    for replica in &tree.replicas {
-        out.extend_from_slice(&replica.mtime_ns.to_le_bytes());
-        out.extend_from_slice(&replica.origin.to_le_bytes());
-        out.push(u8::from(replica.version.is_some()));
-        put_span(&mut out, replica.version.unwrap_or_default());
-    }
-    for origin in &tree.origins {
+    let mut out = Vec::new();
+    let folders: Vec<&Folder> = tree.all_folders().collect();
+    out.extend_from_slice(&(folders.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(tree.origins.len() as u32).to_le_bytes());
+    for origin in tree.origins.iter() {
         out.extend_from_slice(&(origin.len() as u32).to_le_bytes());
         out.extend_from_slice(origin.as_bytes());
     }
-    out.extend_from_slice(tree.text.as_bytes());
-    debug_assert_eq!(out.len(), size);
+    for folder in folders {
+        for n in [folder.ino, folder.parent, folder.mtime_ns] {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        put_span(&mut out, folder.name);
+        for n in [
+            folder.entries.len(),
+            folder.replicas.len(),
+            folder.text.len(),
+        ] {
+            out.extend_from_slice(&(n as u32).to_le_bytes());
+        }
+        for entry in &folder.entries {
+            out.extend_from_slice(&entry.ino.to_le_bytes());
+            put_span(&mut out, entry.name);
+            let (kind, size, path, replicas) = match entry.body {
+                Body::Dir => (0u8, 0, Span::default(), Span::default()),
+                Body::File {
+                    size,
+                    path,
+                    replicas,
+                } => (1, size, path, replicas),
+            };
+            out.push(kind);
+            out.extend_from_slice(&size.to_le_bytes());
+            put_span(&mut out, path);
+            put_span(&mut out, replicas);
+        }
+        for at in &folder.by_ino {
+            out.extend_from_slice(&at.to_le_bytes());
+        }
+        for replica in &folder.replicas {
+            out.extend_from_slice(&replica.mtime_ns.to_le_bytes());
+            out.extend_from_slice(&replica.origin.to_le_bytes());
+            out.push(replica.version.is_some() as u8);
+            put_span(&mut out, replica.version.unwrap_or_default());
+        }
+        out.extend_from_slice(folder.text.as_bytes());
+    }
     out
 }
 
@@ -135,144 +124,118 @@ impl<'a> Input<'a> {
     }
 }
 
-/// A tree read from bytes, but for its text: where that is in them.
-pub struct Parsed {
-    tree: Tree,
-    text: std::ops::Range<usize>,
-}
-
-impl Parsed {
-    /// The tree, its text taken from `bytes` (those [`parse`] read, at
-    /// `offset` in `bytes`) without copying it: at 1,000,000 tracks a copy
-    /// was 110 MB of memory touched for the first time.
-    pub fn finish(mut self, mut bytes: Vec<u8>, offset: usize) -> Option<Tree> {
-        bytes.truncate(offset + self.text.end);
-        bytes.drain(..offset + self.text.start);
-        // The rest of the file would stay held as capacity (90 MB at 1,000,000
-        // tracks); giving it back shrinks a large buffer in place.
-        bytes.shrink_to_fit();
-        self.tree.text = String::from_utf8(bytes).ok()?;
-        Some(self.tree)
-    }
-}
-
 /// The tree in `bytes`; `None` if they are not one [`encode`] wrote.
-#[cfg(test)]
 pub fn decode(bytes: &[u8]) -> Option<Tree> {
-    parse(bytes)?.finish(bytes.to_vec(), 0)
-}
-
-/// Reads the tree in `bytes` but for its text; `None` if they are not one
-/// [`encode`] wrote.
-pub fn parse(bytes: &[u8]) -> Option<Parsed> {
     let mut input = Input(bytes);
-    let mut head = Fields(input.take(28)?);
-    let counts = [(); 5].map(|_| head.u32() as usize);
-    let text_len = usize::try_from(head.u64()).ok()?;
-    let [nodes, children, files, replicas, origins] = counts;
-    let nodes = input.records(nodes, NODE, |mut f| {
-        let (ino, mtime_ns, parent, name) = (f.u64(), f.u64(), f.u32(), f.span());
-        let body = match f.u8() {
-            0 => Body::Dir(f.span()),
-            1 => Body::File(f.u32()),
-            _ => return None,
-        };
-        Some(StoredNode {
-            ino,
-            mtime_ns,
-            parent,
-            name,
-            body,
-        })
-    })?;
-    let children = input.records(children, 4, |mut f| Some(f.u32()))?;
-    let files = input.records(files, FILE, |mut f| {
-        Some(StoredFile {
-            size: f.u64(),
-            path: f.span(),
-            replicas: f.span(),
-        })
-    })?;
-    let replicas = input.records(replicas, REPLICA, |mut f| {
-        let (mtime_ns, origin, has_version, version) = (f.u64(), f.u32(), f.u8(), f.span());
-        Some(StoredReplica {
-            mtime_ns,
-            origin,
-            version: (has_version == 1).then_some(version),
-        })
-    })?;
+    let mut head = Fields(input.take(8)?);
+    let (folders, origins) = (head.u32() as usize, head.u32() as usize);
     let origins = (0..origins)
         .map(|_| {
             let len = Fields(input.take(4)?).u32() as usize;
             String::from_utf8(input.take(len)?.to_vec()).ok()
         })
         .collect::<Option<Vec<String>>>()?;
-    let start = bytes.len() - input.0.len();
-    input.take(text_len)?;
-    input.0.is_empty().then_some(Parsed {
-        tree: Tree {
-            nodes,
-            children,
-            files,
-            replicas,
-            origins,
-            text: String::new(),
-        },
-        text: start..start + text_len,
-    })
+    // Bounded by the bytes there are, not by a count read from them.
+    let mut stored = Vec::with_capacity(folders.min(bytes.len() / FOLDER));
+    for _ in 0..folders {
+        let mut f = Fields(input.take(FOLDER)?);
+        let (ino, parent, mtime_ns, name) = (f.u64(), f.u64(), f.u64(), f.span());
+        let (entries, replicas, text) = (f.u32() as usize, f.u32() as usize, f.u32() as usize);
+        let entries = input.records(entries, ENTRY, |mut f| {
+            let (ino, name, kind) = (f.u64(), f.span(), f.u8());
+            let (size, path, replicas) = (f.u64(), f.span(), f.span());
+            let body = match kind {
+                0 => Body::Dir,
+                1 => Body::File {
+                    size,
+                    path,
+                    replicas,
+                },
+                _ => return None,
+            };
+            Some(Entry { ino, name, body })
+        })?;
+        let by_ino = input.records(entries.len(), 4, |mut f| Some(f.u32()))?;
+        let replicas = input.records(replicas, REPLICA, |mut f| {
+            let (mtime_ns, origin, has_version, version) = (f.u64(), f.u32(), f.u8(), f.span());
+            Some(StoredReplica {
+                mtime_ns,
+                origin,
+                version: (has_version == 1).then_some(version),
+            })
+        })?;
+        let text = std::str::from_utf8(input.take(text)?).ok()?;
+        stored.push(Folder {
+            ino,
+            parent,
+            mtime_ns,
+            name,
+            entries: entries.into(),
+            by_ino: by_ino.into(),
+            replicas: replicas.into(),
+            text: text.into(),
+        });
+    }
+    if !input.0.is_empty() {
+        return None;
+    }
+    Tree::from_stored(stored, origins)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::library::tree::{EntryDraft, FileDraft, FolderDraft, ROOT};
 
     fn sample() -> Tree {
-        let name = |start, len| Span { start, len };
-        Tree {
-            nodes: vec![
-                StoredNode {
-                    ino: 1,
-                    mtime_ns: 5,
-                    parent: 0,
-                    name: name(0, 0),
-                    body: Body::Dir(name(0, 1)),
+        let root = Folder::lay_out(&FolderDraft {
+            ino: ROOT,
+            parent: ROOT,
+            mtime_ns: 5,
+            name: "",
+            entries: vec![
+                EntryDraft {
+                    name: "A",
+                    ino: 7,
+                    file: None,
                 },
-                StoredNode {
+                EntryDraft {
+                    name: "é.flac",
                     ino: 9,
-                    mtime_ns: u64::MAX,
-                    parent: 0,
-                    name: name(0, 6),
-                    body: Body::File(0),
+                    file: Some(FileDraft {
+                        size: 1 << 40,
+                        path: "a/x.f",
+                        replicas: vec![(0, 3, Some("v1")), (1, 4, None)],
+                    }),
                 },
             ],
-            children: vec![1],
-            files: vec![StoredFile {
-                size: 1 << 40,
-                path: name(6, 5),
-                replicas: name(0, 2),
-            }],
-            replicas: vec![
-                StoredReplica {
-                    mtime_ns: 3,
-                    origin: 0,
-                    version: Some(name(11, 2)),
-                },
-                StoredReplica {
-                    mtime_ns: 4,
-                    origin: 1,
-                    version: None,
-                },
-            ],
-            origins: vec!["nas".into(), "bücket".into()],
-            text: "é.flaca/x.fv1".into(),
-        }
+        });
+        let a = Folder::lay_out(&FolderDraft {
+            ino: 7,
+            parent: ROOT,
+            mtime_ns: u64::MAX,
+            name: "A",
+            entries: Vec::new(),
+        });
+        Tree::from_folders(vec![root, a], vec!["nas".into(), "bücket".into()], 0)
+    }
+
+    fn folders(tree: &Tree) -> String {
+        format!(
+            "{:?} {:?}",
+            tree.all_folders().collect::<Vec<_>>(),
+            tree.origins
+        )
     }
 
     #[test]
     fn a_tree_comes_back_field_for_field() {
         let tree = sample();
+        assert!(tree.check());
         let back = decode(&encode(&tree)).expect("decodes");
-        assert_eq!(format!("{back:?}"), format!("{tree:?}"));
+        assert!(back.check());
+        assert_eq!(folders(&back), folders(&tree));
+        assert_eq!(back.file_count(), 1);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::path::Path;
 use super::tree::Tree;
 
 /// The file format, first in the file; another number is a miss.
-const FORMAT: &[u8; 8] = b"MFTREE03";
+const FORMAT: &[u8; 8] = b"MFTREE04";
 
 /// What a snapshot's stamp is made of.
 pub fn stamp(tracks_stamp: u64, settings: &str) -> [u8; 32] {
@@ -67,7 +67,7 @@ pub fn load(path: &Path, stamp: &[u8; 32]) -> Option<Tree> {
     let (whole, parsed) = std::thread::scope(|scope| {
         let hashing = scope.spawn(|| blake3::hash(payload).as_bytes() == hash);
         let parsing = std::time::Instant::now();
-        let parsed = super::tree_codec::parse(payload);
+        let parsed = super::tree_codec::decode(payload);
         let parse_ms = parsing.elapsed().as_millis() as u64;
         let whole = hashing.join().unwrap_or(false);
         tracing::debug!(
@@ -83,9 +83,8 @@ pub fn load(path: &Path, stamp: &[u8; 32]) -> Option<Tree> {
         tracing::warn!(path = %path.display(), "the tree snapshot is damaged; building the tree from the index");
         return None;
     }
-    let offset = bytes.len() - payload.len();
     // Whole, yet from a build that laid trees out otherwise: a miss too.
-    parsed?.finish(bytes, offset).filter(Tree::check)
+    parsed.filter(Tree::check)
 }
 
 #[cfg(test)]
