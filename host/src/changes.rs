@@ -4,9 +4,10 @@
 //! handle, so unregistering stops it). Events are gathered for [`SETTLE`], then
 //! applied per origin: a removed path drops the records at or below it; a created or
 //! modified path is looked at again (a folder is rescanned below it, a file gets a
-//! new record, its tags read through the cache if it changed). The tree is rebuilt
-//! from the index, swapped in, and the kernel is told what to forget (fuser's
-//! notifier), so `ls` and `cat` see the change at once. An origin that becomes
+//! new record, its tags read through the cache if it changed). The tree is updated
+//! for what changed (`library::tree_update`: the folders those records are and
+//! were in, not the library), swapped in, and the kernel is told what to
+//! forget (fuser's notifier), so `ls` and `cat` see the change at once. An origin that becomes
 //! unreachable sends nothing here: unreachable is not deleted.
 
 use std::collections::{BTreeMap, HashSet};
@@ -87,6 +88,7 @@ pub fn start(daemon: &Arc<Daemon>) -> tokio::task::JoinHandle<()> {
 
 async fn apply_loop(daemon: Arc<Daemon>, mut rx: mpsc::UnboundedReceiver<(String, ChangeEvent)>) {
     while let Some(first) = rx.recv().await {
+        let arrived = tokio::time::Instant::now();
         let mut batch: BTreeMap<String, BTreeMap<String, ChangeKind>> = BTreeMap::new();
         let mut add = |(origin, event): (String, ChangeEvent)| {
             batch
@@ -106,6 +108,10 @@ async fn apply_loop(daemon: Arc<Daemon>, mut rx: mpsc::UnboundedReceiver<(String
                 _ => break,
             }
         }
+        let settled = tokio::time::Instant::now();
+        let events: usize = batch.values().map(BTreeMap::len).sum();
+        // The old and new versions of what changed, and what each write did.
+        let (mut changed, mut writes) = (Vec::new(), Vec::new());
         for (origin, changes) in batch {
             // What the index holds at and below the changed paths: records of
             // files that did not change are reused from it. Read by key range,
@@ -117,21 +123,36 @@ async fn apply_loop(daemon: Arc<Daemon>, mut rx: mpsc::UnboundedReceiver<(String
                     continue;
                 }
             };
-            apply(&daemon, &known, &origin, changes).await;
+            if let Some((upserts, written)) = apply(&daemon, &known, &origin, changes).await {
+                changed.extend(known.into_values());
+                changed.extend(upserts);
+                writes.push(written);
+            } else {
+                writes.push(index::Written::Unknown);
+            }
         }
-        daemon.refresh_tree();
+        daemon.update_tree(&changed, &writes);
+        tracing::debug!(
+            events,
+            records = changed.len(),
+            shown_ms = arrived.elapsed().as_millis() as u64,
+            applied_ms = settled.elapsed().as_millis() as u64,
+            "change batch shown"
+        );
     }
 }
 
-/// Updates the index for `changes` (path → what happened) on origin `origin_id`.
+/// Updates the index for `changes` (path → what happened) on origin
+/// `origin_id`; returns the records written and what the write did, `None` if
+/// it could not be made.
 async fn apply(
     daemon: &Daemon,
     known: &BTreeMap<String, FileRecord>,
     origin_id: &str,
     changes: BTreeMap<String, ChangeKind>,
-) {
+) -> Option<(Vec<FileRecord>, index::Written)> {
     let Some(origin) = daemon.registry.get(origin_id) else {
-        return;
+        return Some((Vec::new(), index::Written::Same));
     };
     let progress = Arc::new(ScanProgress::default());
     let (mut removed, mut upserts, mut to_read) = (Vec::new(), Vec::new(), Vec::new());
@@ -191,7 +212,7 @@ async fn apply(
     if upserts.iter().any(FileRecord::tags_pending) {
         daemon.mark_incomplete();
     }
-    if let Err(e) = index::apply_change(
+    match index::apply_change(
         &daemon.store,
         origin_id,
         &removed,
@@ -199,8 +220,12 @@ async fn apply(
         &unchanged,
         &upserts,
     ) {
-        // Lost from the index, not from the origin: the next scan picks them up.
-        tracing::warn!("cannot record changes, a scan will: {e}");
-        daemon.mark_incomplete();
+        Ok(written) => Some((upserts, written)),
+        Err(e) => {
+            // Lost from the index, not from the origin: the next scan picks them up.
+            tracing::warn!("cannot record changes, a scan will: {e}");
+            daemon.mark_incomplete();
+            None
+        }
     }
 }

@@ -10,14 +10,15 @@ use crate::cache::content_cache::ContentCache;
 use crate::config::origin_flags::parse_origin_flag;
 use crate::config::{Config, OriginConfig};
 use crate::fs::invalidate::notify_kernel;
-use crate::library::index;
+use crate::library::index::{self, FileRecord, Written};
 use crate::library::inode_book::InodeBook;
 use crate::library::layout::Layout;
 use crate::library::scanner::{self, ScanProgress, ScanReport};
 use crate::library::tree::Tree;
 use crate::library::tree_build;
-use crate::library::tree_diff::{changed_folders, invalidations};
+use crate::library::tree_diff::{changed_folders, invalidations, invalidations_in, Invalidation};
 use crate::library::tree_snapshot;
+use crate::library::tree_update;
 use crate::library::view::LibraryView;
 use crate::origins::failover::ReadPolicy;
 use crate::origins::registry::Registry;
@@ -65,9 +66,6 @@ pub struct Daemon {
     pub pins: Arc<Pins>,
     pub keeper: Arc<Keeper>,
     layout: Layout,
-    /// Loaded at the first build: a start that shows the tree from its
-    /// snapshot does not wait for it (see [`Daemon::with_book`]).
-    book: Mutex<Option<InodeBook>>,
     /// Set once mounted: tells the kernel what to forget when the tree changes.
     notifier: Mutex<Option<fuser::Notifier>>,
     /// Set once mounted: tells music servers what changed.
@@ -86,7 +84,13 @@ pub struct Daemon {
     /// holds less than the tree shows, which stays until a scan refills it.
     scanned_generation: std::sync::atomic::AtomicU64,
     /// The store's tracks stamp the tree shown was built from.
-    tree_version: std::sync::atomic::AtomicU64,
+    tree_version: Arc<std::sync::atomic::AtomicU64>,
+    /// Held while the tree shown is changed: builds and updates one at a time.
+    tree_lock: Arc<Mutex<()>>,
+    /// A snapshot of the tree is to be written (an update changed it).
+    snapshot_due: Arc<std::sync::atomic::AtomicBool>,
+    /// Changes to the tree shown: by a tree update, by a whole build.
+    tree_changes: [std::sync::atomic::AtomicU64; 2],
 }
 
 /// Reads the config file (if any) and adds the `--origin` flags.
@@ -154,7 +158,6 @@ impl Daemon {
         let layout =
             Layout::parse(&config.library.layout).map_err(|e| format!("[library] layout: {e}"))?;
         let tree_version = store.tracks_stamp();
-        let mut book = None;
         let snapshot = cache_dir.join("tree.snapshot");
         let stamp = tree_snapshot::stamp(tree_version, &tree_settings(&config));
         let tree = match tree_snapshot::load(&snapshot, &stamp) {
@@ -162,7 +165,6 @@ impl Daemon {
             None => {
                 let mut loaded = InodeBook::load(&store).map_err(|e| e.to_string())?;
                 let tree = build_tree(&store, &config, &layout, &mut loaded)?;
-                book = Some(loaded);
                 save_snapshot(&snapshot, &tree, &stamp);
                 tree
             }
@@ -205,7 +207,6 @@ impl Daemon {
             events,
             manager,
             layout,
-            book: Mutex::new(book),
             origins_started: tokio::sync::watch::Sender::new(false),
             notifier: Mutex::new(None),
             hooks: Mutex::new(None),
@@ -213,26 +214,25 @@ impl Daemon {
             incomplete: std::sync::atomic::AtomicBool::new(false),
             misses: std::sync::atomic::AtomicU64::new(0),
             scanned_generation: std::sync::atomic::AtomicU64::new(store_generation),
-            tree_version: std::sync::atomic::AtomicU64::new(tree_version),
+            tree_version: Arc::new(std::sync::atomic::AtomicU64::new(tree_version)),
+            tree_lock: Arc::default(),
+            snapshot_due: Arc::default(),
+            tree_changes: Default::default(),
         })
     }
 
-    /// Runs `work` on the inode book, loading it first if no build has yet
-    /// (it then takes in what the tree shown holds, see [`InodeBook::adopt`]).
+    /// Runs `work` on the whole inode book, loaded for it and dropped after
+    /// (it is large; an update reads only what it needs, see
+    /// [`InodeBook::lazy`]). It takes in what the tree shown holds first
+    /// ([`InodeBook::adopt`]): the tree may come from a snapshot of a store
+    /// rebuilt since.
     fn with_book<T>(
         &self,
         work: impl FnOnce(&mut InodeBook) -> Result<T, String>,
     ) -> Result<T, String> {
-        let mut slot = self.book.lock().unwrap_or_else(|p| p.into_inner());
-        let book = match &mut *slot {
-            Some(book) => book,
-            empty => {
-                let mut book = InodeBook::load(&self.store).map_err(|e| e.to_string())?;
-                book.adopt(&self.view.snapshot());
-                empty.insert(book)
-            }
-        };
-        work(book)
+        let mut book = InodeBook::load(&self.store).map_err(|e| e.to_string())?;
+        book.adopt(&self.view.snapshot());
+        work(&mut book)
     }
 
     /// Loads the plugins and opens the configured origins.
@@ -281,6 +281,16 @@ impl Daemon {
     }
 
     /// Whether a scan is running now.
+    /// How many times the tree shown changed folder by folder (a change
+    /// batch) and how many times it was built whole.
+    pub fn tree_changes(&self) -> (u64, u64) {
+        let [folders, whole] = &self.tree_changes;
+        (
+            folders.load(std::sync::atomic::Ordering::Relaxed),
+            whole.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
     pub fn is_scanning(&self) -> bool {
         self.scanning.try_lock().is_err()
     }
@@ -310,6 +320,11 @@ impl Daemon {
     }
 
     fn rebuild_tree(&self) {
+        let _building = self.tree_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.rebuild_tree_locked();
+    }
+
+    fn rebuild_tree_locked(&self) {
         if self.store_rebuilt_since_scan() {
             return tracing::info!("the index is being rebuilt: the tree stays as it is");
         }
@@ -342,7 +357,120 @@ impl Daemon {
             &tree,
             &tree_snapshot::stamp(version, &tree_settings(&self.config)),
         );
+        self.snapshot_due
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         let changes = invalidations(&self.view.snapshot(), &tree);
+        self.tree_changes[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.show(tree, changes);
+    }
+
+    /// Changes the tree shown for a change batch: `changed` holds the old and
+    /// new versions of the records it changed, `writes` what its writes did
+    /// to the index. Costs what changed ([`tree_update`]); builds whole when
+    /// the index changed otherwise since the tree shown was made (a scan's
+    /// write in between), or when the update declines.
+    pub fn update_tree(&self, changed: &[FileRecord], writes: &[Written]) {
+        let _building = self.tree_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let shown = self.tree_version.load(std::sync::atomic::Ordering::Relaxed);
+        let mut at = Some(shown);
+        for write in writes {
+            at = match (*write, at) {
+                (Written::Same, at) => at,
+                (Written::Changed { before, after }, Some(at)) if before == at => Some(after),
+                _ => None,
+            };
+        }
+        let small = changed.len() <= WHOLE_BUILD_PAST;
+        let Some(at) = at.filter(|_| small && !self.store_rebuilt_since_scan()) else {
+            return self.rebuild_tree_locked();
+        };
+        if at == shown {
+            let files = self.view.snapshot().file_count();
+            return self
+                .events
+                .publish(crate::telemetry::events::Event::LibraryUpdated { files });
+        }
+        let old = self.view.snapshot();
+        let ranks = origin_ranks(&self.config);
+        let rank = |origin: &str| {
+            (
+                ranks.get(origin).copied().unwrap_or(i64::MAX),
+                origin.to_owned(),
+            )
+        };
+        let records = IndexRecords {
+            store: &self.store,
+            origins: ranks.keys().cloned().collect(),
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let updated = InodeBook::lazy(&self.store)
+            .map_err(|e| e.to_string())
+            .and_then(|mut book| {
+                let updated = tree_update::update(
+                    &old,
+                    changed,
+                    &records,
+                    &rank,
+                    &self.layout,
+                    &mut book,
+                    now,
+                )?;
+                book.save(&self.store).map_err(|e| e.to_string())?;
+                Ok(updated)
+            });
+        let updated = match updated {
+            Ok(Some(updated)) => updated,
+            Ok(None) => return self.rebuild_tree_locked(),
+            Err(e) => {
+                tracing::warn!("cannot update the tree, building it whole: {e}");
+                return self.rebuild_tree_locked();
+            }
+        };
+        self.tree_version
+            .store(at, std::sync::atomic::Ordering::Relaxed);
+        let changes = invalidations_in(&old, &updated.tree, &updated.folders);
+        tracing::debug!(folders = updated.folders.len(), "tree updated");
+        self.tree_changes[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.show(updated.tree, changes);
+        self.save_snapshot_later();
+    }
+
+    /// Writes the tree shown to its snapshot after [`SNAPSHOT_AFTER`], off the
+    /// change path: one write for a burst of updates.
+    fn save_snapshot_later(&self) {
+        if self
+            .snapshot_due
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let due = self.snapshot_due.clone();
+        let view = self.view.clone();
+        let path = self.cache_dir.join("tree.snapshot");
+        let settings = tree_settings(&self.config);
+        let (lock, version) = (self.tree_lock.clone(), self.tree_version.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(SNAPSHOT_AFTER);
+            // The tree shown and the stamp it was made from, together.
+            let (tree, version) = {
+                let _shown = lock.lock().unwrap_or_else(|p| p.into_inner());
+                if !due.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    return; // a whole build wrote one since
+                }
+                (
+                    view.snapshot(),
+                    version.load(std::sync::atomic::Ordering::Relaxed),
+                )
+            };
+            save_snapshot(&path, &tree, &tree_snapshot::stamp(version, &settings));
+        });
+    }
+
+    /// Shows `tree`, tells the kernel to forget `changes`, wakes the pin
+    /// keeper, tells music servers what changed.
+    fn show(&self, tree: Tree, changes: Vec<Invalidation>) {
         let hooked = self
             .hooks
             .lock()
@@ -442,6 +570,14 @@ impl Daemon {
 
 /// When the kernel is told a tree's changes a second time.
 const RENOTIFY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A change batch of more records than this (an origin rescanned whole)
+/// builds the tree whole: an update reads folder by folder.
+const WHOLE_BUILD_PAST: usize = 20_000;
+
+/// How long after an update the tree's snapshot is written (see
+/// [`Daemon::update_tree`]): a restart sooner builds the tree from the index.
+const SNAPSHOT_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 /// The longest wait between two scans retrying what an incomplete one missed.
 const MAX_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -554,17 +690,34 @@ fn save_snapshot(path: &std::path::Path, tree: &Tree, stamp: &[u8; 32]) {
     }
 }
 
+/// Each configured origin's priority, by id.
+fn origin_ranks(config: &Config) -> HashMap<String, i64> {
+    config
+        .origins
+        .iter()
+        .map(|o| (o.id.clone(), o.priority))
+        .collect()
+}
+
+/// The index as a tree update reads it.
+struct IndexRecords<'a> {
+    store: &'a Store,
+    origins: Vec<String>,
+}
+
+impl tree_update::Records for IndexRecords<'_> {
+    fn in_dir(&self, dir: &str) -> Result<Vec<FileRecord>, String> {
+        index::load_in_dir(self.store, &self.origins, dir).map_err(|e| e.to_string())
+    }
+}
+
 fn build_tree(
     store: &Store,
     config: &Config,
     layout: &Layout,
     book: &mut InodeBook,
 ) -> Result<Tree, String> {
-    let ranks: HashMap<String, i64> = config
-        .origins
-        .iter()
-        .map(|o| (o.id.clone(), o.priority))
-        .collect();
+    let ranks = origin_ranks(config);
     let started = std::time::Instant::now();
     let records: Vec<_> = index::load_all(store)
         .map_err(|e| e.to_string())?

@@ -31,12 +31,22 @@ const INDEX_ID: &str = "index_id";
 /// [`META`] key: how many writes changed [`TRACKS`].
 const TRACKS_REVISION: &str = "tracks_revision";
 
-/// Counts a change to [`TRACKS`] in the write transaction `txn` that made it.
-pub fn bump_tracks_revision(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+/// Counts a change to [`TRACKS`] in the write transaction `txn` that made it;
+/// returns the tracks stamps (see [`Store::tracks_stamp`]) before and after
+/// it, or `None` for an index without an id (its stamps are random).
+pub fn bump_tracks_revision(
+    txn: &redb::WriteTransaction,
+) -> Result<Option<(u64, u64)>, redb::Error> {
     let mut meta = txn.open_table(META)?;
     let revision = meta.get(TRACKS_REVISION)?.map_or(0, |v| v.value());
     meta.insert(TRACKS_REVISION, revision + 1)?;
-    Ok(())
+    let id = meta.get(INDEX_ID)?.map(|v| v.value());
+    Ok(id.map(|id| (stamp_of(id, revision), stamp_of(id, revision + 1))))
+}
+
+/// The tracks stamp of index `id` at `revision`.
+fn stamp_of(id: u64, revision: u64) -> u64 {
+    hash_u64(&[&id.to_le_bytes(), &revision.to_le_bytes()])
 }
 
 /// A number not given before: the time, the process and a counter, hashed.
@@ -226,7 +236,7 @@ impl Store {
             Ok(Some(pair)) => pair,
             _ => (random_u64(), 0),
         };
-        hash_u64(&[&id.to_le_bytes(), &revision.to_le_bytes()])
+        stamp_of(id, revision)
     }
 
     /// Runs `work` on the database, containing redb's panics, and repairs what a
@@ -411,6 +421,18 @@ impl Store {
         self.read(|txn| {
             let table = txn.open_table(table)?;
             Ok(table.get(key)?.map(|v| v.value().to_vec()))
+        })
+    }
+
+    /// One value of a `&str → u64` table.
+    pub fn get_u64(
+        &self,
+        table: TableDefinition<&str, u64>,
+        key: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(table)?;
+            Ok(table.get(key)?.map(|v| v.value()))
         })
     }
 

@@ -279,5 +279,29 @@ fn metrics_parse_and_say_what_the_mount_did() {
     );
     assert!(scrape.value("musicfs_scan_files_total", "").unwrap() >= 4.0);
     assert_eq!(scrape.value("musicfs_scan_running", ""), Some(0.0));
+    assert!(
+        scrape
+            .value("musicfs_tree_changes_total", "how=whole")
+            .unwrap()
+            >= 1.0
+    );
+
+    // A track added at the origin: its change batch lays out its folder, it
+    // does not build the tree whole.
+    let folders = scrape
+        .value("musicfs_tree_changes_total", "how=folders")
+        .unwrap();
+    std::fs::copy(
+        source.path().join("3.flac"),
+        source.path().join("again.flac"),
+    )
+    .unwrap();
+    mount.wait_until(Duration::from_secs(60), |_| {
+        get_metrics(port).is_some_and(|text| {
+            let scrape = parse(&text);
+            scrape.value("musicfs_library_tracks", "") == Some(5.0)
+                && scrape.value("musicfs_tree_changes_total", "how=folders") > Some(folders)
+        })
+    });
     mount.stop();
 }

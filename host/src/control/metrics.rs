@@ -110,6 +110,10 @@ fn describe() {
     describe_counter!(SCAN_TAGS_READ, "Files whose tags scans read");
     describe_gauge!(LIBRARY_TRACKS, "Tracks the library shows");
     describe_counter!(
+        TREE_CHANGES,
+        "Changes to the tree shown: folder by folder, or built whole"
+    );
+    describe_counter!(
         PLUGIN_RESTARTS,
         "Times a plugin's process was started again after it went away"
     );
@@ -156,6 +160,9 @@ fn sample(daemon: &Daemon) {
     counter!(CACHE_HITS).absolute(stats.hits);
     counter!(CACHE_MISSES).absolute(stats.misses);
     gauge!(LIBRARY_TRACKS).set(daemon.view.snapshot().file_count() as f64);
+    let (folders, whole) = daemon.tree_changes();
+    counter!(TREE_CHANGES, "how" => "folders").absolute(folders);
+    counter!(TREE_CHANGES, "how" => "whole").absolute(whole);
     gauge!(SCAN_RUNNING).set(if daemon.is_scanning() { 1.0 } else { 0.0 });
     for (kind, _, process) in daemon.manager.processes() {
         counter!(PLUGIN_RESTARTS, "plugin" => kind.clone()).absolute(process.restarts);

@@ -142,7 +142,7 @@ pub fn replace_origin(
     unchanged: &[&FileRecord],
     records: &[FileRecord],
     unlisted: &[String],
-) -> Result<(), StoreError> {
+) -> Result<Written, StoreError> {
     apply_change(
         store,
         origin,
@@ -164,7 +164,7 @@ pub fn apply_change(
     kept: &[String],
     unchanged: &[&FileRecord],
     upserts: &[FileRecord],
-) -> Result<(), StoreError> {
+) -> Result<Written, StoreError> {
     // A scan finds every record: writing only those that differ keeps an
     // unchanged library from rewriting (and growing) the index, and lets the
     // tree be rebuilt only when something changed.
@@ -216,9 +216,65 @@ pub fn apply_change(
             }
         }
         if changed {
-            bump_tracks_revision(txn)?;
+            return Ok(match bump_tracks_revision(txn)? {
+                Some((before, after)) => Written::Changed { before, after },
+                None => Written::Unknown,
+            });
         }
-        Ok(())
+        Ok(Written::Same)
+    })
+}
+
+/// What a write did to the records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// Nothing: every record was already as written.
+    Same,
+    /// They changed, from the tracks stamp `before` to `after`.
+    Changed { before: u64, after: u64 },
+    /// They changed, in an index without stamps to tell from what.
+    Unknown,
+}
+
+/// The records directly in folder `dir` (`""` is the top) of each of
+/// `origins`, read by key range: the folders below are skipped over, not
+/// read.
+pub fn load_in_dir(
+    store: &Store,
+    origins: &[String],
+    dir: &str,
+) -> Result<Vec<FileRecord>, StoreError> {
+    store.read(|txn| {
+        let table = txn.open_table(TRACKS)?;
+        let mut out = Vec::new();
+        for origin in origins {
+            let prefix = match dir.is_empty() {
+                true => record_key(origin, ""),
+                false => record_key(origin, &format!("{dir}/")),
+            };
+            let mut from = prefix.clone();
+            'seek: loop {
+                for row in table.range(from.as_str()..)? {
+                    let (key, value) = row?;
+                    let key = key.value();
+                    let Some(rest) = key.strip_prefix(&prefix) else {
+                        break 'seek;
+                    };
+                    if let Some((sub, _)) = rest.split_once('/') {
+                        // A folder below: go on past everything in it
+                        // ('0' follows '/').
+                        from = format!("{prefix}{sub}0");
+                        continue 'seek;
+                    }
+                    match serde_json::from_slice::<FileRecord>(value.value()) {
+                        Ok(record) => out.push(record),
+                        Err(e) => tracing::warn!("skipping a damaged index record: {e}"),
+                    }
+                }
+                break;
+            }
+        }
+        Ok(out)
     })
 }
 
@@ -378,5 +434,50 @@ mod tests {
             pending.tags_pending() && !pending.tags_known(),
             "never read: not shown yet"
         );
+    }
+
+    /// A folder's own records, on each origin asked for: those below it and
+    /// in its namesakes (`a/b c`, `a/b.flac`) are not.
+    #[test]
+    fn records_in_a_folder_are_its_own_on_every_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("index.redb")).unwrap();
+        let all: Vec<_> = [
+            ("o", "top.flac"),
+            ("o", "a/1.flac"),
+            ("o", "a/b/2.flac"),
+            ("o", "a/b c/3.flac"),
+            ("o", "a/c.flac"),
+            ("o", "a/d/e/4.flac"),
+            ("o", "a/z.flac"),
+            ("p", "a/1.flac"),
+            ("q", "a/5.flac"),
+            ("oo", "a/6.flac"),
+        ]
+        .iter()
+        .map(|(o, p)| record(o, p))
+        .collect();
+        for origin in ["o", "p", "q", "oo"] {
+            let mine: Vec<_> = all.iter().filter(|r| r.origin == origin).cloned().collect();
+            apply_change(&store, origin, &[], &[], &[], &mine).unwrap();
+        }
+        let paths = |origins: &[&str], dir: &str| {
+            let origins: Vec<String> = origins.iter().map(|o| o.to_string()).collect();
+            let mut found: Vec<String> = load_in_dir(&store, &origins, dir)
+                .unwrap()
+                .into_iter()
+                .map(|r| format!("{}:{}", r.origin, r.path))
+                .collect();
+            found.sort();
+            found
+        };
+        assert_eq!(
+            paths(&["o", "p"], "a"),
+            ["o:a/1.flac", "o:a/c.flac", "o:a/z.flac", "p:a/1.flac"]
+        );
+        assert_eq!(paths(&["o"], ""), ["o:top.flac"]);
+        assert_eq!(paths(&["o"], "a/b"), ["o:a/b/2.flac"]);
+        assert_eq!(paths(&["o"], "a/d"), Vec::<String>::new());
+        assert_eq!(paths(&["oo", "q"], "a"), ["oo:a/6.flac", "q:a/5.flac"]);
     }
 }

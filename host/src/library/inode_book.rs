@@ -2,6 +2,11 @@
 //! same path gets the same inode number across rebuilds and restarts (a music
 //! server keys its database on them), and a folder keeps its mtime while its
 //! listing is the same (so a scanner rescans only what changed).
+//!
+//! A whole build loads the whole book ([`InodeBook::load`]): it asks for every
+//! path. A tree update asks for the paths of the folders it lays out, so its
+//! book ([`InodeBook::lazy`]) reads each from the store when first asked:
+//! nothing of the book is kept in memory between builds.
 
 use std::collections::HashMap;
 
@@ -22,6 +27,8 @@ pub struct InodeBook {
     /// The store generation the stored book belongs to: a store rebuilt since
     /// holds none of it, and gets the whole book at the next save.
     saved_generation: u64,
+    /// Read from the store path by path (not loaded whole).
+    lazy: Option<std::sync::Arc<Store>>,
 }
 
 impl InodeBook {
@@ -42,7 +49,45 @@ impl InodeBook {
             new_inodes: Vec::new(),
             new_dirs: Vec::new(),
             saved_generation: store.generation(),
+            lazy: None,
         })
+    }
+
+    /// A book that reads each path from `store` when first asked (see the
+    /// module's notes).
+    pub fn lazy(store: &std::sync::Arc<Store>) -> Result<InodeBook, StoreError> {
+        let next = store.get_u64(META, "next_inode")?.unwrap_or(ROOT + 1);
+        Ok(InodeBook {
+            inodes: HashMap::new(),
+            next,
+            mtimes: HashMap::new(),
+            sigs: HashMap::new(),
+            new_inodes: Vec::new(),
+            new_dirs: Vec::new(),
+            saved_generation: store.generation(),
+            lazy: Some(store.clone()),
+        })
+    }
+
+    /// Reads `path`'s entries from the store into the maps, for a lazy book.
+    fn read_in(&mut self, path: &str) {
+        let Some(store) = &self.lazy else {
+            return;
+        };
+        if self.inodes.contains_key(path) || self.sigs.contains_key(path) {
+            return;
+        }
+        // A path the store cannot give is new to this book: an unreadable
+        // store is being rebuilt, and the update that asked is not shown.
+        let get = |table| store.get_u64(table, path).ok().flatten();
+        if let Some(ino) = get(INODES) {
+            self.next = self.next.max(ino + 1);
+            self.inodes.insert(path.to_owned(), ino);
+        }
+        if let (Some(sig), Some(mtime)) = (get(DIR_SIGS), get(DIR_MTIMES)) {
+            self.sigs.insert(path.to_owned(), sig);
+            self.mtimes.insert(path.to_owned(), mtime);
+        }
     }
 
     /// The inode number of `path` (`/` is the root), a new one if it has none.
@@ -50,6 +95,7 @@ impl InodeBook {
         if path == "/" {
             return ROOT;
         }
+        self.read_in(path);
         if let Some(ino) = self.inodes.get(path) {
             return *ino;
         }
@@ -63,6 +109,7 @@ impl InodeBook {
     /// The mtime of folder `path` with listing signature `sig`: kept while the
     /// signature is the same, `now` from a change on.
     pub(super) fn dir_mtime(&mut self, path: &str, sig: u64, now: u64) -> u64 {
+        self.read_in(path);
         match (self.sigs.get(path), self.mtimes.get(path)) {
             (Some(old), Some(mtime)) if *old == sig => *mtime,
             _ => {

@@ -25,7 +25,8 @@ fn children(tree: &Tree, ino: u64) -> Vec<Node<'_>> {
     }
 }
 
-/// The invalidations that take the kernel from `old` to `new`.
+/// The invalidations that take the kernel from `old` to `new`, found by
+/// walking every folder.
 pub fn invalidations(old: &Tree, new: &Tree) -> Vec<Invalidation> {
     let mut out = BTreeSet::new();
     let mut stack = vec![ROOT];
@@ -33,59 +34,81 @@ pub fn invalidations(old: &Tree, new: &Tree) -> Vec<Invalidation> {
     // Walk both trees' folders from the root; a folder only in `old` is reached
     // through its parent's removed entry.
     while let Some(ino) = stack.pop() {
-        if !seen.insert(ino) {
-            continue;
-        }
-        let (before, after) = (children(old, ino), children(new, ino));
-        let entry = |name: &str| Invalidation::Entry {
-            parent: ino,
-            name: name.to_owned(),
-        };
-        let mut listing_changed = false;
-        // Both listings are in name order: merge them.
-        let (mut b, mut a) = (before.iter().peekable(), after.iter().peekable());
-        loop {
-            let order = match (b.peek(), a.peek()) {
-                (None, None) => break,
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (Some(x), Some(y)) => x.name().cmp(y.name()),
-            };
-            match order {
-                std::cmp::Ordering::Less => {
-                    let gone = b.next().expect("peeked");
-                    out.insert(entry(gone.name()));
-                    listing_changed = true;
-                }
-                std::cmp::Ordering::Greater => {
-                    let came = a.next().expect("peeked");
-                    out.insert(entry(came.name()));
-                    listing_changed = true;
-                    if came.is_dir() {
-                        stack.push(came.ino());
-                    }
-                }
-                std::cmp::Ordering::Equal => {
-                    let (was, is) = (b.next().expect("peeked"), a.next().expect("peeked"));
-                    if was.ino() != is.ino() {
-                        out.insert(entry(is.name()));
-                        listing_changed = true;
-                    }
-                    match (was.file(), is.file()) {
-                        (_, None) => stack.push(is.ino()),
-                        (Some(x), Some(y)) if !x.same_as(&y) => {
-                            out.insert(Invalidation::Inode(is.ino()));
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
-        if listing_changed {
-            out.insert(Invalidation::Inode(ino));
+        if seen.insert(ino) {
+            stack.extend(compare_folder(old, new, ino, &mut out));
         }
     }
     out.into_iter().collect()
+}
+
+/// The invalidations that take the kernel from `old` to `new` when only
+/// `folders` changed (a tree update says which): what [`invalidations`] finds,
+/// at the cost of those folders.
+pub fn invalidations_in(old: &Tree, new: &Tree, folders: &[u64]) -> Vec<Invalidation> {
+    let mut out = BTreeSet::new();
+    for ino in folders {
+        // One that went is only its parent's entry.
+        if new.get(*ino).is_some_and(|n| n.is_dir()) {
+            compare_folder(old, new, *ino, &mut out);
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Compares folder `ino`'s listing in `old` and `new` into `out`; returns
+/// the subfolders of `new` to compare next: those that appeared, and those in
+/// both.
+fn compare_folder(old: &Tree, new: &Tree, ino: u64, out: &mut BTreeSet<Invalidation>) -> Vec<u64> {
+    let mut next = Vec::new();
+    let (before, after) = (children(old, ino), children(new, ino));
+    let entry = |name: &str| Invalidation::Entry {
+        parent: ino,
+        name: name.to_owned(),
+    };
+    let mut listing_changed = false;
+    // Both listings are in name order: merge them.
+    let (mut b, mut a) = (before.iter().peekable(), after.iter().peekable());
+    loop {
+        let order = match (b.peek(), a.peek()) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => x.name().cmp(y.name()),
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                let gone = b.next().expect("peeked");
+                out.insert(entry(gone.name()));
+                listing_changed = true;
+            }
+            std::cmp::Ordering::Greater => {
+                let came = a.next().expect("peeked");
+                out.insert(entry(came.name()));
+                listing_changed = true;
+                if came.is_dir() {
+                    next.push(came.ino());
+                }
+            }
+            std::cmp::Ordering::Equal => {
+                let (was, is) = (b.next().expect("peeked"), a.next().expect("peeked"));
+                if was.ino() != is.ino() {
+                    out.insert(entry(is.name()));
+                    listing_changed = true;
+                }
+                match (was.file(), is.file()) {
+                    (_, None) => next.push(is.ino()),
+                    (Some(x), Some(y)) if !x.same_as(&y) => {
+                        out.insert(Invalidation::Inode(is.ino()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    if listing_changed {
+        out.insert(Invalidation::Inode(ino));
+    }
+    next
 }
 
 /// The folders a music server should look at again after `changes` took the

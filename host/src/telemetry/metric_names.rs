@@ -52,6 +52,9 @@ pub const SCAN_FILES: &str = "musicfs_scan_files_total";
 pub const SCAN_TAGS_READ: &str = "musicfs_scan_tags_read_total";
 /// Tracks the library shows.
 pub const LIBRARY_TRACKS: &str = "musicfs_library_tracks";
+/// Changes to the tree shown (label `how`: `folders` for a change batch laid
+/// out folder by folder, `whole` for a build from the whole index).
+pub const TREE_CHANGES: &str = "musicfs_tree_changes_total";
 
 /// How often the gauges are brought up to date.
 /// Times a plugin's process was started again, by plugin kind.
