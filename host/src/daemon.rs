@@ -93,6 +93,37 @@ pub struct Daemon {
     tree_changes: [std::sync::atomic::AtomicU64; 2],
 }
 
+/// What writing the tree's snapshot after an update needs.
+struct DueSnapshot {
+    due: Arc<std::sync::atomic::AtomicBool>,
+    view: LibraryView,
+    path: PathBuf,
+    settings: String,
+    lock: Arc<Mutex<()>>,
+    version: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl DueSnapshot {
+    fn save_if_due(&self) {
+        // The tree shown and the stamp it was made from, together.
+        let (tree, version) = {
+            let _shown = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            if !self.due.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                return; // written since, or by a whole build
+            }
+            (
+                self.view.snapshot(),
+                self.version.load(std::sync::atomic::Ordering::Relaxed),
+            )
+        };
+        save_snapshot(
+            &self.path,
+            &tree,
+            &tree_snapshot::stamp(version, &self.settings),
+        );
+    }
+}
+
 /// Reads the config file (if any) and adds the `--origin` flags.
 pub fn load_config(options: &DaemonOptions) -> Result<Config, String> {
     let mut config = match &options.config {
@@ -446,26 +477,32 @@ impl Daemon {
         {
             return;
         }
-        let due = self.snapshot_due.clone();
-        let view = self.view.clone();
-        let path = self.cache_dir.join("tree.snapshot");
-        let settings = tree_settings(&self.config);
-        let (lock, version) = (self.tree_lock.clone(), self.tree_version.clone());
+        let due = DueSnapshot {
+            due: self.snapshot_due.clone(),
+            view: self.view.clone(),
+            path: self.cache_dir.join("tree.snapshot"),
+            settings: tree_settings(&self.config),
+            lock: self.tree_lock.clone(),
+            version: self.tree_version.clone(),
+        };
         std::thread::spawn(move || {
             std::thread::sleep(SNAPSHOT_AFTER);
-            // The tree shown and the stamp it was made from, together.
-            let (tree, version) = {
-                let _shown = lock.lock().unwrap_or_else(|p| p.into_inner());
-                if !due.swap(false, std::sync::atomic::Ordering::Relaxed) {
-                    return; // a whole build wrote one since
-                }
-                (
-                    view.snapshot(),
-                    version.load(std::sync::atomic::Ordering::Relaxed),
-                )
-            };
-            save_snapshot(&path, &tree, &tree_snapshot::stamp(version, &settings));
+            due.save_if_due();
         });
+    }
+
+    /// Writes the tree's snapshot now if an update left it to be written (at
+    /// a stop: the next start then shows it without a build).
+    pub fn save_snapshot_if_due(&self) {
+        DueSnapshot {
+            due: self.snapshot_due.clone(),
+            view: self.view.clone(),
+            path: self.cache_dir.join("tree.snapshot"),
+            settings: tree_settings(&self.config),
+            lock: self.tree_lock.clone(),
+            version: self.tree_version.clone(),
+        }
+        .save_if_due();
     }
 
     /// Shows `tree`, tells the kernel to forget `changes`, wakes the pin

@@ -455,6 +455,46 @@ pub fn rss_mb(pid: u32) -> f64 {
         .sum()
 }
 
+/// Proportional set size of `pid` and the processes below it now, in MB: a
+/// page shared by several (a plugin process's read pool) counts once, split
+/// between them.
+pub fn pss_mb(pid: u32) -> f64 {
+    process_tree(pid).into_iter().map(pss_of).sum()
+}
+
+fn pss_of(pid: u32) -> f64 {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    rollup
+        .lines()
+        .find(|l| l.starts_with("Pss:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Each process of `pid`'s tree: its command (the first two words), its
+/// resident and its proportional set size now, in MB.
+pub fn memory_by_process(pid: u32) -> Vec<(String, f64, f64)> {
+    process_tree(pid)
+        .into_iter()
+        .map(|p| {
+            let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let words: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .take(2)
+                .map(|w| {
+                    String::from_utf8_lossy(w)
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or("")
+                        .to_owned()
+                })
+                .collect();
+            (words.join(" "), status_mb(p, "VmRSS:"), pss_of(p))
+        })
+        .collect()
+}
+
 fn status_mb(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status

@@ -120,7 +120,7 @@ impl ContentCache {
         // The request after it (the rest of the claim), asked for before the
         // first ends so that its round trips overlap that transfer.
         let mut next: Option<Request> = None;
-        let mut buffer = Buffer::new(claim.start);
+        let mut buffer = Buffer::new(claim.start, bounds.end.saturating_sub(claim.start));
         let mut storing = Storing {
             cache: self.clone(),
             state: state.clone(),
@@ -334,6 +334,10 @@ impl ContentCache {
 struct Buffer {
     base: u64,
     bytes: Vec<u8>,
+    /// The room it is given: a batch and a piece, or the claim if smaller
+    /// (a scan reads tags in many small claims at once: at 100,000 tracks
+    /// room for a batch each was 264 MB of a scan's peak).
+    room: usize,
 }
 
 /// Chunks cut from a stream, to be named and stored.
@@ -344,10 +348,12 @@ struct Batch {
 }
 
 impl Buffer {
-    fn new(base: u64) -> Self {
+    fn new(base: u64, claimed: u64) -> Self {
+        let room = (CHUNK_BATCH + (1 << 20)).min(usize::try_from(claimed).unwrap_or(usize::MAX));
         Buffer {
             base,
-            bytes: Vec::with_capacity(CHUNK_BATCH + (1 << 20)),
+            bytes: Vec::with_capacity(room),
+            room,
         }
     }
 
@@ -366,7 +372,7 @@ impl Buffer {
         let &(offset, len) = cuts.last()?;
         let taken = offset + len;
         // Room for the next batch and a piece: growing it would copy it again.
-        let mut rest = Vec::with_capacity(CHUNK_BATCH + (1 << 20));
+        let mut rest = Vec::with_capacity(self.room.max(self.bytes.len() - taken));
         rest.extend_from_slice(&self.bytes[taken..]);
         let bytes = std::mem::replace(&mut self.bytes, rest);
         let base = self.base;

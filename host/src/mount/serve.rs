@@ -185,6 +185,7 @@ pub fn serve(
     } else {
         ServeEnd::Stopped
     };
+    daemon.save_snapshot_if_due();
     daemon.store.flush().map_err(|e| e.to_string())?;
     // Exit now, dropping nothing: a read in flight would be answered EIO as
     // its task or its reply were dropped. Left unanswered, the keeper has the
