@@ -280,7 +280,11 @@ impl ContentCache {
                     written.unwritten.push(piece.id);
                 }
             }
-            self.hot.put(piece.id, Arc::new(data.to_vec()));
+            // A scan reads each file's tags once: its chunks would only push
+            // a reader's out of the hot set (and hold 32 MB after it).
+            if keep != Keep::Tag {
+                self.hot.put(piece.id, Arc::new(data.to_vec()));
+            }
         }
         written
     }
