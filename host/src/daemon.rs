@@ -614,7 +614,7 @@ const WHOLE_BUILD_PAST: usize = 20_000;
 
 /// How long after an update the tree's snapshot is written (see
 /// [`Daemon::update_tree`]): a restart sooner builds the tree from the index.
-const SNAPSHOT_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+pub const SNAPSHOT_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 /// The longest wait between two scans retrying what an incomplete one missed.
 const MAX_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 

@@ -169,3 +169,19 @@ fn the_plugin_process_timings_are_the_supervisors() {
         );
     }
 }
+
+/// The tree's snapshot after a change: written within the delay the text gives.
+#[test]
+fn the_snapshot_delay_is_the_one_the_text_gives() {
+    let said = format!(
+        "within {} s of a change",
+        musicfs::daemon::SNAPSHOT_AFTER.as_secs()
+    );
+    assert!(
+        SEMANTICS
+            .replace('\n', " ")
+            .replace("  ", " ")
+            .contains(&said),
+        "SEMANTICS.md should say the tree's snapshot is written {said}"
+    );
+}

@@ -155,12 +155,7 @@ fn main() {
 
     // One album added: 20 tracks, renamed into place as an upload tool does.
     let daemon = daemon_of(keeper);
-    // What the daemon spends idle (health checks, timers), to take out of
-    // the album's figure.
-    let idle_window = Duration::from_secs(3);
-    let idle_before = cpu_seconds(daemon);
-    std::thread::sleep(idle_window);
-    let idle_rate = (cpu_seconds(daemon) - idle_before) / idle_window.as_secs_f64();
+
     reset_peak_rss(keeper);
     let before_rss = rss_mb(keeper);
     let cpu_before = cpu_seconds(daemon);
@@ -179,7 +174,11 @@ fn main() {
     std::thread::sleep(Duration::from_secs(2));
     let window = added.elapsed().as_secs_f64();
     let cpu = cpu_seconds(daemon) - cpu_before;
-    let idle = idle_rate * window;
+    // What the daemon spends idle in as long (health checks, timers), right
+    // after, to take out of the album's figure.
+    let idle_before = cpu_seconds(daemon);
+    std::thread::sleep(Duration::from_secs_f64(window));
+    let idle = cpu_seconds(daemon) - idle_before;
     let growth = peak_rss_mb(keeper) - before_rss;
     let album: Vec<(u64, u64)> = batches(&first.log())[logged_before..].to_vec();
     println!(

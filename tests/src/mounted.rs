@@ -40,6 +40,7 @@ impl Mounted {
         ready: Option<&str>,
         log: &str,
     ) -> Mounted {
+        require_fuse();
         let mountpoint = mountpoint.to_owned();
         let plugins_dir = work.join("plugins");
         std::fs::create_dir_all(&mountpoint).unwrap();
@@ -232,5 +233,36 @@ impl Mounted {
 impl Drop for Mounted {
     fn drop(&mut self) {
         self.interrupt();
+    }
+}
+
+/// Fails the test at once, saying why, where it could not mount: these tests
+/// mount for real (root, or a usable `/dev/fuse` and `fusermount3`). They
+/// never pass without mounting. The unit and model tests need neither (see
+/// the README's Tests).
+pub fn require_fuse() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let device = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse");
+    let helper = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join("fusermount3"))
+                .is_ok_and(|m| m.permissions().mode() & 0o4000 != 0)
+        })
+    });
+    match (device, root || helper) {
+        (Ok(_), true) => {}
+        (Err(e), _) => panic!(
+            "this test mounts for real and cannot open /dev/fuse ({e}): run it as root, or \
+             where /dev/fuse is usable (the unit and model tests need no FUSE: see the README's Tests)"
+        ),
+        (Ok(_), false) => panic!(
+            "this test mounts for real: not root, and no setuid fusermount3 on PATH \
+             (install the fuse3 package, or run as root)"
+        ),
     }
 }
