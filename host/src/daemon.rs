@@ -477,14 +477,7 @@ impl Daemon {
         {
             return;
         }
-        let due = DueSnapshot {
-            due: self.snapshot_due.clone(),
-            view: self.view.clone(),
-            path: self.cache_dir.join("tree.snapshot"),
-            settings: tree_settings(&self.config),
-            lock: self.tree_lock.clone(),
-            version: self.tree_version.clone(),
-        };
+        let due = self.due_snapshot();
         std::thread::spawn(move || {
             std::thread::sleep(SNAPSHOT_AFTER);
             due.save_if_due();
@@ -494,6 +487,10 @@ impl Daemon {
     /// Writes the tree's snapshot now if an update left it to be written (at
     /// a stop: the next start then shows it without a build).
     pub fn save_snapshot_if_due(&self) {
+        self.due_snapshot().save_if_due();
+    }
+
+    fn due_snapshot(&self) -> DueSnapshot {
         DueSnapshot {
             due: self.snapshot_due.clone(),
             view: self.view.clone(),
@@ -502,7 +499,6 @@ impl Daemon {
             lock: self.tree_lock.clone(),
             version: self.tree_version.clone(),
         }
-        .save_if_due();
     }
 
     /// Shows `tree`, tells the kernel to forget `changes`, wakes the pin

@@ -148,7 +148,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tune_allocator();
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     // A plugin process (see `plugins::process`): before anything else of the
     // host's, its log included, which goes to the host over the socket.
@@ -340,22 +339,6 @@ fn scan(options: DaemonOptions) -> Result<(), String> {
         }
         Ok(())
     })
-}
-
-/// glibc's allocator, set for a process that builds large things and then
-/// keeps small ones. Blocks of 256 KiB and more are mapped on their own and
-/// given back whole when freed (left to itself glibc raises that threshold up
-/// to 32 MiB after the first such free, and a scan's large vectors then stay
-/// in the heap as holes); two arenas instead of eight a core. At 100,000
-/// tracks a first scan's peak went from 325 to 259 MB, the daemon at rest
-/// after it from 219 to 199 MB, the scan's time the same.
-fn tune_allocator() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only sets parameters; called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
 }
 
 fn list_plugins(dir: &std::path::Path) -> ExitCode {

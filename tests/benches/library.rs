@@ -133,6 +133,8 @@ fn main() {
     });
     let scan = started.elapsed().as_secs_f64();
     let scan_peak = peak_rss_mb(keeper);
+    // At rest: idle a while, so that what an allocator gives back late counts.
+    std::thread::sleep(Duration::from_secs(5));
     let at_rest = rss_mb(keeper);
     let per_track = |mb: f64| mb * 1e6 / tracks as f64;
     println!(
@@ -212,6 +214,7 @@ fn main() {
     second.wait_until(Duration::from_secs(120 + tracks as u64 / 1_000), |m| {
         m.log().contains("scan finished")
     });
+    std::thread::sleep(Duration::from_secs(5));
     let restarted = second.pid().unwrap();
     println!(
         "  at rest after the restart   {:>9.0} B a track ({:.0} MB resident; proportional: {:.0} B a track)",
