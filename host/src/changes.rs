@@ -123,10 +123,12 @@ async fn apply_loop(daemon: Arc<Daemon>, mut rx: mpsc::UnboundedReceiver<(String
                     continue;
                 }
             };
-            if let Some((upserts, written)) = apply(&daemon, &known, &origin, changes).await {
-                changed.extend(known.into_values());
+            if let Some((upserts, applied)) = apply(&daemon, &known, &origin, changes).await {
+                // The old versions as the write found them: a scan may have
+                // changed the index since `known` was read.
+                changed.extend(applied.replaced);
                 changed.extend(upserts);
-                writes.push(written);
+                writes.push(applied.written);
             } else {
                 writes.push(index::Written::Unknown);
             }
@@ -150,9 +152,13 @@ async fn apply(
     known: &BTreeMap<String, FileRecord>,
     origin_id: &str,
     changes: BTreeMap<String, ChangeKind>,
-) -> Option<(Vec<FileRecord>, index::Written)> {
+) -> Option<(Vec<FileRecord>, index::Applied)> {
     let Some(origin) = daemon.registry.get(origin_id) else {
-        return Some((Vec::new(), index::Written::Same));
+        let nothing = index::Applied {
+            written: index::Written::Same,
+            replaced: Vec::new(),
+        };
+        return Some((Vec::new(), nothing));
     };
     let progress = Arc::new(ScanProgress::default());
     let (mut removed, mut upserts, mut to_read) = (Vec::new(), Vec::new(), Vec::new());
@@ -220,7 +226,7 @@ async fn apply(
         &unchanged,
         &upserts,
     ) {
-        Ok(written) => Some((upserts, written)),
+        Ok(applied) => Some((upserts, applied)),
         Err(e) => {
             // Lost from the index, not from the origin: the next scan picks them up.
             tracing::warn!("cannot record changes, a scan will: {e}");

@@ -87,40 +87,51 @@ pub struct Daemon {
     tree_version: Arc<std::sync::atomic::AtomicU64>,
     /// Held while the tree shown is changed: builds and updates one at a time.
     tree_lock: Arc<Mutex<()>>,
-    /// A snapshot of the tree is to be written (an update changed it).
-    snapshot_due: Arc<std::sync::atomic::AtomicBool>,
+    /// Counts the trees shown: the snapshot on disk is of the one
+    /// `snapshot_written` says (snapshots are written one at a time under it).
+    tree_generation: Arc<std::sync::atomic::AtomicU64>,
+    snapshot_written: Arc<Mutex<u64>>,
+    /// A delayed snapshot write is waiting to run.
+    snapshot_pending: Arc<std::sync::atomic::AtomicBool>,
     /// Changes to the tree shown: by a tree update, by a whole build.
     tree_changes: [std::sync::atomic::AtomicU64; 2],
 }
 
 /// What writing the tree's snapshot after an update needs.
 struct DueSnapshot {
-    due: Arc<std::sync::atomic::AtomicBool>,
     view: LibraryView,
     path: PathBuf,
     settings: String,
     lock: Arc<Mutex<()>>,
     version: Arc<std::sync::atomic::AtomicU64>,
+    generation: Arc<std::sync::atomic::AtomicU64>,
+    written: Arc<Mutex<u64>>,
 }
 
 impl DueSnapshot {
+    /// Writes the tree shown unless it, or a newer one, is on disk already;
+    /// waits for a write under way first.
     fn save_if_due(&self) {
-        // The tree shown and the stamp it was made from, together.
-        let (tree, version) = {
+        // The tree shown, the stamp it was made from, and its generation,
+        // together.
+        let (tree, version, generation) = {
             let _shown = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-            if !self.due.swap(false, std::sync::atomic::Ordering::Relaxed) {
-                return; // written since, or by a whole build
-            }
             (
                 self.view.snapshot(),
                 self.version.load(std::sync::atomic::Ordering::Relaxed),
+                self.generation.load(std::sync::atomic::Ordering::Relaxed),
             )
         };
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if *written >= generation {
+            return;
+        }
         save_snapshot(
             &self.path,
             &tree,
             &tree_snapshot::stamp(version, &self.settings),
         );
+        *written = generation;
     }
 }
 
@@ -247,7 +258,9 @@ impl Daemon {
             scanned_generation: std::sync::atomic::AtomicU64::new(store_generation),
             tree_version: Arc::new(std::sync::atomic::AtomicU64::new(tree_version)),
             tree_lock: Arc::default(),
-            snapshot_due: Arc::default(),
+            tree_generation: Arc::default(),
+            snapshot_written: Arc::default(),
+            snapshot_pending: Arc::default(),
             tree_changes: Default::default(),
         })
     }
@@ -383,13 +396,22 @@ impl Daemon {
                 return tracing::error!("cannot rebuild the tree: {e}");
             }
         };
-        save_snapshot(
-            &self.cache_dir.join("tree.snapshot"),
-            &tree,
-            &tree_snapshot::stamp(version, &tree_settings(&self.config)),
-        );
-        self.snapshot_due
-            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let generation = self
+            .tree_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        {
+            let mut written = self
+                .snapshot_written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            save_snapshot(
+                &self.cache_dir.join("tree.snapshot"),
+                &tree,
+                &tree_snapshot::stamp(version, &tree_settings(&self.config)),
+            );
+            *written = generation;
+        }
         let changes = invalidations(&self.view.snapshot(), &tree);
         self.tree_changes[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.show(tree, changes);
@@ -459,8 +481,15 @@ impl Daemon {
                 return self.rebuild_tree_locked();
             }
         };
+        // The store rebuilt while the update read it: what it read may be
+        // the empty store's.
+        if self.store_rebuilt_since_scan() {
+            return self.rebuild_tree_locked();
+        }
         self.tree_version
             .store(at, std::sync::atomic::Ordering::Relaxed);
+        self.tree_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let changes = invalidations_in(&old, &updated.tree, &updated.folders);
         tracing::debug!(folders = updated.folders.len(), "tree updated");
         self.tree_changes[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -472,32 +501,35 @@ impl Daemon {
     /// change path: one write for a burst of updates.
     fn save_snapshot_later(&self) {
         if self
-            .snapshot_due
+            .snapshot_pending
             .swap(true, std::sync::atomic::Ordering::Relaxed)
         {
             return;
         }
-        let due = self.due_snapshot();
+        let (due, pending) = (self.due_snapshot(), self.snapshot_pending.clone());
         std::thread::spawn(move || {
             std::thread::sleep(SNAPSHOT_AFTER);
+            pending.store(false, std::sync::atomic::Ordering::Relaxed);
             due.save_if_due();
         });
     }
 
-    /// Writes the tree's snapshot now if an update left it to be written (at
-    /// a stop: the next start then shows it without a build).
+    /// Writes the tree's snapshot now if the one on disk is older than the
+    /// tree shown, after a write under way (at a stop: the next start then
+    /// shows it without a build).
     pub fn save_snapshot_if_due(&self) {
         self.due_snapshot().save_if_due();
     }
 
     fn due_snapshot(&self) -> DueSnapshot {
         DueSnapshot {
-            due: self.snapshot_due.clone(),
             view: self.view.clone(),
             path: self.cache_dir.join("tree.snapshot"),
             settings: tree_settings(&self.config),
             lock: self.tree_lock.clone(),
             version: self.tree_version.clone(),
+            generation: self.tree_generation.clone(),
+            written: self.snapshot_written.clone(),
         }
     }
 

@@ -142,7 +142,7 @@ pub fn replace_origin(
     unchanged: &[&FileRecord],
     records: &[FileRecord],
     unlisted: &[String],
-) -> Result<Written, StoreError> {
+) -> Result<Applied, StoreError> {
     apply_change(
         store,
         origin,
@@ -164,7 +164,7 @@ pub fn apply_change(
     kept: &[String],
     unchanged: &[&FileRecord],
     upserts: &[FileRecord],
-) -> Result<Written, StoreError> {
+) -> Result<Applied, StoreError> {
     // A scan finds every record: writing only those that differ keeps an
     // unchanged library from rewriting (and growing) the index, and lets the
     // tree be rebuilt only when something changed.
@@ -176,6 +176,13 @@ pub fn apply_change(
         .collect();
     store.write(true, |txn| {
         let mut changed = false;
+        // The versions this write replaces or removes, read in its own
+        // transaction: what a tree update must take out.
+        let mut replaced = Vec::new();
+        let mut keep_old = |old: &[u8]| match serde_json::from_slice::<FileRecord>(old) {
+            Ok(record) => replaced.push(record),
+            Err(e) => tracing::warn!("skipping a damaged index record: {e}"),
+        };
         let mut table = txn.open_table(TRACKS)?;
         for path in removed {
             let exact = record_key(origin, path);
@@ -199,7 +206,9 @@ pub fn apply_change(
             // Those written again below are not changes if they come back the same.
             for key in stale {
                 if !upserted.contains(&key) {
-                    table.remove(key.as_str())?;
+                    if let Some(old) = table.remove(key.as_str())? {
+                        keep_old(old.value());
+                    }
                     changed = true;
                 }
             }
@@ -207,22 +216,36 @@ pub fn apply_change(
         for record in upserts {
             let value = serde_json::to_vec(record).expect("records serialise");
             let key = record.key();
-            let same = table
-                .get(key.as_str())?
-                .is_some_and(|old| old.value() == value.as_slice());
+            let same = match table.get(key.as_str())? {
+                Some(old) if old.value() == value.as_slice() => true,
+                Some(old) => {
+                    keep_old(old.value());
+                    false
+                }
+                None => false,
+            };
             if !same {
                 table.insert(key.as_str(), value.as_slice())?;
                 changed = true;
             }
         }
-        if changed {
-            return Ok(match bump_tracks_revision(txn)? {
+        let written = match changed {
+            false => Written::Same,
+            true => match bump_tracks_revision(txn)? {
                 Some((before, after)) => Written::Changed { before, after },
                 None => Written::Unknown,
-            });
-        }
-        Ok(Written::Same)
+            },
+        };
+        Ok(Applied { written, replaced })
     })
+}
+
+/// What [`apply_change`] did.
+#[derive(Debug)]
+pub struct Applied {
+    pub written: Written,
+    /// The records it replaced or removed, as the index held them.
+    pub replaced: Vec<FileRecord>,
 }
 
 /// What a write did to the records.

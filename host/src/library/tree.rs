@@ -210,10 +210,13 @@ impl Folder {
     /// Whether its invariants hold, `origins` long the tree's origin list.
     fn check(&self, origins: usize) -> bool {
         let text_ok = |s: Span| self.text.get(s.range()).is_some();
+        // Spans not yet known to be in the text: read with `get`, never a
+        // panic on a damaged snapshot.
+        let name = |s: Span| self.text.get(s.range());
         let sorted = self
             .entries
             .windows(2)
-            .all(|w| self.str(w[0].name) < self.str(w[1].name));
+            .all(|w| name(w[0].name) < name(w[1].name));
         let by_ino_ok = self.by_ino.len() == self.entries.len()
             && self
                 .by_ino
@@ -308,17 +311,11 @@ impl Tree {
     /// they are in inode order, each once, and no file is in two.
     pub(super) fn from_stored(folders: Vec<Folder>, origins: Vec<String>) -> Option<Tree> {
         let in_order = folders.windows(2).all(|w| w[0].ino < w[1].ino);
-        let tree = in_order.then(|| Tree::from_folders(folders, origins, 0))?;
         // A file in two folders is refused (`check` counts on it).
-        let mut files = tree.file_folders.iter().map(|(ino, _)| ino);
-        let mut last = files.next();
-        for ino in files {
-            if last >= Some(ino) {
-                return None;
-            }
-            last = Some(ino);
-        }
-        Some(tree)
+        let mut files: Vec<u64> = folders.iter().flat_map(|f| f.file_inos()).collect();
+        files.sort_unstable();
+        let once = files.windows(2).all(|w| w[0] < w[1]);
+        (in_order && once).then(|| Tree::from_folders(folders, origins, 0))
     }
 
     /// The place of `origin` in the origin list, added if it is not there.
@@ -488,7 +485,9 @@ impl Tree {
                     Body::Dir => {
                         subfolders += 1;
                         self.folder(e.ino).is_some_and(|child| {
-                            child.parent == ino && child.str(child.name) == folder.str(e.name)
+                            child.parent == ino
+                                && child.text.get(child.name.range())
+                                    == folder.text.get(e.name.range())
                         })
                     }
                     // Each file's folder is found through `file_folders`,

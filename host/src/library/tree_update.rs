@@ -261,9 +261,11 @@ fn lay_out(
         (Some(before), _) => (before.ino, before.parent),
         (None, None) => (ROOT, ROOT),
         (None, Some((_, up))) => {
-            let parent = match up.is_empty() {
-                true => ROOT,
-                false => book.ino(&book_path(up)),
+            // The parent the tree shows, if it is there already.
+            let parent = match (up.is_empty(), resolve(old, up)) {
+                (true, _) => ROOT,
+                (false, Some(shown)) => shown.ino,
+                (false, None) => book.ino(&book_path(up)),
             };
             (book.ino(&dir_path), parent)
         }
