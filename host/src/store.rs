@@ -153,6 +153,8 @@ pub struct Store {
     /// When reopening was last tried: at most once a second, since a reopen
     /// that checks integrity reads the whole file.
     last_reopen: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Closed for good ([`Store::close`]): calls fail, nothing reopens it.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// The database and which one it is.
@@ -211,6 +213,7 @@ impl Store {
             }),
             generation: AtomicU64::new(u64::from(rebuilt)),
             last_reopen: std::sync::Mutex::new(None),
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -245,6 +248,9 @@ impl Store {
         &self,
         work: impl FnOnce(&Database) -> Result<T, redb::Error>,
     ) -> Result<T, StoreError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(StoreError(format!("{} is closed", self.path.display())));
+        }
         let (epoch, outcome) = {
             let mut handle = self.handle.read().unwrap_or_else(|p| p.into_inner());
             if handle.db.is_none() {
@@ -324,7 +330,7 @@ impl Store {
     /// Repairs the handle of `epoch`, unless another thread has since.
     fn repair(&self, epoch: u64, how: Repair) {
         let mut handle = self.handle.write().unwrap_or_else(|p| p.into_inner());
-        if handle.epoch != epoch {
+        if handle.epoch != epoch || self.closed.load(Ordering::Relaxed) {
             return;
         }
         match how {
@@ -410,6 +416,18 @@ impl Store {
     /// Makes every earlier commit durable.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.write(true, |_| Ok(()))
+    }
+
+    /// Closes the database for good, cleanly, at a stop: a process that exits
+    /// without dropping it leaves the file marked as needing recovery, and
+    /// redb then repairs it at the next open (1.35 s of a 2.1 s restart at
+    /// 1,000,000 tracks). Later calls fail.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        let mut handle = self.handle.write().unwrap_or_else(|p| p.into_inner());
+        // Under the write lock no call holds the database: dropped here, it
+        // writes its clean state.
+        drop(handle.db.take());
     }
 
     /// One value of a `&str → &[u8]` table.
@@ -670,5 +688,40 @@ mod tests {
         assert_eq!(aside, 1, "moved aside, not deleted");
         let tracks = store.read(|txn| Ok(txn.open_table(TRACKS)?.iter()?.count()));
         assert_eq!(tracks.unwrap(), 0);
+    }
+
+    /// Closed at a stop, the file needs no recovery at the next open (what a
+    /// restart at 1,000,000 tracks spent 1.35 s on).
+    #[test]
+    fn a_closed_store_opens_without_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let needs_recovery = |path: &Path| {
+            let repaired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let seen = repaired.clone();
+            let db = Database::builder()
+                .set_repair_callback(move |_| seen.store(true, Ordering::Relaxed))
+                .create(path)
+                .unwrap();
+            drop(db);
+            repaired.load(Ordering::Relaxed)
+        };
+        let write = |store: &Store| {
+            store
+                .write(true, |txn| {
+                    txn.open_table(INODES)?.insert("/a", 7)?;
+                    Ok(())
+                })
+                .unwrap();
+        };
+        let closed = dir.path().join("closed.redb");
+        let store = Store::open(&closed).unwrap();
+        write(&store);
+        store.close();
+        assert!(store.flush().is_err(), "a closed store takes no calls");
+        // As a process that exits without dropping it: the store stays, the
+        // database must be closed all the same (redb's file lock would make
+        // this open fail, its recovery flag would call the callback).
+        std::mem::forget(store);
+        assert!(!needs_recovery(&closed));
     }
 }

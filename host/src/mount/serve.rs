@@ -187,6 +187,7 @@ pub fn serve(
     };
     daemon.save_snapshot_if_due();
     daemon.store.flush().map_err(|e| e.to_string())?;
+    daemon.store.close();
     // Exit now, dropping nothing: a read in flight would be answered EIO as
     // its task or its reply were dropped. Left unanswered, the keeper has the
     // kernel send it again to the next daemon (or the unmount ends it).
