@@ -243,6 +243,16 @@ impl Folder {
     }
 }
 
+/// Each file's inode and its folder's, in file inode order.
+fn file_folders(folders: &[Folder]) -> Vec<(u64, u64)> {
+    let mut pairs: Vec<(u64, u64)> = folders
+        .iter()
+        .flat_map(|f| f.file_inos().map(move |ino| (ino, f.ino)))
+        .collect();
+    pairs.sort_unstable();
+    pairs
+}
+
 /// The whole tree.
 #[derive(Clone, Debug, Default)]
 pub struct Tree {
@@ -293,11 +303,16 @@ pub struct File<'t> {
 impl Tree {
     /// A tree of `folders` (in inode order, the root first) naming `origins`.
     pub(super) fn from_folders(folders: Vec<Folder>, origins: Vec<String>, hidden: u32) -> Tree {
-        let mut file_folders: Vec<(u64, u64)> = folders
-            .iter()
-            .flat_map(|f| f.file_inos().map(move |ino| (ino, f.ino)))
-            .collect();
-        file_folders.sort_unstable();
+        let file_folders = file_folders(&folders);
+        Tree::from_parts(folders, file_folders, origins, hidden)
+    }
+
+    fn from_parts(
+        folders: Vec<Folder>,
+        file_folders: Vec<(u64, u64)>,
+        origins: Vec<String>,
+        hidden: u32,
+    ) -> Tree {
         let folders = folders.into_iter().map(|f| (f.ino, Arc::new(f))).collect();
         Tree {
             folders: Layered::from_sorted(folders),
@@ -312,10 +327,9 @@ impl Tree {
     pub(super) fn from_stored(folders: Vec<Folder>, origins: Vec<String>) -> Option<Tree> {
         let in_order = folders.windows(2).all(|w| w[0].ino < w[1].ino);
         // A file in two folders is refused (`check` counts on it).
-        let mut files: Vec<u64> = folders.iter().flat_map(|f| f.file_inos()).collect();
-        files.sort_unstable();
-        let once = files.windows(2).all(|w| w[0] < w[1]);
-        (in_order && once).then(|| Tree::from_folders(folders, origins, 0))
+        let files = file_folders(&folders);
+        let once = files.windows(2).all(|w| w[0].0 < w[1].0);
+        (in_order && once).then(|| Tree::from_parts(folders, files, origins, 0))
     }
 
     /// The place of `origin` in the origin list, added if it is not there.

@@ -160,23 +160,20 @@ pub fn update(
         .collect();
     while let Some((_, path)) = work.pop_first() {
         let before = resolve(old, &path);
-        // Its files: laid out again, or as they were (a folder here only
-        // because a subfolder came or went).
-        let mut listing: BTreeMap<String, Option<Vec<&FileRecord>>> = BTreeMap::new();
-        let mut kept_files: Vec<String> = Vec::new();
-        match files.remove(&path) {
-            Some(placed) => listing.extend(placed.into_iter().map(|(n, g)| (n, Some(g)))),
-            None => {
-                if let Some(before) = before {
-                    kept_files.extend(
-                        before
-                            .file_inos()
-                            .filter_map(|ino| old.get(ino))
-                            .map(|n| n.name().to_owned()),
-                    );
-                }
-            }
-        }
+        // Its files: laid out again, or as they were (`None`: a folder here
+        // only because a subfolder came or went).
+        let listing: BTreeMap<String, Option<Vec<&FileRecord>>> = match files.remove(&path) {
+            Some(placed) => placed.into_iter().map(|(n, g)| (n, Some(g))).collect(),
+            None => before
+                .map(|b| {
+                    b.entries
+                        .iter()
+                        .filter(|e| e.body != super::tree::Body::Dir)
+                        .map(|e| (b.str(e.name).to_owned(), None))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
         // Its subfolders: as they were, plus and minus what came and went.
         let mut subfolders: BTreeSet<String> = before
             .map(|b| {
@@ -193,13 +190,10 @@ pub fn update(
                 false => subfolders.remove(&name),
             };
         }
-        let clash = subfolders
-            .iter()
-            .any(|s| listing.contains_key(s) || kept_files.contains(s));
-        if clash {
+        if subfolders.iter().any(|s| listing.contains_key(s)) {
             return Ok(None);
         }
-        let empty = listing.is_empty() && kept_files.is_empty() && subfolders.is_empty();
+        let empty = listing.is_empty() && subfolders.is_empty();
         if let Some((name, parent)) = path.split_last() {
             let parent = parent.to_vec();
             let change = match (before.is_some(), empty) {
@@ -228,7 +222,6 @@ pub fn update(
             &path,
             before,
             &listing,
-            &kept_files,
             &subfolders,
             book,
             now,
@@ -242,8 +235,8 @@ pub fn update(
     }))
 }
 
-/// The folder at `path` listing `files` (new placements), `kept` (files of
-/// `before`, as they were) and `subfolders`.
+/// The folder at `path` listing `files` (new placements, or `None` for a file
+/// of `before` as it was) and `subfolders`.
 #[allow(clippy::too_many_arguments)]
 fn lay_out(
     tree: &mut Tree,
@@ -251,7 +244,6 @@ fn lay_out(
     path: &[String],
     before: Option<&Folder>,
     files: &BTreeMap<String, Option<Vec<&FileRecord>>>,
-    kept: &[String],
     subfolders: &BTreeSet<String>,
     book: &mut InodeBook,
     now: u64,
@@ -273,7 +265,6 @@ fn lay_out(
     let mut names: Vec<&str> = files
         .keys()
         .map(String::as_str)
-        .chain(kept.iter().map(String::as_str))
         .chain(subfolders.iter().map(String::as_str))
         .collect();
     names.sort_unstable();
@@ -289,7 +280,7 @@ fn lay_out(
         };
         let file = match files.get(*name) {
             Some(Some(group)) => Some(file_draft(group, &mut |o| tree.origin_place(o))),
-            _ if kept.iter().any(|k| k == name) => {
+            Some(None) => {
                 let node = before
                     .and_then(|b| old.lookup(b.ino, name))
                     .and_then(|n| n.file())
@@ -303,7 +294,7 @@ fn lay_out(
                         .collect(),
                 })
             }
-            _ => None,
+            None => None,
         };
         entries.push(EntryDraft {
             name,
