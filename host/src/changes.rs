@@ -177,7 +177,10 @@ async fn apply(
         }
         match origin.stat(&path).await {
             Ok(meta) if meta.kind == EntryKind::Directory => {
-                match scan_subtree(&origin, &daemon.cache, known, &progress, &path).await {
+                // A change's records are few: all written at once, below.
+                let mut keep = |_: &mut Vec<FileRecord>| {};
+                match scan_subtree(&origin, &daemon.cache, known, &progress, &path, &mut keep).await
+                {
                     Ok(subtree) => {
                         if !subtree.unlisted.is_empty() {
                             daemon.mark_incomplete();

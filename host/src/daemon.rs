@@ -13,6 +13,7 @@ use crate::fs::invalidate::notify_kernel;
 use crate::library::index::{self, FileRecord, Written};
 use crate::library::inode_book::InodeBook;
 use crate::library::layout::Layout;
+use crate::library::placed::{Origins, Placed};
 use crate::library::scanner::{self, ScanProgress, ScanReport};
 use crate::library::tree::Tree;
 use crate::library::tree_build;
@@ -784,11 +785,16 @@ fn build_tree(
 ) -> Result<Tree, String> {
     let ranks = origin_ranks(config);
     let started = std::time::Instant::now();
-    let records: Vec<_> = index::load_all(store)
-        .map_err(|e| e.to_string())?
-        .into_values()
-        .filter(|r| ranks.contains_key(&r.origin))
-        .collect();
+    // Streamed and placed one at a time: see `library::placed`.
+    let mut origins = Origins::default();
+    let mut records: Vec<Placed> = Vec::new();
+    index::for_each(store, |record| {
+        if ranks.contains_key(&record.origin) {
+            records.push(Placed::new(&record, layout, origins.name(&record.origin)));
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    records.shrink_to_fit();
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,
         records = records.len(),
@@ -800,7 +806,7 @@ fn build_tree(
             origin.to_owned(),
         )
     };
-    let tree = tree_build::build(&records, &rank, layout, book);
+    let tree = tree_build::build_placed(&records, &rank, book);
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "tree: built");
     book.save(store).map_err(|e| e.to_string())?;
     Ok(tree)

@@ -22,6 +22,7 @@ pub mod inode_book;
 mod layered;
 pub mod layout;
 pub mod media;
+pub mod placed;
 pub mod sample;
 pub mod scanner;
 pub mod tag_reader;

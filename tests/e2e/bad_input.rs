@@ -178,3 +178,48 @@ fn an_unreadable_file_is_reported_and_the_rest_is_scanned() {
         "one unreadable file marked the origin unhealthy:\n{printed}"
     );
 }
+
+/// A scan writes its records as it goes (`scanner::WRITE_EVERY` at a time),
+/// not all at the end: a library of more than two writes' worth keeps every
+/// file, and a rescan drops exactly the files that went, while an album
+/// folder that cannot be listed keeps its tracks (unreachable is not deleted).
+#[test]
+fn a_scan_written_as_it_goes_keeps_every_file_and_drops_only_what_went() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let library = dir.path().join("library");
+    let tracks = 2 * musicfs::library::scanner::WRITE_EVERY + 500;
+    musicfs_tests::bench_support::tagged_library(&library, tracks);
+    let plugins = dir.path().join("plugins");
+    musicfs_tests::install_plugin(&plugins, "musicfs_local");
+    let cache = dir.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::os::unix::fs::chown(&cache, Some(65534), Some(65534)).unwrap();
+    let binary = dir.path().join("musicfs");
+    std::fs::copy(musicfs_tests::musicfs_binary(), &binary).unwrap();
+    let origin = format!("local:{}", library.display());
+
+    let (ok, printed) = scan_as_nobody(&binary, &plugins, &cache, &origin);
+    assert!(ok, "{printed}");
+    assert!(
+        printed.contains(&format!("{tracks} tracks in the library")),
+        "{printed}"
+    );
+
+    // Five tracks go; an album of twenty cannot be listed any more.
+    let source = |i: usize| library.join(musicfs_tests::bench_support::tagged_track_source(i));
+    for i in [3, 777, 2_001, 2_002, tracks - 1] {
+        std::fs::remove_file(source(i)).unwrap();
+    }
+    let hidden_album = source(40).parent().unwrap().to_owned();
+    std::fs::set_permissions(&hidden_album, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (ok, printed) = scan_as_nobody(&binary, &plugins, &cache, &origin);
+    std::fs::set_permissions(&hidden_album, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(ok, "{printed}");
+    assert!(
+        printed.contains(&format!("{} tracks in the library", tracks - 5)),
+        "the five removed went, the unlisted album's twenty stayed:\n{printed}"
+    );
+}

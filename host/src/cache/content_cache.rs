@@ -426,12 +426,17 @@ impl ContentCache {
         Ok(true)
     }
 
-    fn chunk_bytes(&self, id: &ChunkId) -> Option<Arc<Vec<u8>>> {
+    /// A chunk's bytes, kept in the hot set if `keep_hot` (a scan's tag reads
+    /// are not: they read each file once, and at 100,000 tracks filled the
+    /// hot set's 32 MB for nothing).
+    fn chunk_bytes(&self, id: &ChunkId, keep_hot: bool) -> Option<Arc<Vec<u8>>> {
         if let Some(bytes) = self.hot.get(id) {
             return Some(bytes);
         }
         let bytes = Arc::new(self.chunks.get(id)?);
-        self.hot.put(*id, bytes.clone());
+        if keep_hot {
+            self.hot.put(*id, bytes.clone());
+        }
         Some(bytes)
     }
 
@@ -442,6 +447,7 @@ impl ContentCache {
         state: &VersionState,
         start: u64,
         end: u64,
+        keep_hot: bool,
     ) -> Result<Vec<u8>, Vec<(u64, u64)>> {
         let plan = state
             .manifest
@@ -454,7 +460,7 @@ impl ContentCache {
         for span in plan {
             match span {
                 Span::Cached { id, skip, len } => {
-                    match self.chunk_bytes(&id) {
+                    match self.chunk_bytes(&id, keep_hot) {
                         Some(bytes) if bytes.len() >= (skip + len) as usize => {
                             if gaps.is_empty() {
                                 out.extend_from_slice(&bytes[skip as usize..(skip + len) as usize]);
@@ -544,7 +550,9 @@ impl ContentCache {
         if offset >= end {
             return Some(Vec::new());
         }
-        let bytes = self.assemble(&self.state(version), offset, end).ok()?;
+        let bytes = self
+            .assemble(&self.state(version), offset, end, true)
+            .ok()?;
         self.hits.fetch_add(1, Ordering::Relaxed);
         Some(bytes)
     }
@@ -573,7 +581,7 @@ impl ContentCache {
         // Each round fetches (or waits for) every gap; a chunk lost between rounds,
         // or a gap that another fetch only partly covered, costs a round.
         for round in 0..ROUNDS {
-            let gaps = match self.assemble(&state, offset, end) {
+            let gaps = match self.assemble(&state, offset, end, purpose != Purpose::Tag) {
                 Ok(bytes) => {
                     if purpose == Purpose::Tag {
                         self.mark_tag_range(&state, offset, end);
@@ -840,6 +848,27 @@ mod tests {
             mtime_ns: 1,
             version: None,
         }
+    }
+
+    /// Regression: a scan's tag reads filled the hot set (32 MB at 100,000
+    /// tracks) with chunks read once.
+    #[tokio::test]
+    async fn tag_reads_leave_the_hot_set_to_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("index.redb")).unwrap());
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let version = file_of(bytes.len());
+        let cache = Arc::new(ContentCache::open(dir.path(), 10_000_000, store).unwrap());
+        cache.seed(&version, 0, bytes.clone()).await;
+        cache.hot.clear();
+        let read = |purpose| cache.read(&version, None, 0, 200_000, 200_000, purpose);
+        assert_eq!(read(Purpose::Tag).await.unwrap(), bytes[..200_000]);
+        assert_eq!(cache.hot.bytes(), 0, "a tag read kept its chunks hot");
+        assert_eq!(read(Purpose::Audio).await.unwrap(), bytes[..200_000]);
+        assert!(
+            cache.hot.bytes() > 0,
+            "a player's read keeps its chunks hot"
+        );
     }
 
     /// Regression: a pin took a whole copy for its chunks, and the copy can

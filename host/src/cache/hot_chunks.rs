@@ -39,6 +39,17 @@ impl HotChunks {
             .cloned()
     }
 
+    /// The bytes held.
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).bytes
+    }
+
+    /// Forgets every chunk.
+    #[cfg(test)]
+    pub fn clear(&self) {
+        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = Inner::default();
+    }
+
     /// Keeps a verified chunk.
     pub fn put(&self, id: ChunkId, bytes: Arc<Vec<u8>>) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());

@@ -10,13 +10,19 @@
 //! - Inode numbers are kept per virtual path ([`InodeBook`]), and a directory
 //!   keeps its mtime until its listing changes: a music server rescans only what
 //!   changed, and a restart shows the same inodes and mtimes.
+//!
+//! The build works on [`Placed`] records (see there for their memory), and
+//! borrows from them: a path's segments are slices of the rendered path, and
+//! only a name given a ` (n)` suffix is a string of its own.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::index::{FileRecord, FileRole};
 use super::inode_book::{listing_sig, InodeBook};
 use super::layout::{safe_name, with_suffix, Layout};
+use super::placed::{Origins, Placed};
 use super::tree::{EntryDraft, FileDraft, Folder, FolderDraft, Tree, ROOT};
 
 pub(super) fn now_ns() -> u64 {
@@ -33,25 +39,30 @@ pub(super) fn file_name(path: &str) -> &str {
     path.rsplit_once('/').map_or(path, |(_, name)| name)
 }
 
+/// A path in the tree, by segments, borrowed where it can be.
+pub(super) type Segments<'a> = Vec<Cow<'a, str>>;
+
 /// Groups records with the same path and size into replicas, best origin first.
 fn group<'a>(
-    records: &[&'a FileRecord],
+    mut records: Vec<&'a Placed>,
     rank: &dyn Fn(&str) -> (i64, String),
-) -> Vec<Vec<&'a FileRecord>> {
-    let mut groups: BTreeMap<(&str, u64), Vec<&FileRecord>> = BTreeMap::new();
+) -> Vec<Vec<&'a Placed>> {
+    records.sort_unstable_by(|a, b| (&a.path, a.size).cmp(&(&b.path, b.size)));
+    let mut groups: Vec<Vec<&Placed>> = Vec::new();
     for record in records {
-        groups
-            .entry((record.path.as_str(), record.size))
-            .or_default()
-            .push(record);
+        match groups.last_mut() {
+            Some(last) if last[0].path == record.path && last[0].size == record.size => {
+                last.push(record)
+            }
+            _ => groups.push(vec![record]),
+        }
+    }
+    for g in &mut groups {
+        if g.len() > 1 {
+            g.sort_by_key(|r| rank(&r.origin));
+        }
     }
     groups
-        .into_values()
-        .map(|mut g| {
-            g.sort_by_key(|r| rank(&r.origin));
-            g
-        })
-        .collect()
 }
 
 /// Builds the tree from every record; `rank` orders origins (priority, id).
@@ -72,8 +83,31 @@ pub(super) fn build_at(
     book: &mut InodeBook,
     now: u64,
 ) -> Tree {
+    let mut origins = Origins::default();
+    let placed: Vec<Placed> = records
+        .iter()
+        .map(|r| Placed::new(r, layout, origins.name(&r.origin)))
+        .collect();
+    build_placed_at(&placed, rank, book, now)
+}
+
+/// Builds the tree from every record, placed; `rank` orders origins.
+pub fn build_placed(
+    records: &[Placed],
+    rank: &dyn Fn(&str) -> (i64, String),
+    book: &mut InodeBook,
+) -> Tree {
+    build_placed_at(records, rank, book, now_ns())
+}
+
+fn build_placed_at(
+    records: &[Placed],
+    rank: &dyn Fn(&str) -> (i64, String),
+    book: &mut InodeBook,
+    now: u64,
+) -> Tree {
     let mut drafts = Drafts::default();
-    for (segments, group) in place_files(records, rank, layout) {
+    for (segments, group) in place_files(records, rank) {
         drafts.add(&segments, group, book);
     }
     drafts.freeze(book, now)
@@ -81,72 +115,104 @@ pub(super) fn build_at(
 
 /// Every file's virtual path (segments) and replicas, in path order.
 pub(super) fn place_files<'a>(
-    records: &'a [FileRecord],
+    records: &'a [Placed],
     rank: &dyn Fn(&str) -> (i64, String),
-    layout: &Layout,
-) -> BTreeMap<Vec<String>, Vec<&'a FileRecord>> {
-    let audio: Vec<&FileRecord> = records
+) -> Vec<(Segments<'a>, Vec<&'a Placed>)> {
+    let audio: Vec<&Placed> = records
         .iter()
         .filter(|r| r.role == FileRole::Audio)
         .collect();
-    let covers: Vec<&FileRecord> = records
+    let covers: Vec<&Placed> = records
         .iter()
         .filter(|r| r.role == FileRole::Cover)
         .collect();
 
-    // Virtual path (segments) → the tracks that want it.
-    let mut wanted: BTreeMap<Vec<String>, Vec<Vec<&FileRecord>>> = BTreeMap::new();
-    for group in group(&audio, rank) {
+    // The tracks, each at the path it wants, in path order.
+    let mut wanted: Vec<(Segments<'a>, Vec<&Placed>)> = Vec::new();
+    for group in group(audio, rank) {
         // Tracks whose tags were never read (their origin failed) wait: shown now,
         // they would move once the tags are read.
-        if !group.iter().any(|r| r.tags_known()) {
+        if !group.iter().any(|r| r.tags_known) {
             continue;
         }
-        let tagged = group
+        let tagged: &'a Placed = group
             .iter()
-            .find(|r| r.problem.is_none())
-            .or_else(|| group.iter().find(|r| r.tags_known()))
+            .find(|r| r.clean)
+            .or_else(|| group.iter().find(|r| r.tags_known))
             .unwrap_or(&group[0]);
-        let segments = layout.render(&tagged.tags, file_name(&tagged.path));
-        wanted.entry(segments).or_default().push(group);
+        wanted.push((tagged.segments().map(Cow::Borrowed).collect(), group));
     }
+    wanted.sort_by(|a, b| a.0.cmp(&b.0));
 
-    let mut files: BTreeMap<Vec<String>, Vec<&FileRecord>> = BTreeMap::new();
+    // Suffixed paths given so far: a suffix must not take a path wanted or given.
+    let mut given: HashSet<Segments<'a>> = HashSet::new();
+    let is_wanted = |path: &Segments<'a>, wanted: &[(Segments<'a>, Vec<&Placed>)]| {
+        wanted.binary_search_by(|w| w.0.cmp(path)).is_ok()
+    };
+    let mut files: Vec<(Segments<'a>, Vec<&'a Placed>)> = Vec::with_capacity(wanted.len());
     // (origin, source folder) → album folders of the tracks found there.
-    let mut album_dirs: HashMap<(&str, &str), HashSet<Vec<String>>> = HashMap::new();
-    for (segments, mut tracks) in wanted {
-        tracks.sort_by_key(|g| (rank(&g[0].origin), g[0].path.clone()));
+    let mut album_dirs: HashMap<(&str, &str), HashSet<Segments<'a>>> = HashMap::new();
+    let mut at = 0;
+    while at < wanted.len() {
+        let end = at
+            + wanted[at..]
+                .iter()
+                .take_while(|w| w.0 == wanted[at].0)
+                .count();
+        let mut tracks: Vec<Vec<&Placed>> = wanted[at..end]
+            .iter_mut()
+            .map(|w| std::mem::take(&mut w.1))
+            .collect();
+        let segments = wanted[at].0.clone();
+        if tracks.len() > 1 {
+            tracks.sort_by_cached_key(|g| (rank(&g[0].origin), g[0].path.clone()));
+        }
         for (i, group) in tracks.into_iter().enumerate() {
             let mut path = segments.clone();
             if i > 0 {
                 let last = path.len() - 1;
                 let mut n = i + 1;
-                path[last] = with_suffix(&segments[last], n);
-                while files.contains_key(&path) {
+                path[last] = Cow::Owned(with_suffix(&segments[last], n));
+                while is_wanted(&path, &wanted) || given.contains(&path) {
                     n += 1;
-                    path[last] = with_suffix(&segments[last], n);
+                    path[last] = Cow::Owned(with_suffix(&segments[last], n));
                 }
+                given.insert(path.clone());
             }
-            for record in &group {
+            for &record in &group {
                 album_dirs
-                    .entry((record.origin.as_str(), parent_dir(&record.path)))
+                    .entry((&*record.origin, parent_dir(&record.path)))
                     .or_default()
                     .insert(path[..path.len() - 1].to_vec());
             }
-            files.insert(path, group);
+            files.push((path, group));
         }
+        at = end;
     }
-    for group in group(&covers, rank) {
+    drop(given);
+    // Covers, where no track is.
+    let mut placed_covers: Vec<(Segments<'a>, Vec<&'a Placed>)> = Vec::new();
+    for group in group(covers, rank) {
         let first = group[0];
-        let Some(dirs) = album_dirs.get(&(first.origin.as_str(), parent_dir(&first.path))) else {
+        let Some(dirs) = album_dirs.get(&(&*first.origin, parent_dir(&first.path))) else {
             continue;
         };
-        let name = safe_name(file_name(&first.path), "cover");
+        let name: Cow<'a, str> = Cow::Owned(safe_name(file_name(&first.path), "cover"));
         for dir in dirs {
             let mut path = dir.clone();
             path.push(name.clone());
-            files.entry(path).or_insert_with(|| group.clone());
+            placed_covers.push((path, group.clone()));
         }
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    // A suffixed path may have landed behind others of its folder, and the
+    // first cover for a path wins over a track's only if no track has it.
+    placed_covers.sort_by(|a, b| a.0.cmp(&b.0));
+    placed_covers.dedup_by(|later, first| later.0 == first.0);
+    placed_covers.retain(|c| files.binary_search_by(|f| f.0.cmp(&c.0)).is_err());
+    if !placed_covers.is_empty() {
+        files.extend(placed_covers);
+        files.sort_by(|a, b| a.0.cmp(&b.0));
     }
     files
 }
@@ -155,7 +221,7 @@ pub(super) fn place_files<'a>(
 struct Draft<'a> {
     ino: u64,
     parent: usize,
-    name: String,
+    name: Cow<'a, str>,
     body: DraftBody<'a>,
 }
 
@@ -165,7 +231,7 @@ enum DraftBody<'a> {
         path: String,
         children: Vec<usize>,
     },
-    File(Vec<&'a FileRecord>),
+    File(Vec<&'a Placed>),
 }
 
 /// The tree as files are added in path order: the folders of the last path
@@ -184,7 +250,7 @@ impl Default for Drafts<'_> {
         let root = Draft {
             ino: ROOT,
             parent: 0,
-            name: String::new(),
+            name: Cow::Borrowed(""),
             body: DraftBody::Dir {
                 path: String::new(),
                 children: Vec::new(),
@@ -207,7 +273,13 @@ impl<'a> Drafts<'a> {
     }
 
     /// Adds a child of `parent`; `None` if the name is taken.
-    fn push(&mut self, parent: usize, name: &str, body: DraftBody<'a>, ino: u64) -> Option<usize> {
+    fn push(
+        &mut self,
+        parent: usize,
+        name: Cow<'a, str>,
+        body: DraftBody<'a>,
+        ino: u64,
+    ) -> Option<usize> {
         let at = self.nodes.len();
         let DraftBody::Dir { children, .. } = &self.nodes[parent].body else {
             unreachable!("only folders are opened");
@@ -222,14 +294,14 @@ impl<'a> Drafts<'a> {
         self.nodes.push(Draft {
             ino,
             parent,
-            name: name.to_owned(),
+            name,
             body,
         });
         Some(at)
     }
 
     /// Adds the file at `segments` (after every path before it in order).
-    fn add(&mut self, segments: &[String], replicas: Vec<&'a FileRecord>, book: &mut InodeBook) {
+    fn add(&mut self, segments: &[Cow<'a, str>], replicas: Vec<&'a Placed>, book: &mut InodeBook) {
         let Some((name, dirs)) = segments.split_last() else {
             return;
         };
@@ -248,7 +320,7 @@ impl<'a> Drafts<'a> {
                 path,
                 children: Vec::new(),
             };
-            match self.push(parent, segment, body, ino) {
+            match self.push(parent, segment.clone(), body, ino) {
                 Some(at) => self.open.push(at),
                 None => {
                     // A file has this folder's name.
@@ -260,7 +332,7 @@ impl<'a> Drafts<'a> {
         let parent = self.open.last().copied().unwrap_or(0);
         let ino = book.ino(&format!("{}/{name}", self.dir_path(parent)));
         if self
-            .push(parent, name, DraftBody::File(replicas), ino)
+            .push(parent, name.clone(), DraftBody::File(replicas), ino)
             .is_none()
         {
             self.hidden += 1;
@@ -276,7 +348,7 @@ impl<'a> Drafts<'a> {
             let DraftBody::Dir { path, children } = &draft.body else {
                 continue;
             };
-            let sig = listing_sig(children.iter().map(|c| self.nodes[*c].name.as_str()));
+            let sig = listing_sig(children.iter().map(|c| &*self.nodes[*c].name));
             let key = if path.is_empty() { "/" } else { path };
             let entries = children
                 .iter()
@@ -318,7 +390,7 @@ impl<'a> Drafts<'a> {
 /// A file's draft from its replicas (best first), `origin` giving each
 /// origin's place in the tree's list.
 pub(super) fn file_draft<'a>(
-    group: &[&'a FileRecord],
+    group: &[&'a Placed],
     origin: &mut dyn FnMut(&str) -> u32,
 ) -> FileDraft<'a> {
     FileDraft {
@@ -431,8 +503,8 @@ mod tests {
         let store = Store::open(&dir.path().join("index.redb")).unwrap();
         let mut book = InodeBook::load(&store).unwrap();
         let mut drafts = Drafts::default();
-        let seg = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let file = record("a", "f.flac", "A", "B", "C");
+        let seg = |s: &[&'static str]| s.iter().map(|s| Cow::Borrowed(*s)).collect::<Vec<_>>();
+        let file = Placed::of(&record("a", "f.flac", "A", "B", "C"), &Layout::default());
         drafts.add(&seg(&["A", "x.flac"]), vec![&file], &mut book);
         drafts.add(&seg(&["A", "x.flac", "y.flac"]), vec![&file], &mut book);
         drafts.add(&seg(&["A", "z.flac"]), vec![&file], &mut book);

@@ -32,8 +32,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use super::index::{FileRecord, FileRole};
 use super::inode_book::{listing_sig, InodeBook};
 use super::layout::Layout;
+use super::placed::Placed;
 use super::tree::{EntryDraft, Folder, FolderDraft, NodeKind, Tree, ROOT};
-use super::tree_build::{file_draft, file_name, parent_dir, place_files};
+use super::tree_build::{file_draft, parent_dir, place_files};
 
 /// The index as it is after the change, as the update reads it.
 pub trait Records {
@@ -52,9 +53,9 @@ pub struct Updated {
 
 type Segments = Vec<String>;
 
-/// The folder a record is shown in by `layout`, but for a ` (n)` suffix.
-fn shown_in(record: &FileRecord, layout: &Layout) -> Segments {
-    let mut segments = layout.render(&record.tags, file_name(&record.path));
+/// The folder a record is shown in, but for a ` (n)` suffix.
+fn shown_in(record: &Placed) -> Segments {
+    let mut segments: Segments = record.segments().map(str::to_owned).collect();
     segments.pop();
     segments
 }
@@ -92,14 +93,16 @@ pub fn update(
         return Ok(None);
     }
     // 1. The source folders of what changed, on every origin.
+    let changed: Vec<Placed> = changed.iter().map(|r| Placed::of(r, layout)).collect();
     let mut dirs: BTreeSet<String> = changed
         .iter()
         .map(|r| parent_dir(&r.path).to_owned())
         .collect();
-    let mut read: BTreeMap<(String, String), FileRecord> = BTreeMap::new();
+    let mut read: BTreeMap<(String, String), Placed> = BTreeMap::new();
     for dir in &dirs {
         for record in records.in_dir(dir)? {
-            read.insert((record.origin.clone(), record.path.clone()), record);
+            let placed = Placed::of(&record, layout);
+            read.insert((record.origin, record.path), placed);
         }
     }
     // 2. The virtual folders they are and were shown in, and the sources of
@@ -108,7 +111,7 @@ pub fn update(
         .iter()
         .chain(read.values())
         .filter(|r| r.role == FileRole::Audio)
-        .map(|r| shown_in(r, layout))
+        .map(shown_in)
         .collect();
     // The root is always a folder; a track rendered there needs no parent.
     let mut more_dirs = BTreeSet::new();
@@ -131,21 +134,23 @@ pub fn update(
     }
     for dir in more_dirs {
         for record in records.in_dir(&dir)? {
-            read.insert((record.origin.clone(), record.path.clone()), record);
+            let placed = Placed::of(&record, layout);
+            read.insert((record.origin, record.path), placed);
         }
         dirs.insert(dir);
     }
     // 3. Where the whole build would place those records; only the folders
     //    of 2 are taken from it.
-    let all: Vec<FileRecord> = read.into_values().collect();
-    let mut files: BTreeMap<Segments, Vec<(String, Vec<&FileRecord>)>> = laid_out
+    let all: Vec<Placed> = read.into_values().collect();
+    let mut files: BTreeMap<Segments, Vec<(String, Vec<&Placed>)>> = laid_out
         .iter()
         .map(|folder| (folder.clone(), Vec::new()))
         .collect();
-    for (mut path, group) in place_files(&all, rank, layout) {
-        let name = path.pop().expect("a file has a name");
-        if let Some(listing) = files.get_mut(&path) {
-            listing.push((name, group));
+    for (path, group) in place_files(&all, rank) {
+        let (name, folder) = path.split_last().expect("a file has a name");
+        let folder: Segments = folder.iter().map(|s| s.to_string()).collect();
+        if let Some(listing) = files.get_mut(&folder) {
+            listing.push((name.to_string(), group));
         }
     }
     // 4. Deepest first: each folder's listing, and its parent's where it
@@ -162,7 +167,7 @@ pub fn update(
         let before = resolve(old, &path);
         // Its files: laid out again, or as they were (`None`: a folder here
         // only because a subfolder came or went).
-        let listing: BTreeMap<String, Option<Vec<&FileRecord>>> = match files.remove(&path) {
+        let listing: BTreeMap<String, Option<Vec<&Placed>>> = match files.remove(&path) {
             Some(placed) => placed.into_iter().map(|(n, g)| (n, Some(g))).collect(),
             None => before
                 .map(|b| {
@@ -243,7 +248,7 @@ fn lay_out(
     old: &Tree,
     path: &[String],
     before: Option<&Folder>,
-    files: &BTreeMap<String, Option<Vec<&FileRecord>>>,
+    files: &BTreeMap<String, Option<Vec<&Placed>>>,
     subfolders: &BTreeSet<String>,
     book: &mut InodeBook,
     now: u64,
