@@ -40,6 +40,9 @@ fn record(i: usize) -> FileRecord {
 }
 
 fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter("musicfs=debug")
+        .init();
     let tracks: usize = std::env::var("TREE_TRACKS")
         .ok()
         .map(|v| v.parse().expect("TREE_TRACKS is a number"))

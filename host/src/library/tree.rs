@@ -490,9 +490,35 @@ impl Tree {
         let root_ok = self
             .folder(ROOT)
             .is_some_and(|r| r.parent == ROOT && r.name.len == 0);
+        // Each folder is checked on its own: a large tree in two halves, on
+        // two threads (at 1,000,000 tracks the check was 100 ms of a 350 ms
+        // start from the snapshot).
+        let folders: Vec<(u64, &Arc<Folder>)> = self.folders.iter().collect();
+        let counts = if folders.len() < 4096 {
+            self.check_folders(&folders)
+        } else {
+            let (first, second) = folders.split_at(folders.len() / 2);
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| self.check_folders(second));
+                let one = self.check_folders(first);
+                match (one, other.join().unwrap_or(None)) {
+                    (Some(a), Some(b)) => Some((a.0 + b.0, a.1 + b.1)),
+                    _ => None,
+                }
+            })
+        };
+        root_ok
+            && counts.is_some_and(|(files, subfolders)| {
+                files == self.file_folders.len() && subfolders + 1 == self.folders.len()
+            })
+    }
+
+    /// Checks `folders` (see [`Tree::check`]); the files and subfolders they
+    /// list, or `None` if one breaks the layout.
+    fn check_folders(&self, folders: &[(u64, &Arc<Folder>)]) -> Option<(usize, usize)> {
         let mut files = 0;
         let mut subfolders = 0;
-        let folders_ok = self.folders.iter().all(|(ino, folder)| {
+        let ok = folders.iter().all(|&(ino, folder)| {
             ino == folder.ino
                 && folder.check(self.origins.len())
                 && folder.entries.iter().all(|e| match e.body {
@@ -514,10 +540,7 @@ impl Tree {
                     }
                 })
         });
-        root_ok
-            && folders_ok
-            && files == self.file_folders.len()
-            && subfolders + 1 == self.folders.len()
+        ok.then_some((files, subfolders))
     }
 }
 

@@ -516,6 +516,26 @@ mod tests {
     }
 
     #[test]
+    fn a_large_tree_is_checked_in_two_halves_and_either_can_fail_it() {
+        let records: Vec<FileRecord> = (0..5_000)
+            .map(|i| {
+                let (artist, album) = (format!("A{}", i / 50), format!("B{i}"));
+                record("a", &format!("x/{i}.flac"), &artist, &album, "T")
+            })
+            .collect();
+        let good = built(&records);
+        assert!(good.all_folders().count() > 5_000);
+        assert!(good.check());
+        let folders: Vec<Folder> = good.all_folders().cloned().collect();
+        for at in [1, folders.len() - 1] {
+            let mut broken = folders.clone();
+            broken[at].parent = u64::MAX;
+            let tree = Tree::from_folders(broken, good.origins.to_vec(), 0);
+            assert!(!tree.check(), "folder {at} of {} broken", folders.len());
+        }
+    }
+
+    #[test]
     fn a_tree_that_breaks_the_layout_fails_its_check() {
         let good = built(&[record("a", "x/1.flac", "A", "B", "C")]);
         assert!(good.check());

@@ -120,7 +120,13 @@ impl<'a> Input<'a> {
         read: impl Fn(Fields<'_>) -> Option<T>,
     ) -> Option<Vec<T>> {
         let bytes = self.take(count.checked_mul(width)?)?;
-        bytes.chunks_exact(width).map(|r| read(Fields(r))).collect()
+        // Sized once: collecting `Option`s grows the vector from nothing, and
+        // a million entries in 105,000 folders were then a third of a load.
+        let mut out = Vec::with_capacity(count);
+        for record in bytes.chunks_exact(width) {
+            out.push(read(Fields(record))?);
+        }
+        Some(out)
     }
 }
 
