@@ -360,6 +360,9 @@ impl Daemon {
     /// Rebuilds the tree from the index, shows it, and tells the kernel what changed.
     /// While the store was rebuilt empty and not yet rescanned, the tree shown stays.
     pub fn refresh_tree(&self) {
+        // What a scan freed goes back before a build takes as much again:
+        // glibc would keep it, and the build need not reuse it.
+        release_freed_memory();
         self.rebuild_tree();
         release_freed_memory();
     }

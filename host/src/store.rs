@@ -454,19 +454,19 @@ impl Store {
         })
     }
 
-    /// Every entry of a `&str → u64` table.
-    pub fn all_u64(
+    /// Every row of a `&str → u64` table, in key order, one at a time.
+    pub fn each_u64(
         &self,
         table: TableDefinition<&str, u64>,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
+        mut each: impl FnMut(&str, u64),
+    ) -> Result<(), StoreError> {
         self.read(|txn| {
             let table = txn.open_table(table)?;
-            let mut out = Vec::new();
             for row in table.iter()? {
                 let (k, v) = row?;
-                out.push((k.value().to_owned(), v.value()));
+                each(k.value(), v.value());
             }
-            Ok(out)
+            Ok(())
         })
     }
 }

@@ -7,26 +7,64 @@
 //! path. A tree update asks for the paths of the folders it lays out, so its
 //! book ([`InodeBook::lazy`]) reads each from the store when first asked:
 //! nothing of the book is kept in memory between builds.
+//!
+//! In memory, a path is keyed by 128 bits of its BLAKE3 hash ([`PathKey`]),
+//! not by the path: a whole build asks for every path of the library, and
+//! the book keyed by path was about 200 bytes a track at a first scan (each
+//! path kept twice, in the map and in the list to save), more than the tree
+//! it numbers. Keyed so, an entry is about 30 bytes, and only what this build
+//! made new keeps its path, to be saved. Two paths of a library colliding in
+//! 128 bits is not a case to plan for (about 10^-26 at a million paths).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::tree::{NodeKind, Tree, ROOT};
 use crate::store::{Store, StoreError, DIR_MTIMES, DIR_SIGS, INODES, META};
 
-/// A folder's path, listing signature and mtime, as stored.
-type DirStamp<'a> = (&'a str, u64, u64);
+/// A path's key in the book: 128 bits of its BLAKE3 hash.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct PathKey(u128);
+
+impl PathKey {
+    fn of(path: &str) -> PathKey {
+        let hash = blake3::hash(path.as_bytes());
+        PathKey(u128::from_le_bytes(
+            hash.as_bytes()[..16].try_into().expect("16 bytes"),
+        ))
+    }
+}
+
+/// Hashes a [`PathKey`] by taking its low bits: it is a hash already.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u128(&mut self, key: u128) {
+        self.0 = key as u64;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Keyed = HashMap<PathKey, u64, BuildHasherDefault<KeyHasher>>;
 
 /// Inode numbers and directory mtimes, as stored, plus what this build changed.
 pub struct InodeBook {
-    inodes: HashMap<String, u64>,
+    inodes: Keyed,
     next: u64,
-    mtimes: HashMap<String, u64>,
-    sigs: HashMap<String, u64>,
+    mtimes: Keyed,
+    sigs: Keyed,
     new_inodes: Vec<(String, u64)>,
     new_dirs: Vec<(String, u64, u64)>,
-    /// The store generation the stored book belongs to: a store rebuilt since
-    /// holds none of it, and gets the whole book at the next save.
-    saved_generation: u64,
     /// Read from the store path by path (not loaded whole).
     lazy: Option<std::sync::Arc<Store>>,
 }
@@ -34,21 +72,22 @@ pub struct InodeBook {
 impl InodeBook {
     /// Loads the book from the store.
     pub fn load(store: &Store) -> Result<InodeBook, StoreError> {
-        let inodes: HashMap<String, u64> = store.all_u64(INODES)?.into_iter().collect();
-        let next = store
-            .all_u64(META)?
-            .into_iter()
-            .find(|(k, _)| k == "next_inode")
-            .map(|(_, v)| v)
-            .unwrap_or(ROOT + 1);
+        let keyed = |table| -> Result<Keyed, StoreError> {
+            let mut map = Keyed::default();
+            store.each_u64(table, |path, value| {
+                map.insert(PathKey::of(path), value);
+            })?;
+            Ok(map)
+        };
+        let inodes = keyed(INODES)?;
+        let next = store.get_u64(META, "next_inode")?.unwrap_or(ROOT + 1);
         Ok(InodeBook {
             next: next.max(inodes.values().max().map_or(ROOT + 1, |m| m + 1)),
             inodes,
-            mtimes: store.all_u64(DIR_MTIMES)?.into_iter().collect(),
-            sigs: store.all_u64(DIR_SIGS)?.into_iter().collect(),
+            mtimes: keyed(DIR_MTIMES)?,
+            sigs: keyed(DIR_SIGS)?,
             new_inodes: Vec::new(),
             new_dirs: Vec::new(),
-            saved_generation: store.generation(),
             lazy: None,
         })
     }
@@ -58,23 +97,22 @@ impl InodeBook {
     pub fn lazy(store: &std::sync::Arc<Store>) -> Result<InodeBook, StoreError> {
         let next = store.get_u64(META, "next_inode")?.unwrap_or(ROOT + 1);
         Ok(InodeBook {
-            inodes: HashMap::new(),
+            inodes: Keyed::default(),
             next,
-            mtimes: HashMap::new(),
-            sigs: HashMap::new(),
+            mtimes: Keyed::default(),
+            sigs: Keyed::default(),
             new_inodes: Vec::new(),
             new_dirs: Vec::new(),
-            saved_generation: store.generation(),
             lazy: Some(store.clone()),
         })
     }
 
     /// Reads `path`'s entries from the store into the maps, for a lazy book.
-    fn read_in(&mut self, path: &str) {
+    fn read_in(&mut self, path: &str, key: PathKey) {
         let Some(store) = &self.lazy else {
             return;
         };
-        if self.inodes.contains_key(path) || self.sigs.contains_key(path) {
+        if self.inodes.contains_key(&key) || self.sigs.contains_key(&key) {
             return;
         }
         // A path the store cannot give is new to this book: an unreadable
@@ -82,11 +120,11 @@ impl InodeBook {
         let get = |table| store.get_u64(table, path).ok().flatten();
         if let Some(ino) = get(INODES) {
             self.next = self.next.max(ino + 1);
-            self.inodes.insert(path.to_owned(), ino);
+            self.inodes.insert(key, ino);
         }
         if let (Some(sig), Some(mtime)) = (get(DIR_SIGS), get(DIR_MTIMES)) {
-            self.sigs.insert(path.to_owned(), sig);
-            self.mtimes.insert(path.to_owned(), mtime);
+            self.sigs.insert(key, sig);
+            self.mtimes.insert(key, mtime);
         }
     }
 
@@ -95,13 +133,14 @@ impl InodeBook {
         if path == "/" {
             return ROOT;
         }
-        self.read_in(path);
-        if let Some(ino) = self.inodes.get(path) {
+        let key = PathKey::of(path);
+        self.read_in(path, key);
+        if let Some(ino) = self.inodes.get(&key) {
             return *ino;
         }
         let ino = self.next;
         self.next += 1;
-        self.inodes.insert(path.to_owned(), ino);
+        self.inodes.insert(key, ino);
         self.new_inodes.push((path.to_owned(), ino));
         ino
     }
@@ -109,12 +148,13 @@ impl InodeBook {
     /// The mtime of folder `path` with listing signature `sig`: kept while the
     /// signature is the same, `now` from a change on.
     pub(super) fn dir_mtime(&mut self, path: &str, sig: u64, now: u64) -> u64 {
-        self.read_in(path);
-        match (self.sigs.get(path), self.mtimes.get(path)) {
+        let key = PathKey::of(path);
+        self.read_in(path, key);
+        match (self.sigs.get(&key), self.mtimes.get(&key)) {
             (Some(old), Some(mtime)) if *old == sig => *mtime,
             _ => {
-                self.sigs.insert(path.to_owned(), sig);
-                self.mtimes.insert(path.to_owned(), now);
+                self.sigs.insert(key, sig);
+                self.mtimes.insert(key, now);
                 self.new_dirs.push((path.to_owned(), sig, now));
                 now
             }
@@ -132,8 +172,9 @@ impl InodeBook {
                 continue;
             };
             let key = if path.is_empty() { "/" } else { path.as_str() };
-            if ino != ROOT && self.inodes.get(key) != Some(&ino) {
-                self.inodes.insert(key.to_owned(), ino);
+            let hashed = PathKey::of(key);
+            if ino != ROOT && self.inodes.get(&hashed) != Some(&ino) {
+                self.inodes.insert(hashed, ino);
                 self.new_inodes.push((key.to_owned(), ino));
             }
             self.next = self.next.max(ino + 1);
@@ -141,13 +182,13 @@ impl InodeBook {
                 continue;
             };
             let sig = listing_sig(children.iter().map(|c| c.name()));
-            if self.sigs.get(key) != Some(&sig) {
+            if self.sigs.get(&hashed) != Some(&sig) {
                 let mtime = node
                     .mtime()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_nanos() as u64);
-                self.sigs.insert(key.to_owned(), sig);
-                self.mtimes.insert(key.to_owned(), mtime);
+                self.sigs.insert(hashed, sig);
+                self.mtimes.insert(hashed, mtime);
                 self.new_dirs.push((key.to_owned(), sig, mtime));
             }
             for child in children.iter() {
@@ -156,52 +197,33 @@ impl InodeBook {
         }
     }
 
-    /// Writes what changed (everything, if the store was rebuilt since the last
-    /// save). What a failed write did not store is written next time.
+    /// Writes what this book made new. A store rebuilt since the book was
+    /// read gets the same: the book knows its other paths only by their keys,
+    /// and the next whole build adopts every number the tree shows
+    /// ([`InodeBook::adopt`]) and saves them. What a failed write did not
+    /// store is written next time.
     pub fn save(&mut self, store: &Store) -> Result<(), StoreError> {
-        let generation = store.generation();
-        let whole = generation != self.saved_generation;
-        if !whole && self.new_inodes.is_empty() && self.new_dirs.is_empty() {
+        if self.new_inodes.is_empty() && self.new_dirs.is_empty() {
             return Ok(());
         }
-        let (inodes, dirs): (Vec<(&str, u64)>, Vec<DirStamp>) = if whole {
-            (
-                self.inodes.iter().map(|(p, i)| (p.as_str(), *i)).collect(),
-                self.sigs
-                    .iter()
-                    .filter_map(|(p, sig)| Some((p.as_str(), *sig, *self.mtimes.get(p)?)))
-                    .collect(),
-            )
-        } else {
-            (
-                self.new_inodes
-                    .iter()
-                    .map(|(p, i)| (p.as_str(), *i))
-                    .collect(),
-                self.new_dirs
-                    .iter()
-                    .map(|(p, sig, mtime)| (p.as_str(), *sig, *mtime))
-                    .collect(),
-            )
-        };
+        let (inodes, dirs) = (&self.new_inodes, &self.new_dirs);
         let next = self.next;
         store.write(true, |txn| {
             let mut table = txn.open_table(INODES)?;
-            for (path, ino) in &inodes {
-                table.insert(*path, ino)?;
+            for (path, ino) in inodes {
+                table.insert(path.as_str(), ino)?;
             }
             let mut mtimes = txn.open_table(DIR_MTIMES)?;
             let mut sigs = txn.open_table(DIR_SIGS)?;
-            for (path, sig, mtime) in &dirs {
-                mtimes.insert(*path, mtime)?;
-                sigs.insert(*path, sig)?;
+            for (path, sig, mtime) in dirs {
+                mtimes.insert(path.as_str(), mtime)?;
+                sigs.insert(path.as_str(), sig)?;
             }
             txn.open_table(META)?.insert("next_inode", next)?;
             Ok(())
         })?;
         self.new_inodes.clear();
         self.new_dirs.clear();
-        self.saved_generation = generation;
         Ok(())
     }
 }
