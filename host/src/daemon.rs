@@ -206,7 +206,9 @@ impl Daemon {
         let tree = match tree_snapshot::load(&snapshot, &stamp) {
             Some(tree) => tree,
             None => {
-                let mut loaded = InodeBook::load(&store).map_err(|e| e.to_string())?;
+                let mut loaded = InodeBook::load(&store)
+                    .map_err(|e| e.to_string())?
+                    .spilling_to(store.clone());
                 let tree = build_tree(&store, &config, &layout, &mut loaded)?;
                 save_snapshot(&snapshot, &tree, &stamp);
                 tree
@@ -275,7 +277,9 @@ impl Daemon {
         &self,
         work: impl FnOnce(&mut InodeBook) -> Result<T, String>,
     ) -> Result<T, String> {
-        let mut book = InodeBook::load(&self.store).map_err(|e| e.to_string())?;
+        let mut book = InodeBook::load(&self.store)
+            .map_err(|e| e.to_string())?
+            .spilling_to(self.store.clone());
         book.adopt(&self.view.snapshot());
         work(&mut book)
     }

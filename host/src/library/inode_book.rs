@@ -67,7 +67,16 @@ pub struct InodeBook {
     new_dirs: Vec<(String, u64, u64)>,
     /// Read from the store path by path (not loaded whole).
     lazy: Option<std::sync::Arc<Store>>,
+    /// Where new numbers are written as they come, [`SPILL_EVERY`] at a time.
+    spill: Option<(std::sync::Arc<Store>, usize)>,
+    /// Numbers were written out since the last save, not yet durably.
+    spilled: bool,
 }
+
+/// New inode numbers a whole build's book holds before it writes them out
+/// ([`InodeBook::spilling_to`]): a first build numbers every path of the
+/// library, and their paths (about 100 bytes each) were held to the end.
+pub const SPILL_EVERY: usize = 65_536;
 
 impl InodeBook {
     /// Loads the book from the store.
@@ -89,7 +98,49 @@ impl InodeBook {
             new_inodes: Vec::new(),
             new_dirs: Vec::new(),
             lazy: None,
+            spill: None,
+            spilled: false,
         })
+    }
+
+    /// This book, writing its new numbers to `store` as they come (see
+    /// [`SPILL_EVERY`]) rather than all at [`InodeBook::save`].
+    pub fn spilling_to(self, store: std::sync::Arc<Store>) -> InodeBook {
+        self.spilling_every(store, SPILL_EVERY)
+    }
+
+    fn spilling_every(mut self, store: std::sync::Arc<Store>, every: usize) -> InodeBook {
+        self.spill = Some((store, every.max(1)));
+        self
+    }
+
+    /// Writes the new numbers out if there are enough (not waiting for the
+    /// disk: [`InodeBook::save`] does). A failed write keeps them for `save`.
+    fn spill_if_due(&mut self) {
+        let Some((store, every)) = &self.spill else {
+            return;
+        };
+        if self.new_inodes.len() < *every {
+            return;
+        }
+        let written = store.write(false, |txn| {
+            let mut table = txn.open_table(INODES)?;
+            for (path, ino) in &self.new_inodes {
+                table.insert(path.as_str(), ino)?;
+            }
+            txn.open_table(META)?.insert("next_inode", self.next)?;
+            Ok(())
+        });
+        match written {
+            Ok(()) => {
+                self.new_inodes = Vec::new();
+                self.spilled = true;
+            }
+            Err(e) => {
+                tracing::warn!("cannot write inode numbers yet; keeping them: {e}");
+                self.spill = None;
+            }
+        }
     }
 
     /// A book that reads each path from `store` when first asked (see the
@@ -104,6 +155,8 @@ impl InodeBook {
             new_inodes: Vec::new(),
             new_dirs: Vec::new(),
             lazy: Some(store.clone()),
+            spill: None,
+            spilled: false,
         })
     }
 
@@ -142,6 +195,7 @@ impl InodeBook {
         self.next += 1;
         self.inodes.insert(key, ino);
         self.new_inodes.push((path.to_owned(), ino));
+        self.spill_if_due();
         ino
     }
 
@@ -203,7 +257,7 @@ impl InodeBook {
     /// ([`InodeBook::adopt`]) and saves them. What a failed write did not
     /// store is written next time.
     pub fn save(&mut self, store: &Store) -> Result<(), StoreError> {
-        if self.new_inodes.is_empty() && self.new_dirs.is_empty() {
+        if self.new_inodes.is_empty() && self.new_dirs.is_empty() && !self.spilled {
             return Ok(());
         }
         let (inodes, dirs) = (&self.new_inodes, &self.new_dirs);
@@ -224,6 +278,7 @@ impl InodeBook {
         })?;
         self.new_inodes.clear();
         self.new_dirs.clear();
+        self.spilled = false;
         Ok(())
     }
 }
@@ -252,6 +307,24 @@ mod tests {
 
     fn record(path: &str, title: &str) -> FileRecord {
         FileRecord::tagged("o", path, 10, ("A", "B", title))
+    }
+
+    #[test]
+    fn a_spilling_book_writes_its_numbers_as_it_goes_and_keeps_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::open(&dir.path().join("i.redb")).unwrap());
+        let mut book = InodeBook::load(&store)
+            .unwrap()
+            .spilling_every(store.clone(), 10);
+        let numbers: Vec<u64> = (0..25).map(|i| book.ino(&format!("/a/{i}"))).collect();
+        assert!(book.new_inodes.len() < 10, "written out as they came");
+        assert_eq!(store.get_u64(INODES, "/a/3").unwrap(), Some(numbers[3]));
+        book.save(&store).unwrap();
+        let mut again = InodeBook::load(&store).unwrap();
+        let reread: Vec<u64> = (0..25).map(|i| again.ino(&format!("/a/{i}"))).collect();
+        assert_eq!(reread, numbers);
+        assert!(again.new_inodes.is_empty(), "no number was lost");
+        assert!(again.ino("/b") > numbers[24], "the next number was kept");
     }
 
     #[test]
