@@ -34,8 +34,8 @@
 //!   can drop what went.
 //! - **During a whole build** (after a scan that changed something, or a
 //!   start with no usable snapshot): the index streamed into [`placed`]
-//!   records (about 180 bytes a track), the drafts of the folders (about 115)
-//!   and the whole inode book (about 145), next to the tree being made. All
+//!   records (about 170 bytes a track), the drafts of the folders (about 115)
+//!   and the inode book (about 50: paths keyed by hash, new ones written out as they come), next to the tree being made. All
 //!   of it is dropped once the tree is shown.
 //! - **During a rescan:** the index's records, read whole to compare with
 //!   what the walk finds (about 880 bytes a track). Not yet slimmed: a

@@ -8,8 +8,9 @@
 //! tracks), most of it small allocations. A `Placed` renders the tags once, as
 //! it is made, into the one string the tree needs (the path's segments joined
 //! by `/`, which no segment contains: [`super::layout::safe_name`]), shares its
-//! origin's name, and keeps the rest inline: 88 bytes and two allocations (the
-//! source path and the rendered path), about 230 bytes a track.
+//! origin's name, and keeps the rest inline: 64 bytes and one allocation (the
+//! source path, the rendered path and the version in one string), about 170
+//! bytes a track.
 //!
 //! The whole build streams the index into these, one record decoded at a time
 //! ([`super::index::for_each`]), so the records it decodes are never all in
@@ -25,13 +26,12 @@ use super::tree_build::file_name;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Placed {
     pub origin: Arc<str>,
-    /// The path on its origin.
-    pub path: Box<str>,
-    /// The origin's version token, if it gives one.
-    pub version: Option<Box<str>>,
-    /// Where the layout shows an audio file: the segments of its path in the
-    /// tree, joined by `/` (before any ` (n)` suffix); empty for a cover.
-    pub shown: Box<str>,
+    /// The path on its origin, then where the layout shows it, then its
+    /// version: one allocation, not three.
+    text: Box<str>,
+    path_len: u32,
+    shown_len: u32,
+    has_version: bool,
     pub size: u64,
     pub mtime_ns: u64,
     pub role: FileRole,
@@ -47,15 +47,21 @@ impl Placed {
         let shown = match record.role {
             FileRole::Audio => layout
                 .render(&record.tags, file_name(&record.path))
-                .join("/")
-                .into_boxed_str(),
-            FileRole::Cover => Box::default(),
+                .join("/"),
+            FileRole::Cover => String::new(),
         };
+        let version = record.version.as_deref();
+        let mut text =
+            String::with_capacity(record.path.len() + shown.len() + version.map_or(0, str::len));
+        text.push_str(&record.path);
+        text.push_str(&shown);
+        text.push_str(version.unwrap_or(""));
         Placed {
             origin,
-            path: record.path.as_str().into(),
-            version: record.version.as_deref().map(Into::into),
-            shown,
+            text: text.into_boxed_str(),
+            path_len: record.path.len() as u32,
+            shown_len: shown.len() as u32,
+            has_version: version.is_some(),
             size: record.size,
             mtime_ns: record.mtime_ns,
             role: record.role,
@@ -69,9 +75,27 @@ impl Placed {
         Placed::new(record, layout, record.origin.as_str().into())
     }
 
+    /// The path on its origin.
+    pub fn path(&self) -> &str {
+        &self.text[..self.path_len as usize]
+    }
+
+    /// Where the layout shows an audio file: the segments of its path in the
+    /// tree, joined by `/` (before any ` (n)` suffix); empty for a cover.
+    pub fn shown(&self) -> &str {
+        let start = self.path_len as usize;
+        &self.text[start..start + self.shown_len as usize]
+    }
+
+    /// The origin's version token, if it gives one.
+    pub fn version(&self) -> Option<&str> {
+        let start = (self.path_len + self.shown_len) as usize;
+        self.has_version.then(|| &self.text[start..])
+    }
+
     /// The segments of the path the layout shows it at.
     pub fn segments(&self) -> impl Iterator<Item = &str> {
-        self.shown.split('/')
+        self.shown().split('/')
     }
 }
 
@@ -110,10 +134,19 @@ mod tests {
         assert!(Arc::ptr_eq(&a.origin, &b.origin));
         assert_eq!(a.segments().collect::<Vec<_>>(), ["A_C", "B", "T.flac"]);
         assert_eq!(
-            (&*a.path, a.version.as_deref(), a.size, a.mtime_ns),
+            (a.path(), a.version(), a.size, a.mtime_ns),
             ("in/x.flac", Some("v1"), 10, 7)
         );
         assert!(a.tags_known && a.clean);
-        assert!(std::mem::size_of::<Placed>() <= 88);
+        assert!(std::mem::size_of::<Placed>() <= 64);
+        let cover = FileRecord {
+            role: FileRole::Cover,
+            ..FileRecord::tagged("nas", "in/cover.jpg", 10, ("A", "B", "T"))
+        };
+        let cover = Placed::of(&cover, &Layout::default());
+        assert_eq!(
+            (cover.path(), cover.shown(), cover.version()),
+            ("in/cover.jpg", "", None)
+        );
     }
 }

@@ -47,11 +47,11 @@ fn group<'a>(
     mut records: Vec<&'a Placed>,
     rank: &dyn Fn(&str) -> (i64, String),
 ) -> Vec<Vec<&'a Placed>> {
-    records.sort_unstable_by(|a, b| (&a.path, a.size).cmp(&(&b.path, b.size)));
+    records.sort_unstable_by(|a, b| (a.path(), a.size).cmp(&(b.path(), b.size)));
     let mut groups: Vec<Vec<&Placed>> = Vec::new();
     for record in records {
         match groups.last_mut() {
-            Some(last) if last[0].path == record.path && last[0].size == record.size => {
+            Some(last) if last[0].path() == record.path() && last[0].size == record.size => {
                 last.push(record)
             }
             _ => groups.push(vec![record]),
@@ -165,7 +165,7 @@ pub(super) fn place_files<'a>(
             .collect();
         let segments = wanted[at].0.clone();
         if tracks.len() > 1 {
-            tracks.sort_by_cached_key(|g| (rank(&g[0].origin), g[0].path.clone()));
+            tracks.sort_by_cached_key(|g| (rank(&g[0].origin), g[0].path().to_owned()));
         }
         for (i, group) in tracks.into_iter().enumerate() {
             let mut path = segments.clone();
@@ -181,7 +181,7 @@ pub(super) fn place_files<'a>(
             }
             for &record in &group {
                 album_dirs
-                    .entry((&*record.origin, parent_dir(&record.path)))
+                    .entry((&*record.origin, parent_dir(record.path())))
                     .or_default()
                     .insert(path[..path.len() - 1].to_vec());
             }
@@ -194,10 +194,10 @@ pub(super) fn place_files<'a>(
     let mut placed_covers: Vec<(Segments<'a>, Vec<&'a Placed>)> = Vec::new();
     for group in group(covers, rank) {
         let first = group[0];
-        let Some(dirs) = album_dirs.get(&(&*first.origin, parent_dir(&first.path))) else {
+        let Some(dirs) = album_dirs.get(&(&*first.origin, parent_dir(first.path()))) else {
             continue;
         };
-        let name: Cow<'a, str> = Cow::Owned(safe_name(file_name(&first.path), "cover"));
+        let name: Cow<'a, str> = Cow::Owned(safe_name(file_name(first.path()), "cover"));
         for dir in dirs {
             let mut path = dir.clone();
             path.push(name.clone());
@@ -395,10 +395,10 @@ pub(super) fn file_draft<'a>(
 ) -> FileDraft<'a> {
     FileDraft {
         size: group[0].size,
-        path: &group[0].path,
+        path: group[0].path(),
         replicas: group
             .iter()
-            .map(|r| (origin(&r.origin), r.mtime_ns, r.version.as_deref()))
+            .map(|r| (origin(&r.origin), r.mtime_ns, r.version()))
             .collect(),
     }
 }

@@ -96,7 +96,7 @@ pub fn update(
     let changed: Vec<Placed> = changed.iter().map(|r| Placed::of(r, layout)).collect();
     let mut dirs: BTreeSet<String> = changed
         .iter()
-        .map(|r| parent_dir(&r.path).to_owned())
+        .map(|r| parent_dir(r.path()).to_owned())
         .collect();
     let mut read: BTreeMap<(String, String), Placed> = BTreeMap::new();
     for dir in &dirs {
