@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::daemon::Daemon;
 use crate::library::index::{self, FileRecord};
 use crate::library::scanner::{
-    library_file, read_tags_of, scan_subtree, sort_out, Found, ScanProgress,
+    library_file, read_tags_of, scan_subtree, sort_out, Found, Known, KnownFiles, ScanProgress,
 };
 use crate::telemetry::events::Event;
 
@@ -117,7 +117,10 @@ async fn apply_loop(daemon: Arc<Daemon>, mut rx: mpsc::UnboundedReceiver<(String
             // files that did not change are reused from it. Read by key range,
             // so this costs what changed, not the library.
             let known = match index::load_below(&daemon.store, &origin, changes.keys()) {
-                Ok(known) => known,
+                Ok(known) => known
+                    .iter()
+                    .map(|(key, record)| (key.clone(), Known::from(record)))
+                    .collect(),
                 Err(e) => {
                     tracing::warn!("cannot apply changes: {e}");
                     continue;
@@ -149,7 +152,7 @@ async fn apply_loop(daemon: Arc<Daemon>, mut rx: mpsc::UnboundedReceiver<(String
 /// it could not be made.
 async fn apply(
     daemon: &Daemon,
-    known: &BTreeMap<String, FileRecord>,
+    known: &KnownFiles,
     origin_id: &str,
     changes: BTreeMap<String, ChangeKind>,
 ) -> Option<(Vec<FileRecord>, index::Applied)> {
@@ -179,13 +182,22 @@ async fn apply(
             Ok(meta) if meta.kind == EntryKind::Directory => {
                 // A change's records are few: all written at once, below.
                 let mut keep = |_: &mut Vec<FileRecord>| {};
-                match scan_subtree(&origin, &daemon.cache, known, &progress, &path, &mut keep).await
+                match scan_subtree(
+                    &origin,
+                    &daemon.cache,
+                    &daemon.store,
+                    known,
+                    &progress,
+                    &path,
+                    &mut keep,
+                )
+                .await
                 {
                     Ok(subtree) => {
                         if !subtree.unlisted.is_empty() {
                             daemon.mark_incomplete();
                         }
-                        unchanged.extend(subtree.unchanged);
+                        unchanged.extend(subtree.unchanged.into_iter().map(|(key, _)| key));
                         upserts.extend(subtree.records);
                         kept.extend(subtree.unlisted.into_iter().map(|(dir, _)| dir));
                     }
@@ -201,7 +213,7 @@ async fn apply(
             Ok(meta) => {
                 if let Some(record) = library_file(origin_id, path, &meta) {
                     match sort_out(known, record) {
-                        Found::Unchanged(same) => unchanged.push(same),
+                        Found::Unchanged(key, _) => unchanged.push(key),
                         Found::Ready(ready) => upserts.push(ready),
                         Found::ToRead(record) => to_read.push(record),
                     }
@@ -217,7 +229,17 @@ async fn apply(
             }
         }
     }
-    upserts.extend(read_tags_of(&origin, &daemon.cache, &progress, known, to_read).await);
+    upserts.extend(
+        read_tags_of(
+            &origin,
+            &daemon.cache,
+            &daemon.store,
+            &progress,
+            known,
+            to_read,
+        )
+        .await,
+    );
     if upserts.iter().any(FileRecord::tags_pending) {
         daemon.mark_incomplete();
     }

@@ -96,6 +96,17 @@ pub fn load_all(store: &Store) -> Result<BTreeMap<String, FileRecord>, StoreErro
     })
 }
 
+/// The record of `path` on `origin`, if the index holds one.
+pub fn get(store: &Store, origin: &str, path: &str) -> Result<Option<FileRecord>, StoreError> {
+    store.read(|txn| {
+        let table = txn.open_table(TRACKS)?;
+        let key = record_key(origin, path);
+        Ok(table
+            .get(key.as_str())?
+            .and_then(|value| serde_json::from_slice::<FileRecord>(value.value()).ok()))
+    })
+}
+
 /// Every record, in key order, one decoded at a time: `each` sees a record
 /// and drops it (or keeps what it needs), so the index is never all in
 /// memory at once.
@@ -161,7 +172,7 @@ pub fn load_below<'p>(
 pub fn replace_origin(
     store: &Store,
     origin: &str,
-    unchanged: &[&FileRecord],
+    unchanged: &[&str],
     records: &[FileRecord],
     unlisted: &[String],
     written: &[Box<str>],
@@ -169,7 +180,7 @@ pub fn replace_origin(
     let mut seen: Vec<&str> = written
         .iter()
         .map(|p| &**p)
-        .chain(unchanged.iter().map(|r| r.path.as_str()))
+        .chain(unchanged.iter().copied())
         .chain(records.iter().map(|r| r.path.as_str()))
         .collect();
     seen.sort_unstable();
@@ -259,14 +270,14 @@ fn written_by(txn: &redb::WriteTransaction, changed: bool) -> Result<Written, re
 
 /// Applies a change on `origin`: drops the records at or below each of `removed`
 /// (a file path, a folder path, or `""` for the whole origin) but not those at or
-/// below a folder in `kept` or in `unchanged` (records found as the index holds
-/// them, left as they are), then writes `upserts`.
+/// below a folder in `kept` or in `unchanged` (the keys of records found as the
+/// index holds them, left as they are), then writes `upserts`.
 pub fn apply_change(
     store: &Store,
     origin: &str,
     removed: &[String],
     kept: &[String],
-    unchanged: &[&FileRecord],
+    unchanged: &[&str],
     upserts: &[FileRecord],
 ) -> Result<Applied, StoreError> {
     // A scan finds every record: writing only those that differ keeps an
@@ -274,9 +285,8 @@ pub fn apply_change(
     // tree be rebuilt only when something changed.
     let upserted: std::collections::HashSet<String> = unchanged
         .iter()
-        .copied()
-        .chain(upserts)
-        .map(FileRecord::key)
+        .map(|key| key.to_string())
+        .chain(upserts.iter().map(FileRecord::key))
         .collect();
     store.write(true, |txn| {
         let mut changed = false;
@@ -515,7 +525,7 @@ mod tests {
         replace_origin(
             &store,
             "o",
-            &[&before[0]],
+            &[before[0].path.as_str()],
             &[record("o", "here/new.flac")],
             &["nas".into()],
             &["here/early.flac".into()],

@@ -87,15 +87,15 @@ impl ScanReport {
 pub async fn scan(
     registry: &Registry,
     cache: &Arc<ContentCache>,
-    store: &Store,
+    store: &Arc<Store>,
     progress: &Arc<ScanProgress>,
 ) -> ScanReport {
     let mut report = ScanReport::default();
-    let known = match index::load_all(store) {
+    let known = match known_files(store) {
         Ok(known) => known,
         Err(e) => {
             tracing::warn!("{e}; rescanning everything");
-            BTreeMap::new()
+            KnownFiles::new()
         }
     };
     let origins = registry.all();
@@ -107,7 +107,7 @@ pub async fn scan(
             let mut written = Written::default();
             let walk = {
                 let mut write = |records: &mut Vec<FileRecord>| written.write(store, records);
-                scan_subtree(origin, cache, known, progress, "", &mut write).await
+                scan_subtree(origin, cache, store, known, progress, "", &mut write).await
             };
             (walk, written)
         }
@@ -117,7 +117,10 @@ pub async fn scan(
         match walk {
             Ok(subtree) => {
                 report.files += subtree.unchanged.len() + written.paths.len();
-                written.count(subtree.unchanged.iter().copied().chain(&subtree.records));
+                for (key, known) in &subtree.unchanged {
+                    written.count_known(key, known);
+                }
+                written.count(subtree.records.iter());
                 report.files += subtree.records.len();
                 report.problems.append(&mut written.problems);
                 report.tags_pending += written.tags_pending;
@@ -127,10 +130,15 @@ pub async fn scan(
                         .push((origin.id.clone(), dir.clone(), why.clone()));
                 }
                 let unlisted: Vec<String> = subtree.unlisted.into_iter().map(|(d, _)| d).collect();
+                let unchanged: Vec<&str> = subtree
+                    .unchanged
+                    .iter()
+                    .map(|(key, _)| path_of(key))
+                    .collect();
                 if let Err(e) = index::replace_origin(
                     store,
                     &origin.id,
-                    &subtree.unchanged,
+                    &unchanged,
                     &subtree.records,
                     &unlisted,
                     &written.paths,
@@ -184,6 +192,16 @@ impl Written {
         }
     }
 
+    /// Counts the problem of a file found unchanged, by its index key.
+    fn count_known(&mut self, key: &str, known: &Known) {
+        if let Some(problem) = &known.problem {
+            let (origin, path) = key.split_once('\0').unwrap_or(("", key));
+            self.problems
+                .push((origin.to_owned(), path.to_owned(), problem.to_string()));
+        }
+        self.tags_pending += usize::from(known.pending_reads > 0);
+    }
+
     /// Counts the problems of `records` for the report.
     fn count<'r>(&mut self, records: impl Iterator<Item = &'r FileRecord>) {
         for r in records {
@@ -196,11 +214,55 @@ impl Written {
     }
 }
 
+/// What a scan needs to know of a file the index holds, before it looks at
+/// the origin: whether the file is unchanged, and what to report of it. Not
+/// the whole record: a rescan holds one for every file of the library, and
+/// whole records were some 960 bytes a track (their tags, their problem,
+/// owned strings); this is about a fifth of that. A file whose tags must be
+/// kept through a failed read is looked up in the index then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    pub size: u64,
+    pub mtime_ns: u64,
+    pub version: Option<Box<str>>,
+    pub pending_reads: u32,
+    pub problem: Option<Box<str>>,
+}
+
+impl From<&FileRecord> for Known {
+    fn from(record: &FileRecord) -> Known {
+        Known {
+            size: record.size,
+            mtime_ns: record.mtime_ns,
+            version: record.version.as_deref().map(Into::into),
+            pending_reads: record.pending_reads,
+            problem: record.problem.as_deref().map(Into::into),
+        }
+    }
+}
+
+/// What the index holds, by key ([`FileRecord::key`]).
+pub type KnownFiles = BTreeMap<String, Known>;
+
+/// What the index holds of every file, read one record at a time.
+pub fn known_files(store: &Store) -> Result<KnownFiles, crate::store::StoreError> {
+    let mut known = KnownFiles::new();
+    index::for_each(store, |record| {
+        known.insert(record.key(), Known::from(&record));
+    })?;
+    Ok(known)
+}
+
+/// The path in an index key.
+fn path_of(key: &str) -> &str {
+    key.split_once('\0').map_or(key, |(_, path)| path)
+}
+
 /// What a walk below one folder found.
 #[derive(Debug, Default)]
 pub struct Subtree<'k> {
-    /// Library files found unchanged: their records, as the index holds them.
-    pub unchanged: Vec<&'k FileRecord>,
+    /// Library files found unchanged: their keys and what the index holds.
+    pub unchanged: Vec<(&'k str, &'k Known)>,
     /// Every other library file found and not given to `write` (see
     /// [`scan_subtree`]), sorted by path.
     pub records: Vec<FileRecord>,
@@ -224,10 +286,12 @@ pub struct Subtree<'k> {
 /// `write` is given the new records whenever [`WRITE_EVERY`] have gathered,
 /// and takes those it writes: the memory a walk holds is then a window, not
 /// the library. Listing pauses while [`READ_QUEUE`] files wait for their tags.
+#[allow(clippy::too_many_arguments)]
 pub async fn scan_subtree<'k>(
     origin: &Arc<RegisteredOrigin>,
     cache: &Arc<ContentCache>,
-    known: &'k BTreeMap<String, FileRecord>,
+    store: &Arc<Store>,
+    known: &'k KnownFiles,
     progress: &Arc<ScanProgress>,
     dir: &str,
     write: &mut (dyn FnMut(&mut Vec<FileRecord>) + Send),
@@ -254,7 +318,7 @@ pub async fn scan_subtree<'k>(
         }
         while reads.len() < in_flight.tag_reads {
             let Some(record) = to_read.pop() else { break };
-            spawn_tag_read(&mut reads, origin, cache, progress, known, record);
+            spawn_tag_read(&mut reads, origin, cache, store, progress, known, record);
         }
         tokio::select! {
             Some((current, cursor, page)) = asked.next(), if !asked.is_empty() => {
@@ -275,7 +339,7 @@ pub async fn scan_subtree<'k>(
                         progress.files.fetch_add(1, Ordering::Relaxed);
                         metrics::counter!(crate::telemetry::metric_names::SCAN_FILES).increment(1);
                         match sort_out(known, record) {
-                            Found::Unchanged(same) => subtree.unchanged.push(same),
+                            Found::Unchanged(key, same) => subtree.unchanged.push((key, same)),
                             Found::Ready(ready) => subtree.records.push(ready),
                             Found::ToRead(record) => to_read.push(record),
                         }
@@ -388,9 +452,9 @@ pub fn library_file(origin: &str, path: String, meta: &origin_api::Metadata) -> 
 /// What a listed file's record needs.
 pub enum Found<'k> {
     /// The file did not change (and its tags were read): the index's record
-    /// stands. Not copied: at 100,000 tracks the copies were some 45 MB a
-    /// scan (heaptrack).
-    Unchanged(&'k FileRecord),
+    /// (its key, and what the scan knows of it) stands. Not copied: at
+    /// 100,000 tracks the copies were some 45 MB a scan (heaptrack).
+    Unchanged(&'k str, &'k Known),
     /// New or changed, and nothing to read (a cover has no tags).
     Ready(FileRecord),
     /// New or changed: its tags must be read.
@@ -398,15 +462,15 @@ pub enum Found<'k> {
 }
 
 /// Sorts out `record`, just listed, against the `known` records.
-pub fn sort_out(known: &BTreeMap<String, FileRecord>, record: FileRecord) -> Found<'_> {
-    match known.get(&record.key()) {
-        Some(old)
+pub fn sort_out(known: &KnownFiles, record: FileRecord) -> Found<'_> {
+    match known.get_key_value(&record.key()) {
+        Some((key, old))
             if old.size == record.size
                 && old.mtime_ns == record.mtime_ns
-                && old.version == record.version
-                && !old.tags_pending() =>
+                && old.version.as_deref() == record.version.as_deref()
+                && old.pending_reads == 0 =>
         {
-            Found::Unchanged(old)
+            Found::Unchanged(key, old)
         }
         _ if record.role == FileRole::Cover => Found::Ready(record),
         _ => Found::ToRead(record),
@@ -425,8 +489,9 @@ pub fn sort_out(known: &BTreeMap<String, FileRecord>, record: FileRecord) -> Fou
 pub async fn read_tags_of(
     origin: &Arc<RegisteredOrigin>,
     cache: &Arc<ContentCache>,
+    store: &Arc<Store>,
     progress: &Arc<ScanProgress>,
-    known: &BTreeMap<String, FileRecord>,
+    known: &KnownFiles,
     records: Vec<FileRecord>,
 ) -> Vec<FileRecord> {
     let in_flight = InFlight::for_origin(origin);
@@ -443,7 +508,7 @@ pub async fn read_tags_of(
         while reads.len() >= in_flight.tag_reads {
             collect(reads.join_next().await);
         }
-        spawn_tag_read(&mut reads, origin, cache, progress, known, record);
+        spawn_tag_read(&mut reads, origin, cache, store, progress, known, record);
     }
     while !reads.is_empty() {
         collect(reads.join_next().await);
@@ -457,13 +522,15 @@ fn spawn_tag_read(
     reads: &mut tokio::task::JoinSet<Option<FileRecord>>,
     origin: &Arc<RegisteredOrigin>,
     cache: &Arc<ContentCache>,
+    store: &Arc<Store>,
     progress: &Arc<ScanProgress>,
-    known: &BTreeMap<String, FileRecord>,
+    known: &KnownFiles,
     mut record: FileRecord,
 ) {
-    let previous = known
-        .get(&record.key())
-        .map(|r| (r.tags.clone(), r.pending_reads, r.unseen));
+    // Whether the index holds the file: its tags are read from there only if
+    // this read fails with its origin.
+    let held = known.contains_key(&record.key());
+    let store = store.clone();
     let (origin, cache, progress) = (origin.clone(), cache.clone(), progress.clone());
     reads.spawn(async move {
         let _one_of_a_few = TAG_READS_AT_ONCE.acquire().await;
@@ -497,6 +564,14 @@ fn spawn_tag_read(
             metrics::counter!(crate::telemetry::metric_names::SCAN_TAGS_READ).increment(1);
             match (outage, tags) {
                 (Some(e), _) => {
+                    let previous = held
+                        .then(|| {
+                            index::get(&store, &record.origin, &record.path)
+                                .ok()
+                                .flatten()
+                        })
+                        .flatten()
+                        .map(|r| (r.tags, r.pending_reads, r.unseen));
                     let (tags, failed, unseen) = previous.unwrap_or((Tags::default(), 0, true));
                     record.tags = tags;
                     let attempts = failed + 1;
