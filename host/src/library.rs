@@ -34,12 +34,13 @@
 //!   can drop what went.
 //! - **During a whole build** (after a scan that changed something, or a
 //!   start with no usable snapshot): the index streamed into [`placed`]
-//!   records (about 170 bytes a track), the drafts of the folders (about 115)
-//!   and the inode book (about 50: paths keyed by hash, new ones written out as they come), next to the tree being made. All
-//!   of it is dropped once the tree is shown.
-//! - **During a rescan:** the index's records, read whole to compare with
-//!   what the walk finds (about 880 bytes a track). Not yet slimmed: a
-//!   restart's rescan at 1,000,000 tracks peaks there.
+//!   records (about 170 bytes a track), the drafts of the folders (about
+//!   115) and the inode book (about 50: paths keyed by their hash, new ones
+//!   written out as they come), next to the tree being made. All of it is
+//!   dropped once the tree is shown.
+//! - **During a rescan:** what the index holds of each file, slim
+//!   ([`scanner::Known`], about 220 bytes a track with its key), to compare
+//!   with what the walk finds.
 //! - **Fixed:** the index's page cache (16 MB), the hot chunks readers use
 //!   (32 MB, never filled by tag reads), the chunk store's per-chunk map
 //!   (about 85 bytes a cached chunk).

@@ -217,21 +217,29 @@ pub(super) fn place_files<'a>(
     files
 }
 
-/// A node before the tree is laid out.
+/// A node before the tree is laid out: 56 bytes, since a whole build holds
+/// one for every file of the library (a folder's parts are boxed, and a
+/// file's replicas are a range of [`Drafts::replicas`], not a vector each).
 struct Draft<'a> {
     ino: u64,
-    parent: usize,
+    parent: u32,
     name: Cow<'a, str>,
-    body: DraftBody<'a>,
+    body: DraftBody,
 }
 
-enum DraftBody<'a> {
-    /// A folder: its path and its children (drafts), in name order.
-    Dir {
-        path: String,
-        children: Vec<usize>,
+enum DraftBody {
+    Dir(Box<DirDraft>),
+    /// A file: `len` replicas from `start` in [`Drafts::replicas`].
+    File {
+        start: u32,
+        len: u32,
     },
-    File(Vec<&'a Placed>),
+}
+
+/// A folder: its path and its children (drafts), in name order.
+struct DirDraft {
+    path: String,
+    children: Vec<u32>,
 }
 
 /// The tree as files are added in path order: the folders of the last path
@@ -239,6 +247,8 @@ enum DraftBody<'a> {
 /// with the one before.
 struct Drafts<'a> {
     nodes: Vec<Draft<'a>>,
+    /// Every file's replicas, best first, one file after another.
+    replicas: Vec<&'a Placed>,
     /// The open folders below the root, outermost first.
     open: Vec<usize>,
     /// Paths left out because a file has the name of a folder on them.
@@ -251,13 +261,14 @@ impl Default for Drafts<'_> {
             ino: ROOT,
             parent: 0,
             name: Cow::Borrowed(""),
-            body: DraftBody::Dir {
+            body: DraftBody::Dir(Box::new(DirDraft {
                 path: String::new(),
                 children: Vec::new(),
-            },
+            })),
         };
         Drafts {
             nodes: vec![root],
+            replicas: Vec::new(),
             open: Vec::new(),
             hidden: 0,
         }
@@ -265,10 +276,10 @@ impl Default for Drafts<'_> {
 }
 
 impl<'a> Drafts<'a> {
-    fn dir_path(&self, at: usize) -> &str {
+    fn dir(&self, at: usize) -> &DirDraft {
         match &self.nodes[at].body {
-            DraftBody::Dir { path, .. } => path,
-            DraftBody::File(_) => unreachable!("only folders are opened"),
+            DraftBody::Dir(dir) => dir,
+            DraftBody::File { .. } => unreachable!("only folders are opened"),
         }
     }
 
@@ -277,23 +288,24 @@ impl<'a> Drafts<'a> {
         &mut self,
         parent: usize,
         name: Cow<'a, str>,
-        body: DraftBody<'a>,
+        body: DraftBody,
         ino: u64,
     ) -> Option<usize> {
         let at = self.nodes.len();
-        let DraftBody::Dir { children, .. } = &self.nodes[parent].body else {
-            unreachable!("only folders are opened");
-        };
         // Added in path order, a name already there is the last child.
-        if children.last().is_some_and(|c| self.nodes[*c].name == name) {
+        let children = &self.dir(parent).children;
+        if children
+            .last()
+            .is_some_and(|c| self.nodes[*c as usize].name == name)
+        {
             return None;
         }
-        if let DraftBody::Dir { children, .. } = &mut self.nodes[parent].body {
-            children.push(at);
+        if let DraftBody::Dir(dir) = &mut self.nodes[parent].body {
+            dir.children.push(at as u32);
         }
         self.nodes.push(Draft {
             ino,
-            parent,
+            parent: parent as u32,
             name,
             body,
         });
@@ -314,12 +326,12 @@ impl<'a> Drafts<'a> {
         self.open.truncate(shared);
         for segment in &dirs[shared..] {
             let parent = self.open.last().copied().unwrap_or(0);
-            let path = format!("{}/{segment}", self.dir_path(parent));
+            let path = format!("{}/{segment}", self.dir(parent).path);
             let ino = book.ino(&path);
-            let body = DraftBody::Dir {
+            let body = DraftBody::Dir(Box::new(DirDraft {
                 path,
                 children: Vec::new(),
-            };
+            }));
             match self.push(parent, segment.clone(), body, ino) {
                 Some(at) => self.open.push(at),
                 None => {
@@ -330,12 +342,14 @@ impl<'a> Drafts<'a> {
             }
         }
         let parent = self.open.last().copied().unwrap_or(0);
-        let ino = book.ino(&format!("{}/{name}", self.dir_path(parent)));
-        if self
-            .push(parent, name.clone(), DraftBody::File(replicas), ino)
-            .is_none()
-        {
-            self.hidden += 1;
+        let ino = book.ino(&format!("{}/{name}", self.dir(parent).path));
+        let body = DraftBody::File {
+            start: self.replicas.len() as u32,
+            len: replicas.len() as u32,
+        };
+        match self.push(parent, name.clone(), body, ino) {
+            Some(_) => self.replicas.extend(replicas),
+            None => self.hidden += 1,
         }
     }
 
@@ -345,27 +359,29 @@ impl<'a> Drafts<'a> {
         let mut origins: Vec<String> = Vec::new();
         let mut folders = Vec::new();
         for draft in &self.nodes {
-            let DraftBody::Dir { path, children } = &draft.body else {
+            let DraftBody::Dir(dir) = &draft.body else {
                 continue;
             };
-            let sig = listing_sig(children.iter().map(|c| &*self.nodes[*c].name));
-            let key = if path.is_empty() { "/" } else { path };
-            let entries = children
-                .iter()
-                .map(|c| {
-                    let child = &self.nodes[*c];
-                    let file = match &child.body {
-                        DraftBody::Dir { .. } => None,
-                        DraftBody::File(group) => Some(file_draft(group, &mut |o| match origins
-                            .iter()
-                            .position(|known| known == o)
-                        {
-                            Some(at) => at as u32,
-                            None => {
-                                origins.push(o.to_owned());
-                                origins.len() as u32 - 1
-                            }
-                        })),
+            let children = || dir.children.iter().map(|c| &self.nodes[*c as usize]);
+            let sig = listing_sig(children().map(|child| &*child.name));
+            let key = if dir.path.is_empty() { "/" } else { &dir.path };
+            let entries = children()
+                .map(|child| {
+                    let file = match child.body {
+                        DraftBody::Dir(_) => None,
+                        DraftBody::File { start, len } => {
+                            let group = &self.replicas[start as usize..(start + len) as usize];
+                            Some(file_draft(group, &mut |o| match origins
+                                .iter()
+                                .position(|known| known == o)
+                            {
+                                Some(at) => at as u32,
+                                None => {
+                                    origins.push(o.to_owned());
+                                    origins.len() as u32 - 1
+                                }
+                            }))
+                        }
                     };
                     EntryDraft {
                         name: &child.name,
@@ -376,7 +392,7 @@ impl<'a> Drafts<'a> {
                 .collect();
             folders.push(Folder::lay_out(&FolderDraft {
                 ino: draft.ino,
-                parent: self.nodes[draft.parent].ino,
+                parent: self.nodes[draft.parent as usize].ino,
                 mtime_ns: book.dir_mtime(key, sig, now),
                 name: &draft.name,
                 entries,
@@ -495,6 +511,11 @@ mod tests {
             tree.lookup(song.ino(), "x").is_none(),
             "a file has no children"
         );
+    }
+
+    #[test]
+    fn a_draft_is_small() {
+        assert!(std::mem::size_of::<Draft>() <= 56);
     }
 
     #[test]
