@@ -229,17 +229,24 @@ async fn apply(
             }
         }
     }
-    upserts.extend(
-        read_tags_of(
-            &origin,
-            &daemon.cache,
-            &daemon.store,
-            &progress,
-            known,
-            to_read,
-        )
-        .await,
-    );
+    let (read, kept) = read_tags_of(
+        &origin,
+        &daemon.cache,
+        &daemon.store,
+        &progress,
+        known,
+        to_read,
+    )
+    .await;
+    upserts.extend(read);
+    if !kept.is_empty() {
+        // Kept as the index holds them; a scan reads them again.
+        unchanged.extend(
+            kept.iter()
+                .filter_map(|key| known.get_key_value(key).map(|(key, _)| key.as_str())),
+        );
+        daemon.mark_incomplete();
+    }
     if upserts.iter().any(FileRecord::tags_pending) {
         daemon.mark_incomplete();
     }

@@ -428,8 +428,9 @@ impl Daemon {
     /// Changes the tree shown for a change batch: `changed` holds the old and
     /// new versions of the records it changed, `writes` what its writes did
     /// to the index. Costs what changed ([`tree_update`]); builds whole when
-    /// the index changed otherwise since the tree shown was made (a scan's
-    /// write in between), or when the update declines.
+    /// the index changed otherwise since the tree shown was made, or when the
+    /// update declines, except while a scan writes the index: the scan's
+    /// closing build shows the change.
     pub fn update_tree(&self, changed: &[FileRecord], writes: &[Written]) {
         let _building = self.tree_lock.lock().unwrap_or_else(|p| p.into_inner());
         let shown = self.tree_version.load(std::sync::atomic::Ordering::Relaxed);
@@ -443,6 +444,14 @@ impl Daemon {
         }
         let small = changed.len() <= WHOLE_BUILD_PAST;
         let Some(at) = at.filter(|_| small && !self.store_rebuilt_since_scan()) else {
+            if at.is_none() && self.is_scanning() {
+                // A scan writing as it goes moved the index on: the build
+                // that ends it shows this change too. Building whole here
+                // would do it once per batch, halfway through the scan.
+                return tracing::debug!(
+                    "a scan is writing the index: the change shows when it ends"
+                );
+            }
             return self.rebuild_tree_locked();
         };
         if at == shown {
@@ -815,7 +824,7 @@ fn build_tree(
     };
     let tree = tree_build::build_placed(&records, &rank, book);
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "tree: built");
-    book.save(store).map_err(|e| e.to_string())?;
+    book.save_built(store, &tree).map_err(|e| e.to_string())?;
     Ok(tree)
 }
 

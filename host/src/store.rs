@@ -223,6 +223,12 @@ impl Store {
         self.generation.load(Ordering::Relaxed)
     }
 
+    /// Counts a rebuild without one, for tests of what follows a rebuild.
+    #[cfg(test)]
+    pub(crate) fn count_a_rebuild(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Where the records of [`TRACKS`] are at: a number that changes with every
     /// write that changes them ([`bump_tracks_revision`]), across restarts
     /// too, and that an index rebuilt empty never shares with the one it

@@ -71,6 +71,8 @@ pub struct InodeBook {
     spill: Option<(std::sync::Arc<Store>, usize)>,
     /// Numbers were written out since the last save, not yet durably.
     spilled: bool,
+    /// The store's generation when the book was read.
+    generation: u64,
 }
 
 /// New inode numbers a whole build's book holds before it writes them out
@@ -100,6 +102,7 @@ impl InodeBook {
             lazy: None,
             spill: None,
             spilled: false,
+            generation: store.generation(),
         })
     }
 
@@ -157,6 +160,7 @@ impl InodeBook {
             lazy: Some(store.clone()),
             spill: None,
             spilled: false,
+            generation: store.generation(),
         })
     }
 
@@ -220,6 +224,23 @@ impl InodeBook {
     /// a book loaded after the tree was shown (from a snapshot) may come from
     /// a store rebuilt empty since.
     pub fn adopt(&mut self, tree: &Tree) {
+        self.take_in(tree, false);
+    }
+
+    /// Saves the book after it built `tree`: if the store was rebuilt since
+    /// the book was read, every number and mtime the tree shows (the book
+    /// knows its paths only by their keys, and what it wrote out as it went
+    /// went to the store before), else what it made new.
+    pub fn save_built(&mut self, store: &Store, tree: &Tree) -> Result<(), StoreError> {
+        if store.generation() != self.generation {
+            self.take_in(tree, true);
+        }
+        self.save(store)
+    }
+
+    /// [`InodeBook::adopt`]; with `all`, every path is to be saved, whatever
+    /// the book held for it.
+    fn take_in(&mut self, tree: &Tree, all: bool) {
         let mut stack = vec![(ROOT, String::new())];
         while let Some((ino, path)) = stack.pop() {
             let Some(node) = tree.get(ino) else {
@@ -227,7 +248,7 @@ impl InodeBook {
             };
             let key = if path.is_empty() { "/" } else { path.as_str() };
             let hashed = PathKey::of(key);
-            if ino != ROOT && self.inodes.get(&hashed) != Some(&ino) {
+            if ino != ROOT && (all || self.inodes.get(&hashed) != Some(&ino)) {
                 self.inodes.insert(hashed, ino);
                 self.new_inodes.push((key.to_owned(), ino));
             }
@@ -236,7 +257,7 @@ impl InodeBook {
                 continue;
             };
             let sig = listing_sig(children.iter().map(|c| c.name()));
-            if self.sigs.get(&hashed) != Some(&sig) {
+            if all || self.sigs.get(&hashed) != Some(&sig) {
                 let mtime = node
                     .mtime()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -251,11 +272,9 @@ impl InodeBook {
         }
     }
 
-    /// Writes what this book made new. A store rebuilt since the book was
-    /// read gets the same: the book knows its other paths only by their keys,
-    /// and the next whole build adopts every number the tree shows
-    /// ([`InodeBook::adopt`]) and saves them. What a failed write did not
-    /// store is written next time.
+    /// Writes what this book made new (see [`InodeBook::save_built`] for a
+    /// store rebuilt since it was read). What a failed write did not store is
+    /// written next time.
     pub fn save(&mut self, store: &Store) -> Result<(), StoreError> {
         if self.new_inodes.is_empty() && self.new_dirs.is_empty() && !self.spilled {
             return Ok(());
@@ -307,6 +326,39 @@ mod tests {
 
     fn record(path: &str, title: &str) -> FileRecord {
         FileRecord::tagged("o", path, 10, ("A", "B", title))
+    }
+
+    /// Regression (review): the book keys paths by hash, so a store rebuilt
+    /// during a build got only the numbers made new, and a restart before the
+    /// next build renumbered the rest.
+    #[test]
+    fn a_store_rebuilt_during_a_build_gets_every_number_the_tree_shows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("i.redb")).unwrap();
+        let records = [record("x.flac", "X"), record("y.flac", "Y")];
+        let rank = |o: &str| (1, o.to_owned());
+        let mut first = InodeBook::load(&store).unwrap();
+        let shown = build(&records, &rank, &Layout::default(), &mut first);
+        first.save_built(&store, &shown).unwrap();
+
+        let mut book = InodeBook::load(&store).unwrap();
+        // Rebuilt empty while the book builds.
+        store
+            .write(true, |txn| {
+                txn.delete_table(INODES)?;
+                Ok(())
+            })
+            .unwrap();
+        store.count_a_rebuild();
+        let again = build(&records, &rank, &Layout::default(), &mut book);
+        assert!(book.new_inodes.is_empty(), "nothing was new to the book");
+        book.save_built(&store, &again).unwrap();
+        let reread = InodeBook::load(&store).unwrap();
+        assert_eq!(
+            reread.inodes.len(),
+            again.node_count() - 1,
+            "every path but the root"
+        );
     }
 
     #[test]

@@ -118,10 +118,11 @@ pub async fn scan(
             Ok(subtree) => {
                 report.files += subtree.unchanged.len() + written.paths.len();
                 for (key, known) in &subtree.unchanged {
-                    written.count_known(key, known);
+                    written.count_known(&origin.id, key, known);
                 }
                 written.count(subtree.records.iter());
                 report.files += subtree.records.len();
+                report.tags_pending += subtree.kept;
                 report.problems.append(&mut written.problems);
                 report.tags_pending += written.tags_pending;
                 for (dir, why) in &subtree.unlisted {
@@ -133,7 +134,7 @@ pub async fn scan(
                 let unchanged: Vec<&str> = subtree
                     .unchanged
                     .iter()
-                    .map(|(key, _)| path_of(key))
+                    .map(|(key, _)| path_in(&origin.id, key))
                     .collect();
                 if let Err(e) = index::replace_origin(
                     store,
@@ -192,12 +193,15 @@ impl Written {
         }
     }
 
-    /// Counts the problem of a file found unchanged, by its index key.
-    fn count_known(&mut self, key: &str, known: &Known) {
+    /// Counts the problem of a file of `origin` found unchanged, by its
+    /// index key.
+    fn count_known(&mut self, origin: &str, key: &str, known: &Known) {
         if let Some(problem) = &known.problem {
-            let (origin, path) = key.split_once('\0').unwrap_or(("", key));
-            self.problems
-                .push((origin.to_owned(), path.to_owned(), problem.to_string()));
+            self.problems.push((
+                origin.to_owned(),
+                path_in(origin, key).to_owned(),
+                problem.to_string(),
+            ));
         }
         self.tags_pending += usize::from(known.pending_reads > 0);
     }
@@ -253,9 +257,10 @@ pub fn known_files(store: &Store) -> Result<KnownFiles, crate::store::StoreError
     Ok(known)
 }
 
-/// The path in an index key.
-fn path_of(key: &str) -> &str {
-    key.split_once('\0').map_or(key, |(_, path)| path)
+/// The path in the index key of a file of `origin` (its prefix is the
+/// origin's id and a NUL, whatever the id holds).
+fn path_in<'k>(origin: &str, key: &'k str) -> &'k str {
+    key.get(origin.len() + 1..).unwrap_or_default()
 }
 
 /// What a walk below one folder found.
@@ -263,6 +268,10 @@ fn path_of(key: &str) -> &str {
 pub struct Subtree<'k> {
     /// Library files found unchanged: their keys and what the index holds.
     pub unchanged: Vec<(&'k str, &'k Known)>,
+    /// Files kept as the index holds them because neither their origin nor
+    /// the index could give their tags ([`TagRead::KeepIndexed`]; also in
+    /// `unchanged`): the scan is not complete.
+    pub kept: usize,
     /// Every other library file found and not given to `write` (see
     /// [`scan_subtree`]), sorted by path.
     pub records: Vec<FileRecord>,
@@ -350,11 +359,20 @@ pub async fn scan_subtree<'k>(
                 }
             }
             Some(read) = reads.join_next(), if !reads.is_empty() => {
-                if let Ok(Some(record)) = read {
-                    subtree.records.push(record);
-                    if subtree.records.len() >= WRITE_EVERY {
-                        write(&mut subtree.records);
+                match read {
+                    Ok(Some(TagRead::Read(record))) => {
+                        subtree.records.push(record);
+                        if subtree.records.len() >= WRITE_EVERY {
+                            write(&mut subtree.records);
+                        }
                     }
+                    Ok(Some(TagRead::KeepIndexed(key))) => {
+                        if let Some((key, known)) = known.get_key_value(&key) {
+                            subtree.unchanged.push((key, known));
+                        }
+                        subtree.kept += 1;
+                    }
+                    _ => {}
                 }
             }
             else => break,
@@ -493,14 +511,15 @@ pub async fn read_tags_of(
     progress: &Arc<ScanProgress>,
     known: &KnownFiles,
     records: Vec<FileRecord>,
-) -> Vec<FileRecord> {
+) -> (Vec<FileRecord>, Vec<String>) {
     let in_flight = InFlight::for_origin(origin);
     let mut reads = tokio::task::JoinSet::new();
     let mut done = Vec::with_capacity(records.len());
-    let mut collect = |read: Option<Result<Option<FileRecord>, _>>| {
-        if let Some(Ok(Some(record))) = read {
-            done.push(record);
-        }
+    let mut kept = Vec::new();
+    let mut collect = |read: Option<Result<Option<TagRead>, _>>| match read {
+        Some(Ok(Some(TagRead::Read(record)))) => done.push(record),
+        Some(Ok(Some(TagRead::KeepIndexed(key)))) => kept.push(key),
+        _ => {}
     };
     for record in records {
         // A few reads at a time, and only those few spawned: not a task
@@ -513,13 +532,23 @@ pub async fn read_tags_of(
     while !reads.is_empty() {
         collect(reads.join_next().await);
     }
-    done
+    (done, kept)
 }
 
-/// Starts reading the tags of `record` on `reads` (see [`read_tags_of`]); the
-/// task gives the record with its tags or its problem.
+/// What a tag read gives (moved once, from its task: not worth a box).
+#[allow(clippy::large_enum_variant)]
+pub enum TagRead {
+    /// The record, with its tags or its problem.
+    Read(FileRecord),
+    /// The read failed with its origin, and the tags the index holds for the
+    /// file could not be read either: the index's record stays as it is (by
+    /// key), and the file is read again next time.
+    KeepIndexed(String),
+}
+
+/// Starts reading the tags of `record` on `reads` (see [`read_tags_of`]).
 fn spawn_tag_read(
-    reads: &mut tokio::task::JoinSet<Option<FileRecord>>,
+    reads: &mut tokio::task::JoinSet<Option<TagRead>>,
     origin: &Arc<RegisteredOrigin>,
     cache: &Arc<ContentCache>,
     store: &Arc<Store>,
@@ -564,14 +593,16 @@ fn spawn_tag_read(
             metrics::counter!(crate::telemetry::metric_names::SCAN_TAGS_READ).increment(1);
             match (outage, tags) {
                 (Some(e), _) => {
-                    let previous = held
-                        .then(|| {
-                            index::get(&store, &record.origin, &record.path)
-                                .ok()
-                                .flatten()
-                        })
-                        .flatten()
-                        .map(|r| (r.tags, r.pending_reads, r.unseen));
+                    let previous = match held {
+                        false => None,
+                        true => match index::get(&store, &record.origin, &record.path) {
+                            Ok(old) => old.map(|r| (r.tags, r.pending_reads, r.unseen)),
+                            Err(failed) => {
+                                tracing::warn!(path = %record.path, "tags not read, the origin failed ({e}), and the index cannot give the old ones ({failed}): keeping its record");
+                                return TagRead::KeepIndexed(record.key());
+                            }
+                        },
+                    };
                     let (tags, failed, unseen) = previous.unwrap_or((Tags::default(), 0, true));
                     record.tags = tags;
                     let attempts = failed + 1;
@@ -588,7 +619,7 @@ fn spawn_tag_read(
                 (None, Ok(tags)) => record.tags = tags,
                 (None, Err(problem)) => record.problem = Some(problem),
             }
-            record
+            TagRead::Read(record)
         })
         .await;
         read.ok()

@@ -499,9 +499,16 @@ impl Tree {
         } else {
             let (first, second) = folders.split_at(folders.len() / 2);
             std::thread::scope(|scope| {
-                let other = scope.spawn(|| self.check_folders(second));
+                // No thread to be had: one half after the other.
+                let other = std::thread::Builder::new()
+                    .spawn_scoped(scope, || self.check_folders(second))
+                    .ok();
                 let one = self.check_folders(first);
-                match (one, other.join().unwrap_or(None)) {
+                let other = match other {
+                    Some(other) => other.join().unwrap_or(None),
+                    None => self.check_folders(second),
+                };
+                match (one, other) {
                     (Some(a), Some(b)) => Some((a.0 + b.0, a.1 + b.1)),
                     _ => None,
                 }
