@@ -185,3 +185,23 @@ fn the_snapshot_delay_is_the_one_the_text_gives() {
         "SEMANTICS.md should say the tree's snapshot is written {said}"
     );
 }
+
+/// A scan's writes as it goes: as many at a time as the text says.
+#[test]
+fn a_scan_writes_as_many_at_a_time_as_the_text_gives() {
+    let every = musicfs::library::scanner::WRITE_EVERY;
+    let said = format!(
+        "writes them to the index as it goes ({},{:03} at a time)",
+        every / 1000,
+        every % 1000
+    );
+    assert!(
+        SEMANTICS
+            .replace('\n', " ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .contains(&said),
+        "SEMANTICS.md should say a scan {said}"
+    );
+}
