@@ -35,7 +35,7 @@
 //! - **During a whole build** (after a scan that changed something, or a
 //!   start with no usable snapshot): the index streamed into [`placed`]
 //!   records (about 170 bytes a track), the drafts of the folders (about
-//!   115) and the inode book (about 50: paths keyed by their hash, new ones
+//!   65) and the inode book (about 50: paths keyed by their hash, new ones
 //!   written out as they come), next to the tree being made. All of it is
 //!   dropped once the tree is shown.
 //! - **During a rescan:** what the index holds of each file, slim
