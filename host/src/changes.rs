@@ -229,7 +229,7 @@ async fn apply(
             }
         }
     }
-    let (read, kept) = read_tags_of(
+    let (read, untouched) = read_tags_of(
         &origin,
         &daemon.cache,
         &daemon.store,
@@ -239,10 +239,11 @@ async fn apply(
     )
     .await;
     upserts.extend(read);
-    if !kept.is_empty() {
+    if !untouched.is_empty() {
         // Kept as the index holds them; a scan reads them again.
         unchanged.extend(
-            kept.iter()
+            untouched
+                .iter()
                 .filter_map(|key| known.get_key_value(key).map(|(key, _)| key.as_str())),
         );
         daemon.mark_incomplete();

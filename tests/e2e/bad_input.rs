@@ -68,6 +68,37 @@ fn scan_as_nobody(binary: &Path, plugins: &Path, cache: &Path, origin: &str) -> 
     scan_with(command, plugins, cache, origin)
 }
 
+/// What [`scan_as_nobody`] needs below `work` to scan `library`: the local
+/// plugin, a cache `nobody` owns, and a copy of `musicfs` it may run.
+struct AsNobody {
+    binary: std::path::PathBuf,
+    plugins: std::path::PathBuf,
+    cache: std::path::PathBuf,
+    origin: String,
+}
+
+impl AsNobody {
+    fn new(work: &Path, library: &Path) -> AsNobody {
+        let plugins = work.join("plugins");
+        musicfs_tests::install_plugin(&plugins, "musicfs_local");
+        let cache = work.join("cache");
+        std::fs::create_dir_all(&cache).unwrap();
+        std::os::unix::fs::chown(&cache, Some(65534), Some(65534)).unwrap();
+        let binary = work.join("musicfs");
+        std::fs::copy(musicfs_tests::musicfs_binary(), &binary).unwrap();
+        AsNobody {
+            binary,
+            plugins,
+            cache,
+            origin: format!("local:{}", library.display()),
+        }
+    }
+
+    fn scan(&self) -> (bool, String) {
+        scan_as_nobody(&self.binary, &self.plugins, &self.cache, &self.origin)
+    }
+}
+
 #[test]
 fn bad_files_are_reported_and_the_mount_stays_healthy() {
     let source = tempfile::tempdir().unwrap();
@@ -155,16 +186,7 @@ fn an_unreadable_file_is_reported_and_the_rest_is_scanned() {
         std::fs::Permissions::from_mode(0o000),
     )
     .unwrap();
-    let plugins = dir.path().join("plugins");
-    musicfs_tests::install_plugin(&plugins, "musicfs_local");
-    let cache = dir.path().join("cache");
-    std::fs::create_dir_all(&cache).unwrap();
-    std::os::unix::fs::chown(&cache, Some(65534), Some(65534)).unwrap();
-
-    let binary = dir.path().join("musicfs");
-    std::fs::copy(musicfs_tests::musicfs_binary(), &binary).unwrap();
-    let origin = format!("local:{}", library.display());
-    let (ok, printed) = scan_as_nobody(&binary, &plugins, &cache, &origin);
+    let (ok, printed) = AsNobody::new(dir.path(), &library).scan();
     assert!(ok, "{printed}");
     assert!(
         printed
@@ -192,16 +214,9 @@ fn a_scan_written_as_it_goes_keeps_every_file_and_drops_only_what_went() {
     let library = dir.path().join("library");
     let tracks = 2 * musicfs::library::scanner::WRITE_EVERY + 500;
     musicfs_tests::bench_support::tagged_library(&library, tracks);
-    let plugins = dir.path().join("plugins");
-    musicfs_tests::install_plugin(&plugins, "musicfs_local");
-    let cache = dir.path().join("cache");
-    std::fs::create_dir_all(&cache).unwrap();
-    std::os::unix::fs::chown(&cache, Some(65534), Some(65534)).unwrap();
-    let binary = dir.path().join("musicfs");
-    std::fs::copy(musicfs_tests::musicfs_binary(), &binary).unwrap();
-    let origin = format!("local:{}", library.display());
+    let nobody = AsNobody::new(dir.path(), &library);
 
-    let (ok, printed) = scan_as_nobody(&binary, &plugins, &cache, &origin);
+    let (ok, printed) = nobody.scan();
     assert!(ok, "{printed}");
     assert!(
         printed.contains(&format!("{tracks} tracks in the library")),
@@ -215,7 +230,7 @@ fn a_scan_written_as_it_goes_keeps_every_file_and_drops_only_what_went() {
     }
     let hidden_album = source(40).parent().unwrap().to_owned();
     std::fs::set_permissions(&hidden_album, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let (ok, printed) = scan_as_nobody(&binary, &plugins, &cache, &origin);
+    let (ok, printed) = nobody.scan();
     std::fs::set_permissions(&hidden_album, std::fs::Permissions::from_mode(0o755)).unwrap();
     assert!(ok, "{printed}");
     assert!(
