@@ -22,8 +22,18 @@ pub fn read_ahead_from_env(config: &mut toml::Table) {
 /// reads one block of it, as of a real track), then incompressible noise.
 /// Noise alone was a bench of lofty: in about two files in five it sees an
 /// MPEG frame sync early and searches the rest of the file for a second one.
+///
+/// Written beside `path` and renamed into place: a mount watching the folder
+/// never sees it half written (a listing in the middle recorded a version
+/// that the finished file then failed, and a read of it gave EIO).
 pub fn noise_file(path: &Path, len: u64, seed: u64) {
     std::fs::create_dir_all(path.parent().expect("a file has a folder")).unwrap();
+    let part = path.with_extension("part");
+    write_noise(&part, len, seed);
+    std::fs::rename(&part, path).unwrap();
+}
+
+fn write_noise(path: &Path, len: u64, seed: u64) {
     let mut x = seed;
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let head = flac_head();
@@ -42,6 +52,7 @@ pub fn noise_file(path: &Path, len: u64, seed: u64) {
         std::io::Write::write_all(&mut out, &buf[..n]).unwrap();
         left -= n as u64;
     }
+    std::io::Write::flush(&mut out).unwrap();
 }
 
 /// `fLaC` and a last-block STREAMINFO: 4096-sample blocks, 44.1 kHz, stereo,
