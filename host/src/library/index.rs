@@ -201,13 +201,7 @@ pub fn replace_origin(
                     && !unlisted.iter().any(|dir| at_or_below(path, dir))
             })
             .collect();
-        let mut changed = false;
-        for key in stale {
-            if let Some(old) = table.remove(key.as_str())? {
-                applied.keep_old(old.value());
-            }
-            changed = true;
-        }
+        let mut changed = remove(&mut table, stale, &mut applied)?;
         changed |= upsert(&mut table, records, &mut applied)?;
         drop(table);
         applied.written = written_by(txn, changed)?;
@@ -228,6 +222,23 @@ pub fn write_records(store: &Store, records: &[FileRecord]) -> Result<Written, S
         drop(table);
         written_by(txn, changed)
     })
+}
+
+/// Removes the records at `keys`, the old versions kept in `applied`;
+/// whether there were any.
+fn remove(
+    table: &mut redb::Table<&str, &[u8]>,
+    keys: impl IntoIterator<Item = String>,
+    applied: &mut Applied,
+) -> Result<bool, redb::Error> {
+    let mut changed = false;
+    for key in keys {
+        if let Some(old) = table.remove(key.as_str())? {
+            applied.keep_old(old.value());
+        }
+        changed = true;
+    }
+    Ok(changed)
 }
 
 /// Writes each of `records` that differs from what the index holds, the old
@@ -315,14 +326,8 @@ pub fn apply_change(
                 })
                 .collect();
             // Those written again below are not changes if they come back the same.
-            for key in stale {
-                if !upserted.contains(&key) {
-                    if let Some(old) = table.remove(key.as_str())? {
-                        applied.keep_old(old.value());
-                    }
-                    changed = true;
-                }
-            }
+            let stale = stale.into_iter().filter(|key| !upserted.contains(key));
+            changed |= remove(&mut table, stale, &mut applied)?;
         }
         changed |= upsert(&mut table, upserts, &mut applied)?;
         drop(table);
