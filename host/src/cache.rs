@@ -6,7 +6,9 @@
 //! - [`chunk_store`] appends chunks to pack files under `cache_dir/chunks/`
 //!   (tag chunks in packs of their own), verifies each against its name on
 //!   every read, and evicts whole packs, least recently used first (tag packs
-//!   last), to stay under the size limit.
+//!   last), to stay under the size limit. Its parts, a file each: the pack
+//!   format, the index and eviction policy, the migration from the layout
+//!   before packs.
 //! - [`manifest`] maps byte ranges of one file version to chunks. It may be sparse:
 //!   a ranged fetch is chunked from its own start, and because CDC re-synchronises
 //!   after a few chunks, a later fetch of a neighbouring range mostly produces the

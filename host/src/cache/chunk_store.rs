@@ -1,10 +1,10 @@
 //! Chunks on disk, appended to pack files, named by hash, verified on every read.
 //!
-//! Layout: `chunks/<n>.pack` for audio and `chunks/<n>.tag.pack` for chunks that
-//! hold tags, each a run of records: a 40-byte header (`MFC1`, the length as
-//! u32 little-endian, the chunk's BLAKE3 name) and the bytes. A chunk a file
-//! each cost an inode per 64 KiB, a quarter of a cold read's CPU; appending to
-//! a pack costs a `pwrite`.
+//! A chunk a file each cost an inode per 64 KiB, a quarter of a cold read's
+//! CPU; appending to a pack costs a `pwrite`. Three parts, a file each:
+//! [`pack`] is the format on disk, [`index`] the index in memory and the
+//! eviction policy, [`migration`] the move from the layout before packs. This
+//! file is the store that ties them together.
 //!
 //! - **Index.** In memory: where each chunk is, its last use, whether it holds
 //!   tags. Rebuilt at open from the record headers, on a background thread; a
@@ -31,48 +31,20 @@
 //! - **Older caches** (`chunks/ab/cd/<hex>`, a file per chunk) are read into
 //!   packs by the indexer, each verified, and the files removed.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod index;
+mod migration;
+mod pack;
+
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
+pub use self::index::Keep;
+use self::index::{must_keep, Entry, Index, Pack};
+use self::pack::{pack_files, pack_path, scan_pack, PACK_MAX};
 use super::chunker::ChunkId;
-
-const MAGIC: &[u8; 4] = b"MFC1";
-const HEADER: u64 = 40;
-/// The largest pack.
-const PACK_MAX: u64 = 64 << 20;
-/// The clock starts here; chunks found on disk at open are numbered below it.
-const FOUND_CLOCK_BASE: u64 = 1 << 40;
-
-/// What a chunk is kept for, which decides when it may go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Keep {
-    /// Audio: evicted first.
-    Audio,
-    /// A tag head or tail: evicted after audio.
-    Tag,
-    /// Part of a pinned file: never evicted, not counted against the limit.
-    Pinned,
-}
-
-impl Keep {
-    /// The pack file's suffix.
-    fn suffix(self) -> &'static str {
-        match self {
-            Keep::Audio => ".pack",
-            Keep::Tag => ".tag.pack",
-            Keep::Pinned => ".pin.pack",
-        }
-    }
-
-    /// Its slot in [`Index::writing`].
-    fn slot(self) -> usize {
-        self as usize
-    }
-}
 
 /// The chunks that the store must know of when it opens: those holding tags,
 /// and those of pinned files.
@@ -82,211 +54,12 @@ pub struct KeptChunks {
     pub pinned: HashSet<ChunkId>,
 }
 
-#[derive(Clone, Copy)]
-struct Entry {
-    pack: u32,
-    /// Where the chunk's bytes start in the pack (after its header).
-    offset: u64,
-    len: u32,
-    last_use: u64,
-    tag: bool,
-    pinned: bool,
-}
-
-struct Pack {
-    file: Arc<File>,
-    /// Bytes in the file (records appended so far).
-    size: u64,
-    class: Keep,
-    last_use: u64,
-    /// Bytes of the chunks indexed here (not duplicates, not forgotten ones).
-    live: u64,
-    /// Of those, bytes of pinned chunks.
-    pinned: u64,
-}
-
-#[derive(Default)]
-struct Index {
-    entries: HashMap<ChunkId, Entry>,
-    packs: BTreeMap<u32, Pack>,
-    /// The packs being appended to, by [`Keep::slot`].
-    writing: [Option<u32>; 3],
-    next_pack: u32,
-    total: u64,
-    /// Of [`Self::total`], bytes of pinned chunks.
-    pinned_total: u64,
-    /// The chunks of pinned files, stored or not.
-    pinned_ids: HashSet<ChunkId>,
-    /// Whether [`ChunkStore::set_pinned`] has spoken (the set read at open is
-    /// then out of date).
-    pinned_given: bool,
-    clock: u64,
-}
-
-impl Index {
-    fn tick(&mut self) -> u64 {
-        self.clock += 1;
-        self.clock
-    }
-
-    /// Bytes that count against the limit.
-    fn evictable(&self) -> u64 {
-        self.total - self.pinned_total
-    }
-
-    fn add(&mut self, id: ChunkId, entry: Entry) {
-        let len = entry.len as u64;
-        self.total += len;
-        if entry.pinned {
-            self.pinned_total += len;
-        }
-        if let Some(pack) = self.packs.get_mut(&entry.pack) {
-            pack.live += len;
-            if entry.pinned {
-                pack.pinned += len;
-            }
-        }
-        self.entries.insert(id, entry);
-    }
-
-    fn forget(&mut self, id: &ChunkId) {
-        let Some(entry) = self.entries.remove(id) else {
-            return;
-        };
-        let len = entry.len as u64;
-        self.total -= len;
-        if entry.pinned {
-            self.pinned_total -= len;
-        }
-        if let Some(pack) = self.packs.get_mut(&entry.pack) {
-            pack.live -= len;
-            if entry.pinned {
-                pack.pinned -= len;
-            }
-        }
-    }
-
-    /// Marks a stored chunk pinned or not, keeping the counts.
-    fn set_pin(&mut self, id: &ChunkId, pinned: bool) {
-        let Some(entry) = self.entries.get_mut(id) else {
-            return;
-        };
-        if entry.pinned == pinned {
-            return;
-        }
-        entry.pinned = pinned;
-        let (len, pack) = (entry.len as u64, entry.pack);
-        let pack = self.packs.get_mut(&pack);
-        if pinned {
-            self.pinned_total += len;
-            if let Some(pack) = pack {
-                pack.pinned += len;
-            }
-        } else {
-            self.pinned_total -= len;
-            if let Some(pack) = pack {
-                pack.pinned -= len;
-            }
-        }
-    }
-}
-
 /// The chunk packs under one folder.
 pub struct ChunkStore {
     root: PathBuf,
     limit: u64,
     index: Arc<Mutex<Index>>,
     indexed: Arc<(Mutex<bool>, Condvar)>,
-}
-
-fn pack_path(root: &Path, n: u32, class: Keep) -> PathBuf {
-    root.join(format!("{n:08}{}", class.suffix()))
-}
-
-/// The pack files under `root`: (number, what it holds).
-fn pack_files(root: &Path) -> std::io::Result<Vec<(u32, Keep)>> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(root)? {
-        let name = entry?.file_name();
-        let Some(name) = name.to_str() else { continue };
-        // The longer suffixes first: every one ends in `.pack`.
-        let Some((number, class)) = [Keep::Tag, Keep::Pinned, Keep::Audio]
-            .into_iter()
-            .find_map(|class| Some((name.strip_suffix(class.suffix())?, class)))
-        else {
-            continue;
-        };
-        if let Ok(n) = number.parse() {
-            found.push((n, class));
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
-/// A record found in a pack: the chunk, where its bytes start, their length.
-type Found = (ChunkId, u64, u32);
-
-/// Reads the record headers of one pack, and the length of what is whole. A
-/// torn tail is cut off.
-fn scan_pack(file: &File) -> std::io::Result<(Vec<Found>, u64)> {
-    let size = file.metadata()?.len();
-    let mut records = Vec::new();
-    let mut at = 0u64;
-    let mut header = [0u8; HEADER as usize];
-    while at + HEADER <= size {
-        file.read_exact_at(&mut header, at)?;
-        let len = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        if &header[..4] != MAGIC || at + HEADER + len as u64 > size {
-            break;
-        }
-        let id = ChunkId(header[8..40].try_into().expect("32 bytes"));
-        records.push((id, at + HEADER, len));
-        at += HEADER + len as u64;
-    }
-    if at < size {
-        tracing::warn!(
-            kept = at,
-            size,
-            "a chunk pack ends in a torn record; cutting it off"
-        );
-        file.set_len(at)?;
-    }
-    Ok((records, at))
-}
-
-/// Chunk files of the layout before packs: (id, path).
-fn legacy_chunk_files(root: &Path) -> Vec<(ChunkId, PathBuf)> {
-    let mut found = Vec::new();
-    let Ok(level1) = std::fs::read_dir(root) else {
-        return found;
-    };
-    for dir1 in level1.flatten() {
-        let dir1 = dir1.path();
-        if !dir1.is_dir() {
-            continue;
-        }
-        for dir2 in std::fs::read_dir(&dir1).into_iter().flatten().flatten() {
-            let dir2 = dir2.path();
-            for file in std::fs::read_dir(&dir2).into_iter().flatten().flatten() {
-                let path = file.path();
-                match path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(ChunkId::from_hex)
-                {
-                    Some(id) => found.push((id, path)),
-                    // A temporary file a crash left.
-                    None => {
-                        let _ = std::fs::remove_file(&path);
-                    }
-                }
-            }
-            let _ = std::fs::remove_dir(&dir2);
-        }
-        let _ = std::fs::remove_dir(&dir1);
-    }
-    found
 }
 
 impl ChunkStore {
@@ -301,10 +74,7 @@ impl ChunkStore {
         kept: impl FnOnce() -> KeptChunks + Send + 'static,
     ) -> std::io::Result<ChunkStore> {
         std::fs::create_dir_all(root)?;
-        let index = Arc::new(Mutex::new(Index {
-            clock: FOUND_CLOCK_BASE,
-            ..Index::default()
-        }));
+        let index = Arc::new(Mutex::new(Index::new()));
         // Packs are numbered past every pack there, so new appends never land in
         // one the indexer is still reading.
         let found = pack_files(root)?;
@@ -334,7 +104,7 @@ impl ChunkStore {
                     }
                 }
                 indexer.index_found(&found, &tags);
-                indexer.import_legacy(&tags);
+                migration::import_legacy(&indexer, &indexer.root, &tags);
                 let (done, ready) = &*indexer.indexed;
                 *done.lock().unwrap_or_else(|p| p.into_inner()) = true;
                 ready.notify_all();
@@ -390,30 +160,6 @@ impl ChunkStore {
                 index.add(id, entry);
             }
         }
-    }
-
-    /// Moves chunk files of the layout before packs into packs.
-    fn import_legacy(&self, tags: &HashSet<ChunkId>) {
-        let files = legacy_chunk_files(&self.root);
-        if files.is_empty() {
-            return;
-        }
-        let mut moved = 0;
-        for (id, path) in &files {
-            if let Ok(bytes) = std::fs::read(path) {
-                let keep = if tags.contains(id) {
-                    Keep::Tag
-                } else {
-                    Keep::Audio
-                };
-                if ChunkId::of(&bytes) == *id && self.put(id, &bytes, keep).is_ok() {
-                    moved += 1;
-                }
-            }
-            let _ = std::fs::remove_file(path);
-        }
-        let _ = legacy_chunk_files(&self.root);
-        tracing::info!(moved, of = files.len(), "chunk files moved into packs");
     }
 
     /// Waits until the index of the chunks found at open is complete.
@@ -490,21 +236,17 @@ impl ChunkStore {
                 return Err(std::io::Error::other("the pack being written is gone"));
             };
             let at = target.size;
-            let mut header = [0u8; HEADER as usize];
-            header[..4].copy_from_slice(MAGIC);
-            header[4..8].copy_from_slice(&len.to_le_bytes());
-            header[8..].copy_from_slice(&id.0);
             // A write that fails (a full disk) is cut back off: no torn record,
             // and no entry for a chunk that is not all there.
-            if let Err(e) = write_all_at(&target.file, [&header[..], bytes], at) {
+            if let Err(e) = pack::write_record(&target.file, at, id, bytes) {
                 let _ = target.file.set_len(at);
                 return Err(e);
             }
-            target.size += HEADER + bytes.len() as u64;
+            target.size += pack::record_len(len);
             target.last_use = clock;
             let entry = Entry {
                 pack,
-                offset: at + HEADER,
+                offset: at + pack::HEADER,
                 len,
                 last_use: clock,
                 tag: keep == Keep::Tag,
@@ -522,9 +264,8 @@ impl ChunkStore {
     /// The pack to append a chunk to, starting a new one when the current one
     /// is full.
     fn pack_to_append(&self, index: &mut Index, class: Keep) -> std::io::Result<u32> {
-        let slot = class.slot();
         let cut_at = (self.limit / 16).clamp(1, PACK_MAX);
-        if let Some(n) = index.writing[slot] {
+        if let Some(n) = index.writing(class) {
             if index.packs.get(&n).is_some_and(|p| p.size < cut_at) {
                 return Ok(n);
             }
@@ -561,7 +302,7 @@ impl ChunkStore {
                 pinned: 0,
             },
         );
-        index.writing[slot] = Some(n);
+        index.set_writing(class, n);
         Ok(n)
     }
 
@@ -569,7 +310,7 @@ impl ChunkStore {
     /// chunk is forgotten).
     pub fn get(&self, id: &ChunkId) -> Option<Vec<u8>> {
         let (entry, file) = self.locate(id)?;
-        let bytes = match read_new_at(&file, entry.len as usize, entry.offset) {
+        let bytes = match pack::read_new_at(&file, entry.len as usize, entry.offset) {
             Ok(bytes) => bytes,
             Err(e) => {
                 if e.kind() != ErrorKind::UnexpectedEof {
@@ -675,16 +416,13 @@ impl ChunkStore {
                 if index.evictable() <= target {
                     return;
                 }
-                // The packs being appended to only when nothing else is left.
-                let Some((n, pack)) = index
-                    .packs
-                    .iter()
-                    .filter(|(_, p)| p.live > p.pinned || p.live == 0)
-                    .min_by_key(|(n, p)| (index.writing.contains(&Some(**n)), p.class, p.last_use))
-                else {
+                let Some(n) = index.victim() else {
                     return;
                 };
-                let (n, class) = (*n, pack.class);
+                let Some(pack) = index.packs.get(&n) else {
+                    return;
+                };
+                let class = pack.class;
                 let keep: Vec<(ChunkId, Entry)> = index
                     .entries
                     .iter()
@@ -693,18 +431,14 @@ impl ChunkStore {
                     .collect();
                 let picked = (n, pack.file.clone(), keep, pack.size);
                 // Nothing more is appended to a pack that is going.
-                for slot in index.writing.iter_mut() {
-                    if *slot == Some(n) {
-                        *slot = None;
-                    }
-                }
+                index.stop_writing(n);
                 picked
             };
             // Read outside the lock: the chunks to keep, verified; a rotten
             // one is forgotten (and fetched again when next read).
             let mut kept = Vec::with_capacity(keep.len());
             for (id, e) in keep {
-                match read_new_at(&file, e.len as usize, e.offset) {
+                match pack::read_new_at(&file, e.len as usize, e.offset) {
                     Ok(bytes) if ChunkId::of(&bytes) == id => kept.push((id, bytes, e)),
                     _ => self.index().forget(&id),
                 }
@@ -743,11 +477,7 @@ impl ChunkStore {
             for id in &gone {
                 index.forget(id);
             }
-            for slot in index.writing.iter_mut() {
-                if *slot == Some(n) {
-                    *slot = None;
-                }
-            }
+            index.stop_writing(n);
             let _ = std::fs::remove_file(pack_path(&self.root, n, pack.class));
             tracing::debug!(pack = n, chunks = gone.len(), "chunk cache over its limit");
         }
@@ -760,82 +490,9 @@ impl ChunkStore {
     }
 }
 
-/// Whether a chunk of a pack of `class` that goes must be stored anew: a
-/// pinned one, or a tag outside a tag pack.
-fn must_keep(entry: &Entry, class: Keep) -> bool {
-    entry.pinned || (entry.tag && class != Keep::Tag)
-}
-
-/// `len` bytes of `file` at `at`, read into a new buffer that is not zeroed
-/// first: zeroing it cost a sixth of a read from the chunk cache.
-fn read_new_at(file: &File, len: usize, at: u64) -> std::io::Result<Vec<u8>> {
-    use std::os::fd::AsRawFd;
-    let mut bytes = Vec::with_capacity(len);
-    while bytes.len() < len {
-        let filled = bytes.len();
-        let offset = libc::off_t::try_from(at + filled as u64).map_err(std::io::Error::other)?;
-        let spare = &mut bytes.spare_capacity_mut()[..len - filled];
-        // SAFETY: the kernel writes at most `spare.len()` bytes, all within the
-        // vector's spare capacity.
-        let read = unsafe {
-            libc::pread(
-                file.as_raw_fd(),
-                spare.as_mut_ptr().cast(),
-                spare.len(),
-                offset,
-            )
-        };
-        match read {
-            // SAFETY: the kernel has initialised the next `n` bytes.
-            n if n > 0 => unsafe { bytes.set_len(filled + n as usize) },
-            0 => return Err(ErrorKind::UnexpectedEof.into()),
-            _ => {
-                let e = std::io::Error::last_os_error();
-                if e.kind() != ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-        }
-    }
-    Ok(bytes)
-}
-
-/// Writes `header` then `body` at `at` in one `pwritev`: the record is not
-/// copied into one buffer first (that copy was a tenth of a cold read's CPU).
-fn write_all_at(file: &File, [header, body]: [&[u8]; 2], at: u64) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let total = header.len() + body.len();
-    let mut done = 0;
-    while done < total {
-        let parts: [&[u8]; 2] = if done < header.len() {
-            [&header[done..], body]
-        } else {
-            [&[], &body[done - header.len()..]]
-        };
-        let iov = parts.map(|part| libc::iovec {
-            iov_base: part.as_ptr() as *mut libc::c_void,
-            iov_len: part.len(),
-        });
-        let offset = libc::off_t::try_from(at + done as u64).map_err(std::io::Error::other)?;
-        // SAFETY: both iovecs point into live slices of the lengths given, and
-        // the kernel only reads from them.
-        let written = unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), 2, offset) };
-        match written {
-            n if n > 0 => done += n as usize,
-            0 => return Err(ErrorKind::WriteZero.into()),
-            _ => {
-                let e = std::io::Error::last_os_error();
-                if e.kind() != ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::pack::HEADER;
     use super::*;
 
     fn packs(dir: &Path) -> Vec<PathBuf> {
@@ -846,22 +503,6 @@ mod tests {
             .collect();
         found.sort();
         found
-    }
-
-    #[test]
-    fn a_read_into_a_new_buffer_is_exact_and_a_short_file_is_eof() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        std::fs::write(&path, &data).unwrap();
-        let file = File::open(&path).unwrap();
-        assert_eq!(
-            read_new_at(&file, 70_000, 1234).unwrap(),
-            data[1234..71_234]
-        );
-        assert_eq!(read_new_at(&file, 0, 5).unwrap(), Vec::<u8>::new());
-        let err = read_new_at(&file, 10, 199_995).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
     }
 
     #[test]
@@ -920,7 +561,7 @@ mod tests {
         store.put(&id, b"tags", Keep::Audio).unwrap();
         store.mark_tag(&id);
         let pack = store.locate(&id).unwrap().0.pack;
-        store.index().writing = [None, None, None];
+        store.index().stop_writing(pack);
         let entry = store.locate(&id).unwrap().0;
         let keep = vec![(id, b"tags".to_vec(), entry)];
         store.drop_pack(pack, &keep);
