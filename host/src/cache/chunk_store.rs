@@ -26,8 +26,17 @@
 //!   another pack that goes is copied to a pin pack first. A pack holding
 //!   nothing but pinned chunks is never chosen, so eviction always frees
 //!   something or stops.
+//! - **Writes outside the lock.** An append reserves its place at the end of a
+//!   pack under the index's lock, writes its record without it, and publishes
+//!   the chunk under it again; so a read of a cached chunk never waits for
+//!   another stream's disk write, and streams write side by side. A pack with
+//!   a write in flight is not evicted.
+//! - **Eviction costs the pack.** Each pack lists its chunks: dropping one
+//!   walks that list, not the index; changing the pins walks the pin sets.
 //! - **A full disk.** An append that fails is cut back off the pack: nothing is
-//!   recorded for a chunk that is not all there.
+//!   recorded for a chunk that is not all there. If appends were reserved
+//!   after it, it stays a hole and the pack takes no more; at the next open
+//!   the pack's scan ends there (what follows is fetched again when read).
 //! - **Older caches** (`chunks/ab/cd/<hex>`, a file per chunk) are read into
 //!   packs by the indexer, each verified, and the files removed.
 
@@ -60,6 +69,10 @@ pub struct ChunkStore {
     limit: u64,
     index: Arc<Mutex<Index>>,
     indexed: Arc<(Mutex<bool>, Condvar)>,
+    /// Called between reserving a record and writing it (a test holds a
+    /// write there).
+    #[cfg(test)]
+    before_write: Mutex<Option<Arc<dyn Fn(&ChunkId) + Send + Sync>>>,
 }
 
 impl ChunkStore {
@@ -85,12 +98,16 @@ impl ChunkStore {
             limit,
             index,
             indexed: Arc::new((Mutex::new(false), Condvar::new())),
+            #[cfg(test)]
+            before_write: Mutex::default(),
         };
         let indexer = ChunkStore {
             root: store.root.clone(),
             limit,
             index: store.index.clone(),
             indexed: store.indexed.clone(),
+            #[cfg(test)]
+            before_write: Mutex::default(),
         };
         std::thread::Builder::new()
             .name("chunk-index".into())
@@ -128,17 +145,9 @@ impl ChunkStore {
             let mut index = self.index();
             // Found packs are older than any use since open, in pack order.
             let last_use = n as u64;
-            index.packs.insert(
-                *pack,
-                Pack {
-                    file: Arc::new(file),
-                    size,
-                    class: *class,
-                    last_use,
-                    live: 0,
-                    pinned: 0,
-                },
-            );
+            index
+                .packs
+                .insert(*pack, Pack::new(file, size, *class, last_use));
             for (id, offset, len) in records {
                 if index.entries.contains_key(&id) {
                     continue;
@@ -215,9 +224,16 @@ impl ChunkStore {
     /// Stores `bytes` (whose name is `id`) unless already there, kept for
     /// `keep` (a chunk of a pinned file is pinned whatever `keep` says).
     /// Returns whether new bytes were written.
+    ///
+    /// In three steps, so that the disk is never written under the index's
+    /// lock (which every read of a chunk takes): a place is reserved at the
+    /// end of a pack, the record is written there, and the chunk is
+    /// published in the index. Until then nobody reads it.
     pub fn put(&self, id: &ChunkId, bytes: &[u8], keep: Keep) -> std::io::Result<bool> {
         let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
-        let over = {
+        let record = pack::record_len(len);
+        // Reserve.
+        let (n, file, at) = {
             let mut index = self.index();
             let clock = index.tick();
             if keep == Keep::Pinned {
@@ -231,26 +247,60 @@ impl ChunkStore {
                 return Ok(false);
             }
             let class = if pinned { Keep::Pinned } else { keep };
-            let pack = self.pack_to_append(&mut index, class)?;
-            let Some(target) = index.packs.get_mut(&pack) else {
+            let n = self.pack_to_append(&mut index, class)?;
+            let Some(pack) = index.packs.get_mut(&n) else {
                 return Err(std::io::Error::other("the pack being written is gone"));
             };
-            let at = target.size;
-            // A write that fails (a full disk) is cut back off: no torn record,
-            // and no entry for a chunk that is not all there.
-            if let Err(e) = pack::write_record(&target.file, at, id, bytes) {
-                let _ = target.file.set_len(at);
+            let at = pack.size;
+            pack.size += record;
+            pack.writes += 1;
+            (n, pack.file.clone(), at)
+        };
+        // Write, the lock let go.
+        #[cfg(test)]
+        {
+            let hook = self.before_write.lock().unwrap().clone();
+            if let Some(hook) = hook {
+                hook(id);
+            }
+        }
+        let written = pack::write_record(&file, at, id, bytes);
+        // Publish.
+        let over = {
+            let mut index = self.index();
+            let clock = index.tick();
+            // A pack with a write in flight is never evicted.
+            let Some(pack) = index.packs.get_mut(&n) else {
+                return written.map(|()| false);
+            };
+            pack.writes -= 1;
+            if let Err(e) = written {
+                // A write that fails (a full disk) leaves no torn record and
+                // no entry for a chunk that is not all there: the last record
+                // is cut back off; one with records reserved after it stays a
+                // hole, and the pack takes no more (at the next open its scan
+                // stops there, and what follows is fetched again when read).
+                if pack.size == at + record {
+                    pack.size = at;
+                    let _ = file.set_len(at);
+                } else {
+                    index.stop_writing(n);
+                }
                 return Err(e);
             }
-            target.size += pack::record_len(len);
-            target.last_use = clock;
+            pack.last_use = clock;
+            // Stored meanwhile by another stream: this copy is dead bytes.
+            if index.entries.contains_key(id) {
+                return Ok(false);
+            }
             let entry = Entry {
-                pack,
+                pack: n,
                 offset: at + pack::HEADER,
                 len,
                 last_use: clock,
                 tag: keep == Keep::Tag,
-                pinned,
+                // Pinned meanwhile, it is kept when its pack goes.
+                pinned: index.pinned_ids.contains(id),
             };
             index.add(*id, entry);
             index.evictable() > self.limit
@@ -291,17 +341,7 @@ impl ChunkStore {
                 }
             })?;
         let clock = index.tick();
-        index.packs.insert(
-            n,
-            Pack {
-                file: Arc::new(file),
-                size: 0,
-                class,
-                last_use: clock,
-                live: 0,
-                pinned: 0,
-            },
-        );
+        index.packs.insert(n, Pack::new(file, 0, class, clock));
         index.set_writing(class, n);
         Ok(n)
     }
@@ -351,16 +391,16 @@ impl ChunkStore {
     pub fn set_pinned(&self, ids: HashSet<ChunkId>) -> HashSet<ChunkId> {
         let (over, before) = {
             let mut index = self.index();
-            let changed: Vec<(ChunkId, bool)> = index
-                .entries
-                .iter()
-                .filter(|(id, e)| e.pinned != ids.contains(id))
-                .map(|(id, e)| (*id, !e.pinned))
-                .collect();
-            for (id, pinned) in changed {
-                index.set_pin(&id, pinned);
+            // Over the pin sets, not the cache: a stored chunk is pinned only
+            // if the set holds it.
+            let before = std::mem::take(&mut index.pinned_ids);
+            for id in before.iter().filter(|id| !ids.contains(id)) {
+                index.set_pin(id, false);
             }
-            let before = std::mem::replace(&mut index.pinned_ids, ids);
+            for id in &ids {
+                index.set_pin(id, true);
+            }
+            index.pinned_ids = ids;
             index.pinned_given = true;
             (index.evictable() > self.limit, before)
         };
@@ -424,10 +464,8 @@ impl ChunkStore {
                 };
                 let class = pack.class;
                 let keep: Vec<(ChunkId, Entry)> = index
-                    .entries
-                    .iter()
-                    .filter(|(_, e)| e.pack == n && must_keep(e, class))
-                    .map(|(id, e)| (*id, *e))
+                    .chunks_in(n)
+                    .filter(|(_, e)| must_keep(e, class))
                     .collect();
                 let picked = (n, pack.file.clone(), keep, pack.size);
                 // Nothing more is appended to a pack that is going.
@@ -461,15 +499,14 @@ impl ChunkStore {
             let Some(class) = index.packs.get(&n).map(|p| p.class) else {
                 return false;
             };
-            // One walk of the index: the pack's chunks, and whether one to
-            // keep was not read.
+            // The pack's chunks, and whether one to keep was not read.
             let kept: HashSet<&ChunkId> = keep.iter().map(|(id, ..)| id).collect();
             let mut gone = Vec::new();
-            for (id, e) in index.entries.iter().filter(|(_, e)| e.pack == n) {
-                if must_keep(e, class) && !kept.contains(id) {
+            for (id, e) in index.chunks_in(n) {
+                if must_keep(&e, class) && !kept.contains(&id) {
                     return false;
                 }
-                gone.push(*id);
+                gone.push(id);
             }
             let Some(pack) = index.packs.remove(&n) else {
                 return false;
@@ -503,6 +540,59 @@ mod tests {
             .collect();
         found.sort();
         found
+    }
+
+    /// The index's lock is not held while a record is written: a reader of
+    /// a cached chunk, and another writer, go on while one write is stuck.
+    #[test]
+    fn a_hit_never_waits_on_another_streams_disk_write() {
+        use std::sync::mpsc;
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(ChunkStore::open(dir.path(), 1 << 30, KeptChunks::default).unwrap());
+        store.wait_indexed();
+        let cached = ChunkId::of(b"cached");
+        store.put(&cached, b"cached", Keep::Audio).unwrap();
+        let slow = ChunkId::of(b"slow");
+        let (entered, in_write) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let released = Mutex::new(released);
+        *store.before_write.lock().unwrap() = Some(Arc::new(move |id| {
+            if *id == slow {
+                entered.send(()).unwrap();
+                released.lock().unwrap().recv().unwrap();
+            }
+        }));
+        let writer = {
+            let store = store.clone();
+            std::thread::spawn(move || store.put(&slow, b"slow", Keep::Audio).unwrap())
+        };
+        in_write.recv().unwrap();
+        // Bounded, so a regression fails rather than hangs.
+        let (done, finished) = mpsc::channel();
+        let other = store.clone();
+        std::thread::spawn(move || {
+            let hit = other.get(&cached);
+            let fast = ChunkId::of(b"fast");
+            let wrote = other.put(&fast, b"fast", Keep::Audio).unwrap();
+            done.send((hit, wrote, other.get(&fast))).unwrap();
+        });
+        let (hit, wrote, fast) = finished
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a read and a write waited for another stream's write");
+        assert_eq!(hit.unwrap(), b"cached");
+        assert!(wrote);
+        assert_eq!(fast.unwrap(), b"fast");
+        assert!(!store.contains(&slow), "not published before it is written");
+        release.send(()).unwrap();
+        assert!(writer.join().unwrap());
+        assert_eq!(store.get(&slow).unwrap(), b"slow");
+        drop(store);
+        // Reopened, every record is found: the two writes went side by side.
+        let store = ChunkStore::open(dir.path(), 1 << 30, KeptChunks::default).unwrap();
+        store.wait_indexed();
+        assert_eq!(store.chunk_count(), 3);
+        assert_eq!(store.get(&slow).unwrap(), b"slow");
     }
 
     #[test]

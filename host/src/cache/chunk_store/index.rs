@@ -52,6 +52,29 @@ pub struct Pack {
     pub live: u64,
     /// Of those, bytes of pinned chunks.
     pub pinned: u64,
+    /// The chunks indexed here, in the order they were added (one forgotten
+    /// since, or indexed again elsewhere, is skipped by [`Index::chunks_in`]):
+    /// eviction costs the pack, not the cache.
+    pub chunks: Vec<ChunkId>,
+    /// Records reserved and not yet published: a pack being written is not
+    /// evicted.
+    pub writes: u32,
+}
+
+impl Pack {
+    /// A pack of `size` bytes in `file`, with no chunk indexed yet.
+    pub fn new(file: File, size: u64, class: Keep, last_use: u64) -> Self {
+        Pack {
+            file: Arc::new(file),
+            size,
+            class,
+            last_use,
+            live: 0,
+            pinned: 0,
+            chunks: Vec::new(),
+            writes: 0,
+        }
+    }
 }
 
 /// Every chunk and pack the store knows of.
@@ -103,6 +126,7 @@ impl Index {
             if entry.pinned {
                 pack.pinned += len;
             }
+            pack.chunks.push(id);
         }
         self.entries.insert(id, entry);
     }
@@ -167,13 +191,24 @@ impl Index {
         }
     }
 
+    /// The chunks indexed in pack `n`, with their entries.
+    pub fn chunks_in(&self, n: u32) -> impl Iterator<Item = (ChunkId, Entry)> + '_ {
+        let listed = self.packs.get(&n).map_or(&[][..], |p| &p.chunks[..]);
+        let mut seen = HashSet::new();
+        listed.iter().filter_map(move |id| {
+            let entry = self.entries.get(id)?;
+            (entry.pack == n && seen.insert(*id)).then_some((*id, *entry))
+        })
+    }
+
     /// The pack to evict next: the least recently used, audio before tags
     /// before pins, the packs being appended to only when nothing else is
-    /// left, and only a pack with something that may go.
+    /// left, and only a pack with something that may go and no write in
+    /// flight.
     pub fn victim(&self) -> Option<u32> {
         self.packs
             .iter()
-            .filter(|(_, p)| p.live > p.pinned || p.live == 0)
+            .filter(|(_, p)| (p.live > p.pinned || p.live == 0) && p.writes == 0)
             .min_by_key(|(n, p)| (self.writing.contains(&Some(**n)), p.class, p.last_use))
             .map(|(n, _)| *n)
     }
