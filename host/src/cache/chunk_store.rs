@@ -55,6 +55,10 @@ use self::index::{must_keep, Entry, Index, Pack};
 use self::pack::{pack_files, pack_path, scan_pack, PACK_MAX};
 use super::chunker::ChunkId;
 
+/// What a test runs between reserving a record and writing it.
+#[cfg(test)]
+type WriteHook = Arc<dyn Fn(&ChunkId) + Send + Sync>;
+
 /// The chunks that the store must know of when it opens: those holding tags,
 /// and those of pinned files.
 #[derive(Debug, Default)]
@@ -72,7 +76,7 @@ pub struct ChunkStore {
     /// Called between reserving a record and writing it (a test holds a
     /// write there).
     #[cfg(test)]
-    before_write: Mutex<Option<Arc<dyn Fn(&ChunkId) + Send + Sync>>>,
+    before_write: Mutex<Option<WriteHook>>,
 }
 
 impl ChunkStore {
