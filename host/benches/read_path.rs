@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use musicfs::cache::chunker::chunk;
-use musicfs::cache::content_cache::{ContentCache, Purpose, MAX_WINDOW};
+use musicfs::cache::content_cache::ContentCache;
+use musicfs::cache::fill::{Purpose, MAX_WINDOW};
 use musicfs::cache::manifest::FileVersion;
 use musicfs::cache::source::Source;
 use musicfs::store::Store;

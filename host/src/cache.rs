@@ -13,12 +13,13 @@
 //!   a ranged fetch is chunked from its own start, and because CDC re-synchronises
 //!   after a few chunks, a later fetch of a neighbouring range mostly produces the
 //!   same chunks — identical content is stored once, however it was reached.
-//! - [`in_flight`] tracks the fetches running for a file, by range, so none is
-//!   fetched twice, a reader waits for the fetch that brings its bytes, and a
-//!   seek far ahead cuts a fetch short.
-//! - [`content_cache`] is the read path that ties them to the origins, and
-//!   [`ingest`] takes a fetch's stream in: chunked and stored as it arrives,
-//!   paced by its readers.
+//! - [`versions`] holds the state of each file version in use: its manifest in
+//!   memory, what is held only in memory, its running fetches.
+//! - [`content_cache`] serves a range from chunks (the warm path) and keeps
+//!   what the cache holds besides: pins, whole copies, figures.
+//! - [`fill`] is how the cache fills from a source: each gap fetched once by
+//!   a stream ([`fill::fetch`], [`fill::in_flight`]), taken in as it arrives,
+//!   chunked and stored, paced by its readers ([`fill::ingest`]).
 //! - [`whole_copies`] holds a fully cached file as one plain file, for the
 //!   kernel to read by itself (FUSE passthrough).
 //! - [`source`] is what the cache fetches from: an origin through the registry,
@@ -27,9 +28,9 @@
 pub mod chunk_store;
 pub mod chunker;
 pub mod content_cache;
+pub mod fill;
 pub mod hot_chunks;
-pub mod in_flight;
-pub mod ingest;
 pub mod manifest;
 pub mod source;
+pub mod versions;
 pub mod whole_copies;

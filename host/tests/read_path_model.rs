@@ -9,8 +9,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use musicfs::cache::content_cache::{ContentCache, Purpose};
-use musicfs::cache::ingest::{CHUNK_BATCH, STORING_AT_ONCE};
+use musicfs::cache::content_cache::ContentCache;
+use musicfs::cache::fill::ingest::{CHUNK_BATCH, STORING_AT_ONCE};
+use musicfs::cache::fill::Purpose;
 use musicfs::cache::manifest::FileVersion;
 use musicfs::cache::source::Source;
 use musicfs::store::Store;

@@ -2,8 +2,8 @@
 //!
 //! A chunk a file each cost an inode per 64 KiB, a quarter of a cold read's
 //! CPU; appending to a pack costs a `pwrite`. Three parts, a file each:
-//! [`pack`] is the format on disk, [`index`] the index in memory and the
-//! eviction policy, [`migration`] the move from the layout before packs. This
+//! `pack` is the format on disk, `index` the index in memory and the
+//! eviction policy, `migration` the move from the layout before packs. This
 //! file is the store that ties them together.
 //!
 //! - **Index.** In memory: where each chunk is, its last use, whether it holds

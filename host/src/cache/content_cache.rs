@@ -1,141 +1,31 @@
-//! The read path: serve a byte range of a file version from chunks, streaming
-//! what is missing from the origin.
-//!
-//! Two speeds:
-//! - [`ContentCache::read_cached`] is synchronous and touches only the cache: the
-//!   FUSE thread calls it first, and a warm read never leaves that thread.
-//! - [`ContentCache::read`] is the async slow path. Each gap is fetched by one
-//!   stream from its start to the next cached byte, taken in by
-//!   [`super::ingest`] (chunked from the stream's own start and stored as it
-//!   arrives, paced by its readers), and the read is served from the cache like
-//!   the fast path as soon as its own bytes are stored. Fetches are claimed by
-//!   range ([`super::in_flight`]): two readers of one gap fetch it once, a gap
-//!   that a running stream is about to bring is waited for, and a seek far past
-//!   a stream's next byte cuts that stream short.
-//! - [`ContentCache::stream_ahead`] is read-ahead: it lets the streams ahead of
-//!   a sequential reader run on, or starts one at the first byte that nobody
-//!   has or is fetching.
-//!
-//! Lock order: a version's manifest, then its volatile set, then its in-flight
-//! fetches (never the other way round); the map of versions is never held
-//! across a store call, and takes a version's lock only if it is free.
-//!
-//! How far a stream runs ahead of its reader is the reader's window, at most
-//! [`FAST_ORIGIN_WINDOW`], or [`MAX_WINDOW`] for a file whose last stream took
-//! longer than [`SLOW_FETCH`] to start (a remote store, where hiding that delay
-//! is worth more bytes ahead). Memory per stream is bounded apart from that (see
-//! [`super::ingest`]). A chunk that is missing or fails verification is dropped
-//! from the manifest and fetched again; nothing unverified is ever served.
+//! The content cache: a byte range of a file version served from its chunks
+//! on disk (or the hot set in memory), and what the cache holds besides:
+//! whole copies, pinned chunks, figures. How it fills from an origin is
+//! [`super::fill`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use origin_api::{OriginError, OriginResult};
 use redb::ReadableTable;
 use tokio::sync::watch;
 
 use super::chunk_store::{ChunkStore, Keep, KeptChunks};
 use super::chunker::{chunk, ChunkId};
+use super::fill::in_flight::InFlight;
+use super::fill::Purpose;
 use super::hot_chunks::HotChunks;
-use super::in_flight::{Claim, FetchGuard, FetchWaiter, InFlight};
 use super::manifest::{FileVersion, Manifest, Span};
-use super::source::Source;
+use super::versions::{VersionState, Versions};
 use super::whole_copies::WholeCopies;
 use crate::store::{Store, MANIFESTS, PINNED_CHUNKS, TAG_CHUNKS};
 
-/// The largest single fetch from an origin.
-pub const MAX_WINDOW: u32 = 32 << 20;
-/// The largest single fetch from an origin that answers fast.
-const FAST_ORIGIN_WINDOW: u32 = 8 << 20;
-/// A fetch slower than this (plus its transfer) marks its origin as one where each
-/// request has a fixed cost.
-pub(super) const SLOW_FETCH: Duration = Duration::from_millis(20);
-/// Rounds of fetching before a read gives up (chunks kept vanishing under it).
-const ROUNDS: usize = 4;
 /// How often chunks held only in memory are tried on disk again.
 const VOLATILE_RETRY: Duration = Duration::from_secs(1);
 /// Verified chunks kept in memory for sequential readers.
 const HOT_BYTES: usize = 32 << 20;
-/// Version states kept before idle ones are dropped (see [`Versions`]).
-const IDLE_VERSIONS: usize = 1024;
-
-/// What the bytes are for: tag chunks are evicted last.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Purpose {
-    /// Audio data a reader asked for.
-    Audio,
-    /// Audio data a reader asked for right after a seek: where it goes on
-    /// from there is unknown, so its stream's first request asks only for
-    /// what it wants (see `super::ingest`).
-    Seek,
-    /// Audio data fetched ahead of a sequential reader.
-    ReadAhead,
-    /// A tag head or tail read by the scanner.
-    Tag,
-    /// Audio data fetched to keep a pinned file offline (see `crate::pins`).
-    Pin,
-}
-
-pub(super) struct VersionState {
-    pub(super) key: String,
-    /// What is cached, in memory: the chunks on disk, plus [`Self::volatile`].
-    pub(super) manifest: Mutex<Manifest>,
-    /// Chunks in the manifest that could not be written (a full disk): served
-    /// from memory while they last, never recorded on disk or counted as cached.
-    pub(super) volatile: Mutex<HashSet<ChunkId>>,
-    /// When writing [`Self::volatile`] chunks was last tried.
-    volatile_tried: Mutex<Option<Instant>>,
-    pub(super) in_flight: Arc<InFlight>,
-    /// Whether the last fetch of this version was slow to start (see
-    /// [`SLOW_FETCH`]).
-    pub(super) slow_origin: AtomicBool,
-    /// Bumped whenever bytes are added to the manifest: readers waiting for a
-    /// running fetch look again.
-    pub(super) landed: watch::Sender<u64>,
-}
-
-impl VersionState {
-    /// Held by nobody but the map of versions, fetching nothing, and with
-    /// nothing kept only in memory: dropping it loses nothing.
-    fn is_idle(self: &Arc<Self>) -> bool {
-        Arc::strong_count(self) == 1
-            && Arc::strong_count(&self.in_flight) == 1
-            // Taken only if free: the map's lock comes before no other.
-            && self.volatile.try_lock().is_ok_and(|v| v.is_empty())
-    }
-
-    /// The manifest without the chunks only held in memory: what is on disk.
-    pub(super) fn on_disk(&self) -> Manifest {
-        let mut manifest = self
-            .manifest
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        for id in self
-            .volatile
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            manifest.remove_chunk(id);
-        }
-        manifest
-    }
-
-    /// The largest fetch worth making: windows past [`FAST_ORIGIN_WINDOW`] only pay
-    /// where each request has a cost to amortise (a remote store); on a fast origin
-    /// they would only hold more memory.
-    pub(super) fn window_cap(&self) -> u64 {
-        if self.slow_origin.load(Ordering::Relaxed) {
-            MAX_WINDOW as u64
-        } else {
-            FAST_ORIGIN_WINDOW as u64
-        }
-    }
-}
 
 /// Figures for `musicfs status`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -156,40 +46,15 @@ pub struct CacheStats {
     pub misses: u64,
 }
 
-/// The state of every version in use, by key.
-///
-/// A state is only a cache of the version's manifest in the store plus what
-/// is happening to it now, so one nobody holds, with no fetch running and
-/// nothing held only in memory, can go and be read again when needed. Without
-/// that, a scan that reads the tags of 100,000 files kept 100,000 states
-/// (about 160 MB in heaptrack). Idle states are dropped whenever the map has doubled since
-/// the last sweep, so the cost of sweeping stays a constant per state made.
-#[derive(Default)]
-struct Versions {
-    map: HashMap<String, Arc<VersionState>>,
-    sweep_at: usize,
-}
-
-impl Versions {
-    /// The state for `key`: the one there, else `fresh`.
-    fn insert(&mut self, key: String, fresh: Arc<VersionState>) -> Arc<VersionState> {
-        if self.map.len() >= self.sweep_at.max(IDLE_VERSIONS) {
-            self.map.retain(|_, state| !state.is_idle());
-            self.sweep_at = 2 * self.map.len();
-        }
-        self.map.entry(key).or_insert(fresh).clone()
-    }
-}
-
 /// The content cache.
 pub struct ContentCache {
-    pub(super) store: Arc<Store>,
-    pub(super) chunks: ChunkStore,
-    pub(super) hot: HotChunks,
+    pub(in crate::cache) store: Arc<Store>,
+    pub(in crate::cache) chunks: ChunkStore,
+    pub(in crate::cache) hot: HotChunks,
     whole: WholeCopies,
     versions: Mutex<Versions>,
     hits: AtomicU64,
-    misses: AtomicU64,
+    pub(in crate::cache) misses: AtomicU64,
 }
 
 impl ContentCache {
@@ -256,7 +121,7 @@ impl ContentCache {
         }
     }
 
-    fn state(&self, version: &FileVersion) -> Arc<VersionState> {
+    pub(in crate::cache) fn state(&self, version: &FileVersion) -> Arc<VersionState> {
         let key = version.key();
         let versions = || self.versions.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(state) = versions().map.get(&key) {
@@ -442,7 +307,7 @@ impl ContentCache {
 
     /// Assembles `[start, end)` from the cache, or says which gaps are missing.
     /// Chunks that turn out to be gone are dropped from the manifest.
-    fn assemble(
+    pub(in crate::cache) fn assemble(
         &self,
         state: &VersionState,
         start: u64,
@@ -557,162 +422,6 @@ impl ContentCache {
         Some(bytes)
     }
 
-    /// The full path: serves from the cache, fetching each gap from `origin`.
-    /// A gap is fetched by a stream from its start: for audio to the next cached
-    /// byte (the stream runs ahead of its readers by `window` and pauses there;
-    /// see `super::ingest`), in its own task, and this read is answered as soon
-    /// as its own bytes are stored; for tags exactly the gap, at least `window`
-    /// bytes, in this task. With no origin, an uncached range is an
-    /// `Unavailable` error at once.
-    pub async fn read(
-        self: &Arc<Self>,
-        version: &FileVersion,
-        origin: Option<&Arc<dyn Source>>,
-        offset: u64,
-        len: u32,
-        window: u32,
-        purpose: Purpose,
-    ) -> OriginResult<Vec<u8>> {
-        let end = offset.saturating_add(len as u64).min(version.size);
-        if offset >= end {
-            return Ok(Vec::new());
-        }
-        let state = self.state(version);
-        // Each round fetches (or waits for) every gap; a chunk lost between rounds,
-        // or a gap that another fetch only partly covered, costs a round.
-        for round in 0..ROUNDS {
-            let gaps = match self.assemble(&state, offset, end, purpose != Purpose::Tag) {
-                Ok(bytes) => {
-                    if purpose == Purpose::Tag {
-                        self.mark_tag_range(&state, offset, end);
-                    }
-                    return Ok(bytes);
-                }
-                Err(gaps) => gaps,
-            };
-            if round == 0 && matches!(purpose, Purpose::Audio | Purpose::Seek) {
-                self.misses.fetch_add(1, Ordering::Relaxed);
-            }
-            let origin = origin.ok_or_else(|| {
-                OriginError::unavailable(format!(
-                    "{}: not cached and origin `{}` is not available",
-                    version.path, version.origin
-                ))
-            })?;
-            for (gap_start, gap_end) in gaps {
-                // Look and claim under the manifest's lock: a fetch records its
-                // bytes there before it gives up its claim on them, so bytes a
-                // fetch stored since this round looked are seen either as cached
-                // or as being fetched, never as neither (which fetched them twice).
-                let claim = {
-                    let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
-                    if manifest.first_missing(gap_start, gap_end) != Some(gap_start) {
-                        // Cached since: the next round looks again.
-                        continue;
-                    }
-                    let limit = match purpose {
-                        Purpose::Tag => gap_start
-                            .saturating_add((gap_end - gap_start).max(window as u64))
-                            .min(version.size),
-                        Purpose::Audio | Purpose::Seek | Purpose::ReadAhead | Purpose::Pin => {
-                            version.size
-                        }
-                    };
-                    let stream_end = manifest.missing_until(gap_start, limit.max(gap_end));
-                    // A reader going on sequentially never cuts the stream
-                    // ahead of it, however far the kernel's read-ahead runs.
-                    let cut = purpose != Purpose::Audio;
-                    state.in_flight.claim(gap_start, stream_end, gap_end, cut)
-                };
-                let mut waiter = match claim {
-                    Claim::Wait(waiter) => waiter,
-                    Claim::Fetch(guard) if purpose == Purpose::Tag => {
-                        let fetched = self
-                            .stream_into(&state, version, origin.as_ref(), &guard, purpose)
-                            .await;
-                        guard.finish(&fetched);
-                        fetched?;
-                        continue;
-                    }
-                    Claim::Fetch(guard) => {
-                        let lead =
-                            gap_start.saturating_add((window as u64).min(state.window_cap()));
-                        state.in_flight.want(gap_start, lead.max(gap_end));
-                        let waiter = guard.waiter();
-                        let (cache, state, version, origin) =
-                            (self.clone(), state.clone(), version.clone(), origin.clone());
-                        tokio::spawn(async move {
-                            let fetched = cache
-                                .stream_into(&state, &version, origin.as_ref(), &guard, purpose)
-                                .await;
-                            guard.finish(&fetched);
-                        });
-                        waiter
-                    }
-                };
-                // A fetch that failed (it hung until its deadline, say) is not
-                // tried again on the same origin: the caller's failover moves on
-                // at once, so a hung origin costs a reader one deadline, not two.
-                wait_for_bytes(&state, &mut waiter, gap_start, gap_end).await?;
-            }
-        }
-        Err(OriginError::other(format!(
-            "{}: the cache kept losing chunks",
-            version.path
-        )))
-    }
-
-    /// Read-ahead for a sequential reader at `from`: lets the fetches running
-    /// over `[from, until)` run on to `until` (capped as a read's window is);
-    /// if some of those bytes are neither cached nor being fetched, claims them
-    /// for a stream that runs to the next cached byte, and returns it to be run
-    /// (by [`AheadStream::run`]) in a task.
-    pub fn stream_ahead(
-        self: &Arc<Self>,
-        version: &FileVersion,
-        from: u64,
-        until: u64,
-    ) -> Option<AheadStream> {
-        let state = self.state(version);
-        let until = ahead_limit(&state, version, from, until);
-        state.in_flight.want(from, until);
-        // Looked for and claimed under the manifest's lock (see `read`).
-        let guard = {
-            let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
-            let (start, _) = unfetched_run(&manifest, &state.in_flight, from, until)?;
-            let stream_end = manifest.missing_until(start, version.size);
-            state.in_flight.claim_uncovered(start, stream_end)?
-        };
-        state.in_flight.want(guard.start, until);
-        Some(AheadStream {
-            cache: self.clone(),
-            state,
-            version: version.clone(),
-            guard,
-        })
-    }
-
-    /// The first byte of `[from, until)` that is neither in the manifest nor being
-    /// fetched: where a read-ahead would start, if anywhere.
-    pub fn first_unfetched(&self, version: &FileVersion, from: u64, until: u64) -> Option<u64> {
-        let state = self.state(version);
-        let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
-        unfetched_run(&manifest, &state.in_flight, from, until.min(version.size))
-            .map(|(start, _)| start)
-    }
-
-    /// Lets the fetches of `version` running over `[from, until)` (capped as
-    /// [`Self::stream_ahead`] caps it) run on to `until`: a reader moved on
-    /// through bytes they stored. True if every byte of that range is cached
-    /// or being fetched, so that no read-ahead needs starting.
-    pub fn want(&self, version: &FileVersion, from: u64, until: u64) -> bool {
-        let state = self.state(version);
-        let until = ahead_limit(&state, version, from, until);
-        state.in_flight.want(from, until);
-        let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
-        unfetched_run(&manifest, &state.in_flight, from, until).is_none()
-    }
-
     /// Bytes of `[start, end)` of `version` in the manifest (for tests and
     /// tools that check what a read left cached).
     pub fn cached_bytes_in(&self, version: &FileVersion, start: u64, end: u64) -> u64 {
@@ -737,7 +446,7 @@ impl ContentCache {
         self.record_manifest(&state, &stored);
     }
 
-    fn mark_tag_range(&self, state: &VersionState, start: u64, end: u64) {
+    pub(in crate::cache) fn mark_tag_range(&self, state: &VersionState, start: u64, end: u64) {
         let plan = state
             .manifest
             .lock()
@@ -751,93 +460,10 @@ impl ContentCache {
     }
 }
 
-/// The first byte of `[from, until)` neither cached nor being fetched, and the end
-/// of the missing run it lies in.
-fn unfetched_run(
-    manifest: &Manifest,
-    in_flight: &InFlight,
-    from: u64,
-    until: u64,
-) -> Option<(u64, u64)> {
-    let mut at = from;
-    while let Some(gap_start) = manifest.first_missing(at, until) {
-        let gap_end = manifest.missing_until(gap_start, until);
-        if let Some(unclaimed) = in_flight.first_uncovered(gap_start, gap_end) {
-            return Some((unclaimed, gap_end));
-        }
-        at = gap_end;
-    }
-    None
-}
-
-/// How far read-ahead from `from` reaches: `until`, at most the version's
-/// window cap past `from`, and never past the end of the file.
-fn ahead_limit(state: &VersionState, version: &FileVersion, from: u64, until: u64) -> u64 {
-    until
-        .min(from.saturating_add(state.window_cap()))
-        .min(version.size)
-}
-
-/// Waits until `[start, end)` is stored or the fetch `waiter` waits for is
-/// over: `Ok` when the bytes are there or the fetch ended well (having stored
-/// only part of them, if it was cut short: the next round fetches the rest), or
-/// the error it ended with.
-async fn wait_for_bytes(
-    state: &VersionState,
-    waiter: &mut FetchWaiter,
-    start: u64,
-    end: u64,
-) -> OriginResult<()> {
-    let mut landed = state.landed.subscribe();
-    loop {
-        landed.borrow_and_update();
-        let missing = state
-            .manifest
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .first_missing(start, end);
-        if missing.is_none() {
-            return Ok(());
-        }
-        if let Some(outcome) = waiter.outcome() {
-            return outcome;
-        }
-        tokio::select! {
-            _ = landed.changed() => {}
-            _ = waiter.ended() => {}
-        }
-    }
-}
-
-/// A read-ahead stream claimed by [`ContentCache::stream_ahead`], to be run.
-pub struct AheadStream {
-    cache: Arc<ContentCache>,
-    state: Arc<VersionState>,
-    version: FileVersion,
-    guard: FetchGuard,
-}
-
-impl AheadStream {
-    /// Streams the claimed bytes from `origin` into the cache.
-    pub async fn run(self, origin: Arc<dyn Source>) -> OriginResult<()> {
-        let fetched = self
-            .cache
-            .stream_into(
-                &self.state,
-                &self.version,
-                origin.as_ref(),
-                &self.guard,
-                Purpose::ReadAhead,
-            )
-            .await;
-        self.guard.finish(&fetched);
-        fetched
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::versions::IDLE_VERSIONS;
 
     /// A version of a file `f.flac` of `size` bytes.
     fn file_of(size: usize) -> FileVersion {
@@ -919,36 +545,6 @@ mod tests {
         cache.seed(&version, 0, bytes.clone()).await;
         assert!(!cache.make_whole_copy(&version).unwrap());
         assert!(cache.whole_copy(&version).is_none());
-    }
-
-    #[tokio::test]
-    async fn read_ahead_starts_at_the_first_byte_nobody_has_or_fetches() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("index.redb")).unwrap());
-        let cache = ContentCache::open(dir.path(), u64::MAX, store).unwrap();
-        let version = FileVersion {
-            origin: "o".into(),
-            path: "f.flac".into(),
-            size: 1 << 20,
-            mtime_ns: 1,
-            version: None,
-        };
-        let size = version.size;
-        assert_eq!(cache.first_unfetched(&version, 0, size), Some(0));
-        cache.seed(&version, 0, vec![7u8; 100_000]).await;
-        assert_eq!(cache.first_unfetched(&version, 0, size), Some(100_000));
-        assert_eq!(cache.first_unfetched(&version, 0, 100_000), None);
-
-        let state = cache.state(&version);
-        let running = state.in_flight.claim_uncovered(100_000, 300_000).unwrap();
-        assert_eq!(
-            cache.first_unfetched(&version, 50_000, size),
-            Some(300_000),
-            "bytes being fetched count as had"
-        );
-        drop(running);
-        assert_eq!(cache.first_unfetched(&version, 50_000, size), Some(100_000));
-        assert_eq!(cache.first_unfetched(&version, 0, u64::MAX), Some(100_000));
     }
 
     #[tokio::test]

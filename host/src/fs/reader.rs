@@ -14,7 +14,7 @@
 //! - **Cold.** The request moves to a tokio task with its reply. It opens one
 //!   stream from its first missing byte to the next cached byte (or joins the
 //!   stream already bringing its bytes) and is answered as soon as its own
-//!   bytes are stored, while the stream goes on (see `cache::ingest`). So the
+//!   bytes are stored, while the stream goes on (see `cache::fill::ingest`). So the
 //!   first byte waits for the first piece an origin sends, and a whole file
 //!   read from its start is one request to the origin.
 //! - **Windows.** How far a stream may run ahead of its reader: 1 MiB at first,
@@ -48,7 +48,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::cache::content_cache::{ContentCache, Purpose, MAX_WINDOW};
+use crate::cache::content_cache::ContentCache;
+use crate::cache::fill::{Purpose, MAX_WINDOW};
 use crate::cache::source::Source;
 use crate::fs::errno::read_errno;
 use crate::library::tree::Replica;

@@ -29,7 +29,8 @@ use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::block_in_place;
 
 use crate::cache::chunker::ChunkId;
-use crate::cache::content_cache::{ContentCache, Purpose, MAX_WINDOW};
+use crate::cache::content_cache::ContentCache;
+use crate::cache::fill::{Purpose, MAX_WINDOW};
 use crate::cache::source::Source;
 use crate::library::tree::{Replica, Tree};
 use crate::library::view::LibraryView;

@@ -60,12 +60,14 @@ use std::time::{Duration, Instant};
 
 use origin_api::{OriginError, OriginResult};
 
-use super::chunk_store::Keep;
-use super::chunker::{cut, name, ChunkId, Piece, MAX_CHUNK};
-use super::content_cache::{ContentCache, Purpose, VersionState, SLOW_FETCH};
 use super::in_flight::{FetchGuard, Progress};
-use super::manifest::FileVersion;
-use super::source::Source;
+use super::{Purpose, SLOW_FETCH};
+use crate::cache::chunk_store::Keep;
+use crate::cache::chunker::{cut, name, ChunkId, Piece, MAX_CHUNK};
+use crate::cache::content_cache::ContentCache;
+use crate::cache::manifest::FileVersion;
+use crate::cache::source::Source;
+use crate::cache::versions::VersionState;
 use crate::store::{MANIFESTS, TAG_CHUNKS};
 
 /// Bytes gathered before they are chunked (unless a reader waits for them):
@@ -90,7 +92,7 @@ struct Request<'a> {
 impl ContentCache {
     /// Streams the bytes `claim` covers from `origin`, storing them as they
     /// come (see the module's essay).
-    pub(super) async fn stream_into(
+    pub(in crate::cache) async fn stream_into(
         self: &Arc<Self>,
         state: &Arc<VersionState>,
         version: &FileVersion,
@@ -242,7 +244,7 @@ impl ContentCache {
     /// in the manifest in memory and, under its lock, gives them up from
     /// `claim`; wakes waiting readers. Returns the chunks written that are tag
     /// chunks (for the index).
-    pub(super) fn store_pieces(
+    pub(in crate::cache) fn store_pieces(
         &self,
         state: &VersionState,
         base: u64,
@@ -317,7 +319,7 @@ impl ContentCache {
 
     /// Writes the manifest of `state` (what is on disk) and `tag_chunks` to the
     /// index.
-    pub(super) fn record_manifest(&self, state: &VersionState, tag_chunks: &[ChunkId]) {
+    pub(in crate::cache) fn record_manifest(&self, state: &VersionState, tag_chunks: &[ChunkId]) {
         let encoded = state.on_disk().encode();
         let written = self.store.write(false, |txn| {
             txn.open_table(MANIFESTS)?
