@@ -21,12 +21,12 @@ use crate::library::tree_diff::{changed_folders, invalidations, invalidations_in
 use crate::library::tree_snapshot;
 use crate::library::tree_update;
 use crate::library::view::LibraryView;
-use crate::origins::failover::ReadPolicy;
 use crate::origins::registry::Registry;
 use crate::paths::{default_cache_dir, expand_tilde};
 use crate::pins::keeper::Keeper;
 use crate::pins::Pins;
 use crate::plugins::manager::PluginManager;
+use crate::read::failover::ReadPolicy;
 use crate::store::Store;
 use crate::telemetry::events::EventBus;
 

@@ -2,7 +2,7 @@
 //! kept served is `mount`).
 //!
 //! - [`fuse`] answers the kernel: metadata from the tree, reads handed to
-//!   [`reader`], which knows nothing of FUSE.
+//!   `crate::read`, which knows nothing of FUSE.
 //! - [`errno`] maps origin errors to errnos, in one place.
 //! - [`invalidate`] tells the kernel what to forget when the tree changes.
 //! - [`passthrough`] lets the kernel read a fully cached file by itself.
@@ -13,4 +13,3 @@ pub mod fuse;
 pub mod invalidate;
 pub mod passthrough;
 pub mod read_ahead;
-pub mod reader;

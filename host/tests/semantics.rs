@@ -6,8 +6,8 @@ use std::time::Duration;
 use musicfs::config::HealthConfig;
 use musicfs::fs::errno::read_errno;
 use musicfs::fs::fuse::XATTRS;
-use musicfs::fs::reader::STARTUP_WAIT;
 use musicfs::origins::registry::DRAIN_LIMIT;
+use musicfs::read::reader::STARTUP_WAIT;
 use origin_api::ErrorKind;
 
 const SEMANTICS: &str = include_str!("../../SEMANTICS.md");

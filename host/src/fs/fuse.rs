@@ -26,13 +26,14 @@ use fuser::{
 };
 
 use crate::cache::content_cache::ContentCache;
+use crate::fs::errno::read_errno;
 use crate::fs::passthrough::OpenModes;
-use crate::fs::reader::{Answer, Reader};
 use crate::library::tree::{Node, NodeKind, Replica, Tree};
 use crate::library::view::LibraryView;
-use crate::origins::failover::ReadPolicy;
 use crate::origins::registry::Registry;
 use crate::pins::{normal, Pins};
+use crate::read::failover::ReadPolicy;
+use crate::read::reader::{Answer, Reader};
 use crate::telemetry::events::{Event, EventBus};
 
 /// How long the kernel may cache names (found or not) and attributes. Every
@@ -411,7 +412,7 @@ impl Filesystem for MusicFs {
         let path = || tree.path_of(ino.0);
         let answer: Answer = Box::new(move |result| match result {
             Ok(bytes) => reply.data(&bytes),
-            Err(errno) => reply.error(Errno::from_i32(errno)),
+            Err(e) => reply.error(Errno::from_i32(read_errno(e.kind()))),
         });
         self.reader
             .read(fh.0, &unopened, &path, offset, size, answer);

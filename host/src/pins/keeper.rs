@@ -34,11 +34,11 @@ use crate::cache::fill::{Purpose, MAX_WINDOW};
 use crate::cache::source::Source;
 use crate::library::tree::{Replica, Tree};
 use crate::library::view::LibraryView;
-use crate::origins::failover::{with_failover, ReadPolicy};
 use crate::origins::registry::{RegisteredOrigin, Registry};
 use crate::origins::router;
 use crate::paths::disk_space;
 use crate::pins::{margin, Pins};
+use crate::read::failover::{with_failover, ReadPolicy};
 use crate::telemetry::events::{Event, EventBus};
 
 /// How much one read of a pass asks for (its stream runs ahead by more).

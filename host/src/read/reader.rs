@@ -48,15 +48,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use origin_api::{OriginError, OriginResult};
+
 use crate::cache::content_cache::ContentCache;
 use crate::cache::fill::{Purpose, MAX_WINDOW};
 use crate::cache::source::Source;
-use crate::fs::errno::read_errno;
-use crate::library::tree::Replica;
-use crate::origins::failover::{with_failover, ReadPolicy};
 use crate::origins::registry::{RegisteredOrigin, Registry};
 use crate::origins::router;
+use crate::read::failover::{with_failover, ReadPolicy};
 use crate::telemetry::events::{Event, EventBus};
+use crate::values::Replica;
 
 /// The first fetch of an uncached range after an open; it doubles while the
 /// reader stays sequential.
@@ -124,8 +125,9 @@ struct Pattern {
     timed_out: Option<Arc<RecentTimeout>>,
 }
 
-/// Where a read's answer goes, once: its bytes, or an errno.
-pub type Answer = Box<dyn FnOnce(Result<Vec<u8>, i32>) + Send>;
+/// Where a read's answer goes, once: its bytes, or why there are none (the
+/// kernel's adapter makes that an errno).
+pub type Answer = Box<dyn FnOnce(OriginResult<Vec<u8>>) + Send>;
 
 /// The open files and everything a read needs.
 pub struct Reader {
@@ -216,7 +218,7 @@ impl Reader {
             .map(|f| f.replicas.clone());
         let replicas: Arc<[Replica]> = match opened.or_else(|| unopened().map(Into::into)) {
             Some(replicas) => replicas,
-            None => return answer(Err(libc::ENOENT)),
+            None => return answer(Err(OriginError::not_found("no such open file"))),
         };
         let replicas = &replicas[..];
         let pattern = self.pattern(fh, offset, size);
@@ -245,7 +247,9 @@ impl Reader {
         let end = offset + size as u64;
         if let Some(timed_out) = &pattern.timed_out {
             if timed_out.covers(offset, end) {
-                return answer(Err(libc::EIO));
+                return answer(Err(OriginError::timeout(
+                    "a read of these bytes ran out its deadline just now",
+                )));
             }
         }
         let timed_out = pattern.timed_out.clone();
@@ -304,7 +308,7 @@ impl Reader {
                     timed_out.record(offset, end);
                 }
             }
-            answer(Err(read_errno(error.kind())));
+            answer(Err(error));
         });
     }
 
