@@ -1,4 +1,5 @@
-//! The read path without FUSE. Warm: `ContentCache::read_cached` over a cached
+//! The read path without FUSE. Warm: `CachedFile::read_cached` (what a read
+//! session does) over a cached
 //! 256 MB file, in 128 KiB and 1 MiB reads, against reading the chunk packs
 //! alone. Cold: `ContentCache::read` of a 128 MB file from an origin held in memory
 //! (1 MiB pieces, as a remote plugin hands them over), in 1 MiB reads with a
@@ -149,11 +150,13 @@ fn main() {
     }
     for read in [128 << 10, 1 << 20] {
         // A fresh cache each time: nothing hot in memory, as after a remount.
-        let cache = ContentCache::open(dir.path(), u64::MAX, store.clone()).unwrap();
+        let cache = Arc::new(ContentCache::open(dir.path(), u64::MAX, store.clone()).unwrap());
+        // As a read session does: the version looked up once, at open.
+        let file = cache.file(&version);
         let started = Instant::now();
         let mut offset = 0u64;
         while offset < size as u64 {
-            let bytes = cache.read_cached(&version, offset, read).expect("cached");
+            let bytes = file.read_cached(offset, read).expect("cached");
             offset += bytes.len() as u64;
         }
         let secs = started.elapsed().as_secs_f64();

@@ -15,6 +15,7 @@
 //!   same chunks — identical content is stored once, however it was reached.
 //! - [`versions`] holds the state of each file version in use: its manifest in
 //!   memory, what is held only in memory, its running fetches.
+//! - [`cached_file`] is one version looked up once: what a reader holds.
 //! - [`content_cache`] serves a range from chunks (the warm path) and keeps
 //!   what the cache holds besides: pins, whole copies, figures.
 //! - [`fill`] is how the cache fills from a source: each gap fetched once by
@@ -25,6 +26,7 @@
 //! - [`source`] is what the cache fetches from: an origin through the registry,
 //!   or, in a test, anything that serves bytes.
 
+pub mod cached_file;
 pub mod chunk_store;
 pub mod chunker;
 pub mod content_cache;

@@ -53,7 +53,7 @@ pub struct ContentCache {
     pub(in crate::cache) hot: HotChunks,
     whole: WholeCopies,
     versions: Mutex<Versions>,
-    hits: AtomicU64,
+    pub(in crate::cache) hits: AtomicU64,
     pub(in crate::cache) misses: AtomicU64,
 }
 
@@ -408,18 +408,15 @@ impl ContentCache {
         }
     }
 
-    /// The fast path: `[offset, offset + len)` (clipped to the file) if every byte is
-    /// cached, else `None`. Never touches an origin.
-    pub fn read_cached(&self, version: &FileVersion, offset: u64, len: u32) -> Option<Vec<u8>> {
-        let end = offset.saturating_add(len as u64).min(version.size);
-        if offset >= end {
-            return Some(Vec::new());
-        }
-        let bytes = self
-            .assemble(&self.state(version), offset, end, true)
-            .ok()?;
-        self.hits.fetch_add(1, Ordering::Relaxed);
-        Some(bytes)
+    /// [`CachedFile::read_cached`](super::cached_file::CachedFile::read_cached)
+    /// of `version`.
+    pub fn read_cached(
+        self: &Arc<Self>,
+        version: &FileVersion,
+        offset: u64,
+        len: u32,
+    ) -> Option<Vec<u8>> {
+        self.file(version).read_cached(offset, len)
     }
 
     /// Bytes of `[start, end)` of `version` in the manifest (for tests and
@@ -551,7 +548,7 @@ mod tests {
     async fn idle_version_states_go_and_come_back_from_the_store() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("index.redb")).unwrap());
-        let cache = ContentCache::open(dir.path(), u64::MAX, store).unwrap();
+        let cache = Arc::new(ContentCache::open(dir.path(), u64::MAX, store).unwrap());
         let version = |i: usize| FileVersion {
             origin: "o".into(),
             path: format!("{i}.flac"),

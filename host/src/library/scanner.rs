@@ -26,8 +26,9 @@ use super::media::{is_audio, is_cover};
 use super::tag_reader::{RangeReader, Tags};
 use crate::cache::content_cache::ContentCache;
 use crate::cache::fill::Purpose;
-use crate::cache::source::Source;
 use crate::origins::registry::{RegisteredOrigin, Registry};
+use crate::read::failover::ReadPolicy;
+use crate::read::session::{Route, Session};
 use crate::store::Store;
 
 /// Listing page size.
@@ -574,10 +575,13 @@ fn spawn_tag_read(
                 version: record.version.clone(),
             };
             let mut outage: Option<OriginError> = None;
-            let source: Arc<dyn Source> = origin;
+            let session = Session::open(&cache, std::slice::from_ref(&version));
+            let (route, once) = (Route::Origin(&origin), ReadPolicy::once());
             let mut reader = RangeReader::new(record.size, |offset, len| {
+                let read = session.fetch(route, &once, offset, len, len, Purpose::Tag, || {});
                 runtime
-                    .block_on(cache.read(&version, Some(&source), offset, len, len, Purpose::Tag))
+                    .block_on(read)
+                    .map(|(bytes, _)| bytes)
                     .map_err(|e| {
                         let io = std::io::Error::other(e.to_string());
                         if !is_file_problem(e.kind()) {

@@ -13,19 +13,20 @@ use crate::origins::health::HealthSnapshot;
 use crate::origins::registry::{RegisteredOrigin, Registry};
 use crate::values::Replica;
 
-/// The replicas to try, best first, and whether any of them is healthy or degraded.
+/// The replicas to try, best first (by their place in the list given), and
+/// whether any of them is healthy or degraded.
 pub struct Route {
-    pub candidates: Vec<(Replica, Arc<RegisteredOrigin>)>,
+    pub candidates: Vec<(usize, Arc<RegisteredOrigin>)>,
     pub any_usable: bool,
 }
 
 /// Orders the live replicas of a track.
 pub fn route(replicas: &[Replica], registry: &Registry) -> Route {
-    let live = replicas.iter().filter_map(|r| {
+    let live = replicas.iter().enumerate().filter_map(|(i, r)| {
         let origin = registry.get(&r.origin)?;
         let health = origin.health_snapshot();
         let priority = origin.priority;
-        Some(((r.clone(), origin), priority, health))
+        Some(((i, origin), priority, health))
     });
     let (candidates, any_usable) = order(live.collect());
     Route {

@@ -31,14 +31,13 @@ use tokio::task::block_in_place;
 use crate::cache::chunker::ChunkId;
 use crate::cache::content_cache::ContentCache;
 use crate::cache::fill::{Purpose, MAX_WINDOW};
-use crate::cache::source::Source;
 use crate::library::tree::{Replica, Tree};
 use crate::library::view::LibraryView;
-use crate::origins::registry::{RegisteredOrigin, Registry};
-use crate::origins::router;
+use crate::origins::registry::Registry;
 use crate::paths::disk_space;
 use crate::pins::{margin, Pins};
-use crate::read::failover::{with_failover, ReadPolicy};
+use crate::read::failover::ReadPolicy;
+use crate::read::session::{Route, Session};
 use crate::telemetry::events::{Event, EventBus};
 
 /// How much one read of a pass asks for (its stream runs ahead by more).
@@ -301,38 +300,25 @@ impl Keeper {
         ))
     }
 
-    /// Reads `file` whole through the cache, from the best replica that answers.
+    /// Reads `file` whole through the cache, from the best replica that
+    /// answers: one session, read through in steps.
     async fn fetch(&self, file: &PinnedFile) -> origin_api::OriginResult<()> {
+        let session = Session::open(&self.cache, &file.replicas);
+        let route = Route::Replicas(&self.registry);
         let mut offset = 0;
         while offset < file.size {
             let len = (STEP as u64).min(file.size - offset) as u32;
-            let route = || {
-                let route = router::route(&file.replicas, &self.registry);
-                (route.candidates, route.any_usable)
-            };
-            let attempt = |(replica, origin): (Replica, Arc<RegisteredOrigin>)| {
-                let cache = self.cache.clone();
-                async move {
-                    let source: Arc<dyn Source> = origin;
-                    cache
-                        .read(
-                            &replica,
-                            Some(&source),
-                            offset,
-                            len,
-                            MAX_WINDOW,
-                            Purpose::Pin,
-                        )
-                        .await
-                }
-            };
-            with_failover(
-                route,
-                attempt,
-                &self.policy.retry_delays,
-                self.policy.deadline,
-            )
-            .await?;
+            session
+                .fetch(
+                    route,
+                    &self.policy,
+                    offset,
+                    len,
+                    MAX_WINDOW,
+                    Purpose::Pin,
+                    || {},
+                )
+                .await?;
             offset += len as u64;
         }
         Ok(())

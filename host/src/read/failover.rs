@@ -25,6 +25,18 @@ pub struct ReadPolicy {
     pub deadline: Duration,
 }
 
+impl ReadPolicy {
+    /// One attempt at each candidate, no retries, and no deadline but each
+    /// call's own (the registry's): a scan's tag reads, which a failure
+    /// answers by keeping what the index knew.
+    pub fn once() -> Self {
+        ReadPolicy {
+            retry_delays: Arc::new([]),
+            deadline: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
 /// Tries the candidates `route()` gives, in order, with `attempt`, until one
 /// succeeds; then retries after each of `delays` while a candidate was usable.
 /// Gives up with a timeout once `deadline` (from now) has passed.

@@ -1,7 +1,8 @@
-//! Reading files, without FUSE in it: the open files, each pinned to the
-//! version it opened, with its access pattern, read-ahead, failover, deadline
-//! and the errno a failure becomes. `fs::fuse` is the thin adapter that hands
-//! the kernel's requests here and its answers back.
+//! Reading files, without FUSE in it: the open files, each a session
+//! (`super::session`) pinned to the version it opened, with its access
+//! pattern, read-ahead, failover and deadline. `fs::fuse` is the thin adapter
+//! that hands the kernel's requests here and its answers back (and makes a
+//! failure an errno).
 //!
 //! # How a read goes
 //!
@@ -10,7 +11,9 @@
 //!   for that version. A file rewritten meanwhile fails the read (EIO) where its
 //!   old bytes are not cached, and is shown anew once the change is seen.
 //! - **Warm.** The cache is tried on the FUSE thread, for every replica: a read
-//!   whose bytes are all cached never waits for anything else.
+//!   whose bytes are all cached never waits for anything else. The session
+//!   holds each replica's state in the cache, so a warm read builds no key and
+//!   looks nothing up by one: the handle is an index into the open files.
 //! - **Cold.** The request moves to a tokio task with its reply. It opens one
 //!   stream from its first missing byte to the next cached byte (or joins the
 //!   stream already bringing its bytes) and is answered as soon as its own
@@ -43,87 +46,22 @@
 //!   once. A stream is not cancelled when the file closes: it ends when nobody
 //!   wants more, and what it brought is cached for the next reader.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use origin_api::{OriginError, OriginResult};
 
+use super::failover::ReadPolicy;
+use super::open_files::OpenFiles;
+use super::session::{Route, Session};
 use crate::cache::content_cache::ContentCache;
-use crate::cache::fill::{Purpose, MAX_WINDOW};
-use crate::cache::source::Source;
-use crate::origins::registry::{RegisteredOrigin, Registry};
-use crate::origins::router;
-use crate::read::failover::{with_failover, ReadPolicy};
+use crate::cache::fill::Purpose;
+use crate::origins::registry::Registry;
 use crate::telemetry::events::{Event, EventBus};
 use crate::values::Replica;
 
-/// The first fetch of an uncached range after an open; it doubles while the
-/// reader stays sequential.
-const FIRST_WINDOW: u32 = 1 << 20;
-/// The window after a seek: a quarter of a MiB, a few seconds of any audio.
-/// Far away, a seek costs this and a round trip, not a window. (Not the first
-/// window too: a reader from the start that waits on a small window more
-/// often makes more chunks cut where it waited rather than by content, and a
-/// retagged track then shared a tenth less with its old version.)
-const SEEK_WINDOW: u32 = 256 << 10;
-/// How far from where a sequential reader should read next a read may land and
-/// still count as sequential.
-const REORDER_SLACK: u64 = 1 << 20;
 /// The longest a read waits for the origins to open after mounting.
 pub const STARTUP_WAIT: Duration = Duration::from_secs(10);
-
-/// How long a read that ran out its deadline makes an overlapping read of the same
-/// open file fail at once.
-const TIMED_OUT_MEMORY: Duration = Duration::from_secs(1);
-
-/// The last read of an open file that ran out its deadline. Linux answers a
-/// failed readahead by asking at once for the same pages again; without this
-/// memory, a reader of a hung origin would wait out a second deadline.
-#[derive(Default)]
-struct RecentTimeout(Mutex<Option<(std::time::Instant, u64, u64)>>);
-
-impl RecentTimeout {
-    fn record(&self, start: u64, end: u64) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((std::time::Instant::now(), start, end));
-    }
-
-    fn clear(&self) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-
-    /// Whether `[start, end)` overlaps a read that timed out just now.
-    fn covers(&self, start: u64, end: u64) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|(at, s, e)| at.elapsed() < TIMED_OUT_MEMORY && start < e && s < end)
-    }
-}
-
-/// Per open file: the version it opened, where a sequential reader will read
-/// next, and its read-ahead.
-struct OpenFile {
-    /// The replicas (versions) the file had when opened. Reads stay on them after
-    /// the tree moves on to a new version, so one open reads one version whole
-    /// (or fails where its bytes are gone), never old bytes and then new ones.
-    replicas: Arc<[Replica]>,
-    next_offset: u64,
-    window: u32,
-    timed_out: Arc<RecentTimeout>,
-}
-
-/// How a read fits the file's access pattern.
-struct Pattern {
-    window: u32,
-    sequential: bool,
-    /// Far from where the reader was: its stream asks first for the window
-    /// only (`Purpose::Seek`).
-    seeked: bool,
-    timed_out: Option<Arc<RecentTimeout>>,
-}
 
 /// Where a read's answer goes, once: its bytes, or why there are none (the
 /// kernel's adapter makes that an errno).
@@ -137,8 +75,7 @@ pub struct Reader {
     runtime: tokio::runtime::Handle,
     origins_started: tokio::sync::watch::Receiver<bool>,
     policy: ReadPolicy,
-    open_files: Mutex<HashMap<u64, OpenFile>>,
-    next_handle: AtomicU64,
+    open_files: OpenFiles,
 }
 
 impl Reader {
@@ -159,42 +96,22 @@ impl Reader {
             runtime,
             origins_started,
             policy,
-            open_files: Mutex::new(HashMap::new()),
-            next_handle: AtomicU64::new(first_handle()),
+            open_files: OpenFiles::default(),
         }
     }
 
-    /// Opens a file whose replicas are `replicas` now; returns its handle.
-    ///
-    /// Handles outlive the daemon that gave them: after a restart under the
-    /// same mount (`mount::keeper`) the kernel still reads with the old ones. So
-    /// each daemon numbers from where no earlier one can have reached (see
-    /// [`first_handle`]), and a handle it does not know is read as the file
-    /// its inode names.
+    /// Opens a file whose replicas are `replicas` now; returns its handle
+    /// (see `super::open_files` for handles that outlive a daemon).
     pub fn open(&self, replicas: &[Replica]) -> u64 {
-        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
         self.open_files
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                fh,
-                OpenFile {
-                    replicas: replicas.into(),
-                    next_offset: 0,
-                    window: FIRST_WINDOW,
-                    timed_out: Arc::default(),
-                },
-            );
-        fh
+            .insert(Arc::new(Session::open(&self.cache, replicas)))
     }
 
     /// Forgets an open file; returns the replicas it had opened.
     pub fn release(&self, fh: u64) -> Option<Arc<[Replica]>> {
         self.open_files
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&fh)
-            .map(|file| file.replicas)
+            .remove(fh)
+            .map(|session| session.replicas().clone())
     }
 
     /// Serves `size` bytes at `offset` of open file `fh` (or, for a handle it
@@ -210,60 +127,49 @@ impl Reader {
         size: u32,
         answer: Answer,
     ) {
-        let opened = self
+        let session = self
             .open_files
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&fh)
-            .map(|f| f.replicas.clone());
-        let replicas: Arc<[Replica]> = match opened.or_else(|| unopened().map(Into::into)) {
-            Some(replicas) => replicas,
-            None => return answer(Err(OriginError::not_found("no such open file"))),
+            .adopt(fh, || Some(Session::open(&self.cache, &unopened()?)));
+        let Some(session) = session else {
+            return answer(Err(OriginError::not_found("no such open file")));
         };
-        let replicas = &replicas[..];
-        let pattern = self.pattern(fh, offset, size);
-        let window = pattern.window;
-        let purpose = if pattern.seeked {
-            Purpose::Seek
-        } else {
-            Purpose::Audio
-        };
-        for replica in replicas {
-            if let Some(bytes) = self.cache.read_cached(replica, offset, size) {
-                if pattern.sequential {
-                    self.read_ahead(replicas, offset + size as u64, &pattern);
-                }
-                if self.events.is_listened() {
-                    self.events.publish(Event::FileAccessed {
-                        path: path(),
-                        origin: replica.origin.clone(),
-                        offset,
-                        size,
-                    });
-                }
-                return answer(Ok(bytes));
+        let step = session.observe(offset, size);
+        if let Some((bytes, replica)) = session.read_cached(offset, size) {
+            if step.sequential {
+                session.read_ahead(
+                    &self.registry,
+                    &self.runtime,
+                    offset + size as u64,
+                    step.window,
+                );
             }
+            if self.events.is_listened() {
+                self.events.publish(Event::FileAccessed {
+                    path: path(),
+                    origin: replica.origin.clone(),
+                    offset,
+                    size,
+                });
+            }
+            return answer(Ok(bytes));
         }
         let end = offset + size as u64;
-        if let Some(timed_out) = &pattern.timed_out {
-            if timed_out.covers(offset, end) {
-                return answer(Err(OriginError::timeout(
-                    "a read of these bytes ran out its deadline just now",
-                )));
-            }
+        if session.timed_out().covers(offset, end) {
+            return answer(Err(OriginError::timeout(
+                "a read of these bytes ran out its deadline just now",
+            )));
         }
-        let timed_out = pattern.timed_out.clone();
         // The read's own stream starts at its first missing byte (so the first
         // byte waits for the first piece an origin sends) and runs on by the
         // window: after a seek too, one request brings this read and what
         // follows it, instead of a second stream for the read-ahead.
-        let replicas: Vec<Replica> = replicas.to_vec();
+        let purpose = if step.seeked {
+            Purpose::Seek
+        } else {
+            Purpose::Audio
+        };
         let path = path();
-        let (cache, registry, events) = (
-            self.cache.clone(),
-            self.registry.clone(),
-            self.events.clone(),
-        );
+        let (registry, events) = (self.registry.clone(), self.events.clone());
         let mut origins_started = self.origins_started.clone();
         let policy = self.policy.clone();
         self.runtime.spawn(async move {
@@ -272,115 +178,44 @@ impl Reader {
             let startup = origins_started.wait_for(|started| *started);
             let _ = tokio::time::timeout(STARTUP_WAIT, startup).await;
             let mut reported = false;
-            let route = || {
-                let route = router::route(&replicas, &registry);
-                if !route.any_usable && !reported {
+            let none_usable = || {
+                if !reported {
                     reported = true;
                     tracing::warn!(path = %path, "no healthy replica; trying the least bad");
                     events.publish(Event::AllOriginsUnhealthy { path: path.clone() });
                 }
-                (route.candidates, route.any_usable)
             };
-            let attempt = |(replica, origin): (Replica, Arc<RegisteredOrigin>)| {
-                let cache = cache.clone();
-                async move {
-                    let source: Arc<dyn Source> = origin;
-                    let read = cache.read(&replica, Some(&source), offset, size, window, purpose).await;
-                    if let Err(e) = &read {
-                        tracing::debug!(origin = %replica.origin, path = %replica.path, "read failed: {e}");
-                    }
-                    read.map(|bytes| (bytes, replica.origin))
+            let route = Route::Replicas(&registry);
+            let fetched = session
+                .fetch(
+                    route,
+                    &policy,
+                    offset,
+                    size,
+                    step.window,
+                    purpose,
+                    none_usable,
+                )
+                .await;
+            match fetched {
+                Ok((bytes, replica)) => {
+                    session.timed_out().clear();
+                    let origin = replica.origin.clone();
+                    events.publish(Event::FileAccessed {
+                        path,
+                        origin,
+                        offset,
+                        size,
+                    });
+                    answer(Ok(bytes));
                 }
-            };
-            let result = with_failover(route, attempt, &policy.retry_delays, policy.deadline).await;
-            let error = match result {
-                Ok((bytes, origin)) => {
-                    if let Some(timed_out) = &timed_out {
-                        timed_out.clear();
+                Err(error) => {
+                    if error.kind() == origin_api::ErrorKind::Timeout {
+                        session.timed_out().record(offset, end);
                     }
-                    events.publish(Event::FileAccessed { path, origin, offset, size });
-                    return answer(Ok(bytes));
-                }
-                Err(e) => e,
-            };
-            if error.kind() == origin_api::ErrorKind::Timeout {
-                if let Some(timed_out) = &timed_out {
-                    timed_out.record(offset, end);
+                    answer(Err(error));
                 }
             }
-            answer(Err(error));
         });
     }
-
-    /// The read-ahead window for a read at `offset` on handle `fh`: it doubles while
-    /// the reader stays sequential, and falls back after a seek.
-    fn pattern(&self, fh: u64, offset: u64, size: u32) -> Pattern {
-        let mut files = self.open_files.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(file) = files.get_mut(&fh) else {
-            return Pattern {
-                window: FIRST_WINDOW,
-                sequential: false,
-                seeked: true,
-                timed_out: None,
-            };
-        };
-        let end = offset + size as u64;
-        // The kernel's own read-ahead, spread over several FUSE threads, delivers a
-        // sequential reader's requests slightly out of order: near counts as next.
-        let near = offset.abs_diff(file.next_offset) <= REORDER_SLACK;
-        let sequential = near && offset != 0;
-        if sequential {
-            file.window = (file.window.saturating_mul(2)).min(MAX_WINDOW);
-            file.next_offset = file.next_offset.max(end);
-        } else {
-            if !near {
-                file.window = SEEK_WINDOW;
-            }
-            file.next_offset = end;
-        }
-        Pattern {
-            window: file.window,
-            sequential,
-            seeked: !near,
-            timed_out: Some(file.timed_out.clone()),
-        }
-    }
-
-    /// Keeps a stream running ahead of a sequential reader at `next`, by its
-    /// window, so a remote origin's latency overlaps playback: the streams
-    /// already bringing those bytes run on, or one starts at the first byte
-    /// that nobody has or is fetching, on the replica the router prefers.
-    fn read_ahead(&self, replicas: &[Replica], next: u64, pattern: &Pattern) {
-        if pattern.timed_out.is_none() || next >= replicas[0].size {
-            return;
-        }
-        let until = next.saturating_add(pattern.window as u64);
-        for replica in replicas {
-            if self.cache.want(replica, next, until) {
-                return;
-            }
-        }
-        let route = router::route(replicas, &self.registry);
-        let Some((replica, origin)) = route.candidates.into_iter().next() else {
-            return;
-        };
-        if let Some(stream) = self.cache.stream_ahead(&replica, next, until) {
-            let source: Arc<dyn Source> = origin;
-            self.runtime.spawn(async move {
-                if let Err(e) = stream.run(source).await {
-                    tracing::debug!(origin = %replica.origin, path = %replica.path, "read-ahead failed: {e}");
-                }
-            });
-        }
-    }
-}
-
-/// The first file handle of this daemon: the time in microseconds, times
-/// 2^20. An earlier daemon reached this only by opening more than 2^20 files
-/// a microsecond; the numbers wrap after about twelve days (2^40 µs).
-fn first_handle() -> u64 {
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64);
-    ((micros & ((1 << 40) - 1)) << 20).max(1)
 }

@@ -9,6 +9,7 @@ use origin_api::{OriginError, OriginResult};
 
 use super::in_flight::{Claim, FetchGuard, FetchWaiter, InFlight};
 use super::Purpose;
+use crate::cache::cached_file::CachedFile;
 use crate::cache::content_cache::ContentCache;
 use crate::cache::manifest::{FileVersion, Manifest};
 use crate::cache::source::Source;
@@ -18,13 +19,7 @@ use crate::cache::versions::VersionState;
 const ROUNDS: usize = 4;
 
 impl ContentCache {
-    /// The full path: serves from the cache, fetching each gap from `origin`.
-    /// A gap is fetched by a stream from its start: for audio to the next cached
-    /// byte (the stream runs ahead of its readers by `window` and pauses there;
-    /// see `super::ingest`), in its own task, and this read is answered as soon
-    /// as its own bytes are stored; for tags exactly the gap, at least `window`
-    /// bytes, in this task. With no origin, an uncached range is an
-    /// `Unavailable` error at once.
+    /// [`CachedFile::read`] of `version`.
     pub async fn read(
         self: &Arc<Self>,
         version: &FileVersion,
@@ -34,25 +29,72 @@ impl ContentCache {
         window: u32,
         purpose: Purpose,
     ) -> OriginResult<Vec<u8>> {
+        self.file(version)
+            .read(origin, offset, len, window, purpose)
+            .await
+    }
+
+    /// [`CachedFile::stream_ahead`] of `version`.
+    pub fn stream_ahead(
+        self: &Arc<Self>,
+        version: &FileVersion,
+        from: u64,
+        until: u64,
+    ) -> Option<AheadStream> {
+        self.file(version).stream_ahead(from, until)
+    }
+
+    /// [`CachedFile::first_unfetched`] of `version`.
+    pub fn first_unfetched(
+        self: &Arc<Self>,
+        version: &FileVersion,
+        from: u64,
+        until: u64,
+    ) -> Option<u64> {
+        self.file(version).first_unfetched(from, until)
+    }
+
+    /// [`CachedFile::want`] of `version`.
+    pub fn want(self: &Arc<Self>, version: &FileVersion, from: u64, until: u64) -> bool {
+        self.file(version).want(from, until)
+    }
+}
+
+impl CachedFile {
+    /// The full path: serves from the cache, fetching each gap from `origin`.
+    /// A gap is fetched by a stream from its start: for audio to the next cached
+    /// byte (the stream runs ahead of its readers by `window` and pauses there;
+    /// see `super::ingest`), in its own task, and this read is answered as soon
+    /// as its own bytes are stored; for tags exactly the gap, at least `window`
+    /// bytes, in this task. With no origin, an uncached range is an
+    /// `Unavailable` error at once.
+    pub async fn read(
+        &self,
+        origin: Option<&Arc<dyn Source>>,
+        offset: u64,
+        len: u32,
+        window: u32,
+        purpose: Purpose,
+    ) -> OriginResult<Vec<u8>> {
+        let (cache, state, version) = (&self.cache, &self.state, &self.version);
         let end = offset.saturating_add(len as u64).min(version.size);
         if offset >= end {
             return Ok(Vec::new());
         }
-        let state = self.state(version);
         // Each round fetches (or waits for) every gap; a chunk lost between rounds,
         // or a gap that another fetch only partly covered, costs a round.
         for round in 0..ROUNDS {
-            let gaps = match self.assemble(&state, offset, end, purpose != Purpose::Tag) {
+            let gaps = match cache.assemble(state, offset, end, purpose != Purpose::Tag) {
                 Ok(bytes) => {
                     if purpose == Purpose::Tag {
-                        self.mark_tag_range(&state, offset, end);
+                        cache.mark_tag_range(state, offset, end);
                     }
                     return Ok(bytes);
                 }
                 Err(gaps) => gaps,
             };
             if round == 0 && matches!(purpose, Purpose::Audio | Purpose::Seek) {
-                self.misses.fetch_add(1, Ordering::Relaxed);
+                cache.misses.fetch_add(1, Ordering::Relaxed);
             }
             let origin = origin.ok_or_else(|| {
                 OriginError::unavailable(format!(
@@ -88,8 +130,8 @@ impl ContentCache {
                 let mut waiter = match claim {
                     Claim::Wait(waiter) => waiter,
                     Claim::Fetch(guard) if purpose == Purpose::Tag => {
-                        let fetched = self
-                            .stream_into(&state, version, origin.as_ref(), &guard, purpose)
+                        let fetched = cache
+                            .stream_into(state, version, origin.as_ref(), &guard, purpose)
                             .await;
                         guard.finish(&fetched);
                         fetched?;
@@ -100,8 +142,12 @@ impl ContentCache {
                             gap_start.saturating_add((window as u64).min(state.window_cap()));
                         state.in_flight.want(gap_start, lead.max(gap_end));
                         let waiter = guard.waiter();
-                        let (cache, state, version, origin) =
-                            (self.clone(), state.clone(), version.clone(), origin.clone());
+                        let (cache, state, version, origin) = (
+                            cache.clone(),
+                            state.clone(),
+                            version.clone(),
+                            origin.clone(),
+                        );
                         tokio::spawn(async move {
                             let fetched = cache
                                 .stream_into(&state, &version, origin.as_ref(), &guard, purpose)
@@ -114,7 +160,7 @@ impl ContentCache {
                 // A fetch that failed (it hung until its deadline, say) is not
                 // tried again on the same origin: the caller's failover moves on
                 // at once, so a hung origin costs a reader one deadline, not two.
-                wait_for_bytes(&state, &mut waiter, gap_start, gap_end).await?;
+                wait_for_bytes(state, &mut waiter, gap_start, gap_end).await?;
             }
         }
         Err(OriginError::other(format!(
@@ -128,14 +174,9 @@ impl ContentCache {
     /// if some of those bytes are neither cached nor being fetched, claims them
     /// for a stream that runs to the next cached byte, and returns it to be run
     /// (by [`AheadStream::run`]) in a task.
-    pub fn stream_ahead(
-        self: &Arc<Self>,
-        version: &FileVersion,
-        from: u64,
-        until: u64,
-    ) -> Option<AheadStream> {
-        let state = self.state(version);
-        let until = ahead_limit(&state, version, from, until);
+    pub fn stream_ahead(&self, from: u64, until: u64) -> Option<AheadStream> {
+        let (state, version) = (&self.state, &self.version);
+        let until = ahead_limit(state, version, from, until);
         state.in_flight.want(from, until);
         // Looked for and claimed under the manifest's lock (see `read`).
         let guard = {
@@ -146,8 +187,8 @@ impl ContentCache {
         };
         state.in_flight.want(guard.start, until);
         Some(AheadStream {
-            cache: self.clone(),
-            state,
+            cache: self.cache.clone(),
+            state: state.clone(),
             version: version.clone(),
             guard,
         })
@@ -155,8 +196,8 @@ impl ContentCache {
 
     /// The first byte of `[from, until)` that is neither in the manifest nor being
     /// fetched: where a read-ahead would start, if anywhere.
-    pub fn first_unfetched(&self, version: &FileVersion, from: u64, until: u64) -> Option<u64> {
-        let state = self.state(version);
+    pub fn first_unfetched(&self, from: u64, until: u64) -> Option<u64> {
+        let (state, version) = (&self.state, &self.version);
         let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
         unfetched_run(&manifest, &state.in_flight, from, until.min(version.size))
             .map(|(start, _)| start)
@@ -166,9 +207,9 @@ impl ContentCache {
     /// [`Self::stream_ahead`] caps it) run on to `until`: a reader moved on
     /// through bytes they stored. True if every byte of that range is cached
     /// or being fetched, so that no read-ahead needs starting.
-    pub fn want(&self, version: &FileVersion, from: u64, until: u64) -> bool {
-        let state = self.state(version);
-        let until = ahead_limit(&state, version, from, until);
+    pub fn want(&self, from: u64, until: u64) -> bool {
+        let (state, version) = (&self.state, &self.version);
+        let until = ahead_limit(state, version, from, until);
         state.in_flight.want(from, until);
         let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
         unfetched_run(&manifest, &state.in_flight, from, until).is_none()
@@ -270,7 +311,7 @@ mod tests {
     async fn read_ahead_starts_at_the_first_byte_nobody_has_or_fetches() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("index.redb")).unwrap());
-        let cache = ContentCache::open(dir.path(), u64::MAX, store).unwrap();
+        let cache = Arc::new(ContentCache::open(dir.path(), u64::MAX, store).unwrap());
         let version = FileVersion {
             origin: "o".into(),
             path: "f.flac".into(),
