@@ -151,7 +151,11 @@ mod tests {
         assert_eq!(open.get(b).unwrap().replicas()[0].path, "b");
         assert_eq!(open.remove(a).unwrap().replicas()[0].path, "a");
         assert!(open.get(a).is_none() && open.remove(a).is_none());
-        assert_eq!(open.insert(session("c")), a, "a released slot is given again");
+        assert_eq!(
+            open.insert(session("c")),
+            a,
+            "a released slot is given again"
+        );
 
         // A handle of an earlier daemon: one session, made at its first read.
         let earlier = 5;

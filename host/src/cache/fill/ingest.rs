@@ -11,9 +11,11 @@
 //! whole range would make, whatever sizes the pieces came in.
 //!
 //! - **Early answers.** A reader waiting for bytes of this fetch says how far it
-//!   needs (`need`). As soon as the buffer reaches that, everything buffered is
-//!   stored, the last partial chunk too, and the reader is woken: it is
-//!   answered when its own bytes are here, not when the fetch ends.
+//!   needs (`need`). As soon as the buffer reaches that, unless the bytes are
+//!   already cut and on their way, everything received is handed over to be
+//!   stored, the last partial chunk too, and the reader is woken when its
+//!   bytes are in the manifest: it is answered when its own bytes are here,
+//!   not when the fetch ends.
 //! - **Pace.** The stream runs ahead of its readers only as far as they let it
 //!   (`want`: where the reader is plus its window). Past that it stops pulling;
 //!   across the plugin boundary the plugin stops polling once its credit is
@@ -31,14 +33,20 @@
 //!   of the claim is asked for in a second request, made while the first
 //!   still runs so that its round trips overlap that transfer: a reader that
 //!   plays on after a seek costs two requests, not one per window.
-//! - **Stages.** Cutting runs as bytes arrive; naming (BLAKE3) and writing the
-//!   chunks to their packs run on blocking threads, [`STORING_AT_ONCE`] batches at a
-//!   time, beside the arrival of the next: on a fast origin these are the
-//!   costs, and they then use every core. Batches enter the manifest in order.
+//! - **Stages.** The stream's task only receives: bytes are handed over a
+//!   batch at a time (however large the piece that brought them: a plugin
+//!   hands over up to 8 MiB at once, and one batch that large was cut, named
+//!   and written on one core while the other waited). Cutting, naming
+//!   (BLAKE3) and writing run on blocking threads, [`STORING_AT_ONCE`] batches
+//!   at a time: each batch cuts from where the one before left off, hands its
+//!   uncut tail on as soon as it has cut, then names and writes while the next
+//!   one cuts. On a fast origin these are the costs, and they use every core.
+//!   Batches enter the manifest in order. Buffers are given back to the
+//!   stream and used again, not faulted in afresh for every batch.
 //! - **Memory.** At most [`STORING_AT_ONCE`] + 1 batches of [`CHUNK_BATCH`] plus
-//!   one piece each (a piece crossing the boundary is about 1 MiB) in the host,
-//!   and the plugin's credit in the plugin, per stream — not the window, and
-//!   not the file.
+//!   a piece in the host (the piece being handed over, up to 8 MiB from a
+//!   plugin), and the plugin's credit in the plugin, per stream — not the
+//!   window, and not the file.
 //! - **Cancellation.** A stream ends at its claim's end, which a reader that
 //!   seeks far ahead moves back (it then fetches from there itself; the stream
 //!   is reopened for exactly what is left of its claim, so that neither a piece
@@ -53,9 +61,9 @@
 //!   rewriting its manifest per piece would be quadratic.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use origin_api::{OriginError, OriginResult};
@@ -75,6 +83,10 @@ use crate::store::{MANIFESTS, TAG_CHUNKS};
 pub const CHUNK_BATCH: usize = 4 * MAX_CHUNK;
 /// How many batches of one stream may be named and written at once.
 pub const STORING_AT_ONCE: usize = 2;
+/// Bytes received before they are handed over to be cut: a batch, less the
+/// tail that the batch before may hand over uncut (so that a batch is at most
+/// a batch and a piece, as when the stream's task cut them itself).
+const HAND_OVER: usize = CHUNK_BATCH - MAX_CHUNK;
 /// How long a paused stream waits for a reader to want more before it ends.
 pub const STREAM_IDLE: Duration = Duration::from_secs(5);
 /// How many stored bytes between writes of the manifest to the index.
@@ -130,6 +142,10 @@ impl ContentCache {
             purpose,
             running: VecDeque::new(),
             last_recorded: None,
+            carry: None,
+            cut_until: Arc::new(AtomicU64::new(claim.start)),
+            flushed_until: claim.start,
+            pool: Pool::new(buffer.room),
             unrecorded: 0,
             tag_chunks: Vec::new(),
         };
@@ -139,17 +155,16 @@ impl ContentCache {
             bounds = claim.bounds();
             let head = buffer.head();
             // A waiting reader's bytes are all here: store them now.
-            if bounds.need > buffer.base && head >= bounds.need.min(bounds.end) {
-                storing.start(buffer.take(true)).await;
-                storing.settle().await;
+            if bounds.need > storing.settled_until() && head >= bounds.need.min(bounds.end) {
+                storing.start(buffer.take(&storing.pool), true).await;
             }
             if head >= bounds.end {
                 break Ok(());
             }
             if paced && head >= bounds.want {
-                let base = buffer.base;
+                let (base, settled) = (buffer.base, storing.settled_until());
                 let resume = claim.wait_until(
-                    |b| b.want > head || b.end <= head || b.need > base,
+                    |b| b.want > head || b.end <= head || b.need > settled,
                     STREAM_IDLE,
                 );
                 // A paused stream must not hold its origin up when it is taken
@@ -226,15 +241,21 @@ impl ContentCache {
                 .end
                 .saturating_sub(head)
                 .min(piece.len() as u64) as usize;
-            buffer.bytes.extend_from_slice(&piece[..room]);
-            if buffer.bytes.len() >= CHUNK_BATCH {
-                storing.start(buffer.take(false)).await;
+            // Handed over a batch at a time, however large the piece: a
+            // batch is cut while the one before is named and written.
+            for part in piece[..room].chunks(HAND_OVER) {
+                let fits = (HAND_OVER - buffer.bytes.len().min(HAND_OVER)).min(part.len());
+                buffer.bytes.extend_from_slice(&part[..fits]);
+                if buffer.bytes.len() >= HAND_OVER {
+                    storing.start(buffer.take(&storing.pool), false).await;
+                }
+                buffer.bytes.extend_from_slice(&part[fits..]);
             }
         };
         drop((current, next));
         // What arrived is of the version asked for, even when the stream failed
         // after it: keep it.
-        storing.start(buffer.take(true)).await;
+        storing.start(buffer.take(&storing.pool), true).await;
         storing.settle().await;
         storing.record();
         ended
@@ -336,7 +357,7 @@ impl ContentCache {
     }
 }
 
-/// Bytes of a stream not yet stored, from offset `base`.
+/// Bytes of a stream not yet handed over to be stored, from offset `base`.
 struct Buffer {
     base: u64,
     bytes: Vec<u8>,
@@ -346,11 +367,17 @@ struct Buffer {
     room: usize,
 }
 
-/// Chunks cut from a stream, to be named and stored.
-struct Batch {
+/// Bytes handed over to be cut, named and stored, from offset `base`.
+struct Raw {
     base: u64,
     bytes: Vec<u8>,
-    cuts: Vec<(usize, usize)>,
+}
+
+/// What a batch could not cut yet (its last chunk may only be cut where the
+/// bytes ended): the start of the next batch.
+struct Carry {
+    base: u64,
+    bytes: Vec<u8>,
 }
 
 impl Buffer {
@@ -368,22 +395,45 @@ impl Buffer {
         self.base + self.bytes.len() as u64
     }
 
-    /// Cuts the buffer into chunks and takes every chunk but the last (which
-    /// may only end where the buffer does), or all of them with `all`.
-    fn take(&mut self, all: bool) -> Option<Batch> {
-        let mut cuts = cut(&self.bytes);
-        if !all {
-            cuts.pop();
-        }
-        let &(offset, len) = cuts.last()?;
-        let taken = offset + len;
-        // Room for the next batch and a piece: growing it would copy it again.
-        let mut rest = Vec::with_capacity(self.room.max(self.bytes.len() - taken));
-        rest.extend_from_slice(&self.bytes[taken..]);
-        let bytes = std::mem::replace(&mut self.bytes, rest);
+    /// Hands over every byte received, the buffer going on with one from
+    /// `pool`.
+    fn take(&mut self, pool: &Pool) -> Raw {
+        let bytes = std::mem::replace(&mut self.bytes, pool.get());
         let base = self.base;
-        self.base += taken as u64;
-        Some(Batch { base, bytes, cuts })
+        self.base += bytes.len() as u64;
+        Raw { base, bytes }
+    }
+}
+
+/// A stream's spare buffers: each batch's are given back when it is stored,
+/// so that a stream does not fault fresh pages in for every batch.
+#[derive(Clone)]
+struct Pool {
+    spare: Arc<Mutex<Vec<Vec<u8>>>>,
+    room: usize,
+}
+
+impl Pool {
+    fn new(room: usize) -> Self {
+        Pool {
+            spare: Arc::default(),
+            room,
+        }
+    }
+
+    /// An empty buffer with room for a batch and a piece.
+    fn get(&self) -> Vec<u8> {
+        let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        spare.unwrap_or_else(|| Vec::with_capacity(self.room))
+    }
+
+    /// Takes `bytes` back (as many as a stream can use at once).
+    fn give(&self, mut bytes: Vec<u8>) {
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        if spare.len() < STORING_AT_ONCE + 2 && bytes.capacity() >= self.room {
+            bytes.clear();
+            spare.push(bytes);
+        }
     }
 }
 
@@ -393,11 +443,15 @@ struct Written {
     tag_chunks: Vec<ChunkId>,
 }
 
-/// Naming and storing a stream's chunks on blocking threads, up to
-/// [`STORING_AT_ONCE`] batches at a time: hashing and writing chunks run
-/// beside each other and beside the next batch's arrival. Batches enter the
-/// manifest in order (each waits for the one before), so the claim only ever
-/// gives up bytes that are stored, from its front.
+/// Cutting, naming and storing a stream's chunks on blocking threads, up to
+/// [`STORING_AT_ONCE`] batches at a time, beside the arrival of the next: the
+/// stream's own task only receives. Each batch is cut from where the one
+/// before left off: that one hands its uncut tail over as soon as it has cut
+/// (so cutting runs one batch after another, as one pass over the stream
+/// would, and the chunks are the same), then names and writes its chunks
+/// while the next one cuts. Batches enter the manifest in order (each waits
+/// for the one before), so the claim only ever gives up bytes that are
+/// stored, from its front.
 struct Storing {
     cache: Arc<ContentCache>,
     state: Arc<VersionState>,
@@ -406,44 +460,95 @@ struct Storing {
     running: VecDeque<tokio::task::JoinHandle<Vec<ChunkId>>>,
     /// Told when the last batch started is in the manifest.
     last_recorded: Option<mpsc::Receiver<()>>,
+    /// Gives the tail the last batch started could not cut.
+    carry: Option<mpsc::Receiver<Carry>>,
+    /// One past the last byte cut into chunks (they will be stored without
+    /// waiting for more bytes).
+    cut_until: Arc<AtomicU64>,
+    /// One past the last byte handed over with the rest cut at its end.
+    flushed_until: u64,
+    pool: Pool,
     unrecorded: u64,
     tag_chunks: Vec<ChunkId>,
 }
 
 impl Storing {
-    /// Starts storing `batch`, once fewer than [`STORING_AT_ONCE`] are.
-    async fn start(&mut self, batch: Option<Batch>) {
-        let Some(batch) = batch else {
+    /// One past the last byte that will be stored without more bytes: a
+    /// reader waiting for bytes past it needs the rest cut at once.
+    fn settled_until(&self) -> u64 {
+        self.flushed_until
+            .max(self.cut_until.load(Ordering::Acquire))
+    }
+
+    /// Starts storing `raw`, once fewer than [`STORING_AT_ONCE`] batches are:
+    /// with what the last batch could not cut before it, cut into chunks, all
+    /// of them with `all` (the last one ending where the bytes do), else all
+    /// but the last, which goes on to the next batch.
+    async fn start(&mut self, raw: Raw, all: bool) {
+        if all {
+            self.flushed_until = raw.base + raw.bytes.len() as u64;
+        }
+        if raw.bytes.is_empty() && (!all || self.carry.is_none()) {
+            self.pool.give(raw.bytes);
             return;
-        };
+        }
         while self.running.len() >= STORING_AT_ONCE {
             self.settle_one().await;
         }
-        self.unrecorded += batch.bytes.len() as u64;
-        let (cache, state, progress, purpose) = (
+        self.unrecorded += raw.bytes.len() as u64;
+        let (cache, state, progress, purpose, cut_until, pool) = (
             self.cache.clone(),
             self.state.clone(),
             self.progress.clone(),
             self.purpose,
+            self.cut_until.clone(),
+            self.pool.clone(),
         );
+        let carried = self.carry.take();
+        let (carry, next_carry) = match all {
+            true => (None, None),
+            false => {
+                let (carry, next) = mpsc::channel();
+                (Some(carry), Some(next))
+            }
+        };
+        self.carry = next_carry;
         let before = self.last_recorded.take();
         let (recorded, next) = mpsc::channel();
         self.last_recorded = Some(next);
         self.running.push_back(tokio::task::spawn_blocking(move || {
-            let pieces = name(&batch.bytes, &batch.cuts);
-            let written = cache.write_chunks(&batch.bytes, &pieces, purpose);
+            // An error means the batch before is gone (it panicked): its
+            // bytes are fetched again when read.
+            let (base, bytes) = match carried.map(|carried| carried.recv()) {
+                Some(Ok(Carry { base, mut bytes })) => {
+                    bytes.extend_from_slice(&raw.bytes);
+                    pool.give(raw.bytes);
+                    (base, bytes)
+                }
+                _ => (raw.base, raw.bytes),
+            };
+            let mut cuts = cut(&bytes);
+            if !all {
+                cuts.pop();
+            }
+            let taken = cuts.last().map_or(0, |&(offset, len)| offset + len);
+            if let Some(carry) = carry {
+                let mut rest = pool.get();
+                rest.extend_from_slice(&bytes[taken..]);
+                let _ = carry.send(Carry {
+                    base: base + taken as u64,
+                    bytes: rest,
+                });
+            }
+            cut_until.fetch_max(base + taken as u64, Ordering::AcqRel);
+            let pieces = name(&bytes, &cuts);
+            let written = cache.write_chunks(&bytes, &pieces, purpose);
             if let Some(before) = before {
-                // An error means the batch before is gone (it panicked): go on.
                 let _ = before.recv();
             }
-            cache.add_to_manifest(
-                &state,
-                batch.base,
-                &pieces,
-                written.unwritten,
-                Some(&progress),
-            );
+            cache.add_to_manifest(&state, base, &pieces, written.unwritten, Some(&progress));
             let _ = recorded.send(());
+            pool.give(bytes);
             written.tag_chunks
         }));
     }
