@@ -26,6 +26,7 @@
 //! [`ingest`]). A chunk that is missing or fails verification is dropped
 //! from the manifest and fetched again; nothing unverified is ever served.
 
+mod cutting;
 pub mod fetch;
 pub mod in_flight;
 pub mod ingest;

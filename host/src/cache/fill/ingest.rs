@@ -68,10 +68,11 @@ use std::time::{Duration, Instant};
 
 use origin_api::{OriginError, OriginResult};
 
+use super::cutting::cut_joined;
 use super::in_flight::{FetchGuard, Progress};
 use super::{Purpose, SLOW_FETCH};
 use crate::cache::chunk_store::Keep;
-use crate::cache::chunker::{cut, name, ChunkId, Piece, MAX_CHUNK};
+use crate::cache::chunker::{name, ChunkId, Piece, MAX_CHUNK};
 use crate::cache::content_cache::ContentCache;
 use crate::cache::manifest::FileVersion;
 use crate::cache::source::Source;
@@ -519,37 +520,41 @@ impl Storing {
         self.running.push_back(tokio::task::spawn_blocking(move || {
             // An error means the batch before is gone (it panicked): its
             // bytes are fetched again when read.
-            let (base, bytes) = match carried.map(|carried| carried.recv()) {
-                Some(Ok(Carry { base, mut bytes })) => {
-                    bytes.extend_from_slice(&raw.bytes);
-                    pool.give(raw.bytes);
-                    (base, bytes)
-                }
-                _ => (raw.base, raw.bytes),
+            let (base, carried) = match carried.map(|carried| carried.recv()) {
+                Some(Ok(Carry { base, bytes })) => (base, bytes),
+                _ => (raw.base, Vec::new()),
             };
-            let mut cuts = cut(&bytes);
-            if !all {
-                cuts.pop();
-            }
-            let taken = cuts.last().map_or(0, |&(offset, len)| offset + len);
+            let done = cut_joined(carried, raw.bytes, all, || pool.get());
+            let taken = base + done.taken as u64;
             if let Some(carry) = carry {
-                let mut rest = pool.get();
-                rest.extend_from_slice(&bytes[taken..]);
                 let _ = carry.send(Carry {
-                    base: base + taken as u64,
-                    bytes: rest,
+                    base: taken,
+                    bytes: done.tail,
                 });
+            } else {
+                pool.give(done.tail);
             }
-            cut_until.fetch_max(base + taken as u64, Ordering::AcqRel);
-            let pieces = name(&bytes, &cuts);
-            let written = cache.write_chunks(&bytes, &pieces, purpose);
+            cut_until.fetch_max(taken, Ordering::AcqRel);
+            let mut pieces = Vec::new();
+            let mut unwritten = Vec::new();
+            let mut tag_chunks = Vec::new();
+            for part in done.parts {
+                let named = name(&part.bytes, &part.cuts);
+                let written = cache.write_chunks(&part.bytes, &named, purpose);
+                unwritten.extend(written.unwritten);
+                tag_chunks.extend(written.tag_chunks);
+                pieces.extend(named.into_iter().map(|piece| Piece {
+                    offset: part.at + piece.offset,
+                    ..piece
+                }));
+                pool.give(part.bytes);
+            }
             if let Some(before) = before {
                 let _ = before.recv();
             }
-            cache.add_to_manifest(&state, base, &pieces, written.unwritten, Some(&progress));
+            cache.add_to_manifest(&state, base, &pieces, unwritten, Some(&progress));
             let _ = recorded.send(());
-            pool.give(bytes);
-            written.tag_chunks
+            tag_chunks
         }));
     }
 
