@@ -40,6 +40,12 @@ impl CachedFile {
         &self.version
     }
 
+    /// Returns once no fetch of this version is running: what they received
+    /// is stored (a reader may have been answered before).
+    pub async fn settled(&self) {
+        self.state.in_flight.settled().await;
+    }
+
     /// The fast path: `[offset, offset + len)` (clipped to the file) if every
     /// byte is cached, else `None`. Never touches an origin.
     pub fn read_cached(&self, offset: u64, len: u32) -> Option<Vec<u8>> {
@@ -47,7 +53,10 @@ impl CachedFile {
         if offset >= end {
             return Some(Vec::new());
         }
-        let bytes = self.cache.assemble(&self.state, offset, end, true).ok()?;
+        let bytes = self
+            .cache
+            .assemble(&self.state, offset, end, true, true)
+            .ok()?;
         self.cache.hits.fetch_add(1, Ordering::Relaxed);
         Some(bytes)
     }

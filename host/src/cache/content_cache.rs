@@ -107,6 +107,35 @@ impl ContentCache {
         })
     }
 
+    /// Returns once every byte the streams have received and handed over is
+    /// stored (readers were answered before): what a stop waits for, so that
+    /// what was played stays cached. A stream's bytes not yet handed over
+    /// (nobody asked for them) are not waited for.
+    pub async fn stored_what_arrived(&self) {
+        let states: Vec<Arc<VersionState>> = self
+            .versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .values()
+            .cloned()
+            .collect();
+        for state in states {
+            let mut landed = state.landed.subscribe();
+            loop {
+                landed.borrow_and_update();
+                let empty = state
+                    .landing
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_empty();
+                if empty || landed.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
     /// Size, limit and count.
     pub fn stats(&self) -> CacheStats {
         let whole_copy_bytes = self.whole.total_bytes();
@@ -144,6 +173,7 @@ impl ContentCache {
             volatile_tried: Mutex::new(None),
             in_flight: Arc::new(InFlight::default()),
             slow_origin: AtomicBool::new(false),
+            landing: Mutex::default(),
             landed: watch::channel(0).0,
         });
         // Another thread may have made it meanwhile: there is one state a version.
@@ -305,7 +335,9 @@ impl ContentCache {
         Some(bytes)
     }
 
-    /// Assembles `[start, end)` from the cache, or says which gaps are missing.
+    /// Assembles `[start, end)` from the cache (and, with `arrived`, from
+    /// bytes a stream has received and not yet stored), or says which gaps
+    /// are missing.
     /// Chunks that turn out to be gone are dropped from the manifest.
     pub(in crate::cache) fn assemble(
         &self,
@@ -313,6 +345,7 @@ impl ContentCache {
         start: u64,
         end: u64,
         keep_hot: bool,
+        arrived: bool,
     ) -> Result<Vec<u8>, Vec<(u64, u64)>> {
         let plan = state
             .manifest
@@ -347,6 +380,18 @@ impl ContentCache {
                         }
                     }
                     pos += len as u64;
+                }
+                Span::Missing { start, end } if arrived => {
+                    // Arrived and not yet stored: served as it came.
+                    let landing = state.landing.lock().unwrap_or_else(|p| p.into_inner());
+                    let here = match gaps.is_empty() {
+                        true => landing.copy(start, end, &mut out),
+                        false => landing.held_from(start, end) == end,
+                    };
+                    if !here {
+                        gaps.push((start, end));
+                    }
+                    pos = end;
                 }
                 Span::Missing { start, end } => {
                     gaps.push((start, end));

@@ -30,6 +30,7 @@ mod cutting;
 pub mod fetch;
 pub mod in_flight;
 pub mod ingest;
+pub mod landing;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::chunker::ChunkId;
 use super::fill::in_flight::InFlight;
+use super::fill::landing::Landing;
 use super::manifest::Manifest;
 
 /// Version states kept before idle ones are dropped (see [`Versions`]).
@@ -29,8 +30,11 @@ pub struct VersionState {
     /// Whether the last fetch of this version was slow to start (see
     /// [`super::fill::SLOW_FETCH`]).
     pub(in crate::cache) slow_origin: AtomicBool,
-    /// Bumped whenever bytes are added to the manifest: readers waiting for a
-    /// running fetch look again.
+    /// Bytes its streams have received and not yet stored (see
+    /// `super::fill::landing`). Taken after the manifest's lock, never before.
+    pub(in crate::cache) landing: Mutex<Landing>,
+    /// Bumped whenever bytes arrive or are added to the manifest: readers
+    /// waiting for a running fetch look again.
     pub(in crate::cache) landed: watch::Sender<u64>,
 }
 

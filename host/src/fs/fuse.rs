@@ -34,6 +34,7 @@ use crate::origins::registry::Registry;
 use crate::pins::{normal, Pins};
 use crate::read::failover::ReadPolicy;
 use crate::read::reader::{Answer, Reader};
+use crate::read::session::Session;
 use crate::telemetry::events::{Event, EventBus};
 
 /// How long the kernel may cache names (found or not) and attributes. Every
@@ -47,6 +48,9 @@ const TTL: Duration = Duration::from_secs(3600);
 /// small file's tags (or a cover) once would otherwise write and sync a copy
 /// of each, and the daemon serves them from memory quickly enough.
 const SMALLEST_COPY: u64 = 1 << 20;
+/// The longest a released file's copy waits for its streams to store what
+/// they received (a stream nobody wants more of ends within 5 s).
+const COPY_SETTLE_WAIT: Duration = Duration::from_secs(30);
 
 /// A whole copy registered with the kernel, and the replica it holds.
 struct Backing {
@@ -195,27 +199,39 @@ impl MusicFs {
         Some(backing)
     }
 
-    /// Starts making the whole copy of the first fully cached replica, unless
-    /// one has a copy or the file is small.
-    fn make_copy_if_cached(&self, replicas: &[Replica]) {
+    /// Starts making the whole copy of the first fully cached replica of the
+    /// file `session` read, unless one has a copy or the file is small: once
+    /// its streams have stored what they received (its reads were answered as
+    /// the bytes arrived, so the last of them may not be on disk yet).
+    fn make_copy_if_cached(&self, session: Arc<Session>) {
+        let replicas = session.replicas().clone();
         if replicas.first().is_none_or(|r| r.size < SMALLEST_COPY) {
             return;
         }
-        // The looking (a stat, perhaps a manifest read) is off the FUSE thread.
-        let (cache, replicas) = (self.cache.clone(), replicas.to_vec());
-        self.runtime.spawn_blocking(move || {
-            if replicas.iter().any(|r| cache.has_whole_copy(r)) {
-                return;
-            }
-            let Some(replica) = replicas.iter().find(|r| cache.fully_cached(r)) else {
-                return;
-            };
-            match cache.make_whole_copy(replica) {
-                Ok(true) => tracing::debug!(path = %replica.path, "whole copy made"),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(path = %replica.path, "cannot make a whole copy: {e}"),
-            }
+        let cache = self.cache.clone();
+        self.runtime.spawn(async move {
+            let _ = tokio::time::timeout(COPY_SETTLE_WAIT, session.settled()).await;
+            drop(session);
+            // The looking (a stat, perhaps a manifest read) is off the runtime.
+            let copy = tokio::task::spawn_blocking(move || make_copy(&cache, &replicas));
+            let _ = copy.await;
         });
+    }
+}
+
+/// Makes the whole copy of the first fully cached of `replicas`, unless one
+/// has a copy.
+fn make_copy(cache: &ContentCache, replicas: &[Replica]) {
+    if replicas.iter().any(|r| cache.has_whole_copy(r)) {
+        return;
+    }
+    let Some(replica) = replicas.iter().find(|r| cache.fully_cached(r)) else {
+        return;
+    };
+    match cache.make_whole_copy(replica) {
+        Ok(true) => tracing::debug!(path = %replica.path, "whole copy made"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(path = %replica.path, "cannot make a whole copy: {e}"),
     }
 }
 
@@ -440,13 +456,13 @@ impl Filesystem for MusicFs {
         reply: ReplyEmpty,
     ) {
         count("release");
-        let replicas = self.reader.release(fh.0);
+        let session = self.reader.release(fh.0);
         if self.passthrough {
             self.modes.release(ino.0);
             // The end of a play that left the file whole in the cache: the
             // next open reads a copy.
-            if let Some(replicas) = replicas {
-                self.make_copy_if_cached(&replicas);
+            if let Some(session) = session {
+                self.make_copy_if_cached(session);
             }
         }
         reply.ok();

@@ -14,6 +14,9 @@ use crate::library::sample;
 use crate::mount::helper::Ready;
 use crate::mount::mountpoint::check_mountpoint;
 
+/// The longest a stop waits for received bytes to be stored.
+const STOP_STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// FUSE threads: reads from the cache are served on them.
 const FUSE_THREADS: usize = 4;
 
@@ -175,6 +178,10 @@ pub fn serve(
             () = stop.recv() => return,
         };
         wait_for_stop(&session, &mut stop).await;
+        // What was played and arrived is stored before the end (bounded: a
+        // disk that hangs does not hold a stop).
+        let stored = daemon.cache.stored_what_arrived();
+        let _ = tokio::time::timeout(STOP_STORE_WAIT, stored).await;
         // Left running: see below.
         std::mem::forget(running);
     });

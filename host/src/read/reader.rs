@@ -107,11 +107,9 @@ impl Reader {
             .insert(Arc::new(Session::open(&self.cache, replicas)))
     }
 
-    /// Forgets an open file; returns the replicas it had opened.
-    pub fn release(&self, fh: u64) -> Option<Arc<[Replica]>> {
-        self.open_files
-            .remove(fh)
-            .map(|session| session.replicas().clone())
+    /// Forgets an open file; returns its session.
+    pub fn release(&self, fh: u64) -> Option<Arc<Session>> {
+        self.open_files.remove(fh)
     }
 
     /// Serves `size` bytes at `offset` of open file `fh` (or, for a handle it

@@ -61,6 +61,15 @@ impl Session {
         &self.replicas
     }
 
+    /// Returns once no fetch of its replicas is running: what they received
+    /// is stored (its reads may have been answered before, from the bytes as
+    /// they arrived).
+    pub async fn settled(&self) {
+        for file in self.files.iter() {
+            file.settled().await;
+        }
+    }
+
     /// Takes in a read of `size` bytes at `offset` (see [`Access::observe`]).
     pub fn observe(&self, offset: u64, size: u32) -> Step {
         self.access

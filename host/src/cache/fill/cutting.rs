@@ -8,13 +8,15 @@
 //! [`MAX_CHUNK`] bytes from its start; so that chunk alone is put together,
 //! and the rest is cut where the batch's bytes lie.
 
+use std::sync::Arc;
+
 use super::super::chunker::{cut, MAX_CHUNK};
 
 /// Bytes of a stream and the chunks cut in them.
 pub struct Part {
     /// Where `bytes` start, from the start of the carry.
     pub at: usize,
-    pub bytes: Vec<u8>,
+    pub bytes: Arc<Vec<u8>>,
     /// (offset in `bytes`, length) of each chunk.
     pub cuts: Vec<(usize, usize)>,
 }
@@ -31,7 +33,12 @@ pub struct Cut {
 /// Cuts `carry` followed by `raw` into chunks: all of them with `all`,
 /// else all but the last (which goes on, with what follows, to the next
 /// batch). `spare()` gives the buffers for what must be copied.
-pub fn cut_joined(carry: Vec<u8>, raw: Vec<u8>, all: bool, spare: impl Fn() -> Vec<u8>) -> Cut {
+pub fn cut_joined(
+    carry: Vec<u8>,
+    raw: Arc<Vec<u8>>,
+    all: bool,
+    spare: impl Fn() -> Vec<u8>,
+) -> Cut {
     let c0 = carry.len();
     if c0 > 0 && c0 + raw.len() >= MAX_CHUNK {
         // The first chunk is decided by its first MAX_CHUNK bytes.
@@ -58,7 +65,7 @@ pub fn cut_joined(carry: Vec<u8>, raw: Vec<u8>, all: bool, spare: impl Fn() -> V
                 parts: vec![
                     Part {
                         at: 0,
-                        bytes: first,
+                        bytes: Arc::new(first),
                         cuts: vec![(0, len)],
                     },
                     Part {
@@ -77,7 +84,7 @@ pub fn cut_joined(carry: Vec<u8>, raw: Vec<u8>, all: bool, spare: impl Fn() -> V
     } else {
         let mut joined = carry;
         joined.extend_from_slice(&raw);
-        joined
+        Arc::new(joined)
     };
     let mut cuts = cut(&bytes);
     if !all {
@@ -121,7 +128,7 @@ mod tests {
                 (at + size).min(stream.len())
             };
             let all = last || end == stream.len();
-            let done = cut_joined(carry, stream[at..end].to_vec(), all, Vec::new);
+            let done = cut_joined(carry, Arc::new(stream[at..end].to_vec()), all, Vec::new);
             for part in &done.parts {
                 for &(offset, len) in &part.cuts {
                     let start = carry_at + part.at + offset;

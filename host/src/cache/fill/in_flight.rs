@@ -85,9 +85,19 @@ impl Fetches {
 }
 
 /// The running fetches of one file version.
-#[derive(Default)]
 pub struct InFlight {
     fetches: Mutex<Fetches>,
+    /// How many are running (a fetch runs until what it received is stored).
+    count: watch::Sender<usize>,
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        InFlight {
+            fetches: Mutex::default(),
+            count: watch::channel(0).0,
+        }
+    }
 }
 
 /// What a fetch of a missing range should do.
@@ -112,6 +122,11 @@ pub struct FetchGuard {
 pub struct FetchWaiter(watch::Receiver<Outcome>);
 
 impl InFlight {
+    /// Returns once no fetch is running (each stored what it received).
+    pub async fn settled(&self) {
+        let _ = self.count.subscribe().wait_for(|n| *n == 0).await;
+    }
+
     fn fetches(&self) -> std::sync::MutexGuard<'_, Fetches> {
         self.fetches.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -192,6 +207,7 @@ impl InFlight {
             nudge: nudge.clone(),
             done: receiver,
         });
+        self.count.send_modify(|n| *n += 1);
         FetchGuard {
             in_flight: self.clone(),
             id,
@@ -289,6 +305,7 @@ impl Progress {
 impl Drop for FetchGuard {
     fn drop(&mut self) {
         self.in_flight.fetches().running.retain(|r| r.id != self.id);
+        self.in_flight.count.send_modify(|n| *n -= 1);
         // Waiters of a cancelled fetch see a failure; a finished one keeps its value.
         self.done.send_if_modified(|done| {
             if done.is_none() {
@@ -388,6 +405,19 @@ mod tests {
         assert_eq!(b.bounds().want, 150);
         in_flight.want(0, 20);
         assert_eq!(a.bounds().want, 100, "want never falls");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn settled_waits_for_every_running_fetch() {
+        let in_flight = Arc::new(InFlight::default());
+        in_flight.settled().await;
+        let a = in_flight.claim_uncovered(0, 10).unwrap();
+        let b = in_flight.claim_uncovered(10, 20).unwrap();
+        let settled = tokio::time::timeout(Duration::from_secs(60), in_flight.settled());
+        drop(a);
+        assert!(settled.await.is_err(), "one fetch still runs");
+        drop(b);
+        in_flight.settled().await;
     }
 
     #[tokio::test]

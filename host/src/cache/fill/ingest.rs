@@ -10,12 +10,14 @@
 //! waits for more bytes. The chunks are thus the ones a single fetch of the
 //! whole range would make, whatever sizes the pieces came in.
 //!
-//! - **Early answers.** A reader waiting for bytes of this fetch says how far it
-//!   needs (`need`). As soon as the buffer reaches that, unless the bytes are
-//!   already cut and on their way, everything received is handed over to be
-//!   stored, the last partial chunk too, and the reader is woken when its
-//!   bytes are in the manifest: it is answered when its own bytes are here,
-//!   not when the fetch ends.
+//! - **Early answers.** A reader waiting for bytes of this fetch says how far
+//!   it needs (`need`). Once the stream holds any of them, what it holds is
+//!   handed over to be stored and published to the readers at once (see
+//!   `super::landing`): a reader is answered when its own bytes are here,
+//!   not when they are cut and stored, nor when the fetch ends. The batch is
+//!   cut like any other (its uncut tail goes on to the next), so the stream
+//!   never cuts a chunk where a reader waited: it did, once a MiB through the
+//!   mount, and a retagged file then shared less with its old version.
 //! - **Pace.** The stream runs ahead of its readers only as far as they let it
 //!   (`want`: where the reader is plus its window). Past that it stops pulling;
 //!   across the plugin boundary the plugin stops polling once its credit is
@@ -96,6 +98,25 @@ pub const RECORD_EVERY: u64 = 16 << 20;
 /// seek's fetch.
 pub const FIRST_REQUEST: u64 = 256 << 10;
 
+/// Drops what a stream published, when it ends.
+struct Unpublish {
+    state: Arc<VersionState>,
+    stream: u64,
+}
+
+impl Drop for Unpublish {
+    fn drop(&mut self) {
+        self.state
+            .landing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .forget(self.stream);
+    }
+}
+
+/// Numbers the streams, for what they publish (see `super::landing`).
+static NEXT_STREAM: AtomicU64 = AtomicU64::new(0);
+
 /// One ranged request to an origin: its stream and where it ends.
 struct Request<'a> {
     stream: origin_api::ReadStream<'a>,
@@ -144,28 +165,33 @@ impl ContentCache {
             running: VecDeque::new(),
             last_recorded: None,
             carry: None,
-            cut_until: Arc::new(AtomicU64::new(claim.start)),
-            flushed_until: claim.start,
+            stream: NEXT_STREAM.fetch_add(1, Ordering::Relaxed),
             pool: Pool::new(buffer.room),
             unrecorded: 0,
             tag_chunks: Vec::new(),
+        };
+        // Whatever ends the stream, what it published goes with it.
+        let _unpublish = Unpublish {
+            state: state.clone(),
+            stream: storing.stream,
         };
         let started = Instant::now();
         let mut first = true;
         let ended = loop {
             bounds = claim.bounds();
             let head = buffer.head();
-            // A waiting reader's bytes are all here: store them now.
-            if bounds.need > storing.settled_until() && head >= bounds.need.min(bounds.end) {
-                storing.start(buffer.take(&storing.pool), true).await;
+            // A reader waits for bytes received: hand them over now, so that
+            // it is answered from them (they are cut with the next ones).
+            if bounds.need > buffer.base && head > buffer.base {
+                storing.start(buffer.take(&storing.pool), false).await;
             }
             if head >= bounds.end {
                 break Ok(());
             }
             if paced && head >= bounds.want {
-                let (base, settled) = (buffer.base, storing.settled_until());
+                let base = buffer.base;
                 let resume = claim.wait_until(
-                    |b| b.want > head || b.end <= head || b.need > settled,
+                    |b| b.want > head || b.end <= head || b.need > base,
                     STREAM_IDLE,
                 );
                 // A paused stream must not hold its origin up when it is taken
@@ -371,7 +397,7 @@ struct Buffer {
 /// Bytes handed over to be cut, named and stored, from offset `base`.
 struct Raw {
     base: u64,
-    bytes: Vec<u8>,
+    bytes: Arc<Vec<u8>>,
 }
 
 /// What a batch could not cut yet (its last chunk may only be cut where the
@@ -402,7 +428,10 @@ impl Buffer {
         let bytes = std::mem::replace(&mut self.bytes, pool.get());
         let base = self.base;
         self.base += bytes.len() as u64;
-        Raw { base, bytes }
+        Raw {
+            base,
+            bytes: Arc::new(bytes),
+        }
     }
 }
 
@@ -426,6 +455,13 @@ impl Pool {
     fn get(&self) -> Vec<u8> {
         let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
         spare.unwrap_or_else(|| Vec::with_capacity(self.room))
+    }
+
+    /// Takes `bytes` back if nobody else holds them.
+    fn give_shared(&self, bytes: Arc<Vec<u8>>) {
+        if let Ok(bytes) = Arc::try_unwrap(bytes) {
+            self.give(bytes);
+        }
     }
 
     /// Takes `bytes` back (as many as a stream can use at once).
@@ -463,22 +499,23 @@ struct Storing {
     last_recorded: Option<mpsc::Receiver<()>>,
     /// Gives the tail the last batch started could not cut.
     carry: Option<mpsc::Receiver<Carry>>,
-    /// One past the last byte cut into chunks (they will be stored without
-    /// waiting for more bytes).
-    cut_until: Arc<AtomicU64>,
-    /// One past the last byte handed over with the rest cut at its end.
-    flushed_until: u64,
+    /// This stream, among those publishing what arrived (see
+    /// `super::landing`).
+    stream: u64,
     pool: Pool,
     unrecorded: u64,
     tag_chunks: Vec<ChunkId>,
 }
 
 impl Storing {
-    /// One past the last byte that will be stored without more bytes: a
-    /// reader waiting for bytes past it needs the rest cut at once.
-    fn settled_until(&self) -> u64 {
-        self.flushed_until
-            .max(self.cut_until.load(Ordering::Acquire))
+    /// Publishes `piece`, arrived at `at`, to the readers, until it is stored.
+    fn publish(&self, at: u64, piece: Arc<Vec<u8>>) {
+        self.state
+            .landing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(self.stream, at, piece);
+        self.state.landed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Starts storing `raw`, once fewer than [`STORING_AT_ONCE`] batches are:
@@ -486,23 +523,22 @@ impl Storing {
     /// of them with `all` (the last one ending where the bytes do), else all
     /// but the last, which goes on to the next batch.
     async fn start(&mut self, raw: Raw, all: bool) {
-        if all {
-            self.flushed_until = raw.base + raw.bytes.len() as u64;
-        }
         if raw.bytes.is_empty() && (!all || self.carry.is_none()) {
-            self.pool.give(raw.bytes);
+            self.pool.give_shared(raw.bytes);
             return;
         }
+        // Readers are answered from them until they are stored.
+        self.publish(raw.base, raw.bytes.clone());
         while self.running.len() >= STORING_AT_ONCE {
             self.settle_one().await;
         }
         self.unrecorded += raw.bytes.len() as u64;
-        let (cache, state, progress, purpose, cut_until, pool) = (
+        let (cache, state, progress, purpose, stream, pool) = (
             self.cache.clone(),
             self.state.clone(),
             self.progress.clone(),
             self.purpose,
-            self.cut_until.clone(),
+            self.stream,
             self.pool.clone(),
         );
         let carried = self.carry.take();
@@ -534,11 +570,10 @@ impl Storing {
             } else {
                 pool.give(done.tail);
             }
-            cut_until.fetch_max(taken, Ordering::AcqRel);
             let mut pieces = Vec::new();
             let mut unwritten = Vec::new();
             let mut tag_chunks = Vec::new();
-            for part in done.parts {
+            for part in &done.parts {
                 let named = name(&part.bytes, &part.cuts);
                 let written = cache.write_chunks(&part.bytes, &named, purpose);
                 unwritten.extend(written.unwritten);
@@ -547,12 +582,25 @@ impl Storing {
                     offset: part.at + piece.offset,
                     ..piece
                 }));
-                pool.give(part.bytes);
             }
             if let Some(before) = before {
                 let _ = before.recv();
             }
             cache.add_to_manifest(&state, base, &pieces, unwritten, Some(&progress));
+            // In the manifest now: readers find them there.
+            let gone = state
+                .landing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .stored(stream, taken);
+            // Told: a stop waits for what arrived to be stored.
+            state.landed.send_modify(|n| *n = n.wrapping_add(1));
+            for bytes in gone
+                .into_iter()
+                .chain(done.parts.into_iter().map(|p| p.bytes))
+            {
+                pool.give_shared(bytes);
+            }
             let _ = recorded.send(());
             tag_chunks
         }));
