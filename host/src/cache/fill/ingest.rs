@@ -306,8 +306,12 @@ impl ContentCache {
         written.tag_chunks
     }
 
-    /// Writes the chunks `pieces` of `bytes` to the chunk store and keeps them
-    /// hot; a chunk the disk refused is kept in memory only.
+    /// Writes the chunks `pieces` of `bytes` to the chunk store; a chunk the
+    /// disk refused is kept in memory only (in the hot set). The others are
+    /// not copied there: the readers of a stream are answered from the bytes
+    /// as they arrived (`super::landing`), and one that comes for them later
+    /// reads them from the pack, where they were just written (a copy of
+    /// every chunk into the hot set was a tenth of a cold read's CPU).
     fn write_chunks(&self, bytes: &[u8], pieces: &[Piece], purpose: Purpose) -> Written {
         let keep = match purpose {
             Purpose::Tag => Keep::Tag,
@@ -328,12 +332,10 @@ impl ContentCache {
                         tracing::warn!("cannot store a chunk, serving it from memory: {e}");
                     }
                     written.unwritten.push(piece.id);
+                    // Served from memory while it lasts (a scan's tag chunks
+                    // too: they are read once, now).
+                    self.hot.put(piece.id, Arc::new(data.to_vec()));
                 }
-            }
-            // A scan reads each file's tags once: its chunks would only push
-            // a reader's out of the hot set (and hold 32 MB after it).
-            if keep != Keep::Tag {
-                self.hot.put(piece.id, Arc::new(data.to_vec()));
             }
         }
         written
