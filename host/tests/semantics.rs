@@ -6,6 +6,7 @@ use std::time::Duration;
 use musicfs::config::HealthConfig;
 use musicfs::fs::errno::read_errno;
 use musicfs::fs::fuse::XATTRS;
+use musicfs::mount::serve::STOP_STORE_WAIT;
 use musicfs::origins::registry::DRAIN_LIMIT;
 use musicfs::read::reader::STARTUP_WAIT;
 use origin_api::ErrorKind;
@@ -90,6 +91,7 @@ fn the_deadline_table_gives_the_defaults() {
             STARTUP_WAIT,
         ),
         ("taking an origin down", DRAIN_LIMIT),
+        ("a stop, for the bytes readers were given", STOP_STORE_WAIT),
     ];
     assert_eq!(rows.len(), expect.len());
     for (row, (what, value)) in rows.iter().zip(expect) {

@@ -15,7 +15,7 @@ use crate::mount::helper::Ready;
 use crate::mount::mountpoint::check_mountpoint;
 
 /// The longest a stop waits for received bytes to be stored.
-const STOP_STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+pub const STOP_STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// FUSE threads: reads from the cache are served on them.
 const FUSE_THREADS: usize = 4;

@@ -9,9 +9,8 @@ use crate::cache::fill::MAX_WINDOW;
 pub const FIRST_WINDOW: u32 = 1 << 20;
 /// The window after a seek: a quarter of a MiB, a few seconds of any audio.
 /// Far away, a seek costs this and a round trip, not a window. (Not the first
-/// window too: a reader from the start that waits on a small window more
-/// often makes more chunks cut where it waited rather than by content, and a
-/// retagged track then shared a tenth less with its old version.)
+/// window too: a reader from the start goes on far more often than one after
+/// a seek, and a small window makes it wait on its stream more often.)
 pub const SEEK_WINDOW: u32 = 256 << 10;
 /// How far from where a sequential reader should read next a read may land and
 /// still count as sequential: the kernel's own read-ahead, spread over several

@@ -17,9 +17,11 @@
 //! - **Cold.** The request moves to a tokio task with its reply. It opens one
 //!   stream from its first missing byte to the next cached byte (or joins the
 //!   stream already bringing its bytes) and is answered as soon as its own
-//!   bytes are stored, while the stream goes on (see `cache::fill::ingest`). So the
-//!   first byte waits for the first piece an origin sends, and a whole file
-//!   read from its start is one request to the origin.
+//!   bytes have arrived, while they are cut, named and stored behind it and
+//!   the stream goes on (see `cache::fill::ingest` and `cache::fill::landing`).
+//!   So the first byte waits for the first piece an origin sends, and a whole
+//!   file read from its start is one request to the origin. A pin is answered
+//!   only once its bytes are on disk.
 //! - **Windows.** How far a stream may run ahead of its reader: 1 MiB at first,
 //!   doubling while the reader stays sequential (requests up to 1 MiB from
 //!   where it should read next count, since the kernel's own readahead arrives
@@ -36,9 +38,10 @@
 //!   of it run on by the window, or starts one at the first byte that nobody
 //!   has or is fetching; past the window the stream pauses, and after 5 s with
 //!   nobody wanting more it ends.
-//! - **Memory.** Bounded per stream by a few 1 MiB batches in the host and the
-//!   plugin's 4 MiB credit, whatever the window; plus the shared 32 MiB of hot
-//!   chunks.
+//! - **Memory.** Bounded per stream by a few batches of about 1 MiB and the
+//!   piece being handed over (up to 8 MiB) in the host, and the plugin's 4 MiB
+//!   credit, whatever the window; plus the shared 32 MiB of hot chunks (read
+//!   from disk and verified).
 //! - **Deadlines and cancellation.** A read has one deadline, twice `timeout_ms`,
 //!   failover and retries included; past it the fetch's future is dropped, which
 //!   cancels the plugin's task. A read that ran out its deadline is remembered for
