@@ -7,7 +7,8 @@
 //! second here, so one round is mostly noise). A third row reads a
 //! file through the plugin's `.so` alone, with no cache and no FUSE: what the
 //! NFS client costs, apart from the host. `BENCH_READ_AHEAD_KB` sets MusicFS's
-//! `[cache] read_ahead_kb`.
+//! `[cache] read_ahead_kb`; `BENCH_PERF=FILE` records a whole-system profile
+//! of MusicFS's first cold read there.
 //!
 //! Run: `cargo build --workspace --release && cargo bench -p musicfs-tests --bench nfs`
 //! (needs nfs-ganesha, rpcbind and libnfs-utils).
@@ -17,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use musicfs_tests::bench_support::{
-    first_byte, noise_file, plugin_alone, read_ahead_from_env, read_speed, spread,
+    first_byte, noise_file, plugin_alone, profiled, read_ahead_from_env, read_speed, spread,
 };
 use musicfs_tests::mounted::Mounted;
 use musicfs_tests::nfs_server::NfsServer;
@@ -124,7 +125,7 @@ fn main() {
         )));
         settle_disk();
         let stream = shown(format!("musicfs-stream-{round}"));
-        cold.push(read_speed(&stream));
+        cold.push(profiled(round == 0, || read_speed(&stream)));
         warm.push(read_speed(&stream));
 
         settle_disk();

@@ -221,6 +221,29 @@ pub fn read_speed(path: &Path) -> f64 {
     total as f64 / 1e6 / started.elapsed().as_secs_f64()
 }
 
+/// Runs `work`, under a whole-system `perf record` (call graphs) written to
+/// `$BENCH_PERF` when that is set and `first` is true: a profile of one row
+/// (every process of it: the daemon, the plugin, the server, the reader).
+pub fn profiled<T>(first: bool, work: impl FnOnce() -> T) -> T {
+    let Some(out) = std::env::var_os("BENCH_PERF").filter(|_| first) else {
+        return work();
+    };
+    let mut perf = Command::new("perf")
+        .args(["record", "-a", "-g", "-F", "999", "-o"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("perf runs (apt-get install linux-perf)");
+    // perf says nothing when it has started: give it a moment.
+    std::thread::sleep(Duration::from_millis(500));
+    let done = work();
+    // SAFETY: kill(2) with a pid we spawned; SIGINT makes perf write its file.
+    unsafe { libc::kill(perf.id() as i32, libc::SIGINT) };
+    let _ = perf.wait();
+    done
+}
+
 /// Median and range of `figures`, formatted with `unit`.
 pub fn spread(figures: &[f64], unit: &str) -> (f64, String) {
     let mut sorted = figures.to_vec();
