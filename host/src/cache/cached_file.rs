@@ -53,10 +53,7 @@ impl CachedFile {
         if offset >= end {
             return Some(Vec::new());
         }
-        let bytes = self
-            .cache
-            .assemble(&self.state, offset, end, true, true)
-            .ok()?;
+        let bytes = self.cache.assemble(&self.state, offset, end, true).ok()?;
         self.cache.hits.fetch_add(1, Ordering::Relaxed);
         Some(bytes)
     }

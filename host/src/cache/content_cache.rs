@@ -335,9 +335,8 @@ impl ContentCache {
         Some(bytes)
     }
 
-    /// Assembles `[start, end)` from the cache (and, with `arrived`, from
-    /// bytes a stream has received and not yet stored), or says which gaps
-    /// are missing.
+    /// Assembles `[start, end)` from the cache (and from bytes a stream has
+    /// received and not yet stored), or says which gaps are missing.
     /// Chunks that turn out to be gone are dropped from the manifest.
     pub(in crate::cache) fn assemble(
         &self,
@@ -345,7 +344,6 @@ impl ContentCache {
         start: u64,
         end: u64,
         keep_hot: bool,
-        arrived: bool,
     ) -> Result<Vec<u8>, Vec<(u64, u64)>> {
         let plan = state
             .manifest
@@ -381,7 +379,7 @@ impl ContentCache {
                     }
                     pos += len as u64;
                 }
-                Span::Missing { start, end } if arrived => {
+                Span::Missing { start, end } => {
                     // Arrived and not yet stored: served as it came.
                     let landing = state.landing.lock().unwrap_or_else(|p| p.into_inner());
                     let here = match gaps.is_empty() {
@@ -391,10 +389,6 @@ impl ContentCache {
                     if !here {
                         gaps.push((start, end));
                     }
-                    pos = end;
-                }
-                Span::Missing { start, end } => {
-                    gaps.push((start, end));
                     pos = end;
                 }
             }

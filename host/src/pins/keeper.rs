@@ -301,7 +301,8 @@ impl Keeper {
     }
 
     /// Reads `file` whole through the cache, from the best replica that
-    /// answers: one session, read through in steps.
+    /// answers: one session, read through in steps, until what it fetched is
+    /// stored.
     async fn fetch(&self, file: &PinnedFile) -> origin_api::OriginResult<()> {
         let session = Session::open(&self.cache, &file.replicas);
         let route = Route::Replicas(&self.registry);
@@ -321,6 +322,9 @@ impl Keeper {
                 .await?;
             offset += len as u64;
         }
+        // Its reads were answered as the bytes arrived: done once they are
+        // on disk.
+        session.settled().await;
         Ok(())
     }
 }

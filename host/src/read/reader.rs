@@ -20,8 +20,8 @@
 //!   bytes have arrived, while they are cut, named and stored behind it and
 //!   the stream goes on (see `cache::fill::ingest` and `cache::fill::landing`).
 //!   So the first byte waits for the first piece an origin sends, and a whole
-//!   file read from its start is one request to the origin. A pin is answered
-//!   only once its bytes are on disk.
+//!   file read from its start is one request to the origin. A pin's fetch of
+//!   a file is done once its streams have stored what they brought.
 //! - **Windows.** How far a stream may run ahead of its reader: 1 MiB at first,
 //!   doubling while the reader stays sequential (requests up to 1 MiB from
 //!   where it should read next count, since the kernel's own readahead arrives

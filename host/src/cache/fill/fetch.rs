@@ -81,13 +81,10 @@ impl CachedFile {
         if offset >= end {
             return Ok(Vec::new());
         }
-        // A pin needs its bytes on disk: it is answered once they are stored;
-        // anyone else as soon as they have arrived.
-        let arrived = purpose != Purpose::Pin;
         // Each round fetches (or waits for) every gap; a chunk lost between rounds,
         // or a gap that another fetch only partly covered, costs a round.
         for round in 0..ROUNDS {
-            let gaps = match cache.assemble(state, offset, end, purpose != Purpose::Tag, arrived) {
+            let gaps = match cache.assemble(state, offset, end, purpose != Purpose::Tag) {
                 Ok(bytes) => {
                     if purpose == Purpose::Tag {
                         cache.mark_tag_range(state, offset, end);
@@ -163,7 +160,7 @@ impl CachedFile {
                 // A fetch that failed (it hung until its deadline, say) is not
                 // tried again on the same origin: the caller's failover moves on
                 // at once, so a hung origin costs a reader one deadline, not two.
-                wait_for_bytes(state, &mut waiter, gap_start, gap_end, arrived).await?;
+                wait_for_bytes(state, &mut waiter, gap_start, gap_end).await?;
             }
         }
         Err(OriginError::other(format!(
@@ -246,7 +243,7 @@ fn ahead_limit(state: &VersionState, version: &FileVersion, from: u64, until: u6
         .min(version.size)
 }
 
-/// Waits until `[start, end)` is stored or (with `arrived`) has arrived, or the fetch `waiter`
+/// Waits until `[start, end)` is stored or has arrived, or the fetch `waiter`
 /// waits for is over: `Ok` when the bytes are there or the fetch ended well
 /// (having stored only part of them, if it was cut short: the next round
 /// fetches the rest), or the error it ended with.
@@ -255,12 +252,11 @@ async fn wait_for_bytes(
     waiter: &mut FetchWaiter,
     start: u64,
     end: u64,
-    arrived: bool,
 ) -> OriginResult<()> {
     let mut landed = state.landed.subscribe();
     loop {
         landed.borrow_and_update();
-        if all_here(state, start, end, arrived) {
+        if all_here(state, start, end) {
             return Ok(());
         }
         if let Some(outcome) = waiter.outcome() {
@@ -273,13 +269,9 @@ async fn wait_for_bytes(
     }
 }
 
-/// Whether every byte of `[start, end)` is in the manifest or (with
-/// `arrived`) has arrived.
-fn all_here(state: &VersionState, start: u64, end: u64, arrived: bool) -> bool {
+/// Whether every byte of `[start, end)` is in the manifest or has arrived.
+fn all_here(state: &VersionState, start: u64, end: u64) -> bool {
     let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
-    if !arrived {
-        return manifest.first_missing(start, end).is_none();
-    }
     let landing = state.landing.lock().unwrap_or_else(|p| p.into_inner());
     let mut at = start;
     while let Some(missing) = manifest.first_missing(at, end) {
