@@ -1,7 +1,7 @@
 //! The read path without FUSE. Warm: `CachedFile::read_cached` (what a read
 //! session does) over a cached
 //! 256 MB file, in 128 KiB and 1 MiB reads, against reading the chunk packs
-//! alone. Cold: `ContentCache::read` of a 128 MB file from an origin held in memory
+//! alone. Cold: `CachedFile::read` of a 128 MB file from an origin held in memory
 //! (1 MiB pieces, as a remote plugin hands them over), in 1 MiB reads with a
 //! sequential reader's window: what the host costs per new byte, without the
 //! network or FUSE, against cutting and naming the bytes (FastCDC, BLAKE3) alone.
@@ -55,22 +55,17 @@ fn cold_read(
     let cpu = cpu_seconds();
     let started = Instant::now();
     runtime.block_on(async {
+        // The version looked up once, as a read session does.
+        let file = cache.file(version);
         let mut offset = 0u64;
         while offset < version.size {
-            let bytes = cache
-                .read(
-                    version,
-                    Some(&source),
-                    offset,
-                    1 << 20,
-                    MAX_WINDOW,
-                    Purpose::Audio,
-                )
+            let bytes = file
+                .read(Some(&source), offset, 1 << 20, MAX_WINDOW, Purpose::Audio)
                 .await
                 .expect("read from memory");
             offset += bytes.len() as u64;
             // As the mount's sequential reader does: the stream runs on ahead.
-            if let Some(ahead) = cache.stream_ahead(version, offset, offset + MAX_WINDOW as u64) {
+            if let Some(ahead) = file.stream_ahead(offset, offset + MAX_WINDOW as u64) {
                 let source = source.clone();
                 tokio::spawn(ahead.run(source));
             }

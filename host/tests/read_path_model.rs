@@ -230,7 +230,7 @@ proptest! {
                     }
                     Op::Ahead { at: f, window } => {
                         let from = at(*f);
-                        if let Some(stream) = cache.stream_ahead(version, from, from + *window as u64) {
+                        if let Some(stream) = cache.file(version).stream_ahead(from, from + *window as u64) {
                             tokio::spawn(stream.run(origin.clone()));
                         }
                     }

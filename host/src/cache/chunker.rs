@@ -98,10 +98,11 @@ pub fn cut_with(data: &[u8], min: usize, avg: usize, max: usize) -> Vec<(usize, 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
+    /// Bytes that look random, the same for the same seed.
+    pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
         let mut x = seed;
         (0..len)
             .map(|_| {

@@ -103,18 +103,7 @@ pub fn cut_joined(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::cache::chunker::tests::noise;
 
     /// The chunks, as (offset in the stream, length), of a stream cut batch
     /// by batch (the last batch taking the rest).

@@ -33,31 +33,6 @@ impl ContentCache {
             .read(origin, offset, len, window, purpose)
             .await
     }
-
-    /// [`CachedFile::stream_ahead`] of `version`.
-    pub fn stream_ahead(
-        self: &Arc<Self>,
-        version: &FileVersion,
-        from: u64,
-        until: u64,
-    ) -> Option<AheadStream> {
-        self.file(version).stream_ahead(from, until)
-    }
-
-    /// [`CachedFile::first_unfetched`] of `version`.
-    pub fn first_unfetched(
-        self: &Arc<Self>,
-        version: &FileVersion,
-        from: u64,
-        until: u64,
-    ) -> Option<u64> {
-        self.file(version).first_unfetched(from, until)
-    }
-
-    /// [`CachedFile::want`] of `version`.
-    pub fn want(self: &Arc<Self>, version: &FileVersion, from: u64, until: u64) -> bool {
-        self.file(version).want(from, until)
-    }
 }
 
 impl CachedFile {
@@ -330,20 +305,21 @@ mod tests {
             version: None,
         };
         let size = version.size;
-        assert_eq!(cache.first_unfetched(&version, 0, size), Some(0));
+        let file = cache.file(&version);
+        assert_eq!(file.first_unfetched(0, size), Some(0));
         cache.seed(&version, 0, vec![7u8; 100_000]).await;
-        assert_eq!(cache.first_unfetched(&version, 0, size), Some(100_000));
-        assert_eq!(cache.first_unfetched(&version, 0, 100_000), None);
+        assert_eq!(file.first_unfetched(0, size), Some(100_000));
+        assert_eq!(file.first_unfetched(0, 100_000), None);
 
         let state = cache.state(&version);
         let running = state.in_flight.claim_uncovered(100_000, 300_000).unwrap();
         assert_eq!(
-            cache.first_unfetched(&version, 50_000, size),
+            file.first_unfetched(50_000, size),
             Some(300_000),
             "bytes being fetched count as had"
         );
         drop(running);
-        assert_eq!(cache.first_unfetched(&version, 50_000, size), Some(100_000));
-        assert_eq!(cache.first_unfetched(&version, 0, u64::MAX), Some(100_000));
+        assert_eq!(file.first_unfetched(50_000, size), Some(100_000));
+        assert_eq!(file.first_unfetched(0, u64::MAX), Some(100_000));
     }
 }
