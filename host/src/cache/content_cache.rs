@@ -136,6 +136,24 @@ impl ContentCache {
         }
     }
 
+    /// Writes the manifests of the versions with a fetch running to the
+    /// index (a stream records its own every 16 MiB and at its end; a stop
+    /// does not wait for it to end).
+    pub fn record_running(&self) {
+        let running: Vec<Arc<VersionState>> = self
+            .versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .values()
+            .filter(|state| state.in_flight.running() > 0)
+            .cloned()
+            .collect();
+        for state in running {
+            self.record_manifest(&state, &[]);
+        }
+    }
+
     /// Size, limit and count.
     pub fn stats(&self) -> CacheStats {
         let whole_copy_bytes = self.whole.total_bytes();
@@ -345,15 +363,27 @@ impl ContentCache {
         end: u64,
         keep_hot: bool,
     ) -> Result<Vec<u8>, Vec<(u64, u64)>> {
-        let plan = state
-            .manifest
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .plan(start, end);
+        // What is missing from the manifest is looked for among the bytes
+        // that arrived under the manifest's lock: a batch stored meanwhile
+        // leaves them there only once it is in the manifest, so a byte is
+        // always seen in one or the other.
+        let (plan, arrived) = {
+            let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
+            let plan = manifest.plan(start, end);
+            let landing = state.landing.lock().unwrap_or_else(|p| p.into_inner());
+            let arrived: Vec<_> = plan
+                .iter()
+                .map(|span| match *span {
+                    Span::Missing { start, end } => landing.holding_all(start, end),
+                    Span::Cached { .. } => None,
+                })
+                .collect();
+            (plan, arrived)
+        };
         let mut out = Vec::with_capacity((end - start) as usize);
         let mut gaps = Vec::new();
         let mut pos = start;
-        for span in plan {
+        for (span, arrived) in plan.into_iter().zip(arrived) {
             match span {
                 Span::Cached { id, skip, len } => {
                     match self.chunk_bytes(&id, keep_hot) {
@@ -381,13 +411,14 @@ impl ContentCache {
                 }
                 Span::Missing { start, end } => {
                     // Arrived and not yet stored: served as it came.
-                    let landing = state.landing.lock().unwrap_or_else(|p| p.into_inner());
-                    let here = match gaps.is_empty() {
-                        true => landing.copy(start, end, &mut out),
-                        false => landing.held_from(start, end) == end,
-                    };
-                    if !here {
-                        gaps.push((start, end));
+                    match arrived {
+                        Some(parts) if gaps.is_empty() => {
+                            for (bytes, from, to) in parts {
+                                out.extend_from_slice(&bytes[from..to]);
+                            }
+                        }
+                        Some(_) => {}
+                        None => gaps.push((start, end)),
                     }
                     pos = end;
                 }

@@ -182,6 +182,9 @@ pub fn serve(
         // disk that hangs does not hold a stop).
         let stored = daemon.cache.stored_what_arrived();
         let _ = tokio::time::timeout(STOP_STORE_WAIT, stored).await;
+        // And recorded: the streams still running have not written their
+        // manifests since their last 16 MiB.
+        daemon.cache.record_running();
         // Left running: see below.
         std::mem::forget(running);
     });

@@ -42,6 +42,9 @@ use crate::telemetry::events::{Event, EventBus};
 
 /// How much one read of a pass asks for (its stream runs ahead by more).
 const STEP: u32 = 1 << 20;
+/// The longest a fetched file waits for its streams to store what they
+/// brought.
+const SETTLE_WAIT: Duration = Duration::from_secs(60);
 /// How long after a pass that left files unfetched the next one starts, if
 /// nothing wakes the keeper before.
 const RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -323,8 +326,9 @@ impl Keeper {
             offset += len as u64;
         }
         // Its reads were answered as the bytes arrived: done once they are
-        // on disk.
-        session.settled().await;
+        // on disk (bounded: another reader's stream of the file may run on,
+        // and a pass that finds bytes missing tries again later).
+        let _ = tokio::time::timeout(SETTLE_WAIT, session.settled()).await;
         Ok(())
     }
 }

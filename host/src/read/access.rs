@@ -67,16 +67,6 @@ impl Access {
             seeked: !near,
         }
     }
-
-    /// What a read of a file nobody opened (a handle of an earlier daemon,
-    /// before its session is made) is taken as: a seek.
-    pub fn unopened() -> Step {
-        Step {
-            window: FIRST_WINDOW,
-            sequential: false,
-            seeked: true,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -122,6 +122,11 @@ pub struct FetchGuard {
 pub struct FetchWaiter(watch::Receiver<Outcome>);
 
 impl InFlight {
+    /// How many fetches are running.
+    pub fn running(&self) -> usize {
+        *self.count.borrow()
+    }
+
     /// Returns once no fetch is running (each stored what it received).
     pub async fn settled(&self) {
         let _ = self.count.subscribe().wait_for(|n| *n == 0).await;

@@ -111,6 +111,8 @@ impl Drop for Unpublish {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .forget(self.stream);
+        // A stop waiting for what arrived looks again.
+        self.state.landed.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -427,7 +429,16 @@ impl Buffer {
     /// Hands over every byte received, the buffer going on with one from
     /// `pool`.
     fn take(&mut self, pool: &Pool) -> Raw {
-        let bytes = std::mem::replace(&mut self.bytes, pool.get());
+        // A few bytes a waiting reader asked for go in a buffer of their size:
+        // they may stay published until the next batch has cut past them, and
+        // a batch's buffer for each would hold megabytes.
+        let bytes = if self.bytes.len() < self.room / 8 {
+            let small = self.bytes.clone();
+            self.bytes.clear();
+            small
+        } else {
+            std::mem::replace(&mut self.bytes, pool.get())
+        };
         let base = self.base;
         self.base += bytes.len() as u64;
         Raw {
@@ -533,6 +544,11 @@ impl Storing {
         self.publish(raw.base, raw.bytes.clone());
         while self.running.len() >= STORING_AT_ONCE {
             self.settle_one().await;
+        }
+        // What is stored reaches the index every RECORD_EVERY bytes, not only
+        // when the stream ends (a stop or a crash keeps what was recorded).
+        if self.unrecorded >= RECORD_EVERY {
+            self.record();
         }
         self.unrecorded += raw.bytes.len() as u64;
         let (cache, state, progress, purpose, stream, pool) = (

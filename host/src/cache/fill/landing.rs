@@ -12,6 +12,9 @@
 
 use std::sync::Arc;
 
+/// Bytes held here to copy: a piece's bytes, and the range of them wanted.
+pub type Held = (Arc<Vec<u8>>, usize, usize);
+
 /// One piece: who published it, where it starts, its bytes.
 struct Piece {
     stream: u64,
@@ -75,22 +78,19 @@ impl Landing {
         at.min(end)
     }
 
-    /// Appends `[start, end)` to `out` if every byte of it is here.
-    pub fn copy(&self, start: u64, end: u64, out: &mut Vec<u8>) -> bool {
-        if self.held_from(start, end) < end {
-            return false;
-        }
+    /// The pieces that hold `[start, end)` whole, as (bytes, from, to) to
+    /// copy, or `None` if some byte of it is not here.
+    pub fn holding_all(&self, start: u64, end: u64) -> Option<Vec<Held>> {
+        let mut parts = Vec::new();
         let mut at = start;
         while at < end {
-            let Some(piece) = self.holding(at) else {
-                return false;
-            };
+            let piece = self.holding(at)?;
             let from = (at - piece.at) as usize;
             let to = (end.min(piece.end()) - piece.at) as usize;
-            out.extend_from_slice(&piece.bytes[from..to]);
+            parts.push((piece.bytes.clone(), from, to));
             at = piece.at + to as u64;
         }
-        true
+        Some(parts)
     }
 
     /// Whether nothing is held.
@@ -112,12 +112,11 @@ mod tests {
         assert_eq!(landing.held_from(120, 1000), 180);
         assert_eq!(landing.held_from(90, 1000), 90, "not from a byte not held");
         let mut out = Vec::new();
-        assert!(landing.copy(140, 160, &mut out));
+        for (bytes, from, to) in landing.holding_all(140, 160).unwrap() {
+            out.extend_from_slice(&bytes[from..to]);
+        }
         assert_eq!(out, (40..60).collect::<Vec<u8>>());
-        assert!(
-            !landing.copy(170, 190, &mut Vec::new()),
-            "past what is held"
-        );
+        assert!(landing.holding_all(170, 190).is_none(), "past what is held");
         landing.stored(1, 160);
         assert_eq!(landing.held_from(100, 1000), 100);
         assert_eq!(landing.held_from(150, 1000), 180);
