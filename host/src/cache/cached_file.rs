@@ -35,11 +35,6 @@ impl ContentCache {
 }
 
 impl CachedFile {
-    /// The version.
-    pub fn version(&self) -> &FileVersion {
-        &self.version
-    }
-
     /// Returns once no fetch of this version is running: what they received
     /// is stored (a reader may have been answered before).
     pub async fn settled(&self) {

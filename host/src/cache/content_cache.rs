@@ -112,15 +112,8 @@ impl ContentCache {
     /// what was played stays cached. A stream's bytes not yet handed over
     /// (nobody asked for them) are not waited for.
     pub async fn stored_what_arrived(&self) {
-        let states: Vec<Arc<VersionState>> = self
-            .versions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .map
-            .values()
-            .cloned()
-            .collect();
-        for state in states {
+        // What a stream published goes when it ends: only running ones hold any.
+        for state in self.running() {
             let mut landed = state.landed.subscribe();
             loop {
                 landed.borrow_and_update();
@@ -140,18 +133,21 @@ impl ContentCache {
     /// index (a stream records its own every 16 MiB and at its end; a stop
     /// does not wait for it to end).
     pub fn record_running(&self) {
-        let running: Vec<Arc<VersionState>> = self
-            .versions
+        for state in self.running() {
+            self.record_manifest(&state, &[]);
+        }
+    }
+
+    /// The states of the versions with a fetch running.
+    fn running(&self) -> Vec<Arc<VersionState>> {
+        self.versions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .map
             .values()
             .filter(|state| state.in_flight.running() > 0)
             .cloned()
-            .collect();
-        for state in running {
-            self.record_manifest(&state, &[]);
-        }
+            .collect()
     }
 
     /// Size, limit and count.
