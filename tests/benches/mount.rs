@@ -6,6 +6,9 @@
 //!   as root), MusicFS warm (fresh mount: the whole copy as root), and with
 //!   `passthrough = false` the chunk cache on a fresh mount, the kernel's page
 //!   cache after it, and the chunk cache with the kernel's 128 KiB read-ahead;
+//!   beside them the ceiling: a FUSE file system answering from memory
+//!   (`examples/fuse_ceiling.rs`), bare and with the copy and hash a read
+//!   from the chunk cache cannot avoid;
 //!   rclone `--vfs-cache-mode full` cold and warm; page-cache rows are the best
 //!   of three; and `musicfs pin` of the album holding it (and the 50 MB file)
 //!   into an empty cache;
@@ -164,6 +167,10 @@ fn files_section(work: &Path) {
         row("MusicFS warm (fresh mount, whole copy)", warm);
     }
     row("MusicFS warm (fresh mount, chunk cache)", warm_chunks);
+    if let Some((bare, verify)) = fuse_ceiling(work) {
+        row("  ceiling: FUSE answering from memory", bare);
+        row("  ceiling: the same, each byte copied and hashed", verify);
+    }
     row("MusicFS hot (kernel page cache, best of 3)", hot);
     row("MusicFS warm, chunk cache, read-ahead 128 KiB", warm_small);
 
@@ -220,6 +227,57 @@ fn files_section(work: &Path) {
     );
 
     println!("\npeak RSS of the MusicFS daemon after the 512 MB + 50 MB reads: {rss_files:.0} MB");
+}
+
+/// The read speed of `examples/fuse_ceiling.rs` mounted with MusicFS's
+/// kernel settings: bare, and with the copy and BLAKE3 every read from the
+/// chunk cache does. `None` (and why) if it cannot be built or mounted.
+fn fuse_ceiling(work: &Path) -> Option<(f64, f64)> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = std::process::Command::new(cargo)
+        .args(["build", "--release", "-q", "-p", "musicfs-tests"])
+        .args(["--example", "fuse_ceiling"])
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        println!("  (the FUSE ceiling could not be built)");
+        return None;
+    }
+    let exe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/examples/fuse_ceiling");
+    let mut speeds = Vec::new();
+    for mode in ["bare", "verify"] {
+        let mnt = work.join(format!("ceiling-{mode}"));
+        std::fs::create_dir_all(&mnt).unwrap();
+        let mut child = std::process::Command::new(&exe)
+            .arg(&mnt)
+            .arg(BIG.to_string())
+            .arg(mode)
+            .spawn()
+            .ok()?;
+        let file = mnt.join("big");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !file.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if file.exists() {
+            use std::os::unix::fs::MetadataExt;
+            // As MusicFS raises it (as root; else both keep 128 KiB).
+            let dev = std::fs::metadata(&mnt).unwrap().dev();
+            let _ = musicfs::fs::read_ahead::set(dev, 1024);
+            speeds.push(read_speed(&file));
+        }
+        let _ = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg(&mnt)
+            .status();
+        let _ = child.wait();
+    }
+    match speeds[..] {
+        [bare, verify] => Some((bare, verify)),
+        _ => {
+            println!("  (the FUSE ceiling could not be mounted)");
+            None
+        }
+    }
 }
 
 fn tree_section(work: &Path) {

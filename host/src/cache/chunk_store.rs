@@ -354,20 +354,38 @@ impl ChunkStore {
     /// chunk is forgotten).
     pub fn get(&self, id: &ChunkId) -> Option<Vec<u8>> {
         let (entry, file) = self.locate(id)?;
-        let bytes = match pack::read_new_at(&file, entry.len as usize, entry.offset) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                if e.kind() != ErrorKind::UnexpectedEof {
-                    tracing::warn!(chunk = ?id, "cannot read chunk: {e}");
-                }
-                self.index().forget(id);
-                return None;
+        let mut bytes = Vec::with_capacity(entry.len as usize);
+        self.read_verified(id, entry, &file, &mut bytes)
+            .then_some(bytes)
+    }
+
+    /// Appends the chunk's bytes, verified, to `out` if it is stored and
+    /// `len` bytes long, and says whether it did (`out` is left as it was
+    /// otherwise). A reader that wants a whole chunk reads it where it goes,
+    /// with no buffer of its own to fault in and copy out of.
+    pub fn get_into(&self, id: &ChunkId, len: u32, out: &mut Vec<u8>) -> bool {
+        match self.locate(id) {
+            Some((entry, file)) if entry.len == len => self.read_verified(id, entry, &file, out),
+            _ => false,
+        }
+    }
+
+    /// Appends the chunk at `entry` to `out` if its bytes are there and have
+    /// its name; forgets it if not.
+    fn read_verified(&self, id: &ChunkId, entry: Entry, file: &File, out: &mut Vec<u8>) -> bool {
+        let start = out.len();
+        if let Err(e) = pack::read_append_at(file, entry.len as usize, entry.offset, out) {
+            if e.kind() != ErrorKind::UnexpectedEof {
+                tracing::warn!(chunk = ?id, "cannot read chunk: {e}");
             }
-        };
-        if ChunkId::of(&bytes) != *id {
-            tracing::warn!(chunk = ?id, "chunk is corrupt; dropping it, it will be fetched again");
             self.index().forget(id);
-            return None;
+            return false;
+        }
+        if ChunkId::of(&out[start..]) != *id {
+            tracing::warn!(chunk = ?id, "chunk is corrupt; dropping it, it will be fetched again");
+            out.truncate(start);
+            self.index().forget(id);
+            return false;
         }
         let mut index = self.index();
         let clock = index.tick();
@@ -377,7 +395,7 @@ impl ChunkStore {
         if let Some(pack) = index.packs.get_mut(&entry.pack) {
             pack.last_use = clock;
         }
-        Some(bytes)
+        true
     }
 
     /// Marks a stored chunk as holding tags.
@@ -622,6 +640,27 @@ mod tests {
             "stored anew"
         );
         assert_eq!(store.get(&id).unwrap(), b"some audio");
+    }
+
+    #[test]
+    fn a_chunk_read_into_a_buffer_is_whole_and_verified_or_not_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path(), 1 << 30, KeptChunks::default).unwrap();
+        let id = ChunkId::of(b"some audio");
+        store.put(&id, b"some audio", Keep::Audio).unwrap();
+        let mut out = b"before ".to_vec();
+        assert!(!store.get_into(&id, 4, &mut out), "only a whole chunk");
+        assert!(store.get_into(&id, 10, &mut out));
+        assert_eq!(out, b"before some audio");
+        let pack = &packs(dir.path())[0];
+        let mut bytes = std::fs::read(pack).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(pack, bytes).unwrap();
+        let mut out = b"before ".to_vec();
+        assert!(!store.get_into(&id, 10, &mut out));
+        assert_eq!(out, b"before ", "rotten bytes are taken back out");
+        assert!(!store.contains(&id), "and the chunk forgotten");
     }
 
     #[test]

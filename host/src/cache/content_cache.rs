@@ -382,6 +382,17 @@ impl ContentCache {
         for (span, arrived) in plan.into_iter().zip(arrived) {
             match span {
                 Span::Cached { id, skip, len } => {
+                    // A whole chunk not hot is read straight into the answer
+                    // (a sequential reader takes it once): most of a large
+                    // read. The ends of the range go through the hot set.
+                    if gaps.is_empty()
+                        && skip == 0
+                        && !self.hot.contains(&id)
+                        && self.chunks.get_into(&id, len, &mut out)
+                    {
+                        pos += len as u64;
+                        continue;
+                    }
                     match self.chunk_bytes(&id, keep_hot) {
                         Some(bytes) if bytes.len() >= (skip + len) as usize => {
                             if gaps.is_empty() {

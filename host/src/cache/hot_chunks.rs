@@ -39,6 +39,15 @@ impl HotChunks {
             .cloned()
     }
 
+    /// Whether the chunk is hot.
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .contains_key(id)
+    }
+
     /// The bytes held.
     pub fn bytes(&self) -> usize {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).bytes

@@ -107,12 +107,27 @@ pub fn record_len(len: u32) -> u64 {
 /// `len` bytes of `file` at `at`, read into a new buffer that is not zeroed
 /// first: zeroing it cost a sixth of a read from the chunk cache.
 pub fn read_new_at(file: &File, len: usize, at: u64) -> std::io::Result<Vec<u8>> {
-    use std::os::fd::AsRawFd;
     let mut bytes = Vec::with_capacity(len);
-    while bytes.len() < len {
-        let filled = bytes.len();
-        let offset = libc::off_t::try_from(at + filled as u64).map_err(std::io::Error::other)?;
-        let spare = &mut bytes.spare_capacity_mut()[..len - filled];
+    read_append_at(file, len, at, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// Appends `len` bytes of `file` at `at` to `out`, never zeroing the room
+/// first. On an error `out` is as it was.
+pub fn read_append_at(file: &File, len: usize, at: u64, out: &mut Vec<u8>) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let start = out.len();
+    out.reserve(len);
+    while out.len() < start + len {
+        let filled = out.len() - start;
+        let offset = match libc::off_t::try_from(at + filled as u64) {
+            Ok(offset) => offset,
+            Err(e) => {
+                out.truncate(start);
+                return Err(std::io::Error::other(e));
+            }
+        };
+        let spare = &mut out.spare_capacity_mut()[..len - filled];
         // SAFETY: the kernel writes at most `spare.len()` bytes, all within the
         // vector's spare capacity.
         let read = unsafe {
@@ -125,17 +140,21 @@ pub fn read_new_at(file: &File, len: usize, at: u64) -> std::io::Result<Vec<u8>>
         };
         match read {
             // SAFETY: the kernel has initialised the next `n` bytes.
-            n if n > 0 => unsafe { bytes.set_len(filled + n as usize) },
-            0 => return Err(ErrorKind::UnexpectedEof.into()),
+            n if n > 0 => unsafe { out.set_len(out.len() + n as usize) },
+            0 => {
+                out.truncate(start);
+                return Err(ErrorKind::UnexpectedEof.into());
+            }
             _ => {
                 let e = std::io::Error::last_os_error();
                 if e.kind() != ErrorKind::Interrupted {
+                    out.truncate(start);
                     return Err(e);
                 }
             }
         }
     }
-    Ok(bytes)
+    Ok(())
 }
 
 /// Writes `header` then `body` at `at` in one `pwritev` (looping over short
@@ -188,6 +207,12 @@ mod tests {
             data[1234..71_234]
         );
         assert_eq!(read_new_at(&file, 0, 5).unwrap(), Vec::<u8>::new());
+        let mut out = b"kept".to_vec();
+        read_append_at(&file, 3, 1234, &mut out).unwrap();
+        assert_eq!(out, [b"kept".as_slice(), &data[1234..1237]].concat());
+        let err = read_append_at(&file, 10, 199_995, &mut out).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
+        assert_eq!(out.len(), 7, "a failed read leaves what was there");
         let err = read_new_at(&file, 10, 199_995).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
     }
