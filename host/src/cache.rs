@@ -25,6 +25,9 @@
 //!   kernel to read by itself (FUSE passthrough).
 //! - [`source`] is what the cache fetches from: an origin through the registry,
 //!   or, in a test, anything that serves bytes.
+//! - [`shared`] is what the cache asks of a shared tier (`crate::tier`):
+//!   chunks other mounts fetched, looked for before an origin, and offers of
+//!   what this mount fetched.
 
 pub mod cached_file;
 pub mod chunk_store;
@@ -33,6 +36,7 @@ pub mod content_cache;
 pub mod fill;
 pub mod hot_chunks;
 pub mod manifest;
+pub mod shared;
 pub mod source;
 pub mod versions;
 pub mod whole_copies;

@@ -7,6 +7,7 @@
 
 pub mod hooks;
 pub mod origin_flags;
+pub mod tier;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -66,6 +67,8 @@ pub struct Config {
     pub hooks: Vec<hooks::HookConfig>,
     /// `[plugins]`.
     pub plugins: PluginsConfig,
+    /// `[tier]`, if the mount shares a tier with others.
+    pub tier: Option<tier::TierConfig>,
 }
 
 /// `[plugins]`: how plugin processes run (see `plugins::process`).
@@ -239,6 +242,7 @@ struct RawConfig {
     hooks: Vec<Spanned<toml::Table>>,
     #[serde(default)]
     plugins: PluginsConfig,
+    tier: Option<tier::TierConfig>,
 }
 
 impl Config {
@@ -288,6 +292,7 @@ impl Config {
             retry: raw.retry,
             library: raw.library,
             plugins: raw.plugins,
+            tier: raw.tier,
         })
     }
 }

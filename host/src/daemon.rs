@@ -66,6 +66,8 @@ pub struct Daemon {
     /// What is pinned, and the task keeping it cached.
     pub pins: Arc<Pins>,
     pub keeper: Arc<Keeper>,
+    /// The shared tier, once the origins start (if `[tier]` names one).
+    pub tier: std::sync::OnceLock<Arc<crate::tier::Tier>>,
     layout: Layout,
     /// Set once mounted: tells the kernel what to forget when the tree changes.
     notifier: Mutex<Option<fuser::Notifier>>,
@@ -244,6 +246,7 @@ impl Daemon {
             view,
             pins,
             keeper,
+            tier: std::sync::OnceLock::new(),
             config,
             cache_dir,
             store,
@@ -292,6 +295,17 @@ impl Daemon {
         let checker = std::thread::Builder::new().name("index-check".into());
         if let Err(e) = checker.spawn(move || store.check_integrity()) {
             tracing::warn!("cannot check the index: {e}");
+        }
+        if let Some(config) = &self.config.tier {
+            let runtime = tokio::runtime::Handle::current();
+            match crate::tier::Tier::open(config, &self.cache, &runtime) {
+                Ok(tier) => {
+                    tracing::info!(tier = tier.shown, publish = config.publish, "shared tier");
+                    self.cache.share_with(tier.clone());
+                    let _ = self.tier.set(tier);
+                }
+                Err(e) => tracing::warn!("no shared tier: {e}"),
+            }
         }
         self.manager.sync().await;
         self.manager.report_waiting().await;

@@ -28,4 +28,5 @@ pub mod plugins;
 pub mod read;
 pub mod store;
 pub mod telemetry;
+pub mod tier;
 pub mod values;

@@ -207,3 +207,40 @@ fn a_scan_writes_as_many_at_a_time_as_the_text_gives() {
         "SEMANTICS.md should say a scan {said}"
     );
 }
+
+/// The tier's timings in SEMANTICS.md are the ones the code uses.
+#[test]
+fn the_tier_timings_are_the_codes() {
+    use musicfs::tier::health::{FIRST_PAUSE, LONGEST_PAUSE};
+    let start = SEMANTICS
+        .find("| tier timing | value |")
+        .expect("the tier's timings table");
+    let timings: Vec<(String, String)> = SEMANTICS[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+            (cells[0].to_owned(), cells[1].to_owned())
+        })
+        .collect();
+    let value = |name: &str| {
+        let text = &timings
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no tier timing {name:?}"))
+            .1;
+        duration_named(text)
+    };
+    let config: musicfs::config::tier::TierConfig = toml::from_str(
+        "endpoint = \"http://x\"\nbucket = \"b\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\"",
+    )
+    .unwrap();
+    assert_eq!(value("each call's deadline, by default"), config.deadline());
+    assert_eq!(value("first pause after a failed call"), FIRST_PAUSE);
+    assert_eq!(value("pauses double up to"), LONGEST_PAUSE);
+    assert_eq!(
+        value("a version the tier lacks is asked about again after"),
+        musicfs::tier::ABSENT_FOR
+    );
+}

@@ -31,6 +31,7 @@ mod sandbox;
 mod sftp;
 mod smb;
 mod ssh_fixture;
+mod tier;
 mod versions;
 mod watch_cleanup;
 mod watching;

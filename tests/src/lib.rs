@@ -256,6 +256,7 @@ pub mod audio_library;
 pub mod bench_support;
 pub mod chunk_packs;
 pub mod events;
+pub mod garage_cluster;
 pub mod http_recorder;
 pub mod link;
 pub mod mounted;

@@ -42,7 +42,7 @@
 
 mod index;
 mod migration;
-mod pack;
+pub mod pack;
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use redb::ReadableTable;
@@ -18,6 +18,7 @@ use super::fill::in_flight::InFlight;
 use super::fill::Purpose;
 use super::hot_chunks::HotChunks;
 use super::manifest::{FileVersion, Manifest, Span};
+use super::shared::{SharedChunk, SharedTier};
 use super::versions::{VersionState, Versions};
 use super::whole_copies::WholeCopies;
 use crate::store::{Store, MANIFESTS, PINNED_CHUNKS, TAG_CHUNKS};
@@ -55,6 +56,8 @@ pub struct ContentCache {
     versions: Mutex<Versions>,
     pub(in crate::cache) hits: AtomicU64,
     pub(in crate::cache) misses: AtomicU64,
+    /// The shared tier, if the mount has one: looked in before an origin.
+    pub(in crate::cache) shared: OnceLock<Arc<dyn SharedTier>>,
 }
 
 impl ContentCache {
@@ -104,7 +107,38 @@ impl ContentCache {
             versions: Mutex::new(Versions::default()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            shared: OnceLock::new(),
         })
+    }
+
+    /// Looks in `tier` for what the cache lacks before an origin, and offers
+    /// it what the origins gave (set once, when the mount starts).
+    pub fn share_with(&self, tier: Arc<dyn SharedTier>) {
+        let _ = self.shared.set(tier);
+    }
+
+    /// What the cache holds of `version`, as whole chunks that do not
+    /// overlap (see [`Manifest::cover`]): what a tier publishes.
+    pub fn cover_of(self: &Arc<Self>, version: &FileVersion) -> Vec<SharedChunk> {
+        let state = self.state(version);
+        let manifest = state.manifest.lock().unwrap_or_else(|p| p.into_inner());
+        manifest
+            .cover()
+            .into_iter()
+            .map(|(offset, extent)| SharedChunk {
+                offset,
+                len: extent.len,
+                id: extent.id,
+            })
+            .collect()
+    }
+
+    /// A chunk's bytes, verified, from the store or the hot set.
+    pub fn chunk(&self, id: &ChunkId) -> Option<Vec<u8>> {
+        match self.hot.get(id) {
+            Some(bytes) => Some(bytes.as_ref().clone()),
+            None => self.chunks.get(id),
+        }
     }
 
     /// Returns once every byte the streams have received and handed over is

@@ -28,6 +28,7 @@
 
 mod cutting;
 pub mod fetch;
+pub mod from_tier;
 pub mod in_flight;
 pub mod ingest;
 pub mod landing;

@@ -76,6 +76,26 @@ impl Manifest {
         out
     }
 
+    /// Whole chunks that cover what the manifest holds without overlapping
+    /// each other, in file order, as (offset, extent): from each byte, the
+    /// extent that starts there and reaches furthest; where none starts
+    /// there, the next that starts later (what is skipped is a hole).
+    pub fn cover(&self) -> Vec<(u64, Extent)> {
+        let mut out: Vec<(u64, Extent)> = Vec::new();
+        let mut pos = 0u64;
+        let mut iter = self.extents.range(0..).peekable();
+        while let Some((&offset, _)) = iter.peek() {
+            if offset < pos {
+                iter.next();
+                continue;
+            }
+            let (&offset, &extent) = iter.next().expect("peeked");
+            out.push((offset, extent));
+            pos = offset + extent.len as u64;
+        }
+        out
+    }
+
     /// Records `pieces`, chunked from a fetch that started at `base`.
     pub fn insert(&mut self, base: u64, pieces: &[Piece]) {
         for piece in pieces {
@@ -251,6 +271,17 @@ mod tests {
             "a cached start is no run"
         );
         assert_eq!(m.missing_until(2010, 5000), 5000);
+    }
+
+    #[test]
+    fn a_cover_takes_whole_chunks_that_do_not_overlap() {
+        let mut m = Manifest::default();
+        m.insert(0, &[piece(0, 100, 1), piece(100, 50, 2)]);
+        // A later fetch cut from 120: its first chunk overlaps chunk 2.
+        m.insert(120, &[piece(0, 60, 3), piece(60, 40, 4)]);
+        m.insert(400, &[piece(0, 10, 5)]);
+        let cover: Vec<(u64, u32)> = m.cover().iter().map(|(o, e)| (*o, e.len)).collect();
+        assert_eq!(cover, [(0, 100), (100, 50), (180, 40), (400, 10)]);
     }
 
     #[test]

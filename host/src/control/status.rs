@@ -47,6 +47,29 @@ pub struct PluginStatus {
     pub last_exit: Option<String>,
 }
 
+/// The shared tier's figures.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TierStatus {
+    /// Endpoint, bucket and prefix.
+    pub at: String,
+    /// Whether this mount publishes.
+    pub publishes: bool,
+    pub manifest_reads: u64,
+    pub pack_reads: u64,
+    pub bytes_read: u64,
+    pub writes: u64,
+    /// Of `writes`, manifests: versions published.
+    #[serde(default)]
+    pub manifests_written: u64,
+    pub bytes_written: u64,
+    /// Objects refused (damaged or foreign).
+    pub refused: u64,
+    /// Calls that failed or ran out their deadline.
+    pub failures: u64,
+    /// Offers dropped while the publisher was behind.
+    pub dropped: u64,
+}
+
 /// The whole status.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Status {
@@ -61,6 +84,9 @@ pub struct Status {
     /// The running plugins and their processes.
     #[serde(default)]
     pub plugins: Vec<PluginStatus>,
+    /// The shared tier, if the mount has one.
+    #[serde(default)]
+    pub tier: Option<TierStatus>,
 }
 
 /// The status of `daemon`, mounted at `mountpoint`.
@@ -122,6 +148,23 @@ pub fn status_of(daemon: &Daemon, mountpoint: &str) -> Status {
                 last_exit: process.last_exit,
             })
             .collect(),
+        tier: daemon.tier.get().map(|tier| {
+            use std::sync::atomic::Ordering::Relaxed;
+            let f = &tier.figures;
+            TierStatus {
+                at: tier.shown.clone(),
+                publishes: tier.publishes(),
+                manifest_reads: f.manifest_reads.load(Relaxed),
+                pack_reads: f.pack_reads.load(Relaxed),
+                bytes_read: f.bytes_read.load(Relaxed),
+                writes: f.writes.load(Relaxed),
+                manifests_written: f.manifests_written.load(Relaxed),
+                bytes_written: f.bytes_written.load(Relaxed),
+                refused: f.refused.load(Relaxed),
+                failures: f.failures.load(Relaxed),
+                dropped: f.dropped.load(Relaxed),
+            }
+        }),
     }
 }
 
@@ -169,6 +212,21 @@ pub fn render(status: &Status) -> String {
         out.push_str(&format!(
             "hook {} ({}): {last}; {} runs, {} failed attempts\n",
             h.name, h.kind, h.runs, h.failures
+        ));
+    }
+    if let Some(t) = &status.tier {
+        out.push_str(&format!(
+            "tier {} ({}): {:.1} MB read in {} pack reads ({} manifests looked up), {:.1} MB written in {} objects, {} refused, {} failed calls, {} offers dropped\n",
+            t.at,
+            if t.publishes { "publishing" } else { "reading only" },
+            t.bytes_read as f64 / 1e6,
+            t.pack_reads,
+            t.manifest_reads,
+            t.bytes_written as f64 / 1e6,
+            t.writes,
+            t.refused,
+            t.failures,
+            t.dropped
         ));
     }
     if !status.plugins.is_empty() {

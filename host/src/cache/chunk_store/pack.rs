@@ -92,11 +92,17 @@ pub fn scan_pack(file: &File) -> std::io::Result<(Vec<Found>, u64)> {
 /// copy was a tenth of a cold read's CPU).
 pub fn write_record(file: &File, at: u64, id: &ChunkId, bytes: &[u8]) -> std::io::Result<()> {
     let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
+    write_all_at(file, [&record_header(id, len)[..], bytes], at)
+}
+
+/// The header of the record of chunk `id`, `len` bytes long (the shared
+/// tier's pack objects are records of this form too).
+pub fn record_header(id: &ChunkId, len: u32) -> [u8; HEADER as usize] {
     let mut header = [0u8; HEADER as usize];
     header[..4].copy_from_slice(MAGIC);
     header[4..8].copy_from_slice(&len.to_le_bytes());
     header[8..].copy_from_slice(&id.0);
-    write_all_at(file, [&header[..], bytes], at)
+    header
 }
 
 /// The length on disk of the record of a chunk of `len` bytes.

@@ -71,6 +71,7 @@ use std::time::{Duration, Instant};
 use origin_api::{OriginError, OriginResult};
 
 use super::cutting::cut_joined;
+use super::from_tier::TierFill;
 use super::in_flight::{FetchGuard, Progress};
 use super::{Purpose, SLOW_FETCH};
 use crate::cache::chunk_store::Keep;
@@ -136,17 +137,22 @@ impl ContentCache {
         claim: &FetchGuard,
         purpose: Purpose,
     ) -> OriginResult<()> {
+        // The shared tier first: the origin goes on where it stops.
+        let from = match self.fill_from_tier(state, version, claim, purpose).await {
+            TierFill::Ended => return Ok(()),
+            TierFill::From(from) => from,
+        };
         let paced = purpose != Purpose::Tag;
         let mut bounds = claim.bounds();
+        if from >= bounds.end {
+            return Ok(());
+        }
         // After a seek the first request asks for what the readers want (at
         // least a seek's worth); otherwise for the whole claim.
         let first_end = if purpose == Purpose::Seek {
-            bounds.end.min(
-                bounds
-                    .want
-                    .max(bounds.need)
-                    .max(claim.start + FIRST_REQUEST),
-            )
+            bounds
+                .end
+                .min(bounds.want.max(bounds.need).max(from + FIRST_REQUEST))
         } else {
             bounds.end
         };
@@ -154,11 +160,11 @@ impl ContentCache {
             stream: origin.read_stream(&version.path, from, to - from, version.version.as_deref()),
             end: to,
         };
-        let mut current = open(claim.start, first_end);
+        let mut current = open(from, first_end);
         // The request after it (the rest of the claim), asked for before the
         // first ends so that its round trips overlap that transfer.
         let mut next: Option<Request> = None;
-        let mut buffer = Buffer::new(claim.start, bounds.end.saturating_sub(claim.start));
+        let mut buffer = Buffer::new(from, bounds.end.saturating_sub(from));
         let mut storing = Storing {
             cache: self.clone(),
             state: state.clone(),
@@ -284,9 +290,16 @@ impl ContentCache {
         drop((current, next));
         // What arrived is of the version asked for, even when the stream failed
         // after it: keep it.
+        let received = buffer.head() > from;
         storing.start(buffer.take(&storing.pool), true).await;
         storing.settle().await;
         storing.record();
+        // What the origin gave, for the other mounts.
+        if received && purpose != Purpose::Tag {
+            if let Some(tier) = self.shared.get() {
+                tier.offer(version);
+            }
+        }
         ended
     }
 
@@ -306,6 +319,18 @@ impl ContentCache {
         let written = self.write_chunks(bytes, pieces, purpose);
         self.add_to_manifest(state, base, pieces, written.unwritten, claim);
         written.tag_chunks
+    }
+
+    /// Records a chunk the store holds already (under another version) at
+    /// `offset` of this one, as if it had been fetched: nothing moves.
+    pub(in crate::cache) fn add_held(
+        &self,
+        state: &VersionState,
+        offset: u64,
+        piece: Piece,
+        claim: &Progress,
+    ) {
+        self.add_to_manifest(state, offset, &[piece], Vec::new(), Some(claim));
     }
 
     /// Writes the chunks `pieces` of `bytes` to the chunk store; a chunk the

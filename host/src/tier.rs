@@ -1,0 +1,354 @@
+//! The shared tier: what one mount learned, kept in an S3 bucket for every
+//! other mount of the same library.
+//!
+//! A household or a station mounts the same origins several times. Without
+//! the tier each mount scans every origin, downloads every track it plays and
+//! keeps its own cache. With it, a mount reads **local cache → tier →
+//! origin**, and what it fetched from an origin it publishes to the tier in
+//! the background. The tier is an ordinary S3-compatible bucket on an engine
+//! that is already distributed (tested on Garage, three nodes, replication
+//! factor 3): MusicFS runs no server of its own, as JuiceFS keeps its chunks
+//! in an object store and mountpoint-s3 shares its block cache in a bucket.
+//!
+//! # What is in the bucket
+//!
+//! Everything lives under the configured prefix. Every object but a mount's
+//! own head and session is immutable and named by what it holds, so two
+//! mounts that publish the same thing write the same bytes under the same
+//! name, and nothing is ever rewritten in place:
+//!
+//! - `packs/<blake3 of the object>`: chunks, a few MiB of them in one object
+//!   (an object per 64 KiB chunk would cost a request per chunk on every
+//!   side). Each record is the local pack's: the chunk's name, its length,
+//!   its bytes. A reader fetches one chunk, or a run of neighbours, with a
+//!   ranged GET and checks each chunk against its name; a chunk that fails is
+//!   never served (the read goes on to the origin) and is counted.
+//! - `manifests/<blake3 of the version's key>`: one file version's chunks in
+//!   order, each with the pack and the offset that hold it. A manifest is
+//!   written after the packs it names, so a manifest that is found names
+//!   packs that were there (unless collected since: then it is a miss). For a
+//!   40 MB track it is about 50 KB: a retag at the origin costs every other
+//!   mount this manifest and the chunks it lacks, not the file.
+//! - `index/segments/<blake3>`: the library's records (source, version,
+//!   tags) as one mount's scan found them, an immutable segment at a time.
+//! - `index/heads/<mount id>`: each mount's list of the segments it
+//!   published, with a sequence number that only grows.
+//! - `sessions/<mount id>`: a mount that is alive renews it; it carries the
+//!   mount's pins. A session not renewed within its lifetime is expired: its
+//!   pins no longer hold.
+//! - `leases/scan/<origin>/<mount id>`: a mount scanning an origin.
+//!
+//! # Without conditional writes
+//!
+//! Garage, the store this is tested on, has no conditional writes (a PUT with
+//! `If-None-Match` or `If-Match` is accepted and overwrites): it has no
+//! consensus by design. So nothing here needs one:
+//!
+//! - A head is written only by its mount: there is no shared head to race
+//!   for. The library is the union of every head's segments, later records
+//!   of a source replacing earlier ones. A head read with a lower sequence
+//!   number than one seen before is a stale read and ignored.
+//! - Immutable objects named by their content can be written twice, by two
+//!   mounts, with no harm.
+//! - A scan lease is advisory. A mount writes its lease, then lists the
+//!   leases of that origin, and scans only if its own is the oldest live one
+//!   (ties by mount id). Garage reads its own writes (quorum 2 of 3), so of
+//!   two mounts that start together at least one sees the other; both may
+//!   scan only if each wrote before the other listed and the clocks order
+//!   them each its own way. A double scan costs work, never records: both
+//!   publish the same facts.
+//!
+//! # Never in a reader's way
+//!
+//! The tier is a replica like any other to the read path: same deadlines,
+//! same failover. A tier that is down, slow or full makes a read go on to the
+//! origin; publishing runs in the background with a bounded queue that drops
+//! (and counts) what it cannot take, never holding a reader or the ingest
+//! pipeline. A mount with read-only credentials only reads.
+//!
+//! # Keys
+//!
+//! A version is found in the tier by its key: the origin's id, the path, the
+//! size, the mtime and the origin's version token. Mounts that share a tier
+//! give each origin the same id (the same `[[origins]]` tables), as they
+//! would to share anything else.
+//!
+//! # Parts
+//!
+//! - [`bucket`]: the S3 calls, each under the tier's deadline.
+//! - [`manifest`] and [`pack`]: the objects' formats.
+//! - [`health`]: when to ask the tier, after it failed.
+//! - [`publisher`]: what a mount publishes, in the background.
+//! - This file: the tier as the cache sees it (`crate::cache::shared`).
+
+pub mod bucket;
+pub mod health;
+pub mod manifest;
+pub mod pack;
+pub mod publisher;
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use self::bucket::{Bucket, TierError};
+use self::health::TierHealth;
+use self::manifest::{manifest_key, pack_key, TierManifest};
+use crate::cache::content_cache::ContentCache;
+use crate::cache::manifest::FileVersion;
+use crate::cache::shared::{Boxed, SharedChunks, SharedTier};
+use crate::config::tier::TierConfig;
+
+/// How long a version the tier does not hold is not asked about again.
+pub const ABSENT_FOR: Duration = Duration::from_secs(10);
+/// Versions waiting to be published; past this, offers are dropped.
+const OFFERS: usize = 256;
+
+/// What the tier did, for `musicfs status` and the metrics.
+#[derive(Debug, Default)]
+pub struct TierFigures {
+    /// Manifests read (found or not).
+    pub manifest_reads: AtomicU64,
+    /// Ranged reads of packs.
+    pub pack_reads: AtomicU64,
+    /// Bytes read from the tier: manifests and chunks.
+    pub bytes_read: AtomicU64,
+    /// Objects written (packs and manifests).
+    pub writes: AtomicU64,
+    /// Of those, manifests: versions published.
+    pub manifests_written: AtomicU64,
+    /// Bytes written.
+    pub bytes_written: AtomicU64,
+    /// Objects refused: damaged, foreign or cut short.
+    pub refused: AtomicU64,
+    /// Calls that failed or ran out their deadline.
+    pub failures: AtomicU64,
+    /// Offers dropped because the publisher was behind.
+    pub dropped: AtomicU64,
+}
+
+/// What the tier knows of a version, as last looked up.
+#[derive(Clone)]
+enum Known {
+    Held(Arc<TierManifest>),
+    Absent(Instant),
+}
+
+/// The shared tier of one mount.
+pub struct Tier {
+    bucket: Arc<Bucket>,
+    health: Mutex<TierHealth>,
+    known: Mutex<HashMap<String, Known>>,
+    offers: Option<mpsc::Sender<FileVersion>>,
+    /// What it did.
+    pub figures: Arc<TierFigures>,
+    /// Where it is, for `musicfs status` (no secret).
+    pub shown: String,
+}
+
+impl Tier {
+    /// Opens the tier `config` names for `cache`; publishing (unless the
+    /// config says not to) runs on `runtime` until the tier is dropped.
+    pub fn open(
+        config: &TierConfig,
+        cache: &Arc<ContentCache>,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Arc<Tier>, String> {
+        let bucket = Arc::new(Bucket::open(config)?);
+        let figures = Arc::new(TierFigures::default());
+        let offers = config.publish.then(|| {
+            let (send, receive) = mpsc::channel(OFFERS);
+            runtime.spawn(publisher::run(
+                bucket.clone(),
+                cache.clone(),
+                figures.clone(),
+                receive,
+            ));
+            send
+        });
+        Ok(Arc::new(Tier {
+            bucket,
+            health: Mutex::default(),
+            known: Mutex::default(),
+            offers,
+            figures,
+            shown: format!(
+                "{}/{}/{}",
+                config.endpoint.trim_end_matches('/'),
+                config.bucket,
+                config.prefix
+            ),
+        }))
+    }
+
+    /// Whether this mount publishes to the tier.
+    pub fn publishes(&self) -> bool {
+        self.offers.is_some()
+    }
+
+    fn usable(&self) -> bool {
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .usable()
+    }
+
+    /// Notes how a call went.
+    fn noted<T>(&self, result: &Result<T, TierError>) {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(_) | Err(TierError::NotFound) => health.succeeded(),
+            Err(TierError::Damaged(why)) => {
+                self.figures.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("refused an object of the tier: {why}");
+            }
+            Err(e) => {
+                self.figures.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("tier call failed: {e}");
+                health.failed();
+            }
+        }
+    }
+
+    /// The manifest of `version` in the tier, looked up at most every
+    /// [`ABSENT_FOR`] when it is not there.
+    async fn manifest(&self, version: &FileVersion) -> Option<Arc<TierManifest>> {
+        let key = version.key();
+        let known = self
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        match known {
+            Some(Known::Held(manifest)) => return Some(manifest),
+            Some(Known::Absent(at)) if at.elapsed() < ABSENT_FOR => return None,
+            _ => {}
+        }
+        if !self.usable() {
+            return None;
+        }
+        self.figures.manifest_reads.fetch_add(1, Ordering::Relaxed);
+        let got = self.bucket.get(&manifest_key(&key)).await;
+        if let Ok(bytes) = &got {
+            self.figures
+                .bytes_read
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+        let decoded = got.and_then(|bytes| {
+            TierManifest::decode(&bytes, &key)
+                .map_err(|why| TierError::Damaged(format!("manifest of {}: {why}", version.path)))
+        });
+        self.noted(&decoded);
+        let found = match decoded {
+            Ok(manifest) => Known::Held(Arc::new(manifest)),
+            Err(_) => Known::Absent(Instant::now()),
+        };
+        self.remember(&key, found.clone());
+        match found {
+            Known::Held(manifest) => Some(manifest),
+            Known::Absent(_) => None,
+        }
+    }
+
+    fn remember(&self, key: &str, known: Known) {
+        let mut map = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: a mount plays a few thousand versions a day at most.
+        if map.len() >= 4096 {
+            map.clear();
+        }
+        map.insert(key.to_owned(), known);
+    }
+
+    /// Fetches chunks `range` of `manifest`, neighbours in one pack with one
+    /// ranged GET each.
+    async fn fetch_chunks(
+        &self,
+        manifest: &TierManifest,
+        range: Range<usize>,
+    ) -> Result<Vec<Vec<u8>>, TierError> {
+        let chunks = &manifest.chunks.chunks()[range.clone()];
+        let places = &manifest.places[range];
+        let mut out = Vec::with_capacity(chunks.len());
+        let mut i = 0;
+        while i < chunks.len() {
+            let mut j = i + 1;
+            while j < chunks.len()
+                && places[j].pack == places[i].pack
+                && pack::follows((places[j - 1].at, chunks[j - 1].len), places[j].at)
+            {
+                j += 1;
+            }
+            let wanted: Vec<_> = (i..j)
+                .map(|k| (chunks[k].id, places[k].at, chunks[k].len))
+                .collect();
+            let span = pack::span_of(
+                &wanted
+                    .iter()
+                    .map(|&(_, at, len)| (at, len))
+                    .collect::<Vec<_>>(),
+            );
+            let key = pack_key(&manifest.packs[places[i].pack as usize]);
+            self.figures.pack_reads.fetch_add(1, Ordering::Relaxed);
+            let fetched = self.bucket.get_range(&key, span.clone()).await?;
+            let cut = pack::cut_out(&fetched, span.start, &wanted)
+                .map_err(|why| TierError::Damaged(format!("{key}: {why}")))?;
+            self.figures
+                .bytes_read
+                .fetch_add(fetched.len() as u64, Ordering::Relaxed);
+            out.extend(cut);
+            i = j;
+        }
+        Ok(out)
+    }
+}
+
+impl SharedTier for Tier {
+    fn chunks_of<'a>(&'a self, version: &'a FileVersion) -> Boxed<'a, Option<Arc<SharedChunks>>> {
+        Box::pin(async move {
+            let manifest = self.manifest(version).await?;
+            Some(Arc::new(manifest.chunks.clone()))
+        })
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        version: &'a FileVersion,
+        of: &'a SharedChunks,
+        range: Range<usize>,
+    ) -> Boxed<'a, Result<Vec<Vec<u8>>, String>> {
+        Box::pin(async move {
+            if !self.usable() {
+                return Err("the tier is paused after failing".into());
+            }
+            let manifest = self
+                .manifest(version)
+                .await
+                .filter(|m| &m.chunks == of)
+                .ok_or("the tier's manifest changed")?;
+            let fetched = self.fetch_chunks(&manifest, range).await;
+            self.noted(&fetched);
+            if matches!(
+                fetched,
+                Err(TierError::Damaged(_)) | Err(TierError::NotFound)
+            ) {
+                // A pack collected or damaged: the manifest is not trusted again.
+                self.remember(&version.key(), Known::Absent(Instant::now()));
+            }
+            fetched.map_err(|e| e.to_string())
+        })
+    }
+
+    fn offer(&self, version: &FileVersion) {
+        if let Some(offers) = &self.offers {
+            if offers.try_send(version.clone()).is_err() {
+                self.figures.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}

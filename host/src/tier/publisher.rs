@@ -1,0 +1,152 @@
+//! What a mount publishes: after a stream from an origin ends, the version
+//! it fetched is offered (`crate::cache::shared::SharedTier::offer`); here,
+//! in one task, the chunks of it that the tier lacks are packed and written,
+//! then the version's manifest, merged with what the tier held of it before.
+//! A manifest is written after the packs it names, so one that is found
+//! names packs that were written.
+//!
+//! Nothing here is in a reader's way: offers wait in a bounded queue (and
+//! are dropped, counted, when it is full), chunk bytes are read from the
+//! local store on a blocking thread, and a failed write only means the tier
+//! lacks what it would have had. Two mounts that publish one version at
+//! once each write a manifest of what they hold; the last one wins, and
+//! what it lacks is a miss for the others, who read it from the origin and
+//! offer it again.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::bucket::{Bucket, TierError};
+use super::manifest::{manifest_key, pack_key, PackName, Place, TierManifest};
+use super::pack::PackBuilder;
+use super::TierFigures;
+use crate::cache::chunker::ChunkId;
+use crate::cache::content_cache::ContentCache;
+use crate::cache::manifest::FileVersion;
+use crate::cache::shared::{SharedChunk, SharedChunks};
+
+/// Publishes the versions offered on `offers` until every sender is gone.
+pub async fn run(
+    bucket: Arc<Bucket>,
+    cache: Arc<ContentCache>,
+    figures: Arc<TierFigures>,
+    mut offers: mpsc::Receiver<FileVersion>,
+) {
+    while let Some(first) = offers.recv().await {
+        // A version offered again while it waited is published once.
+        let mut batch = vec![first];
+        while let Ok(more) = offers.try_recv() {
+            if !batch.contains(&more) {
+                batch.push(more);
+            }
+        }
+        for version in batch {
+            if let Err(e) = publish(&bucket, &cache, &figures, &version).await {
+                figures.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(path = version.path, "cannot publish to the tier: {e}");
+            }
+        }
+    }
+}
+
+/// Writes what the cache holds of `version` that the tier lacks, then its
+/// manifest.
+pub async fn publish(
+    bucket: &Bucket,
+    cache: &Arc<ContentCache>,
+    figures: &TierFigures,
+    version: &FileVersion,
+) -> Result<(), TierError> {
+    let key = version.key();
+    let cover = cache.cover_of(version);
+    if cover.is_empty() {
+        return Ok(());
+    }
+    let before = match bucket.get(&manifest_key(&key)).await {
+        Ok(bytes) => TierManifest::decode(&bytes, &key).ok(),
+        Err(TierError::NotFound) => None,
+        Err(e) => return Err(e),
+    };
+    let mut placed: HashMap<ChunkId, (PackName, u64)> = HashMap::new();
+    let mut held: Vec<SharedChunk> = Vec::new();
+    if let Some(before) = &before {
+        for (chunk, place) in before.chunks.chunks().iter().zip(&before.places) {
+            placed.insert(chunk.id, (before.packs[place.pack as usize], place.at));
+            held.push(*chunk);
+        }
+    }
+    let lacking: Vec<SharedChunk> = cover
+        .iter()
+        .filter(|c| !placed.contains_key(&c.id))
+        .copied()
+        .collect();
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    let mut pack = PackBuilder::default();
+    for chunk in &lacking {
+        let (cache, id) = (cache.clone(), chunk.id);
+        let bytes = tokio::task::spawn_blocking(move || cache.chunk(&id))
+            .await
+            .ok()
+            .flatten();
+        // Evicted since: the tier goes without it.
+        let Some(bytes) = bytes else { continue };
+        pack.add(chunk.id, &bytes);
+        if pack.full() {
+            write_pack(bucket, figures, std::mem::take(&mut pack), &mut placed).await?;
+        }
+    }
+    if !pack.is_empty() {
+        write_pack(bucket, figures, pack, &mut placed).await?;
+    }
+    // What the tier held and what this mount adds, as one cover.
+    held.extend(cover.iter().filter(|c| placed.contains_key(&c.id)));
+    held.sort_by_key(|c| (c.offset, std::cmp::Reverse(c.len)));
+    let mut manifest = TierManifest::default();
+    let mut chunks = Vec::new();
+    let mut packs: HashMap<PackName, u32> = HashMap::new();
+    let mut reach = 0u64;
+    for chunk in held {
+        if chunk.offset < reach {
+            continue;
+        }
+        let (name, at) = placed[&chunk.id];
+        let next = packs.len() as u32;
+        let pack = *packs.entry(name).or_insert_with(|| {
+            manifest.packs.push(name);
+            next
+        });
+        manifest.places.push(Place { pack, at });
+        chunks.push(chunk);
+        reach = chunk.offset + chunk.len as u64;
+    }
+    manifest.chunks = SharedChunks::new(chunks).expect("a cover does not overlap");
+    let bytes = manifest.encode(&key);
+    let len = bytes.len() as u64;
+    bucket.put(&manifest_key(&key), bytes).await?;
+    figures.writes.fetch_add(1, Ordering::Relaxed);
+    figures.manifests_written.fetch_add(1, Ordering::Relaxed);
+    figures.bytes_written.fetch_add(len, Ordering::Relaxed);
+    Ok(())
+}
+
+async fn write_pack(
+    bucket: &Bucket,
+    figures: &TierFigures,
+    pack: PackBuilder,
+    placed: &mut HashMap<ChunkId, (PackName, u64)>,
+) -> Result<(), TierError> {
+    let (name, bytes, chunks) = pack.finish();
+    let len = bytes.len() as u64;
+    bucket.put(&pack_key(&name), bytes).await?;
+    figures.writes.fetch_add(1, Ordering::Relaxed);
+    figures.bytes_written.fetch_add(len, Ordering::Relaxed);
+    for (id, at) in chunks {
+        placed.insert(id, (name, at));
+    }
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! The shared tier against a real distributed store: Garage, three nodes on
+//! loopback with replication factor 3, and an S3 origin (`s3s-fs`) whose
+//! requests are counted. Two mounts with caches of their own share the
+//! tier: what one played the other reads with no request to the origin; a
+//! retag moves only the changed chunks; a Garage node killed, then the whole
+//! tier killed, in the middle of reads, loses nothing.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use musicfs_tests::bench_support::noise_file;
+use musicfs_tests::garage_cluster::{self, GarageCluster};
+use musicfs_tests::mounted::Mounted;
+use musicfs_tests::s3_server::{mount_args, origins_config, S3Server};
+
+const SHOWN: &str = "Unknown Artist/Unknown Album/noise.flac";
+const SIZE: u64 = 24 << 20;
+
+/// A `[tier]` table for node `node` of `cluster`.
+fn tier_table(cluster: &GarageCluster, node: usize, key: &str, secret: &str) -> toml::Table {
+    let mut tier = toml::Table::new();
+    tier.insert("endpoint".into(), cluster.endpoint(node).into());
+    tier.insert("bucket".into(), garage_cluster::BUCKET.into());
+    tier.insert("prefix".into(), "household".into());
+    tier.insert("region".into(), garage_cluster::REGION.into());
+    tier.insert("access_key_id".into(), key.into());
+    tier.insert("secret_access_key".into(), secret.into());
+    tier.insert("deadline_ms".into(), 3000i64.into());
+    tier
+}
+
+/// A mount in `work/name` of the bucket's `lib` through `tier`.
+fn mount(work: &Path, name: &str, server: &S3Server, tier: toml::Table) -> Mounted {
+    let home = work.join(name);
+    std::fs::create_dir_all(&home).unwrap();
+    let mut config = origins_config(vec![server.origin("bucket", "lib")]);
+    config.insert("tier".into(), tier.into());
+    let args = mount_args(&home, &config);
+    Mounted::start_logging(
+        &home,
+        &home.join("cache"),
+        &args,
+        Some(SHOWN),
+        "info,musicfs::tier=debug",
+    )
+}
+
+/// The mount's status, as JSON.
+fn status(mount: &Mounted) -> serde_json::Value {
+    let out = std::process::Command::new(musicfs_tests::musicfs_binary())
+        .args(["status", "--json", "--mount"])
+        .arg(&mount.mountpoint)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// A figure of the mount's tier.
+fn tier_figure(mount: &Mounted, name: &str) -> u64 {
+    status(mount)["tier"][name].as_u64().unwrap_or(0)
+}
+
+fn read_all(path: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut file = std::fs::File::open(path).unwrap();
+    let mut buf = vec![0u8; 128 << 10];
+    loop {
+        let n = file.read(&mut buf).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Waits until `mount` has published a version more than `before` (its
+/// packs, then its manifest).
+fn wait_published(mount: &Mounted, before: u64) {
+    mount.wait_until(Duration::from_secs(60), |m| {
+        tier_figure(m, "manifests_written") > before
+    });
+}
+
+/// The mtime of `path`.
+fn mtime(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+#[test]
+fn what_one_mount_played_another_reads_from_the_tier_and_a_retag_moves_only_its_chunks() {
+    let cluster = GarageCluster::start(3);
+    let work = tempfile::tempdir().unwrap();
+    let server = S3Server::start_logging(Some(&work.path().join("requests.log")));
+    let object = server.object_path("lib/noise.flac");
+    noise_file(&object, SIZE, 11);
+    let source = std::fs::read(&object).unwrap();
+
+    // The first mount plays the track from the origin and publishes it.
+    let tier = |node| {
+        tier_table(
+            &cluster,
+            node,
+            garage_cluster::ACCESS_KEY,
+            garage_cluster::SECRET_KEY,
+        )
+    };
+    let first = mount(work.path(), "first", &server, tier(0));
+    assert!(
+        read_all(&first.path(SHOWN)) == source,
+        "first mount reads the origin's bytes"
+    );
+    wait_published(&first, 0);
+    assert!(
+        !first.log().contains(garage_cluster::SECRET_KEY),
+        "the tier's secret is never logged"
+    );
+
+    // The second, with an empty cache and another Garage node, reads it
+    // from the tier: no GET of the origin once its scan is done.
+    let second = mount(work.path(), "second", &server, tier(1));
+    let (scanned, gets) = (server.served_ranges().len(), server.gets());
+    assert!(
+        read_all(&second.path(SHOWN)) == source,
+        "second mount reads the same bytes"
+    );
+    let origin_reads = server.served_ranges()[scanned..].to_vec();
+    assert_eq!(server.gets(), gets, "GETs of the origin: {origin_reads:?}");
+    assert!(
+        origin_reads.is_empty(),
+        "the second mount read the origin: {origin_reads:?}"
+    );
+    let from_tier = tier_figure(&second, "bytes_read");
+    assert!(
+        (SIZE - (256 << 10)..=SIZE + (SIZE >> 6)).contains(&from_tier),
+        "{from_tier} bytes from the tier for a {SIZE}-byte track (its head may be the scan's)"
+    );
+
+    // A retag at the origin: the first 4 KiB rewritten, same size.
+    let mut retagged = source.clone();
+    for (i, b) in retagged[..4096].iter_mut().enumerate() {
+        *b = (i % 7) as u8;
+    }
+    let temp = object.with_extension("partial-upload");
+    std::fs::write(&temp, &retagged).unwrap();
+    std::fs::rename(&temp, &object).unwrap();
+    let changed = |m: &Mounted| {
+        std::fs::File::open(m.path(SHOWN))
+            .and_then(|mut f| {
+                let mut head = [0u8; 16];
+                f.read_exact(&mut head)?;
+                Ok(head == retagged[..16])
+            })
+            .unwrap_or(false)
+    };
+    // The first mount sees the change and plays the new version whole, in
+    // one read (so one stream, published once).
+    let written = tier_figure(&first, "manifests_written");
+    let old_mtime = mtime(&first.path(SHOWN));
+    first.wait_until(Duration::from_secs(60), |m| {
+        mtime(&m.path(SHOWN)) != old_mtime
+    });
+    assert!(read_all(&first.path(SHOWN)) == retagged);
+    wait_published(&first, written);
+
+    // The second mount moves only what changed: the manifest and the
+    // chunks it lacks, not the file.
+    second.wait_until(Duration::from_secs(60), changed);
+    let before = tier_figure(&second, "bytes_read");
+    let (scanned, gets) = (server.served_ranges().len(), server.gets());
+    assert!(
+        read_all(&second.path(SHOWN)) == retagged,
+        "the new version, exactly"
+    );
+    let moved = tier_figure(&second, "bytes_read") - before;
+    assert!(
+        moved <= (64 << 10) + 2 * (256 << 10),
+        "a retag moved {moved} bytes from the tier (its manifest and changed chunks)"
+    );
+    let origin_reads = server.served_ranges()[scanned..].to_vec();
+    assert_eq!(server.gets(), gets, "GETs of the origin: {origin_reads:?}");
+    assert!(
+        origin_reads.is_empty(),
+        "a retag read audio from the origin: {origin_reads:?}; status {}",
+        status(&second)
+    );
+}
+
+/// Reads `path` whole, calling `interrupt` once its first MiB has come (the
+/// read-ahead then holds a window, not the file): every read must succeed.
+fn read_interrupted(path: &Path, interrupt: impl FnOnce()) -> Vec<u8> {
+    let mut file = std::fs::File::open(path).unwrap();
+    let mut out = vec![0u8; 1 << 20];
+    file.read_exact(&mut out).unwrap();
+    interrupt();
+    file.read_to_end(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn a_garage_node_killed_then_the_whole_tier_killed_mid_read_loses_nothing() {
+    let mut cluster = GarageCluster::start(3);
+    let work = tempfile::tempdir().unwrap();
+    let server = S3Server::start_logging(Some(&work.path().join("requests.log")));
+    let object = server.object_path("lib/noise.flac");
+    noise_file(&object, SIZE, 12);
+    let source = std::fs::read(&object).unwrap();
+    let tiers: Vec<toml::Table> = (0..3)
+        .map(|node| {
+            tier_table(
+                &cluster,
+                node,
+                garage_cluster::ACCESS_KEY,
+                garage_cluster::SECRET_KEY,
+            )
+        })
+        .collect();
+    let first = mount(work.path(), "first", &server, tiers[0].clone());
+    assert!(read_all(&first.path(SHOWN)) == source);
+    wait_published(&first, 0);
+    drop(first);
+
+    // A reader through node 1 while node 2 dies: every byte, exactly (from
+    // the tier, or from the origin while a call waits on the lost node).
+    let second = mount(work.path(), "second", &server, tiers[1].clone());
+    let through = read_interrupted(&second.path(SHOWN), || cluster.kill_node(2));
+    assert!(through == source, "every byte, exactly, with a node gone");
+    drop(second);
+    // Two nodes of three still hold everything: once they know the third is
+    // gone, a new mount reads it all from the tier.
+    cluster.wait_degraded();
+    let fourth = mount(work.path(), "fourth", &server, tiers[0].clone());
+    let (scanned, gets) = (server.served_ranges().len(), server.gets());
+    assert!(read_all(&fourth.path(SHOWN)) == source);
+    let origin_reads = server.served_ranges()[scanned..].to_vec();
+    assert_eq!(server.gets(), gets, "GETs of the origin: {origin_reads:?}");
+    assert!(
+        origin_reads.is_empty(),
+        "with a node of three gone the origin was read: {origin_reads:?}; {}\n{}",
+        status(&fourth),
+        fourth.log()
+    );
+    drop(fourth);
+
+    // The whole tier dies under a reader: the origin serves the rest.
+    let third = mount(work.path(), "third", &server, tiers[0].clone());
+    let (scanned, gets) = (server.served_ranges().len(), server.gets());
+    let through = read_interrupted(&third.path(SHOWN), || cluster.kill_all());
+    assert!(through == source, "every byte, exactly, with the tier gone");
+    assert!(
+        server.served_ranges().len() > scanned && server.gets() > gets,
+        "the origin served what the tier no longer could"
+    );
+    assert!(tier_figure(&third, "failures") >= 1, "{}", third.log());
+}
