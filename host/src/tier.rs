@@ -89,7 +89,7 @@ pub mod publisher;
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -128,8 +128,10 @@ pub struct TierFigures {
     pub refused: AtomicU64,
     /// Calls that failed or ran out their deadline.
     pub failures: AtomicU64,
-    /// Offers dropped because the publisher was behind.
+    /// Offers dropped because the publisher was behind (or stopped).
     pub dropped: AtomicU64,
+    /// The tier refused this mount's writes: it only reads.
+    pub read_only: AtomicBool,
 }
 
 /// What the tier knows of a version, as last looked up.
@@ -161,13 +163,21 @@ impl Tier {
     ) -> Result<Arc<Tier>, String> {
         let bucket = Arc::new(Bucket::open(config)?);
         let figures = Arc::new(TierFigures::default());
+        let mount_id = new_mount_id();
         let offers = config.publish.then(|| {
             let (send, receive) = mpsc::channel(OFFERS);
+            let session = (
+                format!("sessions/{mount_id}"),
+                serde_json::json!({ "mount": mount_id, "started": unix_now() })
+                    .to_string()
+                    .into_bytes(),
+            );
             runtime.spawn(publisher::run(
                 bucket.clone(),
                 cache.clone(),
                 figures.clone(),
                 receive,
+                session,
             ));
             send
         });
@@ -188,7 +198,7 @@ impl Tier {
 
     /// Whether this mount publishes to the tier.
     pub fn publishes(&self) -> bool {
-        self.offers.is_some()
+        self.offers.is_some() && !self.figures.read_only.load(Ordering::Relaxed)
     }
 
     fn usable(&self) -> bool {
@@ -308,6 +318,26 @@ impl Tier {
     }
 }
 
+/// A name for this mount in the tier, unique among mounts: its host, the
+/// process and the time, hashed.
+fn new_mount_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let seed = format!(
+        "{}\0{}\0{:?}",
+        host.trim(),
+        std::process::id(),
+        std::time::SystemTime::now()
+    );
+    blake3::hash(seed.as_bytes()).to_hex()[..16].to_owned()
+}
+
+/// Seconds since the epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 impl SharedTier for Tier {
     fn chunks_of<'a>(&'a self, version: &'a FileVersion) -> Boxed<'a, Option<Arc<SharedChunks>>> {
         Box::pin(async move {
@@ -345,6 +375,9 @@ impl SharedTier for Tier {
     }
 
     fn offer(&self, version: &FileVersion) {
+        if !self.publishes() {
+            return;
+        }
         if let Some(offers) = &self.offers {
             if offers.try_send(version.clone()).is_err() {
                 self.figures.dropped.fetch_add(1, Ordering::Relaxed);

@@ -253,3 +253,64 @@ fn a_garage_node_killed_then_the_whole_tier_killed_mid_read_loses_nothing() {
     );
     assert!(tier_figure(&third, "failures") >= 1, "{}", third.log());
 }
+
+#[test]
+fn a_mount_with_read_only_keys_reads_the_tier_and_writes_nothing() {
+    let cluster = GarageCluster::start(3);
+    let work = tempfile::tempdir().unwrap();
+    let server = S3Server::start_logging(Some(&work.path().join("requests.log")));
+    let object = server.object_path("lib/noise.flac");
+    noise_file(&object, SIZE, 13);
+    let source = std::fs::read(&object).unwrap();
+    let writer = mount(
+        work.path(),
+        "writer",
+        &server,
+        tier_table(
+            &cluster,
+            0,
+            garage_cluster::ACCESS_KEY,
+            garage_cluster::SECRET_KEY,
+        ),
+    );
+    assert!(read_all(&writer.path(SHOWN)) == source);
+    wait_published(&writer, 0);
+    drop(writer);
+
+    // A second track only the origin has: the reader fetches it there and
+    // offers it; the tier refuses the write, and the reader stops trying.
+    let other = server.object_path("lib/other.flac");
+    noise_file(&other, 4 << 20, 14);
+    let reader = mount(
+        work.path(),
+        "reader",
+        &server,
+        tier_table(
+            &cluster,
+            1,
+            garage_cluster::READ_ONLY_KEY,
+            garage_cluster::READ_ONLY_SECRET,
+        ),
+    );
+    let gets = server.gets();
+    assert!(
+        read_all(&reader.path(SHOWN)) == source,
+        "read from the tier"
+    );
+    assert_eq!(
+        server.gets(),
+        gets,
+        "no GET of the origin for what the tier holds"
+    );
+    let other_shown = "Unknown Artist/Unknown Album/other.flac";
+    reader.wait_until(Duration::from_secs(30), |m| m.path(other_shown).exists());
+    assert!(read_all(&reader.path(other_shown)) == std::fs::read(&other).unwrap());
+    reader.wait_until(Duration::from_secs(30), |m| {
+        status(m)["tier"]["publishes"] == serde_json::Value::Bool(false)
+    });
+    assert_eq!(tier_figure(&reader, "writes"), 0);
+    assert!(
+        !reader.log().contains(garage_cluster::READ_ONLY_SECRET),
+        "the secret is never logged"
+    );
+}

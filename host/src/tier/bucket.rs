@@ -23,6 +23,9 @@ pub enum TierError {
     Failed(String),
     /// What came back is not what the tier wrote (damaged, or foreign).
     Damaged(String),
+    /// The store refused the credentials this call: a read-only key asked to
+    /// write, say.
+    Refused(String),
 }
 
 impl std::fmt::Display for TierError {
@@ -32,6 +35,7 @@ impl std::fmt::Display for TierError {
             TierError::Timeout => f.write_str("the tier did not answer in time"),
             TierError::Failed(why) => write!(f, "the tier failed: {why}"),
             TierError::Damaged(why) => write!(f, "damaged object in the tier: {why}"),
+            TierError::Refused(why) => write!(f, "the tier refused: {why}"),
         }
     }
 }
@@ -113,6 +117,10 @@ impl Bucket {
         match tokio::time::timeout(self.deadline, call).await {
             Err(_) => Err(TierError::Timeout),
             Ok(Err(object_store::Error::NotFound { .. })) => Err(TierError::NotFound),
+            Ok(Err(
+                e @ (object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }),
+            )) => Err(TierError::Refused(e.to_string())),
             Ok(Err(e)) => Err(TierError::Failed(e.to_string())),
             Ok(Ok(value)) => Ok(value),
         }

@@ -29,13 +29,34 @@ use crate::cache::manifest::FileVersion;
 use crate::cache::shared::{SharedChunk, SharedChunks};
 
 /// Publishes the versions offered on `offers` until every sender is gone.
+/// `session` (this mount's, see `super`) is written first: a store that
+/// refuses it (read-only keys) makes this mount a pure reader. A refusal of
+/// a large write is not always seen as one (the store may close the
+/// connection before the body is sent), so the small write decides.
 pub async fn run(
     bucket: Arc<Bucket>,
     cache: Arc<ContentCache>,
     figures: Arc<TierFigures>,
     mut offers: mpsc::Receiver<FileVersion>,
+    session: (String, Vec<u8>),
 ) {
+    let mut registered = false;
     while let Some(first) = offers.recv().await {
+        if !registered {
+            match bucket.put(&session.0, session.1.clone()).await {
+                Ok(()) => registered = true,
+                Err(TierError::Refused(why)) => {
+                    tracing::info!("the tier refuses this mount's writes ({why}); reading only");
+                    figures.read_only.store(true, Ordering::Relaxed);
+                    return;
+                }
+                Err(e) => {
+                    figures.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!("cannot register with the tier: {e}");
+                    continue;
+                }
+            }
+        }
         // A version offered again while it waited is published once.
         let mut batch = vec![first];
         while let Ok(more) = offers.try_recv() {
@@ -44,9 +65,18 @@ pub async fn run(
             }
         }
         for version in batch {
-            if let Err(e) = publish(&bucket, &cache, &figures, &version).await {
-                figures.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(path = version.path, "cannot publish to the tier: {e}");
+            match publish(&bucket, &cache, &figures, &version).await {
+                Ok(()) => {}
+                Err(TierError::Refused(why)) => {
+                    // Read-only keys: this mount only reads from now on.
+                    tracing::info!("the tier refuses this mount's writes ({why}); reading only");
+                    figures.read_only.store(true, Ordering::Relaxed);
+                    return;
+                }
+                Err(e) => {
+                    figures.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(path = version.path, "cannot publish to the tier: {e}");
+                }
             }
         }
     }
