@@ -303,6 +303,7 @@ impl Daemon {
                     tracing::info!(tier = tier.shown, publish = config.publish, "shared tier");
                     self.cache.share_with(tier.clone());
                     let _ = self.tier.set(tier);
+                    self.start_from_tier().await;
                 }
                 Err(e) => tracing::warn!("no shared tier: {e}"),
             }
@@ -310,6 +311,80 @@ impl Daemon {
         self.manager.sync().await;
         self.manager.report_waiting().await;
         self.origins_started.send_replace(true);
+    }
+
+    /// Takes the index of each origin the index holds nothing of (a new
+    /// mount, an emptied cache) from the tier, if another mount published
+    /// one, and shows it: no call to the origin, which need not even be
+    /// reachable. The scan that follows, once the origin is up, finds the
+    /// files as the index holds them and reads the tags only of those that
+    /// changed since: it lists, and reads almost nothing.
+    async fn start_from_tier(&self) {
+        let Some(tier) = self.tier.get() else { return };
+        let mut taken = 0;
+        for origin in self.config.origins.iter().filter(|o| o.enabled) {
+            match crate::library::index::holds_origin(&self.store, &origin.id) {
+                Ok(false) => {}
+                Ok(true) => continue,
+                Err(e) => {
+                    tracing::warn!(origin = origin.id, "cannot read the index: {e}");
+                    continue;
+                }
+            }
+            let Some((head, records)) = tier.newest_index(&origin.id).await else {
+                continue;
+            };
+            match crate::library::index::replace_origin(
+                &self.store,
+                &origin.id,
+                &[],
+                &records,
+                &[],
+                &[],
+            ) {
+                Ok(_) => {
+                    tracing::info!(
+                        origin = origin.id,
+                        files = records.len(),
+                        scanned_by = head.mount,
+                        "index taken from the shared tier"
+                    );
+                    tier.figures
+                        .indexes_read
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    taken += 1;
+                }
+                Err(e) => tracing::warn!(origin = origin.id, "cannot record the tier's index: {e}"),
+            }
+        }
+        if taken > 0 {
+            self.refresh_tree();
+        }
+    }
+
+    /// After a scan: publishes the index of each origin it scanned whole to
+    /// the tier, in the background.
+    fn publish_scanned(&self, scanned: &[String], report: &ScanReport) {
+        let Some(tier) = self.tier.get().cloned() else {
+            return;
+        };
+        for origin in scanned {
+            let whole = !report.failed_origins.iter().any(|(o, _)| o == origin)
+                && !report.unlisted.iter().any(|(o, _, _)| o == origin);
+            if !whole {
+                continue;
+            }
+            let records =
+                match crate::library::index::load_below(&self.store, origin, [&String::new()]) {
+                    Ok(records) => records.into_values().collect(),
+                    Err(e) => {
+                        tracing::warn!(origin, "cannot read the index to publish it: {e}");
+                        continue;
+                    }
+                };
+            let (tier, origin) = (tier.clone(), origin.clone());
+            tokio::spawn(async move { tier.publish_index(&origin, records).await });
+        }
     }
 
     /// Turns true once [`Daemon::start_origins`] is done: a read that arrives
@@ -323,7 +398,10 @@ impl Daemon {
         let _one_at_a_time = self.scanning.lock().await;
         let generation = self.store.generation();
         let misses = self.misses.load(std::sync::atomic::Ordering::Relaxed);
-        let report = scanner::scan(&self.registry, &self.cache, &self.store, progress).await;
+        let origins = self.registry.all();
+        let scanned: Vec<String> = origins.iter().map(|o| o.id.clone()).collect();
+        let report = scanner::scan(origins, &self.cache, &self.store, progress).await;
+        self.publish_scanned(&scanned, &report);
         // A change the feed could not record while this scan ran still counts.
         let missed_meanwhile = self.misses.load(std::sync::atomic::Ordering::Relaxed) != misses;
         self.incomplete.store(

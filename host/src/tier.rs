@@ -78,11 +78,13 @@
 //! - [`bucket`]: the S3 calls, each under the tier's deadline.
 //! - [`manifest`] and [`pack`]: the objects' formats.
 //! - [`health`]: when to ask the tier, after it failed.
+//! - [`library`]: the library index: segments and heads.
 //! - [`publisher`]: what a mount publishes, in the background.
 //! - This file: the tier as the cache sees it (`crate::cache::shared`).
 
 pub mod bucket;
 pub mod health;
+pub mod library;
 pub mod manifest;
 pub mod pack;
 pub mod publisher;
@@ -103,6 +105,7 @@ use crate::cache::content_cache::ContentCache;
 use crate::cache::manifest::FileVersion;
 use crate::cache::shared::{Boxed, SharedChunks, SharedTier};
 use crate::config::tier::TierConfig;
+use crate::library::index::FileRecord;
 
 /// How long a version the tier does not hold is not asked about again.
 pub const ABSENT_FOR: Duration = Duration::from_secs(10);
@@ -130,6 +133,10 @@ pub struct TierFigures {
     pub failures: AtomicU64,
     /// Offers dropped because the publisher was behind (or stopped).
     pub dropped: AtomicU64,
+    /// Origin indexes published.
+    pub indexes_written: AtomicU64,
+    /// Origin indexes taken from the tier instead of a scan.
+    pub indexes_read: AtomicU64,
     /// The tier refused this mount's writes: it only reads.
     pub read_only: AtomicBool,
 }
@@ -151,6 +158,8 @@ pub struct Tier {
     pub figures: Arc<TierFigures>,
     /// Where it is, for `musicfs status` (no secret).
     pub shown: String,
+    /// This mount's name in the tier.
+    pub mount_id: String,
 }
 
 impl Tier {
@@ -187,6 +196,7 @@ impl Tier {
             known: Mutex::default(),
             offers,
             figures,
+            mount_id,
             shown: format!(
                 "{}/{}/{}",
                 config.endpoint.trim_end_matches('/'),
@@ -315,6 +325,47 @@ impl Tier {
             i = j;
         }
         Ok(out)
+    }
+}
+
+impl Tier {
+    /// Publishes `records`, a complete scan of `origin`, as this mount's
+    /// head for it (unless this mount only reads).
+    pub async fn publish_index(&self, origin: &str, records: Vec<FileRecord>) {
+        if !self.publishes() {
+            return;
+        }
+        match library::publish(&self.bucket, origin, &self.mount_id, unix_now(), records).await {
+            Ok(bytes) => {
+                self.figures.writes.fetch_add(1, Ordering::Relaxed);
+                self.figures
+                    .bytes_written
+                    .fetch_add(bytes, Ordering::Relaxed);
+                self.figures.indexes_written.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(origin, bytes, "published the origin's index to the tier");
+            }
+            Err(e) => {
+                self.figures.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(origin, "cannot publish the origin's index to the tier: {e}");
+            }
+        }
+    }
+
+    /// The newest index of `origin` in the tier, if there is one it can use.
+    pub async fn newest_index(&self, origin: &str) -> Option<(library::Head, Vec<FileRecord>)> {
+        let found = library::newest(&self.bucket, origin).await;
+        self.noted(&found);
+        match found {
+            Ok(Some((head, records, bytes))) => {
+                self.figures.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+                Some((head, records))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::info!(origin, "cannot read the origin's index from the tier: {e}");
+                None
+            }
+        }
     }
 }
 

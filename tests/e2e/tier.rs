@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
-use musicfs_tests::bench_support::noise_file;
+use musicfs_tests::bench_support::{noise_file, tagged_library, tagged_track_shown};
 use musicfs_tests::garage_cluster::{self, GarageCluster};
 use musicfs_tests::mounted::Mounted;
 use musicfs_tests::s3_server::{mount_args, origins_config, S3Server};
@@ -32,6 +32,17 @@ fn tier_table(cluster: &GarageCluster, node: usize, key: &str, secret: &str) -> 
 
 /// A mount in `work/name` of the bucket's `lib` through `tier`.
 fn mount(work: &Path, name: &str, server: &S3Server, tier: toml::Table) -> Mounted {
+    mount_showing(work, name, server, tier, SHOWN)
+}
+
+/// [`mount`], ready once `ready` is shown.
+fn mount_showing(
+    work: &Path,
+    name: &str,
+    server: &S3Server,
+    tier: toml::Table,
+    ready: &str,
+) -> Mounted {
     let home = work.join(name);
     std::fs::create_dir_all(&home).unwrap();
     let mut config = origins_config(vec![server.origin("bucket", "lib")]);
@@ -41,7 +52,7 @@ fn mount(work: &Path, name: &str, server: &S3Server, tier: toml::Table) -> Mount
         &home,
         &home.join("cache"),
         &args,
-        Some(SHOWN),
+        Some(ready),
         "info,musicfs::tier=debug",
     )
 }
@@ -59,6 +70,34 @@ fn status(mount: &Mounted) -> serde_json::Value {
 /// A figure of the mount's tier.
 fn tier_figure(mount: &Mounted, name: &str) -> u64 {
     status(mount)["tier"][name].as_u64().unwrap_or(0)
+}
+
+/// The mount's log without its colours.
+fn plain_log(mount: &Mounted) -> String {
+    let log = mount.log();
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An escape sequence runs to its final letter.
+            for end in chars.by_ref() {
+                if end.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Waits until the mount's first scan has finished; its log then.
+fn wait_scanned(mount: &Mounted) -> String {
+    mount.wait_until(Duration::from_secs(60), |m| {
+        plain_log(m).contains("scan finished")
+    });
+    plain_log(mount)
 }
 
 fn read_all(path: &Path) -> Vec<u8> {
@@ -292,6 +331,7 @@ fn a_mount_with_read_only_keys_reads_the_tier_and_writes_nothing() {
             garage_cluster::READ_ONLY_SECRET,
         ),
     );
+    wait_scanned(&reader);
     let gets = server.gets();
     assert!(
         read_all(&reader.path(SHOWN)) == source,
@@ -313,4 +353,55 @@ fn a_mount_with_read_only_keys_reads_the_tier_and_writes_nothing() {
         !reader.log().contains(garage_cluster::READ_ONLY_SECRET),
         "the secret is never logged"
     );
+}
+
+#[test]
+fn a_new_mount_shows_the_library_from_the_tier_without_asking_its_origin() {
+    const TRACKS: usize = 200;
+    let cluster = GarageCluster::start(3);
+    let work = tempfile::tempdir().unwrap();
+    let mut server = S3Server::start_logging(Some(&work.path().join("requests.log")));
+    tagged_library(&server.object_path("lib"), TRACKS);
+    let tier = |node| {
+        tier_table(
+            &cluster,
+            node,
+            garage_cluster::ACCESS_KEY,
+            garage_cluster::SECRET_KEY,
+        )
+    };
+    let last = tagged_track_shown(TRACKS - 1);
+    let first = mount_showing(work.path(), "first", &server, tier(0), &last);
+    first.wait_until(Duration::from_secs(60), |m| {
+        tier_figure(m, "indexes_written") >= 1
+    });
+    drop(first);
+
+    // A laptop away from home: the origin cannot be reached, the library
+    // shows whole and tagged from the tier.
+    server.pause();
+    let away = mount_showing(work.path(), "away", &server, tier(1), &last);
+    for i in 0..TRACKS {
+        assert!(
+            away.path(&tagged_track_shown(i)).exists(),
+            "{} missing",
+            tagged_track_shown(i)
+        );
+    }
+    assert_eq!(tier_figure(&away, "indexes_read"), 1);
+    drop(away);
+
+    // At home: a new mount shows it all, and its scan finds every file as
+    // the tier's index has it: it lists, and reads no tag (no GET).
+    server.resume();
+    let gets = server.gets();
+    let home = mount_showing(work.path(), "home", &server, tier(2), &last);
+    let shown = (0..TRACKS)
+        .filter(|&i| home.path(&tagged_track_shown(i)).exists())
+        .count();
+    assert_eq!(shown, TRACKS);
+    let log = wait_scanned(&home);
+    assert!(log.contains("scan finished files=200 tags_read=0"), "{log}");
+    assert_eq!(server.gets(), gets, "the new mount read its origin");
+    assert_eq!(tier_figure(&home, "indexes_read"), 1);
 }

@@ -61,6 +61,11 @@ pub struct TierStatus {
     /// Of `writes`, manifests: versions published.
     #[serde(default)]
     pub manifests_written: u64,
+    /// Origin indexes published, and taken from the tier instead of a scan.
+    #[serde(default)]
+    pub indexes_written: u64,
+    #[serde(default)]
+    pub indexes_read: u64,
     pub bytes_written: u64,
     /// Objects refused (damaged or foreign).
     pub refused: u64,
@@ -159,6 +164,8 @@ pub fn status_of(daemon: &Daemon, mountpoint: &str) -> Status {
                 bytes_read: f.bytes_read.load(Relaxed),
                 writes: f.writes.load(Relaxed),
                 manifests_written: f.manifests_written.load(Relaxed),
+                indexes_written: f.indexes_written.load(Relaxed),
+                indexes_read: f.indexes_read.load(Relaxed),
                 bytes_written: f.bytes_written.load(Relaxed),
                 refused: f.refused.load(Relaxed),
                 failures: f.failures.load(Relaxed),

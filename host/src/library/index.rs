@@ -124,6 +124,16 @@ pub fn for_each(store: &Store, mut each: impl FnMut(FileRecord)) -> Result<(), S
     })
 }
 
+/// Whether the index holds any record of `origin` (one key read).
+pub fn holds_origin(store: &Store, origin: &str) -> Result<bool, StoreError> {
+    let prefix = record_key(origin, "");
+    store.read(|txn| {
+        let table = txn.open_table(TRACKS)?;
+        let first = table.range(prefix.as_str()..)?.next().transpose()?;
+        Ok(first.is_some_and(|(key, _)| key.value().starts_with(&prefix)))
+    })
+}
+
 /// The records of `origin` at or below each of `paths` (a file, or a folder
 /// and everything under it; `""` is the whole origin), by key: what a change
 /// batch needs, read by key range, so it costs what changed, not the library.

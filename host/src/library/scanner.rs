@@ -26,7 +26,7 @@ use super::media::{is_audio, is_cover};
 use super::tag_reader::{RangeReader, Tags};
 use crate::cache::content_cache::ContentCache;
 use crate::cache::fill::Purpose;
-use crate::origins::registry::{RegisteredOrigin, Registry};
+use crate::origins::registry::RegisteredOrigin;
 use crate::read::failover::ReadPolicy;
 use crate::read::session::{Route, Session};
 use crate::store::Store;
@@ -87,7 +87,7 @@ impl ScanReport {
 
 /// Scans every live origin and updates the index.
 pub async fn scan(
-    registry: &Registry,
+    origins: Vec<Arc<RegisteredOrigin>>,
     cache: &Arc<ContentCache>,
     store: &Arc<Store>,
     progress: &Arc<ScanProgress>,
@@ -100,7 +100,6 @@ pub async fn scan(
             KnownFiles::new()
         }
     };
-    let origins = registry.all();
     // Every origin at once: one that answers slowly (a bucket far away) does
     // not hold up the tag reads of the others.
     let walks = origins.iter().map(|origin| {
