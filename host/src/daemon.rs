@@ -68,6 +68,9 @@ pub struct Daemon {
     pub keeper: Arc<Keeper>,
     /// The shared tier, once the origins start (if `[tier]` names one).
     pub tier: std::sync::OnceLock<Arc<crate::tier::Tier>>,
+    /// Origins another mount is scanning first (it holds the tier's lease):
+    /// left out of scans until its index is in the tier or its lease ran out.
+    awaiting: Mutex<HashSet<String>>,
     layout: Layout,
     /// Set once mounted: tells the kernel what to forget when the tree changes.
     notifier: Mutex<Option<fuser::Notifier>>,
@@ -247,6 +250,7 @@ impl Daemon {
             pins,
             keeper,
             tier: std::sync::OnceLock::new(),
+            awaiting: Mutex::default(),
             config,
             cache_dir,
             store,
@@ -332,6 +336,20 @@ impl Daemon {
                 }
             }
             let Some((head, records)) = tier.newest_index(&origin.id).await else {
+                // Nothing to go on: one mount scans, the others wait for it.
+                if let Some(crate::tier::lease::Asked::HeldBy(lease)) =
+                    tier.ask_scan(&origin.id).await
+                {
+                    tracing::info!(
+                        origin = origin.id,
+                        scanning = lease.mount,
+                        "another mount is scanning this origin; waiting for its index"
+                    );
+                    self.awaiting
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(origin.id.clone());
+                }
                 continue;
             };
             match crate::library::index::replace_origin(
@@ -372,6 +390,9 @@ impl Daemon {
             let whole = !report.failed_origins.iter().any(|(o, _)| o == origin)
                 && !report.unlisted.iter().any(|(o, _, _)| o == origin);
             if !whole {
+                // Nothing to publish: the others stop waiting and scan.
+                let (tier, origin) = (tier.clone(), origin.clone());
+                tokio::spawn(async move { tier.release_scan(&origin).await });
                 continue;
             }
             let records =
@@ -383,8 +404,82 @@ impl Daemon {
                     }
                 };
             let (tier, origin) = (tier.clone(), origin.clone());
-            tokio::spawn(async move { tier.publish_index(&origin, records).await });
+            tokio::spawn(async move {
+                tier.publish_index(&origin, records).await;
+                tier.release_scan(&origin).await;
+            });
         }
+    }
+
+    /// Takes in the index of each origin another mount was scanning once it
+    /// is in the tier, or scans the origin itself once that mount's lease
+    /// ran out (it died), until nothing is awaited.
+    pub fn await_other_scans(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let daemon = self.clone();
+        tokio::spawn(async move {
+            let Some(tier) = daemon.tier.get().cloned() else {
+                return;
+            };
+            loop {
+                let awaited: Vec<String> = daemon
+                    .awaiting
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .cloned()
+                    .collect();
+                if awaited.is_empty() {
+                    return;
+                }
+                tokio::time::sleep(AWAIT_POLL).await;
+                let mut settled = false;
+                for origin in awaited {
+                    if let Some((head, records)) = tier.newest_index(&origin).await {
+                        let replaced = crate::library::index::replace_origin(
+                            &daemon.store,
+                            &origin,
+                            &[],
+                            &records,
+                            &[],
+                            &[],
+                        );
+                        match replaced {
+                            Ok(_) => tracing::info!(
+                                origin,
+                                files = records.len(),
+                                scanned_by = head.mount,
+                                "index taken from the shared tier"
+                            ),
+                            Err(e) => tracing::warn!(origin, "cannot record the tier's index: {e}"),
+                        }
+                        tier.figures
+                            .indexes_read
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    } else if tier.scan_held_elsewhere(&origin).await != Some(false) {
+                        continue;
+                    } else {
+                        tracing::info!(
+                            origin,
+                            "the mount scanning this origin stopped; scanning it"
+                        );
+                        let _ = tier.ask_scan(&origin).await;
+                    }
+                    daemon
+                        .awaiting
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&origin);
+                    settled = true;
+                }
+                if settled {
+                    daemon.refresh_tree();
+                    match daemon.rescan(&Arc::default()).await {
+                        Ok(report) => log_report(&report),
+                        Err(e) => tracing::error!("scan failed: {e}"),
+                    }
+                }
+            }
+        })
     }
 
     /// Turns true once [`Daemon::start_origins`] is done: a read that arrives
@@ -398,7 +493,14 @@ impl Daemon {
         let _one_at_a_time = self.scanning.lock().await;
         let generation = self.store.generation();
         let misses = self.misses.load(std::sync::atomic::Ordering::Relaxed);
-        let origins = self.registry.all();
+        let origins: Vec<_> = {
+            let awaiting = self.awaiting.lock().unwrap_or_else(|p| p.into_inner());
+            self.registry
+                .all()
+                .into_iter()
+                .filter(|o| !awaiting.contains(&o.id))
+                .collect()
+        };
         let scanned: Vec<String> = origins.iter().map(|o| o.id.clone()).collect();
         let report = scanner::scan(origins, &self.cache, &self.store, progress).await;
         self.publish_scanned(&scanned, &report);
@@ -741,6 +843,9 @@ impl Daemon {
         })
     }
 }
+
+/// How often a mount waiting for another's scan looks for its index.
+const AWAIT_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// When the kernel is told a tree's changes a second time.
 const RENOTIFY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);

@@ -79,11 +79,13 @@
 //! - [`manifest`] and [`pack`]: the objects' formats.
 //! - [`health`]: when to ask the tier, after it failed.
 //! - [`library`]: the library index: segments and heads.
+//! - [`lease`]: who scans an origin when several mounts start together.
 //! - [`publisher`]: what a mount publishes, in the background.
 //! - This file: the tier as the cache sees it (`crate::cache::shared`).
 
 pub mod bucket;
 pub mod health;
+pub mod lease;
 pub mod library;
 pub mod manifest;
 pub mod pack;
@@ -160,6 +162,9 @@ pub struct Tier {
     pub shown: String,
     /// This mount's name in the tier.
     pub mount_id: String,
+    lease_for: Duration,
+    /// Scan leases this mount holds, each renewed by a task until released.
+    held: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
 }
 
 impl Tier {
@@ -197,6 +202,8 @@ impl Tier {
             offers,
             figures,
             mount_id,
+            lease_for: config.lease(),
+            held: Mutex::default(),
             shown: format!(
                 "{}/{}/{}",
                 config.endpoint.trim_end_matches('/'),
@@ -366,6 +373,80 @@ impl Tier {
                 None
             }
         }
+    }
+}
+
+impl Tier {
+    /// Asks for the lease on a first scan of `origin` (see [`lease`]);
+    /// `None` if the tier cannot say (this mount then scans). A lease taken
+    /// is renewed until [`Tier::release_scan`].
+    pub async fn ask_scan(self: &Arc<Self>, origin: &str) -> Option<lease::Asked> {
+        if !self.publishes() {
+            return None;
+        }
+        let asked = lease::ask(
+            &self.bucket,
+            origin,
+            &self.mount_id,
+            unix_now(),
+            self.lease_for,
+        )
+        .await;
+        self.noted(&asked);
+        let asked = asked.ok()?;
+        if asked == lease::Asked::Taken {
+            let (tier, origin_id, taken) = (self.clone(), origin.to_owned(), unix_now());
+            let renew = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(tier.lease_for / 3).await;
+                    let renewed = lease::write(
+                        &tier.bucket,
+                        &origin_id,
+                        &tier.mount_id,
+                        taken,
+                        unix_now(),
+                        tier.lease_for,
+                    )
+                    .await;
+                    if let Err(e) = renewed {
+                        tracing::debug!(origin = origin_id, "cannot renew the scan lease: {e}");
+                    }
+                }
+            });
+            if let Some(old) = self
+                .held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(origin.to_owned(), renew)
+            {
+                old.abort();
+            }
+            tracing::info!(origin, "scan lease taken");
+        }
+        Some(asked)
+    }
+
+    /// Gives the scan lease on `origin` back, if this mount holds it.
+    pub async fn release_scan(&self, origin: &str) {
+        let renew = self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(origin);
+        if let Some(renew) = renew {
+            renew.abort();
+            if let Err(e) = lease::release(&self.bucket, origin, &self.mount_id).await {
+                tracing::debug!(origin, "cannot give the scan lease back: {e}");
+            }
+        }
+    }
+
+    /// Whether another mount holds a live lease on scanning `origin`;
+    /// `None` if the tier cannot say.
+    pub async fn scan_held_elsewhere(&self, origin: &str) -> Option<bool> {
+        let live = lease::live(&self.bucket, origin, unix_now()).await;
+        self.noted(&live);
+        Some(live.ok()?.iter().any(|l| l.mount != self.mount_id))
     }
 }
 

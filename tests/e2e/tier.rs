@@ -405,3 +405,73 @@ fn a_new_mount_shows_the_library_from_the_tier_without_asking_its_origin() {
     assert_eq!(server.gets(), gets, "the new mount read its origin");
     assert_eq!(tier_figure(&home, "indexes_read"), 1);
 }
+
+/// The sum of `tags_read` over every scan the mount logged.
+fn tags_read(log: &str) -> usize {
+    log.lines()
+        .filter_map(|l| l.split("tags_read=").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse::<usize>().ok())
+        .sum()
+}
+
+#[test]
+fn two_mounts_starting_together_scan_their_origin_once_and_a_dead_scanner_lets_go() {
+    const TRACKS: usize = 300;
+    let mut cluster = GarageCluster::start(3);
+    let work = tempfile::tempdir().unwrap();
+    let server = S3Server::start_logging(Some(&work.path().join("requests.log")));
+    tagged_library(&server.object_path("lib"), TRACKS);
+    let tier = |cluster: &GarageCluster, node: usize| {
+        let mut table = tier_table(
+            cluster,
+            node,
+            garage_cluster::ACCESS_KEY,
+            garage_cluster::SECRET_KEY,
+        );
+        table.insert("lease_secs".into(), 3i64.into());
+        table
+    };
+    let last = tagged_track_shown(TRACKS - 1);
+    let (one, two) = std::thread::scope(|s| {
+        let one = s.spawn(|| mount_showing(work.path(), "one", &server, tier(&cluster, 0), &last));
+        let two = s.spawn(|| mount_showing(work.path(), "two", &server, tier(&cluster, 1), &last));
+        (one.join().unwrap(), two.join().unwrap())
+    });
+    for mount in [&one, &two] {
+        mount.wait_until(Duration::from_secs(60), |m| {
+            plain_log(m).contains(&format!("files={TRACKS} tags_read=0"))
+                || tags_read(&plain_log(m)) == TRACKS
+        });
+    }
+    let (log_one, log_two) = (plain_log(&one), plain_log(&two));
+    assert_eq!(
+        tags_read(&log_one) + tags_read(&log_two),
+        TRACKS,
+        "the tags were read by one mount only\n{log_one}\n{log_two}"
+    );
+    drop((one, two));
+
+    // A mount that takes the lease and dies: the next one waits for its
+    // lease to run out, then scans by itself.
+    let fresh = GarageCluster::start(3);
+    drop(std::mem::replace(&mut cluster, fresh));
+    let dying = {
+        let home = work.path().join("dying");
+        std::fs::create_dir_all(&home).unwrap();
+        let mut config = origins_config(vec![server.origin("bucket", "lib")]);
+        config.insert("tier".into(), tier(&cluster, 0).into());
+        let args = mount_args(&home, &config);
+        Mounted::start_logging(&home, &home.join("cache"), &args, None, "info")
+    };
+    dying.wait_until(Duration::from_secs(30), |m| {
+        plain_log(m).contains("scan lease taken")
+    });
+    dying.kill();
+    let next = mount_showing(work.path(), "next", &server, tier(&cluster, 1), &last);
+    let log = plain_log(&next);
+    assert!(
+        log.contains("another mount is scanning") && log.contains("stopped; scanning it"),
+        "{log}"
+    );
+    assert_eq!(tags_read(&log), TRACKS);
+}

@@ -34,6 +34,14 @@ pub struct TierConfig {
     /// the read goes on to the origin.
     #[serde(default = "default_deadline_ms")]
     pub deadline_ms: u64,
+    /// How long a scan lease holds unless renewed, in seconds: a mount that
+    /// dies mid-scan holds the others up this long at most.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
+}
+
+fn default_lease_secs() -> u64 {
+    60
 }
 
 fn default_prefix() -> String {
@@ -56,6 +64,11 @@ impl TierConfig {
     /// [`TierConfig::deadline_ms`] as a duration.
     pub fn deadline(&self) -> Duration {
         Duration::from_millis(self.deadline_ms)
+    }
+
+    /// [`TierConfig::lease_secs`] as a duration (at least 3 s).
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs.max(3))
     }
 
     /// Whether requests go in clear text.

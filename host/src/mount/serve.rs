@@ -254,6 +254,7 @@ async fn start_serving(daemon: &Arc<Daemon>, settings: &MountSettings) -> Servin
             Duration::from_secs(daemon.config.health.check_interval_secs),
         ),
         daemon.rescan_on_new_origins(),
+        daemon.await_other_scans(),
         daemon.retry_incomplete_scans(Duration::from_secs(
             daemon.config.health.check_interval_secs.max(1),
         )),
