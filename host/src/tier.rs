@@ -58,6 +58,16 @@
 //!   them each its own way. A double scan costs work, never records: both
 //!   publish the same facts.
 //!
+//! # The library index
+//!
+//! After a scan reaches the whole of an origin, the mount publishes that
+//! origin's records ([`library`]). A mount whose own index holds nothing of
+//! an origin takes the newest index of it from the tier at start and shows
+//! it before calling the origin; its scan then lists and finds every file as
+//! the index has it, reading tags only where something changed. An index in
+//! the tier never replaces records a mount holds. When several mounts start
+//! with nothing to go on, a [`lease`] says which one scans.
+//!
 //! # Never in a reader's way
 //!
 //! The tier is a replica like any other to the read path: same deadlines,
@@ -80,10 +90,12 @@
 //! - [`health`]: when to ask the tier, after it failed.
 //! - [`library`]: the library index: segments and heads.
 //! - [`lease`]: who scans an origin when several mounts start together.
+//! - [`gc`]: sessions, and the size limit kept across mounts.
 //! - [`publisher`]: what a mount publishes, in the background.
 //! - This file: the tier as the cache sees it (`crate::cache::shared`).
 
 pub mod bucket;
+pub mod gc;
 pub mod health;
 pub mod lease;
 pub mod library;
@@ -139,6 +151,8 @@ pub struct TierFigures {
     pub indexes_written: AtomicU64,
     /// Origin indexes taken from the tier instead of a scan.
     pub indexes_read: AtomicU64,
+    /// Bytes of packs this mount swept from the tier.
+    pub swept_bytes: AtomicU64,
     /// The tier refused this mount's writes: it only reads.
     pub read_only: AtomicBool,
 }
@@ -154,7 +168,7 @@ enum Known {
 pub struct Tier {
     bucket: Arc<Bucket>,
     health: Mutex<TierHealth>,
-    known: Mutex<HashMap<String, Known>>,
+    known: Arc<Mutex<HashMap<String, Known>>>,
     offers: Option<mpsc::Sender<FileVersion>>,
     /// What it did.
     pub figures: Arc<TierFigures>,
@@ -165,7 +179,15 @@ pub struct Tier {
     lease_for: Duration,
     /// Scan leases this mount holds, each renewed by a task until released.
     held: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// Packs read since the session was last renewed, and when.
+    touched: Mutex<HashMap<String, u64>>,
+    config: TierConfig,
 }
+
+/// How often a mount renews its session.
+pub const SESSION_RENEW: Duration = Duration::from_secs(20);
+/// How long a session holds without being renewed.
+pub const SESSION_LIFE: Duration = Duration::from_secs(90);
 
 impl Tier {
     /// Opens the tier `config` names for `cache`; publishing (unless the
@@ -178,6 +200,7 @@ impl Tier {
         let bucket = Arc::new(Bucket::open(config)?);
         let figures = Arc::new(TierFigures::default());
         let mount_id = new_mount_id();
+        let known: Arc<Mutex<HashMap<String, Known>>> = Arc::default();
         let offers = config.publish.then(|| {
             let (send, receive) = mpsc::channel(OFFERS);
             let session = (
@@ -192,18 +215,21 @@ impl Tier {
                 figures.clone(),
                 receive,
                 session,
+                known.clone(),
             ));
             send
         });
         Ok(Arc::new(Tier {
             bucket,
             health: Mutex::default(),
-            known: Mutex::default(),
+            known,
             offers,
             figures,
             mount_id,
             lease_for: config.lease(),
             held: Mutex::default(),
+            touched: Mutex::default(),
+            config: config.clone(),
             shown: format!(
                 "{}/{}/{}",
                 config.endpoint.trim_end_matches('/'),
@@ -284,12 +310,7 @@ impl Tier {
     }
 
     fn remember(&self, key: &str, known: Known) {
-        let mut map = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        // Bounded: a mount plays a few thousand versions a day at most.
-        if map.len() >= 4096 {
-            map.clear();
-        }
-        map.insert(key.to_owned(), known);
+        remember(&self.known, key, known);
     }
 
     /// Fetches chunks `range` of `manifest`, neighbours in one pack with one
@@ -322,6 +343,10 @@ impl Tier {
             );
             let key = pack_key(&manifest.packs[places[i].pack as usize]);
             self.figures.pack_reads.fetch_add(1, Ordering::Relaxed);
+            self.touched
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key["packs/".len()..].to_owned(), unix_now());
             let fetched = self.bucket.get_range(&key, span.clone()).await?;
             let cut = pack::cut_out(&fetched, span.start, &wanted)
                 .map_err(|why| TierError::Damaged(format!("{key}: {why}")))?;
@@ -450,6 +475,126 @@ impl Tier {
     }
 }
 
+impl Tier {
+    /// Keeps this mount's session while it runs (renewed every
+    /// [`SESSION_RENEW`], holding [`SESSION_LIFE`]): the packs it read
+    /// lately, and the packs of `pinned()`, the versions it pins. And sweeps
+    /// the tier down to its limit every `sweep_every_secs`, one mount at a
+    /// time. Only a mount that publishes does either.
+    pub fn keep_session(
+        self: &Arc<Self>,
+        pinned: impl Fn() -> Vec<FileVersion> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let tier = self.clone();
+        tokio::spawn(async move {
+            let sweep_every = Duration::from_secs(tier.config.sweep_every_secs.max(1));
+            let mut last_sweep = Instant::now();
+            loop {
+                if !tier.publishes() {
+                    return;
+                }
+                tier.renew_session(&pinned()).await;
+                if tier.config.size_limit_gb > 0.0 && last_sweep.elapsed() >= sweep_every {
+                    last_sweep = Instant::now();
+                    tier.sweep().await;
+                }
+                tokio::time::sleep(SESSION_RENEW.min(sweep_every)).await;
+            }
+        })
+    }
+
+    async fn renew_session(&self, pinned: &[FileVersion]) {
+        let mut packs = std::collections::BTreeSet::new();
+        for version in pinned {
+            if let Some(manifest) = self.manifest(version).await {
+                packs.extend(
+                    manifest
+                        .packs
+                        .iter()
+                        .map(|p| pack_key(p)["packs/".len()..].to_owned()),
+                );
+            }
+        }
+        let touched: Vec<(String, u64)> =
+            std::mem::take(&mut *self.touched.lock().unwrap_or_else(|p| p.into_inner()))
+                .into_iter()
+                .collect();
+        let session = gc::Session {
+            mount: self.mount_id.clone(),
+            until: unix_now() + SESSION_LIFE.as_secs(),
+            touched,
+            pinned: packs.into_iter().collect(),
+        };
+        let bytes = serde_json::to_vec(&session).expect("a session serialises");
+        let written = self
+            .bucket
+            .put(&format!("sessions/{}", self.mount_id), bytes)
+            .await;
+        if let Err(TierError::Refused(why)) = &written {
+            tracing::info!("the tier refuses this mount's writes ({why}); reading only");
+            self.figures.read_only.store(true, Ordering::Relaxed);
+        } else if let Err(e) = written {
+            tracing::debug!("cannot renew the session in the tier: {e}");
+            // What it read stays to be said next time.
+            let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+            for (pack, at) in session.touched {
+                touched.entry(pack).or_insert(at);
+            }
+        }
+    }
+
+    /// Sweeps the tier to its limit if no other mount is sweeping it.
+    async fn sweep(&self) {
+        const SWEEP_LEASE: &str = "\0sweep";
+        let now = unix_now();
+        match lease::ask(
+            &self.bucket,
+            SWEEP_LEASE,
+            &self.mount_id,
+            now,
+            self.lease_for,
+        )
+        .await
+        {
+            Ok(lease::Asked::Taken) => {}
+            Ok(lease::Asked::HeldBy(_)) => return,
+            Err(e) => {
+                tracing::debug!("cannot ask for the sweep lease: {e}");
+                return;
+            }
+        }
+        let limit = (self.config.size_limit_gb * 1e9) as u64;
+        let grace = Duration::from_secs(self.config.grace_secs);
+        match gc::sweep(&self.bucket, limit, grace, now).await {
+            Ok(swept) if swept.packs > 0 => {
+                self.figures
+                    .swept_bytes
+                    .fetch_add(swept.bytes, Ordering::Relaxed);
+                tracing::info!(
+                    before = swept.before,
+                    packs = swept.packs,
+                    bytes = swept.bytes,
+                    manifests = swept.manifests,
+                    "swept the tier down to its limit"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::info!("cannot sweep the tier: {e}"),
+        }
+        let _ = lease::release(&self.bucket, SWEEP_LEASE, &self.mount_id).await;
+    }
+}
+
+/// Notes what the tier holds of the version whose key is `key`.
+fn remember(map: &Mutex<HashMap<String, Known>>, key: &str, known: Known) {
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    // Bounded: a mount plays a few thousand versions a day at most.
+    if map.len() >= 4096 {
+        map.clear();
+    }
+    map.insert(key.to_owned(), known);
+}
+
 /// A name for this mount in the tier, unique among mounts: its host, the
 /// process and the time, hashed.
 fn new_mount_id() -> String {
@@ -499,8 +644,13 @@ impl SharedTier for Tier {
                 fetched,
                 Err(TierError::Damaged(_)) | Err(TierError::NotFound)
             ) {
-                // A pack collected or damaged: the manifest is not trusted again.
+                // A pack swept or damaged: the manifest is not trusted again,
+                // and goes, so that the next publish of this version starts
+                // afresh rather than naming the lost pack again.
                 self.remember(&version.key(), Known::Absent(Instant::now()));
+                if self.publishes() {
+                    let _ = self.bucket.delete(&manifest_key(&version.key())).await;
+                }
             }
             fetched.map_err(|e| e.to_string())
         })

@@ -243,4 +243,13 @@ fn the_tier_timings_are_the_codes() {
         value("a version the tier lacks is asked about again after"),
         musicfs::tier::ABSENT_FOR
     );
+    let said = format!(
+        "holds for {} s after its last renewal (every {} s)",
+        musicfs::tier::SESSION_LIFE.as_secs(),
+        musicfs::tier::SESSION_RENEW.as_secs()
+    );
+    assert!(
+        SEMANTICS.replace("\n  ", " ").contains(&said),
+        "SEMANTICS.md should say a session {said}"
+    );
 }

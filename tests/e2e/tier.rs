@@ -428,7 +428,7 @@ fn two_mounts_starting_together_scan_their_origin_once_and_a_dead_scanner_lets_g
             garage_cluster::ACCESS_KEY,
             garage_cluster::SECRET_KEY,
         );
-        table.insert("lease_secs".into(), 3i64.into());
+        table.insert("lease_secs".into(), 10i64.into());
         table
     };
     let last = tagged_track_shown(TRACKS - 1);
@@ -474,4 +474,74 @@ fn two_mounts_starting_together_scan_their_origin_once_and_a_dead_scanner_lets_g
         "{log}"
     );
     assert_eq!(tags_read(&log), TRACKS);
+}
+
+#[test]
+fn the_tier_keeps_its_limit_and_a_mounts_pin_holds_against_the_sweep() {
+    const TRACK: u64 = 12 << 20;
+    let cluster = GarageCluster::start(3);
+    let work = tempfile::tempdir().unwrap();
+    let server = S3Server::start_logging(Some(&work.path().join("requests.log")));
+    for (n, name) in ["a", "b", "c"].into_iter().enumerate() {
+        noise_file(
+            &server.object_path(&format!("lib/{name}.flac")),
+            TRACK,
+            20 + n as u64,
+        );
+    }
+    let shown = |name: &str| format!("Unknown Artist/Unknown Album/{name}.flac");
+    let mut tier = tier_table(
+        &cluster,
+        0,
+        garage_cluster::ACCESS_KEY,
+        garage_cluster::SECRET_KEY,
+    );
+    // Room for one track and a bit: whatever order the sweep takes them
+    // in, all it may take is `b` and `c`.
+    tier.insert("size_limit_gb".into(), 0.015.into());
+    tier.insert("grace_secs".into(), 0i64.into());
+    tier.insert("sweep_every_secs".into(), 1i64.into());
+    tier.insert("lease_secs".into(), 3i64.into());
+    let first = mount_showing(work.path(), "first", &server, tier.clone(), &shown("c"));
+    // `a` pinned: fetched whole, published, and named in the mount's session.
+    let pinned = std::process::Command::new(musicfs_tests::musicfs_binary())
+        .arg("pin")
+        .arg(first.path(&shown("a")))
+        .output()
+        .unwrap();
+    assert!(pinned.status.success(), "{pinned:?}");
+    wait_published(&first, 0);
+    for name in ["b", "c"] {
+        let before = tier_figure(&first, "manifests_written");
+        assert_eq!(read_all(&first.path(&shown(name))).len() as u64, TRACK);
+        wait_published(&first, before);
+    }
+    // 38 MB of packs for a limit of 15: the sweep takes the least recently
+    // used packs that are not pinned until under it.
+    first.wait_until(Duration::from_secs(60), |m| {
+        tier_figure(m, "swept_bytes") >= 3 * TRACK - 15_000_000
+    });
+    let swept = tier_figure(&first, "swept_bytes");
+    assert!(
+        swept <= 2 * TRACK + (1 << 20),
+        "swept {swept} bytes: a pinned pack went"
+    );
+
+    // A new mount: the pinned track comes from the tier, the others (swept,
+    // whole or in part) from the origin.
+    let second = mount_showing(work.path(), "second", &server, tier, &shown("c"));
+    wait_scanned(&second);
+    let gets = server.gets();
+    assert!(
+        read_all(&second.path(&shown("a")))
+            == std::fs::read(server.object_path("lib/a.flac")).unwrap()
+    );
+    assert_eq!(server.gets(), gets, "the pinned track was swept");
+    for name in ["b", "c"] {
+        assert!(
+            read_all(&second.path(&shown(name)))
+                == std::fs::read(server.object_path(&format!("lib/{name}.flac"))).unwrap()
+        );
+    }
+    assert!(server.gets() > gets, "nothing was swept");
 }

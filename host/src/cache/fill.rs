@@ -15,6 +15,11 @@
 //!   stream short. Read-ahead lets the streams ahead of a sequential reader run
 //!   on, or starts one at the first byte that nobody has or is fetching.
 //!
+//! With a shared tier (`crate::tier`), a claim is first filled from it
+//! ([`from_tier`]): the chunks another mount fetched, as it named them, for as
+//! long as the tier holds the next one; the origin's stream goes on from
+//! there, and what it brought is offered to the tier when it ends.
+//!
 //! Lock order: a version's manifest, then its volatile set, then its in-flight
 //! fetches (never the other way round); the map of versions is never held
 //! across a store call, and takes a version's lock only if it is free.

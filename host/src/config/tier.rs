@@ -38,6 +38,26 @@ pub struct TierConfig {
     /// dies mid-scan holds the others up this long at most.
     #[serde(default = "default_lease_secs")]
     pub lease_secs: u64,
+    /// The most the tier's packs may hold, in GB (0: no limit). Mounts that
+    /// publish sweep it, one at a time, least recently used first.
+    #[serde(default)]
+    pub size_limit_gb: f64,
+    /// A pack younger than this is never swept (its manifest may not be
+    /// written yet), in seconds.
+    #[serde(default = "default_grace_secs")]
+    pub grace_secs: u64,
+    /// How often a mount looks whether the tier is over its limit, in
+    /// seconds.
+    #[serde(default = "default_sweep_secs")]
+    pub sweep_every_secs: u64,
+}
+
+fn default_grace_secs() -> u64 {
+    3600
+}
+
+fn default_sweep_secs() -> u64 {
+    600
 }
 
 fn default_lease_secs() -> u64 {

@@ -73,6 +73,9 @@ pub struct TierStatus {
     pub failures: u64,
     /// Offers dropped while the publisher was behind.
     pub dropped: u64,
+    /// Bytes of packs this mount swept to keep the tier's limit.
+    #[serde(default)]
+    pub swept_bytes: u64,
 }
 
 /// The whole status.
@@ -170,6 +173,7 @@ pub fn status_of(daemon: &Daemon, mountpoint: &str) -> Status {
                 refused: f.refused.load(Relaxed),
                 failures: f.failures.load(Relaxed),
                 dropped: f.dropped.load(Relaxed),
+                swept_bytes: f.swept_bytes.load(Relaxed),
             }
         }),
     }

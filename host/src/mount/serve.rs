@@ -259,6 +259,15 @@ async fn start_serving(daemon: &Arc<Daemon>, settings: &MountSettings) -> Servin
             daemon.config.health.check_interval_secs.max(1),
         )),
     ];
+    if let Some(tier) = daemon.tier.get() {
+        let (view, pins) = (daemon.view.clone(), daemon.pins.clone());
+        tasks.push(tier.keep_session(move || {
+            crate::pins::keeper::pinned_files(&view.snapshot(), &pins)
+                .into_iter()
+                .flat_map(|file| file.replicas)
+                .collect()
+        }));
+    }
     let folder = daemon
         .manager
         .watch_folder()

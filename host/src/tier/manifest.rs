@@ -127,6 +127,26 @@ impl TierManifest {
     }
 }
 
+impl TierManifest {
+    /// The packs a stored manifest names, whatever version it is of; `None`
+    /// if it is damaged.
+    pub fn packs_named(bytes: &[u8]) -> Option<Vec<PackName>> {
+        let body = &bytes[..bytes.len().checked_sub(32)?];
+        if blake3::hash(body).as_bytes() != &bytes[body.len()..] {
+            return None;
+        }
+        let mut r = Reader { bytes: body };
+        if r.take(8).ok()? != MAGIC {
+            return None;
+        }
+        let key_len = r.u32().ok()? as usize;
+        r.take(key_len).ok()?;
+        (0..r.u32().ok()?)
+            .map(|_| Some(r.take(32).ok()?.try_into().expect("32 bytes")))
+            .collect()
+    }
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
 }
@@ -189,5 +209,7 @@ mod tests {
         assert!(TierManifest::decode(&bytes[..bytes.len() - 3], key).is_err());
         assert!(TierManifest::decode(&bytes, "o|b.flac|150|1").is_err());
         assert!(TierManifest::decode(b"", key).is_err());
+        assert_eq!(TierManifest::packs_named(&bytes), Some(sample().packs));
+        assert_eq!(TierManifest::packs_named(&bytes[1..]), None);
     }
 }

@@ -15,14 +15,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
 use super::bucket::{Bucket, TierError};
 use super::manifest::{manifest_key, pack_key, PackName, Place, TierManifest};
 use super::pack::PackBuilder;
-use super::TierFigures;
+use super::{remember, Known, TierFigures};
 use crate::cache::chunker::ChunkId;
 use crate::cache::content_cache::ContentCache;
 use crate::cache::manifest::FileVersion;
@@ -33,12 +33,13 @@ use crate::cache::shared::{SharedChunk, SharedChunks};
 /// refuses it (read-only keys) makes this mount a pure reader. A refusal of
 /// a large write is not always seen as one (the store may close the
 /// connection before the body is sent), so the small write decides.
-pub async fn run(
+pub(super) async fn run(
     bucket: Arc<Bucket>,
     cache: Arc<ContentCache>,
     figures: Arc<TierFigures>,
     mut offers: mpsc::Receiver<FileVersion>,
     session: (String, Vec<u8>),
+    known: Arc<Mutex<HashMap<String, Known>>>,
 ) {
     let mut registered = false;
     while let Some(first) = offers.recv().await {
@@ -66,7 +67,11 @@ pub async fn run(
         }
         for version in batch {
             match publish(&bucket, &cache, &figures, &version).await {
-                Ok(()) => {}
+                // This mount knows what it published (a pin names its packs).
+                Ok(Some(manifest)) => {
+                    remember(&known, &version.key(), Known::Held(Arc::new(manifest)))
+                }
+                Ok(None) => {}
                 Err(TierError::Refused(why)) => {
                     // Read-only keys: this mount only reads from now on.
                     tracing::info!("the tier refuses this mount's writes ({why}); reading only");
@@ -83,17 +88,17 @@ pub async fn run(
 }
 
 /// Writes what the cache holds of `version` that the tier lacks, then its
-/// manifest.
+/// manifest, and returns that manifest (`None` if it wrote nothing).
 pub async fn publish(
     bucket: &Bucket,
     cache: &Arc<ContentCache>,
     figures: &TierFigures,
     version: &FileVersion,
-) -> Result<(), TierError> {
+) -> Result<Option<TierManifest>, TierError> {
     let key = version.key();
     let cover = cache.cover_of(version);
     if cover.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let before = match bucket.get(&manifest_key(&key)).await {
         Ok(bytes) => TierManifest::decode(&bytes, &key).ok(),
@@ -114,7 +119,7 @@ pub async fn publish(
         .copied()
         .collect();
     if lacking.is_empty() {
-        return Ok(());
+        return Ok(before);
     }
     let mut pack = PackBuilder::default();
     for chunk in &lacking {
@@ -161,7 +166,7 @@ pub async fn publish(
     figures.writes.fetch_add(1, Ordering::Relaxed);
     figures.manifests_written.fetch_add(1, Ordering::Relaxed);
     figures.bytes_written.fetch_add(len, Ordering::Relaxed);
-    Ok(())
+    Ok(Some(manifest))
 }
 
 async fn write_pack(
