@@ -184,6 +184,9 @@ pub struct Tier {
     config: TierConfig,
 }
 
+/// The most bytes one ranged GET of a pack asks for.
+const GET_SPAN: u64 = 2 << 20;
+
 /// How often a mount renews its session.
 pub const SESSION_RENEW: Duration = Duration::from_secs(20);
 /// How long a session holds without being renewed.
@@ -322,17 +325,28 @@ impl Tier {
     ) -> Result<Vec<Vec<u8>>, TierError> {
         let chunks = &manifest.chunks.chunks()[range.clone()];
         let places = &manifest.places[range];
-        let mut out = Vec::with_capacity(chunks.len());
+        // Neighbours in one pack, up to GET_SPAN bytes, are one ranged GET;
+        // the GETs of a run go at once (a GET's round trip, not the link,
+        // set the pace one at a time).
+        let mut groups: Vec<Range<usize>> = Vec::new();
         let mut i = 0;
         while i < chunks.len() {
             let mut j = i + 1;
+            let mut bytes = chunks[i].len as u64;
             while j < chunks.len()
                 && places[j].pack == places[i].pack
                 && pack::follows((places[j - 1].at, chunks[j - 1].len), places[j].at)
+                && bytes + (chunks[j].len as u64) <= GET_SPAN
             {
+                bytes += chunks[j].len as u64;
                 j += 1;
             }
-            let wanted: Vec<_> = (i..j)
+            groups.push(i..j);
+            i = j;
+        }
+        let gets = groups.into_iter().map(|group| async move {
+            let first = group.start;
+            let wanted: Vec<_> = group
                 .map(|k| (chunks[k].id, places[k].at, chunks[k].len))
                 .collect();
             let span = pack::span_of(
@@ -341,7 +355,7 @@ impl Tier {
                     .map(|&(_, at, len)| (at, len))
                     .collect::<Vec<_>>(),
             );
-            let key = pack_key(&manifest.packs[places[i].pack as usize]);
+            let key = pack_key(&manifest.packs[places[first].pack as usize]);
             self.figures.pack_reads.fetch_add(1, Ordering::Relaxed);
             self.touched
                 .lock()
@@ -353,8 +367,11 @@ impl Tier {
             self.figures
                 .bytes_read
                 .fetch_add(fetched.len() as u64, Ordering::Relaxed);
-            out.extend(cut);
-            i = j;
+            Ok::<_, TierError>(cut)
+        });
+        let mut out = Vec::with_capacity(chunks.len());
+        for cut in futures_util::future::join_all(gets).await {
+            out.extend(cut?);
         }
         Ok(out)
     }
@@ -409,18 +426,20 @@ impl Tier {
         if !self.publishes() {
             return None;
         }
+        let taken = unix_millis();
         let asked = lease::ask(
             &self.bucket,
             origin,
             &self.mount_id,
             unix_now(),
+            taken,
             self.lease_for,
         )
         .await;
         self.noted(&asked);
         let asked = asked.ok()?;
         if asked == lease::Asked::Taken {
-            let (tier, origin_id, taken) = (self.clone(), origin.to_owned(), unix_now());
+            let (tier, origin_id) = (self.clone(), origin.to_owned());
             let renew = tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(tier.lease_for / 3).await;
@@ -552,6 +571,7 @@ impl Tier {
             SWEEP_LEASE,
             &self.mount_id,
             now,
+            unix_millis(),
             self.lease_for,
         )
         .await
@@ -606,6 +626,13 @@ fn new_mount_id() -> String {
         std::time::SystemTime::now()
     );
     blake3::hash(seed.as_bytes()).to_hex()[..16].to_owned()
+}
+
+/// Milliseconds since the epoch.
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Seconds since the epoch.

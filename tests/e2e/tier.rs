@@ -466,12 +466,13 @@ fn two_mounts_starting_together_scan_their_origin_once_and_a_dead_scanner_lets_g
     dying.wait_until(Duration::from_secs(30), |m| {
         plain_log(m).contains("scan lease taken")
     });
+    let dying_log = plain_log(&dying);
     dying.kill();
     let next = mount_showing(work.path(), "next", &server, tier(&cluster, 1), &last);
     let log = plain_log(&next);
     assert!(
         log.contains("another mount is scanning") && log.contains("stopped; scanning it"),
-        "{log}"
+        "{log}\nthe mount killed:\n{dying_log}"
     );
     assert_eq!(tags_read(&log), TRACKS);
 }

@@ -25,7 +25,8 @@ use super::library::origin_folder;
 pub struct Lease {
     /// The mount that holds it.
     pub mount: String,
-    /// When it was taken (seconds since the epoch).
+    /// When it was taken (milliseconds since the epoch: two mounts that
+    /// start in the same second are still told apart by it).
     pub taken: u64,
     /// Until when it holds unless renewed.
     pub until: u64,
@@ -83,15 +84,17 @@ pub async fn live(bucket: &Bucket, origin: &str, now: u64) -> TierResult<Vec<Lea
     Ok(leases)
 }
 
-/// Asks for the lease on scanning `origin` for `mount` (see the essay).
+/// Asks for the lease on scanning `origin` for `mount` (see the essay), at
+/// `now` (seconds) and `taken` (milliseconds) since the epoch.
 pub async fn ask(
     bucket: &Bucket,
     origin: &str,
     mount: &str,
     now: u64,
+    taken: u64,
     ttl: Duration,
 ) -> TierResult<Asked> {
-    write(bucket, origin, mount, now, now, ttl).await?;
+    write(bucket, origin, mount, taken, now, ttl).await?;
     let leases = live(bucket, origin, now).await?;
     match leases.into_iter().next() {
         Some(first) if first.mount != mount => {

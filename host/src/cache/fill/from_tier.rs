@@ -19,8 +19,11 @@ use crate::cache::manifest::FileVersion;
 use crate::cache::shared::SharedChunks;
 use crate::cache::versions::VersionState;
 
-/// The most bytes asked of the tier at once.
-pub const TIER_RUN: u64 = 4 << 20;
+/// The most bytes asked of the tier at once (the tier sends its ranged GETs
+/// of them together).
+pub const TIER_RUN: u64 = 8 << 20;
+/// The first run of a claim: what a reader waits for before its first byte.
+pub const FIRST_TIER_RUN: u64 = 1 << 20;
 
 /// How far the tier took a claim.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,7 +76,12 @@ impl ContentCache {
             let Some(first) = held.covering(head) else {
                 return TierFill::From(head);
             };
-            let run = run_from(&held, first, bounds.end);
+            let most = if head == claim.start {
+                FIRST_TIER_RUN
+            } else {
+                TIER_RUN
+            };
+            let run = run_from(&held, first, bounds.end, most);
             // What this cache holds already moves nothing; the rest comes in
             // runs of neighbours.
             let have: Vec<bool> = held.chunks()[run.clone()]
@@ -149,15 +157,15 @@ impl ContentCache {
 }
 
 /// From chunk `first`, the chunks that follow each other without a gap, up
-/// to [`TIER_RUN`] bytes or past `end`.
-fn run_from(held: &SharedChunks, first: usize, end: u64) -> std::ops::Range<usize> {
+/// to `most` bytes or past `end`.
+fn run_from(held: &SharedChunks, first: usize, end: u64, most: u64) -> std::ops::Range<usize> {
     let start = held.chunks()[first].offset;
     let mut reach = start + held.chunks()[first].len as u64;
     let mut last = first + 1;
     while last < held.chunks().len()
         && held.chunks()[last].offset == reach
         && reach < end
-        && reach - start < TIER_RUN
+        && reach - start < most
     {
         reach += held.chunks()[last].len as u64;
         last += 1;
