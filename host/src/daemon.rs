@@ -302,7 +302,8 @@ impl Daemon {
         }
         if let Some(config) = &self.config.tier {
             let runtime = tokio::runtime::Handle::current();
-            match crate::tier::Tier::open(config, &self.cache, &runtime) {
+            let mount_id = crate::tier::mount_id(&self.cache_dir);
+            match crate::tier::Tier::open(config, mount_id, &self.cache, &runtime) {
                 Ok(tier) => {
                     tracing::info!(tier = tier.shown, publish = config.publish, "shared tier");
                     self.cache.share_with(tier.clone());
@@ -386,6 +387,10 @@ impl Daemon {
         let Some(tier) = self.tier.get().cloned() else {
             return;
         };
+        {
+            let (tier, scanned) = (tier.clone(), scanned.to_vec());
+            tokio::spawn(async move { tier.release_unscanned(&scanned).await });
+        }
         for origin in scanned {
             let whole = !report.failed_origins.iter().any(|(o, _)| o == origin)
                 && !report.unlisted.iter().any(|(o, _, _)| o == origin);
@@ -420,6 +425,9 @@ impl Daemon {
             let Some(tier) = daemon.tier.get().cloned() else {
                 return;
             };
+            // Since when each origin had no clear answer: past two leases'
+            // time (the tier down, say), this mount scans by itself.
+            let mut unclear: HashMap<String, std::time::Instant> = HashMap::new();
             loop {
                 let awaited: Vec<String> = daemon
                     .awaiting
@@ -455,9 +463,22 @@ impl Daemon {
                         tier.figures
                             .indexes_read
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    } else if tier.scan_held_elsewhere(&origin).await != Some(false) {
-                        continue;
                     } else {
+                        match tier.scan_held_elsewhere(&origin).await {
+                            Some(true) => {
+                                unclear.remove(&origin);
+                                continue;
+                            }
+                            None if unclear
+                                .entry(origin.clone())
+                                .or_insert_with(std::time::Instant::now)
+                                .elapsed()
+                                < 2 * tier.lease_for() =>
+                            {
+                                continue;
+                            }
+                            _ => {}
+                        }
                         tracing::info!(
                             origin,
                             "the mount scanning this origin stopped; scanning it"

@@ -12,31 +12,35 @@
 //!
 //! # What is in the bucket
 //!
-//! Everything lives under the configured prefix. Every object but a mount's
-//! own head and session is immutable and named by what it holds, so two
-//! mounts that publish the same thing write the same bytes under the same
-//! name, and nothing is ever rewritten in place:
+//! Everything lives under the configured prefix. Packs and segments are
+//! immutable and named by their BLAKE3, so two mounts that publish the same
+//! thing write the same bytes under the same name. A manifest is rewritten
+//! only whole, by the mount that publishes more of its version. A mount's
+//! own head, session and leases are written only by that mount:
 //!
-//! - `packs/<blake3 of the object>`: chunks, a few MiB of them in one object
-//!   (an object per 64 KiB chunk would cost a request per chunk on every
-//!   side). Each record is the local pack's: the chunk's name, its length,
-//!   its bytes. A reader fetches one chunk, or a run of neighbours, with a
-//!   ranged GET and checks each chunk against its name; a chunk that fails is
-//!   never served (the read goes on to the origin) and is counted.
+//! - `packs/<blake3 of the object>`: chunks, about 8 MiB of them in one
+//!   object (an object per 64 KiB chunk would cost a request per chunk on
+//!   every side). Each record is the local pack's: the chunk's name, its
+//!   length, its bytes. A reader fetches runs of neighbours with ranged GETs
+//!   and checks each chunk against its name; a chunk that fails is never
+//!   served (the read goes on to the origin) and is counted.
 //! - `manifests/<blake3 of the version's key>`: one file version's chunks in
 //!   order, each with the pack and the offset that hold it. A manifest is
-//!   written after the packs it names, so a manifest that is found names
-//!   packs that were there (unless collected since: then it is a miss). For a
-//!   40 MB track it is about 50 KB: a retag at the origin costs every other
-//!   mount this manifest and the chunks it lacks, not the file.
-//! - `index/segments/<blake3>`: the library's records (source, version,
-//!   tags) as one mount's scan found them, an immutable segment at a time.
-//! - `index/heads/<mount id>`: each mount's list of the segments it
-//!   published, with a sequence number that only grows.
-//! - `sessions/<mount id>`: a mount that is alive renews it; it carries the
-//!   mount's pins. A session not renewed within its lifetime is expired: its
-//!   pins no longer hold.
-//! - `leases/scan/<origin>/<mount id>`: a mount scanning an origin.
+//!   written after the packs it names; one that names a pack swept since is
+//!   a miss, and the mount that meets it removes it. For a 40 MB track it is
+//!   about 35 KB: a retag at the origin costs every other mount this
+//!   manifest and the chunks it lacks, not the file.
+//! - `index/<origin>/segments/<blake3>`: the library's records (source,
+//!   version, tags) as one mount's scan of that origin found them.
+//! - `index/<origin>/heads/<mount id>`: each mount's list of the segments of
+//!   its last whole scan of that origin, and when it finished. A reader
+//!   takes the newest (by the clock of the mount that wrote it).
+//! - `sessions/<mount id>`: renewed while the mount runs; it names the packs
+//!   the mount read lately and those of the files it pins ([`gc`]).
+//! - `leases/scan/<origin>/<mount id>`: a mount scanning an origin ([`lease`]).
+//!
+//! A mount's id is kept in its cache folder, so a restart replaces its head,
+//! session and leases rather than leaving others beside them.
 //!
 //! # Without conditional writes
 //!
@@ -45,18 +49,17 @@
 //! consensus by design. So nothing here needs one:
 //!
 //! - A head is written only by its mount: there is no shared head to race
-//!   for. The library is the union of every head's segments, later records
-//!   of a source replacing earlier ones. A head read with a lower sequence
-//!   number than one seen before is a stale read and ignored.
-//! - Immutable objects named by their content can be written twice, by two
-//!   mounts, with no harm.
+//!   for. A reader takes the newest head of an origin.
+//! - Objects named by their content can be written twice, by two mounts,
+//!   with no harm. Two mounts that publish one version's manifest at once
+//!   each write what they hold; the last one wins, and what it lacks is a
+//!   miss for the others, who fetch it from the origin and offer it again.
 //! - A scan lease is advisory. A mount writes its lease, then lists the
 //!   leases of that origin, and scans only if its own is the oldest live one
-//!   (ties by mount id). Garage reads its own writes (quorum 2 of 3), so of
-//!   two mounts that start together at least one sees the other; both may
-//!   scan only if each wrote before the other listed and the clocks order
-//!   them each its own way. A double scan costs work, never records: both
-//!   publish the same facts.
+//!   (by the millisecond it asked). Garage reads its own writes (quorum 2 of
+//!   3), so of two mounts that start together at least one sees the other;
+//!   both may scan only if their clocks order them each its own way. A
+//!   double scan costs work, never records.
 //!
 //! # The library index
 //!
@@ -157,6 +160,16 @@ pub struct TierFigures {
     pub read_only: AtomicBool,
 }
 
+impl TierFigures {
+    /// The tier refused this mount's writes (read-only keys): from now on
+    /// it only reads.
+    fn writes_refused(&self, why: &str) {
+        if !self.read_only.swap(true, Ordering::Relaxed) {
+            tracing::info!("the tier refuses this mount's writes ({why}); reading only");
+        }
+    }
+}
+
 /// What the tier knows of a version, as last looked up.
 #[derive(Clone)]
 enum Known {
@@ -179,10 +192,15 @@ pub struct Tier {
     lease_for: Duration,
     /// Scan leases this mount holds, each renewed by a task until released.
     held: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
-    /// Packs read since the session was last renewed, and when.
+    /// Packs read lately, and when (the newest [`TOUCHED_KEPT`]).
     touched: Mutex<HashMap<String, u64>>,
+    /// The packs of each pinned version, by its key, as last found.
+    pinned_packs: Mutex<HashMap<String, Vec<String>>>,
     config: TierConfig,
 }
+
+/// How many recently read packs a session names.
+const TOUCHED_KEPT: usize = 4096;
 
 /// The most bytes one ranged GET of a pack asks for.
 const GET_SPAN: u64 = 2 << 20;
@@ -194,24 +212,20 @@ pub const SESSION_LIFE: Duration = Duration::from_secs(90);
 
 impl Tier {
     /// Opens the tier `config` names for `cache`; publishing (unless the
-    /// config says not to) runs on `runtime` until the tier is dropped.
+    /// config says not to) runs on `runtime` for as long as the mount runs.
     pub fn open(
         config: &TierConfig,
+        mount_id: String,
         cache: &Arc<ContentCache>,
         runtime: &tokio::runtime::Handle,
     ) -> Result<Arc<Tier>, String> {
         let bucket = Arc::new(Bucket::open(config)?);
         let figures = Arc::new(TierFigures::default());
-        let mount_id = new_mount_id();
         let known: Arc<Mutex<HashMap<String, Known>>> = Arc::default();
         let offers = config.publish.then(|| {
             let (send, receive) = mpsc::channel(OFFERS);
-            let session = (
-                format!("sessions/{mount_id}"),
-                serde_json::json!({ "mount": mount_id, "started": unix_now() })
-                    .to_string()
-                    .into_bytes(),
-            );
+            // A small write, removed again, says whether this mount may write.
+            let session = (format!("probes/{mount_id}"), mount_id.clone().into_bytes());
             runtime.spawn(publisher::run(
                 bucket.clone(),
                 cache.clone(),
@@ -232,6 +246,7 @@ impl Tier {
             lease_for: config.lease(),
             held: Mutex::default(),
             touched: Mutex::default(),
+            pinned_packs: Mutex::default(),
             config: config.clone(),
             shown: format!(
                 "{}/{}/{}",
@@ -247,7 +262,8 @@ impl Tier {
         self.offers.is_some() && !self.figures.read_only.load(Ordering::Relaxed)
     }
 
-    fn usable(&self) -> bool {
+    /// Whether the tier is asked now (not paused after failing).
+    pub fn usable(&self) -> bool {
         self.health
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -259,6 +275,10 @@ impl Tier {
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(_) | Err(TierError::NotFound) => health.succeeded(),
+            // Read-only keys asked to write: reads go on.
+            Err(TierError::Refused(why)) if self.offers.is_some() => {
+                self.figures.writes_refused(why)
+            }
             Err(TierError::Damaged(why)) => {
                 self.figures.refused.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("refused an object of the tier: {why}");
@@ -485,6 +505,27 @@ impl Tier {
         }
     }
 
+    /// Gives back the scan leases of origins a scan did not cover (their
+    /// plugin never came up, say): the others must not wait on them.
+    pub async fn release_unscanned(&self, scanned: &[String]) {
+        let held: Vec<String> = self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .filter(|origin| !scanned.contains(origin))
+            .cloned()
+            .collect();
+        for origin in held {
+            self.release_scan(&origin).await;
+        }
+    }
+
+    /// How long a lease holds unless renewed.
+    pub fn lease_for(&self) -> Duration {
+        self.lease_for
+    }
+
     /// Whether another mount holds a live lease on scanning `origin`;
     /// `None` if the tier cannot say.
     pub async fn scan_held_elsewhere(&self, origin: &str) -> Option<bool> {
@@ -523,21 +564,41 @@ impl Tier {
     }
 
     async fn renew_session(&self, pinned: &[FileVersion]) {
-        let mut packs = std::collections::BTreeSet::new();
-        for version in pinned {
+        // Each pinned version's packs, as last found: a lookup that fails
+        // now (the tier paused, say) keeps what was found before, so a pin
+        // never drops out of the session for a failed call.
+        let keys: Vec<String> = pinned.iter().map(FileVersion::key).collect();
+        for (version, key) in pinned.iter().zip(&keys) {
             if let Some(manifest) = self.manifest(version).await {
-                packs.extend(
-                    manifest
-                        .packs
-                        .iter()
-                        .map(|p| pack_key(p)["packs/".len()..].to_owned()),
-                );
+                let packs = manifest
+                    .packs
+                    .iter()
+                    .map(|p| pack_key(p)["packs/".len()..].to_owned())
+                    .collect();
+                self.pinned_packs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key.clone(), packs);
             }
         }
-        let touched: Vec<(String, u64)> =
-            std::mem::take(&mut *self.touched.lock().unwrap_or_else(|p| p.into_inner()))
-                .into_iter()
-                .collect();
+        let packs: std::collections::BTreeSet<String> = {
+            let mut map = self.pinned_packs.lock().unwrap_or_else(|p| p.into_inner());
+            // Unpinned versions go.
+            let wanted: std::collections::HashSet<&String> = keys.iter().collect();
+            map.retain(|key, _| wanted.contains(key));
+            map.values().flatten().cloned().collect()
+        };
+        // The packs read lately, the newest kept across renewals.
+        let touched: Vec<(String, u64)> = {
+            let mut map = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() > TOUCHED_KEPT {
+                let mut by_age: Vec<(String, u64)> = map.drain().collect();
+                by_age.sort_by_key(|(_, at)| std::cmp::Reverse(*at));
+                by_age.truncate(TOUCHED_KEPT);
+                map.extend(by_age);
+            }
+            map.iter().map(|(p, at)| (p.clone(), *at)).collect()
+        };
         let session = gc::Session {
             mount: self.mount_id.clone(),
             until: unix_now() + SESSION_LIFE.as_secs(),
@@ -549,16 +610,10 @@ impl Tier {
             .bucket
             .put(&format!("sessions/{}", self.mount_id), bytes)
             .await;
-        if let Err(TierError::Refused(why)) = &written {
-            tracing::info!("the tier refuses this mount's writes ({why}); reading only");
-            self.figures.read_only.store(true, Ordering::Relaxed);
-        } else if let Err(e) = written {
-            tracing::debug!("cannot renew the session in the tier: {e}");
-            // What it read stays to be said next time.
-            let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
-            for (pack, at) in session.touched {
-                touched.entry(pack).or_insert(at);
-            }
+        match written {
+            Err(TierError::Refused(why)) => self.figures.writes_refused(&why),
+            Err(e) => tracing::debug!("cannot renew the session in the tier: {e}"),
+            Ok(()) => {}
         }
     }
 
@@ -615,7 +670,24 @@ fn remember(map: &Mutex<HashMap<String, Known>>, key: &str, known: Known) {
     map.insert(key.to_owned(), known);
 }
 
-/// A name for this mount in the tier, unique among mounts: its host, the
+/// This mount's name in the tier, kept in `cache_dir` so that a restart is
+/// the same mount (its head and session replaced, not left beside new ones).
+pub fn mount_id(cache_dir: &std::path::Path) -> String {
+    let file = cache_dir.join("tier-mount-id");
+    if let Ok(id) = std::fs::read_to_string(&file) {
+        let id = id.trim();
+        if id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return id.to_owned();
+        }
+    }
+    let id = new_mount_id();
+    if let Err(e) = std::fs::write(&file, &id) {
+        tracing::warn!("cannot keep this mount's name in the tier: {e}");
+    }
+    id
+}
+
+/// A name for a mount in the tier, unique among mounts: its host, the
 /// process and the time, hashed.
 fn new_mount_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
@@ -671,12 +743,19 @@ impl SharedTier for Tier {
                 fetched,
                 Err(TierError::Damaged(_)) | Err(TierError::NotFound)
             ) {
-                // A pack swept or damaged: the manifest is not trusted again,
-                // and goes, so that the next publish of this version starts
-                // afresh rather than naming the lost pack again.
-                self.remember(&version.key(), Known::Absent(Instant::now()));
+                // A pack swept or damaged: this manifest is not used again.
+                // If the tier's manifest of the version is still the one that
+                // named it (not one published since), it goes, so that the
+                // next publish starts afresh rather than naming it again.
+                let key = version.key();
+                self.remember(&key, Known::Absent(Instant::now()));
                 if self.publishes() {
-                    let _ = self.bucket.delete(&manifest_key(&version.key())).await;
+                    let object = manifest_key(&key);
+                    let now = self.bucket.get(&object).await.ok();
+                    let same = now.and_then(|bytes| TierManifest::decode(&bytes, &key).ok());
+                    if same.as_ref() == Some(manifest.as_ref()) {
+                        let _ = self.bucket.delete(&object).await;
+                    }
                 }
             }
             fetched.map_err(|e| e.to_string())

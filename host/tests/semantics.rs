@@ -109,6 +109,29 @@ fn the_deadline_table_gives_the_defaults() {
     assert_eq!(custom.read_deadline(), 2 * custom.call_deadline());
 }
 
+/// The two-column table whose header is `header`: a row's value by its name.
+fn named_values(header: &str) -> impl Fn(&str) -> String {
+    let start = SEMANTICS
+        .find(header)
+        .unwrap_or_else(|| panic!("SEMANTICS.md has no table {header:?}"));
+    let rows: Vec<(String, String)> = SEMANTICS[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+            (cells[0].to_owned(), cells[1].to_owned())
+        })
+        .collect();
+    move |name: &str| {
+        rows.iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no row {name:?}"))
+            .1
+            .clone()
+    }
+}
+
 fn duration_named(text: &str) -> Duration {
     let (number, unit) = text.split_once(' ').unwrap_or((text, ""));
     let number: u64 = number
@@ -132,26 +155,7 @@ fn the_plugin_process_timings_are_the_supervisors() {
         "the first table is what a plugin can do"
     );
     // The second table of the section.
-    let start = SEMANTICS
-        .find("| process timing | value |")
-        .expect("the timings table");
-    let timings: Vec<(String, String)> = SEMANTICS[start..]
-        .lines()
-        .skip(2)
-        .take_while(|l| l.starts_with('|'))
-        .map(|l| {
-            let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
-            (cells[0].to_owned(), cells[1].to_owned())
-        })
-        .collect();
-    let value = |name: &str| {
-        timings
-            .iter()
-            .find(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("no timing {name:?}"))
-            .1
-            .clone()
-    };
+    let value = named_values("| process timing | value |");
     assert_eq!(duration_named(&value("first restart after")), FIRST_BACKOFF);
     assert_eq!(
         duration_named(&value("restarts back off to at most")),
@@ -212,26 +216,8 @@ fn a_scan_writes_as_many_at_a_time_as_the_text_gives() {
 #[test]
 fn the_tier_timings_are_the_codes() {
     use musicfs::tier::health::{FIRST_PAUSE, LONGEST_PAUSE};
-    let start = SEMANTICS
-        .find("| tier timing | value |")
-        .expect("the tier's timings table");
-    let timings: Vec<(String, String)> = SEMANTICS[start..]
-        .lines()
-        .skip(2)
-        .take_while(|l| l.starts_with('|'))
-        .map(|l| {
-            let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
-            (cells[0].to_owned(), cells[1].to_owned())
-        })
-        .collect();
-    let value = |name: &str| {
-        let text = &timings
-            .iter()
-            .find(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("no tier timing {name:?}"))
-            .1;
-        duration_named(text)
-    };
+    let named = named_values("| tier timing | value |");
+    let value = |name: &str| duration_named(&named(name));
     let config: musicfs::config::tier::TierConfig = toml::from_str(
         "endpoint = \"http://x\"\nbucket = \"b\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\"",
     )

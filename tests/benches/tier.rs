@@ -60,19 +60,6 @@ fn mount(work: &Path, name: &str, server: &S3Server, tier: Option<toml::Table>) 
     Mounted::start_logging(&home, &home.join("cache"), &args, None, "warn")
 }
 
-fn status(mount: &Mounted) -> serde_json::Value {
-    let out = std::process::Command::new(musicfs_tests::musicfs_binary())
-        .args(["status", "--json", "--mount"])
-        .arg(&mount.mountpoint)
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
-fn tier_figure(mount: &Mounted, name: &str) -> u64 {
-    status(mount)["tier"][name].as_u64().unwrap_or(0)
-}
-
 /// Bytes the origin has sent in ranged GETs so far.
 fn origin_bytes(server: &S3Server) -> u64 {
     server.served_ranges().iter().map(|(a, b)| b - a).sum()
@@ -119,7 +106,7 @@ fn main() {
     let scan = started.elapsed();
     let scan_gets = server.gets() - gets;
     first.wait_until(Duration::from_secs(600), |m| {
-        tier_figure(m, "indexes_written") >= 1
+        m.tier_figure("indexes_written") >= 1
     });
     let gets = server.gets();
     let started = Instant::now();
@@ -127,7 +114,7 @@ fn main() {
     second.wait_until(Duration::from_secs(3600), |m| m.path(&last).exists());
     let from_tier = started.elapsed();
     let tier_gets = server.gets() - gets;
-    let index_bytes = tier_figure(&second, "bytes_read");
+    let index_bytes = second.tier_figure("bytes_read");
     println!("start, to the whole tree shown ({tracks} tracks)");
     println!(
         "  first mount, scanning the origin     {:>8.2} s   {scan_gets:>7} GETs of the origin",
@@ -153,12 +140,12 @@ fn main() {
         alone += origin_bytes(&server) - before;
     }
     // ... and with it (the first mount plays first and publishes).
-    let written = tier_figure(&first, "manifests_written");
+    let written = first.tier_figure("manifests_written");
     let before = origin_bytes(&server);
     play_album(&first);
     let mut shared = origin_bytes(&server) - before;
     first.wait_until(Duration::from_secs(600), |m| {
-        tier_figure(m, "manifests_written") >= written + ALBUM_TRACKS as u64
+        m.tier_figure("manifests_written") >= written + ALBUM_TRACKS as u64
     });
     for n in 1..PLAYERS {
         let mount = mount(
@@ -186,18 +173,18 @@ fn main() {
     );
 
     // Throughput: the origin cold, then the tier.
-    let written = tier_figure(&first, "manifests_written");
+    let written = first.tier_figure("manifests_written");
     let direct = read_speed(&first.path("Unknown Artist/Unknown Album/big.flac"));
     first.wait_until(Duration::from_secs(600), |m| {
-        tier_figure(m, "manifests_written") > written
+        m.tier_figure("manifests_written") > written
     });
     let reader = mount(work, "reader", &server, Some(tier_table(&cluster, 2)));
     reader.wait_until(Duration::from_secs(600), |m| {
         m.path("Unknown Artist/Unknown Album/big.flac").exists()
     });
-    let before = (tier_figure(&reader, "pack_reads"), server.gets());
+    let before = (reader.tier_figure("pack_reads"), server.gets());
     let tiered = read_speed(&reader.path("Unknown Artist/Unknown Album/big.flac"));
-    let packs = tier_figure(&reader, "pack_reads") - before.0;
+    let packs = reader.tier_figure("pack_reads") - before.0;
     println!("\nsequential read of a 50 MB track through the mount");
     println!("  from the origin (cold)       {direct:>8.0} MB/s");
     println!(

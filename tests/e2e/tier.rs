@@ -57,21 +57,6 @@ fn mount_showing(
     )
 }
 
-/// The mount's status, as JSON.
-fn status(mount: &Mounted) -> serde_json::Value {
-    let out = std::process::Command::new(musicfs_tests::musicfs_binary())
-        .args(["status", "--json", "--mount"])
-        .arg(&mount.mountpoint)
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
-/// A figure of the mount's tier.
-fn tier_figure(mount: &Mounted, name: &str) -> u64 {
-    status(mount)["tier"][name].as_u64().unwrap_or(0)
-}
-
 /// The mount's log without its colours.
 fn plain_log(mount: &Mounted) -> String {
     let log = mount.log();
@@ -117,8 +102,19 @@ fn read_all(path: &Path) -> Vec<u8> {
 /// packs, then its manifest).
 fn wait_published(mount: &Mounted, before: u64) {
     mount.wait_until(Duration::from_secs(60), |m| {
-        tier_figure(m, "manifests_written") > before
+        m.tier_figure("manifests_written") > before
     });
+}
+
+/// An origin holding one track, `lib/noise.flac` ([`SIZE`] bytes made from
+/// `seed`), its requests logged in `work`: the server, the object's file,
+/// its bytes.
+fn one_track(work: &Path, seed: u64) -> (S3Server, std::path::PathBuf, Vec<u8>) {
+    let server = S3Server::start_logging(Some(&work.join("requests.log")));
+    let object = server.object_path("lib/noise.flac");
+    noise_file(&object, SIZE, seed);
+    let source = std::fs::read(&object).unwrap();
+    (server, object, source)
 }
 
 /// The mtime of `path`.
@@ -130,10 +126,7 @@ fn mtime(path: &Path) -> Option<std::time::SystemTime> {
 fn what_one_mount_played_another_reads_from_the_tier_and_a_retag_moves_only_its_chunks() {
     let cluster = GarageCluster::start(3);
     let work = tempfile::tempdir().unwrap();
-    let server = S3Server::start_logging(Some(&work.path().join("requests.log")));
-    let object = server.object_path("lib/noise.flac");
-    noise_file(&object, SIZE, 11);
-    let source = std::fs::read(&object).unwrap();
+    let (server, object, source) = one_track(work.path(), 11);
 
     // The first mount plays the track from the origin and publishes it.
     let tier = |node| {
@@ -169,7 +162,7 @@ fn what_one_mount_played_another_reads_from_the_tier_and_a_retag_moves_only_its_
         origin_reads.is_empty(),
         "the second mount read the origin: {origin_reads:?}"
     );
-    let from_tier = tier_figure(&second, "bytes_read");
+    let from_tier = second.tier_figure("bytes_read");
     assert!(
         (SIZE - (256 << 10)..=SIZE + (SIZE >> 6)).contains(&from_tier),
         "{from_tier} bytes from the tier for a {SIZE}-byte track (its head may be the scan's)"
@@ -194,7 +187,7 @@ fn what_one_mount_played_another_reads_from_the_tier_and_a_retag_moves_only_its_
     };
     // The first mount sees the change and plays the new version whole, in
     // one read (so one stream, published once).
-    let written = tier_figure(&first, "manifests_written");
+    let written = first.tier_figure("manifests_written");
     let old_mtime = mtime(&first.path(SHOWN));
     first.wait_until(Duration::from_secs(60), |m| {
         mtime(&m.path(SHOWN)) != old_mtime
@@ -205,13 +198,13 @@ fn what_one_mount_played_another_reads_from_the_tier_and_a_retag_moves_only_its_
     // The second mount moves only what changed: the manifest and the
     // chunks it lacks, not the file.
     second.wait_until(Duration::from_secs(60), changed);
-    let before = tier_figure(&second, "bytes_read");
+    let before = second.tier_figure("bytes_read");
     let (scanned, gets) = (server.served_ranges().len(), server.gets());
     assert!(
         read_all(&second.path(SHOWN)) == retagged,
         "the new version, exactly"
     );
-    let moved = tier_figure(&second, "bytes_read") - before;
+    let moved = second.tier_figure("bytes_read") - before;
     assert!(
         moved <= (64 << 10) + 2 * (256 << 10),
         "a retag moved {moved} bytes from the tier (its manifest and changed chunks)"
@@ -221,7 +214,7 @@ fn what_one_mount_played_another_reads_from_the_tier_and_a_retag_moves_only_its_
     assert!(
         origin_reads.is_empty(),
         "a retag read audio from the origin: {origin_reads:?}; status {}",
-        status(&second)
+        second.status()
     );
 }
 
@@ -240,10 +233,7 @@ fn read_interrupted(path: &Path, interrupt: impl FnOnce()) -> Vec<u8> {
 fn a_garage_node_killed_then_the_whole_tier_killed_mid_read_loses_nothing() {
     let mut cluster = GarageCluster::start(3);
     let work = tempfile::tempdir().unwrap();
-    let server = S3Server::start_logging(Some(&work.path().join("requests.log")));
-    let object = server.object_path("lib/noise.flac");
-    noise_file(&object, SIZE, 12);
-    let source = std::fs::read(&object).unwrap();
+    let (server, _, source) = one_track(work.path(), 12);
     let tiers: Vec<toml::Table> = (0..3)
         .map(|node| {
             tier_table(
@@ -276,7 +266,7 @@ fn a_garage_node_killed_then_the_whole_tier_killed_mid_read_loses_nothing() {
     assert!(
         origin_reads.is_empty(),
         "with a node of three gone the origin was read: {origin_reads:?}; {}\n{}",
-        status(&fourth),
+        fourth.status(),
         fourth.log()
     );
     drop(fourth);
@@ -290,17 +280,14 @@ fn a_garage_node_killed_then_the_whole_tier_killed_mid_read_loses_nothing() {
         server.served_ranges().len() > scanned && server.gets() > gets,
         "the origin served what the tier no longer could"
     );
-    assert!(tier_figure(&third, "failures") >= 1, "{}", third.log());
+    assert!(third.tier_figure("failures") >= 1, "{}", third.log());
 }
 
 #[test]
 fn a_mount_with_read_only_keys_reads_the_tier_and_writes_nothing() {
     let cluster = GarageCluster::start(3);
     let work = tempfile::tempdir().unwrap();
-    let server = S3Server::start_logging(Some(&work.path().join("requests.log")));
-    let object = server.object_path("lib/noise.flac");
-    noise_file(&object, SIZE, 13);
-    let source = std::fs::read(&object).unwrap();
+    let (server, _, source) = one_track(work.path(), 13);
     let writer = mount(
         work.path(),
         "writer",
@@ -346,9 +333,15 @@ fn a_mount_with_read_only_keys_reads_the_tier_and_writes_nothing() {
     reader.wait_until(Duration::from_secs(30), |m| m.path(other_shown).exists());
     assert!(read_all(&reader.path(other_shown)) == std::fs::read(&other).unwrap());
     reader.wait_until(Duration::from_secs(30), |m| {
-        status(m)["tier"]["publishes"] == serde_json::Value::Bool(false)
+        m.status()["tier"]["publishes"] == serde_json::Value::Bool(false)
     });
-    assert_eq!(tier_figure(&reader, "writes"), 0);
+    assert_eq!(reader.tier_figure("writes"), 0);
+    let log = plain_log(&reader);
+    assert_eq!(
+        log.matches("refuses this mount's writes").count(),
+        1,
+        "told once, then no more writes tried: {log}"
+    );
     assert!(
         !reader.log().contains(garage_cluster::READ_ONLY_SECRET),
         "the secret is never logged"
@@ -373,7 +366,7 @@ fn a_new_mount_shows_the_library_from_the_tier_without_asking_its_origin() {
     let last = tagged_track_shown(TRACKS - 1);
     let first = mount_showing(work.path(), "first", &server, tier(0), &last);
     first.wait_until(Duration::from_secs(60), |m| {
-        tier_figure(m, "indexes_written") >= 1
+        m.tier_figure("indexes_written") >= 1
     });
     drop(first);
 
@@ -388,7 +381,7 @@ fn a_new_mount_shows_the_library_from_the_tier_without_asking_its_origin() {
             tagged_track_shown(i)
         );
     }
-    assert_eq!(tier_figure(&away, "indexes_read"), 1);
+    assert_eq!(away.tier_figure("indexes_read"), 1);
     drop(away);
 
     // At home: a new mount shows it all, and its scan finds every file as
@@ -403,7 +396,7 @@ fn a_new_mount_shows_the_library_from_the_tier_without_asking_its_origin() {
     let log = wait_scanned(&home);
     assert!(log.contains("scan finished files=200 tags_read=0"), "{log}");
     assert_eq!(server.gets(), gets, "the new mount read its origin");
-    assert_eq!(tier_figure(&home, "indexes_read"), 1);
+    assert_eq!(home.tier_figure("indexes_read"), 1);
 }
 
 /// The sum of `tags_read` over every scan the mount logged.
@@ -469,7 +462,7 @@ fn two_mounts_starting_together_scan_their_origin_once_and_a_dead_scanner_lets_g
     let dying_log = plain_log(&dying);
     dying.kill();
     let next = mount_showing(work.path(), "next", &server, tier(&cluster, 1), &last);
-    let log = plain_log(&next);
+    let log = wait_scanned(&next);
     assert!(
         log.contains("another mount is scanning") && log.contains("stopped; scanning it"),
         "{log}\nthe mount killed:\n{dying_log}"
@@ -513,16 +506,16 @@ fn the_tier_keeps_its_limit_and_a_mounts_pin_holds_against_the_sweep() {
     assert!(pinned.status.success(), "{pinned:?}");
     wait_published(&first, 0);
     for name in ["b", "c"] {
-        let before = tier_figure(&first, "manifests_written");
+        let before = first.tier_figure("manifests_written");
         assert_eq!(read_all(&first.path(&shown(name))).len() as u64, TRACK);
         wait_published(&first, before);
     }
     // 38 MB of packs for a limit of 15: the sweep takes the least recently
     // used packs that are not pinned until under it.
     first.wait_until(Duration::from_secs(60), |m| {
-        tier_figure(m, "swept_bytes") >= 3 * TRACK - 15_000_000
+        m.tier_figure("swept_bytes") >= 3 * TRACK - 15_000_000
     });
-    let swept = tier_figure(&first, "swept_bytes");
+    let swept = first.tier_figure("swept_bytes");
     assert!(
         swept <= 2 * TRACK + (1 << 20),
         "swept {swept} bytes: a pinned pack went"

@@ -115,6 +115,21 @@ impl Mounted {
         }
     }
 
+    /// The mount's status (`musicfs status --json`), `Null` if it cannot say.
+    pub fn status(&self) -> serde_json::Value {
+        let out = Command::new(musicfs_binary())
+            .args(["status", "--json", "--mount"])
+            .arg(&self.mountpoint)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// A figure of the mount's shared tier in its status (0 if none).
+    pub fn tier_figure(&self, name: &str) -> u64 {
+        self.status()["tier"][name].as_u64().unwrap_or(0)
+    }
+
     /// Waits for `condition`, panicking with the daemon's log after `limit`.
     pub fn wait_until(&self, limit: Duration, condition: impl Fn(&Mounted) -> bool) {
         let started = Instant::now();

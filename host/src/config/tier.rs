@@ -76,8 +76,10 @@ fn yes() -> bool {
     true
 }
 
+/// Two calls (the manifest, then the first run) must leave the origin most
+/// of a read's deadline (twice `[health] timeout_ms`, 10 s by default).
 fn default_deadline_ms() -> u64 {
-    5_000
+    2_000
 }
 
 impl TierConfig {

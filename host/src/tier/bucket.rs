@@ -166,27 +166,34 @@ impl Bucket {
         }
     }
 
-    /// Every object whose key starts with `folder/`.
+    /// Every object whose key starts with `folder/`. Each page of the
+    /// listing has the deadline, not the whole: a large bucket lists in
+    /// many.
     pub async fn list(&self, folder: &str) -> TierResult<Vec<Listed>> {
         let prefix = self.path(folder);
         let strip = match self.prefix.is_empty() {
             true => String::new(),
             false => format!("{}/", self.prefix),
         };
-        self.bounded(async {
-            let mut listed = Vec::new();
-            let mut stream = self.store.list(Some(&prefix));
-            while let Some(meta) = stream.next().await {
-                let meta = meta?;
-                let key = meta.location.as_ref();
-                listed.push(Listed {
-                    key: key.strip_prefix(&strip).unwrap_or(key).to_owned(),
-                    size: meta.size,
-                    modified: meta.last_modified.timestamp(),
-                });
-            }
-            Ok(listed)
-        })
-        .await
+        let mut listed = Vec::new();
+        let mut stream = self.store.list(Some(&prefix));
+        loop {
+            let next = match tokio::time::timeout(self.deadline, stream.next()).await {
+                Err(_) => return Err(TierError::Timeout),
+                Ok(None) => return Ok(listed),
+                Ok(Some(next)) => next,
+            };
+            let meta = match next {
+                Ok(meta) => meta,
+                Err(object_store::Error::NotFound { .. }) => return Ok(listed),
+                Err(e) => return Err(TierError::Failed(e.to_string())),
+            };
+            let key = meta.location.as_ref();
+            listed.push(Listed {
+                key: key.strip_prefix(&strip).unwrap_or(key).to_owned(),
+                size: meta.size,
+                modified: meta.last_modified.timestamp(),
+            });
+        }
     }
 }

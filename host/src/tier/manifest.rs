@@ -9,7 +9,7 @@
 //! the pack u64); the BLAKE3 of all of it. 56 bytes a chunk: about 35 KB for
 //! a 40 MB track.
 
-use crate::cache::chunker::ChunkId;
+use crate::cache::chunker::{ChunkId, MAX_CHUNK};
 use crate::cache::shared::{SharedChunk, SharedChunks};
 
 const MAGIC: &[u8; 8] = b"MFTIERM1";
@@ -111,6 +111,9 @@ impl TierManifest {
             };
             if place.pack as usize >= packs.len() {
                 return Err("a chunk names a pack it does not list".into());
+            }
+            if len as usize > MAX_CHUNK {
+                return Err(format!("a chunk of {len} bytes, past the largest"));
             }
             chunks.push(SharedChunk { offset, len, id });
             places.push(place);

@@ -29,7 +29,7 @@ use crate::cache::manifest::FileVersion;
 use crate::cache::shared::{SharedChunk, SharedChunks};
 
 /// Publishes the versions offered on `offers` until every sender is gone.
-/// `session` (this mount's, see `super`) is written first: a store that
+/// `probe` (a small object, removed again) is written first: a store that
 /// refuses it (read-only keys) makes this mount a pure reader. A refusal of
 /// a large write is not always seen as one (the store may close the
 /// connection before the body is sent), so the small write decides.
@@ -38,19 +38,18 @@ pub(super) async fn run(
     cache: Arc<ContentCache>,
     figures: Arc<TierFigures>,
     mut offers: mpsc::Receiver<FileVersion>,
-    session: (String, Vec<u8>),
+    probe: (String, Vec<u8>),
     known: Arc<Mutex<HashMap<String, Known>>>,
 ) {
     let mut registered = false;
     while let Some(first) = offers.recv().await {
         if !registered {
-            match bucket.put(&session.0, session.1.clone()).await {
-                Ok(()) => registered = true,
-                Err(TierError::Refused(why)) => {
-                    tracing::info!("the tier refuses this mount's writes ({why}); reading only");
-                    figures.read_only.store(true, Ordering::Relaxed);
-                    return;
+            match bucket.put(&probe.0, probe.1.clone()).await {
+                Ok(()) => {
+                    registered = true;
+                    let _ = bucket.delete(&probe.0).await;
                 }
+                Err(TierError::Refused(why)) => return figures.writes_refused(&why),
                 Err(e) => {
                     figures.failures.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!("cannot register with the tier: {e}");
@@ -72,12 +71,7 @@ pub(super) async fn run(
                     remember(&known, &version.key(), Known::Held(Arc::new(manifest)))
                 }
                 Ok(None) => {}
-                Err(TierError::Refused(why)) => {
-                    // Read-only keys: this mount only reads from now on.
-                    tracing::info!("the tier refuses this mount's writes ({why}); reading only");
-                    figures.read_only.store(true, Ordering::Relaxed);
-                    return;
-                }
+                Err(TierError::Refused(why)) => return figures.writes_refused(&why),
                 Err(e) => {
                     figures.failures.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(path = version.path, "cannot publish to the tier: {e}");

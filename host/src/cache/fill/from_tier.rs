@@ -45,6 +45,26 @@ impl ContentCache {
         claim: &FetchGuard,
         purpose: Purpose,
     ) -> TierFill {
+        let mut filled = false;
+        let reached = self
+            .fill_runs(state, version, claim, purpose, &mut filled)
+            .await;
+        // What came from the tier is in the index, as a stream's bytes are:
+        // a restart (a pin offline) finds it.
+        if filled {
+            self.record_manifest(state, &[]);
+        }
+        reached
+    }
+
+    async fn fill_runs(
+        self: &Arc<Self>,
+        state: &Arc<VersionState>,
+        version: &FileVersion,
+        claim: &FetchGuard,
+        purpose: Purpose,
+        filled: &mut bool,
+    ) -> TierFill {
         let mut head = claim.start;
         // A scan's tag reads do not ask the tier: a scan reads every file
         // once, and a request to the tier per file would double its calls.
@@ -147,6 +167,7 @@ impl ContentCache {
             if stored.is_err() {
                 return TierFill::From(head);
             }
+            *filled = true;
             let last = held.chunks()[run.start + usable - 1];
             head = head.max(last.offset + last.len as u64);
             if usable < run.len() {
