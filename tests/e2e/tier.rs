@@ -30,6 +30,16 @@ fn tier_table(cluster: &GarageCluster, node: usize, key: &str, secret: &str) -> 
     tier
 }
 
+/// [`tier_table`] with the key that may read and write.
+fn read_write(cluster: &GarageCluster, node: usize) -> toml::Table {
+    tier_table(
+        cluster,
+        node,
+        garage_cluster::ACCESS_KEY,
+        garage_cluster::SECRET_KEY,
+    )
+}
+
 /// A mount in `work/name` of the bucket's `lib` through `tier`.
 fn mount(work: &Path, name: &str, server: &S3Server, tier: toml::Table) -> Mounted {
     mount_showing(work, name, server, tier, SHOWN)
@@ -129,14 +139,7 @@ fn what_one_mount_played_another_reads_from_the_tier_and_a_retag_moves_only_its_
     let (server, object, source) = one_track(work.path(), 11);
 
     // The first mount plays the track from the origin and publishes it.
-    let tier = |node| {
-        tier_table(
-            &cluster,
-            node,
-            garage_cluster::ACCESS_KEY,
-            garage_cluster::SECRET_KEY,
-        )
-    };
+    let tier = |node| read_write(&cluster, node);
     let first = mount(work.path(), "first", &server, tier(0));
     assert!(
         read_all(&first.path(SHOWN)) == source,
@@ -234,16 +237,7 @@ fn a_garage_node_killed_then_the_whole_tier_killed_mid_read_loses_nothing() {
     let mut cluster = GarageCluster::start(3);
     let work = tempfile::tempdir().unwrap();
     let (server, _, source) = one_track(work.path(), 12);
-    let tiers: Vec<toml::Table> = (0..3)
-        .map(|node| {
-            tier_table(
-                &cluster,
-                node,
-                garage_cluster::ACCESS_KEY,
-                garage_cluster::SECRET_KEY,
-            )
-        })
-        .collect();
+    let tiers: Vec<toml::Table> = (0..3).map(|node| read_write(&cluster, node)).collect();
     let first = mount(work.path(), "first", &server, tiers[0].clone());
     assert!(read_all(&first.path(SHOWN)) == source);
     wait_published(&first, 0);
@@ -288,17 +282,7 @@ fn a_mount_with_read_only_keys_reads_the_tier_and_writes_nothing() {
     let cluster = GarageCluster::start(3);
     let work = tempfile::tempdir().unwrap();
     let (server, _, source) = one_track(work.path(), 13);
-    let writer = mount(
-        work.path(),
-        "writer",
-        &server,
-        tier_table(
-            &cluster,
-            0,
-            garage_cluster::ACCESS_KEY,
-            garage_cluster::SECRET_KEY,
-        ),
-    );
+    let writer = mount(work.path(), "writer", &server, read_write(&cluster, 0));
     assert!(read_all(&writer.path(SHOWN)) == source);
     wait_published(&writer, 0);
     drop(writer);
@@ -355,14 +339,7 @@ fn a_new_mount_shows_the_library_from_the_tier_without_asking_its_origin() {
     let work = tempfile::tempdir().unwrap();
     let mut server = S3Server::start_logging(Some(&work.path().join("requests.log")));
     tagged_library(&server.object_path("lib"), TRACKS);
-    let tier = |node| {
-        tier_table(
-            &cluster,
-            node,
-            garage_cluster::ACCESS_KEY,
-            garage_cluster::SECRET_KEY,
-        )
-    };
+    let tier = |node| read_write(&cluster, node);
     let last = tagged_track_shown(TRACKS - 1);
     let first = mount_showing(work.path(), "first", &server, tier(0), &last);
     first.wait_until(Duration::from_secs(60), |m| {
@@ -415,12 +392,7 @@ fn two_mounts_starting_together_scan_their_origin_once_and_a_dead_scanner_lets_g
     let server = S3Server::start_logging(Some(&work.path().join("requests.log")));
     tagged_library(&server.object_path("lib"), TRACKS);
     let tier = |cluster: &GarageCluster, node: usize| {
-        let mut table = tier_table(
-            cluster,
-            node,
-            garage_cluster::ACCESS_KEY,
-            garage_cluster::SECRET_KEY,
-        );
+        let mut table = read_write(cluster, node);
         table.insert("lease_secs".into(), 10i64.into());
         table
     };
@@ -484,12 +456,7 @@ fn the_tier_keeps_its_limit_and_a_mounts_pin_holds_against_the_sweep() {
         );
     }
     let shown = |name: &str| format!("Unknown Artist/Unknown Album/{name}.flac");
-    let mut tier = tier_table(
-        &cluster,
-        0,
-        garage_cluster::ACCESS_KEY,
-        garage_cluster::SECRET_KEY,
-    );
+    let mut tier = read_write(&cluster, 0);
     // Room for one track and a bit: whatever order the sweep takes them
     // in, all it may take is `b` and `c`.
     tier.insert("size_limit_gb".into(), 0.015.into());
