@@ -127,6 +127,7 @@ async fn apply_loop(daemon: Arc<Daemon>, mut rx: mpsc::UnboundedReceiver<(String
                 }
             };
             if let Some((upserts, applied)) = apply(&daemon, &known, &origin, changes).await {
+                daemon.index_changed(&origin);
                 // The old versions as the write found them: a scan may have
                 // changed the index since `known` was read.
                 changed.extend(applied.replaced);

@@ -68,6 +68,10 @@ pub struct Daemon {
     pub keeper: Arc<Keeper>,
     /// The shared tier, once the origins start (if `[tier]` names one).
     pub tier: std::sync::OnceLock<Arc<crate::tier::Tier>>,
+    /// Origins whose last scan was whole (their index is fit to publish),
+    /// and those of them changed since their index was last published.
+    index_whole: Mutex<HashSet<String>>,
+    index_dirty: Mutex<HashSet<String>>,
     /// Origins another mount is scanning first (it holds the tier's lease):
     /// left out of scans until its index is in the tier or its lease ran out.
     awaiting: Mutex<HashSet<String>>,
@@ -251,6 +255,8 @@ impl Daemon {
             keeper,
             tier: std::sync::OnceLock::new(),
             awaiting: Mutex::default(),
+            index_whole: Mutex::default(),
+            index_dirty: Mutex::default(),
             config,
             cache_dir,
             store,
@@ -394,6 +400,18 @@ impl Daemon {
         for origin in scanned {
             let whole = !report.failed_origins.iter().any(|(o, _)| o == origin)
                 && !report.unlisted.iter().any(|(o, _, _)| o == origin);
+            self.index_dirty
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(origin);
+            {
+                let mut fit = self.index_whole.lock().unwrap_or_else(|p| p.into_inner());
+                if whole {
+                    fit.insert(origin.clone());
+                } else {
+                    fit.remove(origin);
+                }
+            }
             if !whole {
                 // Nothing to publish: the others stop waiting and scan.
                 let (tier, origin) = (tier.clone(), origin.clone());
@@ -414,6 +432,57 @@ impl Daemon {
                 tier.release_scan(&origin).await;
             });
         }
+    }
+
+    /// Notes that the index of `origin` changed (a change batch from its
+    /// watch): it is published again within [`INDEX_PUBLISH_AFTER`].
+    pub fn index_changed(&self, origin: &str) {
+        if self.tier.get().is_some() {
+            self.index_dirty
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(origin.to_owned());
+        }
+    }
+
+    /// Publishes the index of each origin changed since it was last
+    /// published, if its last scan was whole, every
+    /// [`INDEX_PUBLISH_AFTER`]: a new mount then starts from what the
+    /// watches found, not only from the last scan.
+    pub fn publish_changed_indexes(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let daemon = self.clone();
+        tokio::spawn(async move {
+            let Some(tier) = daemon.tier.get().cloned() else {
+                return;
+            };
+            loop {
+                tokio::time::sleep(INDEX_PUBLISH_AFTER).await;
+                let due: Vec<String> = {
+                    let whole = daemon.index_whole.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut dirty = daemon.index_dirty.lock().unwrap_or_else(|p| p.into_inner());
+                    let due = dirty
+                        .iter()
+                        .filter(|o| whole.contains(*o))
+                        .cloned()
+                        .collect();
+                    dirty.clear();
+                    due
+                };
+                for origin in due {
+                    let records =
+                        crate::library::index::load_below(&daemon.store, &origin, [&String::new()]);
+                    match records {
+                        Ok(records) => {
+                            tier.publish_index(&origin, records.into_values().collect())
+                                .await
+                        }
+                        Err(e) => {
+                            tracing::warn!(origin, "cannot read the index to publish it: {e}")
+                        }
+                    }
+                }
+            }
+        })
     }
 
     /// Takes in the index of each origin another mount was scanning once it
@@ -864,6 +933,10 @@ impl Daemon {
         })
     }
 }
+
+/// How long after a change from a watch the origin's index is published to
+/// the tier (changes coming meanwhile go with it).
+pub const INDEX_PUBLISH_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How often a mount waiting for another's scan looks for its index.
 const AWAIT_POLL: std::time::Duration = std::time::Duration::from_secs(1);

@@ -229,6 +229,14 @@ fn the_tier_timings_are_the_codes() {
         value("a version the tier lacks is asked about again after"),
         musicfs::tier::ABSENT_FOR
     );
+    let republished = format!(
+        "again within {} s of a change its watch found",
+        musicfs::daemon::INDEX_PUBLISH_AFTER.as_secs()
+    );
+    assert!(
+        SEMANTICS.replace("\n  ", " ").contains(&republished),
+        "SEMANTICS.md should say an index is published {republished}"
+    );
     let said = format!(
         "holds for {} s after its last renewal (every {} s)",
         musicfs::tier::SESSION_LIFE.as_secs(),

@@ -345,10 +345,18 @@ fn a_new_mount_shows_the_library_from_the_tier_without_asking_its_origin() {
     first.wait_until(Duration::from_secs(60), |m| {
         m.tier_figure("indexes_written") >= 1
     });
+    // A track added later, found by the first mount's watch: its index is
+    // published again, with it.
+    let added = "Unknown Artist/Unknown Album/added.flac";
+    noise_file(&server.object_path("lib/added.flac"), 1 << 20, 30);
+    first.wait_until(Duration::from_secs(60), |m| m.path(added).exists());
+    first.wait_until(Duration::from_secs(60), |m| {
+        m.tier_figure("indexes_written") >= 2
+    });
     drop(first);
 
     // A laptop away from home: the origin cannot be reached, the library
-    // shows whole and tagged from the tier.
+    // shows whole and tagged from the tier, the added track too.
     server.pause();
     let away = mount_showing(work.path(), "away", &server, tier(1), &last);
     for i in 0..TRACKS {
@@ -358,11 +366,15 @@ fn a_new_mount_shows_the_library_from_the_tier_without_asking_its_origin() {
             tagged_track_shown(i)
         );
     }
+    assert!(
+        away.path(added).exists(),
+        "the watch's change is in the tier"
+    );
     assert_eq!(away.tier_figure("indexes_read"), 1);
     drop(away);
 
-    // At home: a new mount shows it all, and its scan finds every file as
-    // the tier's index has it: it lists, and reads no tag (no GET).
+    // At home: a new mount shows it all, and its scan finds every scanned
+    // file as the tier's index has it: it lists, and reads their tags not.
     server.resume();
     let gets = server.gets();
     let home = mount_showing(work.path(), "home", &server, tier(2), &last);
@@ -371,8 +383,15 @@ fn a_new_mount_shows_the_library_from_the_tier_without_asking_its_origin() {
         .count();
     assert_eq!(shown, TRACKS);
     let log = wait_scanned(&home);
-    assert!(log.contains("scan finished files=200 tags_read=0"), "{log}");
-    assert_eq!(server.gets(), gets, "the new mount read its origin");
+    // The 200 scanned tracks read no tag. The one the watch added may be
+    // read once: its record (from the watch's look at the object) does not
+    // yet match what a listing says of it.
+    assert!(
+        log.contains("scan finished files=201 tags_read=0")
+            || log.contains("scan finished files=201 tags_read=1"),
+        "{log}"
+    );
+    assert!(server.gets() <= gets + 1, "the new mount read its origin");
     assert_eq!(home.tier_figure("indexes_read"), 1);
 }
 
