@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use musicfs_tests::bench_support::{noise_file, read_speed, tagged_library, tagged_track_shown};
-use musicfs_tests::garage_cluster::{self, GarageCluster};
+use musicfs_tests::garage_cluster::GarageCluster;
 use musicfs_tests::mounted::Mounted;
 use musicfs_tests::s3_server::{mount_args, origins_config, S3Server};
 
@@ -35,17 +35,7 @@ fn tracks() -> usize {
 }
 
 fn tier_table(cluster: &GarageCluster, node: usize) -> toml::Table {
-    let mut tier = toml::Table::new();
-    tier.insert("endpoint".into(), cluster.endpoint(node).into());
-    tier.insert("bucket".into(), garage_cluster::BUCKET.into());
-    tier.insert("prefix".into(), "bench".into());
-    tier.insert("region".into(), garage_cluster::REGION.into());
-    tier.insert("access_key_id".into(), garage_cluster::ACCESS_KEY.into());
-    tier.insert(
-        "secret_access_key".into(),
-        garage_cluster::SECRET_KEY.into(),
-    );
-    tier
+    cluster.tier_settings(node, "bench")
 }
 
 /// A mount in `work/name`, with the tier of `cluster` (node `node`) if given;

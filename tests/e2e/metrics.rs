@@ -123,11 +123,17 @@ fn metrics_parse_and_say_what_the_mount_did() {
     }
     musicfs_tests::install_plugin(&work.path().join("plugins"), "musicfs_sftp");
     let sftp = toml::to_string(&seedbox.origin("seedbox")).unwrap();
+    // And a shared tier, for its series.
+    let cluster = musicfs_tests::garage_cluster::GarageCluster::start(3);
+    let tier = cluster.tier_settings(0, "metrics");
     let config = musicfs_tests::local_config(
         work.path(),
         "noise",
         source.path(),
-        &format!("[[origins]]\n{sftp}\n[cache]\ncontent_cache_gb = 0.001\n"),
+        &format!(
+            "[[origins]]\n{sftp}\n[cache]\ncontent_cache_gb = 0.001\n[tier]\n{}",
+            toml::to_string(&tier).unwrap()
+        ),
     );
     let port = free_port();
     let args = [

@@ -19,11 +19,7 @@ const SIZE: u64 = 24 << 20;
 
 /// A `[tier]` table for node `node` of `cluster`.
 fn tier_table(cluster: &GarageCluster, node: usize, key: &str, secret: &str) -> toml::Table {
-    let mut tier = toml::Table::new();
-    tier.insert("endpoint".into(), cluster.endpoint(node).into());
-    tier.insert("bucket".into(), garage_cluster::BUCKET.into());
-    tier.insert("prefix".into(), "household".into());
-    tier.insert("region".into(), garage_cluster::REGION.into());
+    let mut tier = cluster.tier_settings(node, "household");
     tier.insert("access_key_id".into(), key.into());
     tier.insert("secret_access_key".into(), secret.into());
     tier.insert("deadline_ms".into(), 3000i64.into());

@@ -86,6 +86,19 @@ impl GarageCluster {
         format!("http://127.0.0.1:{}", self.nodes[n].s3_port)
     }
 
+    /// A `[tier]` table for node `n`, the bucket under `prefix`, with the
+    /// key that may read and write.
+    pub fn tier_settings(&self, n: usize, prefix: &str) -> toml::Table {
+        let mut tier = toml::Table::new();
+        tier.insert("endpoint".into(), self.endpoint(n).into());
+        tier.insert("bucket".into(), BUCKET.into());
+        tier.insert("prefix".into(), prefix.into());
+        tier.insert("region".into(), REGION.into());
+        tier.insert("access_key_id".into(), ACCESS_KEY.into());
+        tier.insert("secret_access_key".into(), SECRET_KEY.into());
+        tier
+    }
+
     /// The number of nodes.
     pub fn len(&self) -> usize {
         self.nodes.len()

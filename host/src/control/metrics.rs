@@ -118,6 +118,37 @@ fn describe() {
         "Times a plugin's process was started again after it went away"
     );
     describe_gauge!(PLUGIN_UP, "1 while a plugin's process runs");
+    describe_counter!(
+        TIER_READ_BYTES,
+        Unit::Bytes,
+        "Bytes read from the shared tier"
+    );
+    describe_counter!(
+        TIER_WRITTEN_BYTES,
+        Unit::Bytes,
+        "Bytes written to the shared tier"
+    );
+    describe_counter!(
+        TIER_FAILURES,
+        "Calls to the tier that failed or ran out their deadline"
+    );
+    describe_counter!(
+        TIER_REFUSED,
+        "Objects of the tier refused as damaged or foreign"
+    );
+    describe_counter!(
+        TIER_DROPPED_OFFERS,
+        "Versions not published: the publisher was behind"
+    );
+    describe_counter!(
+        TIER_SWEPT_BYTES,
+        Unit::Bytes,
+        "Bytes of packs swept to keep the tier's limit"
+    );
+    describe_gauge!(
+        TIER_USABLE,
+        "1 while reads ask the tier, 0 while it is paused"
+    );
 }
 
 /// Copies the daemon's state into the gauges every [`SAMPLE_EVERY`].
@@ -164,6 +195,17 @@ fn sample(daemon: &Daemon) {
     counter!(TREE_CHANGES, "how" => "folders").absolute(folders);
     counter!(TREE_CHANGES, "how" => "whole").absolute(whole);
     gauge!(SCAN_RUNNING).set(if daemon.is_scanning() { 1.0 } else { 0.0 });
+    if let Some(tier) = daemon.tier.get() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let f = &tier.figures;
+        counter!(TIER_READ_BYTES).absolute(f.bytes_read.load(Relaxed));
+        counter!(TIER_WRITTEN_BYTES).absolute(f.bytes_written.load(Relaxed));
+        counter!(TIER_FAILURES).absolute(f.failures.load(Relaxed));
+        counter!(TIER_REFUSED).absolute(f.refused.load(Relaxed));
+        counter!(TIER_DROPPED_OFFERS).absolute(f.dropped.load(Relaxed));
+        counter!(TIER_SWEPT_BYTES).absolute(f.swept_bytes.load(Relaxed));
+        gauge!(TIER_USABLE).set(if tier.usable() { 1.0 } else { 0.0 });
+    }
     for (kind, _, process) in daemon.manager.processes() {
         counter!(PLUGIN_RESTARTS, "plugin" => kind.clone()).absolute(process.restarts);
         gauge!(PLUGIN_UP, "plugin" => kind).set(if process.pid.is_some() { 1.0 } else { 0.0 });

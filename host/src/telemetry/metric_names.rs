@@ -59,3 +59,19 @@ pub const TREE_CHANGES: &str = "musicfs_tree_changes_total";
 /// How often the gauges are brought up to date.
 /// Times a plugin's process was started again, by plugin kind.
 pub const PLUGIN_RESTARTS: &str = "musicfs_plugin_restarts_total";
+
+/// The shared tier, as the mount that scrapes sees it (with `[tier]` only):
+/// bytes read from it (manifests and chunks) and written to it.
+pub const TIER_READ_BYTES: &str = "musicfs_tier_read_bytes_total";
+/// Bytes this mount wrote to the tier.
+pub const TIER_WRITTEN_BYTES: &str = "musicfs_tier_written_bytes_total";
+/// Calls to the tier that failed or ran out their deadline.
+pub const TIER_FAILURES: &str = "musicfs_tier_failures_total";
+/// Objects of the tier refused: damaged or foreign.
+pub const TIER_REFUSED: &str = "musicfs_tier_refused_total";
+/// Offers to publish dropped while the publisher was behind.
+pub const TIER_DROPPED_OFFERS: &str = "musicfs_tier_dropped_offers_total";
+/// Bytes of packs this mount swept to keep the tier's limit.
+pub const TIER_SWEPT_BYTES: &str = "musicfs_tier_swept_bytes_total";
+/// 1 while the tier is asked, 0 while it is paused after failing.
+pub const TIER_USABLE: &str = "musicfs_tier_usable";
