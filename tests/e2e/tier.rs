@@ -521,3 +521,31 @@ fn the_tier_keeps_its_limit_and_a_mounts_pin_holds_against_the_sweep() {
     }
     assert!(server.gets() > gets, "nothing was swept");
 }
+
+#[test]
+fn a_tier_that_accepts_and_never_answers_holds_no_reader() {
+    // A tier that takes connections and says nothing: every call runs out
+    // its deadline.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hung.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in hung.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let (server, _, source) = one_track(work.path(), 15);
+    let mut tier = toml::Table::new();
+    tier.insert("endpoint".into(), format!("http://127.0.0.1:{port}").into());
+    tier.insert("bucket".into(), "nowhere".into());
+    tier.insert("access_key_id".into(), "GKnobody".into());
+    tier.insert("secret_access_key".into(), "no-secret-at-all".into());
+    tier.insert("deadline_ms".into(), 1000i64.into());
+    let mount = mount(work.path(), "hung", &server, tier);
+    // Every byte, exactly, from the origin: the hung tier costs a reader one
+    // call's deadline at most, then is left alone.
+    assert!(read_all(&mount.path(SHOWN)) == source);
+    assert!(mount.tier_figure("failures") >= 1, "{}", mount.log());
+    assert_eq!(mount.tier_figure("bytes_read"), 0);
+}
