@@ -447,6 +447,7 @@ fn two_mounts_starting_together_scan_their_origin_once_and_a_dead_scanner_lets_g
         plain_log(m).contains("scan lease taken")
     });
     let dying_log = plain_log(&dying);
+    let dead_mount = dying.mountpoint.clone();
     dying.kill();
     let next = mount_showing(work.path(), "next", &server, tier(&cluster, 1), &last);
     let log = wait_scanned(&next);
@@ -454,6 +455,11 @@ fn two_mounts_starting_together_scan_their_origin_once_and_a_dead_scanner_lets_g
         log.contains("another mount is scanning") && log.contains("stopped; scanning it"),
         "{log}\nthe mount killed:\n{dying_log}"
     );
+    // The killed mount's keeper left its FUSE mount dead: clear it.
+    let _ = std::process::Command::new("fusermount3")
+        .arg("-uz")
+        .arg(&dead_mount)
+        .status();
     assert_eq!(tags_read(&log), TRACKS);
 }
 
