@@ -63,6 +63,9 @@ pub fn start(daemon: &Arc<Daemon>) -> tokio::task::JoinHandle<()> {
                     Err(e) => {
                         tracing::warn!(origin = %origin.id, "cannot watch for changes yet: {e}");
                         failed = true;
+                        // What changes before the watch starts, nobody sees:
+                        // a scan looks again (see `Daemon::retry_incomplete_scans`).
+                        daemon.mark_incomplete();
                     }
                 }
             }
