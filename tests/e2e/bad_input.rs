@@ -85,7 +85,7 @@ impl AsNobody {
         std::fs::create_dir_all(&cache).unwrap();
         std::os::unix::fs::chown(&cache, Some(65534), Some(65534)).unwrap();
         let binary = work.join("musicfs");
-        std::fs::copy(musicfs_tests::musicfs_binary(), &binary).unwrap();
+        musicfs_tests::place_musicfs_binary(&binary);
         AsNobody {
             binary,
             plugins,

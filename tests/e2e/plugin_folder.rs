@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use musicfs_tests::install_plugin;
 use musicfs_tests::mounted::Mounted;
-use musicfs_tests::{install_plugin, musicfs_binary};
 
 /// What `exe plugins` (no `--plugins`) prints with `home` as `$HOME` and
 /// `env_dir`, if any, as `$MUSICFS_PLUGINS`.
@@ -38,7 +38,7 @@ fn plugins_are_found_without_asking() {
     std::fs::create_dir_all(&home).unwrap();
     install_plugin(&exe_dir, "musicfs_local");
     let exe = exe_dir.join("musicfs");
-    std::fs::copy(musicfs_binary(), &exe).unwrap();
+    musicfs_tests::place_musicfs_binary(&exe);
 
     // Nothing set, no XDG folder: the executable's own folder.
     let out = listing(&exe, &home, None);
@@ -78,7 +78,7 @@ fn a_mount_leaves_files_that_are_not_libraries_alone() {
     let plugins = work.path().join("plugins");
     install_plugin(&plugins, "musicfs_local");
     std::fs::write(plugins.join("README.txt"), b"plugins go here").unwrap();
-    std::fs::copy(musicfs_binary(), plugins.join("musicfs")).unwrap();
+    musicfs_tests::place_musicfs_binary(&plugins.join("musicfs"));
     std::fs::write(
         plugins.join("musicfs.d"),
         b"target/release/musicfs: src/main.rs",

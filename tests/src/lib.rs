@@ -67,6 +67,47 @@ pub fn musicfs_binary() -> PathBuf {
     path
 }
 
+/// Puts the built `musicfs` at `dest`, to be run from there (a test of where
+/// it looks beside itself, or of a binary a user other than root may read).
+///
+/// A hard link where the file system allows one, not a copy: a copy holds a
+/// file open for writing, and a process another test thread forks at that
+/// moment keeps that descriptor until its own exec, so running the copy then
+/// fails with "Text file busy" (ETXTBSY; CI saw it once). A link never opens
+/// the file for writing. Across file systems it falls back to a copy, and the
+/// run is retried while the kernel still says the file is busy.
+pub fn place_musicfs_binary(dest: &Path) {
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    if std::fs::hard_link(musicfs_binary(), dest).is_ok() {
+        return;
+    }
+    std::fs::copy(musicfs_binary(), dest).unwrap();
+    // Wait until no forked child still holds the copy's write descriptor:
+    // opening it for execution-style reading succeeds either way, so ask
+    // the kernel the way exec does, by running it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match std::process::Command::new(dest)
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{} stayed busy for 30 s",
+                    dest.display()
+                );
+                std::thread::yield_now();
+            }
+            _ => return,
+        }
+    }
+}
+
 /// Writes the conformance fixture into a local folder.
 pub struct LocalFixture {
     pub root: PathBuf,

@@ -169,7 +169,7 @@ fn only_real_plugins_are_copied_into_the_cache() {
     let plugins = work.path().join("plugins");
     musicfs_tests::install_plugin(&plugins, "musicfs_local");
     // Things a plugins folder may also hold: an executable, a library archive.
-    std::fs::copy(musicfs_tests::musicfs_binary(), plugins.join("musicfs")).unwrap();
+    musicfs_tests::place_musicfs_binary(&plugins.join("musicfs"));
     std::fs::write(plugins.join("libnotes.rlib"), b"!<arch>\nnot a plugin").unwrap();
     assert!(origin_api::host::check_plugin_file(&plugins.join("libmusicfs_local.so")).is_ok());
     assert!(matches!(
