@@ -215,7 +215,9 @@ fn a_scan_writes_as_many_at_a_time_as_the_text_gives() {
 /// The tier's timings in SEMANTICS.md are the ones the code uses.
 #[test]
 fn the_tier_timings_are_the_codes() {
-    use musicfs::tier::health::{FIRST_PAUSE, LONGEST_PAUSE};
+    use musicfs::tier::health::{
+        FIRST_PAUSE, LONGEST_PAUSE, WRITE_FIRST_PAUSE, WRITE_LONGEST_PAUSE,
+    };
     let named = named_values("| tier timing | value |");
     let value = |name: &str| duration_named(&named(name));
     let config: musicfs::config::tier::TierConfig = toml::from_str(
@@ -225,6 +227,11 @@ fn the_tier_timings_are_the_codes() {
     assert_eq!(value("each call's deadline, by default"), config.deadline());
     assert_eq!(value("first pause after a failed call"), FIRST_PAUSE);
     assert_eq!(value("pauses double up to"), LONGEST_PAUSE);
+    assert_eq!(
+        value("first pause of writes after a failed write"),
+        WRITE_FIRST_PAUSE
+    );
+    assert_eq!(value("pauses of writes double up to"), WRITE_LONGEST_PAUSE);
     assert_eq!(
         value("a version the tier lacks is asked about again after"),
         musicfs::tier::ABSENT_FOR

@@ -555,3 +555,58 @@ fn a_tier_that_accepts_and_never_answers_holds_no_reader() {
     assert!(mount.tier_figure("failures") >= 1, "{}", mount.log());
     assert_eq!(mount.tier_figure("bytes_read"), 0);
 }
+
+#[test]
+fn a_full_tier_costs_nothing_but_what_it_could_not_take() {
+    // Each Garage node's data folder holds 12 MiB: a small track fits, a
+    // 24 MiB one (three packs) does not.
+    let cluster = GarageCluster::start_with_data_space(3, Some(12 << 20));
+    let work = tempfile::tempdir().unwrap();
+    let server = S3Server::start_logging(Some(&work.path().join("requests.log")));
+    noise_file(&server.object_path("lib/small.flac"), 3 << 20, 21);
+    noise_file(&server.object_path("lib/large.flac"), SIZE, 22);
+    let source = |name: &str| std::fs::read(server.object_path(&format!("lib/{name}"))).unwrap();
+    let shown = |name: &str| format!("Unknown Artist/Unknown Album/{name}");
+
+    let first = mount_showing(
+        work.path(),
+        "first",
+        &server,
+        read_write(&cluster, 0),
+        &shown("large.flac"),
+    );
+    assert!(read_all(&first.path(&shown("small.flac"))) == source("small.flac"));
+    wait_published(&first, 0);
+    // The large one does not fit: its writes fail, the reader never knows.
+    assert!(read_all(&first.path(&shown("large.flac"))) == source("large.flac"));
+    first.wait_until(Duration::from_secs(60), |m| m.tier_figure("failures") >= 1);
+    assert!(
+        plain_log(&first).contains("writes to the tier pause for 10s"),
+        "a failed write pauses writing, and says so: {}",
+        plain_log(&first)
+    );
+    assert_eq!(
+        first.tier_figure("manifests_written"),
+        1,
+        "no manifest of a version whose packs were not all written"
+    );
+    // The full tier still serves what it holds, and refuses nothing.
+    assert!(read_all(&first.path(&shown("small.flac"))) == source("small.flac"));
+
+    // A second mount reads the small track from the tier, the large one from
+    // the origin, both exactly.
+    let second = mount_showing(
+        work.path(),
+        "second",
+        &server,
+        read_write(&cluster, 1),
+        &shown("large.flac"),
+    );
+    let gets = server.gets();
+    assert!(read_all(&second.path(&shown("small.flac"))) == source("small.flac"));
+    assert_eq!(server.gets(), gets, "the small track came from the tier");
+    assert!(second.tier_figure("bytes_read") >= 3 << 20);
+    assert!(read_all(&second.path(&shown("large.flac"))) == source("large.flac"));
+    assert!(server.gets() > gets, "the large track came from its origin");
+    assert_eq!(second.tier_figure("refused"), 0);
+}

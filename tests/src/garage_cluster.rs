@@ -34,6 +34,8 @@ struct Node {
     config: PathBuf,
     s3_port: u16,
     child: Option<Child>,
+    /// Its data folder, when it is a small file system of its own.
+    small_data: Option<PathBuf>,
 }
 
 /// A running Garage cluster.
@@ -64,6 +66,13 @@ impl GarageCluster {
     /// Starts `nodes` nodes (3 for replication factor 3) with [`BUCKET`] and
     /// its two keys ready.
     pub fn start(nodes: usize) -> GarageCluster {
+        GarageCluster::start_with_data_space(nodes, None)
+    }
+
+    /// [`GarageCluster::start`], each node's data folder (where object
+    /// bodies go; its metadata stays on the test's disk) a file system of
+    /// `space` bytes when given: a tier that fills up. Needs root (tmpfs).
+    pub fn start_with_data_space(nodes: usize, space: Option<u64>) -> GarageCluster {
         let dir = tempfile::tempdir().unwrap();
         let secret: String = (0..32)
             .map(|i| format!("{:02x}", (i * 37 + 11) as u8))
@@ -74,6 +83,24 @@ impl GarageCluster {
                 .collect(),
             dir,
         };
+        if let Some(space) = space {
+            for n in 0..nodes {
+                let data = cluster.dir.path().join(format!("node{n}/data"));
+                let out = Command::new("mount")
+                    .args(["-t", "tmpfs", "-o"])
+                    .arg(format!("size={space}"))
+                    .arg("musicfs-tier-test")
+                    .arg(&data)
+                    .output()
+                    .expect("mount runs");
+                assert!(
+                    out.status.success(),
+                    "cannot give node {n} a small data folder (root is needed): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                cluster.nodes[n].small_data = Some(data);
+            }
+        }
         for n in 0..nodes {
             cluster.start_node(n);
         }
@@ -260,6 +287,11 @@ impl GarageCluster {
 impl Drop for GarageCluster {
     fn drop(&mut self) {
         self.kill_all();
+        for node in &self.nodes {
+            if let Some(data) = &node.small_data {
+                let _ = Command::new("umount").arg(data).output();
+            }
+        }
     }
 }
 
@@ -295,5 +327,6 @@ api_bind_addr = "127.0.0.1:{admin}"
         config,
         s3_port: s3,
         child: None,
+        small_data: None,
     }
 }

@@ -8,7 +8,9 @@
 //! Nothing here is in a reader's way: offers wait in a bounded queue (and
 //! are dropped, counted, when it is full), chunk bytes are read from the
 //! local store on a blocking thread, and a failed write only means the tier
-//! lacks what it would have had. Two mounts that publish one version at
+//! lacks what it would have had. A failed write pauses writing (see
+//! [`super::health`]): a full tier holds writes open, and until the pause
+//! ends the offers are dropped, counted, not queued behind it. Two mounts that publish one version at
 //! once each write a manifest of what they hold; the last one wins, and
 //! what it lacks is a miss for the others, who read it from the origin and
 //! offer it again.
@@ -20,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use super::bucket::{Bucket, TierError};
+use super::health::TierHealth;
 use super::manifest::{manifest_key, pack_key, PackName, Place, TierManifest};
 use super::pack::PackBuilder;
 use super::{remember, Known, TierFigures};
@@ -42,7 +45,32 @@ pub(super) async fn run(
     known: Arc<Mutex<HashMap<String, Known>>>,
 ) {
     let mut registered = false;
+    let mut writes = TierHealth::for_writes();
+    // A failed write: writes pause, and the first pause of a run is said.
+    let failed = |writes: &mut TierHealth, what: &str, e: &TierError| {
+        figures.failures.fetch_add(1, Ordering::Relaxed);
+        let quiet = writes.first_failure_next();
+        let pause = writes.failed();
+        if quiet {
+            tracing::info!("cannot {what}: {e}; writes to the tier pause for {pause:?}");
+        } else {
+            tracing::debug!("cannot {what}: {e}; writes to the tier pause for {pause:?}");
+        }
+    };
     while let Some(first) = offers.recv().await {
+        // A version offered again while it waited is published once.
+        let mut batch = vec![first];
+        while let Ok(more) = offers.try_recv() {
+            if !batch.contains(&more) {
+                batch.push(more);
+            }
+        }
+        if !writes.usable() {
+            figures
+                .dropped
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            continue;
+        }
         if !registered {
             match bucket.put(&probe.0, probe.1.clone()).await {
                 Ok(()) => {
@@ -51,33 +79,33 @@ pub(super) async fn run(
                 }
                 Err(TierError::Refused(why)) => return figures.writes_refused(&why),
                 Err(e) => {
-                    figures.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!("cannot register with the tier: {e}");
+                    failed(&mut writes, "register with the tier", &e);
+                    figures
+                        .dropped
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     continue;
                 }
             }
         }
-        // A version offered again while it waited is published once.
-        let mut batch = vec![first];
-        while let Ok(more) = offers.try_recv() {
-            if !batch.contains(&more) {
-                batch.push(more);
-            }
-        }
-        for version in batch {
+        let mut rest = batch.into_iter();
+        for version in rest.by_ref() {
             match publish(&bucket, &cache, &figures, &version).await {
                 // This mount knows what it published (a pin names its packs).
                 Ok(Some(manifest)) => {
+                    writes.succeeded();
                     remember(&known, &version.key(), Known::Held(Arc::new(manifest)))
                 }
                 Ok(None) => {}
                 Err(TierError::Refused(why)) => return figures.writes_refused(&why),
                 Err(e) => {
-                    figures.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(path = version.path, "cannot publish to the tier: {e}");
+                    failed(&mut writes, &format!("publish {}", version.path), &e);
+                    break;
                 }
             }
         }
+        figures
+            .dropped
+            .fetch_add(rest.len() as u64, Ordering::Relaxed);
     }
 }
 
