@@ -3,7 +3,10 @@
 //! requests are counted. Two mounts with caches of their own share the
 //! tier: what one played the other reads with no request to the origin; a
 //! retag moves only the changed chunks; a Garage node killed, then the whole
-//! tier killed, in the middle of reads, loses nothing.
+//! tier killed, in the middle of reads, loses nothing. A tier that is full
+//! (the nodes' data disks small file systems), one behind an emulated WAN
+//! link that then collapses, and one that never answers: every read is
+//! exact, from the tier what it holds in time, the rest from the origin.
 
 use std::io::Read;
 use std::path::Path;
@@ -609,4 +612,56 @@ fn a_full_tier_costs_nothing_but_what_it_could_not_take() {
     assert!(read_all(&second.path(&shown("large.flac"))) == source("large.flac"));
     assert!(server.gets() > gets, "the large track came from its origin");
     assert_eq!(second.tier_figure("refused"), 0);
+}
+
+#[test]
+fn a_tier_far_away_serves_what_it_holds_and_one_too_slow_sends_reads_to_the_origin() {
+    use musicfs_tests::link::{Link, Profile};
+    // The three nodes 50 ms and 100 Mbit/s away from every mount (their
+    // traffic among themselves stays on their side); the origin is near.
+    let link = Link::new(Profile::WAN);
+    let cluster = GarageCluster::start_at(link.site(), 3, None);
+    let work = tempfile::tempdir().unwrap();
+    let (server, _, source) = one_track(work.path(), 31);
+    let first = mount(work.path(), "first", &server, read_write(&cluster, 0));
+    assert!(read_all(&first.path(SHOWN)) == source);
+    wait_published(&first, 0);
+
+    // A second mount reads the track from the far tier, whole and exact,
+    // with no origin GET, in few requests (each pack GET a run of chunks).
+    let second = mount(work.path(), "second", &server, read_write(&cluster, 1));
+    let (gets, crossed) = (server.gets(), link.settled());
+    assert!(read_all(&second.path(SHOWN)) == source);
+    assert_eq!(server.gets(), gets, "the far tier served the track");
+    let moved = link.settled() - crossed;
+    assert!(
+        (SIZE..SIZE + SIZE / 8).contains(&moved.to_clients.bytes),
+        "{moved:?} crossed the link for a {SIZE}-byte track"
+    );
+    let pack_reads = second.tier_figure("pack_reads");
+    assert!(
+        pack_reads <= SIZE / (1 << 20) + 4,
+        "{pack_reads} pack GETs for {SIZE} bytes"
+    );
+    assert_eq!(second.tier_figure("failures"), 0, "{}", second.status());
+
+    // The link collapses to 1 Mbit/s: a run of chunks (1 MiB, 8 s) cannot
+    // come within the tier's 3 s deadline. A third mount reads the track
+    // exactly, from the origin, after one deadline.
+    link.set_rate(1_000_000);
+    let third = mount(work.path(), "third", &server, read_write(&cluster, 2));
+    let gets = server.gets();
+    assert!(read_all(&third.path(SHOWN)) == source);
+    assert!(
+        server.gets() > gets,
+        "the origin served what the tier could not"
+    );
+    assert!(third.tier_figure("failures") >= 1, "{}", third.status());
+    assert!(
+        third.tier_figure("bytes_read") < SIZE / 2,
+        "{} bytes came over the collapsed link",
+        third.tier_figure("bytes_read")
+    );
+    drop((first, second, third));
+    drop(cluster);
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::s3_server::free_port;
+use crate::link::Site;
 
 /// The bucket the tier's tests use.
 pub const BUCKET: &str = "musicfs-tier";
@@ -41,12 +41,9 @@ struct Node {
 /// A running Garage cluster.
 pub struct GarageCluster {
     nodes: Vec<Node>,
+    /// Where its nodes run (their traffic among themselves stays there).
+    site: Site,
     dir: tempfile::TempDir,
-}
-
-/// The `garage` program.
-pub fn garage() -> Command {
-    Command::new("garage")
 }
 
 fn run(command: &mut Command) -> Output {
@@ -66,21 +63,29 @@ impl GarageCluster {
     /// Starts `nodes` nodes (3 for replication factor 3) with [`BUCKET`] and
     /// its two keys ready.
     pub fn start(nodes: usize) -> GarageCluster {
-        GarageCluster::start_with_data_space(nodes, None)
+        GarageCluster::start_at(Site::loopback(), nodes, None)
     }
 
     /// [`GarageCluster::start`], each node's data folder (where object
     /// bodies go; its metadata stays on the test's disk) a file system of
     /// `space` bytes when given: a tier that fills up. Needs root (tmpfs).
     pub fn start_with_data_space(nodes: usize, space: Option<u64>) -> GarageCluster {
+        GarageCluster::start_at(Site::loopback(), nodes, space)
+    }
+
+    /// [`GarageCluster::start_with_data_space`] with its nodes at `site`:
+    /// behind an emulated link ([`crate::link::Link::site`]), a tier far
+    /// away; the nodes reach one another there, the mounts cross the link.
+    pub fn start_at(site: Site, nodes: usize, space: Option<u64>) -> GarageCluster {
         let dir = tempfile::tempdir().unwrap();
         let secret: String = (0..32)
             .map(|i| format!("{:02x}", (i * 37 + 11) as u8))
             .collect();
         let mut cluster = GarageCluster {
             nodes: (0..nodes)
-                .map(|n| write_config(dir.path(), n, nodes, &secret))
+                .map(|n| write_config(dir.path(), n, nodes, &secret, &site))
                 .collect(),
+            site,
             dir,
         };
         if let Some(space) = space {
@@ -110,7 +115,7 @@ impl GarageCluster {
 
     /// The S3 endpoint of node `n`.
     pub fn endpoint(&self, n: usize) -> String {
-        format!("http://127.0.0.1:{}", self.nodes[n].s3_port)
+        format!("http://{}:{}", self.site.addr, self.nodes[n].s3_port)
     }
 
     /// A `[tier]` table for node `n`, the bucket under `prefix`, with the
@@ -138,7 +143,7 @@ impl GarageCluster {
 
     /// A `garage` command run against node `n`.
     fn cli(&self, n: usize) -> Command {
-        let mut command = garage();
+        let mut command = self.site.command("garage");
         command.arg("-c").arg(&self.nodes[n].config);
         command
     }
@@ -157,7 +162,7 @@ impl GarageCluster {
             .expect("garage runs (cargo install --locked garage@2.5.0)");
         self.nodes[n].child = Some(child);
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.nodes[n].s3_port)).is_err() {
+        while std::net::TcpStream::connect((self.site.addr, self.nodes[n].s3_port)).is_err() {
             assert!(
                 started.elapsed() < START_DEADLINE,
                 "garage node {n} did not start: {}",
@@ -296,27 +301,28 @@ impl Drop for GarageCluster {
 }
 
 /// Writes node `n`'s configuration; its ports are free now.
-fn write_config(dir: &Path, n: usize, nodes: usize, secret: &str) -> Node {
+fn write_config(dir: &Path, n: usize, nodes: usize, secret: &str, site: &Site) -> Node {
     let root = dir.join(format!("node{n}"));
     std::fs::create_dir_all(root.join("meta")).unwrap();
     std::fs::create_dir_all(root.join("data")).unwrap();
-    let (rpc, s3, admin) = (free_port(), free_port(), free_port());
+    let (rpc, s3, admin) = (site.free_port(), site.free_port(), site.free_port());
+    let addr = site.addr;
     let config = root.join("garage.toml");
     let text = format!(
         r#"metadata_dir = "{meta}"
 data_dir = "{data}"
 db_engine = "sqlite"
 replication_factor = {factor}
-rpc_bind_addr = "127.0.0.1:{rpc}"
-rpc_public_addr = "127.0.0.1:{rpc}"
+rpc_bind_addr = "{addr}:{rpc}"
+rpc_public_addr = "{addr}:{rpc}"
 rpc_secret = "{secret}"
 
 [s3_api]
-api_bind_addr = "127.0.0.1:{s3}"
+api_bind_addr = "{addr}:{s3}"
 s3_region = "{REGION}"
 
 [admin]
-api_bind_addr = "127.0.0.1:{admin}"
+api_bind_addr = "{addr}:{admin}"
 "#,
         meta = root.join("meta").display(),
         data = root.join("data").display(),
