@@ -156,6 +156,8 @@ pub struct TierFigures {
     pub indexes_read: AtomicU64,
     /// Bytes of packs this mount swept from the tier.
     pub swept_bytes: AtomicU64,
+    /// Objects this mount deleted tidying the tier.
+    pub tidied_objects: AtomicU64,
     /// The tier refused this mount's writes: it only reads.
     pub read_only: AtomicBool,
 }
@@ -538,9 +540,9 @@ impl Tier {
 impl Tier {
     /// Keeps this mount's session while it runs (renewed every
     /// [`SESSION_RENEW`], holding [`SESSION_LIFE`]): the packs it read
-    /// lately, and the packs of `pinned()`, the versions it pins. And sweeps
-    /// the tier down to its limit every `sweep_every_secs`, one mount at a
-    /// time. Only a mount that publishes does either.
+    /// lately, and the packs of `pinned()`, the versions it pins. And, every
+    /// `sweep_every_secs`, one mount at a time, sweeps the tier down to its
+    /// limit and tidies it ([`gc`]). Only a mount that publishes does either.
     pub fn keep_session(
         self: &Arc<Self>,
         pinned: impl Fn() -> Vec<FileVersion> + Send + 'static,
@@ -554,7 +556,7 @@ impl Tier {
                     return;
                 }
                 tier.renew_session(&pinned()).await;
-                if tier.config.size_limit_gb > 0.0 && last_sweep.elapsed() >= sweep_every {
+                if last_sweep.elapsed() >= sweep_every {
                     last_sweep = Instant::now();
                     tier.sweep().await;
                 }
@@ -617,16 +619,17 @@ impl Tier {
         }
     }
 
-    /// Sweeps the tier to its limit if no other mount is sweeping it.
+    /// Sweeps the tier to its limit (if it has one) and tidies it, if no
+    /// other mount is doing so: see [`gc`].
     async fn sweep(&self) {
-        const SWEEP_LEASE: &str = "\0sweep";
         let now = unix_now();
+        let taken = unix_millis();
         match lease::ask(
             &self.bucket,
-            SWEEP_LEASE,
+            gc::SWEEP_LEASE,
             &self.mount_id,
             now,
-            unix_millis(),
+            taken,
             self.lease_for,
         )
         .await
@@ -638,25 +641,42 @@ impl Tier {
                 return;
             }
         }
-        let limit = (self.config.size_limit_gb * 1e9) as u64;
+        let holding = gc::Holding {
+            mount: &self.mount_id,
+            taken,
+            ttl: self.lease_for,
+        };
         let grace = Duration::from_secs(self.config.grace_secs);
-        match gc::sweep(&self.bucket, limit, grace, now).await {
-            Ok(swept) if swept.packs > 0 => {
-                self.figures
-                    .swept_bytes
-                    .fetch_add(swept.bytes, Ordering::Relaxed);
-                tracing::info!(
-                    before = swept.before,
-                    packs = swept.packs,
-                    bytes = swept.bytes,
-                    manifests = swept.manifests,
-                    "swept the tier down to its limit"
-                );
+        let done = async {
+            let sessions = gc::read_sessions(&self.bucket).await?;
+            if self.config.size_limit_gb > 0.0 {
+                let limit = (self.config.size_limit_gb * 1e9) as u64;
+                let swept = gc::sweep(&self.bucket, &sessions, limit, grace, now, &holding).await?;
+                if swept.packs > 0 {
+                    self.figures
+                        .swept_bytes
+                        .fetch_add(swept.bytes, Ordering::Relaxed);
+                    tracing::info!(
+                        before = swept.before,
+                        packs = swept.packs,
+                        bytes = swept.bytes,
+                        "swept the tier down to its limit"
+                    );
+                }
             }
-            Ok(_) => {}
-            Err(e) => tracing::info!("cannot sweep the tier: {e}"),
+            let tidied = gc::tidy(&self.bucket, &sessions, grace, now, &holding).await?;
+            self.figures
+                .tidied_objects
+                .fetch_add(tidied.objects(), Ordering::Relaxed);
+            if tidied.objects() > 0 {
+                tracing::debug!(?tidied, "tidied the tier");
+            }
+            Ok::<_, TierError>(())
+        };
+        if let Err(e) = done.await {
+            tracing::info!("cannot sweep or tidy the tier: {e}");
         }
-        let _ = lease::release(&self.bucket, SWEEP_LEASE, &self.mount_id).await;
+        let _ = lease::release(&self.bucket, gc::SWEEP_LEASE, &self.mount_id).await;
     }
 }
 

@@ -511,6 +511,11 @@ fn the_tier_keeps_its_limit_and_a_mounts_pin_holds_against_the_sweep() {
         swept <= 2 * TRACK + (1 << 20),
         "swept {swept} bytes: a pinned pack went"
     );
+    // The sweep deletes packs only; the tidy after it (grace 0) finds the
+    // manifests that name a swept pack and deletes them.
+    first.wait_until(Duration::from_secs(60), |m| {
+        m.tier_figure("tidied_objects") >= 1
+    });
 
     // A new mount: the pinned track comes from the tier, the others (swept,
     // whole or in part) from the origin.

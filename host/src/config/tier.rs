@@ -43,11 +43,12 @@ pub struct TierConfig {
     #[serde(default)]
     pub size_limit_gb: f64,
     /// A pack younger than this is never swept (its manifest may not be
-    /// written yet), in seconds.
+    /// written yet), nor an index segment or manifest tidied; a session or
+    /// lease is tidied this long after it ended. In seconds.
     #[serde(default = "default_grace_secs")]
     pub grace_secs: u64,
-    /// How often a mount looks whether the tier is over its limit, in
-    /// seconds.
+    /// How often a mount looks whether the tier is over its limit, and
+    /// tidies it, in seconds.
     #[serde(default = "default_sweep_secs")]
     pub sweep_every_secs: u64,
 }

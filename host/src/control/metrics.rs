@@ -145,6 +145,10 @@ fn describe() {
         Unit::Bytes,
         "Bytes of packs swept to keep the tier's limit"
     );
+    describe_counter!(
+        TIER_TIDIED_OBJECTS,
+        "Objects deleted tidying the tier: ended sessions and leases, old heads, unused segments and manifests"
+    );
     describe_gauge!(
         TIER_USABLE,
         "1 while reads ask the tier, 0 while it is paused"
@@ -204,6 +208,7 @@ fn sample(daemon: &Daemon) {
         counter!(TIER_REFUSED).absolute(f.refused.load(Relaxed));
         counter!(TIER_DROPPED_OFFERS).absolute(f.dropped.load(Relaxed));
         counter!(TIER_SWEPT_BYTES).absolute(f.swept_bytes.load(Relaxed));
+        counter!(TIER_TIDIED_OBJECTS).absolute(f.tidied_objects.load(Relaxed));
         gauge!(TIER_USABLE).set(if tier.usable() { 1.0 } else { 0.0 });
     }
     for (kind, _, process) in daemon.manager.processes() {

@@ -76,6 +76,9 @@ pub struct TierStatus {
     /// Bytes of packs this mount swept to keep the tier's limit.
     #[serde(default)]
     pub swept_bytes: u64,
+    /// Objects this mount deleted tidying the tier.
+    #[serde(default)]
+    pub tidied_objects: u64,
 }
 
 /// The whole status.
@@ -174,6 +177,7 @@ pub fn status_of(daemon: &Daemon, mountpoint: &str) -> Status {
                 failures: f.failures.load(Relaxed),
                 dropped: f.dropped.load(Relaxed),
                 swept_bytes: f.swept_bytes.load(Relaxed),
+                tidied_objects: f.tidied_objects.load(Relaxed),
             }
         }),
     }

@@ -73,5 +73,8 @@ pub const TIER_REFUSED: &str = "musicfs_tier_refused_total";
 pub const TIER_DROPPED_OFFERS: &str = "musicfs_tier_dropped_offers_total";
 /// Bytes of packs this mount swept to keep the tier's limit.
 pub const TIER_SWEPT_BYTES: &str = "musicfs_tier_swept_bytes_total";
+/// Objects this mount deleted tidying the tier (ended sessions and leases,
+/// old heads, segments and manifests no longer of use).
+pub const TIER_TIDIED_OBJECTS: &str = "musicfs_tier_tidied_objects_total";
 /// 1 while the tier is asked, 0 while it is paused after failing.
 pub const TIER_USABLE: &str = "musicfs_tier_usable";
