@@ -738,7 +738,7 @@ impl SharedTier for Tier {
     fn chunks_of<'a>(&'a self, version: &'a FileVersion) -> Boxed<'a, Option<Arc<SharedChunks>>> {
         Box::pin(async move {
             let manifest = self.manifest(version).await?;
-            Some(Arc::new(manifest.chunks.clone()))
+            Some(manifest.chunks.clone())
         })
     }
 
@@ -755,7 +755,7 @@ impl SharedTier for Tier {
             let manifest = self
                 .manifest(version)
                 .await
-                .filter(|m| &m.chunks == of)
+                .filter(|m| std::ptr::eq(&*m.chunks, of) || *m.chunks == *of)
                 .ok_or("the tier's manifest changed")?;
             let fetched = self.fetch_chunks(&manifest, range).await;
             self.noted(&fetched);

@@ -9,6 +9,8 @@
 //! the pack u64); the BLAKE3 of all of it. 56 bytes a chunk: about 35 KB for
 //! a 40 MB track.
 
+use std::sync::Arc;
+
 use crate::cache::chunker::{ChunkId, MAX_CHUNK};
 use crate::cache::shared::{SharedChunk, SharedChunks};
 
@@ -31,8 +33,9 @@ pub struct Place {
 pub struct TierManifest {
     /// The pack objects its chunks are in.
     pub packs: Vec<PackName>,
-    /// The chunks, in file order, none overlapping.
-    pub chunks: SharedChunks,
+    /// The chunks, in file order, none overlapping (shared: a reader
+    /// holds them while it fetches, without a copy).
+    pub chunks: Arc<SharedChunks>,
     /// Where each chunk is, in the same order.
     pub places: Vec<Place>,
 }
@@ -121,7 +124,8 @@ impl TierManifest {
         if !r.bytes.is_empty() {
             return Err("bytes after its last chunk".into());
         }
-        let chunks = SharedChunks::new(chunks).ok_or("its chunks overlap or are out of order")?;
+        let chunks =
+            Arc::new(SharedChunks::new(chunks).ok_or("its chunks overlap or are out of order")?);
         Ok(TierManifest {
             packs,
             chunks,
@@ -189,7 +193,7 @@ mod tests {
         };
         TierManifest {
             packs: vec![[7; 32], [8; 32]],
-            chunks: SharedChunks::new(vec![chunk(0, 100, 1), chunk(100, 50, 2)]).unwrap(),
+            chunks: Arc::new(SharedChunks::new(vec![chunk(0, 100, 1), chunk(100, 50, 2)]).unwrap()),
             places: vec![Place { pack: 0, at: 40 }, Place { pack: 1, at: 180 }],
         }
     }

@@ -181,7 +181,7 @@ pub async fn publish(
         chunks.push(chunk);
         reach = chunk.offset + chunk.len as u64;
     }
-    manifest.chunks = SharedChunks::new(chunks).expect("a cover does not overlap");
+    manifest.chunks = Arc::new(SharedChunks::new(chunks).expect("a cover does not overlap"));
     let bytes = manifest.encode(&key);
     let len = bytes.len() as u64;
     bucket.put(&manifest_key(&key), bytes).await?;
