@@ -1,0 +1,269 @@
+//! The library index and the shared tier, from the daemon's side: a mount
+//! with nothing of an origin starts from the index another mount published
+//! (no call to the origin); a mount that scanned an origin whole, or whose
+//! watch changed it, publishes its index; a mount waiting on another's scan
+//! takes its index when it comes, or scans once that mount's lease ran out.
+//! What the tier holds and how is `crate::tier`; here is only when.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{log_report, Daemon};
+use crate::library::scanner::ScanReport;
+
+/// How long after a change from a watch the origin's index is published to
+/// the tier (changes coming meanwhile go with it).
+pub const INDEX_PUBLISH_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How often a mount waiting for another's scan looks for its index.
+const AWAIT_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Daemon {
+    /// Takes the index of each origin the index holds nothing of (a new
+    /// mount, an emptied cache) from the tier, if another mount published
+    /// one, and shows it: no call to the origin, which need not even be
+    /// reachable. The scan that follows, once the origin is up, finds the
+    /// files as the index holds them and reads the tags only of those that
+    /// changed since: it lists, and reads almost nothing.
+    pub(super) async fn start_from_tier(&self) {
+        let Some(tier) = self.tier.get() else { return };
+        let mut taken = 0;
+        for origin in self.config.origins.iter().filter(|o| o.enabled) {
+            match crate::library::index::holds_origin(&self.store, &origin.id) {
+                Ok(false) => {}
+                Ok(true) => continue,
+                Err(e) => {
+                    tracing::warn!(origin = origin.id, "cannot read the index: {e}");
+                    continue;
+                }
+            }
+            let Some((head, records)) = tier.newest_index(&origin.id).await else {
+                // Nothing to go on: one mount scans, the others wait for it.
+                if let Some(crate::tier::lease::Asked::HeldBy(lease)) =
+                    tier.ask_scan(&origin.id).await
+                {
+                    tracing::info!(
+                        origin = origin.id,
+                        scanning = lease.mount,
+                        "another mount is scanning this origin; waiting for its index"
+                    );
+                    self.awaiting
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(origin.id.clone());
+                }
+                continue;
+            };
+            match crate::library::index::replace_origin(
+                &self.store,
+                &origin.id,
+                &[],
+                &records,
+                &[],
+                &[],
+            ) {
+                Ok(_) => {
+                    tracing::info!(
+                        origin = origin.id,
+                        files = records.len(),
+                        scanned_by = head.mount,
+                        "index taken from the shared tier"
+                    );
+                    tier.figures
+                        .indexes_read
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    taken += 1;
+                }
+                Err(e) => tracing::warn!(origin = origin.id, "cannot record the tier's index: {e}"),
+            }
+        }
+        if taken > 0 {
+            self.refresh_tree();
+        }
+    }
+
+    /// After a scan: publishes the index of each origin it scanned whole to
+    /// the tier, in the background.
+    pub(super) fn publish_scanned(&self, scanned: &[String], report: &ScanReport) {
+        let Some(tier) = self.tier.get().cloned() else {
+            return;
+        };
+        {
+            let (tier, scanned) = (tier.clone(), scanned.to_vec());
+            tokio::spawn(async move { tier.release_unscanned(&scanned).await });
+        }
+        for origin in scanned {
+            let whole = !report.failed_origins.iter().any(|(o, _)| o == origin)
+                && !report.unlisted.iter().any(|(o, _, _)| o == origin);
+            self.index_dirty
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(origin);
+            {
+                let mut fit = self.index_whole.lock().unwrap_or_else(|p| p.into_inner());
+                if whole {
+                    fit.insert(origin.clone());
+                } else {
+                    fit.remove(origin);
+                }
+            }
+            if !whole {
+                // Nothing to publish: the others stop waiting and scan.
+                let (tier, origin) = (tier.clone(), origin.clone());
+                tokio::spawn(async move { tier.release_scan(&origin).await });
+                continue;
+            }
+            let records =
+                match crate::library::index::load_below(&self.store, origin, [&String::new()]) {
+                    Ok(records) => records.into_values().collect(),
+                    Err(e) => {
+                        tracing::warn!(origin, "cannot read the index to publish it: {e}");
+                        continue;
+                    }
+                };
+            let (tier, origin) = (tier.clone(), origin.clone());
+            tokio::spawn(async move {
+                tier.publish_index(&origin, records).await;
+                tier.release_scan(&origin).await;
+            });
+        }
+    }
+
+    /// Notes that the index of `origin` changed (a change batch from its
+    /// watch): it is published again within [`INDEX_PUBLISH_AFTER`].
+    pub fn index_changed(&self, origin: &str) {
+        if self.tier.get().is_some() {
+            self.index_dirty
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(origin.to_owned());
+        }
+    }
+
+    /// Publishes the index of each origin changed since it was last
+    /// published, if its last scan was whole, every
+    /// [`INDEX_PUBLISH_AFTER`]: a new mount then starts from what the
+    /// watches found, not only from the last scan.
+    pub fn publish_changed_indexes(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let daemon = self.clone();
+        tokio::spawn(async move {
+            let Some(tier) = daemon.tier.get().cloned() else {
+                return;
+            };
+            loop {
+                tokio::time::sleep(INDEX_PUBLISH_AFTER).await;
+                let due: Vec<String> = {
+                    let whole = daemon.index_whole.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut dirty = daemon.index_dirty.lock().unwrap_or_else(|p| p.into_inner());
+                    let due = dirty
+                        .iter()
+                        .filter(|o| whole.contains(*o))
+                        .cloned()
+                        .collect();
+                    dirty.clear();
+                    due
+                };
+                for origin in due {
+                    let records =
+                        crate::library::index::load_below(&daemon.store, &origin, [&String::new()]);
+                    match records {
+                        Ok(records) => {
+                            tier.publish_index(&origin, records.into_values().collect())
+                                .await
+                        }
+                        Err(e) => {
+                            tracing::warn!(origin, "cannot read the index to publish it: {e}")
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// Takes in the index of each origin another mount was scanning once it
+    /// is in the tier, or scans the origin itself once that mount's lease
+    /// ran out (it died), until nothing is awaited.
+    pub fn await_other_scans(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let daemon = self.clone();
+        tokio::spawn(async move {
+            let Some(tier) = daemon.tier.get().cloned() else {
+                return;
+            };
+            // Since when each origin had no clear answer: past two leases'
+            // time (the tier down, say), this mount scans by itself.
+            let mut unclear: HashMap<String, std::time::Instant> = HashMap::new();
+            loop {
+                let awaited: Vec<String> = daemon
+                    .awaiting
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .cloned()
+                    .collect();
+                if awaited.is_empty() {
+                    return;
+                }
+                tokio::time::sleep(AWAIT_POLL).await;
+                let mut settled = false;
+                for origin in awaited {
+                    if let Some((head, records)) = tier.newest_index(&origin).await {
+                        let replaced = crate::library::index::replace_origin(
+                            &daemon.store,
+                            &origin,
+                            &[],
+                            &records,
+                            &[],
+                            &[],
+                        );
+                        match replaced {
+                            Ok(_) => tracing::info!(
+                                origin,
+                                files = records.len(),
+                                scanned_by = head.mount,
+                                "index taken from the shared tier"
+                            ),
+                            Err(e) => tracing::warn!(origin, "cannot record the tier's index: {e}"),
+                        }
+                        tier.figures
+                            .indexes_read
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    } else {
+                        match tier.scan_held_elsewhere(&origin).await {
+                            Some(true) => {
+                                unclear.remove(&origin);
+                                continue;
+                            }
+                            None if unclear
+                                .entry(origin.clone())
+                                .or_insert_with(std::time::Instant::now)
+                                .elapsed()
+                                < 2 * tier.lease_for() =>
+                            {
+                                continue;
+                            }
+                            _ => {}
+                        }
+                        tracing::info!(
+                            origin,
+                            "the mount scanning this origin stopped; scanning it"
+                        );
+                        let _ = tier.ask_scan(&origin).await;
+                    }
+                    daemon
+                        .awaiting
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&origin);
+                    settled = true;
+                }
+                if settled {
+                    daemon.refresh_tree();
+                    match daemon.rescan(&Arc::default()).await {
+                        Ok(report) => log_report(&report),
+                        Err(e) => tracing::error!("scan failed: {e}"),
+                    }
+                }
+            }
+        })
+    }
+}
