@@ -31,7 +31,7 @@ use crate::store::Store;
 use crate::telemetry::events::EventBus;
 
 mod shared_index;
-pub use shared_index::INDEX_PUBLISH_AFTER;
+pub use shared_index::{FOLLOW_EVERY, INDEX_PUBLISH_AFTER};
 
 /// What the command line says.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -75,6 +75,11 @@ pub struct Daemon {
     /// and those of them changed since their index was last published.
     index_whole: Mutex<HashSet<String>>,
     index_dirty: Mutex<HashSet<String>>,
+    /// For each origin, when what the index holds of it was last known
+    /// whole (seconds since the epoch): this mount's last whole scan or
+    /// watch change, or the scan of the tier's index it took. A newer index
+    /// in the tier is taken while the origin is out of reach.
+    index_seen: Mutex<HashMap<String, u64>>,
     /// Origins another mount is scanning first (it holds the tier's lease):
     /// left out of scans until its index is in the tier or its lease ran out.
     awaiting: Mutex<HashSet<String>>,
@@ -260,6 +265,7 @@ impl Daemon {
             awaiting: Mutex::default(),
             index_whole: Mutex::default(),
             index_dirty: Mutex::default(),
+            index_seen: Mutex::default(),
             config,
             cache_dir,
             store,

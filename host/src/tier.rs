@@ -422,6 +422,41 @@ impl Tier {
         }
     }
 
+    /// The newest head of `origin`'s index in the tier, if the tier says.
+    pub async fn newest_index_head(&self, origin: &str) -> Option<library::Head> {
+        let found = library::newest_head(&self.bucket, origin).await;
+        self.noted(&found);
+        match found {
+            Ok((head, bytes)) => {
+                self.figures.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+                head
+            }
+            Err(e) => {
+                tracing::debug!(origin, "cannot read the origin's index heads: {e}");
+                None
+            }
+        }
+    }
+
+    /// The records `head` lists, if all of them can be read.
+    pub async fn index_records(&self, head: &library::Head) -> Option<Vec<FileRecord>> {
+        let found = library::records_of(&self.bucket, head).await;
+        self.noted(&found);
+        match found {
+            Ok((records, bytes)) => {
+                self.figures.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+                Some(records)
+            }
+            Err(e) => {
+                tracing::info!(
+                    origin = head.origin,
+                    "cannot read the origin's index from the tier: {e}"
+                );
+                None
+            }
+        }
+    }
+
     /// The newest index of `origin` in the tier, if there is one it can use.
     pub async fn newest_index(&self, origin: &str) -> Option<(library::Head, Vec<FileRecord>)> {
         let found = library::newest(&self.bucket, origin).await;

@@ -244,6 +244,14 @@ fn the_tier_timings_are_the_codes() {
         SEMANTICS.replace("\n  ", " ").contains(&republished),
         "SEMANTICS.md should say an index is published {republished}"
     );
+    let follows = format!(
+        "the mount looks for a newer index of it in the tier every {} s",
+        musicfs::daemon::FOLLOW_EVERY.as_secs()
+    );
+    assert!(
+        SEMANTICS.replace("\n  ", " ").contains(&follows),
+        "SEMANTICS.md should say {follows}"
+    );
     let said = format!(
         "holds for {} s after its last renewal (every {} s)",
         musicfs::tier::SESSION_LIFE.as_secs(),

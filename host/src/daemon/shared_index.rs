@@ -15,6 +15,9 @@ use crate::library::scanner::ScanReport;
 /// the tier (changes coming meanwhile go with it).
 pub const INDEX_PUBLISH_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How often a mount looks for a newer index of an origin out of its reach.
+pub const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How often a mount waiting for another's scan looks for its index.
 const AWAIT_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -54,27 +57,8 @@ impl Daemon {
                 }
                 continue;
             };
-            match crate::library::index::replace_origin(
-                &self.store,
-                &origin.id,
-                &[],
-                &records,
-                &[],
-                &[],
-            ) {
-                Ok(_) => {
-                    tracing::info!(
-                        origin = origin.id,
-                        files = records.len(),
-                        scanned_by = head.mount,
-                        "index taken from the shared tier"
-                    );
-                    tier.figures
-                        .indexes_read
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    taken += 1;
-                }
-                Err(e) => tracing::warn!(origin = origin.id, "cannot record the tier's index: {e}"),
+            if self.take_index(tier, &head, &records) {
+                taken += 1;
             }
         }
         if taken > 0 {
@@ -103,6 +87,10 @@ impl Daemon {
                 let mut fit = self.index_whole.lock().unwrap_or_else(|p| p.into_inner());
                 if whole {
                     fit.insert(origin.clone());
+                    self.index_seen
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(origin.clone(), unix_now());
                 } else {
                     fit.remove(origin);
                 }
@@ -133,6 +121,10 @@ impl Daemon {
     /// watch): it is published again within [`INDEX_PUBLISH_AFTER`].
     pub fn index_changed(&self, origin: &str) {
         if self.tier.get().is_some() {
+            self.index_seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(origin.to_owned(), unix_now());
             self.index_dirty
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -207,26 +199,7 @@ impl Daemon {
                 let mut settled = false;
                 for origin in awaited {
                     if let Some((head, records)) = tier.newest_index(&origin).await {
-                        let replaced = crate::library::index::replace_origin(
-                            &daemon.store,
-                            &origin,
-                            &[],
-                            &records,
-                            &[],
-                            &[],
-                        );
-                        match replaced {
-                            Ok(_) => tracing::info!(
-                                origin,
-                                files = records.len(),
-                                scanned_by = head.mount,
-                                "index taken from the shared tier"
-                            ),
-                            Err(e) => tracing::warn!(origin, "cannot record the tier's index: {e}"),
-                        }
-                        tier.figures
-                            .indexes_read
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        daemon.take_index(&tier, &head, &records);
                     } else {
                         match tier.scan_held_elsewhere(&origin).await {
                             Some(true) => {
@@ -266,4 +239,94 @@ impl Daemon {
             }
         })
     }
+
+    /// Replaces what the index holds of `head`'s origin with `records`, the
+    /// tier's index of it, and notes how new that is. Whether it took.
+    fn take_index(
+        &self,
+        tier: &crate::tier::Tier,
+        head: &crate::tier::library::Head,
+        records: &[crate::library::index::FileRecord],
+    ) -> bool {
+        let origin = &head.origin;
+        match crate::library::index::replace_origin(&self.store, origin, &[], records, &[], &[]) {
+            Ok(_) => {
+                tracing::info!(
+                    origin,
+                    files = records.len(),
+                    scanned_by = head.mount,
+                    "index taken from the shared tier"
+                );
+                tier.figures
+                    .indexes_read
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.index_seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(origin.clone(), head.scanned);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(origin, "cannot record the tier's index: {e}");
+                false
+            }
+        }
+    }
+
+    /// While an origin is out of this mount's reach (unhealthy, or its
+    /// plugin not loaded), takes each newer index another mount publishes
+    /// of it, every [`FOLLOW_EVERY`]: a laptop away from home shows what
+    /// the home server's scans and watches found, additions and deletions
+    /// both. That is not "unreachable is deleted": a file leaves only when
+    /// a mount that reached the origin whole no longer found it. An origin
+    /// in reach is this mount's own to scan and watch.
+    pub fn follow_tier(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let daemon = self.clone();
+        tokio::spawn(async move {
+            let Some(tier) = daemon.tier.get().cloned() else {
+                return;
+            };
+            loop {
+                tokio::time::sleep(FOLLOW_EVERY).await;
+                let mut taken = 0;
+                for origin in daemon.config.origins.iter().filter(|o| o.enabled) {
+                    let in_reach = daemon.registry.get(&origin.id).is_some_and(|o| {
+                        o.health_snapshot().status != origin_api::HealthStatus::Unhealthy
+                    });
+                    if in_reach || !tier.usable() {
+                        continue;
+                    }
+                    let Some(head) = tier.newest_index_head(&origin.id).await else {
+                        continue;
+                    };
+                    let seen = daemon
+                        .index_seen
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&origin.id)
+                        .copied()
+                        .unwrap_or(0);
+                    if head.mount == tier.mount_id || head.scanned <= seen {
+                        continue;
+                    }
+                    let Some(records) = tier.index_records(&head).await else {
+                        continue;
+                    };
+                    if daemon.take_index(&tier, &head, &records) {
+                        taken += 1;
+                    }
+                }
+                if taken > 0 {
+                    daemon.refresh_tree();
+                }
+            }
+        })
+    }
+}
+
+/// Seconds since the epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

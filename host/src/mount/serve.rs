@@ -256,6 +256,7 @@ async fn start_serving(daemon: &Arc<Daemon>, settings: &MountSettings) -> Servin
         daemon.rescan_on_new_origins(),
         daemon.await_other_scans(),
         daemon.publish_changed_indexes(),
+        daemon.follow_tier(),
         daemon.retry_incomplete_scans(Duration::from_secs(
             daemon.config.health.check_interval_secs.max(1),
         )),

@@ -150,12 +150,9 @@ pub async fn publish(
     Ok(written)
 }
 
-/// The newest head of `origin` in the tier and its records, with the bytes
-/// read; `None` if there is none.
-pub async fn newest(
-    bucket: &Bucket,
-    origin: &str,
-) -> TierResult<Option<(Head, Vec<FileRecord>, u64)>> {
+/// The newest head of `origin` in the tier, with the bytes read; `None` if
+/// there is none.
+pub async fn newest_head(bucket: &Bucket, origin: &str) -> TierResult<(Option<Head>, u64)> {
     let folder = origin_folder(origin);
     let mut heads = Vec::new();
     let mut read = 0u64;
@@ -175,12 +172,18 @@ pub async fn newest(
             ),
         }
     }
-    let Some(head) = heads
+    let newest = heads
         .into_iter()
-        .max_by_key(|h| (h.scanned, h.mount.clone()))
-    else {
-        return Ok(None);
-    };
+        .max_by_key(|h| (h.scanned, h.mount.clone()));
+    Ok((newest, read))
+}
+
+/// The records `head` lists, with the bytes read: all of them, or an error
+/// if any segment is missing, damaged or of another origin.
+pub async fn records_of(bucket: &Bucket, head: &Head) -> TierResult<(Vec<FileRecord>, u64)> {
+    let origin = &head.origin;
+    let folder = origin_folder(origin);
+    let mut read = 0u64;
     let mut records = Vec::with_capacity(head.records as usize);
     for name in &head.segments {
         let bytes = bucket.get(&format!("{folder}/segments/{name}")).await?;
@@ -196,7 +199,21 @@ pub async fn newest(
             records.len()
         )));
     }
-    Ok(Some((head, records, read)))
+    Ok((records, read))
+}
+
+/// The newest head of `origin` in the tier and its records, with the bytes
+/// read; `None` if there is none.
+pub async fn newest(
+    bucket: &Bucket,
+    origin: &str,
+) -> TierResult<Option<(Head, Vec<FileRecord>, u64)>> {
+    let (head, head_bytes) = newest_head(bucket, origin).await?;
+    let Some(head) = head else {
+        return Ok(None);
+    };
+    let (records, bytes) = records_of(bucket, &head).await?;
+    Ok(Some((head, records, head_bytes + bytes)))
 }
 
 #[cfg(test)]
