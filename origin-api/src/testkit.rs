@@ -360,6 +360,23 @@ async fn check_list_nested(origin: &dyn Origin) -> Check {
         "track size {}",
         track.metadata.size
     );
+    // A file's listing and its stat say the same of it: the host keeps what
+    // a watch's stat found and compares a later listing with it, and any
+    // difference (an mtime to the second one way, to the millisecond the
+    // other) reads the file again as if it had changed. A listing may lack
+    // the version (some S3 servers list no ETag): it then says nothing of it.
+    let stat = origin
+        .stat(TRACK)
+        .await
+        .map_err(|e| format!("stat track: {e}"))?;
+    let listed = &track.metadata;
+    ensure!(
+        stat.kind == listed.kind
+            && stat.size == listed.size
+            && stat.modified == listed.modified
+            && (listed.version.is_none() || stat.version == listed.version),
+        "the listing says {listed:?} of the track, stat says {stat:?}"
+    );
     let (entries, _) = list_all(origin, "Ünïcødé ♫", 100).await?;
     ensure!(
         entries.iter().any(|e| e.name == "with  spaces & signs.ogg"),

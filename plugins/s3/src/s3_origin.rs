@@ -93,10 +93,19 @@ impl S3Origin {
     }
 }
 
+/// What a HEAD or a listing says of an object, alike: the mtime to the
+/// whole second, as a HEAD's `Last-Modified` (an HTTP date) has it, where a
+/// listing's `LastModified` has milliseconds. Were they to differ, a file a
+/// watch found (by HEAD) would look changed to the next scan (a listing)
+/// and be read again.
 fn file_metadata(meta: &object_store::ObjectMeta) -> Metadata {
+    let seconds = meta.last_modified.timestamp().max(0) as u64;
     Metadata {
         version: meta.e_tag.clone(),
-        ..Metadata::file(meta.size, meta.last_modified.into())
+        ..Metadata::file(
+            meta.size,
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
+        )
     }
 }
 
