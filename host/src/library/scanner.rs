@@ -482,12 +482,14 @@ pub enum Found<'k> {
 
 /// Sorts out `record`, just listed, against the `known` records. A listing
 /// without a version (an S3 server that lists no ETag, where a HEAD gives
-/// one) says nothing of it: the known record, and its version, stand.
+/// one) says nothing of it: the known record, and its version, stand. An
+/// mtime to the whole second is compared to the second: an index written
+/// when the S3 plugin gave milliseconds is not read again whole.
 pub fn sort_out(known: &KnownFiles, record: FileRecord) -> Found<'_> {
     match known.get_key_value(&record.key()) {
         Some((key, old))
             if old.size == record.size
-                && old.mtime_ns == record.mtime_ns
+                && same_mtime(old.mtime_ns, record.mtime_ns)
                 && (record.version.is_none()
                     || old.version.as_deref() == record.version.as_deref())
                 && old.pending_reads == 0 =>
@@ -497,6 +499,13 @@ pub fn sort_out(known: &KnownFiles, record: FileRecord) -> Found<'_> {
         _ if record.role == FileRole::Cover => Found::Ready(record),
         _ => Found::ToRead(record),
     }
+}
+
+/// Whether a file known with mtime `old` and listed with `new` is unchanged
+/// by it: equal, or `new` is to the whole second and `old` in that second.
+fn same_mtime(old: u64, new: u64) -> bool {
+    const SECOND: u64 = 1_000_000_000;
+    old == new || (new % SECOND == 0 && old / SECOND == new / SECOND)
 }
 
 /// Reads the tags of `records` through the content cache, as many at once as
@@ -682,5 +691,25 @@ mod tests {
         let mut later = record(None);
         later.mtime_ns += 1_000_000_000;
         assert!(matches!(sort_out(&known, later), Found::ToRead(_)));
+    }
+
+    /// An index written when the S3 plugin gave listings' milliseconds is
+    /// not read again whole now that it gives whole seconds.
+    #[test]
+    fn an_mtime_to_the_second_matches_one_to_the_millisecond_in_it() {
+        let mut known = KnownFiles::new();
+        let mut old = record(Some("\"etag-1\""));
+        old.mtime_ns = 1_427_000_000;
+        known.insert(old.key(), Known::from(&old));
+        assert!(matches!(
+            sort_out(&known, record(Some("\"etag-1\""))),
+            Found::Unchanged(..)
+        ));
+        let mut other = record(Some("\"etag-1\""));
+        other.mtime_ns = 1_500_000_000;
+        assert!(
+            matches!(sort_out(&known, other), Found::ToRead(_)),
+            "sub-second precision both ways"
+        );
     }
 }
