@@ -129,8 +129,9 @@ async fn apply_loop(daemon: Arc<Daemon>, mut rx: mpsc::UnboundedReceiver<(String
                     continue;
                 }
             };
+            let paths: Vec<String> = changes.keys().cloned().collect();
             if let Some((upserts, applied)) = apply(&daemon, &known, &origin, changes).await {
-                daemon.index_changed(&origin);
+                daemon.index_changed(&origin, &paths);
                 // The old versions as the write found them: a scan may have
                 // changed the index since `known` was read.
                 changed.extend(applied.replaced);

@@ -74,7 +74,11 @@ pub struct Daemon {
     /// Origins whose last scan was whole (their index is fit to publish),
     /// and those of them changed since their index was last published.
     index_whole: Mutex<HashSet<String>>,
-    index_dirty: Mutex<HashSet<String>>,
+    /// Paths changed by watches, by origin, since its index was published.
+    index_dirty: Mutex<HashMap<String, Vec<String>>>,
+    /// What this mount last published of each origin's index, and a lock
+    /// that keeps one publish of the index at a time.
+    index_published: Arc<tokio::sync::Mutex<HashMap<String, crate::tier::library::Published>>>,
     /// For each origin, when what the index holds of it was last known
     /// whole (seconds since the epoch): this mount's last whole scan or
     /// watch change, or the scan of the tier's index it took. A newer index
@@ -265,6 +269,7 @@ impl Daemon {
             awaiting: Mutex::default(),
             index_whole: Mutex::default(),
             index_dirty: Mutex::default(),
+            index_published: Arc::default(),
             index_seen: Mutex::default(),
             config,
             cache_dir,

@@ -323,14 +323,18 @@ impl Tier {
                 .map_err(|why| TierError::Damaged(format!("manifest of {}: {why}", version.path)))
         });
         self.noted(&decoded);
-        let found = match decoded {
-            Ok(manifest) => Known::Held(Arc::new(manifest)),
-            Err(_) => Known::Absent(Instant::now()),
-        };
-        self.remember(&key, found.clone());
-        match found {
-            Known::Held(manifest) => Some(manifest),
-            Known::Absent(_) => None,
+        match decoded {
+            Ok(manifest) => {
+                let manifest = Arc::new(manifest);
+                self.remember(&key, Known::Held(manifest.clone()));
+                Some(manifest)
+            }
+            // Not over a manifest this mount's publisher noted while the GET
+            // was out: that one is newer than this answer. (It was
+            // overwritten once, and a pinned version's packs then went
+            // missing from the session until the absence ran out, long
+            // enough for a sweep to take them.)
+            Err(_) => remember_absent(&self.known, &key),
         }
     }
 
@@ -401,23 +405,63 @@ impl Tier {
 
 impl Tier {
     /// Publishes `records`, a complete scan of `origin`, as this mount's
-    /// head for it (unless this mount only reads).
-    pub async fn publish_index(&self, origin: &str, records: Vec<FileRecord>) {
+    /// head for it (unless this mount only reads); what it published.
+    pub async fn publish_index(
+        &self,
+        origin: &str,
+        records: Vec<FileRecord>,
+    ) -> Option<library::Published> {
         if !self.publishes() {
-            return;
+            return None;
         }
-        match library::publish(&self.bucket, origin, &self.mount_id, unix_now(), records).await {
-            Ok(bytes) => {
+        let done =
+            library::publish(&self.bucket, origin, &self.mount_id, unix_now(), records).await;
+        self.index_published(origin, done)
+    }
+
+    /// Publishes `origin` again from `published`, each run of its segments
+    /// cut again from the records now in its bounds ([`library::bounds`]):
+    /// a watch's change costs its segments, not the origin.
+    pub async fn republish_index(
+        &self,
+        origin: &str,
+        published: &library::Published,
+        runs: Vec<(std::ops::RangeInclusive<usize>, Vec<FileRecord>)>,
+    ) -> Option<library::Published> {
+        if !self.publishes() {
+            return None;
+        }
+        let done = library::republish(
+            &self.bucket,
+            origin,
+            &self.mount_id,
+            unix_now(),
+            published,
+            runs,
+        )
+        .await;
+        self.index_published(origin, done)
+    }
+
+    fn index_published(
+        &self,
+        origin: &str,
+        done: Result<(u64, library::Published), TierError>,
+    ) -> Option<library::Published> {
+        match done {
+            Ok((bytes, published)) => {
                 self.figures.writes.fetch_add(1, Ordering::Relaxed);
                 self.figures
                     .bytes_written
                     .fetch_add(bytes, Ordering::Relaxed);
                 self.figures.indexes_written.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(origin, bytes, "published the origin's index to the tier");
+                Some(published)
             }
             Err(e) => {
                 self.figures.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(origin, "cannot publish the origin's index to the tier: {e}");
+                None
             }
         }
     }
@@ -725,6 +769,21 @@ fn remember(map: &Mutex<HashMap<String, Known>>, key: &str, known: Known) {
     map.insert(key.to_owned(), known);
 }
 
+/// Notes that the tier lacks the version whose key is `key`, unless a
+/// manifest of it is noted already (the publisher's, newer than the answer
+/// that found none): that one is returned.
+fn remember_absent(map: &Mutex<HashMap<String, Known>>, key: &str) -> Option<Arc<TierManifest>> {
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(Known::Held(manifest)) = map.get(key) {
+        return Some(manifest.clone());
+    }
+    if map.len() >= 4096 {
+        map.clear();
+    }
+    map.insert(key.to_owned(), Known::Absent(Instant::now()));
+    None
+}
+
 /// This mount's name in the tier, kept in `cache_dir` so that a restart is
 /// the same mount (its head and session replaced, not left beside new ones).
 pub fn mount_id(cache_dir: &std::path::Path) -> String {
@@ -826,5 +885,28 @@ impl SharedTier for Tier {
                 self.figures.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lookup that found no manifest, answered after the publisher noted
+    /// one, must not hide it (a pinned track's packs left the session, and
+    /// a sweep took them; CI saw it once).
+    #[test]
+    fn an_absence_found_late_does_not_hide_a_manifest_just_published() {
+        let map: Mutex<HashMap<String, Known>> = Mutex::default();
+        let manifest = Arc::new(TierManifest::default());
+        remember(&map, "a", Known::Held(manifest.clone()));
+        let kept = remember_absent(&map, "a").expect("the published manifest stays");
+        assert!(Arc::ptr_eq(&kept, &manifest));
+        assert!(matches!(map.lock().unwrap().get("a"), Some(Known::Held(_))));
+        assert!(remember_absent(&map, "b").is_none());
+        assert!(matches!(
+            map.lock().unwrap().get("b"),
+            Some(Known::Absent(_))
+        ));
     }
 }

@@ -545,7 +545,17 @@ fn the_tier_keeps_its_limit_and_a_mounts_pin_holds_against_the_sweep() {
         read_all(&second.path(&shown("a")))
             == std::fs::read(server.object_path("lib/a.flac")).unwrap()
     );
-    assert_eq!(server.gets(), gets, "the pinned track was swept");
+    assert_eq!(
+        server.gets(),
+        gets,
+        "the pinned track was swept: {}",
+        plain_log(&first)
+            .lines()
+            .chain(plain_log(&second).lines())
+            .filter(|l| l.contains("tier"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     for name in ["b", "c"] {
         assert!(
             read_all(&second.path(&shown(name)))

@@ -101,25 +101,33 @@ impl Daemon {
                 tokio::spawn(async move { tier.release_scan(&origin).await });
                 continue;
             }
-            let records =
-                match crate::library::index::load_below(&self.store, origin, [&String::new()]) {
-                    Ok(records) => records.into_values().collect(),
-                    Err(e) => {
-                        tracing::warn!(origin, "cannot read the index to publish it: {e}");
-                        continue;
-                    }
-                };
-            let (tier, origin) = (tier.clone(), origin.clone());
+            let (tier, origin, store) = (tier.clone(), origin.clone(), self.store.clone());
+            let published = self.index_published.clone();
             tokio::spawn(async move {
-                tier.publish_index(&origin, records).await;
+                let mut published = published.lock().await;
+                match whole_index(&store, &origin).await {
+                    Some(records) => match tier.publish_index(&origin, records).await {
+                        Some(now) => {
+                            published.insert(origin.clone(), now);
+                        }
+                        None => {
+                            published.remove(&origin);
+                        }
+                    },
+                    None => {
+                        published.remove(&origin);
+                    }
+                }
+                drop(published);
                 tier.release_scan(&origin).await;
             });
         }
     }
 
-    /// Notes that the index of `origin` changed (a change batch from its
-    /// watch): it is published again within [`INDEX_PUBLISH_AFTER`].
-    pub fn index_changed(&self, origin: &str) {
+    /// Notes that the index of `origin` changed at or below `paths` (a
+    /// change batch from its watch): it is published again within
+    /// [`INDEX_PUBLISH_AFTER`].
+    pub fn index_changed<'p>(&self, origin: &str, paths: impl IntoIterator<Item = &'p String>) {
         if self.tier.get().is_some() {
             self.index_seen
                 .lock()
@@ -128,14 +136,19 @@ impl Daemon {
             self.index_dirty
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(origin.to_owned());
+                .entry(origin.to_owned())
+                .or_default()
+                .extend(paths.into_iter().cloned());
         }
     }
 
     /// Publishes the index of each origin changed since it was last
     /// published, if its last scan was whole, every
     /// [`INDEX_PUBLISH_AFTER`]: a new mount then starts from what the
-    /// watches found, not only from the last scan.
+    /// watches found, not only from the last scan. From what this mount
+    /// published last, only the segments the changes fall in are cut again
+    /// (see [`crate::tier::library`]); with nothing published yet, the whole
+    /// origin.
     pub fn publish_changed_indexes(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let daemon = self.clone();
         tokio::spawn(async move {
@@ -144,27 +157,69 @@ impl Daemon {
             };
             loop {
                 tokio::time::sleep(INDEX_PUBLISH_AFTER).await;
-                let due: Vec<String> = {
+                let mut published = daemon.index_published.lock().await;
+                let due: Vec<(String, Vec<String>)> = {
                     let whole = daemon.index_whole.lock().unwrap_or_else(|p| p.into_inner());
                     let mut dirty = daemon.index_dirty.lock().unwrap_or_else(|p| p.into_inner());
-                    let due = dirty
-                        .iter()
-                        .filter(|o| whole.contains(*o))
-                        .cloned()
-                        .collect();
-                    dirty.clear();
-                    due
+                    std::mem::take(&mut *dirty)
+                        .into_iter()
+                        .filter(|(o, _)| whole.contains(o))
+                        .collect()
                 };
-                for origin in due {
-                    let records =
-                        crate::library::index::load_below(&daemon.store, &origin, [&String::new()]);
-                    match records {
-                        Ok(records) => {
-                            tier.publish_index(&origin, records.into_values().collect())
-                                .await
+                for (origin, changed) in due {
+                    let now = match published.get(&origin) {
+                        // An origin published empty has no segment for a
+                        // change to fall in: it is published whole.
+                        Some(before) if !before.segments.is_empty() => {
+                            let runs = crate::tier::library::affected(before, &changed);
+                            let store = daemon.store.clone();
+                            let (bounds, origin_id): (Vec<_>, String) = (
+                                runs.iter()
+                                    .map(|run| {
+                                        (run.clone(), crate::tier::library::bounds(before, run))
+                                    })
+                                    .collect(),
+                                origin.clone(),
+                            );
+                            let loaded = tokio::task::spawn_blocking(move || {
+                                bounds
+                                    .into_iter()
+                                    .map(|(run, (from, to))| {
+                                        crate::library::index::load_range(
+                                            &store,
+                                            &origin_id,
+                                            from.as_deref(),
+                                            to.as_deref(),
+                                        )
+                                        .map(|records| (run, records))
+                                    })
+                                    .collect::<Result<Vec<_>, _>>()
+                            })
+                            .await;
+                            match loaded {
+                                Ok(Ok(runs)) => tier.republish_index(&origin, before, runs).await,
+                                Ok(Err(e)) => {
+                                    tracing::warn!(
+                                        origin,
+                                        "cannot read the index to publish it: {e}"
+                                    );
+                                    None
+                                }
+                                Err(_) => None,
+                            }
                         }
-                        Err(e) => {
-                            tracing::warn!(origin, "cannot read the index to publish it: {e}")
+                        _ => match whole_index(&daemon.store, &origin).await {
+                            Some(records) => tier.publish_index(&origin, records).await,
+                            None => None,
+                        },
+                    };
+                    match now {
+                        Some(now) => {
+                            published.insert(origin, now);
+                        }
+                        // Not published: the next change publishes it whole.
+                        None => {
+                            published.remove(&origin);
                         }
                     }
                 }
@@ -321,6 +376,27 @@ impl Daemon {
                 }
             }
         })
+    }
+}
+
+/// Every record of `origin`, read on a blocking thread; `None` (said) if
+/// the index cannot be read.
+async fn whole_index(
+    store: &Arc<crate::store::Store>,
+    origin: &str,
+) -> Option<Vec<crate::library::index::FileRecord>> {
+    let (store, origin_id) = (store.clone(), origin.to_owned());
+    let loaded = tokio::task::spawn_blocking(move || {
+        crate::library::index::load_range(&store, &origin_id, None, None)
+    })
+    .await;
+    match loaded {
+        Ok(Ok(records)) => Some(records),
+        Ok(Err(e)) => {
+            tracing::warn!(origin, "cannot read the index to publish it: {e}");
+            None
+        }
+        Err(_) => None,
     }
 }
 

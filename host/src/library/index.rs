@@ -170,6 +170,36 @@ pub fn load_below<'p>(
     })
 }
 
+/// The records of `origin` whose paths are at or after `from` and before
+/// `to` (the origin's start and end where `None`), in path order: what the
+/// tier's segments of that stretch hold.
+pub fn load_range(
+    store: &Store,
+    origin: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<Vec<FileRecord>, StoreError> {
+    let start = record_key(origin, from.unwrap_or(""));
+    let end = to.map(|to| record_key(origin, to));
+    let prefix = record_key(origin, "");
+    store.read(|txn| {
+        let table = txn.open_table(TRACKS)?;
+        let mut out = Vec::new();
+        for row in table.range(start.as_str()..)? {
+            let (key, value) = row?;
+            let key = key.value();
+            if !key.starts_with(&prefix) || end.as_deref().is_some_and(|end| key >= end) {
+                break;
+            }
+            match serde_json::from_slice::<FileRecord>(value.value()) {
+                Ok(record) => out.push(record),
+                Err(e) => tracing::warn!("skipping a damaged index record: {e}"),
+            }
+        }
+        Ok(out)
+    })
+}
+
 /// Replaces the records of `origin` with `unchanged` (as the index holds them),
 /// `records`, and the paths in `written` (written by [`write_records`] during
 /// the same scan), except at or below the folders in `unlisted`: those could

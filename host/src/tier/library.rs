@@ -12,6 +12,16 @@
 //! scan of that origin, with when it was made; a reader takes the newest
 //! head, and refuses it whole if any segment is missing, damaged or of
 //! another origin.
+//!
+//! After a scan a mount publishes the whole origin; after a watch's change
+//! it publishes again from what it published last ([`Published`]), cutting
+//! only the segments the changed paths fall in, so a change costs its
+//! segments, not the origin. That gives the segments a whole cut would:
+//! a segment ends at a record whose path hashes to a boundary, so a run of
+//! segments whose neighbours did not change starts just after a boundary
+//! that is still there and ends at one that is still there ([`affected`]
+//! marks the segment after each change too: a change at a segment's last
+//! record may remove its boundary). A property test holds the two equal.
 
 use serde::{Deserialize, Serialize};
 
@@ -43,22 +53,105 @@ pub fn origin_folder(origin: &str) -> String {
     format!("index/{}", &blake3::hash(origin.as_bytes()).to_hex()[..16])
 }
 
-/// `records` of `origin` as segments: (name, bytes).
-pub fn segments(origin: &str, records: &mut [FileRecord]) -> Vec<(String, Vec<u8>)> {
+/// A segment as published: the first path it holds, its name, and how many
+/// records it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placed {
+    pub first: String,
+    pub name: String,
+    pub records: u64,
+}
+
+/// An origin's index as this mount last published it: its segments, in
+/// path order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Published {
+    pub segments: Vec<Placed>,
+}
+
+/// `records` of `origin` as segments, with their bytes.
+pub fn segments(origin: &str, records: &mut [FileRecord]) -> Vec<(Placed, Vec<u8>)> {
+    cut(origin, records, SEGMENT_EVERY)
+}
+
+/// [`segments`], one record in `every` a boundary on average.
+fn cut(origin: &str, records: &mut [FileRecord], every: u64) -> Vec<(Placed, Vec<u8>)> {
     records.sort_by(|a, b| a.path.cmp(&b.path));
     let mut out = Vec::new();
     let mut start = 0;
     for (i, record) in records.iter().enumerate() {
-        let hash = blake3::hash(record.path.as_bytes());
-        let boundary = u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"))
-            % SEGMENT_EVERY
-            == 0;
-        if boundary || i + 1 == records.len() {
-            out.push(encode(origin, &records[start..=i]));
+        if is_boundary(&record.path, every) || i + 1 == records.len() {
+            let held = &records[start..=i];
+            let (name, bytes) = encode(origin, held);
+            let placed = Placed {
+                first: held[0].path.clone(),
+                name,
+                records: held.len() as u64,
+            };
+            out.push((placed, bytes));
             start = i + 1;
         }
     }
     out
+}
+
+/// Whether a segment ends at the record of `path`.
+fn is_boundary(path: &str, every: u64) -> bool {
+    let hash = blake3::hash(path.as_bytes());
+    u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes")) % every == 0
+}
+
+/// The runs of `published`'s segments to cut again after changes at or
+/// below each of `changed` (a file, or a folder and all below it): the
+/// segment each change falls in, and the one after it. An origin published
+/// with no segment has none to cut again: publish it whole.
+pub fn affected(published: &Published, changed: &[String]) -> Vec<std::ops::RangeInclusive<usize>> {
+    let last = published.segments.len().saturating_sub(1);
+    let segment_of = |path: &str| {
+        published
+            .segments
+            .partition_point(|s| s.first.as_str() <= path)
+            .saturating_sub(1)
+    };
+    let mut marked = vec![false; published.segments.len()];
+    for path in changed {
+        // Everything at or below `path`, and (harmlessly) its siblings that
+        // sort between: `a/b`, `a/b.flac`, `a/b/…`.
+        let below = format!("{path}/\u{10FFFF}");
+        let (from, to) = (segment_of(path), segment_of(&below));
+        for mark in &mut marked[from..=(to + 1).min(last)] {
+            *mark = true;
+        }
+    }
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < marked.len() {
+        if marked[i] {
+            let start = i;
+            while i + 1 < marked.len() && marked[i + 1] {
+                i += 1;
+            }
+            runs.push(start..=i);
+        }
+        i += 1;
+    }
+    runs
+}
+
+/// The paths a run of `published`'s segments covers: from its first
+/// segment's first path (the origin's start for the first segment), up to
+/// the next segment's first path (exclusive; the origin's end for the
+/// last).
+pub fn bounds(
+    published: &Published,
+    run: &std::ops::RangeInclusive<usize>,
+) -> (Option<String>, Option<String>) {
+    let from = (*run.start() > 0).then(|| published.segments[*run.start()].first.clone());
+    let to = published
+        .segments
+        .get(run.end() + 1)
+        .map(|s| s.first.clone());
+    (from, to)
 }
 
 fn encode(origin: &str, records: &[FileRecord]) -> (String, Vec<u8>) {
@@ -106,18 +199,70 @@ pub fn decode(origin: &str, name: &str, bytes: &[u8]) -> Result<Vec<FileRecord>,
         .collect()
 }
 
-/// Publishes `records` (a complete scan of `origin`) as `mount`'s head.
+/// Publishes `records` (a complete scan of `origin`) as `mount`'s head:
+/// the bytes written, and what was published.
 pub async fn publish(
     bucket: &Bucket,
     origin: &str,
     mount: &str,
     scanned: u64,
     mut records: Vec<FileRecord>,
-) -> TierResult<u64> {
-    let folder = origin_folder(origin);
-    let count = records.len() as u64;
-    let segments = segments(origin, &mut records);
+) -> TierResult<(u64, Published)> {
+    let cuts = segments(origin, &mut records);
     drop(records);
+    let layout = cuts.iter().map(|(placed, _)| placed.clone()).collect();
+    write(bucket, origin, mount, scanned, layout, cuts).await
+}
+
+/// Publishes `origin` again as `mount`'s head, from `published` with each
+/// run of segments replaced by the records now in its bounds ([`bounds`]).
+pub async fn republish(
+    bucket: &Bucket,
+    origin: &str,
+    mount: &str,
+    scanned: u64,
+    published: &Published,
+    runs: Vec<(std::ops::RangeInclusive<usize>, Vec<FileRecord>)>,
+) -> TierResult<(u64, Published)> {
+    let (layout, cuts) = recut(origin, published, runs, SEGMENT_EVERY);
+    write(bucket, origin, mount, scanned, layout, cuts).await
+}
+
+/// `published` with each run replaced by the segments of its records now:
+/// the new layout, and the new segments' bytes.
+fn recut(
+    origin: &str,
+    published: &Published,
+    mut runs: Vec<(std::ops::RangeInclusive<usize>, Vec<FileRecord>)>,
+    every: u64,
+) -> (Vec<Placed>, Vec<(Placed, Vec<u8>)>) {
+    runs.sort_by_key(|(run, _)| *run.start());
+    let mut layout = Vec::with_capacity(published.segments.len());
+    let mut cuts = Vec::new();
+    let mut next = 0;
+    for (run, mut records) in runs {
+        layout.extend_from_slice(&published.segments[next..*run.start()]);
+        for (placed, bytes) in cut(origin, &mut records, every) {
+            layout.push(placed.clone());
+            cuts.push((placed, bytes));
+        }
+        next = run.end() + 1;
+    }
+    layout.extend_from_slice(&published.segments[next.min(published.segments.len())..]);
+    (layout, cuts)
+}
+
+/// Writes the segments of `cuts` the tier lacks, then `mount`'s head naming
+/// `layout`.
+async fn write(
+    bucket: &Bucket,
+    origin: &str,
+    mount: &str,
+    scanned: u64,
+    layout: Vec<Placed>,
+    cuts: Vec<(Placed, Vec<u8>)>,
+) -> TierResult<(u64, Published)> {
+    let folder = origin_folder(origin);
     let held: std::collections::HashSet<String> = bucket
         .list(&format!("{folder}/segments/"))
         .await?
@@ -125,29 +270,27 @@ pub async fn publish(
         .filter_map(|l| l.key.rsplit('/').next().map(str::to_owned))
         .collect();
     let mut written = 0;
-    let mut names = Vec::with_capacity(segments.len());
-    for (name, bytes) in segments {
-        if !held.contains(&name) {
+    for (placed, bytes) in cuts {
+        if !held.contains(&placed.name) {
             written += bytes.len() as u64;
             bucket
-                .put(&format!("{folder}/segments/{name}"), bytes)
+                .put(&format!("{folder}/segments/{}", placed.name), bytes)
                 .await?;
         }
-        names.push(name);
     }
     let head = Head {
         origin: origin.to_owned(),
         mount: mount.to_owned(),
         scanned,
-        records: count,
-        segments: names,
+        records: layout.iter().map(|p| p.records).sum(),
+        segments: layout.iter().map(|p| p.name.clone()).collect(),
     };
     let bytes = serde_json::to_vec(&head).expect("a head serialises");
     written += bytes.len() as u64;
     bucket
         .put(&format!("{folder}/heads/{mount}"), bytes)
         .await?;
-    Ok(written)
+    Ok((written, Published { segments: layout }))
 }
 
 /// The newest head of `origin` in the tier, with the bytes read; `None` if
@@ -244,8 +387,8 @@ mod tests {
         let before = segments("nas", &mut records);
         assert!(before.len() > 1, "{} segments", before.len());
         let mut back = Vec::new();
-        for (name, bytes) in &before {
-            back.extend(decode("nas", name, bytes).unwrap());
+        for (placed, bytes) in &before {
+            back.extend(decode("nas", &placed.name, bytes).unwrap());
         }
         assert_eq!(back, records);
         records[7_000].size = 11;
@@ -257,7 +400,8 @@ mod tests {
     #[test]
     fn a_damaged_misnamed_or_foreign_segment_is_refused() {
         let mut records = vec![record("a.flac")];
-        let (name, bytes) = segments("nas", &mut records).remove(0);
+        let (placed, bytes) = segments("nas", &mut records).remove(0);
+        let name = placed.name;
         assert!(decode("nas", &name, &bytes).is_ok());
         assert!(decode("laptop", &name, &bytes).is_err(), "another origin");
         let mut bad = bytes.clone();
@@ -265,5 +409,99 @@ mod tests {
         assert!(decode("nas", &name, &bad).is_err(), "damaged");
         let (other, _) = encode("nas", &[record("b.flac")]);
         assert!(decode("nas", &other, &bytes).is_err(), "misnamed");
+    }
+
+    /// Segments of some 64 records in the property test: many segments in
+    /// a small library (the cut's logic does not depend on the number).
+    const EVERY: u64 = 64;
+
+    /// A change applied to a library before it is published again.
+    #[derive(Clone, Debug)]
+    enum Change {
+        Add(String),
+        Remove(usize),
+        Touch(usize),
+        RemoveFolder(usize),
+    }
+
+    fn change() -> impl proptest::strategy::Strategy<Value = Change> {
+        use proptest::prelude::*;
+        prop_oneof![
+            "[a-c]{1,2}/[0-9]{1,5}\\.flac".prop_map(Change::Add),
+            any::<usize>().prop_map(Change::Remove),
+            any::<usize>().prop_map(Change::Touch),
+            any::<usize>().prop_map(Change::RemoveFolder),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+        /// Cutting again only the segments the changes fall in gives the
+        /// segments a whole cut of the changed library gives.
+        #[test]
+        fn a_republish_cuts_what_a_whole_publish_would(
+            size in 1usize..3_000,
+            changes in proptest::collection::vec(change(), 1..12),
+        ) {
+            let mut library: std::collections::BTreeMap<String, FileRecord> = (0..size)
+                .map(|i| {
+                    let path = format!("{}/{:05}.flac", ["a", "b", "c/d"][i % 3], i);
+                    (path.clone(), record(&path))
+                })
+                .collect();
+            let mut records: Vec<FileRecord> = library.values().cloned().collect();
+            let before = Published {
+                segments: cut("nas", &mut records, EVERY).into_iter().map(|(p, _)| p).collect(),
+            };
+            let mut changed = Vec::new();
+            for change in changes {
+                let paths: Vec<String> = library.keys().cloned().collect();
+                let pick = |n: usize| paths.get(n % paths.len().max(1)).cloned();
+                match change {
+                    Change::Add(path) => {
+                        library.insert(path.clone(), record(&path));
+                        changed.push(path);
+                    }
+                    Change::Remove(n) => {
+                        if let Some(path) = pick(n) {
+                            library.remove(&path);
+                            changed.push(path);
+                        }
+                    }
+                    Change::Touch(n) => {
+                        if let Some(path) = pick(n) {
+                            library.get_mut(&path).unwrap().size += 1;
+                            changed.push(path);
+                        }
+                    }
+                    Change::RemoveFolder(n) => {
+                        if let Some(path) = pick(n) {
+                            let folder = path.rsplit_once('/').unwrap().0.to_owned();
+                            library.retain(|p, _| !p.starts_with(&format!("{folder}/")));
+                            changed.push(folder);
+                        }
+                    }
+                }
+            }
+            let runs = affected(&before, &changed)
+                .into_iter()
+                .map(|run| {
+                    let (from, to) = bounds(&before, &run);
+                    let held = library
+                        .values()
+                        .filter(|r| {
+                            from.as_ref().is_none_or(|f| &r.path >= f)
+                                && to.as_ref().is_none_or(|t| &r.path < t)
+                        })
+                        .cloned()
+                        .collect();
+                    (run, held)
+                })
+                .collect();
+            let (layout, _) = recut("nas", &before, runs, EVERY);
+            let mut all: Vec<FileRecord> = library.values().cloned().collect();
+            let whole: Vec<Placed> = cut("nas", &mut all, EVERY).into_iter().map(|(p, _)| p).collect();
+            proptest::prop_assert_eq!(layout, whole);
+        }
     }
 }
