@@ -312,7 +312,7 @@ impl Tier {
             return None;
         }
         self.figures.manifest_reads.fetch_add(1, Ordering::Relaxed);
-        let got = self.bucket.get(&manifest_key(&key)).await;
+        let got = self.bucket.get(&manifest_key(version)).await;
         if let Ok(bytes) = &got {
             self.figures
                 .bytes_read
@@ -864,7 +864,7 @@ impl SharedTier for Tier {
                 let key = version.key();
                 self.remember(&key, Known::Absent(Instant::now()));
                 if self.publishes() {
-                    let object = manifest_key(&key);
+                    let object = manifest_key(version);
                     let now = self.bucket.get(&object).await.ok();
                     let same = now.and_then(|bytes| TierManifest::decode(&bytes, &key).ok());
                     if same.as_ref() == Some(manifest.as_ref()) {

@@ -202,12 +202,20 @@ fn what_one_mount_played_another_reads_from_the_tier_and_a_retag_moves_only_its_
     // The first mount sees the change and plays the new version whole, in
     // one read (so one stream, published once).
     let written = first.tier_figure("manifests_written");
+    let uploaded = first.tier_figure("bytes_written");
     let old_mtime = mtime(&first.path(SHOWN));
     first.wait_until(Duration::from_secs(60), |m| {
         mtime(&m.path(SHOWN)) != old_mtime
     });
     assert!(read_all(&first.path(SHOWN)) == retagged);
     wait_published(&first, written);
+    // It uploads the changed chunks and the new manifest, placing the rest
+    // where the tier holds the old version's: not the file again.
+    let uploaded = first.tier_figure("bytes_written") - uploaded;
+    assert!(
+        uploaded <= 2 * (256 << 10) + (64 << 10),
+        "a retag uploaded {uploaded} bytes to the tier"
+    );
 
     // The second mount moves only what changed: the manifest and the
     // chunks it lacks, not the file.

@@ -157,6 +157,16 @@ impl Bucket {
             .map(|_| ())
     }
 
+    /// Whether an object is at `key`.
+    pub async fn exists(&self, key: &str) -> TierResult<bool> {
+        let path = self.path(key);
+        match self.bounded(self.store.head(&path)).await {
+            Ok(_) => Ok(true),
+            Err(TierError::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes `key` (done if it was not there).
     pub async fn delete(&self, key: &str) -> TierResult<()> {
         let path = self.path(key);

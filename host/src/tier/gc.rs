@@ -19,8 +19,9 @@
 //!   no head kept names and older than the grace window (a publish writes
 //!   its segments before its head);
 //! - [`MANIFESTS_CHECKED`] manifests, a different stretch of them each
-//!   time: a damaged one, or one older than the grace window that names a
-//!   pack the listing does not hold.
+//!   time: a damaged one, one older than the grace window that names a
+//!   pack the listing does not hold, and one of the layout before each file
+//!   had a folder of its own (no mount asks for those).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -378,6 +379,14 @@ pub async fn tidy(
         .skip(start)
         .take(MANIFESTS_CHECKED.min(manifests.len()))
     {
+        // A manifest of the layout before each file had a folder of its
+        // own: no mount asks for it any more.
+        let old_layout = listed.key.matches('/').count() == 1;
+        if old_layout {
+            bucket.delete(&listed.key).await?;
+            tidied.manifests += 1;
+            continue;
+        }
         if !past(listed.modified.max(0) as u64, grace, now) {
             continue;
         }

@@ -8,10 +8,16 @@
 //! offset u64, length u32, name 32 bytes, pack u32, offset of its bytes in
 //! the pack u64); the BLAKE3 of all of it. 56 bytes a chunk: about 35 KB for
 //! a 40 MB track.
+//!
+//! A manifest lies in its file's folder (`manifests/<origin and path>/
+//! <version>`): a mount publishing a new version of a file (a retag) lists
+//! the folder, finds the version before, and places the chunks the two share
+//! where the tier holds them already, uploading only the changed ones.
 
 use std::sync::Arc;
 
 use crate::cache::chunker::{ChunkId, MAX_CHUNK};
+use crate::cache::manifest::FileVersion;
 use crate::cache::shared::{SharedChunk, SharedChunks};
 
 const MAGIC: &[u8; 8] = b"MFTIERM1";
@@ -40,11 +46,21 @@ pub struct TierManifest {
     pub places: Vec<Place>,
 }
 
-/// The object key of a version's manifest.
-pub fn manifest_key(version_key: &str) -> String {
+/// The folder of the manifests of every version of `version`'s file.
+pub fn file_folder(version: &FileVersion) -> String {
+    let file = format!("{}\0{}", version.origin, version.path);
     format!(
         "manifests/{}",
-        blake3::hash(version_key.as_bytes()).to_hex()
+        &blake3::hash(file.as_bytes()).to_hex()[..32]
+    )
+}
+
+/// The object key of a version's manifest.
+pub fn manifest_key(version: &FileVersion) -> String {
+    format!(
+        "{}/{}",
+        file_folder(version),
+        blake3::hash(version.key().as_bytes()).to_hex()
     )
 }
 
@@ -82,6 +98,16 @@ impl TierManifest {
     /// Reads the stored form of the manifest of `version_key`; an error says
     /// why it is refused (damaged, of another version, not a manifest).
     pub fn decode(bytes: &[u8], version_key: &str) -> Result<TierManifest, String> {
+        TierManifest::decode_of(bytes, Some(version_key))
+    }
+
+    /// A stored manifest of whichever version it names (another version of
+    /// a file, whose chunks a new version may share).
+    pub fn decode_any_version(bytes: &[u8]) -> Result<TierManifest, String> {
+        TierManifest::decode_of(bytes, None)
+    }
+
+    fn decode_of(bytes: &[u8], version_key: Option<&str>) -> Result<TierManifest, String> {
         let body_len = bytes
             .len()
             .checked_sub(32)
@@ -95,7 +121,8 @@ impl TierManifest {
             return Err("not a MusicFS tier manifest".into());
         }
         let key_len = r.u32()? as usize;
-        if r.take(key_len)? != version_key.as_bytes() {
+        let named = r.take(key_len)?;
+        if version_key.is_some_and(|key| named != key.as_bytes()) {
             return Err("it is the manifest of another version".into());
         }
         let packs = (0..r.u32()?)
@@ -218,5 +245,25 @@ mod tests {
         assert!(TierManifest::decode(b"", key).is_err());
         assert_eq!(TierManifest::packs_named(&bytes), Some(sample().packs));
         assert_eq!(TierManifest::packs_named(&bytes[1..]), None);
+    }
+
+    #[test]
+    fn every_version_of_a_file_lies_in_the_files_folder() {
+        let version = |path: &str, size| FileVersion {
+            origin: "nas".into(),
+            path: path.into(),
+            size,
+            mtime_ns: 1,
+            version: None,
+        };
+        let (old, new) = (version("a/b.flac", 10), version("a/b.flac", 11));
+        assert_eq!(file_folder(&old), file_folder(&new));
+        assert_ne!(manifest_key(&old), manifest_key(&new));
+        assert!(manifest_key(&old).starts_with(&format!("{}/", file_folder(&old))));
+        assert_ne!(file_folder(&old), file_folder(&version("a/c.flac", 10)));
+        // A manifest read as "any version" is the same manifest.
+        let bytes = sample().encode("o|a.flac|150|1");
+        assert_eq!(TierManifest::decode_any_version(&bytes), Ok(sample()));
+        assert!(TierManifest::decode_any_version(&bytes[1..]).is_err());
     }
 }

@@ -3,7 +3,10 @@
 //! in one task, the chunks of it that the tier lacks are packed and written,
 //! then the version's manifest, merged with what the tier held of it before.
 //! A manifest is written after the packs it names, so one that is found
-//! names packs that were written.
+//! names packs that were written. A version the tier has no manifest of
+//! (a file retagged at its origin) is placed, where it can be, in the packs
+//! of the file's newest other version in the tier (whose packs are checked
+//! to be there still): only the chunks it does not share are uploaded.
 //!
 //! Nothing here is in a reader's way: offers wait in a bounded queue (and
 //! are dropped, counted, when it is full), chunk bytes are read from the
@@ -23,7 +26,7 @@ use tokio::sync::mpsc;
 
 use super::bucket::{Bucket, TierError};
 use super::health::TierHealth;
-use super::manifest::{manifest_key, pack_key, PackName, Place, TierManifest};
+use super::manifest::{file_folder, manifest_key, pack_key, PackName, Place, TierManifest};
 use super::pack::PackBuilder;
 use super::{remember, Known, TierFigures};
 use crate::cache::chunker::ChunkId;
@@ -122,7 +125,7 @@ pub async fn publish(
     if cover.is_empty() {
         return Ok(None);
     }
-    let before = match bucket.get(&manifest_key(&key)).await {
+    let before = match bucket.get(&manifest_key(version)).await {
         Ok(bytes) => TierManifest::decode(&bytes, &key).ok(),
         Err(TierError::NotFound) => None,
         Err(e) => return Err(e),
@@ -134,6 +137,8 @@ pub async fn publish(
             placed.insert(chunk.id, (before.packs[place.pack as usize], place.at));
             held.push(*chunk);
         }
+    } else {
+        placed = shared_with_other_version(bucket, version).await;
     }
     let lacking: Vec<SharedChunk> = cover
         .iter()
@@ -184,11 +189,59 @@ pub async fn publish(
     manifest.chunks = Arc::new(SharedChunks::new(chunks).expect("a cover does not overlap"));
     let bytes = manifest.encode(&key);
     let len = bytes.len() as u64;
-    bucket.put(&manifest_key(&key), bytes).await?;
+    bucket.put(&manifest_key(version), bytes).await?;
     figures.writes.fetch_add(1, Ordering::Relaxed);
     figures.manifests_written.fetch_add(1, Ordering::Relaxed);
     figures.bytes_written.fetch_add(len, Ordering::Relaxed);
     Ok(Some(manifest))
+}
+
+/// Where the tier holds the chunks of the newest other version of
+/// `version`'s file whose packs are all still there: nothing if there is
+/// none, or the tier cannot say (the version is then uploaded whole).
+async fn shared_with_other_version(
+    bucket: &Bucket,
+    version: &FileVersion,
+) -> HashMap<ChunkId, (PackName, u64)> {
+    let own = manifest_key(version);
+    let mut others = match bucket.list(&format!("{}/", file_folder(version))).await {
+        Ok(listed) => listed,
+        Err(e) => {
+            tracing::debug!(
+                path = version.path,
+                "cannot list the file's other versions: {e}"
+            );
+            return HashMap::new();
+        }
+    };
+    others.retain(|l| l.key != own);
+    others.sort_by_key(|l| std::cmp::Reverse(l.modified));
+    for other in others.iter().take(2) {
+        let Ok(bytes) = bucket.get(&other.key).await else {
+            continue;
+        };
+        let Ok(manifest) = TierManifest::decode_any_version(&bytes) else {
+            continue;
+        };
+        let mut all_there = true;
+        for pack in &manifest.packs {
+            if !matches!(bucket.exists(&pack_key(pack)).await, Ok(true)) {
+                all_there = false;
+                break;
+            }
+        }
+        if !all_there {
+            continue;
+        }
+        return manifest
+            .chunks
+            .chunks()
+            .iter()
+            .zip(&manifest.places)
+            .map(|(chunk, place)| (chunk.id, (manifest.packs[place.pack as usize], place.at)))
+            .collect();
+    }
+    HashMap::new()
 }
 
 async fn write_pack(
