@@ -26,6 +26,7 @@ mod passthrough;
 mod pins;
 mod plugin_folder;
 mod plugin_process;
+mod quiet;
 mod s3;
 mod sandbox;
 mod sftp;

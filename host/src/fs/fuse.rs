@@ -20,9 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fuser::{
-    BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    AccessFlags, BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents,
+    PollFlags, PollNotifier, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyXattr, Request,
 };
 
 use crate::cache::content_cache::ContentCache;
@@ -517,6 +518,72 @@ impl Filesystem for MusicFs {
             _ => return reply.error(Errno::ENODATA),
         };
         xattr_reply(value.as_bytes(), size, reply);
+    }
+
+    /// Requests every program makes are answered quietly, as a read-only
+    /// disk answers them (fuser's defaults log a warning for each; a Python
+    /// program's `open` asks whether the file is a terminal, so a music
+    /// server's scan logged a line a track).
+    ///
+    /// An ioctl: none applies to these files (a terminal's `TCGETS`
+    /// included), as for a plain file on a disk.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        count("ioctl");
+        reply.error(Errno::ENOTTY);
+    }
+
+    /// `access(2)`: what exists may be read, listed and (folders) entered;
+    /// nothing may be written.
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        count("access");
+        if self.view.snapshot().get(ino.0).is_none() {
+            return reply.error(Errno::ENOENT);
+        }
+        if mask.contains(AccessFlags::W_OK) {
+            return reply.error(Errno::EROFS);
+        }
+        reply.ok();
+    }
+
+    /// `SEEK_DATA`/`SEEK_HOLE`: a file here has no holes, and the kernel
+    /// answers them itself once told so (it then stops asking).
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: i64,
+        _whence: i32,
+        reply: ReplyLseek,
+    ) {
+        count("lseek");
+        reply.error(Errno::ENOSYS);
+    }
+
+    /// `poll(2)`: a file is always ready; the kernel says so itself once
+    /// told it is not asked (it then stops asking).
+    fn poll(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _ph: PollNotifier,
+        _events: PollEvents,
+        _flags: PollFlags,
+        reply: ReplyPoll,
+    ) {
+        count("poll");
+        reply.error(Errno::ENOSYS);
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
