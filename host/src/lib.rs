@@ -10,13 +10,15 @@
 //! answers `musicfs status` and `musicfs events`; [`hooks`] tell music
 //! servers what changed; [`pins`] keep chosen albums offline; [`telemetry`]
 //! holds the event bus and metric names every part may import; [`values`] the
-//! value types (a file version) they share.
+//! value types (a file version) they share. [`doctor`] checks, without
+//! mounting, what a mount needs.
 
 pub mod cache;
 pub mod changes;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod doctor;
 pub mod fs;
 pub mod hooks;
 pub mod library;

@@ -138,6 +138,14 @@ enum Command {
         #[command(flatten)]
         sources: Sources,
     },
+    /// Checks what a mount needs without mounting, one line each with what
+    /// to do: FUSE (fuse3, /dev/fuse), user_allow_other, the plugins folder,
+    /// each origin's reachability and credentials, the cache disk and
+    /// passthrough. Exits non-zero if anything fails.
+    Doctor {
+        #[command(flatten)]
+        sources: Sources,
+    },
     /// Lists every file in the plugins folder with its verdict: loaded, rejected
     /// and why, or skipped (not named like a shared library).
     Plugins {
@@ -156,9 +164,13 @@ fn main() -> ExitCode {
             return musicfs::plugins::process::child::run(std::path::Path::new(library));
         }
     }
+    // `musicfs doctor` says what it found itself, a line each: the warnings
+    // of the origins it opens would say it twice.
+    let quiet = args.first().is_some_and(|a| a == "doctor");
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new(if quiet { "error" } else { "warn" })),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -196,6 +208,7 @@ fn main() -> ExitCode {
             ))
         }
         Command::Scan { sources } => exit(scan(sources.options())),
+        Command::Doctor { sources } => doctor(sources.options()),
         Command::Status { mount, json } => exit(status(mount.as_deref(), json)),
         Command::Pin { mount, paths } => {
             exit(musicfs::control::pin_client::pin(mount.as_deref(), &paths))
@@ -339,6 +352,31 @@ fn scan(options: DaemonOptions) -> Result<(), String> {
         }
         Ok(())
     })
+}
+
+fn doctor(options: DaemonOptions) -> ExitCode {
+    let config = match load_config(&options) {
+        Ok(config) => config,
+        Err(e) => {
+            println!("FAIL config: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let findings = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(musicfs::doctor::examine(&options, &config)),
+        Err(e) => return exit(Err(e.to_string())),
+    };
+    for finding in &findings {
+        println!("{finding}");
+    }
+    if findings
+        .iter()
+        .any(|f| f.verdict == musicfs::doctor::Verdict::Fail)
+    {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn list_plugins(dir: &std::path::Path) -> ExitCode {

@@ -9,6 +9,7 @@ mod behaviour;
 mod cache_limits;
 mod call_boundary;
 mod conformance;
+mod doctor;
 mod events;
 mod far_away;
 mod faults;
