@@ -146,6 +146,10 @@ enum Command {
         #[command(flatten)]
         sources: Sources,
     },
+    /// Prints the man page (roff), made from these commands' own help.
+    Man,
+    /// Prints the completions for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
     /// Lists every file in the plugins folder with its verdict: loaded, rejected
     /// and why, or skipped (not named like a shared library).
     Plugins {
@@ -209,6 +213,22 @@ fn main() -> ExitCode {
         }
         Command::Scan { sources } => exit(scan(sources.options())),
         Command::Doctor { sources } => doctor(sources.options()),
+        Command::Man => {
+            let page = clap_mangen::Man::new(Cli::command());
+            exit(
+                page.render(&mut std::io::stdout())
+                    .map_err(|e| format!("cannot write the man page: {e}")),
+            )
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "musicfs",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
         Command::Status { mount, json } => exit(status(mount.as_deref(), json)),
         Command::Pin { mount, paths } => {
             exit(musicfs::control::pin_client::pin(mount.as_deref(), &paths))

@@ -158,7 +158,7 @@ fn the_systemd_units_verify() {
     .unwrap();
     let binary = musicfs_binary();
     for (unit, installed, scope) in [
-        ("musicfs.service", "/usr/local/bin/musicfs", "--system"),
+        ("musicfs.service", "/usr/bin/musicfs", "--system"),
         ("musicfs-user.service", "%h/.cargo/bin/musicfs", "--user"),
     ] {
         let text = std::fs::read_to_string(units.join(unit)).unwrap();

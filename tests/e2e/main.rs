@@ -23,6 +23,7 @@ mod metrics;
 mod mount_library;
 mod nfs;
 mod nfs_fixture;
+mod package;
 mod passthrough;
 mod pins;
 mod plugin_folder;

@@ -12,11 +12,15 @@ use std::path::{Path, PathBuf};
 use crate::plugins::process::ProcessOptions;
 use crate::plugins::running::RunningPlugin;
 
+/// Where the Debian package installs the plugins.
+pub const SYSTEM_DIR: &str = "/usr/lib/musicfs/plugins";
+
 /// Where plugins are looked for when no `--plugins` is given:
 /// `$MUSICFS_PLUGINS`; else `$XDG_DATA_HOME/musicfs/plugins` (by default
-/// `~/.local/share/musicfs/plugins`) if that folder exists; else the folder
-/// of the running executable, so that `./target/release/musicfs` finds the
-/// plugins built beside it.
+/// `~/.local/share/musicfs/plugins`) if that folder exists; else, for an
+/// executable installed under `/usr` (the package's `/usr/bin/musicfs`),
+/// [`SYSTEM_DIR`] if it exists; else the folder of the running executable,
+/// so that `./target/release/musicfs` finds the plugins built beside it.
 pub fn default_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("MUSICFS_PLUGINS").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
@@ -31,10 +35,14 @@ pub fn default_dir() -> PathBuf {
     {
         return dir;
     }
-    std::env::current_exe()
+    let beside = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| PathBuf::from("."))
+        .unwrap_or_else(|| PathBuf::from("."));
+    if beside.starts_with("/usr") && Path::new(SYSTEM_DIR).is_dir() {
+        return PathBuf::from(SYSTEM_DIR);
+    }
+    beside
 }
 
 /// Whether a file named `name` may be a plugin: named like a shared library
