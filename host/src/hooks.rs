@@ -80,6 +80,7 @@ impl Hooks {
                     mountpoint: mountpoint.to_owned(),
                     statuses: statuses.clone(),
                     at,
+                    subsonic: Mutex::new(None),
                 };
                 tokio::spawn(runner.run(rx));
                 tx
@@ -153,6 +154,8 @@ struct Runner {
     mountpoint: PathBuf,
     statuses: Arc<Mutex<Vec<HookStatus>>>,
     at: usize,
+    /// How a Subsonic server took this hook's login, once learned.
+    subsonic: Mutex<Option<http::SubsonicLogin>>,
 }
 
 impl Runner {
@@ -217,7 +220,17 @@ impl Runner {
                 url,
                 user,
                 password,
-            } => http::subsonic(client, url, user, password).await,
+                api_key,
+                auth,
+            } => {
+                let credentials = http::SubsonicCredentials {
+                    user: user.as_deref(),
+                    password: password.as_ref(),
+                    api_key: api_key.as_ref(),
+                    auth: *auth,
+                };
+                http::subsonic(client, url, &credentials, &self.subsonic).await
+            }
             HookTarget::Jellyfin {
                 url,
                 api_key,

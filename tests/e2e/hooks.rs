@@ -133,7 +133,7 @@ fn subsonic_jellyfin_plex_and_a_command_are_told_by_their_own_apis() {
     let plex_calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let calls = plex_calls.clone();
     let server = HttpRecorder::start(move |r: &Request| {
-        if r.path.starts_with("/navidrome/rest/") {
+        if r.path.starts_with("/navidrome/rest/") || r.path.starts_with("/opensubsonic/rest/") {
             (200, SUBSONIC_OK.to_owned())
         } else if r.path.starts_with("/library/") {
             match calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
@@ -157,6 +157,13 @@ name = "navidrome"
 url = "{url}/navidrome/"
 user = "admin"
 password = "sesame-pw-1"
+debounce_ms = 300
+
+[[hooks]]
+type = "subsonic"
+name = "opensubsonic"
+url = "{url}/opensubsonic"
+api_key = "open-key-4"
 debounce_ms = 300
 
 [[hooks]]
@@ -228,6 +235,16 @@ debounce_ms = 300
         Some(md5_hex(&format!("sesame-pw-1{salt}")).as_str())
     );
     assert_eq!(scan.param("p"), None, "the password itself never travels");
+    // An OpenSubsonic server with an API key: the key, and no user.
+    let keyed = requests
+        .iter()
+        .find(|r| r.path == "/opensubsonic/rest/startScan")
+        .unwrap_or_else(|| panic!("no keyed startScan in {requests:#?}"));
+    assert_eq!(keyed.param("apiKey"), Some("open-key-4"));
+    assert_eq!(
+        (keyed.param("u"), keyed.param("t"), keyed.param("p")),
+        (None, None, None)
+    );
 
     // Jellyfin: POST Library/Media/Updated with the folder where it sees it.
     let jellyfin = requests
@@ -290,4 +307,58 @@ debounce_ms = 300
     for secret in ["sesame-pw-1", "jellyfin-key-2", "plex-token-3"] {
         assert!(!shown.contains(secret), "{secret} leaked:\n{shown}");
     }
+}
+
+/// A real Subsonic server that takes only a password (Supysonic): the hook
+/// tries a token, is told "a required parameter is missing" (10), sends the
+/// password instead and keeps to it; the server lists a new album with no
+/// manual scan. Navidrome and gonic (tokens) and API-key servers are not
+/// installable here: the recorder test above checks the token form.
+#[test]
+fn a_subsonic_server_that_takes_only_a_password_learns_of_a_new_album() {
+    use musicfs_tests::supysonic_server::{self, SupysonicServer};
+    let source = tempfile::tempdir().unwrap();
+    new_album(source.path(), source.path(), "Early", "Morning");
+    let work = tempfile::tempdir().unwrap();
+    let mountpoint = work.path().join("mnt");
+    std::fs::create_dir_all(&mountpoint).unwrap();
+    let port = musicfs_tests::s3_server::free_port();
+    let config = local_config(
+        work.path(),
+        "disk",
+        source.path(),
+        &format!(
+            "[[hooks]]\ntype = \"subsonic\"\nurl = \"http://127.0.0.1:{port}\"\nuser = \"{}\"\npassword = \"{}\"\ndebounce_ms = 300\nretries = 8\n",
+            supysonic_server::USER,
+            supysonic_server::PASSWORD
+        ),
+    );
+    let mount = Mounted::start(
+        work.path(),
+        &work.path().join("cache"),
+        &["--config".into(), config.display().to_string()],
+        Some("Early/Morning/01 - Opening.flac"),
+    );
+    // The server scans the mount once, as its owner would at setup.
+    let server = SupysonicServer::start_on(&work.path().join("supysonic"), &mountpoint, port);
+    server.call("startScan", "");
+    mount.wait_until(PATIENCE, |_| server.albums().iter().any(|a| a == "Morning"));
+
+    new_album(source.path(), work.path(), "Fresh", "First Light");
+    mount.wait_until(PATIENCE, |m| {
+        let listed = server.albums().iter().any(|a| a == "First Light");
+        if !listed && !m.alive() {
+            panic!("the daemon died:\n{}", m.log());
+        }
+        listed
+    });
+    let log = mount.log();
+    assert!(log.contains("does not take a token login"), "{log}");
+    assert!(log.contains("told of the changes"), "{log}");
+    assert!(
+        !log.contains(supysonic_server::PASSWORD),
+        "the password is never logged"
+    );
+    let hook = &status_of(&mountpoint).hooks[0];
+    assert!(hook.runs >= 1, "{hook:?}");
 }

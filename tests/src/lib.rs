@@ -307,3 +307,4 @@ pub mod origin_kinds;
 pub mod s3_server;
 pub mod smb_server;
 pub mod ssh_server;
+pub mod supysonic_server;

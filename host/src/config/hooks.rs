@@ -64,11 +64,18 @@ pub enum HookTarget {
         /// folder of it (`"MusicFS"`): put before every folder sent.
         prefix: Option<String>,
     },
-    /// Subsonic API servers (Navidrome, Airsonic, gonic): `startScan`.
+    /// Subsonic API servers (Navidrome, Airsonic, gonic, Supysonic):
+    /// `startScan`, logging in with `user` and `password` (a salted token,
+    /// or the password where the server takes only that) or an
+    /// OpenSubsonic `api_key`.
     Subsonic {
         url: String,
-        user: String,
-        password: Secret,
+        user: Option<String>,
+        password: Option<Secret>,
+        api_key: Option<Secret>,
+        /// How to log in (default: what the server takes).
+        #[serde(default)]
+        auth: SubsonicAuth,
     },
     /// Jellyfin: `POST /Library/Media/Updated` with the changed folders.
     Jellyfin {
@@ -91,6 +98,23 @@ pub enum HookTarget {
         /// The program and its first arguments.
         command: Vec<String>,
     },
+}
+
+/// How a Subsonic hook logs in (`auth = …`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubsonicAuth {
+    /// The API key if one is given; else a salted token, and the password
+    /// if the server refuses tokens (learned once per hook).
+    #[default]
+    Auto,
+    /// A salted token (`t`, `s`): the password never travels.
+    Token,
+    /// The password, hex-encoded (`p=enc:…`): servers that store only a
+    /// hash of it (Supysonic, LDAP logins) take nothing else. Use HTTPS.
+    Password,
+    /// An OpenSubsonic API key (`apiKey`).
+    ApiKey,
 }
 
 impl HookTarget {
@@ -129,6 +153,13 @@ pub(super) fn parse_hook(mut table: toml::Table) -> Result<HookConfig, (String, 
     if !table.contains_key("type") {
         return Err(("type".into(), "missing in a [[hooks]] table".into()));
     }
+    if let Some(auth) = table.get("auth") {
+        let known = ["auto", "token", "password", "api_key"];
+        if !auth.as_str().is_some_and(|a| known.contains(&a)) {
+            let why = "must be \"auto\", \"token\", \"password\" or \"api_key\"";
+            return Err(("auth".into(), why.into()));
+        }
+    }
     // Checked here, so that no error of the parser quotes a secret's value.
     for key in SECRET_KEYS {
         match table.get(key) {
@@ -155,6 +186,32 @@ pub(super) fn parse_hook(mut table: toml::Table) -> Result<HookConfig, (String, 
     if let HookTarget::Command { command } = &target {
         if command.is_empty() {
             return Err(("command".into(), "needs at least the program".into()));
+        }
+    }
+    if let HookTarget::Subsonic {
+        user,
+        password,
+        api_key,
+        auth,
+        ..
+    } = &target
+    {
+        let keyed = api_key.is_some();
+        match auth {
+            SubsonicAuth::ApiKey if !keyed => {
+                return Err(("api_key".into(), "needed with auth = \"api_key\"".into()))
+            }
+            SubsonicAuth::Token | SubsonicAuth::Password | SubsonicAuth::Auto
+                if !(keyed && *auth == SubsonicAuth::Auto) =>
+            {
+                if user.is_none() {
+                    return Err(("user".into(), "needed (or an api_key)".into()));
+                }
+                if password.is_none() {
+                    return Err(("password".into(), "needed with user (or an api_key)".into()));
+                }
+            }
+            _ => {}
         }
     }
     Ok(HookConfig {
@@ -204,6 +261,14 @@ mod tests {
         assert_eq!(key, "adress", "{message}");
         let (key, _) = hook("type = \"subsonic\"\nurl = \"http://x\"\nuser = \"u\"\n").unwrap_err();
         assert_eq!(key, "password");
+        let (key, _) =
+            hook("type = \"subsonic\"\nurl = \"http://x\"\nauth = \"api_key\"\n").unwrap_err();
+        assert_eq!(key, "api_key");
+        let (key, _) =
+            hook("type = \"subsonic\"\nurl = \"http://x\"\nauth = \"tokens\"\n").unwrap_err();
+        assert_eq!(key, "auth");
+        let keyed = hook("type = \"subsonic\"\nurl = \"http://x\"\napi_key = \"k\"\n").unwrap();
+        assert_eq!(keyed.target.kind(), "subsonic");
         let (key, message) = hook("type = \"kodi\"\n").unwrap_err();
         assert_eq!(key, "type", "{message}");
         let (key, _) = hook("address = \"x\"\n").unwrap_err();

@@ -1,8 +1,16 @@
 //! The HTTP hooks, each by its server's documented API:
 //!
-//! - Subsonic (Navidrome, Airsonic, gonic): `GET /rest/startScan` with token
-//!   authentication (`t` = MD5 of password and salt, `s` = the salt), so the
-//!   password itself never travels.
+//! - Subsonic (Navidrome, Airsonic, gonic, Supysonic): `GET /rest/startScan`.
+//!   Servers differ in the logins they take, so the hook picks what the
+//!   server accepts: an OpenSubsonic API key (`apiKey`) when one is
+//!   configured; else token authentication (`t` = MD5 of password and salt,
+//!   `s` = the salt), so the password itself never travels; and if the
+//!   server answers that with "a required parameter is missing" (10, the
+//!   password it wanted), "token authentication not supported" (41) or
+//!   "authentication mechanism not supported" (42), the password,
+//!   hex-encoded (`p=enc:…`, the API's own form; it is not encryption), and
+//!   the hook remembers it. `auth = "token" | "password" | "api_key"` fixes
+//!   one.
 //! - Jellyfin: `POST /Library/Media/Updated` with
 //!   `{"Updates":[{"Path":…,"UpdateType":"Modified"}]}` and the API key in
 //!   `Authorization: MediaBrowser Token="…"`.
@@ -18,7 +26,7 @@ use std::time::Duration;
 use md5::Digest;
 use reqwest::{Client, Method, Url};
 
-use crate::config::hooks::Secret;
+use crate::config::hooks::{Secret, SubsonicAuth};
 
 /// The Subsonic API version asked for (token authentication came in 1.13).
 const SUBSONIC_API: &str = "1.16.1";
@@ -58,6 +66,19 @@ fn endpoint(base: &str, segments: &[&str]) -> Result<Url, String> {
 
 /// Sends `request`; a status other than 2xx is an error. Returns the body.
 async fn send(client: &Client, request: reqwest::RequestBuilder) -> Result<String, String> {
+    let (what, status, body) = exchange(client, request).await?;
+    if !status.is_success() {
+        let said: String = body.trim().chars().take(200).collect();
+        return Err(format!("{what}: HTTP {status} {said}"));
+    }
+    Ok(body)
+}
+
+/// Sends `request`: what it was (method and path), the status and the body.
+async fn exchange(
+    client: &Client,
+    request: reqwest::RequestBuilder,
+) -> Result<(String, reqwest::StatusCode, String), String> {
     let request = request.build().map_err(|e| e.without_url().to_string())?;
     let what = format!("{} {}", request.method(), request.url().path());
     let response = client
@@ -66,44 +87,133 @@ async fn send(client: &Client, request: reqwest::RequestBuilder) -> Result<Strin
         .map_err(|e| format!("{what}: {}", e.without_url()))?;
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
-    if !status.is_success() {
-        let said: String = body.trim().chars().take(200).collect();
-        return Err(format!("{what}: HTTP {status} {said}"));
-    }
-    Ok(body)
+    Ok((what, status, body))
 }
 
-/// Subsonic `startScan`.
+/// A Subsonic hook's login, as configured.
+pub struct SubsonicCredentials<'a> {
+    pub user: Option<&'a str>,
+    pub password: Option<&'a Secret>,
+    pub api_key: Option<&'a Secret>,
+    pub auth: SubsonicAuth,
+}
+
+/// How a Subsonic server took a login.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubsonicLogin {
+    Token,
+    Password,
+    ApiKey,
+}
+
+/// A Subsonic error answer: its code and message.
+#[derive(Debug)]
+struct SubsonicError {
+    code: i64,
+    message: String,
+}
+
+/// Subsonic `startScan`, logging in as the server takes it (see the
+/// module's essay); `learned` keeps what worked for the next time.
 pub async fn subsonic(
     client: &Client,
     url: &str,
-    user: &str,
-    password: &Secret,
+    credentials: &SubsonicCredentials<'_>,
+    learned: &std::sync::Mutex<Option<SubsonicLogin>>,
 ) -> Result<(), String> {
-    let salt = salt();
-    let token = hex(&md5::Md5::digest(format!("{}{salt}", password.expose())));
+    let known = *learned.lock().unwrap_or_else(|p| p.into_inner());
+    let first = match credentials.auth {
+        SubsonicAuth::Token => SubsonicLogin::Token,
+        SubsonicAuth::Password => SubsonicLogin::Password,
+        SubsonicAuth::ApiKey => SubsonicLogin::ApiKey,
+        SubsonicAuth::Auto if credentials.api_key.is_some() => SubsonicLogin::ApiKey,
+        SubsonicAuth::Auto => known.unwrap_or(SubsonicLogin::Token),
+    };
+    let outcome = match start_scan(client, url, credentials, first).await? {
+        Err(refused)
+            if first == SubsonicLogin::Token
+                && credentials.auth == SubsonicAuth::Auto
+                && matches!(refused.code, 10 | 41 | 42) =>
+        {
+            tracing::info!(
+                url,
+                "the Subsonic server does not take a token login ({}): sending the password (hex-encoded, as the API has it; use HTTPS to it)",
+                refused.message
+            );
+            start_scan(client, url, credentials, SubsonicLogin::Password)
+                .await?
+                .map(|()| SubsonicLogin::Password)
+        }
+        other => other.map(|()| first),
+    };
+    match outcome {
+        Ok(login) => {
+            *learned.lock().unwrap_or_else(|p| p.into_inner()) = Some(login);
+            Ok(())
+        }
+        Err(refused) => Err(format!(
+            "GET /rest/startScan: {} (error {})",
+            refused.message, refused.code
+        )),
+    }
+}
+
+/// One `startScan` with `login`: `Ok(Err(..))` if the server answered with
+/// an error, `Err` if it did not answer as a Subsonic server.
+async fn start_scan(
+    client: &Client,
+    url: &str,
+    credentials: &SubsonicCredentials<'_>,
+    login: SubsonicLogin,
+) -> Result<Result<(), SubsonicError>, String> {
     let mut endpoint = endpoint(url, &["rest", "startScan"])?;
-    endpoint
-        .query_pairs_mut()
-        .append_pair("u", user)
-        .append_pair("t", &token)
-        .append_pair("s", &salt)
-        .append_pair("v", SUBSONIC_API)
-        .append_pair("c", "musicfs")
-        .append_pair("f", "json");
-    let body = send(client, client.request(Method::GET, endpoint)).await?;
-    // The API answers 200 with a status inside.
-    let answer: serde_json::Value =
-        serde_json::from_str(&body).map_err(|e| format!("GET /rest/startScan: not JSON: {e}"))?;
+    {
+        let mut query = endpoint.query_pairs_mut();
+        let missing = |what: &str| format!("the hook has no {what} for a {login:?} login");
+        match login {
+            SubsonicLogin::ApiKey => {
+                let key = credentials.api_key.ok_or_else(|| missing("api_key"))?;
+                query.append_pair("apiKey", key.expose());
+            }
+            SubsonicLogin::Token | SubsonicLogin::Password => {
+                let user = credentials.user.ok_or_else(|| missing("user"))?;
+                let password = credentials.password.ok_or_else(|| missing("password"))?;
+                query.append_pair("u", user);
+                if login == SubsonicLogin::Token {
+                    let salt = salt();
+                    let token = hex(&md5::Md5::digest(format!("{}{salt}", password.expose())));
+                    query.append_pair("t", &token).append_pair("s", &salt);
+                } else {
+                    let encoded = format!("enc:{}", hex(password.expose().as_bytes()));
+                    query.append_pair("p", &encoded);
+                }
+            }
+        }
+        query
+            .append_pair("v", SUBSONIC_API)
+            .append_pair("c", "musicfs")
+            .append_pair("f", "json");
+    }
+    // The API answers with a status inside, most servers with HTTP 200
+    // whatever it is, some with 400 or 401: the body says which.
+    let (what, status, body) = exchange(client, client.request(Method::GET, endpoint)).await?;
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
     let response = &answer["subsonic-response"];
     match response["status"].as_str() {
-        Some("ok") => Ok(()),
-        _ => Err(format!(
-            "GET /rest/startScan: {}",
-            response["error"]["message"]
+        Some("ok") if status.is_success() => Ok(Ok(())),
+        Some(_) => Ok(Err(SubsonicError {
+            code: response["error"]["code"].as_i64().unwrap_or(0),
+            message: response["error"]["message"]
                 .as_str()
                 .unwrap_or("the server said it failed")
-        )),
+                .to_owned(),
+        })),
+        _ => {
+            let said: String = body.trim().chars().take(200).collect();
+            Err(format!(
+                "{what}: HTTP {status}, not a Subsonic answer: {said}"
+            ))
+        }
     }
 }
 
