@@ -199,15 +199,17 @@ async fn plugins_and_origins(options: &DaemonOptions, config: &Config) -> Vec<Fi
         ));
         return found;
     }
-    let scratch = std::env::temp_dir().join(format!("musicfs-doctor-{}", std::process::id()));
-    if let Err(e) = std::fs::create_dir_all(&scratch) {
-        found.push(finding(
-            Verdict::Fail,
-            "origins",
-            format!("cannot make a temporary folder to open them in: {e}"),
-        ));
-        return found;
-    }
+    let scratch = match private_folder() {
+        Ok(scratch) => scratch,
+        Err(e) => {
+            found.push(finding(
+                Verdict::Fail,
+                "origins",
+                format!("cannot make a temporary folder to open them in: {e}"),
+            ));
+            return found;
+        }
+    };
     let events = EventBus::default();
     let registry = Arc::new(Registry::new(events.clone()));
     let manager = PluginManager::new(
@@ -256,6 +258,26 @@ async fn plugins_and_origins(options: &DaemonOptions, config: &Config) -> Vec<Fi
     }
     let _ = std::fs::remove_dir_all(&scratch);
     found
+}
+
+/// A new folder of the doctor's own in the temporary folder, only its
+/// user's (0700), never one that was there: the plugin copies it loads are
+/// made in it, and a folder another user made ready could hand it theirs.
+fn private_folder() -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut last = None;
+    for attempt in 0..16u32 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!("musicfs-doctor-{}-{nanos:x}-{attempt}", std::process::id());
+        let folder = std::env::temp_dir().join(name);
+        match std::fs::DirBuilder::new().mode(0o700).create(&folder) {
+            Ok(()) => return Ok(folder),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("at least one attempt"))
 }
 
 /// What a plugin said of an origin, with what to do about it.
@@ -419,5 +441,19 @@ mod tests {
         assert!(advice("NoSuchBucket: no such bucket").contains("bucket"));
         let line = finding(Verdict::Fail, "fuse", "missing").to_string();
         assert_eq!(line, "FAIL fuse: missing");
+    }
+
+    /// The doctor loads plugin copies from its scratch folder: one another
+    /// user could make ready in advance would hand it theirs (a review
+    /// found the folder's name guessable and reused).
+    #[test]
+    fn the_scratch_folder_is_new_and_its_users_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let (a, b) = (private_folder().unwrap(), private_folder().unwrap());
+        assert_ne!(a, b);
+        let mode = std::fs::metadata(&a).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        std::fs::remove_dir(a).unwrap();
+        std::fs::remove_dir(b).unwrap();
     }
 }

@@ -104,6 +104,13 @@ fn the_package_installs_mounts_with_what_it_installed_and_removes_cleanly() {
     for file in INSTALLED.iter().chain(&["/etc/musicfs.toml"]) {
         assert!(Path::new(file).is_file(), "{file} not installed");
     }
+    // The configuration may hold passwords: root's alone.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata("/etc/musicfs.toml")
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "/etc/musicfs.toml is {mode:o}");
     // The installed binary finds the installed plugins by itself.
     let home = tempfile::tempdir().unwrap();
     let listed = run(Command::new("/usr/bin/musicfs")

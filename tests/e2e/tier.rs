@@ -238,6 +238,32 @@ fn what_one_mount_played_another_reads_from_the_tier_and_a_retag_moves_only_its_
         "a retag read audio from the origin: {origin_reads:?}; status {}",
         second.status()
     );
+
+    // The file written again, byte for byte, with a new mtime: a new version
+    // whose every chunk the tier holds. It still gets its manifest (none was
+    // written before a review found it), and uploads nothing else.
+    let written = first.tier_figure("manifests_written");
+    let uploaded = first.tier_figure("bytes_written");
+    let old_mtime = mtime(&first.path(SHOWN));
+    std::fs::write(&temp, &retagged).unwrap();
+    // Seconds later than the retag, whenever this runs: S3 gives whole
+    // seconds.
+    std::fs::File::options()
+        .write(true)
+        .open(&temp)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now() + Duration::from_secs(10)))
+        .unwrap();
+    std::fs::rename(&temp, &object).unwrap();
+    first.wait_until(Duration::from_secs(60), |m| {
+        mtime(&m.path(SHOWN)) != old_mtime
+    });
+    assert!(read_all(&first.path(SHOWN)) == retagged);
+    wait_published(&first, written);
+    let uploaded = first.tier_figure("bytes_written") - uploaded;
+    assert!(
+        uploaded <= 64 << 10,
+        "an unchanged file uploaded {uploaded} bytes"
+    );
 }
 
 /// Reads `path` whole, calling `interrupt` once its first MiB has come (the

@@ -57,7 +57,7 @@ impl Daemon {
                 }
                 continue;
             };
-            if self.take_index(tier, &head, &records) {
+            if self.take_index(tier, &head, &records).await {
                 taken += 1;
             }
         }
@@ -167,7 +167,7 @@ impl Daemon {
                         .collect()
                 };
                 for (origin, changed) in due {
-                    let now = match published.get(&origin) {
+                    let incremental = match published.get(&origin) {
                         // An origin published empty has no segment for a
                         // change to fall in: it is published whole.
                         Some(before) if !before.segments.is_empty() => {
@@ -208,7 +208,14 @@ impl Daemon {
                                 Err(_) => None,
                             }
                         }
-                        _ => match whole_index(&daemon.store, &origin).await {
+                        _ => None,
+                    };
+                    // Nothing published yet, or the segments it named are
+                    // gone (tidied while this mount was away): the whole
+                    // origin.
+                    let now = match incremental {
+                        Some(now) => Some(now),
+                        None => match whole_index(&daemon.store, &origin).await {
                             Some(records) => tier.publish_index(&origin, records).await,
                             None => None,
                         },
@@ -254,7 +261,7 @@ impl Daemon {
                 let mut settled = false;
                 for origin in awaited {
                     if let Some((head, records)) = tier.newest_index(&origin).await {
-                        daemon.take_index(&tier, &head, &records);
+                        daemon.take_index(&tier, &head, &records).await;
                     } else {
                         match tier.scan_held_elsewhere(&origin).await {
                             Some(true) => {
@@ -297,7 +304,7 @@ impl Daemon {
 
     /// Replaces what the index holds of `head`'s origin with `records`, the
     /// tier's index of it, and notes how new that is. Whether it took.
-    fn take_index(
+    async fn take_index(
         &self,
         tier: &crate::tier::Tier,
         head: &crate::tier::library::Head,
@@ -319,6 +326,13 @@ impl Daemon {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(origin.clone(), head.scanned);
+                // What this mount published of the origin is not what its
+                // index holds now: its next publish of it is whole.
+                self.index_dirty
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(origin);
+                self.index_published.lock().await.remove(origin);
                 true
             }
             Err(e) => {
@@ -367,7 +381,7 @@ impl Daemon {
                     let Some(records) = tier.index_records(&head).await else {
                         continue;
                     };
-                    if daemon.take_index(&tier, &head, &records) {
+                    if daemon.take_index(&tier, &head, &records).await {
                         taken += 1;
                     }
                 }

@@ -9,8 +9,9 @@
 //!   password it wanted), "token authentication not supported" (41) or
 //!   "authentication mechanism not supported" (42), the password,
 //!   hex-encoded (`p=enc:…`, the API's own form; it is not encryption), and
-//!   the hook remembers it. `auth = "token" | "password" | "api_key"` fixes
-//!   one.
+//!   the hook remembers it; only over HTTPS or to this machine, though: over
+//!   plain HTTP to another the hook fails saying so. `auth = "token" |
+//!   "password" | "api_key"` fixes one.
 //! - Jellyfin: `POST /Library/Media/Updated` with
 //!   `{"Updates":[{"Path":…,"UpdateType":"Modified"}]}` and the API key in
 //!   `Authorization: MediaBrowser Token="…"`.
@@ -133,6 +134,17 @@ pub async fn subsonic(
         Err(refused)
             if first == SubsonicLogin::Token
                 && credentials.auth == SubsonicAuth::Auto
+                && matches!(refused.code, 10 | 41 | 42)
+                && !password_safe_to(url) =>
+        {
+            return Err(format!(
+                "GET /rest/startScan: the server takes no token login ({}); the password is not sent over plain HTTP to another machine: use https, or set auth = \"password\"",
+                refused.message
+            ));
+        }
+        Err(refused)
+            if first == SubsonicLogin::Token
+                && credentials.auth == SubsonicAuth::Auto
                 && matches!(refused.code, 10 | 41 | 42) =>
         {
             tracing::info!(
@@ -156,6 +168,21 @@ pub async fn subsonic(
             refused.message, refused.code
         )),
     }
+}
+
+/// Whether `auto` may send the password itself to `url`: over HTTPS, or to
+/// this machine (where nothing is on the wire).
+fn password_safe_to(url: &str) -> bool {
+    let Ok(url) = Url::parse(url) else {
+        return false;
+    };
+    let host = url.host_str().unwrap_or("");
+    url.scheme() == "https"
+        || host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// One `startScan` with `login`: `Ok(Err(..))` if the server answered with
@@ -306,6 +333,16 @@ mod tests {
             "26719a1196d2a940705a59634eb18eab"
         );
         assert_ne!(salt(), salt());
+    }
+
+    #[test]
+    fn auto_sends_a_password_only_over_https_or_to_this_machine() {
+        assert!(password_safe_to("https://music.example.net/"));
+        assert!(password_safe_to("http://127.0.0.1:4533"));
+        assert!(password_safe_to("http://localhost:4533"));
+        assert!(password_safe_to("http://[::1]:4533"));
+        assert!(!password_safe_to("http://192.168.1.10:4533"));
+        assert!(!password_safe_to("http://nas.lan:4533"));
     }
 
     #[test]

@@ -373,12 +373,16 @@ pub async fn tidy(
         (blake3::hash(&now.to_le_bytes()).as_bytes()[0] as usize * manifests.len() / 256)
             % manifests.len()
     };
-    for listed in manifests
+    for (n, listed) in manifests
         .iter()
         .cycle()
         .skip(start)
         .take(MANIFESTS_CHECKED.min(manifests.len()))
+        .enumerate()
     {
+        if n % 64 == 63 {
+            holding.renew(bucket).await;
+        }
         // A manifest of the layout before each file had a folder of its
         // own: no mount asks for it any more.
         let old_layout = listed.key.matches('/').count() == 1;
@@ -395,11 +399,24 @@ pub async fn tidy(
             Err(TierError::NotFound) => continue,
             Err(e) => return Err(e),
         };
-        let names_gone = TierManifest::packs_named(&bytes).is_none_or(|named| {
-            named
-                .iter()
-                .any(|p| !packs.contains(&pack_key(p)["packs/".len()..]))
-        });
+        // A pack the listing lacks is asked after once more: the manifest
+        // may have been rewritten since, naming packs written since.
+        let names_gone = match TierManifest::packs_named(&bytes) {
+            None => true,
+            Some(named) => {
+                let mut gone = false;
+                for pack in named {
+                    let key = pack_key(&pack);
+                    if !packs.contains(&key["packs/".len()..])
+                        && matches!(bucket.exists(&key).await, Ok(false))
+                    {
+                        gone = true;
+                        break;
+                    }
+                }
+                gone
+            }
+        };
         if names_gone {
             bucket.delete(&listed.key).await?;
             tidied.manifests += 1;

@@ -252,6 +252,18 @@ fn recut(
     (layout, cuts)
 }
 
+/// A segment of `layout` that is neither in the tier (`held`) nor about to
+/// be written (`cuts`).
+fn missing_segment<'a>(
+    layout: &'a [Placed],
+    held: &std::collections::HashSet<String>,
+    cuts: &[(Placed, Vec<u8>)],
+) -> Option<&'a Placed> {
+    layout
+        .iter()
+        .find(|p| !held.contains(&p.name) && !cuts.iter().any(|(c, _)| c.name == p.name))
+}
+
 /// Writes the segments of `cuts` the tier lacks, then `mount`'s head naming
 /// `layout`.
 async fn write(
@@ -269,6 +281,14 @@ async fn write(
         .into_iter()
         .filter_map(|l| l.key.rsplit('/').next().map(str::to_owned))
         .collect();
+    // A head never names a segment that is gone (a tidy takes segments no
+    // head names: a mount away long enough finds its old ones taken).
+    if let Some(gone) = missing_segment(&layout, &held, &cuts) {
+        return Err(TierError::Damaged(format!(
+            "segment {} of {origin}, published before, is gone: publish it whole",
+            gone.name
+        )));
+    }
     let mut written = 0;
     for (placed, bytes) in cuts {
         if !held.contains(&placed.name) {
@@ -296,6 +316,12 @@ async fn write(
 /// The newest head of `origin` in the tier, with the bytes read; `None` if
 /// there is none.
 pub async fn newest_head(bucket: &Bucket, origin: &str) -> TierResult<(Option<Head>, u64)> {
+    let (heads, read) = heads_newest_first(bucket, origin).await?;
+    Ok((heads.into_iter().next(), read))
+}
+
+/// Every head of `origin` in the tier, newest first, with the bytes read.
+async fn heads_newest_first(bucket: &Bucket, origin: &str) -> TierResult<(Vec<Head>, u64)> {
     let folder = origin_folder(origin);
     let mut heads = Vec::new();
     let mut read = 0u64;
@@ -315,10 +341,8 @@ pub async fn newest_head(bucket: &Bucket, origin: &str) -> TierResult<(Option<He
             ),
         }
     }
-    let newest = heads
-        .into_iter()
-        .max_by_key(|h| (h.scanned, h.mount.clone()));
-    Ok((newest, read))
+    heads.sort_by(|a, b| (b.scanned, &b.mount).cmp(&(a.scanned, &a.mount)));
+    Ok((heads, read))
 }
 
 /// The records `head` lists, with the bytes read: all of them, or an error
@@ -345,18 +369,33 @@ pub async fn records_of(bucket: &Bucket, head: &Head) -> TierResult<(Vec<FileRec
     Ok((records, read))
 }
 
-/// The newest head of `origin` in the tier and its records, with the bytes
-/// read; `None` if there is none.
+/// The newest head of `origin` in the tier whose segments can all be read,
+/// with its records and the bytes read; `None` if there is none. A head
+/// whose segments are missing or damaged is passed over for the one before.
 pub async fn newest(
     bucket: &Bucket,
     origin: &str,
 ) -> TierResult<Option<(Head, Vec<FileRecord>, u64)>> {
-    let (head, head_bytes) = newest_head(bucket, origin).await?;
-    let Some(head) = head else {
-        return Ok(None);
-    };
-    let (records, bytes) = records_of(bucket, &head).await?;
-    Ok(Some((head, records, head_bytes + bytes)))
+    let (heads, read) = heads_newest_first(bucket, origin).await?;
+    let mut last_error = None;
+    for head in heads {
+        match records_of(bucket, &head).await {
+            Ok((records, bytes)) => return Ok(Some((head, records, read + bytes))),
+            Err(e @ (TierError::NotFound | TierError::Damaged(_))) => {
+                tracing::warn!(
+                    origin,
+                    mount = head.mount,
+                    "passed over a head of the tier: {e}"
+                );
+                last_error = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    match last_error {
+        Some(e) => Err(e),
+        None => Ok(None),
+    }
 }
 
 #[cfg(test)]
@@ -409,6 +448,26 @@ mod tests {
         assert!(decode("nas", &name, &bad).is_err(), "damaged");
         let (other, _) = encode("nas", &[record("b.flac")]);
         assert!(decode("nas", &other, &bytes).is_err(), "misnamed");
+    }
+
+    /// A mount away long enough that a tidy took its old segments wrote a
+    /// head naming them, the newest, which no mount could read (a review
+    /// found it): such a head is refused before it is written.
+    #[test]
+    fn a_head_never_names_a_segment_that_is_gone() {
+        let placed = |name: &str| Placed {
+            first: name.into(),
+            name: name.into(),
+            records: 1,
+        };
+        let layout = [placed("kept"), placed("new"), placed("tidied")];
+        let held: std::collections::HashSet<String> = ["kept".to_owned()].into();
+        let cuts = vec![(placed("new"), Vec::new())];
+        assert_eq!(
+            missing_segment(&layout, &held, &cuts).map(|p| p.name.as_str()),
+            Some("tidied")
+        );
+        assert!(missing_segment(&layout[..2], &held, &cuts).is_none());
     }
 
     /// Segments of some 64 records in the property test: many segments in

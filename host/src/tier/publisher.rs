@@ -145,7 +145,10 @@ pub async fn publish(
         .filter(|c| !placed.contains_key(&c.id))
         .copied()
         .collect();
-    if lacking.is_empty() {
+    // Nothing to add to a manifest the tier has. A version the tier has no
+    // manifest of, every chunk placed in another version's packs (a file
+    // touched, or copied back unchanged), still gets its own.
+    if lacking.is_empty() && before.is_some() {
         return Ok(before);
     }
     let mut pack = PackBuilder::default();
