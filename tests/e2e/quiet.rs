@@ -34,24 +34,6 @@ for folder, _, names in os.walk(sys.argv[1]):
 print(files)
 "#;
 
-/// The log without its colours.
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for end in chars.by_ref() {
-                if end.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[test]
 fn a_python_scan_of_the_mount_logs_no_warning() {
     let work = tempfile::tempdir().unwrap();
@@ -74,7 +56,7 @@ fn a_python_scan_of_the_mount_logs_no_warning() {
     );
     let files: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert!(files >= 8, "the scan read {files} files");
-    let log = plain(&mount.log());
+    let log = mount.plain_log();
     let warnings: Vec<&str> = log
         .lines()
         .filter(|l| l.contains(" WARN ") || l.contains("Not Implemented"))

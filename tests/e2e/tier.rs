@@ -78,32 +78,12 @@ fn mount_origin(
     )
 }
 
-/// The mount's log without its colours.
-fn plain_log(mount: &Mounted) -> String {
-    let log = mount.log();
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // An escape sequence runs to its final letter.
-            for end in chars.by_ref() {
-                if end.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Waits until the mount's first scan has finished; its log then.
 fn wait_scanned(mount: &Mounted) -> String {
     mount.wait_until(Duration::from_secs(60), |m| {
-        plain_log(m).contains("scan finished")
+        m.plain_log().contains("scan finished")
     });
-    plain_log(mount)
+    mount.plain_log()
 }
 
 fn read_all(path: &Path) -> Vec<u8> {
@@ -187,9 +167,6 @@ fn what_one_mount_played_another_reads_from_the_tier_and_a_retag_moves_only_its_
     for (i, b) in retagged[..4096].iter_mut().enumerate() {
         *b = (i % 7) as u8;
     }
-    let temp = object.with_extension("partial-upload");
-    std::fs::write(&temp, &retagged).unwrap();
-    std::fs::rename(&temp, &object).unwrap();
     let changed = |m: &Mounted| {
         std::fs::File::open(m.path(SHOWN))
             .and_then(|mut f| {
@@ -199,19 +176,10 @@ fn what_one_mount_played_another_reads_from_the_tier_and_a_retag_moves_only_its_
             })
             .unwrap_or(false)
     };
-    // The first mount sees the change and plays the new version whole, in
-    // one read (so one stream, published once).
-    let written = first.tier_figure("manifests_written");
-    let uploaded = first.tier_figure("bytes_written");
-    let old_mtime = mtime(&first.path(SHOWN));
-    first.wait_until(Duration::from_secs(60), |m| {
-        mtime(&m.path(SHOWN)) != old_mtime
-    });
-    assert!(read_all(&first.path(SHOWN)) == retagged);
-    wait_published(&first, written);
-    // It uploads the changed chunks and the new manifest, placing the rest
-    // where the tier holds the old version's: not the file again.
-    let uploaded = first.tier_figure("bytes_written") - uploaded;
+    // The first mount sees the change and plays the new version: it uploads
+    // the changed chunks and the new manifest, placing the rest where the
+    // tier holds the old version's, not the file again.
+    let uploaded = replace_and_play(&first, &object, &retagged, Duration::ZERO);
     assert!(
         uploaded <= 2 * (256 << 10) + (64 << 10),
         "a retag uploaded {uploaded} bytes to the tier"
@@ -239,31 +207,39 @@ fn what_one_mount_played_another_reads_from_the_tier_and_a_retag_moves_only_its_
         second.status()
     );
 
-    // The file written again, byte for byte, with a new mtime: a new version
-    // whose every chunk the tier holds. It still gets its manifest (none was
-    // written before a review found it), and uploads nothing else.
-    let written = first.tier_figure("manifests_written");
-    let uploaded = first.tier_figure("bytes_written");
-    let old_mtime = mtime(&first.path(SHOWN));
-    std::fs::write(&temp, &retagged).unwrap();
-    // Seconds later than the retag, whenever this runs: S3 gives whole
-    // seconds.
-    std::fs::File::options()
-        .write(true)
-        .open(&temp)
-        .and_then(|f| f.set_modified(std::time::SystemTime::now() + Duration::from_secs(10)))
-        .unwrap();
-    std::fs::rename(&temp, &object).unwrap();
-    first.wait_until(Duration::from_secs(60), |m| {
-        mtime(&m.path(SHOWN)) != old_mtime
-    });
-    assert!(read_all(&first.path(SHOWN)) == retagged);
-    wait_published(&first, written);
-    let uploaded = first.tier_figure("bytes_written") - uploaded;
+    // The file written again, byte for byte, seconds later (S3 gives whole
+    // seconds): a new version whose every chunk the tier holds. It still gets
+    // its manifest (none was written before a review found it), and uploads
+    // nothing else.
+    let uploaded = replace_and_play(&first, &object, &retagged, Duration::from_secs(10));
     assert!(
         uploaded <= 64 << 10,
         "an unchanged file uploaded {uploaded} bytes"
     );
+}
+
+/// Replaces the track at `object` with `bytes`, written beside and renamed
+/// over as an upload tool does, its mtime `ahead` of now; waits until
+/// `mount` sees the new version, plays it whole (one stream, published
+/// once) and has published it. The bytes it uploaded to the tier.
+fn replace_and_play(mount: &Mounted, object: &Path, bytes: &[u8], ahead: Duration) -> u64 {
+    let written = mount.tier_figure("manifests_written");
+    let uploaded = mount.tier_figure("bytes_written");
+    let old_mtime = mtime(&mount.path(SHOWN));
+    let temp = object.with_extension("partial-upload");
+    std::fs::write(&temp, bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&temp)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now() + ahead))
+        .unwrap();
+    std::fs::rename(&temp, object).unwrap();
+    mount.wait_until(Duration::from_secs(60), |m| {
+        mtime(&m.path(SHOWN)) != old_mtime
+    });
+    assert!(read_all(&mount.path(SHOWN)) == bytes);
+    wait_published(mount, written);
+    mount.tier_figure("bytes_written") - uploaded
 }
 
 /// Reads `path` whole, calling `interrupt` once its first MiB has come (the
@@ -365,7 +341,7 @@ fn a_mount_with_read_only_keys_reads_the_tier_and_writes_nothing() {
         m.status()["tier"]["publishes"] == serde_json::Value::Bool(false)
     });
     assert_eq!(reader.tier_figure("writes"), 0);
-    let log = plain_log(&reader);
+    let log = reader.plain_log();
     assert_eq!(
         log.matches("refuses this mount's writes").count(),
         1,
@@ -475,11 +451,12 @@ fn two_mounts_starting_together_scan_their_origin_once_and_a_dead_scanner_lets_g
     });
     for mount in [&one, &two] {
         mount.wait_until(Duration::from_secs(60), |m| {
-            plain_log(m).contains(&format!("files={TRACKS} tags_read=0"))
-                || tags_read(&plain_log(m)) == TRACKS
+            m.plain_log()
+                .contains(&format!("files={TRACKS} tags_read=0"))
+                || tags_read(&m.plain_log()) == TRACKS
         });
     }
-    let (log_one, log_two) = (plain_log(&one), plain_log(&two));
+    let (log_one, log_two) = (one.plain_log(), two.plain_log());
     assert_eq!(
         tags_read(&log_one) + tags_read(&log_two),
         TRACKS,
@@ -500,9 +477,9 @@ fn two_mounts_starting_together_scan_their_origin_once_and_a_dead_scanner_lets_g
         Mounted::start_logging(&home, &home.join("cache"), &args, None, "info")
     };
     dying.wait_until(Duration::from_secs(30), |m| {
-        plain_log(m).contains("scan lease taken")
+        m.plain_log().contains("scan lease taken")
     });
-    let dying_log = plain_log(&dying);
+    let dying_log = dying.plain_log();
     let dead_mount = dying.mountpoint.clone();
     dying.kill();
     let next = mount_showing(work.path(), "next", &server, tier(&cluster, 1), &last);
@@ -583,9 +560,10 @@ fn the_tier_keeps_its_limit_and_a_mounts_pin_holds_against_the_sweep() {
         server.gets(),
         gets,
         "the pinned track was swept: {}",
-        plain_log(&first)
+        first
+            .plain_log()
             .lines()
-            .chain(plain_log(&second).lines())
+            .chain(second.plain_log().lines())
             .filter(|l| l.contains("tier"))
             .collect::<Vec<_>>()
             .join("\n")
@@ -652,9 +630,11 @@ fn a_full_tier_costs_nothing_but_what_it_could_not_take() {
     assert!(read_all(&first.path(&shown("large.flac"))) == source("large.flac"));
     first.wait_until(Duration::from_secs(60), |m| m.tier_figure("failures") >= 1);
     assert!(
-        plain_log(&first).contains("writes to the tier pause for 10s"),
+        first
+            .plain_log()
+            .contains("writes to the tier pause for 10s"),
         "a failed write pauses writing, and says so: {}",
-        plain_log(&first)
+        first.plain_log()
     );
     assert_eq!(
         first.tier_figure("manifests_written"),
