@@ -129,7 +129,11 @@ async fn apply_loop(daemon: Arc<Daemon>, mut rx: mpsc::UnboundedReceiver<(String
                     continue;
                 }
             };
-            let paths: Vec<String> = changes.keys().cloned().collect();
+            // What changed, for the tier's index (none without a tier).
+            let paths: Vec<String> = match daemon.tier.get() {
+                Some(_) => changes.keys().cloned().collect(),
+                None => Vec::new(),
+            };
             if let Some((upserts, applied)) = apply(&daemon, &known, &origin, changes).await {
                 daemon.index_changed(&origin, &paths);
                 // The old versions as the write found them: a scan may have

@@ -761,8 +761,16 @@ impl Tier {
 
 /// Notes what the tier holds of the version whose key is `key`.
 fn remember(map: &Mutex<HashMap<String, Known>>, key: &str, known: Known) {
-    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
-    // Bounded: a mount plays a few thousand versions a day at most.
+    note(
+        &mut map.lock().unwrap_or_else(|p| p.into_inner()),
+        key,
+        known,
+    );
+}
+
+/// Notes `known` of `key` in the locked `map`, which stays bounded: a mount
+/// plays a few thousand versions a day at most.
+fn note(map: &mut HashMap<String, Known>, key: &str, known: Known) {
     if map.len() >= 4096 {
         map.clear();
     }
@@ -777,10 +785,7 @@ fn remember_absent(map: &Mutex<HashMap<String, Known>>, key: &str) -> Option<Arc
     if let Some(Known::Held(manifest)) = map.get(key) {
         return Some(manifest.clone());
     }
-    if map.len() >= 4096 {
-        map.clear();
-    }
-    map.insert(key.to_owned(), Known::Absent(Instant::now()));
+    note(&mut map, key, Known::Absent(Instant::now()));
     None
 }
 

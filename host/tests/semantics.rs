@@ -212,6 +212,11 @@ fn a_scan_writes_as_many_at_a_time_as_the_text_gives() {
     );
 }
 
+/// Whether SEMANTICS.md says `phrase`, whatever its list items' line breaks.
+fn says(phrase: &str) -> bool {
+    SEMANTICS.replace("\n  ", " ").contains(phrase)
+}
+
 /// The tier's timings in SEMANTICS.md are the ones the code uses.
 #[test]
 fn the_tier_timings_are_the_codes() {
@@ -241,24 +246,18 @@ fn the_tier_timings_are_the_codes() {
         musicfs::daemon::INDEX_PUBLISH_AFTER.as_secs()
     );
     assert!(
-        SEMANTICS.replace("\n  ", " ").contains(&republished),
+        says(&republished),
         "SEMANTICS.md should say an index is published {republished}"
     );
     let follows = format!(
         "the mount looks for a newer index of it in the tier every {} s",
         musicfs::daemon::FOLLOW_EVERY.as_secs()
     );
-    assert!(
-        SEMANTICS.replace("\n  ", " ").contains(&follows),
-        "SEMANTICS.md should say {follows}"
-    );
+    assert!(says(&follows), "SEMANTICS.md should say {follows}");
     let said = format!(
         "holds for {} s after its last renewal (every {} s)",
         musicfs::tier::SESSION_LIFE.as_secs(),
         musicfs::tier::SESSION_RENEW.as_secs()
     );
-    assert!(
-        SEMANTICS.replace("\n  ", " ").contains(&said),
-        "SEMANTICS.md should say a session {said}"
-    );
+    assert!(says(&said), "SEMANTICS.md should say a session {said}");
 }

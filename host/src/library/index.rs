@@ -451,6 +451,14 @@ pub fn load_in_dir(
 /// Records for tests elsewhere in the library.
 #[cfg(test)]
 impl FileRecord {
+    /// An audio file of `size` bytes on `origin` at `path`, no tag read.
+    pub fn audio(origin: &str, path: &str, size: u64) -> FileRecord {
+        FileRecord {
+            tags: Default::default(),
+            ..FileRecord::tagged(origin, path, size, ("", "", ""))
+        }
+    }
+
     /// An audio file of `size` bytes on `origin` at `path`, read with these
     /// tags (artist, album, title).
     pub fn tagged(

@@ -651,20 +651,12 @@ fn is_file_problem(kind: ErrorKind) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::library::index::FileRole;
 
     fn record(version: Option<&str>) -> FileRecord {
         FileRecord {
-            origin: "bucket".into(),
-            path: "a/b.flac".into(),
-            size: 10,
             mtime_ns: 1_000_000_000,
             version: version.map(Into::into),
-            role: FileRole::Audio,
-            tags: Default::default(),
-            problem: None,
-            pending_reads: 0,
-            unseen: false,
+            ..FileRecord::audio("bucket", "a/b.flac", 10)
         }
     }
 

@@ -401,21 +401,9 @@ pub async fn newest(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::library::index::FileRole;
 
     fn record(path: &str) -> FileRecord {
-        FileRecord {
-            origin: "nas".into(),
-            path: path.into(),
-            size: 10,
-            mtime_ns: 1,
-            version: None,
-            role: FileRole::Audio,
-            tags: Default::default(),
-            problem: None,
-            pending_reads: 0,
-            unseen: false,
-        }
+        FileRecord::audio("nas", path, 10)
     }
 
     #[test]
