@@ -270,7 +270,7 @@ impl Daemon {
             index_whole: Mutex::default(),
             index_dirty: Mutex::default(),
             index_published: Arc::default(),
-            index_seen: Mutex::default(),
+            index_seen: Mutex::new(shared_index::load_seen(&cache_dir)),
             config,
             cache_dir,
             store,

@@ -87,10 +87,7 @@ impl Daemon {
                 let mut fit = self.index_whole.lock().unwrap_or_else(|p| p.into_inner());
                 if whole {
                     fit.insert(origin.clone());
-                    self.index_seen
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(origin.clone(), unix_now());
+                    self.note_seen(origin, unix_now());
                 } else {
                     fit.remove(origin);
                 }
@@ -129,10 +126,7 @@ impl Daemon {
     /// [`INDEX_PUBLISH_AFTER`].
     pub fn index_changed<'p>(&self, origin: &str, paths: impl IntoIterator<Item = &'p String>) {
         if self.tier.get().is_some() {
-            self.index_seen
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(origin.to_owned(), unix_now());
+            self.note_seen(origin, unix_now());
             self.index_dirty
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -322,10 +316,7 @@ impl Daemon {
                 tier.figures
                     .indexes_read
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.index_seen
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(origin.clone(), head.scanned);
+                self.note_seen(origin, head.scanned);
                 // What this mount published of the origin is not what its
                 // index holds now: its next publish of it is whole.
                 self.index_dirty
@@ -393,6 +384,37 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Notes that what the index holds of `origin` was known whole at `at`,
+    /// in memory and in the cache folder ([`SEEN_FILE`]): a mount started
+    /// again with the origin away must not take an index from the tier
+    /// older than what it knew before it stopped (a watch's change not yet
+    /// published, say).
+    fn note_seen(&self, origin: &str, at: u64) {
+        let mut seen = self.index_seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.insert(origin.to_owned(), at);
+        let bytes = serde_json::to_vec(&*seen).expect("a map of numbers serialises");
+        let file = self.cache_dir.join(SEEN_FILE);
+        let temp = file.with_extension("tmp");
+        if let Err(e) = std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, &file)) {
+            tracing::debug!("cannot keep {}: {e}", file.display());
+        }
+    }
+}
+
+/// Where a mount keeps, by origin, when its index was last known whole.
+pub const SEEN_FILE: &str = "tier-index-seen.json";
+
+/// What [`Daemon::note_seen`] kept in `cache_dir`; nothing if it is missing
+/// or damaged (the mount then takes the tier's newest index of an origin
+/// out of reach, as a new mount does).
+pub(super) fn load_seen(cache_dir: &std::path::Path) -> HashMap<String, u64> {
+    std::fs::read(cache_dir.join(SEEN_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
 /// Every record of `origin`, read on a blocking thread; `None` (said) if
 /// the index cannot be read.
 async fn whole_index(
@@ -419,4 +441,27 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A restart with the origin away compared the tier's heads with
+    /// nothing (what the mount knew lived in memory only) and could take an
+    /// index older than its own: what it knew is kept in the cache folder.
+    #[test]
+    fn what_a_mount_knew_survives_a_restart_and_damage_is_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load_seen(dir.path()).is_empty());
+        let kept: HashMap<String, u64> = [("nas".to_owned(), 1_700_000_000)].into();
+        std::fs::write(
+            dir.path().join(SEEN_FILE),
+            serde_json::to_vec(&kept).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(load_seen(dir.path()), kept);
+        std::fs::write(dir.path().join(SEEN_FILE), b"{\"nas\": ").unwrap();
+        assert!(load_seen(dir.path()).is_empty());
+    }
 }
