@@ -483,9 +483,18 @@ fn two_mounts_starting_together_scan_their_origin_once_and_a_dead_scanner_lets_g
     let dead_mount = dying.mountpoint.clone();
     dying.kill();
     let next = mount_showing(work.path(), "next", &server, tier(&cluster, 1), &last);
-    let log = wait_scanned(&next);
+    // Its first scan leaves the origin to the lease holder; the one that
+    // counts finishes after it saw the holder stopped.
+    let scanned_after_takeover = |log: &str| {
+        log.split_once("stopped; scanning it")
+            .is_some_and(|(_, after)| after.contains("scan finished"))
+    };
+    next.wait_until(Duration::from_secs(120), |m| {
+        scanned_after_takeover(&m.plain_log())
+    });
+    let log = next.plain_log();
     assert!(
-        log.contains("another mount is scanning") && log.contains("stopped; scanning it"),
+        log.contains("another mount is scanning") && scanned_after_takeover(&log),
         "{log}\nthe mount killed:\n{dying_log}"
     );
     // The killed mount's keeper left its FUSE mount dead: clear it.
